@@ -1,0 +1,259 @@
+/*
+ * catalog.c - loading and matching of the trigger catalog.
+ *
+ * Runs on the dispatcher loop thread (and in CLI commands). The dispatcher
+ * reads validated rows, never SQL text: the catalog tables' CHECK
+ * constraints and enums are the validation, and only parameterless SELECTs
+ * are issued here.
+ */
+#include "catalog.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+weft_catalog_t *weft_catalog_new(void)
+{
+    weft_catalog_t *cat = calloc(1, sizeof(*cat));
+    if (cat)
+        cat->refs = 1;
+    return cat;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void function_version(weft_function_t *fn)
+{
+    char buf[8192];
+    snprintf(buf, sizeof(buf), "%s|%s|%s|%d|%d|%d|%d", fn->runtime, fn->entry, fn->symbol,
+             fn->timeout_ms, fn->memory_mb, fn->pool_size, fn->max_result_bytes);
+    weft_sha256_hex(buf, strlen(buf), fn->version);
+}
+
+int weft_catalog_add_function(weft_catalog_t *cat, const weft_function_t *fn)
+{
+    weft_function_t *nv = realloc(cat->fns, (cat->n_fns + 1) * sizeof(*nv));
+    if (!nv)
+        return -1;
+    cat->fns = nv;
+    weft_function_t *f = &cat->fns[cat->n_fns];
+    *f = *fn;
+    f->name = strdup(fn->name);
+    f->runtime = strdup(fn->runtime ? fn->runtime : "shared_object");
+    f->entry = strdup(fn->entry);
+    f->symbol = strdup(fn->symbol ? fn->symbol : "weft_handle");
+    if (!f->name || !f->runtime || !f->entry || !f->symbol)
+        return -1;
+    function_version(f);
+    cat->n_fns++;
+    return 0;
+}
+
+int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig)
+{
+    weft_trigger_t *nv = realloc(cat->trigs, (cat->n_trigs + 1) * sizeof(*nv));
+    if (!nv)
+        return -1;
+    cat->trigs = nv;
+    weft_trigger_t *t = &cat->trigs[cat->n_trigs];
+    *t = *trig;
+    t->name = strdup(trig->name);
+    t->topic = strdup(trig->topic);
+    t->function = strdup(trig->function);
+    t->event_type = dup_or_null(trig->event_type);
+    t->result_topic = dup_or_null(trig->result_topic);
+    t->result_type = dup_or_null(trig->result_type);
+    if (trig->dead_letter_topic) {
+        t->dead_letter_topic = strdup(trig->dead_letter_topic);
+    } else if (asprintf(&t->dead_letter_topic, "%s.dlq", trig->topic) < 0) {
+        t->dead_letter_topic = NULL;
+    }
+    t->fn = NULL;
+    cat->n_trigs++;
+    if (!t->name || !t->topic || !t->function || !t->dead_letter_topic)
+        return -1;
+    return 0;
+}
+
+const weft_function_t *weft_catalog_function(const weft_catalog_t *cat, const char *name)
+{
+    for (size_t i = 0; i < cat->n_fns; i++)
+        if (strcmp(cat->fns[i].name, name) == 0)
+            return &cat->fns[i];
+    return NULL;
+}
+
+int weft_catalog_link(weft_catalog_t *cat, char *errstr, size_t errlen)
+{
+    for (size_t i = 0; i < cat->n_trigs; i++) {
+        weft_trigger_t *t = &cat->trigs[i];
+        t->fn = (weft_function_t *)weft_catalog_function(cat, t->function);
+        if (!t->fn) {
+            snprintf(errstr, errlen, "trigger %s names unknown function %s", t->name,
+                     t->function);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void weft_catalog_ref(weft_catalog_t *cat)
+{
+    cat->refs++;
+}
+
+void weft_catalog_unref(weft_catalog_t *cat)
+{
+    if (!cat || --cat->refs > 0)
+        return;
+    for (size_t i = 0; i < cat->n_fns; i++) {
+        free(cat->fns[i].name);
+        free(cat->fns[i].runtime);
+        free(cat->fns[i].entry);
+        free(cat->fns[i].symbol);
+    }
+    for (size_t i = 0; i < cat->n_trigs; i++) {
+        weft_trigger_t *t = &cat->trigs[i];
+        free(t->name);
+        free(t->topic);
+        free(t->function);
+        free(t->event_type);
+        free(t->result_topic);
+        free(t->result_type);
+        free(t->dead_letter_topic);
+    }
+    free(cat->fns);
+    free(cat->trigs);
+    free(cat);
+}
+
+static const char *val(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static weft_broker_t broker_parse(const char *s)
+{
+    if (strcmp(s, "jetstream") == 0)
+        return WEFT_BROKER_JETSTREAM;
+    if (strcmp(s, "nats") == 0)
+        return WEFT_BROKER_NATS;
+    return WEFT_BROKER_KAFKA;
+}
+
+weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
+{
+    PGconn *pg = pgconn;
+    weft_catalog_t *cat = weft_catalog_new();
+    if (!cat) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    PGresult *r = PQexec(pg, "SELECT f.name, f.runtime, f.entry, f.symbol, f.timeout_ms,"
+                             " f.memory_mb, f.pool_size, f.max_result_bytes"
+                             " FROM weft.functions f"
+                             " WHERE EXISTS (SELECT 1 FROM weft.triggers t"
+                             "               WHERE t.function = f.name AND t.enabled)"
+                             " ORDER BY f.name");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "loading functions: %s", PQresultErrorMessage(r));
+        goto fail;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        weft_function_t fn = {
+            .name = PQgetvalue(r, i, 0),
+            .runtime = PQgetvalue(r, i, 1),
+            .entry = PQgetvalue(r, i, 2),
+            .symbol = PQgetvalue(r, i, 3),
+            .timeout_ms = atoi(PQgetvalue(r, i, 4)),
+            .memory_mb = atoi(PQgetvalue(r, i, 5)),
+            .pool_size = atoi(PQgetvalue(r, i, 6)),
+            .max_result_bytes = atoi(PQgetvalue(r, i, 7)),
+        };
+        if (weft_catalog_add_function(cat, &fn) != 0) {
+            snprintf(errstr, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    PQclear(r);
+    r = PQexec(pg, "SELECT name, source, topic, event_type, function, result_topic,"
+                   " result_type, dead_letter_topic, max_attempts, backoff_initial_ms,"
+                   " backoff_max_ms FROM weft.triggers WHERE enabled ORDER BY name");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "loading triggers: %s", PQresultErrorMessage(r));
+        goto fail;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        weft_trigger_t t = {
+            .name = PQgetvalue(r, i, 0),
+            .broker = broker_parse(PQgetvalue(r, i, 1)),
+            .topic = PQgetvalue(r, i, 2),
+            .event_type = (char *)val(r, i, 3),
+            .function = PQgetvalue(r, i, 4),
+            .result_topic = (char *)val(r, i, 5),
+            .result_type = (char *)val(r, i, 6),
+            .dead_letter_topic = (char *)val(r, i, 7),
+            .max_attempts = atoi(PQgetvalue(r, i, 8)),
+            .backoff_initial_ms = atoi(PQgetvalue(r, i, 9)),
+            .backoff_max_ms = atoi(PQgetvalue(r, i, 10)),
+        };
+        if (weft_catalog_add_trigger(cat, &t) != 0) {
+            snprintf(errstr, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    PQclear(r);
+    if (weft_catalog_link(cat, errstr, errlen) != 0) {
+        weft_catalog_unref(cat);
+        return NULL;
+    }
+    return cat;
+fail:
+    PQclear(r);
+    weft_catalog_unref(cat);
+    return NULL;
+}
+
+int weft_trigger_matches(const weft_trigger_t *trig, weft_broker_t broker, const char *topic,
+                         const char *type)
+{
+    if (trig->broker != broker || strcmp(trig->topic, topic) != 0)
+        return 0;
+    if (trig->event_type && strcmp(trig->event_type, type ? type : "") != 0)
+        return 0;
+    return 1;
+}
+
+size_t weft_catalog_on_topic(const weft_catalog_t *cat, weft_broker_t broker, const char *topic,
+                             const weft_trigger_t **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cat->n_trigs && n < max; i++)
+        if (cat->trigs[i].broker == broker && strcmp(cat->trigs[i].topic, topic) == 0)
+            out[n++] = &cat->trigs[i];
+    return n;
+}
+
+size_t weft_catalog_topics(const weft_catalog_t *cat, weft_broker_t broker, const char **out,
+                           size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cat->n_trigs; i++) {
+        const weft_trigger_t *t = &cat->trigs[i];
+        if (t->broker != broker)
+            continue;
+        int seen = 0;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(out[j], t->topic) == 0)
+                seen = 1;
+        if (!seen && n < max)
+            out[n++] = t->topic;
+    }
+    return n;
+}

@@ -1,0 +1,83 @@
+/*
+ * catalog.h - functions and triggers, loaded from weft.functions and
+ * weft.triggers. A catalog is immutable once loaded; a reload builds a new
+ * one and in-flight work keeps the old one alive through its reference
+ * count.
+ */
+#ifndef WEFT_CATALOG_H
+#define WEFT_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { WEFT_BROKER_KAFKA = 0, WEFT_BROKER_JETSTREAM, WEFT_BROKER_NATS } weft_broker_t;
+
+typedef struct weft_function {
+    char *name;
+    char *runtime;
+    char *entry; /* as written in the catalog */
+    char *symbol;
+    int timeout_ms;
+    int memory_mb;
+    int pool_size;
+    int max_result_bytes;
+    char version[65]; /* hash of every field that needs a pool restart */
+} weft_function_t;
+
+typedef struct weft_trigger {
+    char *name;
+    weft_broker_t broker;
+    char *topic;
+    char *event_type; /* NULL: any type */
+    char *function;
+    weft_function_t *fn;
+    char *result_topic; /* NULL: no result event */
+    char *result_type;  /* NULL: input type + ".result" */
+    char *dead_letter_topic;
+    int max_attempts;
+    int backoff_initial_ms;
+    int backoff_max_ms;
+} weft_trigger_t;
+
+typedef struct weft_catalog {
+    weft_function_t *fns;
+    size_t n_fns;
+    weft_trigger_t *trigs;
+    size_t n_trigs;
+    int refs;
+} weft_catalog_t;
+
+/* Loads the enabled triggers and the functions they use. pg is a PGconn *.
+ * Returns NULL with errstr filled on error. The catalog starts with one
+ * reference. */
+weft_catalog_t *weft_catalog_load(void *pg, char *errstr, size_t errlen);
+
+/* An empty catalog, for tests and for building one by hand. */
+weft_catalog_t *weft_catalog_new(void);
+/* Adds copies of fn / trig (trig->function names an added function). */
+int weft_catalog_add_function(weft_catalog_t *cat, const weft_function_t *fn);
+int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig);
+/* Resolves trigger->fn pointers; call after the last add. */
+int weft_catalog_link(weft_catalog_t *cat, char *errstr, size_t errlen);
+
+void weft_catalog_ref(weft_catalog_t *cat);
+void weft_catalog_unref(weft_catalog_t *cat);
+
+/* 1 when trig fires for an event on topic with the given CloudEvents type
+ * (type "" for plain messages). */
+int weft_trigger_matches(const weft_trigger_t *trig, weft_broker_t broker, const char *topic,
+                         const char *type);
+
+/* Triggers on topic regardless of type (for messages that cannot be
+ * decoded: each of them dead-letters the message). */
+size_t weft_catalog_on_topic(const weft_catalog_t *cat, weft_broker_t broker, const char *topic,
+                             const weft_trigger_t **out, size_t max);
+
+/* Distinct source topics of a broker, for the subscription. Returns the
+ * count; out receives pointers into the catalog. */
+size_t weft_catalog_topics(const weft_catalog_t *cat, weft_broker_t broker, const char **out,
+                           size_t max);
+
+const weft_function_t *weft_catalog_function(const weft_catalog_t *cat, const char *name);
+
+#endif

@@ -1,0 +1,1547 @@
+/*
+ * dispatcher.c - the daemon: consume, claim, invoke, record, produce,
+ * commit.
+ *
+ * Runs in the `weft run` process, on one loop thread (librdkafka and libpq
+ * keep their own threads; every callback lands here). Workers are started
+ * by the pools with posix_spawn(), never fork(), because this process has
+ * library threads and holds credentials.
+ *
+ * NOTES
+ * The path of one message, in order (DESIGN.md "The path of one event"):
+ *   consume -> decode -> match triggers (one job per matching trigger)
+ *   -> claim the job's key in the ledger (batched) -> invoke in the
+ *   function's pool -> record the outcome (batched) -> produce the result
+ *   or dead letter and wait for the broker's ack -> the job is terminal.
+ * When every job of a message is terminal, the message is finished in its
+ * partition's tracker, and the contiguous finished prefix is stored for
+ * commit. Nothing is stored past an unfinished message, so a crash at any
+ * point redelivers it, and the ledger turns the redelivery into a re-emit
+ * of the stored outcome instead of a second run.
+ *
+ * Memory is bounded: at most dispatcher.max_inflight messages are held;
+ * past that the assigned partitions are paused (the poll loop keeps
+ * running, so the group membership stays alive) and resumed at half.
+ */
+#include "dispatcher.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "envelope.h"
+#include "hash.h"
+#include "json.h"
+#include "kafka.h"
+#include "ledger.h"
+#include "log.h"
+#include "pool.h"
+#include "tracker.h"
+#include "weft_io.h"
+
+#define CLAIM_BATCH 1000
+#define RECORD_BATCH 1000
+#define CONSUME_BATCH 1000
+#define LEASE_MARGIN_MS 5000
+
+typedef struct part {
+    char *topic;
+    int32_t partition;
+    weft_tracker_t *tr;
+    int revoked;
+    int refs;
+    struct part *next;
+} part_t;
+
+typedef struct msg {
+    weft_kmsg_t km;
+    part_t *part;
+    int64_t slot;
+    weft_envelope_t env;
+    weft_env_status_t env_status;
+    char env_err[256];
+    char *key;
+    int pending;
+} msg_t;
+
+typedef enum {
+    J_CLAIM,   /* in claim_q */
+    J_RUNNING, /* submitted to a pool */
+    J_RECORD,  /* in record_q */
+    J_EMIT,    /* produced, waiting for the broker's ack */
+    J_WAIT,    /* in wait list until due_ms */
+    J_FOLLOW,  /* a duplicate of an active job; ends with it */
+} job_state_t;
+
+typedef enum { ACT_CLAIM, ACT_EMIT } job_act_t;
+
+typedef struct job {
+    msg_t *msg;
+    const weft_trigger_t *trig;
+    weft_catalog_t *cat;
+    int generation;
+    job_state_t state;
+    job_act_t after_wait;
+    uint64_t due_ms;
+    int attempts;
+    /* a message that cannot be run (malformed, oversized): dead-letter */
+    const char *preset_reason;
+    /* outcome */
+    weft_rec_kind_t rec;
+    uint8_t *result;
+    size_t result_len;
+    char *result_type;
+    char result_id[37];
+    char *error;
+    char *reason;
+    int retry_after_ms;
+    /* dead letter details for the message */
+    int64_t dl_id;
+    char first_failure[40];
+    char last_failure[40];
+    char *hkey; /* trigger \x1f generation \x1f key, in the active table */
+    struct job *followers;
+    struct job *next;      /* queue link */
+    struct job *hnext;     /* active table chain */
+} job_t;
+
+typedef struct jq {
+    job_t *head, *tail;
+    size_t n;
+} jq_t;
+
+typedef struct fn_pool {
+    char *name;
+    char version[65];
+    weft_pool_t *pool;
+    int retired;
+    struct fn_pool *next;
+} fn_pool_t;
+
+typedef struct dsp {
+    weft_config_t *cfg;
+    int epfd;
+    weft_io_t sig_io;
+    weft_io_t kafka_io;
+    weft_io_t pg_io;
+    PGconn *pg;
+    char owner[128];
+    weft_catalog_t *cat;
+    weft_kafka_t *kafka;
+    part_t *parts;
+    fn_pool_t *pools;
+    jq_t claim_q, record_q, wait_q;
+    job_t **active;
+    size_t active_cap;
+    size_t inflight_msgs;
+    int64_t max_inflight;
+    int64_t max_event_bytes;
+    int64_t shutdown_ms;
+    int paused;
+    int stopping;
+    int catalog_dirty;
+    uint64_t pg_retry_at;
+    char worker_path[PATH_MAX];
+    char functions_dir[PATH_MAX];
+    /* counters for the periodic stats line */
+    uint64_t n_consumed, n_completed, n_reemitted, n_dead, n_retries, n_dropped, n_unmatched;
+    uint64_t stats_at;
+} dsp_t;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void now_rfc3339(char *out, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+/* ---- queues and the active-key table ---------------------------------- */
+
+static void jq_push(jq_t *q, job_t *j)
+{
+    j->next = NULL;
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+    q->n++;
+}
+
+static job_t *jq_pop(jq_t *q)
+{
+    job_t *j = q->head;
+    if (j) {
+        q->head = j->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->n--;
+        j->next = NULL;
+    }
+    return j;
+}
+
+static size_t hash_str(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static job_t *active_find(dsp_t *d, const char *hkey)
+{
+    for (job_t *j = d->active[hash_str(hkey) & (d->active_cap - 1)]; j; j = j->hnext)
+        if (strcmp(j->hkey, hkey) == 0)
+            return j;
+    return NULL;
+}
+
+static void active_add(dsp_t *d, job_t *j)
+{
+    size_t b = hash_str(j->hkey) & (d->active_cap - 1);
+    j->hnext = d->active[b];
+    d->active[b] = j;
+}
+
+static void active_del(dsp_t *d, job_t *j)
+{
+    job_t **pp = &d->active[hash_str(j->hkey) & (d->active_cap - 1)];
+    for (; *pp; pp = &(*pp)->hnext) {
+        if (*pp == j) {
+            *pp = j->hnext;
+            return;
+        }
+    }
+}
+
+/* ---- partitions -------------------------------------------------------- */
+
+static part_t *part_find(dsp_t *d, const char *topic, int32_t partition)
+{
+    for (part_t *p = d->parts; p; p = p->next)
+        if (!p->revoked && p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    return NULL;
+}
+
+static void part_unref(dsp_t *d, part_t *p)
+{
+    if (--p->refs > 0)
+        return;
+    for (part_t **pp = &d->parts; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    weft_tracker_destroy(p->tr);
+    free(p->topic);
+    free(p);
+}
+
+static void on_assigned(void *opaque, const char *topic, int32_t partition)
+{
+    dsp_t *d = opaque;
+    if (part_find(d, topic, partition))
+        return;
+    part_t *p = calloc(1, sizeof(*p));
+    if (!p || !(p->topic = strdup(topic)) || !(p->tr = weft_tracker_new())) {
+        weft_error("out of memory tracking topic=%s partition=%d", topic, (int)partition);
+        if (p) {
+            free(p->topic);
+            free(p);
+        }
+        return;
+    }
+    p->partition = partition;
+    p->refs = 1;
+    p->next = d->parts;
+    d->parts = p;
+}
+
+/* A revoked partition's in-flight messages still run to their end (their
+ * outcomes are recorded, so the new owner re-emits instead of re-running),
+ * but their offsets are no longer ours to store. */
+static void on_revoked(void *opaque, const char *topic, int32_t partition)
+{
+    dsp_t *d = opaque;
+    part_t *p = part_find(d, topic, partition);
+    if (p) {
+        p->revoked = 1;
+        part_unref(d, p);
+    }
+}
+
+/* ---- messages and jobs ------------------------------------------------- */
+
+static void msg_free(dsp_t *d, msg_t *m)
+{
+    weft_envelope_free(&m->env);
+    weft_kafka_msg_free(&m->km);
+    if (m->part)
+        part_unref(d, m->part);
+    free(m->key);
+    free(m);
+}
+
+static void msg_job_done(dsp_t *d, msg_t *m)
+{
+    if (--m->pending > 0)
+        return;
+    part_t *p = m->part;
+    if (p && !p->revoked) {
+        int64_t pos = weft_tracker_done(p->tr, m->slot);
+        if (pos >= 0)
+            weft_kafka_store(d->kafka, p->topic, p->partition, pos);
+    }
+    d->inflight_msgs--;
+    msg_free(d, m);
+}
+
+static void job_free(job_t *j)
+{
+    free(j->result);
+    free(j->result_type);
+    free(j->error);
+    free(j->reason);
+    free(j->hkey);
+    weft_catalog_unref(j->cat);
+    free(j);
+}
+
+/* The job reached its terminal outcome: finish it and its followers. */
+static void job_terminal(dsp_t *d, job_t *j)
+{
+    active_del(d, j);
+    job_t *f = j->followers;
+    while (f) {
+        job_t *next = f->next;
+        msg_job_done(d, f->msg);
+        job_free(f);
+        f = next;
+    }
+    msg_job_done(d, j->msg);
+    job_free(j);
+}
+
+static void set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? strdup(src) : NULL;
+}
+
+static void job_wait(dsp_t *d, job_t *j, uint64_t delay_ms, job_act_t act)
+{
+    j->state = J_WAIT;
+    j->after_wait = act;
+    j->due_ms = now_ms() + delay_ms;
+    jq_push(&d->wait_q, j);
+}
+
+static int lease_ms_for(const job_t *j)
+{
+    return j->trig->fn->timeout_ms + LEASE_MARGIN_MS;
+}
+
+/* Exponential backoff with jitter: a random delay in [b/2, b] where b
+ * doubles per attempt from backoff_initial_ms up to backoff_max_ms. */
+static int backoff_ms(const weft_trigger_t *t, int attempts)
+{
+    double b = t->backoff_initial_ms;
+    for (int i = 1; i < attempts && b < t->backoff_max_ms; i++)
+        b *= 2;
+    if (b > t->backoff_max_ms)
+        b = t->backoff_max_ms;
+    return (int)(b / 2 + (b / 2) * ((double)rand() / RAND_MAX));
+}
+
+/* ---- emitting results and dead letters -------------------------------- */
+
+static void sanitize_header(char *s)
+{
+    for (; s && *s; s++)
+        if (*s == '\r' || *s == '\n')
+            *s = ' ';
+}
+
+static int add_hdr(weft_header_t *h, size_t *n, size_t max, const char *name, const char *value)
+{
+    if (*n >= max || !value)
+        return 0;
+    h[*n].name = name;
+    h[*n].value = value;
+    h[*n].len = strlen(value);
+    (*n)++;
+    return 0;
+}
+
+static void emit_failed(dsp_t *d, job_t *j, const char *err)
+{
+    weft_warn("emit failed, retrying in 1 s trigger=%s topic=%s partition=%d offset=%lld: %s",
+              j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+              (long long)j->msg->km.offset, err);
+    job_wait(d, j, 1000, ACT_EMIT);
+}
+
+/* Produces the job's result (COMPLETED with a result topic) or its dead
+ * letter (DEAD). Jobs with nothing to emit become terminal here. */
+static void job_emit(dsp_t *d, job_t *j)
+{
+    const weft_trigger_t *t = j->trig;
+    msg_t *m = j->msg;
+    weft_header_t hdrs[64];
+    size_t nh = 0;
+    char err[512];
+    int retriable;
+    const void *value = NULL;
+    size_t value_len = 0;
+    const char *topic = NULL;
+    char time_buf[64], attempts_buf[16], part_buf[16], off_buf[24], dlid_buf[24];
+    char type_buf[1100];
+    now_rfc3339(time_buf, sizeof(time_buf));
+
+    if (j->rec == WEFT_REC_COMPLETED) {
+        if (!t->result_topic) {
+            job_terminal(d, j);
+            return;
+        }
+        topic = t->result_topic;
+        const char *in_type = weft_envelope_attr(&m->env, "type");
+        if (t->result_type)
+            snprintf(type_buf, sizeof(type_buf), "%s", t->result_type);
+        else if (in_type && *in_type)
+            snprintf(type_buf, sizeof(type_buf), "%s.result", in_type);
+        else
+            snprintf(type_buf, sizeof(type_buf), "weft.result");
+        char source[300];
+        snprintf(source, sizeof(source), "/weft/triggers/%s", t->name);
+        add_hdr(hdrs, &nh, 64, "ce_specversion", "1.0");
+        add_hdr(hdrs, &nh, 64, "ce_id", j->result_id);
+        add_hdr(hdrs, &nh, 64, "ce_source", source);
+        add_hdr(hdrs, &nh, 64, "ce_type", type_buf);
+        add_hdr(hdrs, &nh, 64, "ce_time", time_buf);
+        add_hdr(hdrs, &nh, 64, "ce_weftinputid", weft_envelope_attr(&m->env, "id"));
+        add_hdr(hdrs, &nh, 64, "ce_wefttrigger", t->name);
+        const char *subj = weft_envelope_attr(&m->env, "subject");
+        if (subj && *subj)
+            add_hdr(hdrs, &nh, 64, "ce_subject", subj);
+        if (j->result_type && *j->result_type)
+            add_hdr(hdrs, &nh, 64, "content-type", j->result_type);
+        value = j->result;
+        value_len = j->result_len;
+        if (weft_kafka_produce(d->kafka, topic, m->km.key, m->km.key_len, value, value_len,
+                               hdrs, nh, j, &retriable, err, sizeof(err)) != 0) {
+            emit_failed(d, j, err);
+            return;
+        }
+        j->state = J_EMIT;
+        return;
+    }
+    if (j->rec == WEFT_REC_DEAD) {
+        topic = t->dead_letter_topic;
+        /* The original headers, minus any weft failure metadata from an
+         * earlier life (a re-driven event), then ours. */
+        for (size_t i = 0; i < m->km.n_hdrs && nh < 48; i++) {
+            if (strncmp(m->km.hdrs[i].name, "ce_weft", 7) == 0)
+                continue;
+            hdrs[nh++] = m->km.hdrs[i];
+        }
+        snprintf(attempts_buf, sizeof(attempts_buf), "%d", j->attempts);
+        snprintf(part_buf, sizeof(part_buf), "%d", (int)m->km.partition);
+        snprintf(off_buf, sizeof(off_buf), "%lld", (long long)m->km.offset);
+        snprintf(dlid_buf, sizeof(dlid_buf), "%lld", (long long)j->dl_id);
+        sanitize_header(j->error);
+        add_hdr(hdrs, &nh, 64, "ce_weftreason", j->reason ? j->reason : "unknown");
+        add_hdr(hdrs, &nh, 64, "ce_wefterror", j->error ? j->error : "");
+        add_hdr(hdrs, &nh, 64, "ce_weftattempts", attempts_buf);
+        add_hdr(hdrs, &nh, 64, "ce_wefttrigger", t->name);
+        add_hdr(hdrs, &nh, 64, "ce_weftsrctopic", m->km.topic);
+        add_hdr(hdrs, &nh, 64, "ce_weftsrcpartition", part_buf);
+        add_hdr(hdrs, &nh, 64, "ce_weftsrcoffset", off_buf);
+        if (j->first_failure[0])
+            add_hdr(hdrs, &nh, 64, "ce_weftfirstfailure", j->first_failure);
+        if (j->last_failure[0])
+            add_hdr(hdrs, &nh, 64, "ce_weftlastfailure", j->last_failure);
+        if (j->dl_id)
+            add_hdr(hdrs, &nh, 64, "ce_weftdlqid", dlid_buf);
+        if (weft_kafka_produce(d->kafka, topic, m->km.key, m->km.key_len, m->km.value,
+                               m->km.value_len, hdrs, nh, j, &retriable, err,
+                               sizeof(err)) != 0) {
+            emit_failed(d, j, err);
+            return;
+        }
+        j->state = J_EMIT;
+        return;
+    }
+    job_terminal(d, j);
+}
+
+static void on_delivered(void *opaque, void *msg_opaque, const char *err)
+{
+    dsp_t *d = opaque;
+    job_t *j = msg_opaque;
+    if (err) {
+        emit_failed(d, j, err);
+        return;
+    }
+    if (j->rec == WEFT_REC_DEAD) {
+        d->n_dead++;
+        weft_warn("dead-lettered trigger=%s topic=%s partition=%d offset=%lld reason=%s "
+                  "attempts=%d dlq=%s error=\"%s\"",
+                  j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+                  (long long)j->msg->km.offset, j->reason ? j->reason : "", j->attempts,
+                  j->trig->dead_letter_topic, j->error ? j->error : "");
+    }
+    job_terminal(d, j);
+}
+
+/* ---- pools ------------------------------------------------------------- */
+
+static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx);
+
+static fn_pool_t *pool_for(dsp_t *d, const weft_function_t *fn)
+{
+    for (fn_pool_t *p = d->pools; p; p = p->next)
+        if (!p->retired && strcmp(p->name, fn->name) == 0 && strcmp(p->version, fn->version) == 0)
+            return p;
+    return NULL;
+}
+
+static int resolve_entry(dsp_t *d, const char *entry, char *out, size_t len)
+{
+    if (strchr(entry, '/'))
+        return snprintf(out, len, "%s", entry) < (int)len ? 0 : -1;
+    return snprintf(out, len, "%s/%s", d->functions_dir, entry) < (int)len ? 0 : -1;
+}
+
+/* Makes the set of pools match the catalog: new functions and changed
+ * versions get a new pool; pools nobody uses any more are retired and
+ * destroyed once their in-flight invocations ended. */
+static void pools_reconcile(dsp_t *d)
+{
+    for (fn_pool_t *p = d->pools; p; p = p->next) {
+        const weft_function_t *fn = weft_catalog_function(d->cat, p->name);
+        if (!p->retired && (!fn || strcmp(fn->version, p->version) != 0)) {
+            p->retired = 1;
+            weft_info("pool retiring function=%s", p->name);
+        }
+    }
+    for (size_t i = 0; i < d->cat->n_fns; i++) {
+        const weft_function_t *fn = &d->cat->fns[i];
+        if (pool_for(d, fn))
+            continue;
+        char entry[PATH_MAX];
+        if (resolve_entry(d, fn->entry, entry, sizeof(entry)) != 0) {
+            weft_error("function entry path too long function=%s", fn->name);
+            continue;
+        }
+        weft_pool_config_t pc = {
+            .function = fn->name,
+            .runtime = fn->runtime,
+            .entry = entry,
+            .symbol = fn->symbol,
+            .size = fn->pool_size,
+            .timeout_ms = (uint32_t)fn->timeout_ms,
+            .memory_mb = (uint32_t)fn->memory_mb,
+            .max_result_bytes = (uint32_t)fn->max_result_bytes,
+            .worker_path = d->worker_path,
+        };
+        char err[512];
+        weft_pool_t *pool = weft_pool_new(&pc, d->epfd, on_invoked, d, err, sizeof(err));
+        if (!pool) {
+            weft_error("cannot start pool function=%s: %s", fn->name, err);
+            continue;
+        }
+        fn_pool_t *fp = calloc(1, sizeof(*fp));
+        if (!fp || !(fp->name = strdup(fn->name))) {
+            free(fp);
+            weft_pool_destroy(pool, 1000);
+            continue;
+        }
+        memcpy(fp->version, fn->version, sizeof(fp->version));
+        fp->pool = pool;
+        fp->next = d->pools;
+        d->pools = fp;
+        weft_info("pool started function=%s workers=%d entry=%s", fn->name, fn->pool_size, entry);
+    }
+}
+
+static void pools_gc(dsp_t *d)
+{
+    for (fn_pool_t **pp = &d->pools; *pp;) {
+        fn_pool_t *p = *pp;
+        if (p->retired && weft_pool_inflight(p->pool) == 0) {
+            *pp = p->next;
+            weft_pool_destroy(p->pool, 2000);
+            weft_info("pool stopped function=%s", p->name);
+            free(p->name);
+            free(p);
+            continue;
+        }
+        pp = &p->next;
+    }
+}
+
+static void job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error)
+{
+    j->rec = WEFT_REC_DEAD;
+    set_str(&j->reason, reason);
+    set_str(&j->error, error);
+    j->state = J_RECORD;
+    jq_push(&d->record_q, j);
+}
+
+static void job_invoke(dsp_t *d, job_t *j)
+{
+    fn_pool_t *fp = pool_for(d, j->trig->fn);
+    char err[512];
+    if (!fp) {
+        snprintf(err, sizeof(err), "no worker pool for function %s", j->trig->fn->name);
+    } else if (weft_pool_submit(fp->pool, j->msg->env.ce, j->trig->name, (uint32_t)j->attempts,
+                                j, err, sizeof(err)) == 0) {
+        j->state = J_RUNNING;
+        return;
+    }
+    /* Treated like a crashed attempt: retried, then dead-lettered. */
+    j->rec = WEFT_REC_RETRY;
+    set_str(&j->reason, "pool_unavailable");
+    set_str(&j->error, err);
+    j->state = J_RECORD;
+    jq_push(&d->record_q, j);
+}
+
+static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
+{
+    dsp_t *d = ctx;
+    job_t *j = opaque;
+    char err[1200];
+    switch (out->kind) {
+    case WEFT_OUTCOME_OK:
+        j->rec = WEFT_REC_COMPLETED;
+        free(j->result);
+        j->result = malloc(out->len ? out->len : 1);
+        if (!j->result) {
+            j->rec = WEFT_REC_RETRY;
+            set_str(&j->reason, "memory");
+            set_str(&j->error, "out of memory copying the result");
+            break;
+        }
+        memcpy(j->result, out->data, out->len);
+        j->result_len = out->len;
+        set_str(&j->result_type, out->content_type);
+        break;
+    case WEFT_OUTCOME_DROP:
+        j->rec = WEFT_REC_DROPPED;
+        break;
+    case WEFT_OUTCOME_FAIL:
+        j->rec = WEFT_REC_DEAD;
+        set_str(&j->reason, "non_retryable");
+        set_str(&j->error, out->error);
+        break;
+    case WEFT_OUTCOME_RETRY:
+    case WEFT_OUTCOME_CRASH:
+    default:
+        j->rec = WEFT_REC_RETRY;
+        if (out->kind == WEFT_OUTCOME_CRASH) {
+            snprintf(err, sizeof(err), "%s%s%s", out->reason, *out->error ? ": " : "",
+                     out->error);
+            set_str(&j->reason, out->reason);
+            set_str(&j->error, err);
+        } else {
+            set_str(&j->reason, "function_error");
+            set_str(&j->error, *out->error ? out->error : "function asked for a retry");
+        }
+        j->retry_after_ms = (int)out->retry_after_ms;
+        break;
+    }
+    if (j->rec == WEFT_REC_RETRY && j->attempts >= j->trig->max_attempts) {
+        /* The last attempt failed: this record makes it dead. */
+        j->rec = WEFT_REC_DEAD;
+        char e[1400];
+        snprintf(e, sizeof(e), "%s (after %d attempts)", j->error ? j->error : "", j->attempts);
+        set_str(&j->error, e);
+        set_str(&j->reason, "max_attempts");
+    }
+    j->state = J_RECORD;
+    jq_push(&d->record_q, j);
+}
+
+/* ---- claiming ---------------------------------------------------------- */
+
+static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
+{
+    j->attempts = res->attempts;
+    switch (res->kind) {
+    case WEFT_CLAIM_RUN:
+        if (j->preset_reason) {
+            job_fail_now(d, j, j->preset_reason, j->msg->env_err);
+        } else if (j->attempts > j->trig->max_attempts) {
+            /* Earlier attempts were cut short (crashes, restarts). */
+            char e[1200];
+            snprintf(e, sizeof(e), "%s (attempts exhausted: %d of %d)",
+                     res->last_error ? res->last_error : "no error recorded", j->attempts - 1,
+                     j->trig->max_attempts);
+            j->attempts--;
+            job_fail_now(d, j, "max_attempts", e);
+        } else {
+            job_invoke(d, j);
+        }
+        return;
+    case WEFT_CLAIM_COMPLETED:
+        d->n_reemitted++;
+        j->rec = WEFT_REC_COMPLETED;
+        free(j->result);
+        j->result = NULL;
+        j->result_len = 0;
+        if (res->result_len) {
+            j->result = malloc(res->result_len);
+            if (j->result)
+                memcpy(j->result, res->result, res->result_len);
+            j->result_len = j->result ? res->result_len : 0;
+        }
+        set_str(&j->result_type, res->result_type);
+        if (res->result_id)
+            snprintf(j->result_id, sizeof(j->result_id), "%s", res->result_id);
+        job_emit(d, j);
+        return;
+    case WEFT_CLAIM_DROPPED:
+        job_terminal(d, j);
+        return;
+    case WEFT_CLAIM_DEAD:
+        /* Dead-lettered before, maybe not yet published: publish again
+         * (consumers deduplicate on ce_weftdlqid). */
+        j->rec = WEFT_REC_DEAD;
+        set_str(&j->reason, res->reason ? res->reason : "unknown");
+        set_str(&j->error, res->last_error);
+        j->dl_id = res->dead_letter_id;
+        snprintf(j->first_failure, sizeof(j->first_failure), "%s",
+                 res->first_failure ? res->first_failure : "");
+        snprintf(j->last_failure, sizeof(j->last_failure), "%s",
+                 res->last_failure ? res->last_failure : "");
+        job_emit(d, j);
+        return;
+    case WEFT_CLAIM_BUSY:
+    default:
+        weft_info("key held by another owner, waiting trigger=%s topic=%s partition=%d "
+                  "offset=%lld lease_left_ms=%lld",
+                  j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+                  (long long)j->msg->km.offset, (long long)res->lease_left_ms);
+        job_wait(d, j, (uint64_t)res->lease_left_ms + 100, ACT_CLAIM);
+        return;
+    }
+}
+
+static int pg_usable(dsp_t *d)
+{
+    if (PQstatus(d->pg) == CONNECTION_OK)
+        return 1;
+    uint64_t now = now_ms();
+    if (now < d->pg_retry_at)
+        return 0;
+    PQreset(d->pg);
+    if (PQstatus(d->pg) != CONNECTION_OK) {
+        weft_warn("postgresql unavailable, retrying: %s", PQerrorMessage(d->pg));
+        d->pg_retry_at = now + 1000;
+        return 0;
+    }
+    weft_info("postgresql connection restored");
+    PGresult *r = PQexec(d->pg, "LISTEN weft_catalog");
+    PQclear(r);
+    d->catalog_dirty = 1;
+    if (d->pg_io.fd >= 0)
+        epoll_ctl(d->epfd, EPOLL_CTL_DEL, d->pg_io.fd, NULL);
+    d->pg_io.fd = PQsocket(d->pg);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->pg_io};
+    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->pg_io.fd, &ev);
+    return 1;
+}
+
+static void pg_failed(dsp_t *d, const char *what, const char *err)
+{
+    weft_warn("%s failed, will retry: %s", what, err);
+    d->pg_retry_at = now_ms() + 500;
+}
+
+static void flush_claims(dsp_t *d)
+{
+    while (d->claim_q.n > 0 && now_ms() >= d->pg_retry_at && pg_usable(d)) {
+        size_t n = d->claim_q.n < CLAIM_BATCH ? d->claim_q.n : CLAIM_BATCH;
+        job_t *jobs[CLAIM_BATCH];
+        weft_claim_req_t reqs[CLAIM_BATCH];
+        static weft_claim_res_t res[CLAIM_BATCH];
+        job_t *j = d->claim_q.head;
+        for (size_t i = 0; i < n; i++, j = j->next) {
+            jobs[i] = j;
+            reqs[i].trigger = j->trig->name;
+            reqs[i].generation = j->generation;
+            reqs[i].key = j->msg->key;
+            reqs[i].lease_ms = lease_ms_for(j);
+        }
+        char err[1024];
+        if (weft_ledger_claim(d->pg, d->owner, reqs, n, res, err, sizeof(err)) != 0) {
+            pg_failed(d, "claim", err);
+            return;
+        }
+        for (size_t i = 0; i < n; i++)
+            jq_pop(&d->claim_q);
+        for (size_t i = 0; i < n; i++) {
+            claim_outcome(d, jobs[i], &res[i]);
+            weft_claim_res_clear(&res[i]);
+        }
+    }
+}
+
+/* ---- recording --------------------------------------------------------- */
+
+static char *headers_json(const msg_t *m)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    weft_buf_t b = {0};
+    weft_buf_append(&b, "[", 1);
+    for (size_t i = 0; i < m->km.n_hdrs; i++) {
+        const weft_header_t *h = &m->km.hdrs[i];
+        if (i)
+            weft_buf_append(&b, ",", 1);
+        weft_buf_append(&b, "{\"name\":", 8);
+        weft_json_append_string(&b, h->name, strlen(h->name));
+        weft_buf_append(&b, ",\"value_base64\":", 16);
+        if (!h->value) {
+            weft_buf_append(&b, "null}", 5);
+            continue;
+        }
+        const uint8_t *p = h->value;
+        weft_buf_append(&b, "\"", 1);
+        for (size_t k = 0; k < h->len; k += 3) {
+            uint32_t v = (uint32_t)p[k] << 16;
+            if (k + 1 < h->len)
+                v |= (uint32_t)p[k + 1] << 8;
+            if (k + 2 < h->len)
+                v |= p[k + 2];
+            char q[4] = {b64[v >> 18], b64[(v >> 12) & 63], k + 1 < h->len ? b64[(v >> 6) & 63] : '=',
+                         k + 2 < h->len ? b64[v & 63] : '='};
+            weft_buf_append(&b, q, 4);
+        }
+        weft_buf_append(&b, "\"}", 2);
+    }
+    weft_buf_append(&b, "]", 1);
+    return b.p;
+}
+
+static void flush_records(dsp_t *d)
+{
+    while (d->record_q.n > 0 && now_ms() >= d->pg_retry_at && pg_usable(d)) {
+        size_t n = d->record_q.n < RECORD_BATCH ? d->record_q.n : RECORD_BATCH;
+        job_t *jobs[RECORD_BATCH];
+        static weft_record_t recs[RECORD_BATCH];
+        static weft_record_res_t res[RECORD_BATCH];
+        char *hjson[RECORD_BATCH];
+        job_t *j = d->record_q.head;
+        for (size_t i = 0; i < n; i++, j = j->next) {
+            jobs[i] = j;
+            weft_record_t *r = &recs[i];
+            memset(r, 0, sizeof(*r));
+            hjson[i] = NULL;
+            r->trigger = j->trig->name;
+            r->generation = j->generation;
+            r->key = j->msg->key;
+            r->kind = j->rec;
+            if (j->rec == WEFT_REC_COMPLETED) {
+                const char *parts[3];
+                char gen[16];
+                snprintf(gen, sizeof(gen), "%d", j->generation);
+                parts[0] = j->trig->name;
+                parts[1] = gen;
+                parts[2] = j->msg->key;
+                weft_uuid_from(j->result_id, parts, 3);
+                r->result = j->result;
+                r->result_len = j->result_len;
+                r->result_type = j->result_type ? j->result_type : "";
+                r->result_id = j->result_id;
+            }
+            r->error = j->rec == WEFT_REC_RETRY || j->rec == WEFT_REC_DEAD ? j->error : NULL;
+            if (r->error == NULL && (j->rec == WEFT_REC_RETRY || j->rec == WEFT_REC_DEAD))
+                r->error = "";
+            r->reason = j->reason;
+            if (j->rec == WEFT_REC_RETRY) {
+                int delay = j->retry_after_ms > 0 ? j->retry_after_ms
+                                                  : backoff_ms(j->trig, j->attempts);
+                j->due_ms = (uint64_t)delay;
+                r->lease_ms = delay + lease_ms_for(j);
+            }
+            if (j->rec == WEFT_REC_DEAD) {
+                const msg_t *m = j->msg;
+                hjson[i] = headers_json(m);
+                r->source_topic = m->km.topic;
+                r->source_partition = m->km.partition;
+                r->source_offset = m->km.offset;
+                r->msg_key = m->km.key;
+                r->msg_key_len = m->km.key_len;
+                r->value = m->km.value ? m->km.value : (const uint8_t *)"";
+                r->value_len = m->km.value_len;
+                r->headers_json = hjson[i] ? hjson[i] : "[]";
+                r->dead_letter_topic = j->trig->dead_letter_topic;
+            }
+        }
+        char err[1024];
+        int rc = weft_ledger_record(d->pg, d->owner, recs, n, res, err, sizeof(err));
+        for (size_t i = 0; i < n; i++)
+            free(hjson[i]);
+        if (rc != 0) {
+            pg_failed(d, "record", err);
+            return;
+        }
+        for (size_t i = 0; i < n; i++)
+            jq_pop(&d->record_q);
+        for (size_t i = 0; i < n; i++) {
+            j = jobs[i];
+            if (!res[i].applied) {
+                /* Our lease ran out and someone else owns the key now:
+                 * ask the ledger again rather than emit our outcome. */
+                weft_warn("lost the lease, re-claiming trigger=%s topic=%s partition=%d "
+                          "offset=%lld",
+                          j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+                          (long long)j->msg->km.offset);
+                j->state = J_CLAIM;
+                jq_push(&d->claim_q, j);
+                continue;
+            }
+            snprintf(j->first_failure, sizeof(j->first_failure), "%s", res[i].first_failure);
+            snprintf(j->last_failure, sizeof(j->last_failure), "%s", res[i].last_failure);
+            switch (j->rec) {
+            case WEFT_REC_COMPLETED:
+                d->n_completed++;
+                job_emit(d, j);
+                break;
+            case WEFT_REC_DEAD:
+                j->dl_id = res[i].dead_letter_id;
+                job_emit(d, j);
+                break;
+            case WEFT_REC_DROPPED:
+                d->n_dropped++;
+                job_terminal(d, j);
+                break;
+            case WEFT_REC_RETRY:
+            default:
+                d->n_retries++;
+                weft_info("retrying trigger=%s topic=%s partition=%d offset=%lld attempt=%d "
+                          "in_ms=%llu reason=%s",
+                          j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+                          (long long)j->msg->km.offset, j->attempts,
+                          (unsigned long long)j->due_ms, j->reason ? j->reason : "");
+                job_wait(d, j, j->due_ms, ACT_CLAIM);
+                break;
+            }
+        }
+    }
+}
+
+/* ---- consuming --------------------------------------------------------- */
+
+static job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->msg = m;
+    j->trig = t;
+    j->cat = d->cat;
+    weft_catalog_ref(d->cat);
+    j->generation = 0;
+    if (asprintf(&j->hkey, "%s\x1f%d\x1f%s", t->name, j->generation, m->key) < 0) {
+        j->hkey = NULL;
+        weft_catalog_unref(j->cat);
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void admit_job(dsp_t *d, job_t *j)
+{
+    j->msg->pending++;
+    job_t *leader = active_find(d, j->hkey);
+    if (leader) {
+        /* The same key is already in flight: this copy ends with it. */
+        j->state = J_FOLLOW;
+        j->next = leader->followers;
+        leader->followers = j;
+        return;
+    }
+    active_add(d, j);
+    j->state = J_CLAIM;
+    jq_push(&d->claim_q, j);
+}
+
+/* Builds the message's idempotency key: the CloudEvent's source and id, or
+ * the broker coordinates of a plain message. */
+static char *message_key(msg_t *m)
+{
+    char *k = NULL;
+    if (m->env_status == WEFT_ENV_OK && m->env.mode != WEFT_ENV_PLAIN) {
+        if (asprintf(&k, "ce:%s\x1f%s", m->env.ce->source, m->env.ce->id) < 0)
+            return NULL;
+    } else if (asprintf(&k, "kafka:%s/%d/%lld", m->km.topic, (int)m->km.partition,
+                        (long long)m->km.offset) < 0) {
+        return NULL;
+    }
+    return k;
+}
+
+static void take_message(dsp_t *d, weft_kmsg_t *km)
+{
+    d->n_consumed++;
+    msg_t *m = calloc(1, sizeof(*m));
+    part_t *p = part_find(d, km->topic, km->partition);
+    if (!m || !p) {
+        /* Not ours (revoked meanwhile) or no memory: it will be redelivered
+         * to whoever owns the partition. */
+        if (!p)
+            weft_debug("message for unassigned partition topic=%s partition=%d", km->topic,
+                       (int)km->partition);
+        else
+            weft_error("out of memory, dropping local copy topic=%s partition=%d offset=%lld",
+                       km->topic, (int)km->partition, (long long)km->offset);
+        weft_kafka_msg_free(km);
+        free(m);
+        return;
+    }
+    m->km = *km;
+    m->part = p;
+    p->refs++;
+    m->slot = weft_tracker_add(p->tr, km->offset);
+    d->inflight_msgs++;
+    if (m->slot < 0) {
+        /* Seen again after a seek backwards: drop this copy, the first one
+         * is still in flight. */
+        weft_debug("duplicate offset topic=%s partition=%d offset=%lld", km->topic,
+                   (int)km->partition, (long long)km->offset);
+        m->part = NULL;
+        part_unref(d, p);
+        d->inflight_msgs--;
+        weft_envelope_free(&m->env);
+        weft_kafka_msg_free(&m->km);
+        free(m);
+        return;
+    }
+    m->pending = 1; /* held until every job is admitted */
+
+    char plain_id[300], plain_src[300];
+    snprintf(plain_id, sizeof(plain_id), "%s/%d/%lld", km->topic, (int)km->partition,
+             (long long)km->offset);
+    snprintf(plain_src, sizeof(plain_src), "kafka://%s", km->topic);
+    const char *preset = NULL;
+    if ((int64_t)km->value_len > d->max_event_bytes) {
+        m->env_status = WEFT_ENV_MALFORMED;
+        memset(&m->env, 0, sizeof(m->env));
+        snprintf(m->env_err, sizeof(m->env_err), "message of %zu bytes exceeds %lld bytes",
+                 km->value_len, (long long)d->max_event_bytes);
+        preset = "oversized";
+    } else {
+        m->env_status = weft_envelope_decode(&m->env, km->hdrs, km->n_hdrs, km->value,
+                                             km->value_len, plain_id, plain_src, m->env_err,
+                                             sizeof(m->env_err));
+        if (m->env_status == WEFT_ENV_MALFORMED)
+            preset = "malformed";
+        else if (m->env_status == WEFT_ENV_UNSUPPORTED)
+            preset = "unsupported";
+    }
+    m->key = message_key(m);
+    if (!m->key) {
+        weft_error("out of memory building a key topic=%s partition=%d offset=%lld", km->topic,
+                   (int)km->partition, (long long)km->offset);
+        m->pending = 0;
+        d->inflight_msgs--;
+        /* Leave the tracker slot unfinished: the offset will not pass it,
+         * and the message is redelivered after a restart. */
+        m->part = NULL;
+        part_unref(d, p);
+        weft_envelope_free(&m->env);
+        weft_kafka_msg_free(&m->km);
+        free(m->key);
+        free(m);
+        return;
+    }
+
+    const weft_trigger_t *on_topic[256];
+    size_t n = weft_catalog_on_topic(d->cat, WEFT_BROKER_KAFKA, m->km.topic, on_topic, 256);
+    int matched = 0;
+    for (size_t i = 0; i < n; i++) {
+        const weft_trigger_t *t = on_topic[i];
+        if (!preset && !weft_trigger_matches(t, WEFT_BROKER_KAFKA, m->km.topic,
+                                             weft_envelope_attr(&m->env, "type")))
+            continue;
+        job_t *j = job_new(d, m, t);
+        if (!j) {
+            weft_error("out of memory creating a job trigger=%s", t->name);
+            continue;
+        }
+        j->preset_reason = preset;
+        if (preset)
+            weft_warn("undecodable message trigger=%s topic=%s partition=%d offset=%lld "
+                      "reason=%s error=\"%s\"",
+                      t->name, m->km.topic, (int)m->km.partition, (long long)m->km.offset,
+                      preset, m->env_err);
+        admit_job(d, j);
+        matched++;
+    }
+    if (!matched)
+        d->n_unmatched++;
+    msg_job_done(d, m);
+}
+
+static void consume(dsp_t *d)
+{
+    static weft_kmsg_t batch[CONSUME_BATCH];
+    for (int round = 0; round < 4; round++) {
+        size_t room = CONSUME_BATCH;
+        if (!d->stopping && d->inflight_msgs < (size_t)d->max_inflight &&
+            (size_t)d->max_inflight - d->inflight_msgs < room)
+            room = (size_t)d->max_inflight - d->inflight_msgs;
+        int fatal = 0;
+        /* When paused or stopping we still poll (rebalances, liveness);
+         * messages already fetched are kept, and the bound is soft by at
+         * most the prefetch queue. */
+        size_t n = weft_kafka_consume(d->kafka, batch, room, &fatal);
+        if (fatal)
+            d->stopping = 1;
+        for (size_t i = 0; i < n; i++)
+            take_message(d, &batch[i]);
+        if (n < room)
+            break;
+    }
+}
+
+static void backpressure(dsp_t *d)
+{
+    if (!d->paused && d->inflight_msgs >= (size_t)d->max_inflight) {
+        if (weft_kafka_pause(d->kafka, 1) == 0) {
+            d->paused = 1;
+            weft_info("paused consumption inflight=%zu", d->inflight_msgs);
+        }
+    } else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2) {
+        if (weft_kafka_pause(d->kafka, 0) == 0) {
+            d->paused = 0;
+            weft_info("resumed consumption inflight=%zu", d->inflight_msgs);
+        }
+    }
+}
+
+/* ---- timers, signals, catalog ------------------------------------------ */
+
+static uint64_t run_waits(dsp_t *d)
+{
+    uint64_t now = now_ms(), next = UINT64_MAX;
+    jq_t keep = {0};
+    job_t *j;
+    while ((j = jq_pop(&d->wait_q)) != NULL) {
+        if (j->due_ms > now) {
+            if (j->due_ms < next)
+                next = j->due_ms;
+            jq_push(&keep, j);
+            continue;
+        }
+        if (j->after_wait == ACT_EMIT) {
+            job_emit(d, j);
+        } else {
+            j->state = J_CLAIM;
+            jq_push(&d->claim_q, j);
+        }
+    }
+    d->wait_q = keep;
+    return next;
+}
+
+static void reap_children(dsp_t *d)
+{
+    pid_t pid;
+    int st;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        int owned = 0;
+        for (fn_pool_t *p = d->pools; p && !owned; p = p->next)
+            owned = weft_pool_reaped(p->pool, pid, st);
+        if (!owned)
+            weft_debug("reaped unknown child pid=%d", (int)pid);
+    }
+}
+
+static void on_signal(weft_io_t *io, uint32_t events)
+{
+    (void)events;
+    dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, sig_io));
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD) {
+            reap_children(d);
+        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            if (!d->stopping)
+                weft_info("shutting down signal=%s", strsignal((int)si.ssi_signo));
+            d->stopping = 1;
+        }
+    }
+}
+
+static void on_kafka(weft_io_t *io, uint32_t events)
+{
+    (void)io;
+    (void)events;
+    /* Served from the loop body. */
+}
+
+static void on_pg(weft_io_t *io, uint32_t events)
+{
+    (void)events;
+    dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, pg_io));
+    if (!PQconsumeInput(d->pg)) {
+        weft_warn("postgresql connection lost: %s", PQerrorMessage(d->pg));
+        epoll_ctl(d->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+        io->fd = -1;
+        return;
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(d->pg)) != NULL) {
+        d->catalog_dirty = 1;
+        PQfreemem(n);
+    }
+}
+
+static int resubscribe(dsp_t *d)
+{
+    const char *topics[512];
+    size_t n = weft_catalog_topics(d->cat, WEFT_BROKER_KAFKA, topics, 512);
+    char err[512];
+    if (weft_kafka_subscribe(d->kafka, topics, n, err, sizeof(err)) != 0) {
+        weft_error("%s", err);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        weft_info("subscribed topic=%s", topics[i]);
+    return 0;
+}
+
+static int topics_equal(const weft_catalog_t *a, const weft_catalog_t *b)
+{
+    const char *ta[512], *tb[512];
+    size_t na = weft_catalog_topics(a, WEFT_BROKER_KAFKA, ta, 512);
+    size_t nb = weft_catalog_topics(b, WEFT_BROKER_KAFKA, tb, 512);
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++) {
+        int found = 0;
+        for (size_t k = 0; k < nb && !found; k++)
+            found = strcmp(ta[i], tb[k]) == 0;
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
+static void reload_catalog(dsp_t *d)
+{
+    d->catalog_dirty = 0;
+    char err[1024];
+    weft_catalog_t *cat = weft_catalog_load(d->pg, err, sizeof(err));
+    if (!cat) {
+        weft_error("catalog reload failed, keeping the current one: %s", err);
+        return;
+    }
+    int same_topics = topics_equal(cat, d->cat);
+    weft_catalog_unref(d->cat);
+    d->cat = cat;
+    weft_info("catalog loaded triggers=%zu functions=%zu", cat->n_trigs, cat->n_fns);
+    for (size_t i = 0; i < cat->n_trigs; i++) {
+        const weft_trigger_t *t = &cat->trigs[i];
+        weft_info("trigger name=%s topic=%s type=%s function=%s result_topic=%s dlq=%s "
+                  "max_attempts=%d",
+                  t->name, t->topic, t->event_type ? t->event_type : "*", t->function,
+                  t->result_topic ? t->result_topic : "-", t->dead_letter_topic,
+                  t->max_attempts);
+    }
+    pools_reconcile(d);
+    if (!same_topics)
+        resubscribe(d);
+}
+
+static void stats(dsp_t *d, int force)
+{
+    uint64_t now = now_ms();
+    if (!force && now - d->stats_at < 10000)
+        return;
+    d->stats_at = now;
+    weft_info("stats consumed=%llu completed=%llu reemitted=%llu retries=%llu dead=%llu "
+              "dropped=%llu unmatched=%llu inflight=%zu waiting=%zu",
+              (unsigned long long)d->n_consumed, (unsigned long long)d->n_completed,
+              (unsigned long long)d->n_reemitted, (unsigned long long)d->n_retries,
+              (unsigned long long)d->n_dead, (unsigned long long)d->n_dropped,
+              (unsigned long long)d->n_unmatched, d->inflight_msgs, d->wait_q.n);
+}
+
+/* Jobs that are doing something now (not parked in a backoff wait). */
+static size_t busy_jobs(const dsp_t *d)
+{
+    size_t in_pools = 0;
+    for (fn_pool_t *p = d->pools; p; p = p->next)
+        in_pools += weft_pool_inflight(p->pool);
+    return in_pools + d->claim_q.n + d->record_q.n + (size_t)weft_kafka_outq(d->kafka);
+}
+
+/* ---- setup and the loop ------------------------------------------------ */
+
+static void exe_dir(char *out, size_t len)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        snprintf(out, len, ".");
+        return;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(out, len, "%s", self);
+}
+
+static int setup(dsp_t *d, char *err, size_t errlen)
+{
+    int64_t v;
+    if (weft_config_get_int(d->cfg, "dispatcher.max_inflight", 10000, 1, 10000000, &v, err,
+                            errlen))
+        return 2;
+    d->max_inflight = v;
+    if (weft_config_get_int(d->cfg, "dispatcher.max_event_bytes", 1048576, 1, 1 << 30, &v, err,
+                            errlen))
+        return 2;
+    d->max_event_bytes = v;
+    if (weft_config_get_int(d->cfg, "dispatcher.shutdown_timeout_ms", 10000, 0, 3600000, &v,
+                            err, errlen))
+        return 2;
+    d->shutdown_ms = v;
+    char dir[PATH_MAX];
+    exe_dir(dir, sizeof(dir));
+    snprintf(d->worker_path, sizeof(d->worker_path), "%s",
+             weft_config_get(d->cfg, "workers.path", ""));
+    if (!d->worker_path[0] &&
+        snprintf(d->worker_path, sizeof(d->worker_path), "%s/weft-worker", dir) >=
+            (int)sizeof(d->worker_path))
+        return 2;
+    const char *fdir = weft_config_get(d->cfg, "functions.dir", NULL);
+    int fl = fdir ? snprintf(d->functions_dir, sizeof(d->functions_dir), "%s", fdir)
+                  : snprintf(d->functions_dir, sizeof(d->functions_dir), "%s/../functions", dir);
+    if (fl < 0 || (size_t)fl >= sizeof(d->functions_dir)) {
+        snprintf(err, errlen, "functions.dir is too long");
+        return 2;
+    }
+    if (access(d->worker_path, X_OK) != 0) {
+        snprintf(err, errlen, "worker binary %.900s is not executable (set workers.path)",
+                 d->worker_path);
+        return 2;
+    }
+
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    srand((unsigned)(ts.tv_nsec ^ getpid()));
+    snprintf(d->owner, sizeof(d->owner), "%s/%d/%08lx", host, (int)getpid(),
+             (unsigned long)(ts.tv_nsec ^ (long)rand()));
+
+    const char *conninfo = weft_config_get(d->cfg, "pg.conninfo", NULL);
+    if (!conninfo) {
+        snprintf(err, errlen, "pg.conninfo is not set (config file or WEFT_PG)");
+        return 2;
+    }
+    d->pg = PQconnectdb(conninfo);
+    if (PQstatus(d->pg) != CONNECTION_OK) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(d->pg));
+        return 1;
+    }
+    PGresult *r = PQexec(d->pg, "LISTEN weft_catalog");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        snprintf(err, errlen, "LISTEN failed: %s", PQerrorMessage(d->pg));
+        return 1;
+    }
+    d->cat = weft_catalog_load(d->pg, err, errlen);
+    if (!d->cat)
+        return 1;
+
+    d->epfd = epoll_create1(EPOLL_CLOEXEC);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    d->sig_io.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    d->sig_io.handle = on_signal;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->sig_io};
+    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->sig_io.fd, &ev);
+
+    d->pg_io.fd = PQsocket(d->pg);
+    d->pg_io.handle = on_pg;
+    ev.data.ptr = &d->pg_io;
+    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->pg_io.fd, &ev);
+
+    weft_kafka_cbs_t cbs = {on_assigned, on_revoked, on_delivered, d};
+    d->kafka = weft_kafka_new(d->cfg, &cbs, err, errlen);
+    if (!d->kafka)
+        return 2;
+    d->kafka_io.fd = weft_kafka_wake_fd(d->kafka);
+    d->kafka_io.handle = on_kafka;
+    ev.data.ptr = &d->kafka_io;
+    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->kafka_io.fd, &ev);
+
+    d->active_cap = 1;
+    while (d->active_cap < (size_t)d->max_inflight * 2)
+        d->active_cap <<= 1;
+    d->active = calloc(d->active_cap, sizeof(job_t *));
+    if (!d->active) {
+        snprintf(err, errlen, "out of memory");
+        return 1;
+    }
+    weft_info("dispatcher starting owner=%s max_inflight=%lld workers=%s functions_dir=%s",
+              d->owner, (long long)d->max_inflight, d->worker_path, d->functions_dir);
+    reload_catalog(d);
+    resubscribe(d);
+    return 0;
+}
+
+static void teardown(dsp_t *d)
+{
+    weft_kafka_destroy(d->kafka, 5000);
+    d->kafka = NULL;
+    while (d->pools) {
+        fn_pool_t *p = d->pools;
+        d->pools = p->next;
+        weft_pool_destroy(p->pool, 2000);
+        free(p->name);
+        free(p);
+    }
+    /* Free what is still parked (waiting retries): it was not finished,
+     * so its offsets were not stored and it will be redelivered. */
+    job_t *j;
+    jq_t *qs[] = {&d->wait_q, &d->claim_q, &d->record_q};
+    for (size_t q = 0; q < 3; q++) {
+        while ((j = jq_pop(qs[q])) != NULL) {
+            job_t *f = j->followers;
+            while (f) {
+                job_t *next = f->next;
+                if (--f->msg->pending == 0)
+                    msg_free(d, f->msg);
+                job_free(f);
+                f = next;
+            }
+            if (--j->msg->pending == 0)
+                msg_free(d, j->msg);
+            job_free(j);
+        }
+    }
+    free(d->active);
+    weft_catalog_unref(d->cat);
+    while (d->parts) {
+        part_t *p = d->parts;
+        d->parts = p->next;
+        weft_tracker_destroy(p->tr);
+        free(p->topic);
+        free(p);
+    }
+    if (d->pg)
+        PQfinish(d->pg);
+    if (d->sig_io.fd > 0)
+        close(d->sig_io.fd);
+    if (d->epfd > 0)
+        close(d->epfd);
+}
+
+int weft_dispatcher_run(weft_config_t *cfg)
+{
+    dsp_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return 1;
+    d->cfg = cfg;
+    d->pg_io.fd = -1;
+    char err[1024] = "";
+    int rc = setup(d, err, sizeof(err));
+    if (rc != 0) {
+        weft_error("%s", err);
+        teardown(d);
+        free(d);
+        return rc;
+    }
+    uint64_t stop_deadline = 0;
+    int exit_code = 0;
+    for (;;) {
+        uint64_t next_due = run_waits(d);
+        int busy = d->claim_q.n > 0 || d->record_q.n > 0;
+        int timeout = 50;
+        uint64_t now = now_ms();
+        if (busy && now >= d->pg_retry_at)
+            timeout = 0;
+        else if (next_due != UINT64_MAX && next_due - now < (uint64_t)timeout)
+            timeout = next_due > now ? (int)(next_due - now) : 0;
+        struct epoll_event evs[64];
+        int n = epoll_wait(d->epfd, evs, 64, timeout);
+        for (int i = 0; i < n; i++) {
+            weft_io_t *io = evs[i].data.ptr;
+            io->handle(io, evs[i].events);
+        }
+        if (d->catalog_dirty && pg_usable(d))
+            reload_catalog(d);
+        if (!d->stopping)
+            consume(d);
+        flush_claims(d);
+        now = now_ms();
+        for (fn_pool_t *p = d->pools; p; p = p->next)
+            weft_pool_tick(p->pool, now);
+        flush_records(d);
+        weft_kafka_serve(d->kafka);
+        pools_gc(d);
+        backpressure(d);
+        stats(d, 0);
+
+        if (d->stopping) {
+            if (stop_deadline == 0) {
+                stop_deadline = now_ms() + (uint64_t)d->shutdown_ms;
+                weft_info("draining in-flight work timeout_ms=%lld", (long long)d->shutdown_ms);
+            }
+            if (busy_jobs(d) == 0)
+                break;
+            if (now_ms() >= stop_deadline) {
+                weft_warn("shutdown timeout with work in flight; it will be redelivered "
+                          "busy=%zu",
+                          busy_jobs(d));
+                break;
+            }
+        }
+    }
+    stats(d, 1);
+    teardown(d);
+    free(d);
+    weft_info("dispatcher stopped");
+    return exit_code;
+}

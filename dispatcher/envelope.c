@@ -1,0 +1,527 @@
+/*
+ * envelope.c - CloudEvents decoding (see envelope.h).
+ *
+ * Runs on the dispatcher's loop thread, on untrusted bytes. Invariants:
+ * never read outside the given buffers; every failure is a status plus a
+ * reason for the dead letter, never an abort; a message is either plain
+ * (no ce_ headers, not a cloudevents content type) or must carry the
+ * required attributes id, source, specversion 1.0 and type.
+ */
+#include "envelope.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "json.h"
+
+typedef Io__Cloudevents__V1__CloudEvent ce_t;
+typedef Io__Cloudevents__V1__CloudEvent__AttributesEntry ce_entry_t;
+typedef Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue ce_value_t;
+
+struct weft_arena {
+    struct weft_arena *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+static void *arena_alloc(weft_arena_t **ap, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    weft_arena_t *a = *ap;
+    if (!a || a->cap - a->used < n) {
+        size_t cap = n > 4096 ? n : 4096;
+        weft_arena_t *na = malloc(sizeof(*na) + cap);
+        if (!na)
+            return NULL;
+        na->next = a;
+        na->used = 0;
+        na->cap = cap;
+        *ap = a = na;
+    }
+    void *p = (char *)a->data + a->used;
+    a->used += n;
+    return p;
+}
+
+static char *arena_strndup(weft_arena_t **ap, const void *s, size_t n)
+{
+    char *p = arena_alloc(ap, n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+int weft_ce_attr_name_valid(const char *name, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9')))
+            return 0;
+    return 1;
+}
+
+/* Adds or replaces a string attribute in env->own. */
+static int own_set_attr(weft_envelope_t *env, const char *name, const char *value)
+{
+    ce_t *ce = &env->own;
+    for (size_t i = 0; i < ce->n_attributes; i++) {
+        if (strcmp(ce->attributes[i]->key, name) == 0) {
+            ce->attributes[i]->value->ce_string = (char *)value;
+            return 0;
+        }
+    }
+    if (ce->n_attributes == env->attrs_cap) {
+        size_t ncap = env->attrs_cap ? env->attrs_cap * 2 : 8;
+        ce_entry_t **nv = arena_alloc(&env->arena, ncap * sizeof(*nv));
+        if (!nv)
+            return -1;
+        if (ce->n_attributes)
+            memcpy(nv, ce->attributes, ce->n_attributes * sizeof(*nv));
+        ce->attributes = nv;
+        env->attrs_cap = ncap;
+    }
+    ce_entry_t *e = arena_alloc(&env->arena, sizeof(*e));
+    ce_value_t *v = arena_alloc(&env->arena, sizeof(*v));
+    char *k = arena_strndup(&env->arena, name, strlen(name));
+    if (!e || !v || !k)
+        return -1;
+    io__cloudevents__v1__cloud_event__attributes_entry__init(e);
+    io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(v);
+    v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    v->ce_string = (char *)value;
+    e->key = k;
+    e->value = v;
+    ce->attributes[ce->n_attributes++] = e;
+    return 0;
+}
+
+/* Sets one context attribute by name on env->own: required ones to their
+ * fields, everything else into the attributes map. */
+static int own_set(weft_envelope_t *env, const char *name, const char *value)
+{
+    if (strcmp(name, "id") == 0)
+        env->own.id = (char *)value;
+    else if (strcmp(name, "source") == 0)
+        env->own.source = (char *)value;
+    else if (strcmp(name, "specversion") == 0)
+        env->own.spec_version = (char *)value;
+    else if (strcmp(name, "type") == 0)
+        env->own.type = (char *)value;
+    else
+        return own_set_attr(env, name, value);
+    return 0;
+}
+
+static int header_is(const weft_header_t *h, const char *name)
+{
+    return strcasecmp(h->name, name) == 0;
+}
+
+static const weft_header_t *find_header(const weft_header_t *h, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (header_is(&h[i], name))
+            return &h[i];
+    return NULL;
+}
+
+static int check_required(weft_envelope_t *env, char *errstr, size_t errlen)
+{
+    ce_t *ce = env->ce;
+    if (!ce->spec_version || strcmp(ce->spec_version, "1.0") != 0) {
+        snprintf(errstr, errlen, "specversion must be \"1.0\", got \"%s\"",
+                 ce->spec_version ? ce->spec_version : "");
+        return -1;
+    }
+    if (!ce->id || !*ce->id) {
+        snprintf(errstr, errlen, "required attribute id is missing");
+        return -1;
+    }
+    if (!ce->source || !*ce->source) {
+        snprintf(errstr, errlen, "required attribute source is missing");
+        return -1;
+    }
+    if (!ce->type || !*ce->type) {
+        snprintf(errstr, errlen, "required attribute type is missing");
+        return -1;
+    }
+    return 0;
+}
+
+static int has_nul(const void *p, size_t n)
+{
+    return memchr(p, '\0', n) != NULL;
+}
+
+static weft_env_status_t decode_binary(weft_envelope_t *env, const weft_header_t *hdrs,
+                                       size_t n_hdrs, const void *value, size_t len,
+                                       char *errstr, size_t errlen)
+{
+    env->mode = WEFT_ENV_BINARY;
+    for (size_t i = 0; i < n_hdrs; i++) {
+        const weft_header_t *h = &hdrs[i];
+        const char *attr = NULL;
+        if (strncasecmp(h->name, "ce_", 3) == 0)
+            attr = h->name + 3;
+        else if (header_is(h, "content-type"))
+            attr = "datacontenttype";
+        else
+            continue;
+        if (!weft_ce_attr_name_valid(attr, strlen(attr))) {
+            snprintf(errstr, errlen, "invalid attribute name in header \"%s\"", h->name);
+            return WEFT_ENV_MALFORMED;
+        }
+        if (!h->value || has_nul(h->value, h->len)) {
+            snprintf(errstr, errlen, "header \"%s\" has no value or holds a NUL byte", h->name);
+            return WEFT_ENV_MALFORMED;
+        }
+        char *v = arena_strndup(&env->arena, h->value, h->len);
+        if (!v || own_set(env, attr, v) != 0) {
+            snprintf(errstr, errlen, "out of memory");
+            return WEFT_ENV_MALFORMED;
+        }
+    }
+    env->own.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    env->own.binary_data.data = (uint8_t *)value;
+    env->own.binary_data.len = len;
+    return check_required(env, errstr, errlen) == 0 ? WEFT_ENV_OK : WEFT_ENV_MALFORMED;
+}
+
+typedef struct json_ctx {
+    weft_envelope_t *env;
+    weft_json_val_t data;
+    int has_data, has_data_b64;
+    weft_json_val_t data_b64;
+    char err[256];
+} json_ctx_t;
+
+static int json_member(const char *key, const weft_json_val_t *val, void *opaque)
+{
+    json_ctx_t *jc = opaque;
+    weft_envelope_t *env = jc->env;
+    if (strcmp(key, "data") == 0) {
+        jc->data = *val;
+        jc->has_data = 1;
+        return 0;
+    }
+    if (strcmp(key, "data_base64") == 0) {
+        jc->data_b64 = *val;
+        jc->has_data_b64 = 1;
+        return 0;
+    }
+    if (!weft_ce_attr_name_valid(key, strlen(key))) {
+        snprintf(jc->err, sizeof(jc->err), "invalid attribute name \"%s\"", key);
+        return 1;
+    }
+    char *v;
+    switch (val->type) {
+    case WEFT_JSON_STRING: {
+        size_t n;
+        char *tmp = weft_json_unescape(val, &n);
+        if (!tmp) {
+            snprintf(jc->err, sizeof(jc->err), "attribute \"%s\" is not a valid string", key);
+            return 1;
+        }
+        v = arena_strndup(&env->arena, tmp, n);
+        free(tmp);
+        break;
+    }
+    case WEFT_JSON_NUMBER:
+    case WEFT_JSON_TRUE:
+    case WEFT_JSON_FALSE:
+        v = arena_strndup(&env->arena, val->p, val->len);
+        break;
+    case WEFT_JSON_NULL:
+        return 0; /* an absent attribute */
+    default:
+        snprintf(jc->err, sizeof(jc->err), "attribute \"%s\" must be a string, number or boolean",
+                 key);
+        return 1;
+    }
+    if (!v || own_set(env, key, v) != 0) {
+        snprintf(jc->err, sizeof(jc->err), "out of memory");
+        return 1;
+    }
+    return 0;
+}
+
+static int b64val(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/* Decodes standard or URL-safe base64, padding optional. */
+static uint8_t *b64_decode(weft_arena_t **ap, const char *s, size_t n, size_t *out_len)
+{
+    uint8_t *out = arena_alloc(ap, n / 4 * 3 + 3);
+    if (!out)
+        return NULL;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '=') {
+            for (size_t j = i; j < n; j++)
+                if (s[j] != '=')
+                    return NULL;
+            break;
+        }
+        int v = b64val((unsigned char)s[i]);
+        if (v < 0)
+            return NULL;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *out_len = o;
+    return out;
+}
+
+static int json_ct(const char *ct)
+{
+    if (!ct || !*ct)
+        return 1;
+    if (strncasecmp(ct, "application/json", 16) == 0 || strncasecmp(ct, "text/json", 9) == 0)
+        return 1;
+    const char *semi = strchr(ct, ';');
+    size_t n = semi ? (size_t)(semi - ct) : strlen(ct);
+    return n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+static weft_env_status_t decode_json(weft_envelope_t *env, const void *value, size_t len,
+                                     char *errstr, size_t errlen)
+{
+    env->mode = WEFT_ENV_JSON;
+    json_ctx_t jc;
+    memset(&jc, 0, sizeof(jc));
+    jc.env = env;
+    char err[256];
+    int rc = weft_json_object_each(value, len, json_member, &jc, err, sizeof(err));
+    if (rc < 0) {
+        snprintf(errstr, errlen, "structured event: %s", err);
+        return WEFT_ENV_MALFORMED;
+    }
+    if (rc > 0) {
+        snprintf(errstr, errlen, "structured event: %s", jc.err);
+        return WEFT_ENV_MALFORMED;
+    }
+    if (jc.has_data && jc.has_data_b64) {
+        snprintf(errstr, errlen, "structured event has both data and data_base64");
+        return WEFT_ENV_MALFORMED;
+    }
+    if (check_required(env, errstr, errlen) != 0)
+        return WEFT_ENV_MALFORMED;
+    const char *ct = weft_envelope_attr(env, "datacontenttype");
+    if (jc.has_data_b64) {
+        if (jc.data_b64.type != WEFT_JSON_STRING) {
+            snprintf(errstr, errlen, "data_base64 must be a string");
+            return WEFT_ENV_MALFORMED;
+        }
+        size_t n;
+        uint8_t *d = b64_decode(&env->arena, jc.data_b64.p + 1, jc.data_b64.len - 2, &n);
+        if (!d) {
+            snprintf(errstr, errlen, "data_base64 is not valid base64");
+            return WEFT_ENV_MALFORMED;
+        }
+        env->own.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+        env->own.binary_data.data = d;
+        env->own.binary_data.len = n;
+    } else if (jc.has_data) {
+        const void *d = jc.data.p;
+        size_t n = jc.data.len;
+        char *tmp = NULL;
+        /* A string with a non-JSON content type carries the text itself. */
+        if (jc.data.type == WEFT_JSON_STRING && !json_ct(ct)) {
+            tmp = weft_json_unescape(&jc.data, &n);
+            if (!tmp) {
+                snprintf(errstr, errlen, "data is not a valid JSON string");
+                return WEFT_ENV_MALFORMED;
+            }
+            d = tmp;
+        }
+        uint8_t *copy = (uint8_t *)arena_strndup(&env->arena, d, n);
+        free(tmp);
+        if (!copy) {
+            snprintf(errstr, errlen, "out of memory");
+            return WEFT_ENV_MALFORMED;
+        }
+        env->own.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+        env->own.binary_data.data = copy;
+        env->own.binary_data.len = n;
+        if (!ct && own_set(env, "datacontenttype", "application/json") != 0) {
+            snprintf(errstr, errlen, "out of memory");
+            return WEFT_ENV_MALFORMED;
+        }
+    }
+    return WEFT_ENV_OK;
+}
+
+static weft_env_status_t decode_protobuf(weft_envelope_t *env, const void *value, size_t len,
+                                         char *errstr, size_t errlen)
+{
+    env->mode = WEFT_ENV_PROTOBUF;
+    env->unpacked = io__cloudevents__v1__cloud_event__unpack(NULL, len, value);
+    if (!env->unpacked) {
+        snprintf(errstr, errlen, "structured event is not a valid io.cloudevents.v1.CloudEvent");
+        return WEFT_ENV_MALFORMED;
+    }
+    env->ce = env->unpacked;
+    for (size_t i = 0; i < env->ce->n_attributes; i++) {
+        const char *k = env->ce->attributes[i]->key;
+        if (!k || !weft_ce_attr_name_valid(k, strlen(k)) || !env->ce->attributes[i]->value) {
+            snprintf(errstr, errlen, "invalid attribute in structured event");
+            return WEFT_ENV_MALFORMED;
+        }
+    }
+    return check_required(env, errstr, errlen) == 0 ? WEFT_ENV_OK : WEFT_ENV_MALFORMED;
+}
+
+weft_env_status_t weft_envelope_decode(weft_envelope_t *env, const weft_header_t *hdrs,
+                                       size_t n_hdrs, const void *value, size_t len,
+                                       const char *plain_id, const char *plain_source,
+                                       char *errstr, size_t errlen)
+{
+    memset(env, 0, sizeof(*env));
+    io__cloudevents__v1__cloud_event__init(&env->own);
+    env->ce = &env->own;
+    if (!value)
+        len = 0;
+
+    const weft_header_t *ct = find_header(hdrs, n_hdrs, "content-type");
+    char ctbuf[128] = "";
+    if (ct && ct->value) {
+        size_t n = ct->len < sizeof(ctbuf) - 1 ? ct->len : sizeof(ctbuf) - 1;
+        memcpy(ctbuf, ct->value, n);
+        ctbuf[n] = '\0';
+    }
+    if (strncasecmp(ctbuf, "application/cloudevents-batch", 29) == 0) {
+        snprintf(errstr, errlen, "batched CloudEvents (%s) are not supported", ctbuf);
+        return WEFT_ENV_UNSUPPORTED;
+    }
+    if (strncasecmp(ctbuf, "application/cloudevents+json", 28) == 0)
+        return decode_json(env, value, len, errstr, errlen);
+    if (strncasecmp(ctbuf, "application/cloudevents+protobuf", 32) == 0)
+        return decode_protobuf(env, value, len, errstr, errlen);
+    if (strncasecmp(ctbuf, "application/cloudevents", 23) == 0) {
+        snprintf(errstr, errlen, "unsupported CloudEvents format %s", ctbuf);
+        return WEFT_ENV_UNSUPPORTED;
+    }
+    for (size_t i = 0; i < n_hdrs; i++)
+        if (strncasecmp(hdrs[i].name, "ce_", 3) == 0)
+            return decode_binary(env, hdrs, n_hdrs, value, len, errstr, errlen);
+
+    /* Plain message: identity is its broker coordinates. */
+    env->mode = WEFT_ENV_PLAIN;
+    env->own.id = arena_strndup(&env->arena, plain_id, strlen(plain_id));
+    env->own.source = arena_strndup(&env->arena, plain_source, strlen(plain_source));
+    env->own.spec_version = "1.0";
+    env->own.type = "";
+    if (!env->own.id || !env->own.source) {
+        snprintf(errstr, errlen, "out of memory");
+        return WEFT_ENV_MALFORMED;
+    }
+    if (*ctbuf) {
+        char *v = arena_strndup(&env->arena, ctbuf, strlen(ctbuf));
+        if (!v || own_set_attr(env, "datacontenttype", v) != 0) {
+            snprintf(errstr, errlen, "out of memory");
+            return WEFT_ENV_MALFORMED;
+        }
+    }
+    env->own.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    env->own.binary_data.data = (uint8_t *)value;
+    env->own.binary_data.len = len;
+    return WEFT_ENV_OK;
+}
+
+const char *weft_envelope_attr(weft_envelope_t *env, const char *name)
+{
+    ce_t *ce = env->ce;
+    if (strcmp(name, "id") == 0)
+        return ce->id;
+    if (strcmp(name, "source") == 0)
+        return ce->source;
+    if (strcmp(name, "specversion") == 0)
+        return ce->spec_version;
+    if (strcmp(name, "type") == 0)
+        return ce->type;
+    for (size_t i = 0; i < ce->n_attributes; i++) {
+        if (strcmp(ce->attributes[i]->key, name) != 0)
+            continue;
+        ce_value_t *v = ce->attributes[i]->value;
+        char tmp[64];
+        switch (v->attr_case) {
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING:
+            return v->ce_string;
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI:
+            return v->ce_uri;
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
+            return v->ce_uri_ref;
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN:
+            return v->ce_boolean ? "true" : "false";
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER:
+            snprintf(tmp, sizeof(tmp), "%d", (int)v->ce_integer);
+            return arena_strndup(&env->arena, tmp, strlen(tmp));
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP:
+            if (v->ce_timestamp) {
+                time_t t = (time_t)v->ce_timestamp->seconds;
+                struct tm tm;
+                gmtime_r(&t, &tm);
+                strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+                return arena_strndup(&env->arena, tmp, strlen(tmp));
+            }
+            return NULL;
+        default:
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+const uint8_t *weft_envelope_data(const weft_envelope_t *env, size_t *len)
+{
+    const ce_t *ce = env->ce;
+    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
+        *len = ce->binary_data.len;
+        return ce->binary_data.data;
+    }
+    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA && ce->text_data) {
+        *len = strlen(ce->text_data);
+        return (const uint8_t *)ce->text_data;
+    }
+    *len = 0;
+    return NULL;
+}
+
+void weft_envelope_free(weft_envelope_t *env)
+{
+    if (!env)
+        return;
+    if (env->unpacked)
+        io__cloudevents__v1__cloud_event__free_unpacked(env->unpacked, NULL);
+    weft_arena_t *a = env->arena;
+    while (a) {
+        weft_arena_t *next = a->next;
+        free(a);
+        a = next;
+    }
+    memset(env, 0, sizeof(*env));
+}

@@ -1,0 +1,28 @@
+/*
+ * hash.h - SHA-256, used for migration checksums and for the deterministic
+ * ids of emitted events (a result's id is derived from trigger + key, so a
+ * re-emitted result carries the same id).
+ */
+#ifndef WEFT_HASH_H
+#define WEFT_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct weft_sha256 {
+    uint32_t h[8];
+    uint64_t len;
+    uint8_t buf[64];
+    size_t fill;
+} weft_sha256_t;
+
+void weft_sha256_init(weft_sha256_t *s);
+void weft_sha256_update(weft_sha256_t *s, const void *data, size_t len);
+void weft_sha256_final(weft_sha256_t *s, uint8_t out[32]);
+/* Lowercase hex of the SHA-256 of data: out must hold 65 bytes. */
+void weft_sha256_hex(const void *data, size_t len, char out[65]);
+/* A name-based UUID (RFC 4122 layout, version 8 "custom" bits) from the
+ * SHA-256 of the given parts joined by 0x1f: out must hold 37 bytes. */
+void weft_uuid_from(char out[37], const char *const *parts, size_t n);
+
+#endif

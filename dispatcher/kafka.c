@@ -1,0 +1,453 @@
+/*
+ * kafka.c - Kafka adapter over librdkafka.
+ *
+ * Runs in the dispatcher; librdkafka starts its own threads, which is why
+ * the dispatcher never fork()s (workers are posix_spawn()ed). Every
+ * callback here runs on the dispatcher loop thread, from
+ * weft_kafka_consume / weft_kafka_serve.
+ *
+ * Invariants: enable.auto.offset.store=false, so only offsets the
+ * dispatcher stores (the contiguous finished prefix of a partition) are
+ * ever committed; the producer is idempotent (enable.idempotence=true,
+ * acks=all), so a retried produce does not duplicate on the broker.
+ */
+#include "kafka.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct weft_kafka {
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    rd_kafka_queue_t *cq; /* consumer queue */
+    rd_kafka_queue_t *pq; /* producer main queue (delivery reports) */
+    int wake[2];
+    weft_kafka_cbs_t cbs;
+    int subscribed;
+};
+
+typedef struct set_ctx {
+    rd_kafka_conf_t *conf;
+    const char *only; /* "consumer." or "producer." */
+    const char *skip;
+    char *errstr;
+    size_t errlen;
+    int failed;
+} set_ctx_t;
+
+static int set_one(const char *key, const char *value, void *opaque)
+{
+    set_ctx_t *sc = opaque;
+    const char *k = key + strlen("kafka.");
+    if (strncmp(k, sc->skip, strlen(sc->skip)) == 0)
+        return 0;
+    if (strncmp(k, sc->only, strlen(sc->only)) == 0)
+        k += strlen(sc->only);
+    char err[512];
+    if (rd_kafka_conf_set(sc->conf, k, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(sc->errstr, sc->errlen, "kafka config %s: %s", key, err);
+        sc->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    weft_log(level <= 3 ? WEFT_LOG_ERROR : level <= 4 ? WEFT_LOG_WARN : WEFT_LOG_DEBUG,
+             "kafka %s: %s", fac, buf);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    weft_kafka_t *k = opaque;
+    k->cbs.delivered(k->cbs.opaque, m->_private,
+                     m->err ? rd_kafka_err2str(m->err) : NULL);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    weft_kafka_t *k = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            weft_info("partition assigned topic=%s partition=%d", parts->elems[i].topic,
+                      (int)parts->elems[i].partition);
+            k->cbs.assigned(k->cbs.opaque, parts->elems[i].topic, parts->elems[i].partition);
+        }
+        if (cooperative)
+            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+        else
+            rd_kafka_assign(rk, parts);
+        return;
+    }
+    /* Revoked: commit what is finished while we still own it. */
+    rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
+    if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        weft_warn("commit on revoke failed: %s", rd_kafka_err2str(cerr));
+    for (int i = 0; i < parts->cnt; i++) {
+        weft_info("partition revoked topic=%s partition=%d", parts->elems[i].topic,
+                  (int)parts->elems[i].partition);
+        k->cbs.revoked(k->cbs.opaque, parts->elems[i].topic, parts->elems[i].partition);
+    }
+    if (cooperative)
+        rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+    else
+        rd_kafka_assign(rk, NULL);
+}
+
+static rd_kafka_conf_t *make_conf(const weft_config_t *cfg, const char *only, const char *skip,
+                                  char *errstr, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    set_ctx_t sc = {conf, only, skip, errstr, errlen, 0};
+    weft_config_each(cfg, "kafka.", set_one, &sc);
+    if (sc.failed) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+}
+
+static int conf_default(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
+                        size_t errlen)
+{
+    char cur[256];
+    size_t sz = sizeof(cur);
+    /* Keep a user's explicit setting; fill in ours otherwise. */
+    if (rd_kafka_conf_get(conf, key, cur, &sz) == RD_KAFKA_CONF_OK && sz > 1 &&
+        strcmp(key, "group.id") == 0)
+        return 0;
+    char err[256];
+    if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errlen, "kafka config %s: %s", key, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int conf_force(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
+                      size_t errlen)
+{
+    char err[256];
+    if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errlen, "kafka config %s: %s", key, err);
+        return -1;
+    }
+    return 0;
+}
+
+weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
+                             char *errstr, size_t errlen)
+{
+    weft_kafka_t *k = calloc(1, sizeof(*k));
+    if (!k) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    k->cbs = *cbs;
+    k->wake[0] = k->wake[1] = -1;
+    if (pipe2(k->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        snprintf(errstr, errlen, "pipe2() failed: %s", strerror(errno));
+        free(k);
+        return NULL;
+    }
+    if (!weft_config_get(cfg, "kafka.bootstrap.servers", NULL)) {
+        snprintf(errstr, errlen,
+                 "kafka.bootstrap.servers is not set (config file or WEFT_KAFKA_BROKERS)");
+        goto fail;
+    }
+
+    /* Consumer: a defaulted config, then the user's kafka.* on top, then
+     * the settings weft's guarantees depend on, which cannot be changed. */
+    rd_kafka_conf_t *cc = rd_kafka_conf_new();
+    if (conf_default(cc, "group.id", "weft", errstr, errlen) ||
+        conf_default(cc, "auto.offset.reset", "earliest", errstr, errlen) ||
+        conf_default(cc, "auto.commit.interval.ms", "1000", errstr, errlen) ||
+        conf_default(cc, "queued.max.messages.kbytes", "16384", errstr, errlen) ||
+        conf_default(cc, "fetch.wait.max.ms", "10", errstr, errlen)) {
+        rd_kafka_conf_destroy(cc);
+        goto fail;
+    }
+    {
+        set_ctx_t sc = {cc, "consumer.", "producer.", errstr, errlen, 0};
+        weft_config_each(cfg, "kafka.", set_one, &sc);
+        if (sc.failed) {
+            rd_kafka_conf_destroy(cc);
+            goto fail;
+        }
+    }
+    if (conf_force(cc, "enable.auto.offset.store", "false", errstr, errlen) ||
+        conf_force(cc, "enable.auto.commit", "true", errstr, errlen) ||
+        conf_force(cc, "enable.partition.eof", "false", errstr, errlen)) {
+        rd_kafka_conf_destroy(cc);
+        goto fail;
+    }
+    rd_kafka_conf_set_log_cb(cc, log_cb);
+    rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
+    rd_kafka_conf_set_opaque(cc, k);
+    char err[512];
+    k->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
+    if (!k->consumer) {
+        rd_kafka_conf_destroy(cc);
+        snprintf(errstr, errlen, "creating kafka consumer: %s", err);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(k->consumer);
+    k->cq = rd_kafka_queue_get_consumer(k->consumer);
+
+    rd_kafka_conf_t *pc = make_conf(cfg, "producer.", "consumer.", errstr, errlen);
+    if (!pc)
+        goto fail;
+    if (conf_default(pc, "linger.ms", "2", errstr, errlen) ||
+        conf_force(pc, "enable.idempotence", "true", errstr, errlen) ||
+        conf_force(pc, "acks", "all", errstr, errlen)) {
+        rd_kafka_conf_destroy(pc);
+        goto fail;
+    }
+    /* make_conf applied user keys before our default; re-apply linger.ms
+     * if the user gave it. */
+    const char *lg = weft_config_get(cfg, "kafka.producer.linger.ms",
+                                     weft_config_get(cfg, "kafka.linger.ms", NULL));
+    if (lg && conf_force(pc, "linger.ms", lg, errstr, errlen)) {
+        rd_kafka_conf_destroy(pc);
+        goto fail;
+    }
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+    rd_kafka_conf_set_opaque(pc, k);
+    k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
+    if (!k->producer) {
+        rd_kafka_conf_destroy(pc);
+        snprintf(errstr, errlen, "creating kafka producer: %s", err);
+        goto fail;
+    }
+    k->pq = rd_kafka_queue_get_main(k->producer);
+    rd_kafka_queue_io_event_enable(k->cq, k->wake[1], "c", 1);
+    rd_kafka_queue_io_event_enable(k->pq, k->wake[1], "p", 1);
+    return k;
+fail:
+    weft_kafka_destroy(k, 0);
+    return NULL;
+}
+
+int weft_kafka_wake_fd(const weft_kafka_t *k)
+{
+    return k->wake[0];
+}
+
+int weft_kafka_subscribe(weft_kafka_t *k, const char **topics, size_t n, char *errstr,
+                         size_t errlen)
+{
+    if (n == 0) {
+        if (k->subscribed)
+            rd_kafka_unsubscribe(k->consumer);
+        k->subscribed = 0;
+        return 0;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(k->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err) {
+        snprintf(errstr, errlen, "rd_kafka_subscribe() failed: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    k->subscribed = 1;
+    return 0;
+}
+
+static void drain_wake(weft_kafka_t *k)
+{
+    char buf[64];
+    while (read(k->wake[0], buf, sizeof(buf)) > 0)
+        ;
+}
+
+size_t weft_kafka_consume(weft_kafka_t *k, weft_kmsg_t *out, size_t max, int *fatal)
+{
+    drain_wake(k);
+    size_t n = 0;
+    while (n < max) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->consumer, 0);
+        if (!m)
+            break;
+        if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            int is_fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
+            weft_log(is_fatal ? WEFT_LOG_ERROR : WEFT_LOG_WARN, "kafka consumer: %s topic=%s",
+                     rd_kafka_message_errstr(m), m->rkt ? rd_kafka_topic_name(m->rkt) : "-");
+            if (is_fatal && fatal)
+                *fatal = 1;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        weft_kmsg_t *km = &out[n];
+        memset(km, 0, sizeof(*km));
+        km->raw = m;
+        km->topic = rd_kafka_topic_name(m->rkt);
+        km->partition = m->partition;
+        km->offset = m->offset;
+        km->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+        km->key = m->key;
+        km->key_len = m->key_len;
+        km->value = m->payload;
+        km->value_len = m->len;
+        rd_kafka_headers_t *hdrs = NULL;
+        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+            size_t cnt = rd_kafka_header_cnt(hdrs);
+            km->hdrs = calloc(cnt ? cnt : 1, sizeof(weft_header_t));
+            for (size_t i = 0; km->hdrs && i < cnt; i++) {
+                const char *name;
+                const void *val;
+                size_t sz;
+                if (rd_kafka_header_get_all(hdrs, i, &name, &val, &sz))
+                    break;
+                km->hdrs[km->n_hdrs].name = name;
+                km->hdrs[km->n_hdrs].value = val;
+                km->hdrs[km->n_hdrs].len = sz;
+                km->n_hdrs++;
+            }
+        }
+        n++;
+    }
+    return n;
+}
+
+void weft_kafka_msg_free(weft_kmsg_t *m)
+{
+    if (!m)
+        return;
+    free(m->hdrs);
+    if (m->raw)
+        rd_kafka_message_destroy(m->raw);
+    memset(m, 0, sizeof(*m));
+}
+
+int weft_kafka_store(weft_kafka_t *k, const char *topic, int32_t partition, int64_t next_offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next_offset;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(k->consumer, l);
+    if (!err)
+        err = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err) {
+        weft_warn("storing offset failed topic=%s partition=%d offset=%lld: %s", topic,
+                  (int)partition, (long long)next_offset, rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+static int header_value_ok(const weft_header_t *h)
+{
+    const char *v = h->value;
+    for (size_t i = 0; i < h->len; i++)
+        if (v[i] == '\0' || v[i] == '\r' || v[i] == '\n')
+            return 0;
+    return 1;
+}
+
+int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size_t key_len,
+                       const void *value, size_t len, const weft_header_t *hdrs, size_t n_hdrs,
+                       void *msg_opaque, int *retriable, char *errstr, size_t errlen)
+{
+    *retriable = 0;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(n_hdrs);
+    for (size_t i = 0; i < n_hdrs; i++) {
+        /* Original headers of a dead letter are copied as they came. */
+        if (strncmp(hdrs[i].name, "ce_", 3) == 0 && hdrs[i].value && !header_value_ok(&hdrs[i])) {
+            rd_kafka_headers_destroy(h);
+            snprintf(errstr, errlen, "header %s holds CR, LF or NUL", hdrs[i].name);
+            return -1;
+        }
+        rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
+    }
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        k->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(h);
+        *retriable = err == RD_KAFKA_RESP_ERR__QUEUE_FULL;
+        snprintf(errstr, errlen, "rd_kafka_producev() failed topic=%s: %s", topic,
+                 rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+void weft_kafka_serve(weft_kafka_t *k)
+{
+    drain_wake(k);
+    rd_kafka_poll(k->producer, 0);
+}
+
+int weft_kafka_pause(weft_kafka_t *k, int pause)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(k->consumer, &l) || !l)
+        return -1;
+    rd_kafka_resp_err_t err =
+        pause ? rd_kafka_pause_partitions(k->consumer, l) : rd_kafka_resume_partitions(k->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return err ? -1 : 0;
+}
+
+int weft_kafka_outq(const weft_kafka_t *k)
+{
+    return rd_kafka_outq_len(k->producer);
+}
+
+int weft_kafka_commit(weft_kafka_t *k)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit(k->consumer, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        weft_warn("commit failed: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+void weft_kafka_destroy(weft_kafka_t *k, int timeout_ms)
+{
+    if (!k)
+        return;
+    if (k->consumer) {
+        weft_kafka_commit(k);
+        rd_kafka_consumer_close(k->consumer);
+    }
+    if (k->producer) {
+        rd_kafka_resp_err_t err = rd_kafka_flush(k->producer, timeout_ms);
+        if (err)
+            weft_warn("producer flush: %d messages not delivered", rd_kafka_outq_len(k->producer));
+    }
+    if (k->cq)
+        rd_kafka_queue_destroy(k->cq);
+    if (k->pq)
+        rd_kafka_queue_destroy(k->pq);
+    if (k->consumer)
+        rd_kafka_destroy(k->consumer);
+    if (k->producer)
+        rd_kafka_destroy(k->producer);
+    if (k->wake[0] >= 0)
+        close(k->wake[0]);
+    if (k->wake[1] >= 0)
+        close(k->wake[1]);
+    free(k);
+}

@@ -1,0 +1,83 @@
+/*
+ * kafka.h - the Kafka adapter: one consumer-group consumer and one
+ * idempotent producer. librdkafka types stay inside kafka.c.
+ */
+#ifndef WEFT_KAFKA_H
+#define WEFT_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "envelope.h"
+
+typedef struct weft_kafka weft_kafka_t;
+
+/* One consumed message. Pointers stay valid until weft_kafka_msg_free. */
+typedef struct weft_kmsg {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    weft_header_t *hdrs;
+    size_t n_hdrs;
+    void *raw; /* private */
+} weft_kmsg_t;
+
+typedef struct weft_kafka_cbs {
+    /* Partitions assigned / revoked (rebalance). Called from
+     * weft_kafka_consume. On revoke the adapter commits stored offsets
+     * first. */
+    void (*assigned)(void *opaque, const char *topic, int32_t partition);
+    void (*revoked)(void *opaque, const char *topic, int32_t partition);
+    /* Delivery report of a produced message: err is NULL on success. */
+    void (*delivered)(void *opaque, void *msg_opaque, const char *err);
+    void *opaque;
+} weft_kafka_cbs_t;
+
+/* Creates the clients from the config (kafka.*, kafka.consumer.*,
+ * kafka.producer.*). wake_fd becomes readable when either client has
+ * something to serve. */
+weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
+                             char *errstr, size_t errlen);
+int weft_kafka_wake_fd(const weft_kafka_t *k);
+
+int weft_kafka_subscribe(weft_kafka_t *k, const char **topics, size_t n, char *errstr,
+                         size_t errlen);
+
+/* Reads up to max messages without blocking; returns the count. Consumer
+ * errors are logged (fatal ones set *fatal). */
+size_t weft_kafka_consume(weft_kafka_t *k, weft_kmsg_t *out, size_t max, int *fatal);
+void weft_kafka_msg_free(weft_kmsg_t *m);
+
+/* Stores next_offset (the next offset to consume) for commit. */
+int weft_kafka_store(weft_kafka_t *k, const char *topic, int32_t partition, int64_t next_offset);
+
+/* Produces asynchronously; the delivered callback reports the outcome.
+ * Header values must not contain CR, LF or NUL (checked). Returns 0, or
+ * -1 with errstr when the message cannot even be queued (retriable when
+ * *retriable is set). */
+int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size_t key_len,
+                       const void *value, size_t len, const weft_header_t *hdrs, size_t n_hdrs,
+                       void *msg_opaque, int *retriable, char *errstr, size_t errlen);
+
+/* Serves delivery reports. */
+void weft_kafka_serve(weft_kafka_t *k);
+
+int weft_kafka_pause(weft_kafka_t *k, int pause);
+
+/* Messages queued in the producer and not yet delivered. */
+int weft_kafka_outq(const weft_kafka_t *k);
+
+/* Commits stored offsets synchronously. */
+int weft_kafka_commit(weft_kafka_t *k);
+
+/* Commits, closes the consumer (leaving the group), flushes the producer
+ * up to timeout_ms, frees. NULL is a no-op. */
+void weft_kafka_destroy(weft_kafka_t *k, int timeout_ms);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * ledger.c - claim and record batches of idempotency keys.
+ *
+ * Runs on the dispatcher loop thread. Each batch is one statement whose
+ * parameters are arrays (unnest), so the cost is one round trip per batch,
+ * never one per event. Ownership: a claim sets owner + lease_until; a
+ * record only applies while the same owner still holds a running row, so a
+ * dispatcher that lost its lease (it stalled, another took over) cannot
+ * overwrite the outcome the new owner records.
+ */
+#include "ledger.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+void weft_claim_res_clear(weft_claim_res_t *res)
+{
+    if (res->result)
+        PQfreemem(res->result);
+    free(res->result_type);
+    free(res->result_id);
+    free(res->last_error);
+    free(res->reason);
+    free(res->first_failure);
+    free(res->last_failure);
+    memset(res, 0, sizeof(*res));
+}
+
+int weft_pg_array_add(weft_buf_t *b, const char *s, size_t len, int is_null)
+{
+    if (b->len == 0 && weft_buf_append(b, "{", 1) != 0)
+        return -1;
+    if (b->len > 1 && weft_buf_append(b, ",", 1) != 0)
+        return -1;
+    if (is_null)
+        return weft_buf_append(b, "NULL", 4);
+    if (weft_buf_append(b, "\"", 1) != 0)
+        return -1;
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            if (weft_buf_append(b, s + i - run, run) != 0 || weft_buf_append(b, "\\", 1) != 0)
+                return -1;
+            run = 1;
+        } else {
+            run++;
+        }
+    }
+    if (weft_buf_append(b, s + len - run, run) != 0)
+        return -1;
+    return weft_buf_append(b, "\"", 1);
+}
+
+int weft_pg_array_add_bytea(weft_buf_t *b, const uint8_t *p, size_t len, int is_null)
+{
+    if (b->len == 0 && weft_buf_append(b, "{", 1) != 0)
+        return -1;
+    if (b->len > 1 && weft_buf_append(b, ",", 1) != 0)
+        return -1;
+    if (is_null)
+        return weft_buf_append(b, "NULL", 4);
+    static const char hex[] = "0123456789abcdef";
+    /* "\\x" inside an array literal is the bytea hex prefix \x. */
+    if (weft_buf_append(b, "\"\\\\x", 4) != 0)
+        return -1;
+    char chunk[512];
+    size_t c = 0;
+    for (size_t i = 0; i < len; i++) {
+        chunk[c++] = hex[p[i] >> 4];
+        chunk[c++] = hex[p[i] & 15];
+        if (c == sizeof(chunk)) {
+            if (weft_buf_append(b, chunk, c) != 0)
+                return -1;
+            c = 0;
+        }
+    }
+    if (weft_buf_append(b, chunk, c) != 0)
+        return -1;
+    return weft_buf_append(b, "\"", 1);
+}
+
+static int array_close(weft_buf_t *b)
+{
+    if (b->len == 0 && weft_buf_append(b, "{", 1) != 0)
+        return -1;
+    return weft_buf_append(b, "}", 1);
+}
+
+static int add_int(weft_buf_t *b, long long v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+    return weft_pg_array_add(b, tmp, (size_t)n, 0);
+}
+
+static int add_str(weft_buf_t *b, const char *s)
+{
+    return weft_pg_array_add(b, s ? s : "", s ? strlen(s) : 0, s == NULL);
+}
+
+static const char CLAIM_SQL[] =
+    "WITH input AS ("
+    "  SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[])"
+    "    WITH ORDINALITY AS i(trigger, generation, key, lease_ms, ord)"
+    "), claimed AS ("
+    "  INSERT INTO weft.ledger AS l (trigger, generation, key, status, attempts, owner,"
+    "                                lease_until)"
+    "  SELECT trigger, generation, key, 'running', 1, $5,"
+    "         clock_timestamp() + lease_ms * interval '1 millisecond' FROM input"
+    "  ON CONFLICT (trigger, generation, key) DO UPDATE"
+    "    SET attempts = l.attempts + 1, owner = EXCLUDED.owner,"
+    "        lease_until = EXCLUDED.lease_until, updated_at = now()"
+    "    WHERE l.status = 'running'"
+    "      AND (l.lease_until < clock_timestamp() OR l.owner = EXCLUDED.owner)"
+    "  RETURNING l.trigger, l.generation, l.key, l.attempts"
+    ")"
+    " SELECT c.attempts IS NOT NULL, coalesce(c.attempts, l.attempts), l.status,"
+    "        l.result, l.result_type, l.result_id, l.last_error, l.reason,"
+    "        greatest(0, extract(epoch FROM l.lease_until - clock_timestamp()) * 1000)::bigint,"
+    "        to_char(l.first_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+    "        to_char(l.last_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+    "        (SELECT max(d.id) FROM weft.dead_letters d WHERE l.status = 'dead'"
+    "           AND (d.trigger, d.generation, d.key) = (l.trigger, l.generation, l.key))"
+    " FROM input i"
+    " LEFT JOIN claimed c ON (c.trigger, c.generation, c.key) = (i.trigger, i.generation, i.key)"
+    " LEFT JOIN weft.ledger l ON (l.trigger, l.generation, l.key) = (i.trigger, i.generation, i.key)"
+    " ORDER BY i.ord";
+
+static char *dup_val(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
+}
+
+int weft_ledger_claim(void *pgconn, const char *owner, const weft_claim_req_t *reqs, size_t n,
+                      weft_claim_res_t *out, char *errstr, size_t errlen)
+{
+    PGconn *pg = pgconn;
+    weft_buf_t a[4] = {{0}};
+    int rc = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (add_str(&a[0], reqs[i].trigger) || add_int(&a[1], reqs[i].generation) ||
+            add_str(&a[2], reqs[i].key) || add_int(&a[3], reqs[i].lease_ms)) {
+            snprintf(errstr, errlen, "out of memory");
+            goto out;
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        if (array_close(&a[k]) != 0) {
+            snprintf(errstr, errlen, "out of memory");
+            goto out;
+        }
+    const char *params[5] = {a[0].p, a[1].p, a[2].p, a[3].p, owner};
+    PGresult *r = PQexecParams(pg, CLAIM_SQL, 5, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || (size_t)PQntuples(r) != n) {
+        snprintf(errstr, errlen, "claiming keys: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        weft_claim_res_t *res = &out[i];
+        int row = (int)i;
+        memset(res, 0, sizeof(*res));
+        int won = PQgetvalue(r, row, 0)[0] == 't';
+        res->attempts = atoi(PQgetvalue(r, row, 1));
+        const char *status = PQgetisnull(r, row, 2) ? "" : PQgetvalue(r, row, 2);
+        if (won)
+            res->kind = WEFT_CLAIM_RUN;
+        else if (strcmp(status, "completed") == 0)
+            res->kind = WEFT_CLAIM_COMPLETED;
+        else if (strcmp(status, "dropped") == 0)
+            res->kind = WEFT_CLAIM_DROPPED;
+        else if (strcmp(status, "dead") == 0)
+            res->kind = WEFT_CLAIM_DEAD;
+        else
+            res->kind = WEFT_CLAIM_BUSY;
+        if (!PQgetisnull(r, row, 3) && res->kind == WEFT_CLAIM_COMPLETED) {
+            res->result =
+                PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 3), &res->result_len);
+        }
+        res->result_type = dup_val(r, row, 4);
+        res->result_id = dup_val(r, row, 5);
+        res->last_error = dup_val(r, row, 6);
+        res->reason = dup_val(r, row, 7);
+        res->lease_left_ms = PQgetisnull(r, row, 8) ? 0 : atoll(PQgetvalue(r, row, 8));
+        res->first_failure = dup_val(r, row, 9);
+        res->last_failure = dup_val(r, row, 10);
+        res->dead_letter_id = PQgetisnull(r, row, 11) ? 0 : atoll(PQgetvalue(r, row, 11));
+    }
+    PQclear(r);
+    rc = 0;
+out:
+    for (int k = 0; k < 4; k++)
+        weft_buf_free(&a[k]);
+    return rc;
+}
+
+static const char RECORD_SQL[] =
+    "WITH input AS ("
+    "  SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[],"
+    "                       $6::text[], $7::text[], $8::text[], $9::text[], $10::int[],"
+    "                       $11::text[], $12::int[], $13::bigint[], $14::bytea[],"
+    "                       $15::bytea[], $16::text[], $17::text[])"
+    "    WITH ORDINALITY AS i(trigger, generation, key, status, result, result_type,"
+    "                         result_id, error, reason, lease_ms, src_topic, src_partition,"
+    "                         src_offset, msg_key, value, headers, dlq, ord)"
+    "), upd AS ("
+    "  UPDATE weft.ledger l SET"
+    "    status = CASE WHEN i.status = 'retry' THEN 'running'"
+    "                  ELSE i.status END::weft.ledger_status,"
+    "    result = i.result, result_type = i.result_type, result_id = i.result_id,"
+    "    last_error = coalesce(i.error, l.last_error),"
+    "    reason = coalesce(i.reason, l.reason),"
+    "    first_failure_at = CASE WHEN i.error IS NOT NULL"
+    "                       THEN coalesce(l.first_failure_at, now()) ELSE l.first_failure_at END,"
+    "    last_failure_at = CASE WHEN i.error IS NOT NULL THEN now() ELSE l.last_failure_at END,"
+    "    lease_until = CASE WHEN i.status = 'retry'"
+    "                  THEN clock_timestamp() + i.lease_ms * interval '1 millisecond' END,"
+    "    updated_at = now()"
+    "  FROM input i"
+    "  WHERE (l.trigger, l.generation, l.key) = (i.trigger, i.generation, i.key)"
+    "    AND l.owner = $18 AND l.status = 'running'"
+    "  RETURNING i.ord, l.trigger, l.generation, l.key, l.attempts, l.first_failure_at,"
+    "            l.last_failure_at, l.status"
+    "), dl AS ("
+    "  INSERT INTO weft.dead_letters (trigger, generation, key, reason, error, attempts,"
+    "    source_topic, source_partition, source_offset, message_key, value, headers,"
+    "    dead_letter_topic, first_failure_at, last_failure_at)"
+    "  SELECT u.trigger, u.generation, u.key, coalesce(i.reason, 'unknown'),"
+    "         coalesce(i.error, ''), u.attempts, i.src_topic, i.src_partition, i.src_offset,"
+    "         i.msg_key, i.value, coalesce(i.headers, '[]')::jsonb, i.dlq,"
+    "         u.first_failure_at, u.last_failure_at"
+    "  FROM upd u JOIN input i ON i.ord = u.ord WHERE i.status = 'dead'"
+    "  RETURNING id, trigger, generation, key"
+    ")"
+    " SELECT u.ord, u.attempts,"
+    "   to_char(u.first_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+    "   to_char(u.last_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+    "   d.id"
+    " FROM upd u LEFT JOIN dl d"
+    "   ON (d.trigger, d.generation, d.key) = (u.trigger, u.generation, u.key)";
+
+static const char *rec_status(weft_rec_kind_t k)
+{
+    switch (k) {
+    case WEFT_REC_COMPLETED:
+        return "completed";
+    case WEFT_REC_DROPPED:
+        return "dropped";
+    case WEFT_REC_DEAD:
+        return "dead";
+    default:
+        return "retry";
+    }
+}
+
+int weft_ledger_record(void *pgconn, const char *owner, const weft_record_t *recs, size_t n,
+                       weft_record_res_t *out, char *errstr, size_t errlen)
+{
+    PGconn *pg = pgconn;
+    enum { NA = 17 };
+    weft_buf_t a[NA];
+    memset(a, 0, sizeof(a));
+    int rc = -1, oom = 0;
+    for (size_t i = 0; i < n && !oom; i++) {
+        const weft_record_t *rc_ = &recs[i];
+        int dead = rc_->kind == WEFT_REC_DEAD;
+        int done = rc_->kind == WEFT_REC_COMPLETED;
+        oom |= add_str(&a[0], rc_->trigger);
+        oom |= add_int(&a[1], rc_->generation);
+        oom |= add_str(&a[2], rc_->key);
+        oom |= add_str(&a[3], rec_status(rc_->kind));
+        oom |= weft_pg_array_add_bytea(&a[4], rc_->result, rc_->result_len, !done);
+        oom |= add_str(&a[5], done ? rc_->result_type : NULL);
+        oom |= add_str(&a[6], done ? rc_->result_id : NULL);
+        oom |= add_str(&a[7], rc_->error);
+        oom |= add_str(&a[8], rc_->reason);
+        oom |= add_int(&a[9], rc_->lease_ms);
+        oom |= add_str(&a[10], dead ? rc_->source_topic : NULL);
+        oom |= add_int(&a[11], rc_->source_partition);
+        oom |= add_int(&a[12], rc_->source_offset);
+        oom |= weft_pg_array_add_bytea(&a[13], rc_->msg_key, rc_->msg_key_len,
+                                       !dead || !rc_->msg_key);
+        oom |= weft_pg_array_add_bytea(&a[14], rc_->value, rc_->value_len, !dead);
+        oom |= add_str(&a[15], dead ? rc_->headers_json : NULL);
+        oom |= add_str(&a[16], dead ? rc_->dead_letter_topic : NULL);
+    }
+    for (int k = 0; k < NA && !oom; k++)
+        oom |= array_close(&a[k]);
+    if (oom) {
+        snprintf(errstr, errlen, "out of memory");
+        goto out;
+    }
+    const char *params[NA + 1];
+    for (int k = 0; k < NA; k++)
+        params[k] = a[k].p;
+    params[NA] = owner;
+    PGresult *r = PQexecParams(pg, RECORD_SQL, NA + 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "recording outcomes: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        goto out;
+    }
+    memset(out, 0, n * sizeof(*out));
+    for (int row = 0; row < PQntuples(r); row++) {
+        long ord = atol(PQgetvalue(r, row, 0));
+        if (ord < 1 || (size_t)ord > n)
+            continue;
+        weft_record_res_t *res = &out[ord - 1];
+        res->applied = 1;
+        res->attempts = atoi(PQgetvalue(r, row, 1));
+        snprintf(res->first_failure, sizeof(res->first_failure), "%s", PQgetvalue(r, row, 2));
+        snprintf(res->last_failure, sizeof(res->last_failure), "%s", PQgetvalue(r, row, 3));
+        res->dead_letter_id = PQgetisnull(r, row, 4) ? 0 : atoll(PQgetvalue(r, row, 4));
+    }
+    PQclear(r);
+    rc = 0;
+out:
+    for (int k = 0; k < NA; k++)
+        weft_buf_free(&a[k]);
+    return rc;
+}

@@ -1,0 +1,98 @@
+/*
+ * ledger.h - the idempotency ledger in PostgreSQL (weft.ledger).
+ *
+ * Every call handles a whole batch in one round trip. Keys within one
+ * batch must be distinct (the dispatcher coalesces duplicates first).
+ */
+#ifndef WEFT_LEDGER_H
+#define WEFT_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct weft_claim_req {
+    const char *trigger;
+    int generation;
+    const char *key;
+    int lease_ms; /* how long the claim holds if this process dies */
+} weft_claim_req_t;
+
+typedef enum {
+    WEFT_CLAIM_RUN = 0,   /* new, retry, or taken over: run the function */
+    WEFT_CLAIM_COMPLETED, /* done before: re-emit the stored result */
+    WEFT_CLAIM_DROPPED,   /* the function dropped it before */
+    WEFT_CLAIM_DEAD,      /* dead-lettered before: re-publish the dead letter */
+    WEFT_CLAIM_BUSY,      /* another live owner holds it: ask again later */
+} weft_claim_kind_t;
+
+typedef struct weft_claim_res {
+    weft_claim_kind_t kind;
+    int attempts;        /* including this one, for RUN */
+    int64_t lease_left_ms; /* for BUSY */
+    uint8_t *result;     /* COMPLETED: stored result, malloc()ed */
+    size_t result_len;
+    char *result_type;   /* malloc()ed or NULL */
+    char *result_id;
+    char *last_error;
+    char *reason;
+    char *first_failure; /* RFC 3339 or NULL */
+    char *last_failure;
+    int64_t dead_letter_id;
+} weft_claim_res_t;
+
+void weft_claim_res_clear(weft_claim_res_t *res);
+
+/* Claims n keys for owner. out[i] answers reqs[i]. pg is a PGconn *.
+ * Returns 0, or -1 with errstr (the batch must be retried). */
+int weft_ledger_claim(void *pg, const char *owner, const weft_claim_req_t *reqs, size_t n,
+                      weft_claim_res_t *out, char *errstr, size_t errlen);
+
+typedef enum {
+    WEFT_REC_COMPLETED = 0,
+    WEFT_REC_DROPPED,
+    WEFT_REC_DEAD,
+    WEFT_REC_RETRY, /* stays running; lease extended by lease_ms */
+} weft_rec_kind_t;
+
+typedef struct weft_record {
+    const char *trigger;
+    int generation;
+    const char *key;
+    weft_rec_kind_t kind;
+    const uint8_t *result; /* COMPLETED */
+    size_t result_len;
+    const char *result_type;
+    const char *result_id;
+    const char *error;  /* RETRY, DEAD: last error */
+    const char *reason; /* DEAD: timeout, signal:N, function, malformed, ... */
+    int lease_ms;       /* RETRY */
+    /* DEAD: the dead-letter row */
+    const char *source_topic;
+    int source_partition;
+    int64_t source_offset;
+    const uint8_t *msg_key;
+    size_t msg_key_len;
+    const uint8_t *value;
+    size_t value_len;
+    const char *headers_json;
+    const char *dead_letter_topic;
+} weft_record_t;
+
+typedef struct weft_record_res {
+    int applied;         /* 0: this owner no longer holds the key */
+    int attempts;
+    char first_failure[40];
+    char last_failure[40];
+    int64_t dead_letter_id;
+} weft_record_res_t;
+
+/* Records outcomes; out[i] answers recs[i]. Returns 0 or -1 with errstr. */
+int weft_ledger_record(void *pg, const char *owner, const weft_record_t *recs, size_t n,
+                       weft_record_res_t *out, char *errstr, size_t errlen);
+
+/* Appends one element to a PostgreSQL array literal under construction. */
+struct weft_buf;
+int weft_pg_array_add(struct weft_buf *b, const char *s, size_t len, int is_null);
+int weft_pg_array_add_bytea(struct weft_buf *b, const uint8_t *p, size_t len, int is_null);
+
+#endif

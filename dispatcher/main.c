@@ -1,0 +1,247 @@
+/*
+ * main.c - the `weft` command: subcommand dispatch, configuration loading
+ * and help texts.
+ *
+ * Runs in the CLI process (and becomes the dispatcher for `weft run`).
+ * Exit codes: 0 success, 1 runtime error, 2 usage or configuration error.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "dispatcher.h"
+#include "log.h"
+#include "migrate.h"
+
+#ifndef WEFT_VERSION
+#define WEFT_VERSION "0.0.0"
+#endif
+#ifndef WEFT_MIGRATIONS_DIR
+#define WEFT_MIGRATIONS_DIR "migrations"
+#endif
+
+static void usage_main(FILE *f)
+{
+    fprintf(f, "usage: weft COMMAND [OPTIONS]\n"
+               "\n"
+               "commands:\n"
+               "  run       run the dispatcher in the foreground\n"
+               "  migrate   apply weft's schema and your trigger migrations\n"
+               "  version   print the version\n"
+               "\n"
+               "Run 'weft COMMAND --help' for a command's options.\n"
+               "Configuration: --config FILE, then the environment (WEFT_PG,\n"
+               "WEFT_KAFKA_BROKERS, WEFT_NATS_URL, WEFT_LOG_LEVEL, WEFT_SET), then --set.\n");
+}
+
+static void usage_run(FILE *f)
+{
+    fprintf(f, "usage: weft run [--config FILE] [--set KEY=VALUE ...]\n"
+               "\n"
+               "Runs the dispatcher in the foreground until SIGTERM or SIGINT, then\n"
+               "finishes in-flight work (dispatcher.shutdown_timeout_ms), commits and\n"
+               "exits 0.\n"
+               "\n"
+               "examples:\n"
+               "  weft run --config /etc/weft/weft.conf\n"
+               "  WEFT_PG='host=127.0.0.1 port=5432 dbname=weft' \\\n"
+               "  WEFT_KAFKA_BROKERS=127.0.0.1:9092 weft run --set log.level=debug\n");
+}
+
+static void usage_migrate(FILE *f)
+{
+    fprintf(f,
+            "usage: weft migrate [--config FILE] [--dir DIR ...] [--dry-run]\n"
+            "\n"
+            "Applies weft's own schema (%s), then the numbered .sql files of each\n"
+            "--dir in order, each file in one transaction. Applied files are recorded\n"
+            "with their checksum in weft.schema_migrations; an applied file that was\n"
+            "edited stops the run with a non-zero exit before anything is applied.\n"
+            "\n"
+            "examples:\n"
+            "  weft migrate\n"
+            "  weft migrate --dir ./triggers --dry-run\n",
+            WEFT_MIGRATIONS_DIR);
+}
+
+typedef struct common_opts {
+    const char *config_path;
+    const char *sets[64];
+    int n_sets;
+} common_opts_t;
+
+static weft_config_t *load_config(const common_opts_t *o)
+{
+    char err[1024];
+    weft_config_t *cfg = weft_config_new();
+    if (!cfg) {
+        fprintf(stderr, "weft: out of memory\n");
+        return NULL;
+    }
+    if (o->config_path && weft_config_load_file(cfg, o->config_path, err, sizeof(err)) != 0)
+        goto fail;
+    if (weft_config_load_env(cfg, err, sizeof(err)) != 0)
+        goto fail;
+    for (int i = 0; i < o->n_sets; i++)
+        if (weft_config_parse_line(cfg, o->sets[i], err, sizeof(err)) != 0) {
+            fprintf(stderr, "weft: --set %s: %s\n", o->sets[i], err);
+            weft_config_destroy(cfg);
+            return NULL;
+        }
+    weft_log_level_t lvl = WEFT_LOG_INFO;
+    const char *ls = weft_config_get(cfg, "log.level", "info");
+    if (weft_log_level_parse(ls, &lvl) != 0) {
+        snprintf(err, sizeof(err), "log.level: unknown level \"%s\" (debug, info, warn, error)",
+                 ls);
+        goto fail;
+    }
+    weft_log_init("weft", lvl);
+    return cfg;
+fail:
+    fprintf(stderr, "weft: %s\n", err);
+    weft_config_destroy(cfg);
+    return NULL;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    common_opts_t o = {0};
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"set", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o.config_path = optarg;
+            break;
+        case 's':
+            if (o.n_sets < 64)
+                o.sets[o.n_sets++] = optarg;
+            break;
+        case 'h':
+            usage_run(stdout);
+            return 0;
+        default:
+            usage_run(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "weft run: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    weft_config_t *cfg = load_config(&o);
+    if (!cfg)
+        return 2;
+    weft_log_init("dispatcher", WEFT_LOG_INFO);
+    weft_log_level_t lvl = WEFT_LOG_INFO;
+    weft_log_level_parse(weft_config_get(cfg, "log.level", "info"), &lvl);
+    weft_log_init("dispatcher", lvl);
+    int rc = weft_dispatcher_run(cfg);
+    weft_config_destroy(cfg);
+    return rc;
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+    common_opts_t o = {0};
+    const char *dirs[64];
+    int n_dirs = 0, dry_run = 0;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"set", required_argument, NULL, 's'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {"dry-run", no_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:s:d:nh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o.config_path = optarg;
+            break;
+        case 's':
+            if (o.n_sets < 64)
+                o.sets[o.n_sets++] = optarg;
+            break;
+        case 'd':
+            if (n_dirs == 64) {
+                fprintf(stderr, "weft migrate: at most 64 --dir\n");
+                return 2;
+            }
+            dirs[n_dirs++] = optarg;
+            break;
+        case 'n':
+            dry_run = 1;
+            break;
+        case 'h':
+            usage_migrate(stdout);
+            return 0;
+        default:
+            usage_migrate(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "weft migrate: unexpected argument \"%s\" (use --dir DIR)\n",
+                argv[optind]);
+        return 2;
+    }
+    weft_config_t *cfg = load_config(&o);
+    if (!cfg)
+        return 2;
+    const char *conninfo = weft_config_get(cfg, "pg.conninfo", NULL);
+    if (!conninfo) {
+        fprintf(stderr, "weft migrate: pg.conninfo is not set (config file or WEFT_PG)\n");
+        weft_config_destroy(cfg);
+        return 2;
+    }
+    weft_migration_list_t list = {0};
+    char err[2048];
+    int rc = 0;
+    const char *own = weft_config_get(cfg, "migrations.dir", WEFT_MIGRATIONS_DIR);
+    if (weft_migrate_scan_dir(&list, own, err, sizeof(err)) != 0) {
+        rc = 2;
+        goto out;
+    }
+    for (int i = 0; i < n_dirs; i++)
+        if (weft_migrate_scan_dir(&list, dirs[i], err, sizeof(err)) != 0) {
+            rc = 2;
+            goto out;
+        }
+    if (weft_migrate_apply(conninfo, &list, dry_run, err, sizeof(err)) != 0)
+        rc = 1;
+out:
+    if (rc)
+        fprintf(stderr, "weft migrate: %s\n", err);
+    weft_migrate_list_free(&list);
+    weft_config_destroy(cfg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage_main(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("weft %s\n", WEFT_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(argc - 1, argv + 1);
+    fprintf(stderr, "weft: unknown command \"%s\"\n\n", cmd);
+    usage_main(stderr);
+    return 2;
+}

@@ -1,0 +1,123 @@
+/*
+ * pool.h - pools of pre-started worker processes, supervised from the
+ * dispatcher process.
+ *
+ * Workers are started with posix_spawn() of the small weft-worker binary
+ * (never a plain fork() of the threaded dispatcher, see README "Processes"),
+ * each with one channel: a SOCK_STREAM socketpair whose worker end becomes
+ * fd 3 in the worker. Frames are weft.v1.Invoke / weft.v1.Result
+ * (schemas/frames.proto), each prefixed by a 4-byte big-endian length.
+ *
+ * All functions run on the dispatcher's loop thread; nothing here blocks.
+ * The pool registers its channel fds with the caller's epoll instance
+ * (data.ptr = weft_io_t *), and expects:
+ *   - weft_pool_reaped() for every child reaped by the caller's
+ *     waitpid(-1, ..., WNOHANG) loop;
+ *   - weft_pool_tick() at least every 50 ms (deadlines, respawn backoff).
+ */
+#ifndef WEFT_POOL_H
+#define WEFT_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cloudevents.pb-c.h"
+
+typedef struct weft_pool weft_pool_t;
+
+typedef enum {
+    WEFT_OUTCOME_OK = 0,
+    WEFT_OUTCOME_RETRY = 1, /* function asked for a retry */
+    WEFT_OUTCOME_FAIL = 2,  /* function failed permanently */
+    WEFT_OUTCOME_DROP = 3,  /* function dropped the event */
+    WEFT_OUTCOME_CRASH = 4, /* the worker ended abnormally; retryable */
+} weft_outcome_kind_t;
+
+typedef struct weft_outcome {
+    weft_outcome_kind_t kind;
+    const uint8_t *data; /* result bytes (OK), valid during the callback */
+    size_t len;
+    const char *content_type; /* never NULL */
+    const char *error;        /* never NULL; "" on OK */
+    /* Why the worker ended for CRASH: "timeout", "signal:N", "exited",
+     * "bad_frame", "memory", "config"; "" otherwise.
+     *   timeout   the deadline passed; reported at once, the worker is then
+     *             SIGTERMed and SIGKILLed after 1 s.
+     *   signal:N  the worker died of signal N while running the function.
+     *   exited    the worker exited (any code but the two below) mid-call.
+     *   memory    the worker could not allocate what the invocation needs
+     *             (exit code WEFT_WORKER_EXIT_NOMEM); a function killed by
+     *             RLIMIT_AS usually shows as signal:N instead.
+     *   config    the worker could not load the function (exit code
+     *             WEFT_WORKER_EXIT_CONFIG before serving anything): the
+     *             function never ran.
+     *   bad_frame the worker sent something that is not a valid Result for
+     *             the running invocation; it was killed.
+     * With kind FAIL, reason "result_too_large" means the function returned
+     * OK with more than max_result_bytes: the worker replaces that result by
+     * a FAIL whose error starts with WEFT_POOL_RESULT_TOO_LARGE (so the
+     * worker stays alive and the event is dead-lettered at once: running it
+     * again would produce the same result). Otherwise "". */
+    const char *reason;
+    uint32_t retry_after_ms;
+} weft_outcome_t;
+
+/* Error prefix of the FAIL a worker sends for an oversized result. */
+#define WEFT_POOL_RESULT_TOO_LARGE "result_too_large: "
+
+/* weft-worker exit codes. 0: the channel closed (normal end). 1: I/O error
+ * on the channel. The pool respawns in every case, with backoff; after a
+ * configuration error it waits the longest backoff (5 s). */
+#define WEFT_WORKER_EXIT_CONFIG 2   /* cannot load or initialise the function */
+#define WEFT_WORKER_EXIT_PROTOCOL 3 /* undecodable frame from the dispatcher */
+#define WEFT_WORKER_EXIT_NOMEM 4    /* out of memory outside the function */
+
+/* max_result_bytes used when the configuration says 0. */
+#define WEFT_POOL_DEFAULT_MAX_RESULT (1024u * 1024u)
+
+/* Called once per submitted invocation, from weft_pool_tick,
+ * weft_pool_reaped or the channel handler (never from inside
+ * weft_pool_submit). The callback may call weft_pool_submit; it must not
+ * call weft_pool_destroy. */
+typedef void (*weft_pool_done_fn)(void *opaque, const weft_outcome_t *out, void *ctx);
+
+typedef struct weft_pool_config {
+    const char *function;    /* function name, for logs */
+    const char *runtime;     /* "shared_object" */
+    const char *entry;       /* path of the shared object */
+    const char *symbol;      /* exported symbol; NULL = "weft_handle" */
+    int size;                /* workers in a static pool (>= 1) */
+    uint32_t timeout_ms;     /* per invocation, wall clock, counted from the
+                              * moment a worker takes it; 0 = no deadline */
+    uint32_t memory_mb;      /* RLIMIT_AS per worker; 0 = unlimited */
+    uint32_t max_result_bytes; /* 0 = WEFT_POOL_DEFAULT_MAX_RESULT */
+    const char *worker_path; /* the weft-worker binary */
+} weft_pool_config_t;
+
+/* Starts cfg->size workers. Copies everything it needs from cfg. */
+weft_pool_t *weft_pool_new(const weft_pool_config_t *cfg, int epfd, weft_pool_done_fn done,
+                           void *ctx, char *errstr, size_t errlen);
+
+/* Queues an invocation; it starts as soon as a worker is idle. The event is
+ * serialized before return (the caller keeps ownership of ev). opaque comes
+ * back in the done callback. Returns 0, or -1 with errstr filled. */
+int weft_pool_submit(weft_pool_t *pool, const Io__Cloudevents__V1__CloudEvent *ev,
+                     const char *trigger, uint32_t attempt, void *opaque, char *errstr,
+                     size_t errlen);
+
+/* Invocations queued or running. */
+size_t weft_pool_inflight(const weft_pool_t *pool);
+
+/* Returns 1 when pid was one of this pool's workers (and handles its end). */
+int weft_pool_reaped(weft_pool_t *pool, pid_t pid, int status);
+
+/* Deadlines, respawns. now_ms from CLOCK_MONOTONIC. */
+void weft_pool_tick(weft_pool_t *pool, uint64_t now_ms);
+
+/* Asks workers to exit (SIGTERM), waits up to grace_ms, then SIGKILLs and
+ * reaps them. Queued invocations are dropped without callbacks. NULL is a
+ * no-op. */
+void weft_pool_destroy(weft_pool_t *pool, uint32_t grace_ms);
+
+#endif

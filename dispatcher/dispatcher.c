@@ -657,7 +657,7 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
         break;
     case WEFT_OUTCOME_FAIL:
         j->rec = WEFT_REC_DEAD;
-        set_str(&j->reason, "non_retryable");
+        set_str(&j->reason, *out->reason ? out->reason : "non_retryable");
         set_str(&j->error, out->error);
         break;
     case WEFT_OUTCOME_RETRY:
@@ -1395,8 +1395,6 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
     d->sig_io.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     d->sig_io.handle = on_signal;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->sig_io};
@@ -1485,6 +1483,15 @@ int weft_dispatcher_run(weft_config_t *cfg)
         return 1;
     d->cfg = cfg;
     d->pg_io.fd = -1;
+    /* Blocked from the start (and read through a signalfd later) so that a
+     * SIGTERM during startup still ends in a clean shutdown. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
     char err[1024] = "";
     int rc = setup(d, err, sizeof(err));
     if (rc != 0) {

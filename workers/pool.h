@@ -7,8 +7,19 @@
  * each with one channel: a SOCK_STREAM socketpair whose worker end becomes
  * fd 3 in the worker. Frames are weft.v1.Invoke / weft.v1.Result
  * (schemas/frames.proto), each prefixed by a 4-byte big-endian length.
+ * Once the function is loaded (and weft_init ran), the worker sends a ready
+ * frame: a Result with seq 0. Invocations (seq >= 1) go only to ready
+ * workers, so loading time never counts against a deadline. A worker not
+ * ready 30 s after its start is terminated.
  *
- * All functions run on the dispatcher's loop thread; nothing here blocks.
+ * A worker starts with fds 0 (/dev/null), 1 and 2 (the dispatcher's
+ * stderr) and 3 only, an environment of PATH and LANG only, an empty signal
+ * mask and default dispositions, in its own process group (a Ctrl-C aimed
+ * at the dispatcher does not kill invocations in flight), with
+ * PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG(SIGKILL) and no core dumps.
+ *
+ * All functions run on the dispatcher's loop thread (PDEATHSIG is tied to
+ * the thread that spawns); nothing here blocks but weft_pool_destroy.
  * The pool registers its channel fds with the caller's epoll instance
  * (data.ptr = weft_io_t *), and expects:
  *   - weft_pool_reaped() for every child reaped by the caller's
@@ -45,15 +56,20 @@ typedef struct weft_outcome {
      *   timeout   the deadline passed; reported at once, the worker is then
      *             SIGTERMed and SIGKILLed after 1 s.
      *   signal:N  the worker died of signal N while running the function.
-     *   exited    the worker exited (any code but the two below) mid-call.
+     *   exited    the worker exited mid-call (any code but those below).
      *   memory    the worker could not allocate what the invocation needs
      *             (exit code WEFT_WORKER_EXIT_NOMEM); a function killed by
      *             RLIMIT_AS usually shows as signal:N instead.
-     *   config    the worker could not load the function (exit code
-     *             WEFT_WORKER_EXIT_CONFIG before serving anything): the
+     *   config    the worker could not load the function (it exited with
+     *             WEFT_WORKER_EXIT_CONFIG before its ready frame): the
      *             function never ran.
      *   bad_frame the worker sent something that is not a valid Result for
      *             the running invocation; it was killed.
+     * When a worker dies before it is ready and no other worker of the pool
+     * is ready, every queued invocation is answered at once with CRASH and
+     * that worker's reason ("config", "signal:N", ...; error "worker could
+     * not start: ...") instead of waiting for a respawn that is likely to
+     * fail the same way.
      * With kind FAIL, reason "result_too_large" means the function returned
      * OK with more than max_result_bytes: the worker replaces that result by
      * a FAIL whose error starts with WEFT_POOL_RESULT_TOO_LARGE (so the
@@ -83,23 +99,26 @@ typedef struct weft_outcome {
 typedef void (*weft_pool_done_fn)(void *opaque, const weft_outcome_t *out, void *ctx);
 
 typedef struct weft_pool_config {
-    const char *function;    /* function name, for logs */
-    const char *runtime;     /* "shared_object" */
-    const char *entry;       /* path of the shared object */
-    const char *symbol;      /* exported symbol; NULL = "weft_handle" */
-    int size;                /* workers in a static pool (>= 1) */
-    uint32_t timeout_ms;     /* per invocation, wall clock, counted from the
-                              * moment a worker takes it; 0 = no deadline */
-    uint32_t memory_mb;      /* RLIMIT_AS per worker; 0 = unlimited */
+    const char *function;      /* function name, for logs */
+    const char *runtime;       /* "shared_object" */
+    const char *entry;         /* path of the shared object */
+    const char *symbol;        /* exported symbol; NULL = "weft_handle" */
+    int size;                  /* workers in a static pool (>= 1) */
+    uint32_t timeout_ms;       /* per invocation, wall clock, counted from the
+                                * moment a worker takes it; 0 = no deadline */
+    uint32_t memory_mb;        /* RLIMIT_AS per worker; 0 = unlimited */
     uint32_t max_result_bytes; /* 0 = WEFT_POOL_DEFAULT_MAX_RESULT */
-    const char *worker_path; /* the weft-worker binary */
+    const char *worker_path;   /* the weft-worker binary */
 } weft_pool_config_t;
 
-/* Starts cfg->size workers. Copies everything it needs from cfg. */
+/* Starts cfg->size workers. Copies everything it needs from cfg. Fails for
+ * bad arguments, a missing worker binary or a failed spawn; a function that
+ * cannot be loaded is not detected here (see reason "config"). */
 weft_pool_t *weft_pool_new(const weft_pool_config_t *cfg, int epfd, weft_pool_done_fn done,
                            void *ctx, char *errstr, size_t errlen);
 
-/* Queues an invocation; it starts as soon as a worker is idle. The event is
+/* Queues an invocation (FIFO); it starts as soon as a worker is ready and
+ * idle. The event is
  * serialized before return (the caller keeps ownership of ev). opaque comes
  * back in the done callback. Returns 0, or -1 with errstr filled. */
 int weft_pool_submit(weft_pool_t *pool, const Io__Cloudevents__V1__CloudEvent *ev,
@@ -109,15 +128,20 @@ int weft_pool_submit(weft_pool_t *pool, const Io__Cloudevents__V1__CloudEvent *e
 /* Invocations queued or running. */
 size_t weft_pool_inflight(const weft_pool_t *pool);
 
-/* Returns 1 when pid was one of this pool's workers (and handles its end). */
+/* Returns 1 when pid was one of this pool's workers (and handles its end:
+ * callback for its invocation, respawn scheduled in tick with a backoff of
+ * 50 ms doubling to 5 s, reset by every Result). */
 int weft_pool_reaped(weft_pool_t *pool, pid_t pid, int status);
 
 /* Deadlines, respawns. now_ms from CLOCK_MONOTONIC. */
 void weft_pool_tick(weft_pool_t *pool, uint64_t now_ms);
 
-/* Asks workers to exit (SIGTERM), waits up to grace_ms, then SIGKILLs and
- * reaps them. Queued invocations are dropped without callbacks. NULL is a
- * no-op. */
+/* Asks workers to exit (closes every channel, so idle workers exit 0 on
+ * EOF; SIGTERMs the busy ones), waits up to grace_ms, then SIGKILLs the rest.
+ * Reaps every worker itself (waitpid on each pid), blocking for up to about
+ * grace_ms: meant for shutdown. Queued and running invocations are dropped
+ * without callbacks. NULL is a no-op. Call it from the loop, never from a
+ * done callback, and not with epoll events of this pool still to handle. */
 void weft_pool_destroy(weft_pool_t *pool, uint32_t grace_ms);
 
 #endif

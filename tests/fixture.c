@@ -1,0 +1,468 @@
+/*
+ * fixture.c - see fixture.h. Real servers, real processes: nothing here
+ * mocks a component the tests are about.
+ */
+#include "fixture.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+uint64_t fx_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void env_or(char *dst, size_t len, const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    snprintf(dst, len, "%s", v && *v ? v : def);
+}
+
+static void read_env_value(const char *file, const char *name, char *out, size_t len)
+{
+    FILE *f = fopen(file, "r");
+    out[0] = '\0';
+    if (!f)
+        return;
+    char line[1024], pfx[128];
+    snprintf(pfx, sizeof(pfx), "export %s='", name);
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, pfx, strlen(pfx)) == 0) {
+            char *v = line + strlen(pfx);
+            char *q = strrchr(v, '\'');
+            if (q)
+                *q = '\0';
+            snprintf(out, len, "%s", v);
+        }
+    }
+    fclose(f);
+}
+
+int fx_up(fx_t *fx, const char *topics)
+{
+    memset(fx, 0, sizeof(*fx));
+    env_or(fx->bin_dir, sizeof(fx->bin_dir), "WEFT_BIN_DIR", "build/bin");
+    env_or(fx->src_dir, sizeof(fx->src_dir), "WEFT_SOURCE_DIR", ".");
+    snprintf(fx->state_dir, sizeof(fx->state_dir), "/tmp/weft-test-XXXXXX");
+    if (!mkdtemp(fx->state_dir)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "WEFT_STATE_DIR='%s' WEFT_BUILD_DIR='%s/..' WEFT_MOCK_TOPICS='%s' "
+             "'%s/ops/stack' up >'%s/stack.out' 2>&1",
+             fx->state_dir, fx->bin_dir, topics, fx->src_dir, fx->state_dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "ops/stack up failed, see %s/stack.out\n", fx->state_dir);
+        snprintf(cmd, sizeof(cmd), "cat '%s/stack.out' >&2", fx->state_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(could not show it)\n");
+        return -1;
+    }
+    char envf[512];
+    snprintf(envf, sizeof(envf), "%s/stack.env", fx->state_dir);
+    read_env_value(envf, "WEFT_PG", fx->pg, sizeof(fx->pg));
+    read_env_value(envf, "WEFT_KAFKA_BROKERS", fx->brokers, sizeof(fx->brokers));
+    read_env_value(envf, "WEFT_NATS_URL", fx->nats, sizeof(fx->nats));
+    if (!fx->pg[0] || !fx->brokers[0]) {
+        fprintf(stderr, "stack.env is incomplete in %s\n", fx->state_dir);
+        return -1;
+    }
+    return 0;
+}
+
+void fx_down(fx_t *fx)
+{
+    if (!fx->state_dir[0])
+        return;
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "WEFT_STATE_DIR='%s' '%s/ops/stack' down >>'%s/stack.out' 2>&1",
+             fx->state_dir, fx->src_dir, fx->state_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "ops/stack down failed, see %s/stack.out\n", fx->state_dir);
+    if (!getenv("WEFT_KEEP_STATE")) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->state_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", fx->state_dir);
+    }
+}
+
+/* Builds the child's environment: ours plus the stack's. */
+static char **child_env(const fx_t *fx, const char *set)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 8, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], "WEFT_PG=", 8) == 0 ||
+            strncmp(environ[i], "WEFT_KAFKA_BROKERS=", 19) == 0 ||
+            strncmp(environ[i], "WEFT_NATS_URL=", 14) == 0 ||
+            strncmp(environ[i], "WEFT_SET=", 9) == 0)
+            continue;
+        env[k++] = strdup(environ[i]);
+    }
+    if (asprintf(&env[k++], "WEFT_PG=%s", fx->pg) < 0 ||
+        asprintf(&env[k++], "WEFT_KAFKA_BROKERS=%s", fx->brokers) < 0 ||
+        asprintf(&env[k++], "WEFT_NATS_URL=%s", fx->nats) < 0 ||
+        asprintf(&env[k++], "WEFT_SET=%s", set ? set : "") < 0)
+        abort();
+    env[k] = NULL;
+    return env;
+}
+
+static void env_free(char **env)
+{
+    for (size_t i = 0; env[i]; i++)
+        free(env[i]);
+    free(env);
+}
+
+int fx_weft(const fx_t *fx, char *out, size_t outlen, const char *const *args)
+{
+    char path[600], outfile[300];
+    snprintf(path, sizeof(path), "%s/weft", fx->bin_dir);
+    snprintf(outfile, sizeof(outfile), "%s/weft-cmd.out", fx->state_dir);
+    const char *argv[32];
+    int a = 0;
+    argv[a++] = path;
+    for (int i = 0; args[i] && a < 31; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, outfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    char **env = child_env(fx, NULL);
+    pid_t pid;
+    int rc = posix_spawn(&pid, path, &fa, NULL, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    env_free(env);
+    if (rc != 0) {
+        fprintf(stderr, "posix_spawn(%s) failed: %s\n", path, strerror(rc));
+        return -1;
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (out && outlen) {
+        FILE *f = fopen(outfile, "r");
+        size_t n = f ? fread(out, 1, outlen - 1, f) : 0;
+        out[n] = '\0';
+        if (f)
+            fclose(f);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+pid_t fx_run_start(const fx_t *fx, const char *logname, const char *set)
+{
+    char path[600], logfile[400];
+    snprintf(path, sizeof(path), "%s/weft", fx->bin_dir);
+    snprintf(logfile, sizeof(logfile), "%s/%s", fx->state_dir, logname);
+    const char *argv[] = {path, "run", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    char **env = child_env(fx, set);
+    pid_t pid;
+    int rc = posix_spawn(&pid, path, &fa, NULL, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    env_free(env);
+    if (rc != 0) {
+        fprintf(stderr, "posix_spawn(%s) failed: %s\n", path, strerror(rc));
+        return -1;
+    }
+    return pid;
+}
+
+int fx_run_stop(pid_t pid, int timeout_ms)
+{
+    kill(pid, SIGTERM);
+    uint64_t deadline = fx_now_ms() + (uint64_t)timeout_ms;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        if (fx_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(20000);
+    }
+}
+
+void fx_run_kill9(pid_t pid)
+{
+    int st;
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+}
+
+char *fx_sql(const fx_t *fx, const char *sql)
+{
+    PGconn *pg = PQconnectdb(fx->pg);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "fx_sql: %s", PQerrorMessage(pg));
+        PQfinish(pg);
+        return NULL;
+    }
+    PGresult *r = PQexec(pg, sql);
+    char *out = NULL;
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK)
+        out = strdup(PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    else if (st == PGRES_COMMAND_OK)
+        out = strdup("");
+    else
+        fprintf(stderr, "fx_sql: %s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(pg);
+    return out;
+}
+
+long fx_sql_long(const fx_t *fx, const char *sql)
+{
+    char *v = fx_sql(fx, sql);
+    long n = v ? atol(v) : -1;
+    free(v);
+    return n;
+}
+
+struct fx_producer {
+    rd_kafka_t *rk;
+    int failed;
+};
+
+static void fx_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    fx_producer_t *p = opaque;
+    if (m->err) {
+        fprintf(stderr, "fixture produce failed: %s\n", rd_kafka_err2str(m->err));
+        p->failed++;
+    }
+}
+
+fx_producer_t *fx_producer_new(const fx_t *fx)
+{
+    fx_producer_t *p = calloc(1, sizeof(*p));
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256];
+    rd_kafka_conf_set(conf, "bootstrap.servers", fx->brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
+    rd_kafka_conf_set_dr_msg_cb(conf, fx_dr);
+    rd_kafka_conf_set_opaque(conf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!p->rk) {
+        fprintf(stderr, "fx_producer_new: %s\n", err);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int fx_produce(fx_producer_t *p, const char *topic, const char *key, const char *id,
+               const char *type, const char *data, const char *const *extra_hdrs)
+{
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    if (id) {
+        rd_kafka_header_add(h, "ce_specversion", -1, "1.0", -1);
+        rd_kafka_header_add(h, "ce_id", -1, id, -1);
+        rd_kafka_header_add(h, "ce_source", -1, "/weft/tests", -1);
+        rd_kafka_header_add(h, "ce_type", -1, type, -1);
+        rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+    }
+    for (int i = 0; extra_hdrs && extra_hdrs[i]; i++) {
+        const char *eq = strchr(extra_hdrs[i], '=');
+        if (!eq)
+            continue;
+        rd_kafka_header_add(h, extra_hdrs[i], eq - extra_hdrs[i], eq + 1, -1);
+    }
+    rd_kafka_resp_err_t err;
+    for (;;) {
+        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                                RD_KAFKA_V_VALUE((void *)data, data ? strlen(data) : 0),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(p->rk, 10);
+    }
+    if (err) {
+        rd_kafka_headers_destroy(h);
+        fprintf(stderr, "fx_produce: %s\n", rd_kafka_err2str(err));
+        return -1;
+    }
+    rd_kafka_poll(p->rk, 0);
+    return 0;
+}
+
+int fx_producer_flush(fx_producer_t *p)
+{
+    rd_kafka_flush(p->rk, 30000);
+    return rd_kafka_outq_len(p->rk) == 0 && p->failed == 0 ? 0 : -1;
+}
+
+void fx_producer_destroy(fx_producer_t *p)
+{
+    if (!p)
+        return;
+    rd_kafka_flush(p->rk, 10000);
+    rd_kafka_destroy(p->rk);
+    free(p);
+}
+
+struct fx_consumer {
+    rd_kafka_t *rk;
+};
+
+fx_consumer_t *fx_consumer_new(const fx_t *fx, const char *topic)
+{
+    static int seq;
+    fx_consumer_t *c = calloc(1, sizeof(*c));
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256], group[64];
+    snprintf(group, sizeof(group), "fx-%d-%d", (int)getpid(), seq++);
+    rd_kafka_conf_set(conf, "bootstrap.servers", fx->brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!c->rk) {
+        fprintf(stderr, "fx_consumer_new: %s\n", err);
+        free(c);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return c;
+}
+
+static char *hdr_str(rd_kafka_headers_t *h, const char *name)
+{
+    const void *v;
+    size_t sz;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &sz) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    char *s = malloc(sz + 1);
+    memcpy(s, v, sz);
+    s[sz] = '\0';
+    return s;
+}
+
+size_t fx_consume_until(fx_consumer_t *c, fx_msg_t **msgs, size_t *n, size_t *cap,
+                        fx_pred_fn pred, void *ctx, int timeout_ms)
+{
+    uint64_t deadline = fx_now_ms() + (uint64_t)timeout_ms;
+    while (!pred(*msgs, *n, ctx) && fx_now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 1024;
+            *msgs = realloc(*msgs, *cap * sizeof(fx_msg_t));
+        }
+        fx_msg_t *fm = &(*msgs)[(*n)++];
+        memset(fm, 0, sizeof(*fm));
+        rd_kafka_headers_t *h = NULL;
+        rd_kafka_message_headers(m, &h);
+        fm->ce_id = hdr_str(h, "ce_id");
+        fm->input_id = hdr_str(h, "ce_weftinputid");
+        size_t hl = 0, hcap = 256;
+        fm->headers = calloc(1, hcap);
+        for (size_t i = 0; h && i < rd_kafka_header_cnt(h); i++) {
+            const char *name;
+            const void *v;
+            size_t sz;
+            if (rd_kafka_header_get_all(h, i, &name, &v, &sz))
+                break;
+            size_t need = hl + strlen(name) + sz + 3;
+            if (need > hcap) {
+                while (need > hcap)
+                    hcap *= 2;
+                fm->headers = realloc(fm->headers, hcap);
+            }
+            hl += (size_t)sprintf(fm->headers + hl, "%s=", name);
+            memcpy(fm->headers + hl, v ? v : "", v ? sz : 0);
+            hl += v ? sz : 0;
+            fm->headers[hl++] = '\n';
+            fm->headers[hl] = '\0';
+        }
+        fm->value = malloc(m->len + 1);
+        memcpy(fm->value, m->payload ? m->payload : "", m->len);
+        fm->value[m->len] = '\0';
+        fm->value_len = m->len;
+        rd_kafka_message_destroy(m);
+    }
+    return *n;
+}
+
+const char *fx_header(const fx_msg_t *m, const char *name)
+{
+    static char buf[4096];
+    size_t nl = strlen(name);
+    for (const char *p = m->headers; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (!eol)
+            break;
+        if (strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            size_t vl = (size_t)(eol - p - (ptrdiff_t)nl - 1);
+            if (vl >= sizeof(buf))
+                vl = sizeof(buf) - 1;
+            memcpy(buf, p + nl + 1, vl);
+            buf[vl] = '\0';
+            return buf;
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+void fx_consumer_destroy(fx_consumer_t *c)
+{
+    if (!c)
+        return;
+    rd_kafka_consumer_close(c->rk);
+    rd_kafka_destroy(c->rk);
+    free(c);
+}
+
+void fx_msgs_free(fx_msg_t *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(msgs[i].ce_id);
+        free(msgs[i].input_id);
+        free(msgs[i].headers);
+        free(msgs[i].value);
+    }
+    free(msgs);
+}

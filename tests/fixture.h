@@ -1,0 +1,77 @@
+/*
+ * fixture.h - integration test fixtures: a private stack (PostgreSQL,
+ * nats-server, the mock Kafka cluster) per test program, started by
+ * ops/stack in a temporary state directory and stopped at teardown; the
+ * weft binary run as a real child process; Kafka produce/consume helpers.
+ */
+#ifndef WEFT_FIXTURE_H
+#define WEFT_FIXTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct fx {
+    char state_dir[256];
+    char bin_dir[512];
+    char src_dir[512];
+    char pg[512];
+    char brokers[256];
+    char nats[256];
+} fx_t;
+
+/* Starts a stack with the given mock topics ("name:parts name:parts").
+ * Returns 0 or -1 (with a message on stderr). */
+int fx_up(fx_t *fx, const char *topics);
+void fx_down(fx_t *fx);
+
+/* Runs `weft ARGS...` to completion; returns its exit code, output (stdout
+ * and stderr) in out if given. */
+int fx_weft(const fx_t *fx, char *out, size_t outlen, const char *const *args);
+
+/* Starts `weft run` in the background with extra WEFT_SET settings; its
+ * log goes to STATE/<logname>. Returns the pid. */
+pid_t fx_run_start(const fx_t *fx, const char *logname, const char *set);
+/* SIGTERM, waits up to timeout_ms; returns the exit code, or -1 (killed). */
+int fx_run_stop(pid_t pid, int timeout_ms);
+void fx_run_kill9(pid_t pid);
+
+/* Executes SQL, returns the first column of the first row as a newly
+ * allocated string ("" when no rows), or NULL on error. */
+char *fx_sql(const fx_t *fx, const char *sql);
+long fx_sql_long(const fx_t *fx, const char *sql);
+
+/* Produces a binary-mode CloudEvent (or a plain message when id is NULL)
+ * and waits for delivery. extra_hdrs: "name=value" pairs, NULL-terminated. */
+typedef struct fx_producer fx_producer_t;
+fx_producer_t *fx_producer_new(const fx_t *fx);
+int fx_produce(fx_producer_t *p, const char *topic, const char *key, const char *id,
+               const char *type, const char *data, const char *const *extra_hdrs);
+int fx_producer_flush(fx_producer_t *p);
+void fx_producer_destroy(fx_producer_t *p);
+
+/* A consumed message with its CloudEvents headers of interest. */
+typedef struct fx_msg {
+    char *ce_id;
+    char *input_id;
+    char *headers; /* "name=value\n..." of all headers */
+    char *value;
+    size_t value_len;
+} fx_msg_t;
+
+typedef struct fx_consumer fx_consumer_t;
+/* Reads topic from the beginning (all partitions). */
+fx_consumer_t *fx_consumer_new(const fx_t *fx, const char *topic);
+/* Appends messages to *msgs until pred(msgs, n, ctx) is true or timeout.
+ * Returns the number of messages collected so far. */
+typedef int (*fx_pred_fn)(const fx_msg_t *msgs, size_t n, void *ctx);
+size_t fx_consume_until(fx_consumer_t *c, fx_msg_t **msgs, size_t *n, size_t *cap,
+                        fx_pred_fn pred, void *ctx, int timeout_ms);
+void fx_consumer_destroy(fx_consumer_t *c);
+void fx_msgs_free(fx_msg_t *msgs, size_t n);
+/* Value of header name in m->headers (static buffer), or NULL. */
+const char *fx_header(const fx_msg_t *m, const char *name);
+
+uint64_t fx_now_ms(void);
+
+#endif

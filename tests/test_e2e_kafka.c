@@ -1,0 +1,409 @@
+/*
+ * test_e2e_kafka.c - the core promise on Kafka, against a real PostgreSQL,
+ * the mock Kafka cluster in its own process and `weft run` as a real
+ * child: every published event runs its function once and its result
+ * lands on the result topic, across duplicates and kill -9.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+#define TOPICS "e2e.in:4 e2e.out:4 e2e.dlq:1 f.in:2 f.out:2 f.dlq:1"
+#define RUN_SET                                                                       \
+    "dispatcher.shutdown_timeout_ms=10000;kafka.session.timeout.ms=6000;"                      \
+    "kafka.heartbeat.interval.ms=500"
+
+static fx_t fx;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (fx_up(&fx, TOPICS) != 0)
+        return -1;
+    char out[4096], dir[700];
+    snprintf(dir, sizeof(dir), "%s/tests/migrations/e2e", fx.src_dir);
+    const char *args[] = {"migrate", "--dir", dir, NULL};
+    int rc = fx_weft(&fx, out, sizeof(out), args);
+    if (rc != 0) {
+        fprintf(stderr, "weft migrate failed (%d): %s\n", rc, out);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    fx_down(&fx);
+    return 0;
+}
+
+/* Results of the prefix "<pfx>-N", N < count: per input the result id. */
+typedef struct seen {
+    const char *pfx;
+    int count;
+    char **result_id; /* by N */
+    int distinct;
+    int conflicts;    /* an input with two different result ids */
+    int bad_content;
+    size_t scanned;
+} seen_t;
+
+static void seen_init(seen_t *s, const char *pfx, int count)
+{
+    memset(s, 0, sizeof(*s));
+    s->pfx = pfx;
+    s->count = count;
+    s->result_id = calloc((size_t)count, sizeof(char *));
+}
+
+static void seen_free(seen_t *s)
+{
+    for (int i = 0; i < s->count; i++)
+        free(s->result_id[i]);
+    free(s->result_id);
+}
+
+static int seen_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    seen_t *s = ctx;
+    size_t pl = strlen(s->pfx);
+    for (; s->scanned < n; s->scanned++) {
+        const fx_msg_t *m = &msgs[s->scanned];
+        if (!m->input_id || strncmp(m->input_id, s->pfx, pl) != 0 || m->input_id[pl] != '-')
+            continue;
+        int idx = atoi(m->input_id + pl + 1);
+        if (idx < 0 || idx >= s->count)
+            continue;
+        char want[128];
+        snprintf(want, sizeof(want), "{\"name\":\"USER %d\",\"n\":%d}", idx, idx);
+        if (strcmp(m->value, want) != 0) {
+            fprintf(stderr, "bad result for %s: %s (want %s)\n", m->input_id, m->value, want);
+            s->bad_content++;
+        }
+        if (!m->ce_id) {
+            s->conflicts++;
+            continue;
+        }
+        if (!s->result_id[idx]) {
+            s->result_id[idx] = strdup(m->ce_id);
+            s->distinct++;
+        } else if (strcmp(s->result_id[idx], m->ce_id) != 0) {
+            fprintf(stderr, "input %s has two result ids: %s and %s\n", m->input_id,
+                    s->result_id[idx], m->ce_id);
+            s->conflicts++;
+        }
+    }
+    return s->distinct >= s->count;
+}
+
+static void publish_range(fx_producer_t *p, const char *pfx, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char id[64], key[32], data[128];
+        snprintf(id, sizeof(id), "%s-%d", pfx, i);
+        snprintf(key, sizeof(key), "k%d", i % 97);
+        snprintf(data, sizeof(data), "{\"name\":\"user %d\",\"n\":%d}", i, i);
+        assert_int_equal(fx_produce(p, "e2e.in", key, id, "e2e.item", data, NULL), 0);
+    }
+}
+
+static void test_5000_events_give_5000_results(void **state)
+{
+    (void)state;
+    const int N = 5000;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_non_null(p);
+    publish_range(p, "bulk", 0, N);
+    /* Events of another type on the same topic match no trigger. */
+    assert_int_equal(fx_produce(p, "e2e.in", NULL, "other-1", "e2e.other", "{}", NULL), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+
+    pid_t pid = fx_run_start(&fx, "run-bulk.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    seen_t s;
+    seen_init(&s, "bulk", N);
+    /* Throughput: from the first result to the last, on the mock broker
+     * (the group join before the first result is not the event path). */
+    uint64_t wait_until = fx_now_ms() + 60000;
+    while (n == 0 && fx_now_ms() < wait_until)
+        fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 20);
+    uint64_t t0 = fx_now_ms();
+    size_t n0 = n;
+    fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    uint64_t t1 = fx_now_ms();
+    print_message("%d results; %zu events in %.3f s after the first result: %.0f events/s\n",
+                  s.distinct, n - n0, (double)(t1 - t0) / 1000.0,
+                  (double)(n - n0) * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1));
+    assert_int_equal(s.distinct, N);
+    assert_int_equal(s.conflicts, 0);
+    assert_int_equal(s.bad_content, 0);
+    /* No function ran twice. */
+    assert_int_equal(
+        fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'e2e-upper'"), N);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
+                                      "'e2e-upper' AND (attempts <> 1 OR status <> 'completed')"),
+                     0);
+    assert_int_equal(fx_run_stop(pid, 20000), 0);
+    /* Offsets were committed: the group's lag is zero, so a restart
+     * re-processes nothing (checked through the ledger and results). */
+    fx_msgs_free(msgs, n);
+    seen_free(&s);
+    fx_consumer_destroy(c);
+    fx_producer_destroy(p);
+}
+
+typedef struct count_ctx {
+    const char *input_id;
+    int want;
+    int got;
+    char ids[8][64];
+    size_t scanned;
+} count_ctx_t;
+
+static int count_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    count_ctx_t *cc = ctx;
+    for (; cc->scanned < n; cc->scanned++) {
+        const fx_msg_t *m = &msgs[cc->scanned];
+        if (m->input_id && strcmp(m->input_id, cc->input_id) == 0) {
+            if (cc->got < 8)
+                snprintf(cc->ids[cc->got], sizeof(cc->ids[0]), "%s", m->ce_id ? m->ce_id : "");
+            cc->got++;
+        }
+    }
+    return cc->got >= cc->want;
+}
+
+static void test_duplicate_runs_nothing_and_reemits_same_id(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-dup.log", RUN_SET);
+    assert_true(pid > 0);
+    assert_int_equal(fx_produce(p, "e2e.in", "dup", "dup-1", "e2e.item",
+                                "{\"name\":\"user 1\",\"n\":1}", NULL),
+                     0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    count_ctx_t cc = {.input_id = "dup-1", .want = 1};
+    fx_consume_until(c, &msgs, &n, &cap, count_pred, &cc, 60000);
+    assert_int_equal(cc.got, 1);
+
+    /* The same CloudEvent (source + id) again, even with other data. */
+    assert_int_equal(fx_produce(p, "e2e.in", "dup", "dup-1", "e2e.item",
+                                "{\"name\":\"someone else\",\"n\":2}", NULL),
+                     0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    cc.want = 2;
+    fx_consume_until(c, &msgs, &n, &cap, count_pred, &cc, 60000);
+    assert_int_equal(cc.got, 2);
+    assert_string_equal(cc.ids[0], cc.ids[1]);
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = "
+                                      "'e2e-upper' AND key = 'ce:/weft/tests' || chr(31) || "
+                                      "'dup-1'"),
+                     1);
+    /* The re-emitted result is the stored one, not a new run's. */
+    int stored_ok = 0;
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].input_id && strcmp(msgs[i].input_id, "dup-1") == 0)
+            stored_ok += strcmp(msgs[i].value, "{\"name\":\"USER 1\",\"n\":1}") == 0;
+    assert_int_equal(stored_ok, 2);
+    assert_int_equal(fx_run_stop(pid, 20000), 0);
+    fx_msgs_free(msgs, n);
+    fx_consumer_destroy(c);
+    fx_producer_destroy(p);
+}
+
+static void test_kill9_then_restart_loses_nothing(void **state)
+{
+    (void)state;
+    const int N = 3000;
+    fx_producer_t *p = fx_producer_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-kill.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    seen_t s;
+    seen_init(&s, "kill", N);
+
+    /* Publish at a pace, kill -9 once results flow, restart at once and
+     * keep publishing: events are in every stage when the kill lands. */
+    int killed_at = -1, published = 0;
+    uint64_t deadline = fx_now_ms() + 120000;
+    while (published < N && fx_now_ms() < deadline) {
+        int upto = published + 50 < N ? published + 50 : N;
+        publish_range(p, "kill", published, upto);
+        published = upto;
+        assert_int_equal(fx_producer_flush(p), 0);
+        fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 20);
+        if (killed_at < 0 && s.distinct >= 300) {
+            fx_run_kill9(pid);
+            killed_at = s.distinct;
+            pid = fx_run_start(&fx, "run-kill-2.log", RUN_SET);
+            assert_true(pid > 0);
+        }
+        /* Before the group assigns partitions nothing flows: wait there
+         * instead of publishing everything up front. */
+        while (killed_at < 0 && s.distinct == 0 && published >= 600 &&
+               fx_now_ms() < deadline)
+            fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 100);
+    }
+    assert_int_equal(published, N);
+    print_message("killed the dispatcher with %d of %d results out\n", killed_at, N);
+    assert_true(killed_at >= 300);
+    assert_true(killed_at < N);
+
+    fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    assert_int_equal(s.distinct, N);
+    assert_int_equal(s.conflicts, 0);
+    assert_int_equal(s.bad_content, 0);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
+                                      "'e2e-upper' AND key LIKE 'ce:/weft/tests' || chr(31) || "
+                                      "'kill-%' AND status = 'completed'"),
+                     N);
+    /* A run cut short by the kill is taken over once; never more. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
+                                      "'e2e-upper' AND attempts > 2"),
+                     0);
+    assert_int_equal(fx_run_stop(pid, 20000), 0);
+    fx_msgs_free(msgs, n);
+    seen_free(&s);
+    fx_consumer_destroy(c);
+    fx_producer_destroy(p);
+}
+
+typedef struct dlq_ctx {
+    int want;
+    int got;
+    size_t scanned;
+} dlq_ctx_t;
+
+static int n_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    (void)msgs;
+    dlq_ctx_t *dc = ctx;
+    dc->got = (int)n;
+    return dc->got >= dc->want;
+}
+
+static const fx_msg_t *find_by_header(const fx_msg_t *msgs, size_t n, const char *hdr,
+                                      const char *value)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = fx_header(&msgs[i], hdr);
+        if (v && strcmp(v, value) == 0)
+            return &msgs[i];
+    }
+    return NULL;
+}
+
+static void test_failures_reach_the_dead_letter_topic(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-dlq.log", RUN_SET);
+    assert_true(pid > 0);
+    assert_int_equal(fx_produce(p, "f.in", "a", "fatal-1", "t", "{\"fail\":\"fatal\"}", NULL), 0);
+    assert_int_equal(fx_produce(p, "f.in", "a", "retry-1", "t", "{\"fail\":\"retry\"}", NULL), 0);
+    assert_int_equal(
+        fx_produce(p, "f.in", "a", "flaky-1", "t", "{\"fail\":\"retry-until-2\"}", NULL), 0);
+    assert_int_equal(fx_produce(p, "f.in", "a", "crash-1", "t", "{\"fail\":\"crash\"}", NULL), 0);
+    const char *bad_spec[] = {"ce_specversion=0.3", "ce_id=bad-1", "ce_source=/x", "ce_type=t",
+                              NULL};
+    assert_int_equal(fx_produce(p, "f.in", "a", NULL, NULL, "{}", bad_spec), 0);
+    const char *bad_json[] = {"content-type=application/cloudevents+json", NULL};
+    assert_int_equal(fx_produce(p, "f.in", "a", NULL, NULL, "{\"id\": oops", bad_json), 0);
+    assert_int_equal(fx_produce(p, "f.in", "a", "ok-1", "t", "{\"fine\":true}", NULL), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+
+    fx_consumer_t *dlq = fx_consumer_new(&fx, "f.dlq");
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    dlq_ctx_t dc = {.want = 5};
+    fx_consume_until(dlq, &msgs, &n, &cap, n_pred, &dc, 60000);
+    assert_int_equal((int)n, 5);
+
+    const fx_msg_t *m = find_by_header(msgs, n, "ce_id", "fatal-1");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce_weftreason"), "non_retryable");
+    assert_string_equal(fx_header(m, "ce_weftattempts"), "1");
+    assert_string_equal(fx_header(m, "ce_wefttrigger"), "e2e-faulty");
+    assert_string_equal(fx_header(m, "ce_weftsrctopic"), "f.in");
+    assert_non_null(fx_header(m, "ce_weftsrcoffset"));
+    assert_string_equal(m->value, "{\"fail\":\"fatal\"}");
+
+    m = find_by_header(msgs, n, "ce_id", "retry-1");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce_weftreason"), "max_attempts");
+    assert_string_equal(fx_header(m, "ce_weftattempts"), "3");
+
+    m = find_by_header(msgs, n, "ce_id", "crash-1");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce_weftreason"), "max_attempts");
+    assert_non_null(strstr(fx_header(m, "ce_wefterror"), "signal:6"));
+
+    m = find_by_header(msgs, n, "ce_id", "bad-1");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce_weftreason"), "malformed");
+    assert_non_null(strstr(fx_header(m, "ce_wefterror"), "specversion"));
+
+    m = find_by_header(msgs, n, "content-type", "application/cloudevents+json");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce_weftreason"), "malformed");
+    assert_string_equal(m->value, "{\"id\": oops");
+
+    /* Each dead letter has its row, with the original bytes. */
+    assert_int_equal(
+        fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = 'e2e-faulty'"),
+        5);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
+                                      "'e2e-faulty' AND value = '\\x7b226964223a206f6f7073'"),
+                     1);
+
+    /* The flaky one and the good one produced results. */
+    fx_consumer_t *out = fx_consumer_new(&fx, "f.out");
+    fx_msg_t *res = NULL;
+    size_t rn = 0, rcap = 0;
+    dlq_ctx_t rc = {.want = 2};
+    fx_consume_until(out, &res, &rn, &rcap, n_pred, &rc, 30000);
+    assert_int_equal((int)rn, 2);
+    assert_non_null(find_by_header(res, rn, "ce_weftinputid", "flaky-1"));
+    assert_non_null(find_by_header(res, rn, "ce_weftinputid", "ok-1"));
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE key = "
+                                      "'ce:/weft/tests' || chr(31) || 'flaky-1'"),
+                     2);
+    assert_int_equal(fx_run_stop(pid, 20000), 0);
+    fx_msgs_free(res, rn);
+    fx_msgs_free(msgs, n);
+    fx_consumer_destroy(out);
+    fx_consumer_destroy(dlq);
+    fx_producer_destroy(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_5000_events_give_5000_results),
+        cmocka_unit_test(test_duplicate_runs_nothing_and_reemits_same_id),
+        cmocka_unit_test(test_kill9_then_restart_loses_nothing),
+        cmocka_unit_test(test_failures_reach_the_dead_letter_topic),
+    };
+    return cmocka_run_group_tests_name("e2e_kafka", tests, group_setup, group_teardown);
+}

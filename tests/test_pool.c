@@ -1,0 +1,835 @@
+/*
+ * test_pool.c - the worker pool against real weft-worker processes running
+ * the real example functions (<build>/functions/NAME.so).
+ *
+ * The test process plays the dispatcher: it blocks SIGCHLD, SIGTERM and
+ * SIGINT (as the dispatcher does for signalfd), runs a small epoll loop with
+ * a signalfd for SIGCHLD, reaps with waitpid(-1, WNOHANG) into
+ * weft_pool_reaped() and ticks the pool every 10 ms. Every expectation waits
+ * in that loop with a bound; nothing sleeps to assert.
+ *
+ * Paths come from WEFT_BIN_DIR and WEFT_FUNCTIONS_DIR (set by ctest).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "weft_io.h"
+
+#define WAIT_MS 10000
+#define TICK_MS 10
+
+typedef struct rec {
+    int calls;
+    weft_outcome_kind_t kind;
+    uint8_t *data;
+    size_t len;
+    char content_type[128];
+    char error[1100];
+    char reason[64];
+    uint64_t at_ms;
+} rec_t;
+
+static struct {
+    int epfd;
+    weft_io_t sig_io;
+    weft_pool_t *pool;
+    char worker[PATH_MAX];
+    char functions[PATH_MAX];
+    int in_submit;
+    int reentrant; /* callbacks made from inside weft_pool_submit */
+    int reaped;    /* pool workers reaped by the loop */
+    int by_signal[65];
+    int strangers; /* reaped children the pool did not claim */
+    uint64_t last_reap_ms;
+} g;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void on_done(void *opaque, const weft_outcome_t *out, void *ctx)
+{
+    rec_t *r = opaque;
+    (void)ctx;
+    if (g.in_submit)
+        g.reentrant++;
+    r->calls++;
+    r->kind = out->kind;
+    free(r->data);
+    r->data = NULL;
+    r->len = out->len;
+    if (out->len) {
+        r->data = malloc(out->len);
+        memcpy(r->data, out->data, out->len);
+    }
+    snprintf(r->content_type, sizeof(r->content_type), "%s", out->content_type);
+    snprintf(r->error, sizeof(r->error), "%s", out->error);
+    snprintf(r->reason, sizeof(r->reason), "%s", out->reason);
+    r->at_ms = now_ms();
+}
+
+static void rec_clear(rec_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(r[i].data);
+        memset(&r[i], 0, sizeof(r[i]));
+    }
+}
+
+static void on_sigchld(weft_io_t *io, uint32_t events)
+{
+    struct signalfd_siginfo si;
+    (void)events;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        ;
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (g.pool && weft_pool_reaped(g.pool, pid, st)) {
+            g.reaped++;
+            g.last_reap_ms = now_ms();
+            if (WIFSIGNALED(st) && WTERMSIG(st) < 65)
+                g.by_signal[WTERMSIG(st)]++;
+        } else {
+            g.strangers++;
+        }
+    }
+}
+
+/* One turn of the loop. */
+static void loop_once(int timeout_ms)
+{
+    struct epoll_event evs[16];
+    int n = epoll_wait(g.epfd, evs, 16, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        weft_io_t *io = evs[i].data.ptr;
+        io->handle(io, evs[i].events);
+    }
+    weft_pool_tick(g.pool, now_ms());
+}
+
+static void run_for(int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    while (now_ms() < end)
+        loop_once(TICK_MS);
+}
+
+/* Runs the loop until every record got its callback; 0, or -1 on timeout. */
+static int wait_recs(rec_t *r, size_t n, int timeout_ms)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        size_t done = 0;
+        for (size_t i = 0; i < n; i++)
+            done += r[i].calls > 0;
+        if (done == n)
+            return 0;
+        if (now_ms() >= end)
+            return -1;
+        loop_once(TICK_MS);
+    }
+}
+
+static int wait_int(const int *v, int want, int timeout_ms)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    while (*v < want) {
+        if (now_ms() >= end)
+            return -1;
+        loop_once(TICK_MS);
+    }
+    return 0;
+}
+
+static void start_pool(const char *fn, int size, uint32_t timeout_ms, uint32_t max_result)
+{
+    char entry[PATH_MAX + 64], err[256] = "";
+    snprintf(entry, sizeof(entry), "%s/%s.so", g.functions, fn);
+    weft_pool_config_t cfg = {
+        .function = fn,
+        .runtime = "shared_object",
+        .entry = entry,
+        .size = size,
+        .timeout_ms = timeout_ms,
+        .max_result_bytes = max_result,
+        .worker_path = g.worker,
+    };
+    g.pool = weft_pool_new(&cfg, g.epfd, on_done, NULL, err, sizeof(err));
+    if (!g.pool)
+        print_error("weft_pool_new: %s\n", err);
+    assert_non_null(g.pool);
+}
+
+typedef struct attr_spec {
+    const char *name;
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue val;
+} attr_spec_t;
+
+static void submit_full(const void *data, size_t len, rec_t *r, uint32_t attempt,
+                        const attr_spec_t *attrs, size_t n_attrs, const char *trigger)
+{
+    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry entries[8];
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry *ptrs[8];
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue vals[8];
+    char err[256] = "";
+
+    assert_true(n_attrs <= 8);
+    ce.id = "ev-1";
+    ce.source = "/tests/pool";
+    ce.spec_version = "1.0";
+    ce.type = "org.weft.test";
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    ce.binary_data.data = (uint8_t *)data;
+    ce.binary_data.len = len;
+    for (size_t i = 0; i < n_attrs; i++) {
+        io__cloudevents__v1__cloud_event__attributes_entry__init(&entries[i]);
+        vals[i] = attrs[i].val;
+        entries[i].key = (char *)attrs[i].name;
+        entries[i].value = &vals[i];
+        ptrs[i] = &entries[i];
+    }
+    ce.n_attributes = n_attrs;
+    ce.attributes = ptrs;
+
+    g.in_submit = 1;
+    int rc = weft_pool_submit(g.pool, &ce, trigger, attempt, r, err, sizeof(err));
+    g.in_submit = 0;
+    if (rc != 0)
+        print_error("weft_pool_submit: %s\n", err);
+    assert_int_equal(rc, 0);
+}
+
+static void submit(const char *data, rec_t *r)
+{
+    submit_full(data, strlen(data), r, 1, NULL, 0, "trig");
+}
+
+static attr_spec_t str_attr(const char *name, const char *value)
+{
+    attr_spec_t a = {name, IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a.val.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    a.val.ce_string = (char *)value;
+    return a;
+}
+
+static void assert_data(const rec_t *r, const char *want)
+{
+    size_t n = strlen(want);
+    if (r->len != n || memcmp(r->data, want, n) != 0)
+        print_error("got %zu bytes: %.*s\nwant: %s\n", r->len, (int)(r->len > 300 ? 300 : r->len),
+                    r->data ? (const char *)r->data : "", want);
+    assert_int_equal(r->len, n);
+    assert_memory_equal(r->data, want, n);
+}
+
+/* ---- fixtures ------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *bin = getenv("WEFT_BIN_DIR");
+    const char *fns = getenv("WEFT_FUNCTIONS_DIR");
+    if (!bin || !fns) {
+        fprintf(stderr, "WEFT_BIN_DIR and WEFT_FUNCTIONS_DIR must be set (ctest sets them)\n");
+        return -1;
+    }
+    snprintf(g.worker, sizeof(g.worker), "%s/weft-worker", bin);
+    snprintf(g.functions, sizeof(g.functions), "%s", fns);
+    static const char *const need[] = {"uppercase", "faulty", "describe", "slowstart"};
+    if (access(g.worker, X_OK) != 0) {
+        fprintf(stderr, "%s: %s (build target weft-worker)\n", g.worker, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+        char p[PATH_MAX + 64];
+        snprintf(p, sizeof(p), "%s/%s.so", fns, need[i]);
+        if (access(p, R_OK) != 0) {
+            fprintf(stderr, "%s: %s (build target %s)\n", p, strerror(errno), need[i]);
+            return -1;
+        }
+    }
+
+    /* Like the dispatcher: these signals are read from a signalfd, so they
+     * are blocked, and workers must not inherit that mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    g.epfd = epoll_create1(EPOLL_CLOEXEC);
+    g.sig_io.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    g.sig_io.handle = on_sigchld;
+    if (g.epfd < 0 || g.sig_io.fd < 0)
+        return -1;
+    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = &g.sig_io};
+    return epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.sig_io.fd, &ee);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    close(g.sig_io.fd);
+    close(g.epfd);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    struct signalfd_siginfo si;
+    while (read(g.sig_io.fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        ;
+    g.pool = NULL;
+    g.in_submit = g.reentrant = g.reaped = g.strangers = 0;
+    memset(g.by_signal, 0, sizeof(g.by_signal));
+    return 0;
+}
+
+/* Destroy must leave no child behind, and no callback may ever have come
+ * from inside weft_pool_submit. */
+static int teardown(void **state)
+{
+    (void)state;
+    weft_pool_destroy(g.pool, 1000);
+    g.pool = NULL;
+    int st, bad = 0;
+    pid_t pid = waitpid(-1, &st, WNOHANG);
+    if (pid != -1 || errno != ECHILD) {
+        fprintf(stderr, "child left behind after weft_pool_destroy (pid %ld)\n", (long)pid);
+        bad = 1;
+    }
+    if (g.reentrant) {
+        fprintf(stderr, "%d callbacks ran inside weft_pool_submit\n", g.reentrant);
+        bad = 1;
+    }
+    if (g.strangers) {
+        fprintf(stderr, "%d reaped children not claimed by the pool\n", g.strangers);
+        bad = 1;
+    }
+    return bad ? -1 : 0;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_uppercase_roundtrip(void **state)
+{
+    (void)state;
+    rec_t r = {0};
+    start_pool("uppercase", 1, 5000, 0);
+    submit("{\"name\":\"ada lovelace\",\"tags\":[\"x\",\"y\\n\"],\"n\":-1.5e3,"
+           "\"nested\":{\"k\":\"v\\u00e9\",\"ok\":true,\"nil\":null}}",
+           &r);
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+    assert_string_equal(r.content_type, "application/json");
+    assert_string_equal(r.error, "");
+    assert_string_equal(r.reason, "");
+    assert_data(&r, "{\"name\":\"ADA LOVELACE\",\"tags\":[\"X\",\"Y\\n\"],\"n\":-1.5e3,"
+                    "\"nested\":{\"k\":\"V\\u00e9\",\"ok\":true,\"nil\":null}}");
+    rec_clear(&r, 1);
+}
+
+static void test_uppercase_validation(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } good[] = {
+        {"\"abc\"", "\"ABC\""},
+        {" [ ] ", " [ ] "},
+        {"{}", "{}"},
+        {"[\"a\",[\"b\",{\"c\":\"d\"}],0]", "[\"A\",[\"B\",{\"c\":\"D\"}],0]"},
+        {"{\"k\\\"ey\":\"va\\\\l\\\"ue\"}", "{\"k\\\"ey\":\"VA\\\\L\\\"UE\"}"},
+        {"\"caf\xc3\xa9\"", "\"CAF\xc3\xa9\""},
+    };
+    static const char *const bad[] = {
+        "{\"a\":\"b\"",    "{\"a\" \"b\"}", "[1,]", "\"abc",
+        "{\"a\":\"\\q\"}", "nope",          "{} x", "[1 2]",
+        "{\"a\":1,}",      "\"\\u12\"",     "]",    "{\"a\":\"x\"]",
+        "[[[[[[",          "\"a\\",         "-",
+    };
+    size_t ng = sizeof(good) / sizeof(good[0]), nb = sizeof(bad) / sizeof(bad[0]);
+    rec_t rg[8] = {{0}}, rb[16] = {{0}}, empty = {0};
+
+    start_pool("uppercase", 2, 5000, 0);
+    for (size_t i = 0; i < ng; i++)
+        submit(good[i].in, &rg[i]);
+    for (size_t i = 0; i < nb; i++)
+        submit(bad[i], &rb[i]);
+    submit_full("", 0, &empty, 1, NULL, 0, "trig");
+    assert_int_equal(wait_recs(rg, ng, WAIT_MS), 0);
+    assert_int_equal(wait_recs(rb, nb, WAIT_MS), 0);
+    assert_int_equal(wait_recs(&empty, 1, WAIT_MS), 0);
+    for (size_t i = 0; i < ng; i++) {
+        assert_int_equal(rg[i].kind, WEFT_OUTCOME_OK);
+        assert_data(&rg[i], good[i].out);
+    }
+    for (size_t i = 0; i < nb; i++) {
+        if (rb[i].kind != WEFT_OUTCOME_FAIL)
+            print_error("accepted as JSON: %s\n", bad[i]);
+        assert_int_equal(rb[i].kind, WEFT_OUTCOME_FAIL);
+        assert_string_equal(rb[i].error, "data is not JSON");
+    }
+    assert_int_equal(empty.kind, WEFT_OUTCOME_FAIL);
+    assert_string_equal(empty.error, "data is empty");
+    assert_int_equal(g.reaped, 0);
+    rec_clear(rg, ng);
+    rec_clear(rb, nb);
+    rec_clear(&empty, 1);
+}
+
+static void test_many_on_two_workers(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    rec_t *r = calloc(N, sizeof(*r));
+    char buf[64], want[64];
+
+    start_pool("uppercase", 2, 5000, 0);
+    uint64_t t0 = now_ms();
+    for (int i = 0; i < N; i++) {
+        snprintf(buf, sizeof(buf), "{\"i\":\"item-%d\"}", i);
+        submit(buf, &r[i]);
+    }
+    assert_int_equal(weft_pool_inflight(g.pool), N);
+    assert_int_equal(wait_recs(r, N, 30000), 0);
+    uint64_t dt = now_ms() - t0;
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof(want), "{\"i\":\"ITEM-%d\"}", i);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+        assert_data(&r[i], want);
+    }
+    assert_int_equal(weft_pool_inflight(g.pool), 0);
+    assert_int_equal(g.reaped, 0);
+    print_message("%d uppercase invocations through a pool of 2 in %llu ms: %.0f/s\n", N,
+                  (unsigned long long)dt, dt ? N * 1000.0 / (double)dt : 0.0);
+    rec_clear(r, N);
+    free(r);
+}
+
+static void test_dispositions(void **state)
+{
+    (void)state;
+    rec_t r[8] = {{0}};
+    attr_spec_t fatal_attr = str_attr("failmode", "fatal");
+
+    start_pool("faulty", 1, 5000, 0);
+    submit("{\"fail\":\"fatal\"}", &r[0]);
+    submit("{\"fail\" : \"retry\"}", &r[1]);
+    submit("{\"x\":1,\"fail\":\"drop\"}", &r[2]);
+    submit_full("{}", 2, &r[3], 1, &fatal_attr, 1, "trig");
+    submit("{\"fail\":\"retry-until-3\"}", &r[4]);
+    submit_full("{\"fail\":\"retry-until-3\"}", 24, &r[5], 3, NULL, 0, "trig");
+    submit("{\"ok\":\"yes\"}", &r[6]);
+    assert_int_equal(wait_recs(r, 7, WAIT_MS), 0);
+
+    assert_int_equal(r[0].kind, WEFT_OUTCOME_FAIL);
+    assert_string_equal(r[0].error, "asked to fail");
+    assert_string_equal(r[0].reason, "");
+    assert_int_equal(r[1].kind, WEFT_OUTCOME_RETRY);
+    assert_string_equal(r[1].error, "asked to retry");
+    assert_int_equal(r[2].kind, WEFT_OUTCOME_DROP);
+    assert_int_equal(r[2].len, 0);
+    assert_int_equal(r[3].kind, WEFT_OUTCOME_FAIL);
+    assert_string_equal(r[3].error, "asked to fail");
+    assert_int_equal(r[4].kind, WEFT_OUTCOME_RETRY);
+    assert_int_equal(r[5].kind, WEFT_OUTCOME_OK);
+    assert_data(&r[5], "{\"fail\":\"retry-until-3\"}");
+    assert_int_equal(r[6].kind, WEFT_OUTCOME_OK);
+    assert_string_equal(r[6].content_type, "application/json");
+    assert_data(&r[6], "{\"ok\":\"yes\"}");
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(r[i].calls, 1);
+    assert_int_equal(g.reaped, 0);
+    rec_clear(r, 8);
+}
+
+static void test_event_mapping(void **state)
+{
+    (void)state;
+    rec_t r = {0};
+    attr_spec_t a[7];
+    a[0] = str_attr("subject", "orders/42");
+    a[1] =
+        (attr_spec_t){"time", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    ts.seconds = 1795284000; /* 2026-11-21T18:00:00Z */
+    ts.nanos = 123000000;
+    a[1].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP;
+    a[1].val.ce_timestamp = &ts;
+    a[2] = str_attr("datacontenttype", "application/json");
+    a[3] =
+        (attr_spec_t){"flag", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a[3].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN;
+    a[3].val.ce_boolean = 1;
+    a[4] =
+        (attr_spec_t){"count", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a[4].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
+    a[4].val.ce_integer = -5;
+    a[5] =
+        (attr_spec_t){"link", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a[5].val.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI;
+    a[5].val.ce_uri = "https://example.org/x";
+    a[6] =
+        (attr_spec_t){"raw", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a[6].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES;
+    a[6].val.ce_bytes.data = (uint8_t *)"hi!?";
+    a[6].val.ce_bytes.len = 4;
+
+    start_pool("describe", 1, 5000, 0);
+    submit_full("hello", 5, &r, 3, a, 7, "orders-to-mail");
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+    assert_string_equal(r.content_type, "text/plain");
+    assert_data(&r, "id=ev-1\nsource=/tests/pool\nspecversion=1.0\ntype=org.weft.test\n"
+                    "subject=orders/42\ntime=2026-11-21T18:00:00.123Z\n"
+                    "datacontenttype=application/json\n"
+                    "attr.flag=true\nattr.count=-5\nattr.link=https://example.org/x\n"
+                    "attr.raw=aGkhPw==\n"
+                    "trigger=orders-to-mail\nattempt=3\ndata_len=5\n");
+    rec_clear(&r, 1);
+}
+
+static void test_crash_is_reported_and_worker_replaced(void **state)
+{
+    (void)state;
+    rec_t r[2] = {{0}};
+
+    start_pool("faulty", 1, 5000, 0); /* one worker: the next call needs a new one */
+    submit("{\"fail\":\"crash\"}", &r[0]);
+    submit("{\"after\":\"crash\"}", &r[1]);
+    assert_int_equal(wait_recs(r, 2, WAIT_MS), 0);
+    assert_int_equal(r[0].kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(r[0].reason, "signal:6");
+    assert_non_null(strstr(r[0].error, "signal 6"));
+    assert_int_equal(r[1].kind, WEFT_OUTCOME_OK);
+    assert_data(&r[1], "{\"after\":\"crash\"}");
+    assert_int_equal(g.reaped, 1);
+    rec_clear(r, 2);
+}
+
+static void test_timeout_while_other_worker_serves(void **state)
+{
+    (void)state;
+    rec_t hang = {0}, quick = {0}, after[2] = {{0}};
+
+    start_pool("faulty", 2, 300, 0);
+    uint64_t t0 = now_ms();
+    submit("{\"fail\":\"hang\"}", &hang);
+    submit("{\"quick\":\"yes\"}", &quick);
+    assert_int_equal(wait_recs(&quick, 1, WAIT_MS), 0);
+    assert_int_equal(quick.kind, WEFT_OUTCOME_OK);
+    assert_int_equal(hang.calls, 0); /* the quick one did not wait for it */
+    assert_int_equal(wait_recs(&hang, 1, WAIT_MS), 0);
+    uint64_t took = hang.at_ms - t0;
+    assert_int_equal(hang.kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(hang.reason, "timeout");
+    assert_true(took >= 300);
+    assert_true(took < 2000); /* includes the workers' start */
+    /* SIGTERM ends it although the test process blocks SIGTERM: workers
+     * start with an empty signal mask. No SIGKILL needed. */
+    assert_int_equal(wait_int(&g.reaped, 1, WAIT_MS), 0);
+    assert_int_equal(g.by_signal[SIGTERM], 1);
+    assert_int_equal(g.by_signal[SIGKILL], 0);
+    /* Both workers serve again. */
+    submit("{\"n\":\"1\"}", &after[0]);
+    submit("{\"n\":\"2\"}", &after[1]);
+    assert_int_equal(wait_recs(after, 2, WAIT_MS), 0);
+    assert_int_equal(after[0].kind, WEFT_OUTCOME_OK);
+    assert_int_equal(after[1].kind, WEFT_OUTCOME_OK);
+    assert_int_equal(hang.calls, 1);
+    rec_clear(&hang, 1);
+    rec_clear(&quick, 1);
+    rec_clear(after, 2);
+}
+
+static void test_timeout_escalates_to_sigkill(void **state)
+{
+    (void)state;
+    rec_t hang = {0};
+
+    start_pool("faulty", 1, 300, 0);
+    uint64_t t0 = now_ms();
+    submit("{\"fail\":\"hang-hard\"}", &hang);
+    assert_int_equal(wait_recs(&hang, 1, WAIT_MS), 0);
+    assert_string_equal(hang.reason, "timeout");
+    assert_true(hang.at_ms - t0 >= 300);
+    assert_int_equal(g.reaped, 0);
+    /* SIGTERM is ignored: SIGKILL follows after the 1 s grace, and the
+     * callback came at the deadline, without waiting for it. */
+    assert_int_equal(wait_int(&g.reaped, 1, WAIT_MS), 0);
+    assert_int_equal(g.by_signal[SIGKILL], 1);
+    assert_true(g.last_reap_ms - hang.at_ms >= 900);
+    rec_clear(&hang, 1);
+}
+
+static void test_exit_is_reported(void **state)
+{
+    (void)state;
+    rec_t r[2] = {{0}};
+
+    start_pool("faulty", 1, 5000, 0);
+    submit("{\"fail\":\"exit\"}", &r[0]);
+    submit("{}", &r[1]);
+    assert_int_equal(wait_recs(r, 2, WAIT_MS), 0);
+    assert_int_equal(r[0].kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(r[0].reason, "exited");
+    assert_non_null(strstr(r[0].error, "code 7"));
+    assert_int_equal(r[1].kind, WEFT_OUTCOME_OK);
+    rec_clear(r, 2);
+}
+
+static void test_garbage_is_bad_frame(void **state)
+{
+    (void)state;
+    rec_t r[2] = {{0}};
+
+    start_pool("faulty", 1, 5000, 0);
+    uint64_t t0 = now_ms();
+    submit("{\"fail\":\"garbage\"}", &r[0]);
+    submit("{}", &r[1]);
+    assert_int_equal(wait_recs(r, 2, WAIT_MS), 0);
+    assert_int_equal(r[0].kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(r[0].reason, "bad_frame");
+    assert_true(r[0].at_ms - t0 < 2000); /* detected, not timed out */
+    assert_int_equal(r[1].kind, WEFT_OUTCOME_OK);
+    assert_int_equal(wait_int(&g.reaped, 1, WAIT_MS), 0);
+    rec_clear(r, 2);
+}
+
+static void test_result_too_large(void **state)
+{
+    (void)state;
+    rec_t r[2] = {{0}};
+
+    start_pool("faulty", 1, 10000, 1024 * 1024);
+    submit("{\"fail\":\"big\"}", &r[0]);
+    submit("{\"still\":\"alive\"}", &r[1]);
+    assert_int_equal(wait_recs(r, 2, WAIT_MS), 0);
+    assert_int_equal(r[0].kind, WEFT_OUTCOME_FAIL);
+    assert_string_equal(r[0].reason, "result_too_large");
+    assert_int_equal(
+        strncmp(r[0].error, WEFT_POOL_RESULT_TOO_LARGE, strlen(WEFT_POOL_RESULT_TOO_LARGE)), 0);
+    assert_non_null(strstr(r[0].error, "67108864"));
+    assert_int_equal(r[0].len, 0);
+    assert_int_equal(r[1].kind, WEFT_OUTCOME_OK);
+    assert_int_equal(g.reaped, 0); /* the same worker answered both */
+    rec_clear(r, 2);
+}
+
+static void test_large_input_round_trips(void **state)
+{
+    (void)state;
+    enum { BLOB = 2 * 1024 * 1024, COPIES = 3 };
+    size_t len = BLOB + 32;
+    char *in = malloc(len), *want = malloc(len);
+    rec_t r[COPIES] = {{0}};
+
+    int n = snprintf(in, len, "{\"blob\":\"");
+    for (int i = 0; i < BLOB; i++)
+        in[n + i] = (char)('a' + i % 26);
+    snprintf(in + n + BLOB, len - (size_t)n - BLOB, "\"}");
+    memcpy(want, in, strlen(in) + 1);
+    for (int i = 0; i < BLOB; i++)
+        want[n + i] = (char)('A' + i % 26);
+
+    start_pool("uppercase", 2, 10000, 4 * 1024 * 1024);
+    uint64_t t0 = now_ms();
+    for (int i = 0; i < COPIES; i++)
+        submit(in, &r[i]);
+    assert_int_equal(wait_recs(r, COPIES, WAIT_MS), 0);
+    print_message("%d round trips of a 2 MiB event in %llu ms (including worker start)\n", COPIES,
+                  (unsigned long long)(now_ms() - t0));
+    for (int i = 0; i < COPIES; i++) {
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+        assert_int_equal(r[i].len, strlen(want));
+        assert_memory_equal(r[i].data, want, r[i].len);
+    }
+    rec_clear(r, COPIES);
+    free(in);
+    free(want);
+}
+
+static void test_config_error_no_fast_respawn(void **state)
+{
+    (void)state;
+    rec_t r[3] = {{0}};
+
+    start_pool("no-such-function", 2, 5000, 0);
+    for (int i = 0; i < 3; i++)
+        submit("{}", &r[i]);
+    /* No worker can start: the queue is answered instead of stalling. */
+    assert_int_equal(wait_recs(r, 3, WAIT_MS), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_CRASH);
+        assert_string_equal(r[i].reason, "config");
+        assert_non_null(strstr(r[i].error, "could not start"));
+    }
+    assert_int_equal(wait_int(&g.reaped, 2, WAIT_MS), 0);
+    /* With the 50 ms backoff a broken function would be restarted ~20
+     * times in a second; a configuration error waits 5 s. */
+    run_for(1000);
+    assert_int_equal(g.reaped, 2);
+    assert_int_equal(weft_pool_inflight(g.pool), 0);
+    rec_clear(r, 3);
+}
+
+static void test_slow_init_not_charged_to_deadline(void **state)
+{
+    (void)state;
+    rec_t r = {0};
+
+    uint64_t t0 = now_ms();
+    start_pool("slowstart", 1, 300, 0); /* weft_init takes 500 ms */
+    submit("{\"slow\":\"start\"}", &r);
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+    assert_data(&r, "{\"slow\":\"start\"}");
+    assert_true(r.at_ms - t0 >= 500);
+    assert_int_equal(g.reaped, 0);
+    rec_clear(&r, 1);
+}
+
+/* RLIMIT_AS cannot be combined with AddressSanitizer's shadow memory. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+
+static void test_memory_limit(void **state)
+{
+    (void)state;
+#ifdef HAVE_ASAN
+    skip();
+#else
+    enum { HUGE = 40 * 1024 * 1024 };
+    rec_t r[3] = {{0}};
+    char err[256] = "", entry[PATH_MAX + 64];
+    snprintf(entry, sizeof(entry), "%s/faulty.so", g.functions);
+    weft_pool_config_t cfg = {
+        .function = "faulty",
+        .entry = entry,
+        .size = 1,
+        .timeout_ms = 10000,
+        .memory_mb = 48,
+        .max_result_bytes = 128 * 1024 * 1024,
+        .worker_path = g.worker,
+    };
+    g.pool = weft_pool_new(&cfg, g.epfd, on_done, NULL, err, sizeof(err));
+    assert_non_null(g.pool);
+
+    /* The function's own malloc fails under the limit: its error path. */
+    submit("{\"fail\":\"big\"}", &r[0]);
+    assert_int_equal(wait_recs(&r[0], 1, WAIT_MS), 0);
+    assert_int_equal(r[0].kind, WEFT_OUTCOME_FAIL);
+    assert_non_null(strstr(r[0].error, "cannot allocate"));
+
+    /* The worker cannot hold the invocation itself: reason "memory". */
+    char *huge = malloc(HUGE);
+    memset(huge, ' ', HUGE);
+    huge[0] = '{';
+    huge[HUGE - 1] = '}';
+    submit_full(huge, HUGE, &r[1], 1, NULL, 0, "trig");
+    free(huge);
+    assert_int_equal(wait_recs(&r[1], 1, WAIT_MS), 0);
+    assert_int_equal(r[1].kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(r[1].reason, "memory");
+
+    submit("{}", &r[2]);
+    assert_int_equal(wait_recs(&r[2], 1, WAIT_MS), 0);
+    assert_int_equal(r[2].kind, WEFT_OUTCOME_OK);
+    rec_clear(r, 3);
+#endif
+}
+
+static void test_bad_worker_path(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    weft_pool_config_t cfg = {
+        .function = "x",
+        .entry = "/nonexistent.so",
+        .size = 1,
+        .worker_path = "/nonexistent/weft-worker",
+    };
+    assert_null(weft_pool_new(&cfg, g.epfd, on_done, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "/nonexistent/weft-worker"));
+}
+
+static void test_destroy_drops_queue_without_callbacks(void **state)
+{
+    (void)state;
+    rec_t r[3] = {{0}};
+
+    start_pool("faulty", 1, 0, 0);
+    submit("{\"fail\":\"hang\"}", &r[0]);
+    submit("{}", &r[1]);
+    submit("{}", &r[2]);
+    run_for(100);
+    assert_int_equal(weft_pool_inflight(g.pool), 3);
+    weft_pool_destroy(g.pool, 500);
+    g.pool = NULL;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(r[i].calls, 0);
+    rec_clear(r, 3);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_uppercase_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uppercase_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_on_two_workers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dispositions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_is_reported_and_worker_replaced, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_while_other_worker_serves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_escalates_to_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exit_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_is_bad_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_input_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_error_no_fast_respawn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_init_not_charged_to_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_worker_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_drops_queue_without_callbacks, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

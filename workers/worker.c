@@ -1,0 +1,562 @@
+/*
+ * worker.c - weft-worker, the process a pool starts to run one function.
+ *
+ *   weft-worker --runtime shared_object --entry /abs/path.so
+ *               [--symbol weft_handle] [--max-result-bytes N]
+ *               [--function NAME] [--memory-mb N] [--ppid PID]
+ *
+ * Runs as its own process, spawned by the dispatcher (pool.c) with the
+ * channel on fd 3, stdin on /dev/null, stdout on stderr. It loads the
+ * function once and says so with a ready frame (a Result with seq 0), then
+ * answers each Invoke frame with exactly one Result frame carrying the same
+ * seq, strictly one at a time. It never touches a
+ * broker or the database, and holds no secrets: its environment is empty but
+ * for PATH and LANG.
+ *
+ * Exit codes (pool.h): 0 channel closed, 1 channel I/O error,
+ * 2 configuration error (the function cannot be loaded or initialised),
+ * 3 undecodable frame from the dispatcher, 4 out of memory outside the
+ * function. A function that crashes takes the process with it; the pool
+ * reports that and starts a new worker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "frames.pb-c.h"
+#include "pool.h"
+#include "runtime.h"
+
+#define CHANNEL_FD 3
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WORKER_ASAN 1
+#endif
+#endif
+
+static const char *g_function = "";
+
+static void wlog(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One write() per line so lines from many workers sharing stderr do not
+ * interleave. */
+static void wlog(const char *level, const char *fmt, ...)
+{
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s worker[%ld] ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level, (long)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if ((size_t)n >= sizeof(line) - 64)
+        n = (int)sizeof(line) - 64;
+    if (*g_function)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " function=%.40s", g_function);
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}
+
+static void die_nomem(void) __attribute__((noreturn));
+static void die_nomem(void)
+{
+    wlog("error", "out of memory");
+    _exit(WEFT_WORKER_EXIT_NOMEM);
+}
+
+/* protobuf-c returns NULL both for undecodable input and for a failed
+ * allocation; this allocator tells the two apart, so that running out of
+ * memory is reported as such (exit 4) and not as a protocol error. */
+static int g_alloc_failed;
+
+static void *pb_alloc(void *data, size_t size)
+{
+    (void)data;
+    void *p = malloc(size);
+    if (!p)
+        g_alloc_failed = 1;
+    return p;
+}
+
+static void pb_free(void *data, void *p)
+{
+    (void)data;
+    free(p);
+}
+
+static ProtobufCAllocator g_pb_allocator = {pb_alloc, pb_free, NULL};
+
+/* ---- CloudEvent -> weft_event_t ---------------------------------------- */
+
+/* Strings made for one invocation, freed after it. */
+typedef struct scratch {
+    char **strs;
+    size_t n, cap;
+} scratch_t;
+
+static char *scratch_keep(scratch_t *s, char *p)
+{
+    if (!p)
+        die_nomem();
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 8;
+        char **q = realloc(s->strs, cap * sizeof(*q));
+        if (!q)
+            die_nomem();
+        s->strs = q;
+        s->cap = cap;
+    }
+    s->strs[s->n++] = p;
+    return p;
+}
+
+static void scratch_free(scratch_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->strs[i]);
+    s->n = 0;
+}
+
+static char *base64(const uint8_t *p, size_t len)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((len + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    char *o = out;
+    size_t i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        *o++ = tbl[v >> 18];
+        *o++ = tbl[(v >> 12) & 63];
+        *o++ = tbl[(v >> 6) & 63];
+        *o++ = tbl[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
+        *o++ = tbl[v >> 18];
+        *o++ = tbl[(v >> 12) & 63];
+        *o++ = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as protobuf's JSON
+ * mapping prints a Timestamp. */
+static char *rfc3339(const Google__Protobuf__Timestamp *t)
+{
+    char *out = malloc(48);
+    if (!out)
+        return NULL;
+    struct tm tm;
+    time_t secs = (time_t)t->seconds;
+    if (!gmtime_r(&secs, &tm)) {
+        out[0] = '\0';
+        return out;
+    }
+    int n = snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    int32_t ns = t->nanos;
+    if (ns > 0 && ns < 1000000000) {
+        if (ns % 1000000 == 0)
+            n += snprintf(out + n, 48 - (size_t)n, ".%03d", (int)(ns / 1000000));
+        else if (ns % 1000 == 0)
+            n += snprintf(out + n, 48 - (size_t)n, ".%06d", (int)(ns / 1000));
+        else
+            n += snprintf(out + n, 48 - (size_t)n, ".%09d", (int)ns);
+    }
+    snprintf(out + n, 48 - (size_t)n, "Z");
+    return out;
+}
+
+static const char *attr_string(const Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue *v,
+                               scratch_t *s)
+{
+    if (!v)
+        return "";
+    switch (v->attr_case) {
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN:
+        return v->ce_boolean ? "true" : "false";
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER: {
+        char *p = scratch_keep(s, malloc(16));
+        snprintf(p, 16, "%" PRId32, v->ce_integer);
+        return p;
+    }
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING:
+        return v->ce_string ? v->ce_string : "";
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI:
+        return v->ce_uri ? v->ce_uri : "";
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
+        return v->ce_uri_ref ? v->ce_uri_ref : "";
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES:
+        /* CloudEvents' JSON format carries Binary attributes as base64. */
+        return scratch_keep(s, base64(v->ce_bytes.data, v->ce_bytes.len));
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP:
+        return v->ce_timestamp ? scratch_keep(s, rfc3339(v->ce_timestamp)) : "";
+    default:
+        return "";
+    }
+}
+
+static const char *str_or_empty(const char *p)
+{
+    return p ? p : "";
+}
+
+/* Fills ev from the Invoke; ev points into inv and into scratch, which must
+ * outlive the call. *attrs_out is malloc()ed (caller frees). */
+static void event_from_invoke(const Weft__V1__Invoke *inv, weft_event_t *ev,
+                              weft_attr_t **attrs_out, scratch_t *s)
+{
+    const Io__Cloudevents__V1__CloudEvent *ce = inv->event;
+    memset(ev, 0, sizeof(*ev));
+    ev->id = str_or_empty(ce->id);
+    ev->source = str_or_empty(ce->source);
+    ev->specversion = str_or_empty(ce->spec_version);
+    ev->type = str_or_empty(ce->type);
+    ev->subject = ev->time = ev->datacontenttype = "";
+    ev->trigger = str_or_empty(inv->trigger);
+    ev->attempt = inv->attempt;
+
+    weft_attr_t *attrs = NULL;
+    size_t n = 0;
+    if (ce->n_attributes) {
+        attrs = calloc(ce->n_attributes, sizeof(*attrs));
+        if (!attrs)
+            die_nomem();
+    }
+    for (size_t i = 0; i < ce->n_attributes; i++) {
+        const Io__Cloudevents__V1__CloudEvent__AttributesEntry *e = ce->attributes[i];
+        if (!e || !e->key || !*e->key)
+            continue;
+        const char *val = attr_string(e->value, s);
+        if (strcmp(e->key, "subject") == 0)
+            ev->subject = val;
+        else if (strcmp(e->key, "time") == 0)
+            ev->time = val;
+        else if (strcmp(e->key, "datacontenttype") == 0)
+            ev->datacontenttype = val;
+        else {
+            attrs[n].name = e->key;
+            attrs[n].value = val;
+            n++;
+        }
+    }
+    ev->attrs = attrs;
+    ev->n_attrs = n;
+    *attrs_out = attrs;
+
+    switch (ce->data_case) {
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA:
+        ev->data = ce->binary_data.data;
+        ev->data_len = ce->binary_data.len;
+        break;
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA:
+        ev->data = (const uint8_t *)str_or_empty(ce->text_data);
+        ev->data_len = strlen((const char *)ev->data);
+        break;
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA:
+        /* The packed inner message; its type is the Any's type_url. */
+        if (ce->proto_data) {
+            ev->data = ce->proto_data->value.data;
+            ev->data_len = ce->proto_data->value.len;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+typedef struct worker_opts {
+    const char *runtime;
+    const char *entry;
+    const char *symbol;
+    const char *function;
+    uint64_t max_result_bytes;
+    uint64_t memory_mb;
+    long ppid;
+} worker_opts_t;
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || *s == '-')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void usage_exit(const char *why) __attribute__((noreturn));
+static void usage_exit(const char *why)
+{
+    wlog("error", "%s", why);
+    fprintf(stderr, "usage: weft-worker --runtime shared_object --entry /abs/path.so "
+                    "[--symbol NAME] [--max-result-bytes N] [--function NAME] "
+                    "[--memory-mb N] [--ppid PID]\n");
+    exit(WEFT_WORKER_EXIT_CONFIG);
+}
+
+static void parse_args(int argc, char **argv, worker_opts_t *o)
+{
+    static const struct option longopts[] = {
+        {"runtime", required_argument, NULL, 'r'},
+        {"entry", required_argument, NULL, 'e'},
+        {"symbol", required_argument, NULL, 's'},
+        {"max-result-bytes", required_argument, NULL, 'm'},
+        {"function", required_argument, NULL, 'f'},
+        {"memory-mb", required_argument, NULL, 'M'},
+        {"ppid", required_argument, NULL, 'p'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->runtime = "shared_object";
+    o->max_result_bytes = WEFT_POOL_DEFAULT_MAX_RESULT;
+    o->ppid = -1;
+    int c;
+    uint64_t v;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            o->runtime = optarg;
+            break;
+        case 'e':
+            o->entry = optarg;
+            break;
+        case 's':
+            o->symbol = optarg;
+            break;
+        case 'f':
+            o->function = optarg;
+            break;
+        case 'm':
+            if (parse_u64(optarg, &v) < 0 || v == 0 || v > WEFT_FRAME_MAX)
+                usage_exit("invalid --max-result-bytes");
+            o->max_result_bytes = v;
+            break;
+        case 'M':
+            if (parse_u64(optarg, &v) < 0 || v > (1u << 30))
+                usage_exit("invalid --memory-mb");
+            o->memory_mb = v;
+            break;
+        case 'p':
+            if (parse_u64(optarg, &v) < 0 || v < 1 || v > INT32_MAX)
+                usage_exit("invalid --ppid");
+            o->ppid = (long)v;
+            break;
+        default:
+            usage_exit("invalid arguments");
+        }
+    }
+    if (optind != argc)
+        usage_exit("unexpected argument");
+    if (strcmp(o->runtime, "shared_object") != 0)
+        usage_exit("unsupported runtime (only shared_object)");
+    if (!o->entry)
+        usage_exit("--entry is required");
+}
+
+/* Hygiene before any function code runs. PDEATHSIG makes the kernel kill
+ * us when the spawning thread goes away, so a dispatcher that dies hard
+ * (kill -9) does not leave functions running; the getppid() check closes
+ * the window where the parent died before prctl() took effect. */
+static void harden(const worker_opts_t *o)
+{
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        wlog("warn", "prctl(PR_SET_NO_NEW_PRIVS) failed: %s", strerror(errno));
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        wlog("warn", "prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
+    if (o->ppid > 0 && getppid() != (pid_t)o->ppid) {
+        wlog("info", "parent %ld is gone, exiting", o->ppid);
+        _exit(0);
+    }
+    struct rlimit rl = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &rl) != 0)
+        wlog("warn", "setrlimit(RLIMIT_CORE) failed: %s", strerror(errno));
+    if (o->memory_mb) {
+#ifdef WORKER_ASAN
+        /* ASan reserves terabytes of shadow address space up front. */
+        wlog("warn", "memory limit not applied in an AddressSanitizer build memory_mb=%" PRIu64,
+             o->memory_mb);
+#else
+        rl.rlim_cur = rl.rlim_max = (rlim_t)o->memory_mb * 1024 * 1024;
+        if (setrlimit(RLIMIT_AS, &rl) != 0) {
+            wlog("error", "setrlimit(RLIMIT_AS) failed: %s", strerror(errno));
+            exit(WEFT_WORKER_EXIT_CONFIG);
+        }
+#endif
+    }
+
+    int fl = fcntl(CHANNEL_FD, F_GETFD);
+    if (fl < 0) {
+        wlog("error", "channel fd %d is not open", CHANNEL_FD);
+        exit(WEFT_WORKER_EXIT_CONFIG);
+    }
+    /* Anything the function execs must not inherit the channel. */
+    (void)fcntl(CHANNEL_FD, F_SETFD, fl | FD_CLOEXEC);
+    fl = fcntl(CHANNEL_FD, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK))
+        (void)fcntl(CHANNEL_FD, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+static Weft__V1__Result__Disposition disposition_of(int rc)
+{
+    switch (rc) {
+    case WEFT_OK:
+        return WEFT__V1__RESULT__DISPOSITION__OK;
+    case WEFT_RETRY:
+        return WEFT__V1__RESULT__DISPOSITION__RETRY;
+    case WEFT_DROP:
+        return WEFT__V1__RESULT__DISPOSITION__DROP;
+    default:
+        return WEFT__V1__RESULT__DISPOSITION__FAIL;
+    }
+}
+
+/* Runs one invocation and sends its Result. Returns 0, or -1 when the
+ * channel failed (errno set). */
+static int serve_one(weft_runtime_t *rt, const worker_opts_t *o, const Weft__V1__Invoke *inv)
+{
+    scratch_t s = {0};
+    weft_attr_t *attrs = NULL;
+    weft_event_t ev;
+    weft_result_t res;
+
+    event_from_invoke(inv, &ev, &attrs, &s);
+    memset(&res, 0, sizeof(res));
+    int rc = weft_runtime_invoke(rt, &ev, &res);
+    res.content_type[sizeof(res.content_type) - 1] = '\0';
+    res.error[sizeof(res.error) - 1] = '\0';
+
+    Weft__V1__Result out = WEFT__V1__RESULT__INIT;
+    out.seq = inv->seq;
+    out.disposition = disposition_of(rc);
+    out.content_type = res.content_type;
+    out.error = res.error;
+    if (rc == WEFT_OK) {
+        out.error = "";
+        if (res.data_len > 0 && !res.data) {
+            snprintf(res.error, sizeof(res.error), "function returned data_len %zu with no data",
+                     res.data_len);
+            out.disposition = WEFT__V1__RESULT__DISPOSITION__FAIL;
+            out.error = res.error;
+        } else if (res.data_len > o->max_result_bytes) {
+            snprintf(res.error, sizeof(res.error),
+                     WEFT_POOL_RESULT_TOO_LARGE
+                     "result of %zu bytes exceeds max_result_bytes %" PRIu64,
+                     res.data_len, o->max_result_bytes);
+            wlog("warn", "%s", res.error);
+            out.disposition = WEFT__V1__RESULT__DISPOSITION__FAIL;
+            out.error = res.error;
+        } else {
+            out.data.data = res.data;
+            out.data.len = res.data_len;
+        }
+    } else if (rc == WEFT_RETRY) {
+        out.retry_after_ms = res.retry_after_ms;
+    } else if (rc != WEFT_FAIL && rc != WEFT_DROP) {
+        snprintf(res.error, sizeof(res.error), "function returned unknown status %d", rc);
+        out.error = res.error;
+    }
+
+    int w = weft_frame_write_msg(CHANNEL_FD, &out.base);
+    int saved = errno;
+    free(res.data);
+    free(attrs);
+    scratch_free(&s);
+    free(s.strs);
+    errno = saved;
+    return w;
+}
+
+int main(int argc, char **argv)
+{
+    worker_opts_t o;
+    char err[512];
+
+    parse_args(argc, argv, &o);
+    if (o.function)
+        g_function = o.function;
+    harden(&o);
+
+    weft_runtime_t *rt = weft_runtime_so_open(o.entry, o.symbol, err, sizeof(err));
+    if (!rt) {
+        wlog("error", "%s entry=%s", err, o.entry);
+        exit(WEFT_WORKER_EXIT_CONFIG);
+    }
+
+    /* The ready frame: a Result with seq 0 (invocation seqs start at 1).
+     * The pool hands out no invocation before it, so a slow weft_init does
+     * not eat into the first invocation's deadline. */
+    Weft__V1__Result hello = WEFT__V1__RESULT__INIT;
+    if (weft_frame_write_msg(CHANNEL_FD, &hello.base) < 0) {
+        wlog("error", "send() failed on channel: %s", strerror(errno));
+        exit(1);
+    }
+
+    weft_frame_buf_t in = {0};
+    for (;;) {
+        int r = weft_frame_read(CHANNEL_FD, &in, WEFT_FRAME_MAX);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            if (errno == ENOMEM)
+                die_nomem();
+            if (errno == EPROTO) {
+                wlog("error", "bad frame from dispatcher: truncated or oversized");
+                exit(WEFT_WORKER_EXIT_PROTOCOL);
+            }
+            wlog("error", "read() failed on channel: %s", strerror(errno));
+            exit(1);
+        }
+        g_alloc_failed = 0;
+        Weft__V1__Invoke *inv = weft__v1__invoke__unpack(&g_pb_allocator, in.len, in.data);
+        if (!inv && g_alloc_failed)
+            die_nomem();
+        if (!inv || !inv->event) {
+            wlog("error", "bad frame from dispatcher: cannot decode Invoke of %zu bytes", in.len);
+            exit(WEFT_WORKER_EXIT_PROTOCOL);
+        }
+        int w = serve_one(rt, &o, inv);
+        weft__v1__invoke__free_unpacked(inv, &g_pb_allocator);
+        if (w < 0) {
+            if (errno == EPIPE || errno == ECONNRESET) {
+                /* The pool closed the channel: it gave up on this call. */
+                wlog("info", "channel closed while sending a result, exiting");
+                break;
+            }
+            wlog("error", "send() failed on channel: %s", strerror(errno));
+            exit(1);
+        }
+        in.len = 0;
+        weft_frame_buf_trim(&in, 1024 * 1024);
+    }
+    weft_frame_buf_free(&in);
+    weft_runtime_close(rt);
+    return 0;
+}

@@ -75,6 +75,13 @@ int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig)
         t->dead_letter_topic = NULL;
     }
     t->fn = NULL;
+    t->filters = NULL;
+    t->n_filters = 0;
+    t->inflight = 0;
+    if (t->backoff_multiplier < 1.0)
+        t->backoff_multiplier = 2.0;
+    if (t->max_inflight <= 0)
+        t->max_inflight = 1000;
     cat->n_trigs++;
     if (!t->name || !t->topic || !t->function || !t->dead_letter_topic)
         return -1;
@@ -127,6 +134,11 @@ void weft_catalog_unref(weft_catalog_t *cat)
         free(t->result_topic);
         free(t->result_type);
         free(t->dead_letter_topic);
+        for (size_t k = 0; k < t->n_filters; k++) {
+            free(t->filters[k].attribute);
+            free(t->filters[k].value);
+        }
+        free(t->filters);
     }
     free(cat->fns);
     free(cat->trigs);
@@ -184,7 +196,9 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
     PQclear(r);
     r = PQexec(pg, "SELECT name, source, topic, event_type, function, result_topic,"
                    " result_type, dead_letter_topic, max_attempts, backoff_initial_ms,"
-                   " backoff_max_ms FROM weft.triggers WHERE enabled ORDER BY name");
+                   " backoff_max_ms, backoff_multiplier, backoff_jitter,"
+                   " coalesce(max_event_age_ms, 0), ordering, max_inflight"
+                   " FROM weft.triggers WHERE enabled ORDER BY name");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(errstr, errlen, "loading triggers: %s", PQresultErrorMessage(r));
         goto fail;
@@ -202,9 +216,32 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
             .max_attempts = atoi(PQgetvalue(r, i, 8)),
             .backoff_initial_ms = atoi(PQgetvalue(r, i, 9)),
             .backoff_max_ms = atoi(PQgetvalue(r, i, 10)),
+            .backoff_multiplier = atof(PQgetvalue(r, i, 11)),
+            .backoff_jitter = atof(PQgetvalue(r, i, 12)),
+            .max_event_age_ms = atoll(PQgetvalue(r, i, 13)),
+            .ordered = strcmp(PQgetvalue(r, i, 14), "ordered") == 0,
+            .max_inflight = atoi(PQgetvalue(r, i, 15)),
         };
         if (weft_catalog_add_trigger(cat, &t) != 0) {
             snprintf(errstr, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    PQclear(r);
+    r = PQexec(pg, "SELECT f.trigger, f.attribute, f.op, f.value FROM weft.trigger_filters f"
+                   " JOIN weft.triggers t ON t.name = f.trigger AND t.enabled"
+                   " ORDER BY f.trigger, f.attribute, f.op, f.value");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "loading trigger filters: %s", PQresultErrorMessage(r));
+        goto fail;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        weft_filter_op_t op;
+        if (weft_filter_op_parse(PQgetvalue(r, i, 2), &op) != 0 ||
+            weft_catalog_add_filter(cat, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), op,
+                                    PQgetvalue(r, i, 3)) != 0) {
+            snprintf(errstr, errlen, "loading trigger filters: bad filter for %s",
+                     PQgetvalue(r, i, 0));
             goto fail;
         }
     }
@@ -220,13 +257,76 @@ fail:
     return NULL;
 }
 
+int weft_filter_op_parse(const char *s, weft_filter_op_t *op)
+{
+    if (strcmp(s, "exact") == 0)
+        *op = WEFT_FILTER_EXACT;
+    else if (strcmp(s, "prefix") == 0)
+        *op = WEFT_FILTER_PREFIX;
+    else if (strcmp(s, "suffix") == 0)
+        *op = WEFT_FILTER_SUFFIX;
+    else
+        return -1;
+    return 0;
+}
+
+int weft_catalog_add_filter(weft_catalog_t *cat, const char *trigger, const char *attribute,
+                            weft_filter_op_t op, const char *value)
+{
+    weft_trigger_t *t = NULL;
+    for (size_t i = 0; i < cat->n_trigs; i++)
+        if (strcmp(cat->trigs[i].name, trigger) == 0)
+            t = &cat->trigs[i];
+    if (!t)
+        return -1;
+    weft_filter_t *nv = realloc(t->filters, (t->n_filters + 1) * sizeof(*nv));
+    if (!nv)
+        return -1;
+    t->filters = nv;
+    weft_filter_t *f = &t->filters[t->n_filters];
+    f->attribute = strdup(attribute);
+    f->value = strdup(value);
+    f->op = op;
+    if (!f->attribute || !f->value) {
+        free(f->attribute);
+        free(f->value);
+        return -1;
+    }
+    t->n_filters++;
+    return 0;
+}
+
+static int filter_holds(const weft_filter_t *f, const char *v)
+{
+    if (!v)
+        return 0;
+    size_t vl = strlen(v), fl = strlen(f->value);
+    switch (f->op) {
+    case WEFT_FILTER_PREFIX:
+        return vl >= fl && memcmp(v, f->value, fl) == 0;
+    case WEFT_FILTER_SUFFIX:
+        return vl >= fl && memcmp(v + vl - fl, f->value, fl) == 0;
+    case WEFT_FILTER_EXACT:
+    default:
+        return strcmp(v, f->value) == 0;
+    }
+}
+
 int weft_trigger_matches(const weft_trigger_t *trig, weft_broker_t broker, const char *topic,
-                         const char *type)
+                         const char *type, weft_attr_fn attr, void *ev)
 {
     if (trig->broker != broker || strcmp(trig->topic, topic) != 0)
         return 0;
     if (trig->event_type && strcmp(trig->event_type, type ? type : "") != 0)
         return 0;
+    for (size_t i = 0; i < trig->n_filters; i++) {
+        const weft_filter_t *f = &trig->filters[i];
+        const char *v = strcmp(f->attribute, "type") == 0 ? (type ? type : "")
+                        : attr                             ? attr(ev, f->attribute)
+                                                           : NULL;
+        if (!filter_holds(f, v))
+            return 0;
+    }
     return 1;
 }
 

@@ -24,6 +24,18 @@ typedef struct weft_function {
     char version[65]; /* hash of every field that needs a pool restart */
 } weft_function_t;
 
+typedef enum { WEFT_FILTER_EXACT = 0, WEFT_FILTER_PREFIX, WEFT_FILTER_SUFFIX } weft_filter_op_t;
+
+typedef struct weft_filter {
+    char *attribute; /* "type", "subject", "source", "id" or an extension */
+    weft_filter_op_t op;
+    char *value;
+} weft_filter_t;
+
+/* Looks up a CloudEvents attribute of the event being matched; NULL when
+ * absent. */
+typedef const char *(*weft_attr_fn)(void *ev, const char *name);
+
 typedef struct weft_trigger {
     char *name;
     weft_broker_t broker;
@@ -37,6 +49,14 @@ typedef struct weft_trigger {
     int max_attempts;
     int backoff_initial_ms;
     int backoff_max_ms;
+    double backoff_multiplier;
+    double backoff_jitter;   /* 0..1 */
+    int64_t max_event_age_ms; /* 0: no limit */
+    int ordered;
+    int max_inflight;
+    weft_filter_t *filters; /* AND */
+    size_t n_filters;
+    int inflight; /* runtime: the dispatcher's jobs of this trigger */
 } weft_trigger_t;
 
 typedef struct weft_catalog {
@@ -63,10 +83,17 @@ int weft_catalog_link(weft_catalog_t *cat, char *errstr, size_t errlen);
 void weft_catalog_ref(weft_catalog_t *cat);
 void weft_catalog_unref(weft_catalog_t *cat);
 
-/* 1 when trig fires for an event on topic with the given CloudEvents type
- * (type "" for plain messages). */
+/* 1 when trig fires for an event on topic: its event_type (type "" for
+ * plain messages) and every filter hold. attr looks up other attributes
+ * (may be NULL when the trigger has no filters). */
 int weft_trigger_matches(const weft_trigger_t *trig, weft_broker_t broker, const char *topic,
-                         const char *type);
+                         const char *type, weft_attr_fn attr, void *ev);
+
+/* Adds a filter to the last added trigger (for tests and the loader). */
+int weft_catalog_add_filter(weft_catalog_t *cat, const char *trigger, const char *attribute,
+                            weft_filter_op_t op, const char *value);
+/* Parses "exact" / "prefix" / "suffix". */
+int weft_filter_op_parse(const char *s, weft_filter_op_t *op);
 
 /* Triggers on topic regardless of type (for messages that cannot be
  * decoded: each of them dead-letters the message). */

@@ -82,6 +82,7 @@ typedef enum {
     J_EMIT,    /* produced, waiting for the broker's ack */
     J_WAIT,    /* in wait list until due_ms */
     J_FOLLOW,  /* a duplicate of an active job; ends with it */
+    J_ORDER,   /* ordered trigger: waits for the previous event of its key */
 } job_state_t;
 
 typedef enum { ACT_CLAIM, ACT_EMIT } job_act_t;
@@ -111,8 +112,11 @@ typedef struct job {
     char first_failure[40];
     char last_failure[40];
     char *hkey; /* trigger \x1f generation \x1f key, in the active table */
+    char *okey; /* ordered triggers: trigger \x1f topic \x1f partition \x1f message key */
+    struct job *order_next; /* the next event of the same ordering key */
     struct job *followers;
     struct job *next;      /* queue link */
+    struct job *all_prev, *all_next; /* every live job, for teardown */
     struct job *hnext;     /* active table chain */
 } job_t;
 
@@ -144,6 +148,9 @@ typedef struct dsp {
     jq_t claim_q, record_q, wait_q;
     job_t **active;
     size_t active_cap;
+    struct ochain **order_tab; /* ordering key -> last job of its chain */
+    job_t *all_jobs;
+    int closing;
     size_t inflight_msgs;
     int64_t max_inflight;
     int64_t max_event_bytes;
@@ -236,6 +243,24 @@ static void active_del(dsp_t *d, job_t *j)
     }
 }
 
+/* The ordering table maps an ordering key to the last job of its chain:
+ * an ordered trigger's event waits until the previous event of its key
+ * reached a terminal outcome. */
+typedef struct ochain {
+    char *okey;
+    job_t *tail;
+    struct ochain *next;
+} ochain_t;
+
+static ochain_t **order_find(dsp_t *d, const char *okey)
+{
+    ochain_t **pp = &d->order_tab[hash_str(okey) & (d->active_cap - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->okey, okey) == 0)
+            return pp;
+    return pp;
+}
+
 /* ---- partitions -------------------------------------------------------- */
 
 static part_t *part_find(dsp_t *d, const char *topic, int32_t partition)
@@ -311,7 +336,7 @@ static void msg_job_done(dsp_t *d, msg_t *m)
     if (--m->pending > 0)
         return;
     part_t *p = m->part;
-    if (p && !p->revoked) {
+    if (p && !p->revoked && !d->closing) {
         int64_t pos = weft_tracker_done(p->tr, m->slot);
         if (pos >= 0)
             weft_kafka_store(d->kafka, p->topic, p->partition, pos);
@@ -320,21 +345,47 @@ static void msg_job_done(dsp_t *d, msg_t *m)
     msg_free(d, m);
 }
 
+static dsp_t *the_dsp; /* for the all-jobs list; one dispatcher per process */
+
 static void job_free(job_t *j)
 {
+    if (j->all_prev)
+        j->all_prev->all_next = j->all_next;
+    else if (the_dsp && the_dsp->all_jobs == j)
+        the_dsp->all_jobs = j->all_next;
+    if (j->all_next)
+        j->all_next->all_prev = j->all_prev;
     free(j->result);
     free(j->result_type);
     free(j->error);
     free(j->reason);
     free(j->hkey);
+    free(j->okey);
+    ((weft_trigger_t *)j->trig)->inflight--;
     weft_catalog_unref(j->cat);
     free(j);
 }
 
-/* The job reached its terminal outcome: finish it and its followers. */
+/* The job reached its terminal outcome: finish it and its followers, and
+ * let the next event of its ordering key go. */
 static void job_terminal(dsp_t *d, job_t *j)
 {
     active_del(d, j);
+    if (j->okey) {
+        job_t *next = j->order_next;
+        if (next) {
+            next->state = J_CLAIM;
+            jq_push(&d->claim_q, next);
+        } else {
+            ochain_t **pp = order_find(d, j->okey);
+            ochain_t *c = *pp;
+            if (c && c->tail == j) {
+                *pp = c->next;
+                free(c->okey);
+                free(c);
+            }
+        }
+    }
     job_t *f = j->followers;
     while (f) {
         job_t *next = f->next;
@@ -365,16 +416,17 @@ static int lease_ms_for(const job_t *j)
     return j->trig->fn->timeout_ms + LEASE_MARGIN_MS;
 }
 
-/* Exponential backoff with jitter: a random delay in [b/2, b] where b
- * doubles per attempt from backoff_initial_ms up to backoff_max_ms. */
+/* Exponential backoff with jitter: b = initial * multiplier^(attempt-1),
+ * capped at backoff_max_ms, and the delay is random in
+ * [b * (1 - jitter), b] so that retries of many events spread out. */
 static int backoff_ms(const weft_trigger_t *t, int attempts)
 {
     double b = t->backoff_initial_ms;
     for (int i = 1; i < attempts && b < t->backoff_max_ms; i++)
-        b *= 2;
+        b *= t->backoff_multiplier;
     if (b > t->backoff_max_ms)
         b = t->backoff_max_ms;
-    return (int)(b / 2 + (b / 2) * ((double)rand() / RAND_MAX));
+    return (int)(b * (1.0 - t->backoff_jitter * ((double)rand() / RAND_MAX)));
 }
 
 /* ---- emitting results and dead letters -------------------------------- */
@@ -690,6 +742,16 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
 
 /* ---- claiming ---------------------------------------------------------- */
 
+static int event_expired(const job_t *j)
+{
+    if (j->trig->max_event_age_ms <= 0 || j->msg->km.timestamp_ms <= 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return now - j->msg->km.timestamp_ms > j->trig->max_event_age_ms;
+}
+
 static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
 {
     j->attempts = res->attempts;
@@ -697,6 +759,11 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     case WEFT_CLAIM_RUN:
         if (j->preset_reason) {
             job_fail_now(d, j, j->preset_reason, j->msg->env_err);
+        } else if (event_expired(j)) {
+            char e[200];
+            snprintf(e, sizeof(e), "event is older than max_event_age_ms=%lld",
+                     (long long)j->trig->max_event_age_ms);
+            job_fail_now(d, j, "expired", e);
         } else if (j->attempts > j->trig->max_attempts) {
             /* Earlier attempts were cut short (crashes, restarts). */
             char e[1200];
@@ -970,10 +1037,21 @@ static job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
     j->cat = d->cat;
     weft_catalog_ref(d->cat);
     j->generation = 0;
+    ((weft_trigger_t *)t)->inflight++;
+    j->all_next = d->all_jobs;
+    if (d->all_jobs)
+        d->all_jobs->all_prev = j;
+    d->all_jobs = j;
     if (asprintf(&j->hkey, "%s\x1f%d\x1f%s", t->name, j->generation, m->key) < 0) {
         j->hkey = NULL;
-        weft_catalog_unref(j->cat);
-        free(j);
+        job_free(j);
+        return NULL;
+    }
+    if (t->ordered &&
+        asprintf(&j->okey, "%s\x1f%s\x1f%d\x1f%.*s", t->name, m->km.topic, (int)m->km.partition,
+                 (int)m->km.key_len, m->km.key ? (const char *)m->km.key : "") < 0) {
+        j->okey = NULL;
+        job_free(j);
         return NULL;
     }
     return j;
@@ -991,15 +1069,44 @@ static void admit_job(dsp_t *d, job_t *j)
         return;
     }
     active_add(d, j);
+    if (j->okey) {
+        ochain_t **pp = order_find(d, j->okey);
+        if (*pp) {
+            /* An earlier event of this key is in flight: queue behind it. */
+            (*pp)->tail->order_next = j;
+            (*pp)->tail = j;
+            j->state = J_ORDER;
+            return;
+        }
+        ochain_t *c = calloc(1, sizeof(*c));
+        if (c && (c->okey = strdup(j->okey)) != NULL) {
+            c->tail = j;
+            *pp = c;
+        } else {
+            free(c);
+            weft_error("out of memory ordering trigger=%s", j->trig->name);
+        }
+    }
     j->state = J_CLAIM;
     jq_push(&d->claim_q, j);
 }
 
-/* Builds the message's idempotency key: the CloudEvent's source and id, or
- * the broker coordinates of a plain message. */
+/* Builds the message's idempotency key: the weft-key header when present
+ * (set by producers that know their key, and by re-drives), else the
+ * CloudEvent's source and id, else the broker coordinates of a plain
+ * message. */
 static char *message_key(msg_t *m)
 {
     char *k = NULL;
+    for (size_t i = 0; i < m->km.n_hdrs; i++) {
+        const weft_header_t *h = &m->km.hdrs[i];
+        if (strcmp(h->name, "weft-key") == 0 && h->value && h->len > 0 && h->len <= 1024 &&
+            !memchr(h->value, '\0', h->len)) {
+            if (asprintf(&k, "%.*s", (int)h->len, (const char *)h->value) < 0)
+                return NULL;
+            return k;
+        }
+    }
     if (m->env_status == WEFT_ENV_OK && m->env.mode != WEFT_ENV_PLAIN) {
         if (asprintf(&k, "ce:%s\x1f%s", m->env.ce->source, m->env.ce->id) < 0)
             return NULL;
@@ -1008,6 +1115,11 @@ static char *message_key(msg_t *m)
         return NULL;
     }
     return k;
+}
+
+static const char *env_attr(void *ev, const char *name)
+{
+    return weft_envelope_attr(ev, name);
 }
 
 static void take_message(dsp_t *d, weft_kmsg_t *km)
@@ -1088,10 +1200,22 @@ static void take_message(dsp_t *d, weft_kmsg_t *km)
     const weft_trigger_t *on_topic[256];
     size_t n = weft_catalog_on_topic(d->cat, WEFT_BROKER_KAFKA, m->km.topic, on_topic, 256);
     int matched = 0;
+    /* A re-driven dead letter is for the trigger it died in only. */
+    char only[256] = "";
+    for (size_t i = 0; i < m->km.n_hdrs; i++) {
+        const weft_header_t *h = &m->km.hdrs[i];
+        if (strcmp(h->name, "weft-redrive-trigger") == 0 && h->value && h->len < sizeof(only)) {
+            memcpy(only, h->value, h->len);
+            only[h->len] = '\0';
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         const weft_trigger_t *t = on_topic[i];
+        if (only[0] && strcmp(only, t->name) != 0)
+            continue;
         if (!preset && !weft_trigger_matches(t, WEFT_BROKER_KAFKA, m->km.topic,
-                                             weft_envelope_attr(&m->env, "type")))
+                                             weft_envelope_attr(&m->env, "type"), env_attr,
+                                             &m->env))
             continue;
         job_t *j = job_new(d, m, t);
         if (!j) {
@@ -1134,14 +1258,28 @@ static void consume(dsp_t *d)
     }
 }
 
+/* 1 when some trigger reached its max_inflight (2: its half). */
+static int trigger_bound(const dsp_t *d, int half)
+{
+    for (size_t i = 0; i < d->cat->n_trigs; i++) {
+        const weft_trigger_t *t = &d->cat->trigs[i];
+        if (t->inflight >= (half ? t->max_inflight / 2 + 1 : t->max_inflight))
+            return 1;
+    }
+    return 0;
+}
+
+/* Pausing is all-or-nothing over the assigned partitions: simple, and the
+ * poll loop keeps running, so group membership and retries go on. */
 static void backpressure(dsp_t *d)
 {
-    if (!d->paused && d->inflight_msgs >= (size_t)d->max_inflight) {
+    if (!d->paused && (d->inflight_msgs >= (size_t)d->max_inflight || trigger_bound(d, 0))) {
         if (weft_kafka_pause(d->kafka, 1) == 0) {
             d->paused = 1;
             weft_info("paused consumption inflight=%zu", d->inflight_msgs);
         }
-    } else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2) {
+    } else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2 &&
+               !trigger_bound(d, 1)) {
         if (weft_kafka_pause(d->kafka, 0) == 0) {
             d->paused = 0;
             weft_info("resumed consumption inflight=%zu", d->inflight_msgs);
@@ -1418,7 +1556,8 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     while (d->active_cap < (size_t)d->max_inflight * 2)
         d->active_cap <<= 1;
     d->active = calloc(d->active_cap, sizeof(job_t *));
-    if (!d->active) {
+    d->order_tab = calloc(d->active_cap, sizeof(ochain_t *));
+    if (!d->active || !d->order_tab) {
         snprintf(err, errlen, "out of memory");
         return 1;
     }
@@ -1431,8 +1570,8 @@ static int setup(dsp_t *d, char *err, size_t errlen)
 
 static void teardown(dsp_t *d)
 {
-    weft_kafka_destroy(d->kafka, 5000);
-    d->kafka = NULL;
+    d->closing = 1;
+    weft_kafka_close(d->kafka, 5000);
     while (d->pools) {
         fn_pool_t *p = d->pools;
         d->pools = p->next;
@@ -1440,26 +1579,29 @@ static void teardown(dsp_t *d)
         free(p->name);
         free(p);
     }
-    /* Free what is still parked (waiting retries): it was not finished,
-     * so its offsets were not stored and it will be redelivered. */
-    job_t *j;
-    jq_t *qs[] = {&d->wait_q, &d->claim_q, &d->record_q};
-    for (size_t q = 0; q < 3; q++) {
-        while ((j = jq_pop(qs[q])) != NULL) {
-            job_t *f = j->followers;
-            while (f) {
-                job_t *next = f->next;
-                if (--f->msg->pending == 0)
-                    msg_free(d, f->msg);
-                job_free(f);
-                f = next;
-            }
-            if (--j->msg->pending == 0)
-                msg_free(d, j->msg);
-            job_free(j);
+    /* Free what is still in flight or parked (waiting retries, ordered
+     * events): it was not finished, so its offsets were not stored and it
+     * will be redelivered. */
+    while (d->all_jobs) {
+        job_t *j = d->all_jobs;
+        msg_t *m = j->msg;
+        job_free(j);
+        if (--m->pending == 0)
+            msg_free(d, m);
+    }
+    /* Only now: librdkafka waits for every message it handed out. */
+    weft_kafka_destroy(d->kafka, 0);
+    d->kafka = NULL;
+    free(d->active);
+    for (size_t i = 0; d->order_tab && i < d->active_cap; i++) {
+        while (d->order_tab[i]) {
+            ochain_t *c = d->order_tab[i];
+            d->order_tab[i] = c->next;
+            free(c->okey);
+            free(c);
         }
     }
-    free(d->active);
+    free(d->order_tab);
     weft_catalog_unref(d->cat);
     while (d->parts) {
         part_t *p = d->parts;
@@ -1483,6 +1625,7 @@ int weft_dispatcher_run(weft_config_t *cfg)
         return 1;
     d->cfg = cfg;
     d->pg_io.fd = -1;
+    the_dsp = d;
     /* Blocked from the start (and read through a signalfd later) so that a
      * SIGTERM during startup still ends in a clean shutdown. */
     sigset_t mask;
@@ -1549,6 +1692,7 @@ int weft_dispatcher_run(weft_config_t *cfg)
     stats(d, 1);
     teardown(d);
     free(d);
+    the_dsp = NULL;
     weft_info("dispatcher stopped");
     return exit_code;
 }

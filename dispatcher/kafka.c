@@ -31,6 +31,7 @@ struct weft_kafka {
     int wake[2];
     weft_kafka_cbs_t cbs;
     int subscribed;
+    int closed;
 };
 
 typedef struct set_ctx {
@@ -148,6 +149,74 @@ static int conf_force(rd_kafka_conf_t *conf, const char *key, const char *value,
     return 0;
 }
 
+static int make_producer(weft_kafka_t *k, const weft_config_t *cfg, char *errstr,
+                         size_t errlen)
+{
+    rd_kafka_conf_t *pc = make_conf(cfg, "producer.", "consumer.", errstr, errlen);
+    if (!pc)
+        return -1;
+    if (conf_default(pc, "linger.ms", "2", errstr, errlen) ||
+        conf_force(pc, "enable.idempotence", "true", errstr, errlen) ||
+        conf_force(pc, "acks", "all", errstr, errlen)) {
+        rd_kafka_conf_destroy(pc);
+        return -1;
+    }
+    /* make_conf applied user keys before our default; re-apply linger.ms
+     * if the user gave it. */
+    const char *lg = weft_config_get(cfg, "kafka.producer.linger.ms",
+                                     weft_config_get(cfg, "kafka.linger.ms", NULL));
+    if (lg && conf_force(pc, "linger.ms", lg, errstr, errlen)) {
+        rd_kafka_conf_destroy(pc);
+        return -1;
+    }
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+    rd_kafka_conf_set_opaque(pc, k);
+    char err[512];
+    k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
+    if (!k->producer) {
+        rd_kafka_conf_destroy(pc);
+        snprintf(errstr, errlen, "creating kafka producer: %s", err);
+        return -1;
+    }
+    k->pq = rd_kafka_queue_get_main(k->producer);
+    rd_kafka_queue_io_event_enable(k->pq, k->wake[1], "p", 1);
+    return 0;
+}
+
+weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
+                                      char *errstr, size_t errlen)
+{
+    weft_kafka_t *k = calloc(1, sizeof(*k));
+    if (!k) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    k->cbs = *cbs;
+    k->wake[0] = k->wake[1] = -1;
+    if (pipe2(k->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        snprintf(errstr, errlen, "pipe2() failed: %s", strerror(errno));
+        free(k);
+        return NULL;
+    }
+    if (!weft_config_get(cfg, "kafka.bootstrap.servers", NULL)) {
+        snprintf(errstr, errlen,
+                 "kafka.bootstrap.servers is not set (config file or WEFT_KAFKA_BROKERS)");
+        weft_kafka_destroy(k, 0);
+        return NULL;
+    }
+    if (make_producer(k, cfg, errstr, errlen) != 0) {
+        weft_kafka_destroy(k, 0);
+        return NULL;
+    }
+    return k;
+}
+
+int weft_kafka_flush(weft_kafka_t *k, int timeout_ms)
+{
+    rd_kafka_flush(k->producer, timeout_ms);
+    return rd_kafka_outq_len(k->producer);
+}
+
 weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
                              char *errstr, size_t errlen)
 {
@@ -207,34 +276,9 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
     rd_kafka_poll_set_consumer(k->consumer);
     k->cq = rd_kafka_queue_get_consumer(k->consumer);
 
-    rd_kafka_conf_t *pc = make_conf(cfg, "producer.", "consumer.", errstr, errlen);
-    if (!pc)
+    if (make_producer(k, cfg, errstr, errlen) != 0)
         goto fail;
-    if (conf_default(pc, "linger.ms", "2", errstr, errlen) ||
-        conf_force(pc, "enable.idempotence", "true", errstr, errlen) ||
-        conf_force(pc, "acks", "all", errstr, errlen)) {
-        rd_kafka_conf_destroy(pc);
-        goto fail;
-    }
-    /* make_conf applied user keys before our default; re-apply linger.ms
-     * if the user gave it. */
-    const char *lg = weft_config_get(cfg, "kafka.producer.linger.ms",
-                                     weft_config_get(cfg, "kafka.linger.ms", NULL));
-    if (lg && conf_force(pc, "linger.ms", lg, errstr, errlen)) {
-        rd_kafka_conf_destroy(pc);
-        goto fail;
-    }
-    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
-    rd_kafka_conf_set_opaque(pc, k);
-    k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
-    if (!k->producer) {
-        rd_kafka_conf_destroy(pc);
-        snprintf(errstr, errlen, "creating kafka producer: %s", err);
-        goto fail;
-    }
-    k->pq = rd_kafka_queue_get_main(k->producer);
     rd_kafka_queue_io_event_enable(k->cq, k->wake[1], "c", 1);
-    rd_kafka_queue_io_event_enable(k->pq, k->wake[1], "p", 1);
     return k;
 fail:
     weft_kafka_destroy(k, 0);
@@ -424,10 +468,11 @@ int weft_kafka_commit(weft_kafka_t *k)
     return 0;
 }
 
-void weft_kafka_destroy(weft_kafka_t *k, int timeout_ms)
+void weft_kafka_close(weft_kafka_t *k, int timeout_ms)
 {
-    if (!k)
+    if (!k || k->closed)
         return;
+    k->closed = 1;
     if (k->consumer) {
         weft_kafka_commit(k);
         rd_kafka_consumer_close(k->consumer);
@@ -437,6 +482,13 @@ void weft_kafka_destroy(weft_kafka_t *k, int timeout_ms)
         if (err)
             weft_warn("producer flush: %d messages not delivered", rd_kafka_outq_len(k->producer));
     }
+}
+
+void weft_kafka_destroy(weft_kafka_t *k, int timeout_ms)
+{
+    if (!k)
+        return;
+    weft_kafka_close(k, timeout_ms);
     if (k->cq)
         rd_kafka_queue_destroy(k->cq);
     if (k->pq)

@@ -46,6 +46,13 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
                              char *errstr, size_t errlen);
 int weft_kafka_wake_fd(const weft_kafka_t *k);
 
+/* A producer only (for CLI commands): kafka.* and kafka.producer.* keys. */
+weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
+                                      char *errstr, size_t errlen);
+/* Waits up to timeout_ms for every produced message's delivery report.
+ * Returns the number still undelivered. */
+int weft_kafka_flush(weft_kafka_t *k, int timeout_ms);
+
 int weft_kafka_subscribe(weft_kafka_t *k, const char **topics, size_t n, char *errstr,
                          size_t errlen);
 
@@ -76,8 +83,13 @@ int weft_kafka_outq(const weft_kafka_t *k);
 /* Commits stored offsets synchronously. */
 int weft_kafka_commit(weft_kafka_t *k);
 
-/* Commits, closes the consumer (leaving the group), flushes the producer
- * up to timeout_ms, frees. NULL is a no-op. */
+/* Commits, closes the consumer (leaving the group) and flushes the
+ * producer up to timeout_ms; delivery callbacks may run. Every consumed
+ * message must be freed (weft_kafka_msg_free) before weft_kafka_destroy:
+ * librdkafka waits for them. */
+void weft_kafka_close(weft_kafka_t *k, int timeout_ms);
+
+/* Closes (if not yet) and frees. NULL is a no-op. */
 void weft_kafka_destroy(weft_kafka_t *k, int timeout_ms);
 
 #endif

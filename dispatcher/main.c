@@ -12,6 +12,8 @@
 
 #include "config.h"
 #include "dispatcher.h"
+#include "invoke.h"
+#include "dlq.h"
 #include "log.h"
 #include "migrate.h"
 
@@ -29,6 +31,8 @@ static void usage_main(FILE *f)
                "commands:\n"
                "  run       run the dispatcher in the foreground\n"
                "  migrate   apply weft's schema and your trigger migrations\n"
+               "  invoke    run a function once, locally, and print its result\n"
+               "  dlq       list, show and re-drive dead letters\n"
                "  version   print the version\n"
                "\n"
                "Run 'weft COMMAND --help' for a command's options.\n"
@@ -222,6 +226,33 @@ out:
     return rc;
 }
 
+/* `weft dlq SUB [--config FILE] [--set K=V] ...`: the config options are
+ * taken out here, the rest goes to dlq.c. */
+static int cmd_dlq(int argc, char **argv)
+{
+    common_opts_t o = {0};
+    char *rest[256];
+    int n = 0;
+    for (int i = 0; i < argc && n < 255; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--set") == 0) && i + 1 < argc) {
+            if (argv[i][2] == 'c')
+                o.config_path = argv[++i];
+            else if (o.n_sets < 64)
+                o.sets[o.n_sets++] = argv[++i];
+            continue;
+        }
+        rest[n++] = argv[i];
+    }
+    rest[n] = NULL;
+    int wants_help = n < 2 || strcmp(rest[1], "--help") == 0 || strcmp(rest[1], "-h") == 0;
+    weft_config_t *cfg = wants_help ? weft_config_new() : load_config(&o);
+    if (!cfg)
+        return 2;
+    int rc = weft_dlq_main(cfg, n, rest);
+    weft_config_destroy(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -241,6 +272,10 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(argc - 1, argv + 1);
+    if (strcmp(cmd, "invoke") == 0)
+        return weft_invoke_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "dlq") == 0)
+        return cmd_dlq(argc - 1, argv + 1);
     fprintf(stderr, "weft: unknown command \"%s\"\n\n", cmd);
     usage_main(stderr);
     return 2;

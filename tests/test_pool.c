@@ -34,6 +34,15 @@
 #define WAIT_MS 10000
 #define TICK_MS 10
 
+/* RLIMIT_AS cannot be combined with AddressSanitizer's shadow memory. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+
 typedef struct rec {
     int calls;
     weft_outcome_kind_t kind;
@@ -42,6 +51,8 @@ typedef struct rec {
     char content_type[128];
     char error[1100];
     char reason[64];
+    uint32_t retry_after_ms;
+    pid_t pid;
     uint64_t at_ms;
 } rec_t;
 
@@ -84,6 +95,8 @@ static void on_done(void *opaque, const weft_outcome_t *out, void *ctx)
     snprintf(r->content_type, sizeof(r->content_type), "%s", out->content_type);
     snprintf(r->error, sizeof(r->error), "%s", out->error);
     snprintf(r->reason, sizeof(r->reason), "%s", out->reason);
+    r->retry_after_ms = out->retry_after_ms;
+    r->pid = out->pid;
     r->at_ms = now_ms();
 }
 
@@ -256,20 +269,31 @@ static int group_setup(void **state)
     }
     snprintf(g.worker, sizeof(g.worker), "%s/weft-worker", bin);
     snprintf(g.functions, sizeof(g.functions), "%s", fns);
-    static const char *const need[] = {"uppercase", "faulty", "describe", "slowstart"};
+    static const char *const need[] = {"uppercase", "faulty",   "describe",  "slowstart",
+                                       "hygiene",   "noop.so",  "upper.py",  "upper.sh",
+                                       "faulty.py"};
     if (access(g.worker, X_OK) != 0) {
         fprintf(stderr, "%s: %s (build target weft-worker)\n", g.worker, strerror(errno));
         return -1;
     }
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
         char p[PATH_MAX + 64];
-        snprintf(p, sizeof(p), "%s/%s.so", fns, need[i]);
+        snprintf(p, sizeof(p), "%s/%s%s", fns, need[i], strchr(need[i], '.') ? "" : ".so");
         if (access(p, R_OK) != 0) {
             fprintf(stderr, "%s: %s (build target %s)\n", p, strerror(errno), need[i]);
             return -1;
         }
     }
 
+#ifdef HAVE_ASAN
+    /* Workers inherit ASAN_OPTIONS; a function's SIGSEGV must show as
+     * signal 11, not as ASan's report and exit code 1. */
+    char asan[600];
+    const char *old = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof(asan), "%s%shandle_segv=0:handle_sigbus=0", old ? old : "",
+             old && *old ? ":" : "");
+    setenv("ASAN_OPTIONS", asan, 1);
+#endif
     /* Like the dispatcher: these signals are read from a signalfd, so they
      * are blocked, and workers must not inherit that mask. */
     sigset_t set;
@@ -721,14 +745,6 @@ static void test_slow_init_not_charged_to_deadline(void **state)
     rec_clear(&r, 1);
 }
 
-/* RLIMIT_AS cannot be combined with AddressSanitizer's shadow memory. */
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
 
 static void test_memory_limit(void **state)
 {
@@ -808,6 +824,748 @@ static void test_destroy_drops_queue_without_callbacks(void **state)
     rec_clear(r, 3);
 }
 
+/* ---- pool modes, limits, hygiene, exec runtime --------------------------- */
+
+/* Starts a pool from cfg; entry is a file name in the functions dir. */
+static void start_cfg(weft_pool_config_t *cfg, const char *file)
+{
+    char entry[PATH_MAX + 64], err[256] = "";
+    snprintf(entry, sizeof(entry), "%s/%s", g.functions, file);
+    cfg->entry = entry;
+    cfg->worker_path = g.worker;
+    if (!cfg->function)
+        cfg->function = file;
+    g.pool = weft_pool_new(cfg, g.epfd, on_done, NULL, err, sizeof(err));
+    if (!g.pool)
+        print_error("weft_pool_new: %s\n", err);
+    assert_non_null(g.pool);
+}
+
+static weft_pool_stats_t stats(void)
+{
+    weft_pool_stats_t st;
+    weft_pool_stats(g.pool, &st);
+    return st;
+}
+
+/* Runs the loop until the pool has n idle workers; 0 or -1. */
+static int wait_idle(int n, int timeout_ms)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    while (stats().idle != n) {
+        if (now_ms() >= end)
+            return -1;
+        loop_once(TICK_MS);
+    }
+    return 0;
+}
+
+/* The integer after "key": in r's data; -1 when absent. */
+static long long json_num(const rec_t *r, const char *key)
+{
+    char pat[64], buf[4096];
+    size_t n = r->len < sizeof(buf) - 1 ? r->len : sizeof(buf) - 1;
+    memcpy(buf, r->data ? (const char *)r->data : "", n);
+    buf[n] = '\0';
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = strstr(buf, pat);
+    return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* r's data as a NUL-terminated string (static buffer). */
+static const char *text(const rec_t *r)
+{
+    static char buf[1 << 16];
+    size_t n = r->len < sizeof(buf) - 1 ? r->len : sizeof(buf) - 1;
+    memcpy(buf, r->data ? (const char *)r->data : "", n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_segfault_others_unaffected(void **state)
+{
+    (void)state;
+    rec_t slow = {0}, segv = {0}, after = {0};
+    weft_pool_config_t cfg = {.size = 2, .timeout_ms = 5000};
+    start_cfg(&cfg, "faulty.so");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    submit("{\"fail\":\"stamp-400\"}", &slow);
+    submit("{\"fail\":\"segv\"}", &segv);
+    assert_int_equal(wait_recs(&segv, 1, WAIT_MS), 0);
+    assert_int_equal(segv.kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(segv.reason, "signal:11");
+    assert_int_equal(slow.calls, 0); /* still running, untouched */
+    submit("{\"after\":\"segv\"}", &after);
+    assert_int_equal(wait_recs(&slow, 1, WAIT_MS), 0);
+    assert_int_equal(wait_recs(&after, 1, WAIT_MS), 0);
+    assert_int_equal(slow.kind, WEFT_OUTCOME_OK);
+    assert_int_equal(json_num(&slow, "pid"), slow.pid);
+    assert_int_equal(after.kind, WEFT_OUTCOME_OK);
+    assert_int_equal(g.reaped, 1);
+    assert_int_equal(stats().crashes, 1);
+    rec_clear(&slow, 1);
+    rec_clear(&segv, 1);
+    rec_clear(&after, 1);
+}
+
+static void test_infinite_loop_caught_by_deadline(void **state)
+{
+    (void)state;
+    rec_t spin = {0}, quick[3] = {{0}};
+    weft_pool_config_t cfg = {.size = 2, .timeout_ms = 300};
+    start_cfg(&cfg, "faulty.so");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    uint64_t t0 = now_ms();
+    submit("{\"fail\":\"spin\"}", &spin);
+    for (int i = 0; i < 3; i++)
+        submit("{\"quick\":\"yes\"}", &quick[i]);
+    assert_int_equal(wait_recs(quick, 3, WAIT_MS), 0);
+    assert_int_equal(spin.calls, 0);
+    assert_int_equal(wait_recs(&spin, 1, WAIT_MS), 0);
+    assert_int_equal(spin.kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(spin.reason, "timeout");
+    assert_true(spin.at_ms - t0 >= 300 && spin.at_ms - t0 < 1000);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(quick[i].kind, WEFT_OUTCOME_OK);
+    /* A CPU-bound function dies of SIGTERM like a sleeping one. */
+    assert_int_equal(wait_int(&g.reaped, 1, WAIT_MS), 0);
+    assert_int_equal(g.by_signal[SIGTERM], 1);
+    assert_int_equal(stats().timeouts, 1);
+    rec_clear(&spin, 1);
+    rec_clear(quick, 3);
+}
+
+static void test_memory_blowup(void **state)
+{
+    (void)state;
+#ifdef HAVE_ASAN
+    skip();
+#else
+    rec_t slow = {0}, blow = {0}, after = {0};
+    weft_pool_config_t cfg = {.size = 2, .timeout_ms = 10000, .memory_mb = 96};
+    start_cfg(&cfg, "faulty.so");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    submit("{\"fail\":\"stamp-300\"}", &slow);
+    submit("{\"fail\":\"blowup\"}", &blow);
+    assert_int_equal(wait_recs(&blow, 1, WAIT_MS), 0);
+    assert_int_equal(blow.kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(blow.reason, "memory");
+    submit("{}", &after);
+    assert_int_equal(wait_recs(&slow, 1, WAIT_MS), 0);
+    assert_int_equal(wait_recs(&after, 1, WAIT_MS), 0);
+    assert_int_equal(slow.kind, WEFT_OUTCOME_OK);
+    assert_int_equal(after.kind, WEFT_OUTCOME_OK);
+    rec_clear(&slow, 1);
+    rec_clear(&blow, 1);
+    rec_clear(&after, 1);
+#endif
+}
+
+static void test_leak_recycled_after_max_requests(void **state)
+{
+    (void)state;
+    enum { N = 7 };
+    rec_t r[N] = {{0}};
+    weft_pool_config_t cfg = {.size = 1, .timeout_ms = 5000, .max_requests = 3};
+    start_cfg(&cfg, "faulty.so");
+    for (int i = 0; i < N; i++)
+        submit("{\"fail\":\"leak\"}", &r[i]);
+    assert_int_equal(wait_recs(r, N, WAIT_MS), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+        assert_int_equal(json_num(&r[i], "pid"), r[i].pid);
+        /* Each process serves 3 and leaks at most 3 MiB. */
+        assert_int_equal(json_num(&r[i], "leaked_mb"), i % 3 + 1);
+        assert_int_equal(r[i].pid, r[i - i % 3].pid);
+    }
+    assert_true(r[0].pid != r[3].pid && r[3].pid != r[6].pid && r[0].pid != r[6].pid);
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.recycles, 2);
+    assert_int_equal(st.crashes, 0);
+    /* Recycled workers exited on their own (EOF), no signal needed. */
+    assert_int_equal(wait_int(&g.reaped, 2, WAIT_MS), 0);
+    for (int s = 1; s < 65; s++)
+        assert_int_equal(g.by_signal[s], 0);
+    rec_clear(r, N);
+}
+
+static void test_ondemand_scale_to_zero_and_back(void **state)
+{
+    (void)state;
+    rec_t first = {0}, second = {0};
+    weft_pool_config_t cfg = {
+        .mode = WEFT_POOL_ONDEMAND, .max_concurrency = 2, .idle_timeout_ms = 300,
+        .timeout_ms = 5000};
+    start_cfg(&cfg, "faulty.so");
+    run_for(50);
+    assert_int_equal(stats().workers, 0); /* nothing until an event arrives */
+    submit("{\"fail\":\"stamp-0\"}", &first);
+    assert_int_equal(wait_recs(&first, 1, WAIT_MS), 0);
+    assert_int_equal(first.kind, WEFT_OUTCOME_OK);
+    assert_int_equal(stats().workers, 1);
+    /* Idle for idle_timeout_ms: the worker exits, the pool is at zero. */
+    uint64_t end = now_ms() + WAIT_MS;
+    while (stats().workers > 0 && now_ms() < end)
+        loop_once(TICK_MS);
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.workers, 0);
+    assert_true(now_ms() - first.at_ms >= 300);
+    assert_int_equal(st.idle_exits, 1);
+    assert_int_equal(st.crashes, 0);
+    assert_int_equal(g.reaped, 1);
+    assert_int_equal(g.by_signal[SIGTERM] + g.by_signal[SIGKILL], 0);
+    /* And back: the next event starts a new worker. */
+    submit("{\"fail\":\"stamp-0\"}", &second);
+    assert_int_equal(wait_recs(&second, 1, WAIT_MS), 0);
+    assert_int_equal(second.kind, WEFT_OUTCOME_OK);
+    assert_true(second.pid != first.pid);
+    assert_int_equal(stats().workers, 1);
+    assert_int_equal(stats().spawns, 2);
+    rec_clear(&first, 1);
+    rec_clear(&second, 1);
+}
+
+static void test_max_concurrency_under_burst(void **state)
+{
+    (void)state;
+    enum { N = 12, MAXC = 3 };
+    rec_t r[N] = {{0}};
+    weft_pool_config_t cfg = {
+        .mode = WEFT_POOL_ONDEMAND, .max_concurrency = MAXC, .timeout_ms = 5000};
+    start_cfg(&cfg, "faulty.so");
+    for (int i = 0; i < N; i++)
+        submit("{\"fail\":\"stamp-100\"}", &r[i]);
+    int max_workers = 0, max_busy = 0;
+    uint64_t end = now_ms() + WAIT_MS;
+    for (;;) {
+        weft_pool_stats_t st = stats();
+        max_workers = st.workers > max_workers ? st.workers : max_workers;
+        max_busy = st.busy > max_busy ? st.busy : max_busy;
+        assert_true(st.running <= MAXC);
+        int done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].calls;
+        if (done == N || now_ms() >= end)
+            break;
+        loop_once(TICK_MS);
+    }
+    assert_true(max_workers <= MAXC);
+    assert_true(max_busy <= MAXC);
+    /* What the functions saw: never more than MAXC running at once (their
+     * own monotonic stamps), and the burst did run in parallel. */
+    long long s[N], e[N];
+    pid_t pids[N];
+    int npids = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+        s[i] = json_num(&r[i], "start_us");
+        e[i] = json_num(&r[i], "end_us");
+        int seen = 0;
+        for (int j = 0; j < npids; j++)
+            seen |= pids[j] == r[i].pid;
+        if (!seen)
+            pids[npids++] = r[i].pid;
+    }
+    int peak = 0;
+    for (int i = 0; i < N; i++) {
+        int at = 0;
+        for (int j = 0; j < N; j++)
+            at += s[j] <= s[i] && s[i] < e[j];
+        peak = at > peak ? at : peak;
+    }
+    print_message("burst of %d: peak %d running, %d workers\n", N, peak, npids);
+    assert_true(peak <= MAXC);
+    assert_true(peak >= 2);
+    assert_true(npids <= MAXC);
+    rec_clear(r, N);
+}
+
+static void test_dynamic_spare_management(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    rec_t r[N] = {{0}};
+    weft_pool_config_t cfg = {.mode = WEFT_POOL_DYNAMIC,
+                              .size = 1,
+                              .min_spare = 2,
+                              .max_spare = 3,
+                              .max_concurrency = 5,
+                              .timeout_ms = 10000};
+    start_cfg(&cfg, "faulty.so");
+    /* Start: max(size, min_spare) workers, all idle. */
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    assert_int_equal(stats().workers, 2);
+    for (int i = 0; i < N; i++)
+        submit("{\"fail\":\"stamp-1500\"}", &r[i]);
+    /* Under load the pool grows in rounds one second apart, up to max. */
+    uint64_t spawn_at[16];
+    int rounds = 0, peak = 0;
+    uint64_t last_spawns = stats().spawns, end = now_ms() + 20000;
+    for (;;) {
+        weft_pool_stats_t st = stats();
+        assert_true(st.workers <= 5);
+        peak = st.workers > peak ? st.workers : peak;
+        if (st.spawns > last_spawns && rounds < 16) {
+            spawn_at[rounds++] = now_ms();
+            last_spawns = st.spawns;
+        }
+        int done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].calls;
+        if (done == N || now_ms() >= end)
+            break;
+        loop_once(TICK_MS);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+    assert_int_equal(peak, 5);
+    assert_true(rounds >= 2);
+    for (int i = 1; i < rounds; i++)
+        assert_true(spawn_at[i] - spawn_at[i - 1] >= 950);
+    /* Idle again: surplus workers above max_spare are retired, one per
+     * second, gracefully. */
+    end = now_ms() + 10000;
+    while ((stats().idle > 3 || stats().stopping) && now_ms() < end)
+        loop_once(TICK_MS);
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.idle, 3);
+    assert_int_equal(st.workers, 3);
+    assert_int_equal(st.idle_exits, 2);
+    assert_int_equal(st.crashes, 0);
+    rec_clear(r, N);
+}
+
+static void test_crash_storm_quarantine_and_recovery(void **state)
+{
+    (void)state;
+    rec_t slow = {0}, crash[3] = {{0}}, queued[2] = {{0}}, refused = {0}, after = {0};
+    weft_pool_config_t cfg = {.size = 2,
+                              .timeout_ms = 5000,
+                              .crash_storm_count = 3,
+                              .crash_storm_window_ms = 5000,
+                              .quarantine_ms = 1500};
+    start_cfg(&cfg, "faulty.so");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    submit("{\"fail\":\"stamp-800\"}", &slow);
+    for (int i = 0; i < 3; i++)
+        submit("{\"fail\":\"crash\"}", &crash[i]);
+    for (int i = 0; i < 2; i++)
+        submit("{\"queued\":\"behind\"}", &queued[i]);
+    assert_int_equal(wait_recs(queued, 2, WAIT_MS), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(crash[i].kind, WEFT_OUTCOME_CRASH);
+        assert_string_equal(crash[i].reason, "signal:6");
+    }
+    /* The storm quarantined the pool: the queue is answered, retryable. */
+    uint64_t q_at = queued[0].at_ms;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(queued[i].kind, WEFT_OUTCOME_CRASH);
+        assert_string_equal(queued[i].reason, "quarantined");
+        assert_true(queued[i].retry_after_ms > 0 && queued[i].retry_after_ms <= 1500);
+    }
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.quarantined, 1);
+    assert_int_equal(st.quarantines, 1);
+    assert_int_equal(st.crashes, 3);
+    /* New invocations are refused (from the loop, not from submit). */
+    submit("{}", &refused);
+    assert_int_equal(refused.calls, 0);
+    assert_int_equal(wait_recs(&refused, 1, WAIT_MS), 0);
+    assert_string_equal(refused.reason, "quarantined");
+    /* The invocation in flight was not touched. */
+    assert_int_equal(wait_recs(&slow, 1, WAIT_MS), 0);
+    assert_int_equal(slow.kind, WEFT_OUTCOME_OK);
+    assert_true(slow.at_ms < q_at + 1500);
+    /* After the cool-down the pool starts again by itself. */
+    uint64_t end = now_ms() + WAIT_MS;
+    while (stats().quarantined && now_ms() < end)
+        loop_once(TICK_MS);
+    assert_int_equal(stats().quarantined, 0);
+    assert_true(now_ms() - q_at >= 1400);
+    submit("{\"recovered\":\"yes\"}", &after);
+    assert_int_equal(wait_recs(&after, 1, WAIT_MS), 0);
+    assert_int_equal(after.kind, WEFT_OUTCOME_OK);
+    assert_data(&after, "{\"recovered\":\"yes\"}");
+    rec_clear(&slow, 1);
+    rec_clear(crash, 3);
+    rec_clear(queued, 2);
+    rec_clear(&refused, 1);
+    rec_clear(&after, 1);
+}
+
+/* The names of the members of the "env" object in a hygiene answer,
+ * comma-separated, sorted as they come. */
+static void env_names(const char *json, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *p = strstr(json, "\"env\":{");
+    assert_non_null(p);
+    p += 7;
+    int key = 1;
+    size_t n = 0;
+    while (*p && *p != '}') {
+        if (*p != '"') {
+            p++;
+            continue;
+        }
+        const char *q = ++p;
+        while (*q && *q != '"')
+            q += *q == '\\' ? 2 : 1;
+        if (key)
+            n += (size_t)snprintf(out + n, cap - n, "%s%.*s", n ? "," : "", (int)(q - p), p);
+        key = !key;
+        p = *q ? q + 1 : q;
+    }
+}
+
+/* Sanitizer variables the pool forwards in sanitizer builds only. */
+static int allowed_extra(const char *name, size_t len)
+{
+    static const char *const san[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
+    for (size_t i = 0; i < 3; i++)
+        if (strlen(san[i]) == len && strncmp(name, san[i], len) == 0)
+            return 1;
+    return 0;
+}
+
+static void assert_env_exactly(const char *names, const char *const *want, size_t n_want)
+{
+    size_t found = 0;
+    for (const char *p = names; *p;) {
+        size_t len = strcspn(p, ",");
+        int ok = allowed_extra(p, len);
+        for (size_t i = 0; i < n_want; i++)
+            if (strlen(want[i]) == len && strncmp(p, want[i], len) == 0) {
+                ok = 1;
+                found++;
+            }
+        if (!ok)
+            print_error("unexpected variable in the worker's environment: %.*s\n", (int)len, p);
+        assert_true(ok);
+        p += len + (p[len] == ',');
+    }
+    assert_int_equal(found, n_want);
+}
+
+static void test_hygiene_fds_and_env(void **state)
+{
+    (void)state;
+    rec_t r = {0};
+    setenv("FROM_PARENT", "parent-value", 1);
+    setenv("WEFT_PG", "host=db password=secret-pg", 1);
+    setenv("PGPASSWORD", "secret-pw", 1);
+    setenv("SECRET_TOKEN", "secret-token", 1);
+    static const char *const env[] = {"KEEP_ME=yes", "FROM_PARENT", "NOT_SET_ANYWHERE",
+                                      "WEFT_PG", "PGPASSWORD"};
+    weft_pool_config_t cfg = {.size = 1, .timeout_ms = 5000, .env = env, .n_env = 5};
+    start_cfg(&cfg, "hygiene.so");
+    submit("{}", &r);
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+    const char *j = text(&r);
+    print_message("%s\n", j);
+    assert_non_null(strstr(j, "\"fds\":[0,1,2,3]"));
+    assert_non_null(strstr(j, "\"no_new_privs\":1"));
+    assert_non_null(strstr(j, "\"core_limit\":0"));
+    assert_non_null(strstr(j, "\"KEEP_ME\":\"yes\""));
+    assert_non_null(strstr(j, "\"FROM_PARENT\":\"parent-value\""));
+    assert_non_null(strstr(j, "\"PATH\":\"/usr/bin:/bin\""));
+    assert_null(strstr(j, "secret"));
+    char names[1024];
+    env_names(j, names, sizeof(names));
+    static const char *const want[] = {"PATH", "LANG", "KEEP_ME", "FROM_PARENT"};
+    assert_env_exactly(names, want, 4);
+    rec_clear(&r, 1);
+}
+
+static void test_exec_hygiene(void **state)
+{
+    (void)state;
+    rec_t r = {0};
+    setenv("SECRET_TOKEN", "secret-token", 1);
+    static const char *const env[] = {"KEEP_ME=yes"};
+    weft_pool_config_t cfg = {
+        .runtime = "exec", .size = 1, .timeout_ms = 5000, .env = env, .n_env = 1};
+    start_cfg(&cfg, "faulty.py");
+    submit("{\"fail\":\"env\"}", &r);
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+    const char *j = text(&r);
+    /* The program has its three pipes and nothing else: not the channel. */
+    assert_non_null(strstr(j, "\"fds\":[0,1,2]"));
+    assert_null(strstr(j, "secret"));
+    char names[1024];
+    env_names(j, names, sizeof(names));
+    static const char *const want[] = {"PATH", "LANG", "KEEP_ME"};
+    assert_env_exactly(names, want, 3);
+    rec_clear(&r, 1);
+}
+
+static void test_run_as_nobody(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("not root: run-as cannot be tested\n");
+        skip();
+    }
+    rec_t r = {0};
+    weft_pool_config_t cfg = {.size = 1, .timeout_ms = 5000, .run_as_user = "nobody"};
+    start_cfg(&cfg, "hygiene.so");
+    submit("{}", &r);
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+    const char *j = text(&r);
+    assert_non_null(strstr(j, "\"uid\":65534,\"euid\":65534,\"gid\":65534,\"egid\":65534"));
+    assert_non_null(strstr(j, "\"groups\":[65534]"));
+    rec_clear(&r, 1);
+}
+
+static void test_exec_python_round_trips(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    rec_t r[N] = {{0}};
+    char buf[64], want[64];
+    weft_pool_config_t cfg = {.runtime = "exec", .size = 2, .timeout_ms = 5000};
+    start_cfg(&cfg, "upper.py");
+    for (int i = 0; i < N; i++) {
+        snprintf(buf, sizeof(buf), "{\"i\":\"item-%d\",\"n\":[%d,\"x\"]}", i, i);
+        submit(buf, &r[i]);
+    }
+    assert_int_equal(wait_recs(r, N, WAIT_MS), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof(want), "{\"i\":\"ITEM-%d\",\"n\":[%d,\"X\"]}", i, i);
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+        assert_string_equal(r[i].content_type, "application/json");
+        assert_data(&r[i], want);
+    }
+    assert_int_equal(g.reaped, 0); /* one program per worker served them all */
+    rec_clear(r, N);
+}
+
+static void test_exec_sh_round_trips(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    rec_t r[N] = {{0}}, bad = {0};
+    char buf[96], want[96];
+    weft_pool_config_t cfg = {.runtime = "exec", .size = 2, .timeout_ms = 5000};
+    start_cfg(&cfg, "upper.sh");
+    for (int i = 0; i < N; i++) {
+        snprintf(buf, sizeof(buf), "{\"i\":\"item-%d\",\"esc\":\"a\\\"b\\u00e9\",\"o\":{\"k\":\"v\"}}",
+                 i);
+        submit(buf, &r[i]);
+    }
+    submit_full("\x01\x02", 2, &bad, 1, NULL, 0, "trig");
+    assert_int_equal(wait_recs(r, N, WAIT_MS), 0);
+    assert_int_equal(wait_recs(&bad, 1, WAIT_MS), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof(want), "{\"i\":\"ITEM-%d\",\"esc\":\"A\\\"B\\u00e9\",\"o\":{\"k\":\"V\"}}",
+                 i);
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+        assert_data(&r[i], want);
+    }
+    assert_int_equal(bad.kind, WEFT_OUTCOME_FAIL);
+    assert_string_equal(bad.error, "data is empty or not JSON");
+    assert_int_equal(g.reaped, 0);
+    rec_clear(r, N);
+    rec_clear(&bad, 1);
+}
+
+static void test_exec_request_format(void **state)
+{
+    (void)state;
+    rec_t r = {0}, bin = {0};
+    attr_spec_t a[6];
+    a[0] = str_attr("subject", "orders/42");
+    a[1] = (attr_spec_t){"time", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    ts.seconds = 1795284000;
+    ts.nanos = 123000000;
+    a[1].val.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP;
+    a[1].val.ce_timestamp = &ts;
+    a[2] = str_attr("datacontenttype", "application/json");
+    a[3] = (attr_spec_t){"flag", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a[3].val.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN;
+    a[3].val.ce_boolean = 1;
+    a[4] = (attr_spec_t){"count", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a[4].val.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
+    a[4].val.ce_integer = -5;
+    a[5] = (attr_spec_t){"raw", IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a[5].val.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES;
+    a[5].val.ce_bytes.data = (uint8_t *)"hi!?";
+    a[5].val.ce_bytes.len = 4;
+    attr_spec_t octet = str_attr("datacontenttype", "application/octet-stream");
+
+    weft_pool_config_t cfg = {.runtime = "exec", .size = 1, .timeout_ms = 5000};
+    start_cfg(&cfg, "faulty.py");
+    const char *data = "{ \"a\" : \"b\",\n  \"n\": [1, 2.5e3] }";
+    submit_full(data, strlen(data), &r, 3, a, 6, "orders");
+    submit_full("\x00\x01\xff", 3, &bin, 1, &octet, 1, "t");
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(wait_recs(&bin, 1, WAIT_MS), 0);
+    assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+    /* faulty.py echoes the request; Python keeps member order. */
+    const char *want =
+        "\"request\":{\"event\":{\"specversion\":\"1.0\",\"id\":\"ev-1\",\"source\":\"/tests/pool\","
+        "\"type\":\"org.weft.test\",\"subject\":\"orders/42\",\"time\":\"2026-11-21T18:00:00.123Z\","
+        "\"datacontenttype\":\"application/json\",\"flag\":true,\"count\":-5,\"raw\":\"aGkhPw==\","
+        "\"data\":{\"a\":\"b\",\"n\":[1,2.5e3]}},\"trigger\":\"orders\",\"attempt\":3,"
+        "\"deadline_ms\":5000}";
+    /* Python prints 2.5e3 as 2500.0: compare the member it reserialized. */
+    const char *j = text(&r);
+    char want_py[1024];
+    snprintf(want_py, sizeof(want_py), "%s", want);
+    char *num = strstr(want_py, "2.5e3");
+    memmove(num + 6, num + 5, strlen(num + 5) + 1);
+    memcpy(num, "2500.0", 6);
+    if (!strstr(j, want_py))
+        print_error("got  %s\nwant %s\n", j, want_py);
+    assert_non_null(strstr(j, want_py));
+    assert_int_equal(bin.kind, WEFT_OUTCOME_OK);
+    assert_non_null(strstr(text(&bin), "\"data_base64\":\"AAH/\""));
+    rec_clear(&r, 1);
+    rec_clear(&bin, 1);
+}
+
+static void test_exec_program_exits_mid_stream(void **state)
+{
+    (void)state;
+    rec_t slow = {0}, ex = {0}, before = {0}, after = {0};
+    weft_pool_config_t cfg = {.runtime = "exec", .size = 2, .timeout_ms = 5000};
+    start_cfg(&cfg, "faulty.py");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    submit("{\"fail\":\"sleep-600\"}", &slow);
+    submit("{\"fail\":\"none\"}", &before);
+    assert_int_equal(wait_recs(&before, 1, WAIT_MS), 0);
+    submit("{\"fail\":\"exit\"}", &ex);
+    assert_int_equal(wait_recs(&ex, 1, WAIT_MS), 0);
+    assert_int_equal(ex.kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(ex.reason, "exited");
+    assert_non_null(strstr(ex.error, "code 3"));
+    assert_int_equal(ex.pid, before.pid); /* the worker survived */
+    /* The same worker restarts the program for the next event. */
+    submit("{\"fail\":\"none\"}", &after);
+    assert_int_equal(wait_recs(&after, 1, WAIT_MS), 0);
+    assert_int_equal(after.kind, WEFT_OUTCOME_OK);
+    assert_int_equal(after.pid, before.pid);
+    assert_int_equal(json_num(&after, "count"), 1);
+    assert_true(json_num(&after, "pid") != json_num(&before, "pid"));
+    /* The other worker's invocation went on. */
+    assert_int_equal(wait_recs(&slow, 1, WAIT_MS), 0);
+    assert_int_equal(slow.kind, WEFT_OUTCOME_OK);
+    assert_int_equal(g.reaped, 0);
+    assert_int_equal(stats().crashes, 1);
+    rec_clear(&slow, 1);
+    rec_clear(&ex, 1);
+    rec_clear(&before, 1);
+    rec_clear(&after, 1);
+}
+
+static void test_exec_bad_replies(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *data;
+        weft_outcome_kind_t kind;
+        const char *reason;
+    } cases[] = {
+        {"{\"fail\":\"garbage\"}", WEFT_OUTCOME_CRASH, "bad_frame"},
+        {"{\"fail\":\"badjson\"}", WEFT_OUTCOME_CRASH, "bad_frame"},
+        {"{\"fail\":\"big-300000\"}", WEFT_OUTCOME_FAIL, "result_too_large"},
+        {"{\"fail\":\"big-5000000\"}", WEFT_OUTCOME_FAIL, "result_too_large"},
+        {"{\"fail\":\"kill\"}", WEFT_OUTCOME_CRASH, "signal:9"},
+        {"{\"fail\":\"retry\"}", WEFT_OUTCOME_RETRY, ""},
+        {"{\"fail\":\"fatal\"}", WEFT_OUTCOME_FAIL, ""},
+        {"{\"fail\":\"drop\"}", WEFT_OUTCOME_DROP, ""},
+        {"{\"fail\":\"text\"}", WEFT_OUTCOME_OK, ""},
+        {"{\"fail\":\"binary\"}", WEFT_OUTCOME_OK, ""},
+    };
+    enum { N = sizeof(cases) / sizeof(cases[0]) };
+    rec_t r[N] = {{0}}, ok[N] = {{0}};
+    weft_pool_config_t cfg = {
+        .runtime = "exec", .size = 1, .timeout_ms = 5000, .max_result_bytes = 200000};
+    start_cfg(&cfg, "faulty.py");
+    for (size_t i = 0; i < N; i++) {
+        submit(cases[i].data, &r[i]);
+        submit("{\"fail\":\"none\"}", &ok[i]); /* the program serves on */
+    }
+    assert_int_equal(wait_recs(r, N, WAIT_MS), 0);
+    assert_int_equal(wait_recs(ok, N, WAIT_MS), 0);
+    for (size_t i = 0; i < N; i++) {
+        if (r[i].kind != cases[i].kind || strcmp(r[i].reason, cases[i].reason) != 0)
+            print_error("%s: kind %d reason %s error %s\n", cases[i].data, r[i].kind, r[i].reason,
+                        r[i].error);
+        assert_int_equal(r[i].kind, cases[i].kind);
+        assert_string_equal(r[i].reason, cases[i].reason);
+        assert_int_equal(ok[i].kind, WEFT_OUTCOME_OK);
+    }
+    assert_int_equal(r[5].retry_after_ms, 1500);
+    assert_string_equal(r[5].error, "asked to retry");
+    assert_string_equal(r[6].error, "asked to fail");
+    assert_string_equal(r[8].content_type, "text/plain");
+    assert_data(&r[8], "plain text");
+    assert_string_equal(r[9].content_type, "application/octet-stream");
+    assert_int_equal(r[9].len, 4);
+    assert_memory_equal(r[9].data, "\x00\x01\x02\xff", 4);
+    assert_int_equal(g.reaped, 0); /* one worker throughout */
+    rec_clear(r, N);
+    rec_clear(ok, N);
+}
+
+static void test_exec_timeout_kills_program(void **state)
+{
+    (void)state;
+    rec_t who = {0}, hang = {0}, after = {0};
+    weft_pool_config_t cfg = {.runtime = "exec", .size = 1, .timeout_ms = 400};
+    start_cfg(&cfg, "faulty.py");
+    submit("{\"fail\":\"none\"}", &who);
+    assert_int_equal(wait_recs(&who, 1, WAIT_MS), 0);
+    pid_t prog = (pid_t)json_num(&who, "pid");
+    assert_true(prog > 0);
+    submit("{\"fail\":\"hang\"}", &hang);
+    assert_int_equal(wait_recs(&hang, 1, WAIT_MS), 0);
+    assert_string_equal(hang.reason, "timeout");
+    assert_int_equal(wait_int(&g.reaped, 1, WAIT_MS), 0);
+    /* The program went with its worker (same process group). */
+    uint64_t end = now_ms() + WAIT_MS;
+    while (kill(prog, 0) == 0 && now_ms() < end)
+        loop_once(TICK_MS);
+    assert_int_equal(kill(prog, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    submit("{\"fail\":\"none\"}", &after);
+    assert_int_equal(wait_recs(&after, 1, WAIT_MS), 0);
+    assert_int_equal(after.kind, WEFT_OUTCOME_OK);
+    rec_clear(&who, 1);
+    rec_clear(&hang, 1);
+    rec_clear(&after, 1);
+}
+
+static void test_exec_missing_program_is_config_error(void **state)
+{
+    (void)state;
+    rec_t r = {0};
+    weft_pool_config_t cfg = {.runtime = "exec", .size = 1, .timeout_ms = 5000};
+    start_cfg(&cfg, "no-such-program.py");
+    submit("{}", &r);
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(r.kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(r.reason, "config");
+    rec_clear(&r, 1);
+}
+
+static void test_bad_env_entry_refused(void **state)
+{
+    (void)state;
+    char err[256] = "", entry[PATH_MAX + 64];
+    static const char *const env[] = {"OK=1", "BAD NAME=x"};
+    snprintf(entry, sizeof(entry), "%s/noop.so", g.functions);
+    weft_pool_config_t cfg = {.size = 1, .entry = entry, .worker_path = g.worker, .env = env,
+                              .n_env = 2};
+    assert_null(weft_pool_new(&cfg, g.epfd, on_done, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "BAD NAME"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -830,6 +1588,27 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_worker_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_drops_queue_without_callbacks, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_segfault_others_unaffected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_infinite_loop_caught_by_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_blowup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leak_recycled_after_max_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ondemand_scale_to_zero_and_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_concurrency_under_burst, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dynamic_spare_management, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_storm_quarantine_and_recovery, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hygiene_fds_and_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_hygiene, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_as_nobody, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_python_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_sh_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_request_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_program_exits_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_bad_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_timeout_kills_program, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_missing_program_is_config_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_env_entry_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

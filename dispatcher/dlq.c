@@ -1,0 +1,688 @@
+/*
+ * dlq.c - `weft dlq list | show | redrive`: the operator's view of dead
+ * letters (weft.dead_letters) and their re-drive to the source topic.
+ *
+ * Runs in the CLI process. A re-drive holds the dead letters' rows and
+ * their ledger rows locked in one transaction while it publishes and waits
+ * for the broker's acknowledgement, and only then commits. So a dead letter
+ * is re-driven at most once (the row is marked), and a dispatcher that
+ * consumes the re-driven event before the commit waits on the ledger row
+ * and then sees it reset, never the stale 'dead' state. A crash before the
+ * commit leaves the dead letter as it was: re-drive it again.
+ */
+#include "dlq.h"
+
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "kafka.h"
+#include "ledger.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: weft dlq list    [--trigger T] [--since TIME|DURATION] [--limit N] [--json]\n"
+            "       weft dlq show    ID [--json]\n"
+            "       weft dlq redrive (--trigger T | --id ID ...) [--new-key] [--dry-run]\n"
+            "\n"
+            "Dead letters are events that failed for good (max_attempts reached, a\n"
+            "non-retryable error, or undecodable input). They are on each trigger's\n"
+            "dead-letter topic and in weft.dead_letters.\n"
+            "\n"
+            "redrive republishes the original value and headers to the source topic,\n"
+            "for the trigger it died in only, with provenance headers (weft-redrive-id,\n"
+            "weft-redrive-trigger). It keeps the event's idempotency key (the ledger\n"
+            "entry is reset so it runs again) unless --new-key. A dead letter is\n"
+            "re-driven at most once.\n"
+            "\n"
+            "examples:\n"
+            "  weft dlq list --trigger greet --since 1h\n"
+            "  weft dlq show 42\n"
+            "  weft dlq redrive --trigger greet\n"
+            "  weft dlq redrive --id 42 --id 43 --new-key\n");
+}
+
+static PGconn *connect_pg(const weft_config_t *cfg)
+{
+    const char *conninfo = weft_config_get(cfg, "pg.conninfo", NULL);
+    if (!conninfo) {
+        fprintf(stderr, "weft dlq: pg.conninfo is not set (config file or WEFT_PG)\n");
+        return NULL;
+    }
+    PGconn *pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "weft dlq: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+        PQfinish(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+/* "15m", "2h", "7d", "30s" -> an interval literal; anything else is taken
+ * as a timestamp by PostgreSQL. */
+static int since_is_duration(const char *s, char *out, size_t len)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || v < 0 || end[0] == '\0' || end[1] != '\0')
+        return 0;
+    const char *unit = end[0] == 's'   ? "seconds"
+                       : end[0] == 'm' ? "minutes"
+                       : end[0] == 'h' ? "hours"
+                       : end[0] == 'd' ? "days"
+                                       : NULL;
+    if (!unit)
+        return 0;
+    snprintf(out, len, "%ld %s", v, unit);
+    return 1;
+}
+
+static int cmd_list(const weft_config_t *cfg, const char *trigger, const char *since,
+                    long limit, int json)
+{
+    PGconn *pg = connect_pg(cfg);
+    if (!pg)
+        return 1;
+    char interval[64] = "";
+    const char *params[4] = {trigger, NULL, NULL, NULL};
+    char lim[32];
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    params[3] = lim;
+    if (since && since_is_duration(since, interval, sizeof(interval)))
+        params[1] = interval;
+    else
+        params[2] = since;
+    PGresult *r = PQexecParams(
+        pg,
+        "SELECT id, trigger, reason, attempts, source_topic, coalesce(source_partition, -1),"
+        "       coalesce(source_offset, -1),"
+        "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+        "       coalesce(to_char(redriven_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), ''),"
+        "       left(replace(replace(error, chr(10), ' '), chr(13), ' '), 60)"
+        "  FROM weft.dead_letters"
+        " WHERE ($1::text IS NULL OR trigger = $1)"
+        "   AND ($2::interval IS NULL OR created_at >= now() - $2::interval)"
+        "   AND ($3::timestamptz IS NULL OR created_at >= $3::timestamptz)"
+        " ORDER BY id LIMIT $4::bigint",
+        4, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "weft dlq list: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(pg);
+        return 1;
+    }
+    int n = PQntuples(r);
+    if (json) {
+        weft_buf_t b = {0};
+        weft_buf_append(&b, "[", 1);
+        for (int i = 0; i < n; i++) {
+            weft_buf_printf(&b, "%s{\"id\":%s,\"trigger\":", i ? "," : "", PQgetvalue(r, i, 0));
+            weft_json_append_string(&b, PQgetvalue(r, i, 1), strlen(PQgetvalue(r, i, 1)));
+            weft_buf_append(&b, ",\"reason\":", 10);
+            weft_json_append_string(&b, PQgetvalue(r, i, 2), strlen(PQgetvalue(r, i, 2)));
+            weft_buf_printf(&b, ",\"attempts\":%s,\"source_topic\":", PQgetvalue(r, i, 3));
+            weft_json_append_string(&b, PQgetvalue(r, i, 4), strlen(PQgetvalue(r, i, 4)));
+            weft_buf_printf(&b, ",\"source_partition\":%s,\"source_offset\":%s,\"created_at\":\"%s\","
+                                "\"redriven\":%s}",
+                            PQgetvalue(r, i, 5), PQgetvalue(r, i, 6), PQgetvalue(r, i, 7),
+                            *PQgetvalue(r, i, 8) ? "true" : "false");
+        }
+        weft_buf_append(&b, "]\n", 2);
+        fputs(b.p, stdout);
+        weft_buf_free(&b);
+    } else if (n == 0) {
+        printf("no dead letters\n");
+    } else {
+        static const char *const heads[] = {"ID",     "TRIGGER", "REASON",   "ATTEMPTS",
+                                            "SOURCE", "CREATED", "REDRIVEN", "ERROR"};
+        int w[8];
+        for (int c = 0; c < 8; c++)
+            w[c] = (int)strlen(heads[c]);
+        char src[512];
+        for (int i = 0; i < n; i++) {
+            int cols[8] = {0, 1, 2, 3, -1, 7, 8, 9};
+            for (int c = 0; c < 8; c++) {
+                int len;
+                if (cols[c] < 0)
+                    len = snprintf(src, sizeof(src), "%s/%s@%s", PQgetvalue(r, i, 4),
+                                   PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+                else
+                    len = (int)strlen(PQgetvalue(r, i, cols[c]));
+                if (len > w[c])
+                    w[c] = len;
+            }
+        }
+        printf("%-*s  %-*s  %-*s  %*s  %-*s  %-*s  %-*s  %s\n", w[0], heads[0], w[1], heads[1],
+               w[2], heads[2], w[3], heads[3], w[4], heads[4], w[5], heads[5], w[6], heads[6],
+               heads[7]);
+        for (int i = 0; i < n; i++) {
+            snprintf(src, sizeof(src), "%s/%s@%s", PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
+                     PQgetvalue(r, i, 6));
+            printf("%-*s  %-*s  %-*s  %*s  %-*s  %-*s  %-*s  %s\n", w[0], PQgetvalue(r, i, 0),
+                   w[1], PQgetvalue(r, i, 1), w[2], PQgetvalue(r, i, 2), w[3],
+                   PQgetvalue(r, i, 3), w[4], src, w[5], PQgetvalue(r, i, 7), w[6],
+                   *PQgetvalue(r, i, 8) ? PQgetvalue(r, i, 8) : "-", PQgetvalue(r, i, 9));
+        }
+        printf("%d dead letter%s\n", n, n == 1 ? "" : "s");
+    }
+    PQclear(r);
+    PQfinish(pg);
+    return 0;
+}
+
+static int printable(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 && c != '\n' && c != '\r' && c != '\t')
+            return 0;
+    }
+    return 1;
+}
+
+static int cmd_show(const weft_config_t *cfg, const char *id, int json)
+{
+    char *end;
+    strtoll(id, &end, 10);
+    if (!*id || *end) {
+        fprintf(stderr, "weft dlq show: \"%s\" is not a dead letter id (a number)\n", id);
+        return 2;
+    }
+    PGconn *pg = connect_pg(cfg);
+    if (!pg)
+        return 1;
+    const char *params[1] = {id};
+    PGresult *r = PQexecParams(
+        pg,
+        "SELECT id, trigger, generation, key, reason, error, attempts, source_broker,"
+        "       source_topic, source_partition, source_offset, dead_letter_topic,"
+        "       first_failure_at, last_failure_at, created_at, redriven_at, headers::text,"
+        "       encode(value, 'base64'), encode(message_key, 'escape'),"
+        "       coalesce(redrive_new_key::text, ''), length(value)"
+        "  FROM weft.dead_letters WHERE id = $1::bigint",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "weft dlq show: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(pg);
+        return 1;
+    }
+    if (PQntuples(r) == 0) {
+        fprintf(stderr, "weft dlq show: no dead letter with id %s\n", id);
+        PQclear(r);
+        PQfinish(pg);
+        return 1;
+    }
+    /* The value, decoded, for display. */
+    PGresult *v = PQexecParams(pg, "SELECT value FROM weft.dead_letters WHERE id = $1::bigint", 1,
+                               NULL, params, NULL, NULL, 1);
+    const char *val = PQresultStatus(v) == PGRES_TUPLES_OK && PQntuples(v) && !PQgetisnull(v, 0, 0)
+                          ? PQgetvalue(v, 0, 0)
+                          : "";
+    size_t vlen = PQresultStatus(v) == PGRES_TUPLES_OK && PQntuples(v) ? (size_t)PQgetlength(v, 0, 0)
+                                                                         : 0;
+    static const char *const names[] = {
+        "id",       "trigger",           "generation",     "key",           "reason",
+        "error",    "attempts",          "source_broker",  "source_topic",  "source_partition",
+        "source_offset", "dead_letter_topic", "first_failure_at", "last_failure_at",
+        "created_at", "redriven_at"};
+    if (json) {
+        weft_buf_t b = {0};
+        weft_buf_append(&b, "{", 1);
+        for (int c = 0; c < 16; c++) {
+            weft_buf_printf(&b, "%s\"%s\":", c ? "," : "", names[c]);
+            if (PQgetisnull(r, 0, c))
+                weft_buf_append(&b, "null", 4);
+            else
+                weft_json_append_string(&b, PQgetvalue(r, 0, c), strlen(PQgetvalue(r, 0, c)));
+        }
+        weft_buf_printf(&b, ",\"headers\":%s,\"value_base64\":", PQgetvalue(r, 0, 16));
+        weft_json_append_string(&b, PQgetvalue(r, 0, 17), strlen(PQgetvalue(r, 0, 17)));
+        weft_buf_append(&b, "}\n", 2);
+        fputs(b.p, stdout);
+        weft_buf_free(&b);
+    } else {
+        for (int c = 0; c < 16; c++)
+            printf("%-18s %s\n", names[c], PQgetisnull(r, 0, c) ? "-" : PQgetvalue(r, 0, c));
+        printf("%-18s %s\n", "headers", PQgetvalue(r, 0, 16));
+        printf("%-18s %s bytes\n", "value", PQgetvalue(r, 0, 20));
+        if (vlen && printable(val, vlen)) {
+            fwrite(val, 1, vlen, stdout);
+            printf("\n");
+        } else if (vlen) {
+            for (size_t i = 0; i < vlen && i < 4096; i++)
+                printf("%02x%s", (unsigned char)val[i], (i % 32 == 31) ? "\n" : " ");
+            printf("\n");
+        }
+    }
+    PQclear(v);
+    PQclear(r);
+    PQfinish(pg);
+    return 0;
+}
+
+/* ---- redrive ------------------------------------------------------------ */
+
+typedef struct rd_state {
+    int delivered, failed;
+    char last_err[256];
+} rd_state_t;
+
+static void rd_delivered(void *opaque, void *msg_opaque, const char *err)
+{
+    (void)msg_opaque;
+    rd_state_t *st = opaque;
+    if (err) {
+        st->failed++;
+        snprintf(st->last_err, sizeof(st->last_err), "%s", err);
+    } else {
+        st->delivered++;
+    }
+}
+static void rd_noop(void *opaque, const char *topic, int32_t partition)
+{
+    (void)opaque;
+    (void)topic;
+    (void)partition;
+}
+
+static int b64v(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+static size_t b64_dec(const char *s, size_t n, char *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64v((unsigned char)s[i]);
+        if (v < 0)
+            continue;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)(acc >> bits);
+        }
+    }
+    return o;
+}
+
+typedef struct hdr_collect {
+    weft_header_t *h;
+    size_t n, cap;
+    char **owned;
+    size_t n_owned;
+} hdr_collect_t;
+
+static char *keep(hdr_collect_t *hc, char *p)
+{
+    hc->owned = realloc(hc->owned, (hc->n_owned + 1) * sizeof(char *));
+    hc->owned[hc->n_owned++] = p;
+    return p;
+}
+
+/* One element of the headers array: {"name": ..., "value_base64": ...}. */
+typedef struct one_hdr {
+    char *name;
+    char *value;
+    size_t len;
+    int null_value;
+} one_hdr_t;
+
+static int hdr_member(const char *key, const weft_json_val_t *val, void *opaque)
+{
+    one_hdr_t *oh = opaque;
+    if (strcmp(key, "name") == 0 && val->type == WEFT_JSON_STRING) {
+        oh->name = weft_json_unescape(val, NULL);
+    } else if (strcmp(key, "value_base64") == 0) {
+        if (val->type == WEFT_JSON_NULL) {
+            oh->null_value = 1;
+        } else if (val->type == WEFT_JSON_STRING) {
+            oh->value = malloc(val->len + 1);
+            oh->len = b64_dec(val->p + 1, val->len - 2, oh->value);
+        }
+    }
+    return 0;
+}
+
+/* Parses the stored headers (a JSON array of objects) into hc, leaving out
+ * weft's own failure and re-drive metadata. */
+static int parse_headers(const char *json, hdr_collect_t *hc)
+{
+    const char *p = json;
+    while (*p && *p != '[')
+        p++;
+    if (*p != '[')
+        return -1;
+    p++;
+    for (;;) {
+        while (*p == ' ' || *p == ',' || *p == '\n')
+            p++;
+        if (*p == ']' || !*p)
+            return 0;
+        if (*p != '{')
+            return -1;
+        /* find the matching close brace (strings may hold braces) */
+        const char *q = p;
+        int depth = 0, in_str = 0;
+        for (; *q; q++) {
+            if (in_str) {
+                if (*q == '\\' && q[1])
+                    q++;
+                else if (*q == '"')
+                    in_str = 0;
+            } else if (*q == '"') {
+                in_str = 1;
+            } else if (*q == '{') {
+                depth++;
+            } else if (*q == '}' && --depth == 0) {
+                break;
+            }
+        }
+        if (!*q)
+            return -1;
+        one_hdr_t oh = {0};
+        char err[128];
+        if (weft_json_object_each(p, (size_t)(q - p + 1), hdr_member, &oh, err, sizeof(err)) != 0 ||
+            !oh.name) {
+            free(oh.name);
+            free(oh.value);
+            return -1;
+        }
+        if (strncmp(oh.name, "ce_weft", 7) == 0 || strncmp(oh.name, "weft-", 5) == 0) {
+            free(oh.name);
+            free(oh.value);
+        } else {
+            if (hc->n == hc->cap) {
+                hc->cap = hc->cap ? hc->cap * 2 : 16;
+                hc->h = realloc(hc->h, hc->cap * sizeof(weft_header_t));
+            }
+            hc->h[hc->n].name = keep(hc, oh.name);
+            hc->h[hc->n].value = oh.null_value ? NULL : keep(hc, oh.value ? oh.value : strdup(""));
+            hc->h[hc->n].len = oh.null_value ? 0 : oh.len;
+            hc->n++;
+        }
+        p = q + 1;
+    }
+}
+
+static void hc_free(hdr_collect_t *hc)
+{
+    for (size_t i = 0; i < hc->n_owned; i++)
+        free(hc->owned[i]);
+    free(hc->owned);
+    free(hc->h);
+    memset(hc, 0, sizeof(*hc));
+}
+
+static int pg_ok(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        fprintf(stderr, "weft dlq redrive: %s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char **ids,
+                       int n_ids, int new_key, int dry_run)
+{
+    PGconn *pg = connect_pg(cfg);
+    if (!pg)
+        return 1;
+    weft_buf_t idarr = {0};
+    for (int i = 0; i < n_ids; i++) {
+        char *end;
+        strtoll(ids[i], &end, 10);
+        if (!*ids[i] || *end) {
+            fprintf(stderr, "weft dlq redrive: \"%s\" is not a dead letter id (a number)\n",
+                    ids[i]);
+            weft_buf_free(&idarr);
+            PQfinish(pg);
+            return 2;
+        }
+        weft_pg_array_add(&idarr, ids[i], strlen(ids[i]), 0);
+    }
+    if (n_ids)
+        weft_buf_append(&idarr, "}", 1);
+    if (!pg_ok(pg, "BEGIN")) {
+        weft_buf_free(&idarr);
+        PQfinish(pg);
+        return 1;
+    }
+    const char *params[2] = {trigger, n_ids ? idarr.p : NULL};
+    /* Lock the dead letters; SKIP LOCKED leaves those another re-drive is
+     * handling right now. */
+    PGresult *r = PQexecParams(
+        pg,
+        "SELECT d.id, d.trigger, d.generation, d.key, d.source_topic, d.headers::text,"
+        "       d.message_key IS NOT NULL"
+        "  FROM weft.dead_letters d"
+        " WHERE d.redriven_at IS NULL"
+        "   AND ($1::text IS NULL OR d.trigger = $1)"
+        "   AND ($2::bigint[] IS NULL OR d.id = ANY ($2::bigint[]))"
+        " ORDER BY d.id FOR UPDATE SKIP LOCKED",
+        2, NULL, params, NULL, NULL, 0);
+    weft_buf_free(&idarr);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "weft dlq redrive: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(pg);
+        return 1;
+    }
+    int n = PQntuples(r);
+    if (n == 0) {
+        printf("nothing to re-drive (no matching dead letter that was not re-driven)\n");
+        PQclear(r);
+        pg_ok(pg, "ROLLBACK");
+        PQfinish(pg);
+        return 0;
+    }
+    if (dry_run) {
+        printf("would re-drive %d dead letter%s\n", n, n == 1 ? "" : "s");
+        PQclear(r);
+        pg_ok(pg, "ROLLBACK");
+        PQfinish(pg);
+        return 0;
+    }
+    rd_state_t st = {0};
+    weft_kafka_cbs_t cbs = {rd_noop, rd_noop, rd_delivered, &st};
+    char err[512];
+    weft_kafka_t *k = weft_kafka_producer_new(cfg, &cbs, err, sizeof(err));
+    if (!k) {
+        fprintf(stderr, "weft dlq redrive: %s\n", err);
+        PQclear(r);
+        pg_ok(pg, "ROLLBACK");
+        PQfinish(pg);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *id = PQgetvalue(r, i, 0), *trig = PQgetvalue(r, i, 1);
+        const char *gen = PQgetvalue(r, i, 2), *key = PQgetvalue(r, i, 3);
+        char *newkey = NULL;
+        if (new_key && asprintf(&newkey, "redrive:%s:%s", id, key) < 0)
+            newkey = NULL;
+        const char *up[5] = {id, trig, gen, key, new_key ? "true" : "false"};
+        /* Keep the key: reset its ledger entry so it runs again (lease
+         * already expired, attempts from zero). */
+        PGresult *u = PQexecParams(
+            pg,
+            "WITH l AS (UPDATE weft.ledger SET status = 'running', attempts = 0, owner = NULL,"
+            "             lease_until = now() - interval '1 second', result = NULL,"
+            "             updated_at = now()"
+            "           WHERE NOT $5::boolean AND trigger = $2 AND generation = $3::int"
+            "             AND key = $4 AND status = 'dead')"
+            " UPDATE weft.dead_letters SET redriven_at = now(), redrive_new_key = $5::boolean,"
+            "        redrive_topic = source_topic WHERE id = $1::bigint",
+            5, NULL, up, NULL, NULL, 0);
+        if (PQresultStatus(u) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "weft dlq redrive: %s", PQresultErrorMessage(u));
+            rc = 1;
+        }
+        PQclear(u);
+        if (rc)
+            break;
+        const char *vp[1] = {id};
+        PGresult *v = PQexecParams(pg,
+                                   "SELECT value, message_key FROM weft.dead_letters"
+                                   " WHERE id = $1::bigint",
+                                   1, NULL, vp, NULL, NULL, 1);
+        hdr_collect_t hc = {0};
+        if (PQresultStatus(v) != PGRES_TUPLES_OK || PQntuples(v) != 1 ||
+            parse_headers(PQgetvalue(r, i, 5), &hc) != 0) {
+            fprintf(stderr, "weft dlq redrive: cannot read dead letter %s\n", id);
+            PQclear(v);
+            hc_free(&hc);
+            free(newkey);
+            rc = 1;
+            break;
+        }
+        if (hc.n + 3 > hc.cap) {
+            hc.cap = hc.n + 3;
+            hc.h = realloc(hc.h, hc.cap * sizeof(weft_header_t));
+        }
+        hc.h[hc.n++] = (weft_header_t){"weft-key", newkey ? newkey : key,
+                                       strlen(newkey ? newkey : key)};
+        hc.h[hc.n++] = (weft_header_t){"weft-redrive-id", id, strlen(id)};
+        hc.h[hc.n++] = (weft_header_t){"weft-redrive-trigger", trig, strlen(trig)};
+        int retriable;
+        const char *mkey = PQgetisnull(v, 0, 1) ? NULL : PQgetvalue(v, 0, 1);
+        if (weft_kafka_produce(k, PQgetvalue(r, i, 4), mkey,
+                               mkey ? (size_t)PQgetlength(v, 0, 1) : 0, PQgetvalue(v, 0, 0),
+                               (size_t)PQgetlength(v, 0, 0), hc.h, hc.n, NULL, &retriable, err,
+                               sizeof(err)) != 0) {
+            fprintf(stderr, "weft dlq redrive: %s\n", err);
+            rc = 1;
+        }
+        PQclear(v);
+        hc_free(&hc);
+        free(newkey);
+    }
+    if (rc == 0 && weft_kafka_flush(k, 30000) != 0) {
+        fprintf(stderr, "weft dlq redrive: the broker did not acknowledge every message\n");
+        rc = 1;
+    }
+    if (rc == 0 && st.failed) {
+        fprintf(stderr, "weft dlq redrive: publishing failed: %s\n", st.last_err);
+        rc = 1;
+    }
+    if (rc == 0 && pg_ok(pg, "COMMIT")) {
+        printf("re-drove %d dead letter%s to their source topics\n", n, n == 1 ? "" : "s");
+    } else {
+        pg_ok(pg, "ROLLBACK");
+        fprintf(stderr, "weft dlq redrive: nothing was recorded; re-drive again (events that "
+                        "were published will not run twice)\n");
+        rc = 1;
+    }
+    weft_kafka_destroy(k, 1000);
+    PQclear(r);
+    PQfinish(pg);
+    return rc;
+}
+
+int weft_dlq_main(const weft_config_t *cfg, int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *sub = argv[1];
+    const char *trigger = NULL, *since = NULL;
+    const char *ids[1024];
+    int n_ids = 0, json = 0, new_key = 0, dry_run = 0;
+    long limit = 100;
+    static const struct option opts[] = {{"trigger", required_argument, NULL, 't'},
+                                         {"since", required_argument, NULL, 's'},
+                                         {"limit", required_argument, NULL, 'l'},
+                                         {"id", required_argument, NULL, 'i'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"new-key", no_argument, NULL, 'k'},
+                                         {"dry-run", no_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    optind = 2;
+    int c;
+    while ((c = getopt_long(argc, argv, "t:s:l:i:jknh", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            trigger = optarg;
+            break;
+        case 's':
+            since = optarg;
+            break;
+        case 'l':
+            limit = strtol(optarg, NULL, 10);
+            if (limit <= 0) {
+                fprintf(stderr, "weft dlq: --limit must be a positive number\n");
+                return 2;
+            }
+            break;
+        case 'i':
+            if (n_ids < 1024)
+                ids[n_ids++] = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'k':
+            new_key = 1;
+            break;
+        case 'n':
+            dry_run = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (strcmp(sub, "list") == 0) {
+        if (optind < argc) {
+            fprintf(stderr, "weft dlq list: unexpected argument \"%s\"\n", argv[optind]);
+            return 2;
+        }
+        return cmd_list(cfg, trigger, since, limit, json);
+    }
+    if (strcmp(sub, "show") == 0) {
+        if (optind != argc - 1) {
+            fprintf(stderr, "weft dlq show: expected one dead letter id\n");
+            return 2;
+        }
+        return cmd_show(cfg, argv[optind], json);
+    }
+    if (strcmp(sub, "redrive") == 0) {
+        if (!trigger && n_ids == 0) {
+            fprintf(stderr, "weft dlq redrive: say which dead letters: --trigger T or --id ID\n");
+            return 2;
+        }
+        if (optind < argc) {
+            fprintf(stderr, "weft dlq redrive: unexpected argument \"%s\"\n", argv[optind]);
+            return 2;
+        }
+        return cmd_redrive(cfg, trigger, ids, n_ids, new_key, dry_run);
+    }
+    fprintf(stderr, "weft dlq: unknown subcommand \"%s\" (list, show, redrive)\n", sub);
+    return 2;
+}

@@ -1,0 +1,397 @@
+/*
+ * test_delivery.c - the delivery contract on Kafka, against a real
+ * PostgreSQL, the mock cluster process and `weft run`: retries counted in
+ * the ledger across restarts, dead letters with reasons, re-drive, filters,
+ * fan-out, per-key ordering, hot reload of triggers, bounded memory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+#define TOPICS                                                                                     \
+    "d.poison:1 d.poison.out:1 d.poison.dlq:1 d.backoff:1 d.backoff.out:1 d.backoff.dlq:1 "        \
+    "d.fix:1 d.fix.out:1 d.fix.dlq:1 d.fan:2 d.fan.a:1 d.fan.b:1 d.fan.c:1 d.fan.dlq:1 "           \
+    "d.hot.out:1 d.ordered:2 d.ordered.out:1 d.ordered.dlq:1 d.backlog:8 d.backlog.out:8 "         \
+    "d.backlog.dlq:1 d.big.dlq:1"
+#define RUN_SET                                                                                    \
+    "dispatcher.shutdown_timeout_ms=10000;kafka.session.timeout.ms=6000;"                          \
+    "kafka.heartbeat.interval.ms=500;dispatcher.max_event_bytes=4096"
+
+static fx_t fx;
+static pid_t run_pid;
+
+static int migrate_dirs(int with_later)
+{
+    char out[4096], d1[700], d2[700];
+    snprintf(d1, sizeof(d1), "%s/tests/migrations/delivery", fx.src_dir);
+    snprintf(d2, sizeof(d2), "%s/tests/migrations/delivery-later", fx.src_dir);
+    const char *a1[] = {"migrate", "--dir", d1, NULL};
+    const char *a2[] = {"migrate", "--dir", d1, "--dir", d2, NULL};
+    int rc = fx_weft(&fx, out, sizeof(out), with_later ? a2 : a1);
+    if (rc != 0)
+        fprintf(stderr, "weft migrate failed (%d): %s\n", rc, out);
+    return rc;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (fx_up(&fx, TOPICS) != 0 || migrate_dirs(0) != 0)
+        return -1;
+    run_pid = fx_run_start(&fx, "run.log", RUN_SET);
+    return run_pid > 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    int rc = run_pid > 0 ? fx_run_stop(run_pid, 20000) : 0;
+    fx_down(&fx);
+    return rc == 0 ? 0 : -1;
+}
+
+typedef struct want_n {
+    size_t n;
+} want_n_t;
+
+static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    (void)msgs;
+    return n >= ((want_n_t *)ctx)->n;
+}
+
+/* Collects at least want messages of topic (or until timeout). */
+static size_t collect(const char *topic, size_t want, int timeout_ms, fx_msg_t **msgs)
+{
+    fx_consumer_t *c = fx_consumer_new(&fx, topic);
+    size_t n = 0, cap = 0;
+    want_n_t w = {want};
+    *msgs = NULL;
+    fx_consume_until(c, msgs, &n, &cap, have_n, &w, timeout_ms);
+    fx_consumer_destroy(c);
+    return n;
+}
+
+static const fx_msg_t *by_header(const fx_msg_t *msgs, size_t n, const char *h, const char *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *x = fx_header(&msgs[i], h);
+        if (x && strcmp(x, v) == 0)
+            return &msgs[i];
+    }
+    return NULL;
+}
+
+static void test_poison_dead_letters_after_max_attempts_others_flow(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_int_equal(fx_produce(p, "d.poison", "k", "poison-1", "t", "{\"fail\":\"retry\"}", NULL),
+                     0);
+    for (int i = 0; i < 20; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "good-%d", i);
+        assert_int_equal(fx_produce(p, "d.poison", "k", id, "t", "{\"ok\":1}", NULL), 0);
+    }
+    assert_int_equal(fx_producer_flush(p), 0);
+    fx_msg_t *res;
+    size_t rn = collect("d.poison.out", 20, 60000, &res);
+    assert_int_equal(rn, 20);
+    fx_msg_t *dl;
+    size_t dn = collect("d.poison.dlq", 1, 60000, &dl);
+    assert_int_equal(dn, 1);
+    assert_string_equal(fx_header(&dl[0], "ce_id"), "poison-1");
+    assert_string_equal(fx_header(&dl[0], "ce_weftreason"), "max_attempts");
+    assert_string_equal(fx_header(&dl[0], "ce_weftattempts"), "3");
+    assert_non_null(fx_header(&dl[0], "ce_weftfirstfailure"));
+    assert_non_null(fx_header(&dl[0], "ce_weftlastfailure"));
+    assert_non_null(fx_header(&dl[0], "ce_weftdlqid"));
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = "
+                                      "'d-poison' AND key LIKE '%poison-1'"),
+                     3);
+    fx_msgs_free(res, rn);
+    fx_msgs_free(dl, dn);
+    fx_producer_destroy(p);
+}
+
+static void test_restart_during_backoff_keeps_attempts(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_int_equal(
+        fx_produce(p, "d.backoff", "k", "slow-retry", "t", "{\"fail\":\"retry\"}", NULL), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    /* Wait for the first failure to be recorded, then restart while the
+     * 4 s backoff runs. */
+    uint64_t deadline = fx_now_ms() + 30000;
+    while (fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'd-backoff' AND "
+                            "attempts = 1 AND last_error IS NOT NULL") != 1 &&
+           fx_now_ms() < deadline)
+        usleep(50000);
+    assert_int_equal(fx_run_stop(run_pid, 20000), 0);
+    /* Nothing was dead-lettered yet, and the ledger still says attempt 1. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = "
+                                      "'d-backoff'"),
+                     1);
+    run_pid = fx_run_start(&fx, "run-2.log", RUN_SET);
+    assert_true(run_pid > 0);
+    fx_msg_t *dl;
+    size_t dn = collect("d.backoff.dlq", 1, 60000, &dl);
+    assert_int_equal(dn, 1);
+    /* Attempts went on from the ledger: 3 in all, not 3 after the restart. */
+    assert_string_equal(fx_header(&dl[0], "ce_weftattempts"), "3");
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = "
+                                      "'d-backoff'"),
+                     3);
+    fx_msgs_free(dl, dn);
+    fx_producer_destroy(p);
+}
+
+static void test_oversized_message_is_dead_lettered(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    char *big = malloc(6001);
+    memset(big, 'x', 6000);
+    big[0] = '"';
+    big[5999] = '"';
+    big[6000] = '\0';
+    assert_int_equal(fx_produce(p, "d.poison", "k", "too-big", "t", big, NULL), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    free(big);
+    fx_msg_t *dl;
+    size_t dn = collect("d.poison.dlq", 2, 60000, &dl);
+    const fx_msg_t *m = by_header(dl, dn, "ce_id", "too-big");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce_weftreason"), "oversized");
+    assert_int_equal(m->value_len, 6000);
+    fx_msgs_free(dl, dn);
+    fx_producer_destroy(p);
+}
+
+static void test_redrive_after_fix_runs_once(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_int_equal(fx_produce(p, "d.fix", "k", "fix-1", "t",
+                                "{\"name\":\"fix me\",\"fail\":\"fatal\"}", NULL),
+                     0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    fx_msg_t *dl;
+    size_t dn = collect("d.fix.dlq", 1, 60000, &dl);
+    assert_int_equal(dn, 1);
+    assert_string_equal(fx_header(&dl[0], "ce_weftreason"), "non_retryable");
+    fx_msgs_free(dl, dn);
+
+    char out[8192];
+    const char *list[] = {"dlq", "list", "--trigger", "d-fix", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), list), 0);
+    assert_non_null(strstr(out, "non_retryable"));
+    assert_non_null(strstr(out, "d.fix/0@0"));
+    char *id = fx_sql(&fx, "SELECT id FROM weft.dead_letters WHERE trigger = 'd-fix'");
+    assert_non_null(id);
+    const char *show[] = {"dlq", "show", id, NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), show), 0);
+    assert_non_null(strstr(out, "fix me"));
+
+    /* Fix the function: the catalog reloads and the pool restarts. */
+    char *r = fx_sql(&fx, "UPDATE weft.functions SET entry = 'uppercase.so' WHERE name = "
+                          "'d-fixable'");
+    free(r);
+    usleep(1500000);
+    const char *redrive[] = {"dlq", "redrive", "--trigger", "d-fix", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), redrive), 0);
+    assert_non_null(strstr(out, "re-drove 1 dead letter"));
+    fx_msg_t *res;
+    size_t rn = collect("d.fix.out", 1, 60000, &res);
+    assert_int_equal(rn, 1);
+    assert_string_equal(res[0].value, "{\"name\":\"FIX ME\",\"fail\":\"FATAL\"}");
+    fx_msgs_free(res, rn);
+    /* Recorded, and never re-driven twice. */
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), redrive), 0);
+    assert_non_null(strstr(out, "nothing to re-drive"));
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
+                                      "'d-fix' AND redriven_at IS NOT NULL"),
+                     1);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'd-fix' "
+                                      "AND status = 'completed'"),
+                     1);
+    const char *bad[] = {"dlq", "redrive", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), bad), 2);
+    assert_non_null(strstr(out, "--trigger T or --id ID"));
+    free(id);
+    fx_producer_destroy(p);
+}
+
+static void test_fan_out_and_filters(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    const char *eu[] = {"ce_subject=orders/7", "ce_region=eu", NULL};
+    const char *us[] = {"ce_subject=orders/8", "ce_region=us", NULL};
+    assert_int_equal(fx_produce(p, "d.fan", "a", "fan-1", "t", "{\"name\":\"one\"}", eu), 0);
+    assert_int_equal(fx_produce(p, "d.fan", "b", "fan-2", "t", "{\"name\":\"two\"}", us), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    fx_msg_t *a, *b, *c;
+    size_t an = collect("d.fan.a", 2, 60000, &a);
+    size_t bn = collect("d.fan.b", 2, 60000, &b);
+    size_t cn = collect("d.fan.c", 1, 5000, &c);
+    assert_int_equal(an, 2);
+    assert_int_equal(bn, 2);
+    assert_int_equal(cn, 1); /* only the eu order passes subject prefix AND region */
+    assert_string_equal(fx_header(&c[0], "ce_weftinputid"), "fan-1");
+    const fx_msg_t *ra = by_header(a, an, "ce_weftinputid", "fan-1");
+    const fx_msg_t *rb = by_header(b, bn, "ce_weftinputid", "fan-1");
+    assert_non_null(ra);
+    assert_non_null(rb);
+    assert_string_equal(ra->value, "{\"name\":\"ONE\"}");
+    assert_string_equal(rb->value, "{\"name\":\"one\"}");
+    /* Each trigger is its own idempotency scope with its own result id. */
+    char ida[64];
+    snprintf(ida, sizeof(ida), "%s", fx_header(ra, "ce_id"));
+    assert_string_not_equal(ida, fx_header(rb, "ce_id"));
+    fx_msgs_free(a, an);
+    fx_msgs_free(b, bn);
+    fx_msgs_free(c, cn);
+    fx_producer_destroy(p);
+}
+
+static void test_hot_reload_adds_a_trigger(void **state)
+{
+    (void)state;
+    assert_int_equal(migrate_dirs(1), 0);
+    uint64_t t0 = fx_now_ms();
+    fx_producer_t *p = fx_producer_new(&fx);
+    /* Publish until the new trigger fires (it must, without a restart). */
+    fx_consumer_t *c = fx_consumer_new(&fx, "d.hot.out");
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    want_n_t w = {1};
+    int i = 0;
+    while (n == 0 && fx_now_ms() - t0 < 30000) {
+        char id[32];
+        snprintf(id, sizeof(id), "hot-%d", i++);
+        assert_int_equal(fx_produce(p, "d.fan", "h", id, "t", "{\"name\":\"hot\"}", NULL), 0);
+        assert_int_equal(fx_producer_flush(p), 0);
+        fx_consume_until(c, &msgs, &n, &cap, have_n, &w, 200);
+    }
+    assert_true(n >= 1);
+    /* From the commit of the migration to the first claim of the new
+     * trigger, both on the database's clock. */
+    long ms = fx_sql_long(&fx, "SELECT (extract(epoch FROM (SELECT min(created_at) FROM "
+                               "weft.ledger WHERE trigger = 'd-hot') - applied_at) * 1000)::bigint"
+                               " FROM weft.schema_migrations WHERE name = '3002_hot_trigger.sql'");
+    print_message("new trigger fired %ld ms after its migration was applied (events published "
+                  "every ~200 ms)\n",
+                  ms);
+    assert_true(ms >= 0 && ms < 5000);
+    assert_string_equal(msgs[0].value, "{\"name\":\"HOT\"}");
+    fx_msgs_free(msgs, n);
+    fx_consumer_destroy(c);
+    fx_producer_destroy(p);
+}
+
+static void test_ordered_trigger_keeps_order_per_key(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    const int N = 12;
+    /* Earlier events sleep longer: an unordered pool of 4 would finish
+     * them out of order. */
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < 2; k++) {
+            char id[32], data[96], key[8];
+            snprintf(id, sizeof(id), "ord-%d-%d", k, i);
+            snprintf(key, sizeof(key), "key%d", k);
+            snprintf(data, sizeof(data), "{\"fail\":\"sleep-%d\",\"n\":%d}", 5 + (N - i) * 12, i);
+            assert_int_equal(fx_produce(p, "d.ordered", key, id, "t", data, NULL), 0);
+        }
+    }
+    assert_int_equal(fx_producer_flush(p), 0);
+    fx_msg_t *res;
+    size_t rn = collect("d.ordered.out", (size_t)(2 * N), 60000, &res);
+    assert_int_equal(rn, (size_t)(2 * N));
+    int last[2] = {-1, -1};
+    for (size_t i = 0; i < rn; i++) {
+        const char *in = fx_header(&res[i], "ce_weftinputid");
+        assert_non_null(in);
+        int k = in[4] - '0';
+        int n = atoi(in + 6);
+        assert_true(n > last[k]);
+        last[k] = n;
+    }
+    assert_int_equal(last[0], N - 1);
+    assert_int_equal(last[1], N - 1);
+    fx_msgs_free(res, rn);
+    fx_producer_destroy(p);
+}
+
+static long vm_hwm_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static void test_memory_bounded_under_backlog(void **state)
+{
+    (void)state;
+    const int N = 20000;
+    fx_producer_t *p = fx_producer_new(&fx);
+    for (int i = 0; i < N; i++) {
+        char id[32], data[64], key[16];
+        snprintf(id, sizeof(id), "bl-%d", i);
+        snprintf(key, sizeof(key), "k%d", i % 64);
+        snprintf(data, sizeof(data), "{\"name\":\"backlog %d\"}", i);
+        assert_int_equal(fx_produce(p, "d.backlog", key, id, "t", data, NULL), 0);
+    }
+    assert_int_equal(fx_producer_flush(p), 0);
+    fx_msg_t *res;
+    size_t rn = collect("d.backlog.out", (size_t)N, 180000, &res);
+    assert_int_equal(rn, (size_t)N);
+    long kb = vm_hwm_kb(run_pid);
+    print_message("dispatcher peak RSS %ld KiB after a backlog of %d events "
+                  "(trigger max_inflight=200)\n",
+                  kb, N);
+    assert_true(kb > 0);
+    assert_true(kb < 256 * 1024);
+    /* The bound was reached: the dispatcher paused and resumed. */
+    char path[600], cmd[800];
+    snprintf(path, sizeof(path), "%s/run-2.log", fx.state_dir);
+    snprintf(cmd, sizeof(cmd), "grep -q 'paused consumption' '%s'", path);
+    assert_int_equal(system(cmd), 0);
+    fx_msgs_free(res, rn);
+    fx_producer_destroy(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_poison_dead_letters_after_max_attempts_others_flow),
+        cmocka_unit_test(test_restart_during_backoff_keeps_attempts),
+        cmocka_unit_test(test_oversized_message_is_dead_lettered),
+        cmocka_unit_test(test_redrive_after_fix_runs_once),
+        cmocka_unit_test(test_fan_out_and_filters),
+        cmocka_unit_test(test_hot_reload_adds_a_trigger),
+        cmocka_unit_test(test_ordered_trigger_keeps_order_per_key),
+        cmocka_unit_test(test_memory_bounded_under_backlog),
+    };
+    return cmocka_run_group_tests_name("delivery", tests, group_setup, group_teardown);
+}

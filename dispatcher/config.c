@@ -171,6 +171,11 @@ int weft_config_load_file(weft_config_t *cfg, const char *path, char *errstr, si
     int lineno = 0;
     while (fgets(line, sizeof(line), f)) {
         lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            snprintf(errstr, errlen, "%s:%d: line too long", path, lineno);
+            fclose(f);
+            return -1;
+        }
         char err[256];
         if (weft_config_parse_line(cfg, line, err, sizeof(err)) != 0) {
             snprintf(errstr, errlen, "%s:%d: %s", path, lineno, err);

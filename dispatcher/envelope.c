@@ -336,8 +336,10 @@ static weft_env_status_t decode_json(weft_envelope_t *env, const void *value, si
             snprintf(errstr, errlen, "data_base64 must be a string");
             return WEFT_ENV_MALFORMED;
         }
-        size_t n;
-        uint8_t *d = b64_decode(&env->arena, jc.data_b64.p + 1, jc.data_b64.len - 2, &n);
+        size_t n, tl;
+        char *text = weft_json_unescape(&jc.data_b64, &tl);
+        uint8_t *d = text ? b64_decode(&env->arena, text, tl, &n) : NULL;
+        free(text);
         if (!d) {
             snprintf(errstr, errlen, "data_base64 is not valid base64");
             return WEFT_ENV_MALFORMED;
@@ -484,8 +486,9 @@ const char *weft_envelope_attr(weft_envelope_t *env, const char *name)
             if (v->ce_timestamp) {
                 time_t t = (time_t)v->ce_timestamp->seconds;
                 struct tm tm;
-                gmtime_r(&t, &tm);
-                strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+                if (!gmtime_r(&t, &tm) ||
+                    strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                    return NULL;
                 return arena_strndup(&env->arena, tmp, strlen(tmp));
             }
             return NULL;

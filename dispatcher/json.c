@@ -346,6 +346,8 @@ char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len)
         return NULL;
     while (p < end) {
         if (*p != '\\') {
+            if (*p == '\0')
+                goto bad;
             *o++ = *p++;
             continue;
         }

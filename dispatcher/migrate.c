@@ -141,7 +141,7 @@ int weft_migrate_scan_dir(weft_migration_list_t *list, const char *dir, char *er
         list->n++;
     }
     closedir(d);
-    if (rc == 0)
+    if (rc == 0 && list->n > first)
         qsort(list->v + first, list->n - first, sizeof(weft_migration_t), mig_cmp);
     return rc;
 }

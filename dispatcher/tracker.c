@@ -21,6 +21,7 @@ struct weft_tracker {
     int64_t tail_seq;  /* next sequence number to hand out */
     int64_t last_offset;
     int64_t position;
+    size_t unfinished;
 };
 
 weft_tracker_t *weft_tracker_new(void)
@@ -71,6 +72,7 @@ int64_t weft_tracker_add(weft_tracker_t *tr, int64_t offset)
     s->offset = offset;
     s->done = 0;
     tr->last_offset = offset;
+    tr->unfinished++;
     return tr->tail_seq++;
 }
 
@@ -78,7 +80,10 @@ int64_t weft_tracker_done(weft_tracker_t *tr, int64_t seq)
 {
     if (seq < tr->head_seq || seq >= tr->tail_seq)
         return -1;
+    if (tr->ring[(size_t)seq & (tr->cap - 1)].done)
+        return -1;
     tr->ring[(size_t)seq & (tr->cap - 1)].done = 1;
+    tr->unfinished--;
     int64_t advanced = -1;
     while (tr->head_seq < tr->tail_seq) {
         slot_t *h = &tr->ring[(size_t)tr->head_seq & (tr->cap - 1)];
@@ -92,7 +97,7 @@ int64_t weft_tracker_done(weft_tracker_t *tr, int64_t seq)
 
 size_t weft_tracker_pending(const weft_tracker_t *tr)
 {
-    return (size_t)(tr->tail_seq - tr->head_seq);
+    return tr->unfinished;
 }
 
 int64_t weft_tracker_position(const weft_tracker_t *tr)

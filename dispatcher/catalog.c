@@ -28,12 +28,55 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* Every field of a function is part of its pool's configuration, so every
+ * one of them is in the version: a change to any of them restarts the pool
+ * (it drains, a new one starts). Strings are length-prefixed so that no two
+ * different functions hash alike. */
 static void function_version(weft_function_t *fn)
 {
-    char buf[8192];
-    snprintf(buf, sizeof(buf), "%s|%s|%s|%d|%d|%d|%d", fn->runtime, fn->entry, fn->symbol,
-             fn->timeout_ms, fn->memory_mb, fn->pool_size, fn->max_result_bytes);
-    weft_sha256_hex(buf, strlen(buf), fn->version);
+    size_t cap = 1024, len = 0;
+    for (size_t i = 0; i < fn->n_env; i++)
+        cap += strlen(fn->env[i]) + 16;
+    const char *strs[] = {fn->runtime,
+                          fn->entry,
+                          fn->symbol,
+                          fn->pool_mode ? fn->pool_mode : "static",
+                          fn->run_as_user ? fn->run_as_user : "",
+                          fn->run_as_group ? fn->run_as_group : ""};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        cap += strlen(strs[i]) + 16;
+    char *buf = malloc(cap);
+    if (!buf) {
+        memset(fn->version, '0', 64);
+        fn->version[64] = '\0';
+        return;
+    }
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%zu:%s|", strlen(strs[i]), strs[i]);
+    len += (size_t)snprintf(buf + len, cap - len, "%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%zu|",
+                            fn->timeout_ms, fn->memory_mb, fn->pool_size, fn->max_result_bytes,
+                            fn->max_concurrency, fn->min_spare, fn->max_spare, fn->max_spawn_rate,
+                            fn->idle_timeout_ms, fn->max_requests, fn->crash_storm_count,
+                            fn->crash_storm_window_ms, fn->quarantine_ms, fn->run_as_user != NULL,
+                            fn->n_env);
+    for (size_t i = 0; i < fn->n_env; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%zu:%s|", strlen(fn->env[i]), fn->env[i]);
+    weft_sha256_hex(buf, len, fn->version);
+    free(buf);
+}
+
+static void function_free(weft_function_t *f)
+{
+    free(f->name);
+    free(f->runtime);
+    free(f->entry);
+    free(f->symbol);
+    free(f->pool_mode);
+    free(f->run_as_user);
+    free(f->run_as_group);
+    for (size_t i = 0; f->env && i < f->n_env; i++)
+        free(f->env[i]);
+    free(f->env);
 }
 
 int weft_catalog_add_function(weft_catalog_t *cat, const weft_function_t *fn)
@@ -48,10 +91,18 @@ int weft_catalog_add_function(weft_catalog_t *cat, const weft_function_t *fn)
     f->runtime = strdup(fn->runtime ? fn->runtime : "shared_object");
     f->entry = strdup(fn->entry);
     f->symbol = strdup(fn->symbol ? fn->symbol : "weft_handle");
-    if (!f->name || !f->runtime || !f->entry || !f->symbol)
+    f->pool_mode = strdup(fn->pool_mode ? fn->pool_mode : "static");
+    f->run_as_user = dup_or_null(fn->run_as_user);
+    f->run_as_group = dup_or_null(fn->run_as_group);
+    f->env = fn->n_env ? calloc(fn->n_env, sizeof(char *)) : NULL;
+    int env_ok = !fn->n_env || f->env;
+    for (size_t i = 0; env_ok && i < fn->n_env; i++)
+        env_ok = (f->env[i] = strdup(fn->env[i])) != NULL;
+    cat->n_fns++; /* from here on, whatever was copied is freed with the catalog */
+    if (!f->name || !f->runtime || !f->entry || !f->symbol || !f->pool_mode || !env_ok ||
+        (fn->run_as_user && !f->run_as_user) || (fn->run_as_group && !f->run_as_group))
         return -1;
     function_version(f);
-    cat->n_fns++;
     return 0;
 }
 
@@ -119,12 +170,8 @@ void weft_catalog_unref(weft_catalog_t *cat)
 {
     if (!cat || --cat->refs > 0)
         return;
-    for (size_t i = 0; i < cat->n_fns; i++) {
-        free(cat->fns[i].name);
-        free(cat->fns[i].runtime);
-        free(cat->fns[i].entry);
-        free(cat->fns[i].symbol);
-    }
+    for (size_t i = 0; i < cat->n_fns; i++)
+        function_free(&cat->fns[i]);
     for (size_t i = 0; i < cat->n_trigs; i++) {
         weft_trigger_t *t = &cat->trigs[i];
         free(t->name);
@@ -159,6 +206,68 @@ static weft_broker_t broker_parse(const char *s)
     return WEFT_BROKER_KAFKA;
 }
 
+/* Parses PostgreSQL's text form of a one-dimensional text[] ({a,"b c"}):
+ * elements are quoted when they hold special characters, with \ escaping
+ * inside quotes. A NULL element is refused (the CHECK on weft.functions.env
+ * forbids it anyway). Returns 0, or -1 on malformed input or ENOMEM; *out
+ * is malloc()ed, each element too. */
+static int parse_text_array(const char *s, char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (*s++ != '{')
+        return -1;
+    size_t cap = 0;
+    while (*s && *s != '}') {
+        size_t len = strlen(s);
+        char *el = malloc(len + 1), *o = el;
+        if (!el)
+            goto fail;
+        if (*s == '"') {
+            s++;
+            while (*s && *s != '"') {
+                if (*s == '\\' && s[1])
+                    s++;
+                *o++ = *s++;
+            }
+            if (*s++ != '"') {
+                free(el);
+                goto fail;
+            }
+        } else {
+            while (*s && *s != ',' && *s != '}')
+                *o++ = *s++;
+            if (o - el == 4 && strncmp(el, "NULL", 4) == 0) {
+                free(el);
+                goto fail;
+            }
+        }
+        *o = '\0';
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            char **nv = realloc(*out, cap * sizeof(*nv));
+            if (!nv) {
+                free(el);
+                goto fail;
+            }
+            *out = nv;
+        }
+        (*out)[(*n)++] = el;
+        if (*s == ',')
+            s++;
+    }
+    if (*s != '}')
+        goto fail;
+    return 0;
+fail:
+    for (size_t i = 0; i < *n; i++)
+        free((*out)[i]);
+    free(*out);
+    *out = NULL;
+    *n = 0;
+    return -1;
+}
+
 weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
 {
     PGconn *pg = pgconn;
@@ -168,7 +277,11 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
         return NULL;
     }
     PGresult *r = PQexec(pg, "SELECT f.name, f.runtime, f.entry, f.symbol, f.timeout_ms,"
-                             " f.memory_mb, f.pool_size, f.max_result_bytes"
+                             " f.memory_mb, f.pool_size, f.max_result_bytes,"
+                             " f.pool_mode, coalesce(f.max_concurrency, 0), f.min_spare,"
+                             " f.max_spare, f.max_spawn_rate, f.idle_timeout_ms,"
+                             " f.max_requests, f.crash_storm_count, f.crash_storm_window_ms,"
+                             " f.quarantine_ms, f.env, f.run_as_user, f.run_as_group"
                              " FROM weft.functions f"
                              " WHERE EXISTS (SELECT 1 FROM weft.triggers t"
                              "               WHERE t.function = f.name AND t.enabled)"
@@ -187,8 +300,28 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
             .memory_mb = atoi(PQgetvalue(r, i, 5)),
             .pool_size = atoi(PQgetvalue(r, i, 6)),
             .max_result_bytes = atoi(PQgetvalue(r, i, 7)),
+            .pool_mode = PQgetvalue(r, i, 8),
+            .max_concurrency = atoi(PQgetvalue(r, i, 9)),
+            .min_spare = atoi(PQgetvalue(r, i, 10)),
+            .max_spare = atoi(PQgetvalue(r, i, 11)),
+            .max_spawn_rate = atoi(PQgetvalue(r, i, 12)),
+            .idle_timeout_ms = atoi(PQgetvalue(r, i, 13)),
+            .max_requests = atoi(PQgetvalue(r, i, 14)),
+            .crash_storm_count = atoi(PQgetvalue(r, i, 15)),
+            .crash_storm_window_ms = atoi(PQgetvalue(r, i, 16)),
+            .quarantine_ms = atoi(PQgetvalue(r, i, 17)),
+            .run_as_user = (char *)val(r, i, 19),
+            .run_as_group = (char *)val(r, i, 20),
         };
-        if (weft_catalog_add_function(cat, &fn) != 0) {
+        if (parse_text_array(PQgetvalue(r, i, 18), &fn.env, &fn.n_env) != 0) {
+            snprintf(errstr, errlen, "function %s: cannot read its env array", fn.name);
+            goto fail;
+        }
+        int added = weft_catalog_add_function(cat, &fn);
+        for (size_t k = 0; k < fn.n_env; k++)
+            free(fn.env[k]);
+        free(fn.env);
+        if (added != 0) {
             snprintf(errstr, errlen, "out of memory");
             goto fail;
         }

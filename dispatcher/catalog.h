@@ -21,7 +21,22 @@ typedef struct weft_function {
     int memory_mb;
     int pool_size;
     int max_result_bytes;
-    char version[65]; /* hash of every field that needs a pool restart */
+    /* Pool knobs (migrations/0002_function_pools.sql; workers/pool.h). */
+    char *pool_mode;     /* "static" (NULL), "dynamic", "ondemand" */
+    int max_concurrency; /* 0: pool_size */
+    int min_spare;
+    int max_spare;
+    int max_spawn_rate;
+    int idle_timeout_ms;
+    int max_requests;      /* 0: never recycle */
+    int crash_storm_count; /* 0: no crash-storm brake */
+    int crash_storm_window_ms;
+    int quarantine_ms;
+    char **env; /* n_env "NAME" / "NAME=VALUE" entries */
+    size_t n_env;
+    char *run_as_user;  /* NULL: the dispatcher's user */
+    char *run_as_group; /* NULL: the user's primary group */
+    char version[65];   /* hash of every field that needs a pool restart */
 } weft_function_t;
 
 typedef enum { WEFT_FILTER_EXACT = 0, WEFT_FILTER_PREFIX, WEFT_FILTER_SUFFIX } weft_filter_op_t;

@@ -609,12 +609,32 @@ static void pools_reconcile(dsp_t *d)
             weft_error("function entry path too long function=%s", fn->name);
             continue;
         }
+        weft_pool_mode_t mode = WEFT_POOL_STATIC;
+        if (fn->pool_mode && weft_pool_mode_parse(fn->pool_mode, &mode) != 0) {
+            weft_error("unknown pool_mode function=%s pool_mode=%s", fn->name, fn->pool_mode);
+            continue;
+        }
         weft_pool_config_t pc = {
             .function = fn->name,
             .runtime = fn->runtime,
             .entry = entry,
             .symbol = fn->symbol,
+            .mode = mode,
             .size = fn->pool_size,
+            .max_concurrency = fn->max_concurrency,
+            .min_spare = fn->min_spare,
+            .max_spare = fn->max_spare,
+            .max_spawn_rate = fn->max_spawn_rate,
+            .idle_timeout_ms = (uint32_t)fn->idle_timeout_ms,
+            .max_requests = (uint32_t)fn->max_requests,
+            /* 0 in the catalog turns the brake off; 0 here means default. */
+            .crash_storm_count = fn->crash_storm_count > 0 ? fn->crash_storm_count : -1,
+            .crash_storm_window_ms = (uint32_t)fn->crash_storm_window_ms,
+            .quarantine_ms = (uint32_t)fn->quarantine_ms,
+            .env = (const char *const *)fn->env,
+            .n_env = fn->n_env,
+            .run_as_user = fn->run_as_user,
+            .run_as_group = fn->run_as_group,
             .timeout_ms = (uint32_t)fn->timeout_ms,
             .memory_mb = (uint32_t)fn->memory_mb,
             .max_result_bytes = (uint32_t)fn->max_result_bytes,
@@ -636,7 +656,11 @@ static void pools_reconcile(dsp_t *d)
         fp->pool = pool;
         fp->next = d->pools;
         d->pools = fp;
-        weft_info("pool started function=%s workers=%d entry=%s", fn->name, fn->pool_size, entry);
+        weft_info("pool started function=%s mode=%s workers=%d max_concurrency=%d runtime=%s "
+                  "entry=%s",
+                  fn->name, weft_pool_mode_name(mode), fn->pool_size,
+                  fn->max_concurrency > 0 ? fn->max_concurrency : fn->pool_size, fn->runtime,
+                  entry);
     }
 }
 

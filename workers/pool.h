@@ -1,6 +1,18 @@
 /*
- * pool.h - pools of pre-started worker processes, supervised from the
- * dispatcher process.
+ * pool.h - pools of worker processes, supervised from the dispatcher
+ * process, in php-fpm's three modes:
+ *
+ *   static    `size` workers, always (respawned after any end);
+ *   dynamic   `size` workers at start, then between min_spare and
+ *             max_spare idle ones: when fewer than min_spare are idle (or
+ *             invocations wait), workers are started in rounds of 1, 2, 4,
+ *             8 ... per second up to max_spawn_rate; above max_spare one
+ *             idle worker is retired per second;
+ *   ondemand  no worker until an invocation waits; a worker idle for
+ *             idle_timeout_ms exits (scale to zero).
+ *
+ * In every mode at most max_concurrency workers exist, so at most that many
+ * invocations run at once; the rest wait in the pool's FIFO.
  *
  * Workers are started with posix_spawn() of the small weft-worker binary
  * (never a plain fork() of the threaded dispatcher, see README "Processes"),
@@ -13,10 +25,21 @@
  * ready 30 s after its start is terminated.
  *
  * A worker starts with fds 0 (/dev/null), 1 and 2 (the dispatcher's
- * stderr) and 3 only, an environment of PATH and LANG only, an empty signal
- * mask and default dispositions, in its own process group (a Ctrl-C aimed
- * at the dispatcher does not kill invocations in flight), with
- * PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG(SIGKILL) and no core dumps.
+ * stderr) and 3 only, an environment of PATH=/usr/bin:/bin and LANG=C.UTF-8
+ * plus the function's allow-list (cfg->env), an empty signal mask and
+ * default dispositions, in its own process group (a Ctrl-C aimed at the
+ * dispatcher does not kill invocations in flight; the pool signals the
+ * whole group, so an exec program and its children go with the worker),
+ * optionally as another user/group, with PR_SET_NO_NEW_PRIVS,
+ * PR_SET_PDEATHSIG(SIGKILL) and no core dumps.
+ *
+ * A worker is recycled (asked to exit, then replaced) after max_requests
+ * invocations. Abnormal ends (crashes, timeouts, bad frames, deaths before
+ * ready) are counted: crash_storm_count of them within
+ * crash_storm_window_ms quarantine the pool for quarantine_ms: one error
+ * line is logged, no worker is started, queued and new invocations are
+ * answered with CRASH reason "quarantined" (and retry_after_ms = the time
+ * left); then the pool starts again by itself.
  *
  * All functions run on the dispatcher's loop thread (PDEATHSIG is tied to
  * the thread that spawns); nothing here blocks but weft_pool_destroy.
@@ -52,7 +75,7 @@ typedef struct weft_outcome {
     const char *content_type; /* never NULL */
     const char *error;        /* never NULL; "" on OK */
     /* Why the worker ended for CRASH: "timeout", "signal:N", "exited",
-     * "bad_frame", "memory", "config"; "" otherwise.
+     * "bad_frame", "memory", "config", "quarantined"; "" otherwise.
      *   timeout   the deadline passed; reported at once, the worker is then
      *             SIGTERMed and SIGKILLed after 1 s.
      *   signal:N  the worker died of signal N while running the function.
@@ -64,7 +87,14 @@ typedef struct weft_outcome {
      *             WEFT_WORKER_EXIT_CONFIG before its ready frame): the
      *             function never ran.
      *   bad_frame the worker sent something that is not a valid Result for
-     *             the running invocation; it was killed.
+     *             the running invocation; it was killed. (exec runtime: the
+     *             program's reply was not a reply frame; the program was
+     *             restarted, the worker kept.)
+     *   quarantined the pool is quarantined after a crash storm; the
+     *             function did not run; retry_after_ms says when the pool
+     *             starts again.
+     * The exec runtime also reports "exited" / "signal:N" when the
+     * program (not the worker) ended in the middle of the invocation.
      * When a worker dies before it is ready and no other worker of the pool
      * is ready, every queued invocation is answered at once with CRASH and
      * that worker's reason ("config", "signal:N", ...; error "worker could
@@ -77,6 +107,7 @@ typedef struct weft_outcome {
      * again would produce the same result). Otherwise "". */
     const char *reason;
     uint32_t retry_after_ms;
+    pid_t pid; /* the worker that ran it; 0 when none did */
 } weft_outcome_t;
 
 /* Error prefix of the FAIL a worker sends for an oversized result. */
@@ -98,12 +129,53 @@ typedef struct weft_outcome {
  * call weft_pool_destroy. */
 typedef void (*weft_pool_done_fn)(void *opaque, const weft_outcome_t *out, void *ctx);
 
+typedef enum {
+    WEFT_POOL_STATIC = 0,
+    WEFT_POOL_DYNAMIC = 1,
+    WEFT_POOL_ONDEMAND = 2,
+} weft_pool_mode_t;
+
+/* Defaults applied to zero fields of weft_pool_config_t. */
+#define WEFT_POOL_DEFAULT_MAX_SPARE 3
+#define WEFT_POOL_DEFAULT_SPAWN_RATE 32
+#define WEFT_POOL_DEFAULT_IDLE_TIMEOUT_MS 10000u
+#define WEFT_POOL_DEFAULT_CRASH_STORM 10
+#define WEFT_POOL_DEFAULT_CRASH_WINDOW_MS 10000u
+#define WEFT_POOL_DEFAULT_QUARANTINE_MS 30000u
+#define WEFT_POOL_MAX_WORKERS 4096
+#define WEFT_POOL_MAX_ENV 256
+
 typedef struct weft_pool_config {
-    const char *function;      /* function name, for logs */
-    const char *runtime;       /* "shared_object" */
-    const char *entry;         /* path of the shared object */
-    const char *symbol;        /* exported symbol; NULL = "weft_handle" */
-    int size;                  /* workers in a static pool (>= 1) */
+    const char *function;           /* function name, for logs */
+    const char *runtime;            /* "shared_object" (NULL) or "exec" */
+    const char *entry;              /* path of the shared object / program */
+    const char *symbol;             /* exported symbol; NULL = "weft_handle" */
+    weft_pool_mode_t mode;          /* static (0), dynamic, ondemand */
+    int size;                       /* static: workers; dynamic: workers at start
+                                     * (kept within [min_spare, max]); ondemand:
+                                     * ignored. >= 1 for static. */
+    int max_concurrency;            /* most workers = most parallel invocations;
+                                     * 0 = size. A static pool runs
+                                     * min(size, max_concurrency) workers. */
+    int min_spare;                  /* dynamic: idle workers wanted at least */
+    int max_spare;                  /* dynamic: idle workers kept at most;
+                                     * 0 = max(min_spare, 3) */
+    int max_spawn_rate;             /* dynamic: cap of the doubling spawn rate
+                                     * per second; 0 = 32 */
+    uint32_t idle_timeout_ms;       /* ondemand: idle worker exits; 0 = 10 s */
+    uint32_t max_requests;          /* recycle a worker after N invocations;
+                                     * 0 = never */
+    int crash_storm_count;          /* abnormal ends that quarantine the pool;
+                                     * 0 = 10, < 0 = no brake */
+    uint32_t crash_storm_window_ms; /* ... within this window; 0 = 10 s */
+    uint32_t quarantine_ms;         /* cool-down; 0 = 30 s */
+    const char *const *env;         /* allow-list: "NAME=VALUE" sets, "NAME"
+                                     * copies the dispatcher's value (if set;
+                                     * never for WEFT_* and PG* names) */
+    size_t n_env;
+    const char *run_as_user;   /* NULL: the dispatcher's user */
+    const char *run_as_group;  /* NULL: the user's primary group */
+    int quiet;                 /* log only warnings and errors */
     uint32_t timeout_ms;       /* per invocation, wall clock, counted from the
                                 * moment a worker takes it; 0 = no deadline */
     uint32_t memory_mb;        /* RLIMIT_AS per worker; 0 = unlimited */
@@ -111,8 +183,36 @@ typedef struct weft_pool_config {
     const char *worker_path;   /* the weft-worker binary */
 } weft_pool_config_t;
 
-/* Starts cfg->size workers. Copies everything it needs from cfg. Fails for
- * bad arguments, a missing worker binary or a failed spawn; a function that
+/* Pool state for `weft status` and tests; a snapshot. */
+typedef struct weft_pool_stats {
+    weft_pool_mode_t mode;
+    int max_workers;
+    int workers;  /* processes alive: starting + idle + busy + stopping */
+    int starting; /* spawned, function not loaded yet */
+    int idle;
+    int busy;
+    int stopping; /* asked to exit or killed, not reaped yet */
+    size_t queued;
+    size_t running;
+    int quarantined;
+    uint64_t quarantine_left_ms;
+    uint64_t invocations; /* outcomes delivered, of every kind */
+    uint64_t crashes;     /* abnormal ends */
+    uint64_t timeouts;
+    uint64_t recycles; /* workers retired after max_requests */
+    uint64_t idle_exits;
+    uint64_t spawns;
+    uint64_t quarantines;
+} weft_pool_stats_t;
+
+/* "static", "dynamic", "ondemand". */
+const char *weft_pool_mode_name(weft_pool_mode_t mode);
+/* 0 and *mode set, or -1 for an unknown name. */
+int weft_pool_mode_parse(const char *name, weft_pool_mode_t *mode);
+
+/* Starts the pool's initial workers (static: all of them; dynamic: size;
+ * ondemand: none). Copies everything it needs from cfg. Fails for bad
+ * arguments, a missing worker binary or a failed spawn; a function that
  * cannot be loaded is not detected here (see reason "config"). */
 weft_pool_t *weft_pool_new(const weft_pool_config_t *cfg, int epfd, weft_pool_done_fn done,
                            void *ctx, char *errstr, size_t errlen);
@@ -128,12 +228,16 @@ int weft_pool_submit(weft_pool_t *pool, const Io__Cloudevents__V1__CloudEvent *e
 /* Invocations queued or running. */
 size_t weft_pool_inflight(const weft_pool_t *pool);
 
+/* Fills *st. NULL pool: zeroes. */
+void weft_pool_stats(const weft_pool_t *pool, weft_pool_stats_t *st);
+
 /* Returns 1 when pid was one of this pool's workers (and handles its end:
- * callback for its invocation, respawn scheduled in tick with a backoff of
- * 50 ms doubling to 5 s, reset by every Result). */
+ * callback for its invocation; after an abnormal end no worker is started
+ * for a backoff of 50 ms doubling to 5 s, reset by every Result). */
 int weft_pool_reaped(weft_pool_t *pool, pid_t pid, int status);
 
-/* Deadlines, respawns. now_ms from CLOCK_MONOTONIC. */
+/* Deadlines, respawns, scaling, idle exits, quarantine. now_ms from
+ * CLOCK_MONOTONIC. */
 void weft_pool_tick(weft_pool_t *pool, uint64_t now_ms);
 
 /* Asks workers to exit (closes every channel, so idle workers exit 0 on

@@ -18,9 +18,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct weft_runtime {
+typedef struct so_runtime {
+    weft_runtime_t base; /* first */
     void *dl;
     weft_handle_fn handle;
+} so_runtime_t;
+
+static int so_invoke(weft_runtime_t *rt, const weft_call_t *call, weft_result_t *res, char *crash,
+                     size_t crashlen)
+{
+    (void)crash;
+    (void)crashlen;
+    return ((so_runtime_t *)rt)->handle(call->ev, res);
+}
+
+static void so_close(weft_runtime_t *rt)
+{
+    free(rt);
+}
+
+static const weft_runtime_ops_t so_ops = {
+    .invoke = so_invoke,
+    .close = so_close,
 };
 
 weft_runtime_t *weft_runtime_so_open(const char *entry, const char *symbol, char *errstr,
@@ -60,22 +79,13 @@ weft_runtime_t *weft_runtime_so_open(const char *entry, const char *symbol, char
             return NULL;
         }
     }
-    weft_runtime_t *rt = calloc(1, sizeof(*rt));
+    so_runtime_t *rt = calloc(1, sizeof(*rt));
     if (!rt) {
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
+    rt->base.ops = &so_ops;
     rt->dl = dl;
     rt->handle = handle;
-    return rt;
-}
-
-int weft_runtime_invoke(weft_runtime_t *rt, const weft_event_t *ev, weft_result_t *res)
-{
-    return rt->handle(ev, res);
-}
-
-void weft_runtime_close(weft_runtime_t *rt)
-{
-    free(rt);
+    return &rt->base;
 }

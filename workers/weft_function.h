@@ -76,8 +76,11 @@ typedef struct weft_event {
     size_t n_attrs;
     const uint8_t *data;
     size_t data_len;
-    const char *trigger; /* the trigger that fired */
-    uint32_t attempt;    /* 1 on the first attempt */
+    const char *trigger;  /* the trigger that fired */
+    uint32_t attempt;     /* 1 on the first attempt */
+    uint32_t deadline_ms; /* wall-clock budget of this call; 0 = none. Past
+                           * it the worker is killed (appended in ABI 1:
+                           * older functions simply do not read it) */
 } weft_event_t;
 
 typedef struct weft_result {

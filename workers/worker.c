@@ -1,17 +1,24 @@
 /*
  * worker.c - weft-worker, the process a pool starts to run one function.
  *
- *   weft-worker --runtime shared_object --entry /abs/path.so
+ *   weft-worker --runtime shared_object|exec --entry /abs/path
  *               [--symbol weft_handle] [--max-result-bytes N]
  *               [--function NAME] [--memory-mb N] [--ppid PID]
+ *               [--run-as-user USER] [--run-as-group GROUP]
  *
  * Runs as its own process, spawned by the dispatcher (pool.c) with the
  * channel on fd 3, stdin on /dev/null, stdout on stderr. It loads the
  * function once and says so with a ready frame (a Result with seq 0), then
  * answers each Invoke frame with exactly one Result frame carrying the same
  * seq, strictly one at a time. It never touches a
- * broker or the database, and holds no secrets: its environment is empty but
- * for PATH and LANG.
+ * broker or the database, and holds no secrets: it is a fresh exec image
+ * (nothing of the dispatcher's memory), its environment is the function's
+ * allow-list built by the pool, and it has no fds but 0-3.
+ *
+ * Hygiene, in this order, before any function code is loaded: run-as
+ * group/user (setgroups, setgid, setuid; refusing to go on if root could
+ * be regained), PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, RLIMIT_CORE 0,
+ * RLIMIT_AS when a memory limit is set, the channel made close-on-exec.
  *
  * Exit codes (pool.h): 0 channel closed, 1 channel I/O error,
  * 2 configuration error (the function cannot be loaded or initialised),
@@ -22,7 +29,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exec_proto.h"
 #include "frame.h"
 #include "frames.pb-c.h"
 #include "pool.h"
@@ -49,25 +60,25 @@
 #endif
 
 static const char *g_function = "";
+static int g_quiet; /* --quiet: the worker's own info lines are dropped */
 
-static void wlog(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vlog_line(const char *component, long pid, const char *level, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 4, 0)));
 
 /* One write() per line so lines from many workers sharing stderr do not
  * interleave. */
-static void wlog(const char *level, const char *fmt, ...)
+static void vlog_line(const char *component, long pid, const char *level, const char *fmt,
+                      va_list ap)
 {
-    char line[2048];
+    char line[4400];
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s worker[%ld] ",
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%ld] ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level, (long)getpid());
-    va_list ap;
-    va_start(ap, fmt);
+                     ts.tv_nsec / 1000000, level, component, pid);
     n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
     if ((size_t)n >= sizeof(line) - 64)
         n = (int)sizeof(line) - 64;
     if (*g_function)
@@ -75,6 +86,28 @@ static void wlog(const char *level, const char *fmt, ...)
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
+}
+
+void weft_worker_log(const char *component, long pid, const char *level, const char *fmt, ...)
+{
+    if (g_quiet && strcmp(component, "worker") == 0 && strcmp(level, "info") == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_line(component, pid, level, fmt, ap);
+    va_end(ap);
+}
+
+static void wlog(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void wlog(const char *level, const char *fmt, ...)
+{
+    if (g_quiet && strcmp(level, "info") == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_line("worker", (long)getpid(), level, fmt, ap);
+    va_end(ap);
 }
 
 static void die_nomem(void) __attribute__((noreturn));
@@ -137,60 +170,6 @@ static void scratch_free(scratch_t *s)
     s->n = 0;
 }
 
-static char *base64(const uint8_t *p, size_t len)
-{
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((len + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    char *o = out;
-    size_t i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *o++ = tbl[v >> 18];
-        *o++ = tbl[(v >> 12) & 63];
-        *o++ = tbl[(v >> 6) & 63];
-        *o++ = tbl[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
-        *o++ = tbl[v >> 18];
-        *o++ = tbl[(v >> 12) & 63];
-        *o++ = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-/* RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as protobuf's JSON
- * mapping prints a Timestamp. */
-static char *rfc3339(const Google__Protobuf__Timestamp *t)
-{
-    char *out = malloc(48);
-    if (!out)
-        return NULL;
-    struct tm tm;
-    time_t secs = (time_t)t->seconds;
-    if (!gmtime_r(&secs, &tm)) {
-        out[0] = '\0';
-        return out;
-    }
-    int n = snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    int32_t ns = t->nanos;
-    if (ns > 0 && ns < 1000000000) {
-        if (ns % 1000000 == 0)
-            n += snprintf(out + n, 48 - (size_t)n, ".%03d", (int)(ns / 1000000));
-        else if (ns % 1000 == 0)
-            n += snprintf(out + n, 48 - (size_t)n, ".%06d", (int)(ns / 1000));
-        else
-            n += snprintf(out + n, 48 - (size_t)n, ".%09d", (int)ns);
-    }
-    snprintf(out + n, 48 - (size_t)n, "Z");
-    return out;
-}
-
 static const char *attr_string(const Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue *v,
                                scratch_t *s)
 {
@@ -212,9 +191,11 @@ static const char *attr_string(const Io__Cloudevents__V1__CloudEvent__CloudEvent
         return v->ce_uri_ref ? v->ce_uri_ref : "";
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES:
         /* CloudEvents' JSON format carries Binary attributes as base64. */
-        return scratch_keep(s, base64(v->ce_bytes.data, v->ce_bytes.len));
+        return scratch_keep(s, weft_exec_base64(v->ce_bytes.data, v->ce_bytes.len));
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP:
-        return v->ce_timestamp ? scratch_keep(s, rfc3339(v->ce_timestamp)) : "";
+        return v->ce_timestamp ? scratch_keep(s, weft_exec_rfc3339(v->ce_timestamp->seconds,
+                                                                   v->ce_timestamp->nanos))
+                               : "";
     default:
         return "";
     }
@@ -239,6 +220,7 @@ static void event_from_invoke(const Weft__V1__Invoke *inv, weft_event_t *ev,
     ev->subject = ev->time = ev->datacontenttype = "";
     ev->trigger = str_or_empty(inv->trigger);
     ev->attempt = inv->attempt;
+    ev->deadline_ms = inv->deadline_ms;
 
     weft_attr_t *attrs = NULL;
     size_t n = 0;
@@ -299,6 +281,8 @@ typedef struct worker_opts {
     uint64_t max_result_bytes;
     uint64_t memory_mb;
     long ppid;
+    const char *run_as_user;
+    const char *run_as_group;
 } worker_opts_t;
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -316,9 +300,10 @@ static void usage_exit(const char *why) __attribute__((noreturn));
 static void usage_exit(const char *why)
 {
     wlog("error", "%s", why);
-    fprintf(stderr, "usage: weft-worker --runtime shared_object --entry /abs/path.so "
+    fprintf(stderr, "usage: weft-worker --runtime shared_object|exec --entry /abs/path "
                     "[--symbol NAME] [--max-result-bytes N] [--function NAME] "
-                    "[--memory-mb N] [--ppid PID]\n");
+                    "[--memory-mb N] [--ppid PID] [--run-as-user USER] "
+                    "[--run-as-group GROUP] [--quiet]\n");
     exit(WEFT_WORKER_EXIT_CONFIG);
 }
 
@@ -332,6 +317,9 @@ static void parse_args(int argc, char **argv, worker_opts_t *o)
         {"function", required_argument, NULL, 'f'},
         {"memory-mb", required_argument, NULL, 'M'},
         {"ppid", required_argument, NULL, 'p'},
+        {"run-as-user", required_argument, NULL, 'u'},
+        {"run-as-group", required_argument, NULL, 'g'},
+        {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -369,17 +357,134 @@ static void parse_args(int argc, char **argv, worker_opts_t *o)
                 usage_exit("invalid --ppid");
             o->ppid = (long)v;
             break;
+        case 'u':
+            o->run_as_user = *optarg ? optarg : NULL;
+            break;
+        case 'g':
+            o->run_as_group = *optarg ? optarg : NULL;
+            break;
+        case 'q':
+            g_quiet = 1;
+            break;
         default:
             usage_exit("invalid arguments");
         }
     }
     if (optind != argc)
         usage_exit("unexpected argument");
-    if (strcmp(o->runtime, "shared_object") != 0)
-        usage_exit("unsupported runtime (only shared_object)");
+    if (strcmp(o->runtime, "shared_object") != 0 && strcmp(o->runtime, "exec") != 0)
+        usage_exit("unsupported runtime (shared_object or exec)");
     if (!o->entry)
         usage_exit("--entry is required");
 }
+
+/* Numeric ids are taken as they are; names go through NSS (files in a
+ * container). 0 or -1 with the reason logged. */
+static int lookup_user(const char *name, uid_t *uid, gid_t *gid)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(name, &end, 10);
+    if (*name && !*end && !errno) {
+        struct passwd *pw = getpwuid((uid_t)v);
+        *uid = (uid_t)v;
+        *gid = pw ? pw->pw_gid : (gid_t)v;
+        return 0;
+    }
+    struct passwd *pw = getpwnam(name);
+    if (!pw) {
+        wlog("error", "run-as user %s does not exist", name);
+        return -1;
+    }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return 0;
+}
+
+static int lookup_group(const char *name, gid_t *gid)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(name, &end, 10);
+    if (*name && !*end && !errno) {
+        *gid = (gid_t)v;
+        return 0;
+    }
+    struct group *gr = getgrnam(name);
+    if (!gr) {
+        wlog("error", "run-as group %s does not exist", name);
+        return -1;
+    }
+    *gid = gr->gr_gid;
+    return 0;
+}
+
+/* Drops to the function's user and group. Done in the worker, before the
+ * function is loaded, because posix_spawn has no portable way to change
+ * ids; the dispatcher must hold CAP_SETUID/CAP_SETGID (normally: run as
+ * root) for it to work. Supplementary groups are replaced by the one
+ * group, and the drop is verified: a worker that could become root again
+ * refuses to run. */
+static void drop_privileges(const worker_opts_t *o)
+{
+    if (!o->run_as_user && !o->run_as_group)
+        return;
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    if (o->run_as_user && lookup_user(o->run_as_user, &uid, &gid) < 0)
+        exit(WEFT_WORKER_EXIT_CONFIG);
+    if (o->run_as_group && lookup_group(o->run_as_group, &gid) < 0)
+        exit(WEFT_WORKER_EXIT_CONFIG);
+    if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0) {
+        wlog("error", "setgid(%ld) failed: %s", (long)gid, strerror(errno));
+        exit(WEFT_WORKER_EXIT_CONFIG);
+    }
+    if (o->run_as_user && setresuid(uid, uid, uid) != 0) {
+        wlog("error", "setuid(%ld) failed: %s", (long)uid, strerror(errno));
+        exit(WEFT_WORKER_EXIT_CONFIG);
+    }
+    if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+        wlog("error", "privileges could be regained after dropping to uid %ld", (long)uid);
+        exit(WEFT_WORKER_EXIT_CONFIG);
+    }
+}
+
+#ifndef WORKER_ASAN
+/* With a memory limit, an allocation that fails inside the function is
+ * usually followed by a crash on the NULL it got (SIGSEGV) or an abort()
+ * in an xmalloc-style wrapper. errno still says ENOMEM at that moment:
+ * report such a death as reason "memory" (exit 4) rather than as an
+ * unexplained signal. Any other fault is re-raised with the default
+ * action, so the pool sees the real signal. */
+static void fault_handler(int sig)
+{
+    int e = errno;
+    if (e == ENOMEM) {
+        static const char msg[] = "worker: function crashed after an allocation failed "
+                                  "(out of memory under its memory limit)\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+        _exit(WEFT_WORKER_EXIT_NOMEM);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_fault_handler(void)
+{
+    static char altstack[64 * 1024];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof(altstack)};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = fault_handler;
+    sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGABRT, &sa, NULL);
+}
+#endif
 
 /* Hygiene before any function code runs. PDEATHSIG makes the kernel kill
  * us when the spawning thread goes away, so a dispatcher that dies hard
@@ -387,6 +492,7 @@ static void parse_args(int argc, char **argv, worker_opts_t *o)
  * the window where the parent died before prctl() took effect. */
 static void harden(const worker_opts_t *o)
 {
+    drop_privileges(o);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         wlog("warn", "prctl(PR_SET_NO_NEW_PRIVS) failed: %s", strerror(errno));
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
@@ -409,6 +515,8 @@ static void harden(const worker_opts_t *o)
             wlog("error", "setrlimit(RLIMIT_AS) failed: %s", strerror(errno));
             exit(WEFT_WORKER_EXIT_CONFIG);
         }
+        if (strcmp(o->runtime, "shared_object") == 0)
+            install_fault_handler();
 #endif
     }
 
@@ -449,7 +557,9 @@ static int serve_one(weft_runtime_t *rt, const worker_opts_t *o, const Weft__V1_
 
     event_from_invoke(inv, &ev, &attrs, &s);
     memset(&res, 0, sizeof(res));
-    int rc = weft_runtime_invoke(rt, &ev, &res);
+    char crash[32];
+    weft_call_t call = {.ev = &ev, .inv = inv};
+    int rc = weft_runtime_invoke(rt, &call, &res, crash, sizeof(crash));
     res.content_type[sizeof(res.content_type) - 1] = '\0';
     res.error[sizeof(res.error) - 1] = '\0';
 
@@ -458,7 +568,12 @@ static int serve_one(weft_runtime_t *rt, const worker_opts_t *o, const Weft__V1_
     out.disposition = disposition_of(rc);
     out.content_type = res.content_type;
     out.error = res.error;
-    if (rc == WEFT_OK) {
+    if (crash[0]) {
+        out.crash = crash;
+        out.disposition = WEFT__V1__RESULT__DISPOSITION__FAIL;
+        free(res.data);
+        res.data = NULL;
+    } else if (rc == WEFT_OK) {
         out.error = "";
         if (res.data_len > 0 && !res.data) {
             snprintf(res.error, sizeof(res.error), "function returned data_len %zu with no data",
@@ -504,7 +619,10 @@ int main(int argc, char **argv)
         g_function = o.function;
     harden(&o);
 
-    weft_runtime_t *rt = weft_runtime_so_open(o.entry, o.symbol, err, sizeof(err));
+    weft_runtime_t *rt =
+        strcmp(o.runtime, "exec") == 0
+            ? weft_runtime_exec_open(o.entry, o.function, o.max_result_bytes, err, sizeof(err))
+            : weft_runtime_so_open(o.entry, o.symbol, err, sizeof(err));
     if (!rt) {
         wlog("error", "%s entry=%s", err, o.entry);
         exit(WEFT_WORKER_EXIT_CONFIG);
@@ -521,6 +639,22 @@ int main(int argc, char **argv)
 
     weft_frame_buf_t in = {0};
     for (;;) {
+        /* While waiting for the next frame, keep relaying what an exec
+         * program writes on stderr (it must never block on a full pipe). */
+        int ifd;
+        while ((ifd = weft_runtime_idle_fd(rt)) >= 0) {
+            struct pollfd pfd[2] = {{.fd = CHANNEL_FD, .events = POLLIN},
+                                    {.fd = ifd, .events = POLLIN}};
+            if (poll(pfd, 2, -1) < 0) {
+                if (errno == EINTR)
+                    continue;
+                break;
+            }
+            if (pfd[1].revents)
+                weft_runtime_idle_io(rt);
+            if (pfd[0].revents)
+                break;
+        }
         int r = weft_frame_read(CHANNEL_FD, &in, WEFT_FRAME_MAX);
         if (r == 0)
             break;

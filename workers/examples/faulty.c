@@ -18,6 +18,14 @@
  *   sleep-N          sleep N ms, then succeed
  *   big              succeed with a 64 MiB result
  *   garbage          write an undecodable frame on the channel, then sleep
+ *   spin             burn CPU forever (only the deadline ends it)
+ *   blowup           allocate and touch 1 MiB blocks until malloc fails,
+ *                    then use the NULL like careless code does (refused,
+ *                    with WEFT_FAIL, when no RLIMIT_AS is set)
+ *   leak             leak 1 MiB (touched) per call and answer
+ *                    {"pid":P,"calls":N,"leaked_mb":N}
+ *   stamp-N          sleep N ms and answer {"pid":P,"start_us":S,"end_us":E}
+ *                    (CLOCK_MONOTONIC, comparable across processes)
  *
  * Anything else succeeds, returning the data unchanged as application/json.
  */
@@ -25,8 +33,12 @@
 #define _GNU_SOURCE /* memmem */
 #endif
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +92,58 @@ static void sleep_forever(void)
         pause();
 }
 
+static void sleep_ms(unsigned long ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int answer(weft_result_t *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int answer(weft_result_t *res, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    res->data = malloc((size_t)n);
+    if (!res->data)
+        return weft_result_error(res, WEFT_RETRY, "out of memory");
+    memcpy(res->data, buf, (size_t)n);
+    res->data_len = (size_t)n;
+    snprintf(res->content_type, sizeof(res->content_type), "application/json");
+    return WEFT_OK;
+}
+
+typedef struct leak {
+    struct leak *next;
+} leak_t;
+
+static leak_t *g_leaked;
+static unsigned long g_calls, g_leaked_mb;
+
+static int blowup(weft_result_t *res)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return weft_result_error(res, WEFT_FAIL, "blowup refused: no memory limit is set");
+    for (;;) {
+        char *p = malloc(1024 * 1024);
+        /* Careless code: no NULL check. */
+        memset(p, 1, 1024 * 1024);
+        *(char **)p = (char *)g_leaked;
+        g_leaked = (leak_t *)(void *)p;
+    }
+}
+
 static int echo(const weft_event_t *ev, weft_result_t *res)
 {
     if (ev->data_len) {
@@ -129,11 +193,33 @@ int weft_handle(const weft_event_t *ev, weft_result_t *res)
         sleep_forever();
     }
     if (strncmp(mode, "sleep-", 6) == 0) {
-        unsigned long ms = strtoul(mode + 6, NULL, 10);
-        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0)
-            ;
+        sleep_ms(strtoul(mode + 6, NULL, 10));
         return echo(ev, res);
+    }
+    if (strcmp(mode, "spin") == 0) {
+        volatile uint64_t n = 0;
+        for (;;)
+            n++;
+    }
+    if (strcmp(mode, "blowup") == 0)
+        return blowup(res);
+    if (strcmp(mode, "leak") == 0) {
+        leak_t *p = malloc(1024 * 1024);
+        if (!p)
+            return weft_result_error(res, WEFT_RETRY, "out of memory");
+        memset(p, 1, 1024 * 1024);
+        p->next = g_leaked;
+        g_leaked = p;
+        g_calls++;
+        g_leaked_mb++;
+        return answer(res, "{\"pid\":%ld,\"calls\":%lu,\"leaked_mb\":%lu}", (long)getpid(), g_calls,
+                      g_leaked_mb);
+    }
+    if (strncmp(mode, "stamp-", 6) == 0) {
+        uint64_t start = mono_us();
+        sleep_ms(strtoul(mode + 6, NULL, 10));
+        return answer(res, "{\"pid\":%ld,\"start_us\":%llu,\"end_us\":%llu}", (long)getpid(),
+                      (unsigned long long)start, (unsigned long long)mono_us());
     }
     if (strcmp(mode, "big") == 0) {
         res->data = malloc(BIG_RESULT);

@@ -1,0 +1,73 @@
+/*
+ * exec_proto.h - the exec runtime's wire format, shared by weft-worker
+ * (runtime_exec.c) and `weft invoke` (invoke.c).
+ *
+ * A frame, in both directions, is
+ *
+ *     <length in ASCII decimal digits> "\n" <exactly length bytes> "\n"
+ *
+ * and the payload is one JSON object. Requests carry the CloudEvent in the
+ * CloudEvents 1.0 JSON format plus weft's fields; replies carry the
+ * disposition and the result. README "The exec protocol" is the reference;
+ * this header only states what the C side guarantees:
+ *
+ *   - a request payload is compact JSON, valid UTF-8, without any raw
+ *     newline, so a reader may also take it as one line;
+ *   - nothing here trusts a reply: every read is bounded by the length it
+ *     was given and nesting is limited.
+ *
+ * Nothing here does I/O, logs or exits.
+ */
+#ifndef WEFT_EXEC_PROTO_H
+#define WEFT_EXEC_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+#include "frames.pb-c.h"
+#include "weft_function.h"
+
+/* Longest length line a reader accepts: 10 digits and the newline. */
+#define WEFT_EXEC_LEN_DIGITS 10
+
+/* Appends the request payload for inv (no length prefix, no trailing
+ * newline) to out. 0, or -1 when out of memory. */
+int weft_exec_request(const Weft__V1__Invoke *inv, weft_frame_buf_t *out);
+
+/* Parses a reply payload into *res (res->data is malloc()ed, the caller
+ * frees it) and returns the disposition (WEFT_OK .. WEFT_DROP), or -1 with
+ * errstr filled when the reply is malformed. */
+int weft_exec_reply_parse(const uint8_t *p, size_t len, weft_result_t *res, char *errstr,
+                          size_t errlen);
+
+/* 1 when [p, p+len) is exactly one JSON value in valid UTF-8. */
+int weft_exec_json_valid(const uint8_t *p, size_t len);
+
+/* 1 when [p, p+len) is valid UTF-8 (no overlongs, no surrogates). */
+int weft_exec_utf8_valid(const uint8_t *p, size_t len);
+
+/* 1 for application/json, text/json and any +json media type (parameters
+ * after ';' ignored, case-insensitive). */
+int weft_exec_json_content_type(const char *ct);
+
+/* Appends s as a JSON string; invalid UTF-8 bytes become U+FFFD. 0 or -1. */
+int weft_exec_json_string(weft_frame_buf_t *b, const void *s, size_t len);
+
+/* Appends len bytes / a NUL-terminated string / printf output. 0 or -1. */
+int weft_exec_buf_put(weft_frame_buf_t *b, const void *p, size_t len);
+int weft_exec_buf_puts(weft_frame_buf_t *b, const char *s);
+int weft_exec_buf_printf(weft_frame_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Appends valid JSON text [p, p+len) without insignificant whitespace. */
+int weft_exec_json_compact(weft_frame_buf_t *b, const uint8_t *p, size_t len);
+
+/* Standard base64 with padding, NUL-terminated, malloc()ed; NULL on ENOMEM. */
+char *weft_exec_base64(const uint8_t *p, size_t len);
+
+/* RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as protobuf's JSON
+ * mapping prints a Timestamp; malloc()ed, NULL on ENOMEM. */
+char *weft_exec_rfc3339(int64_t seconds, int32_t nanos);
+
+#endif

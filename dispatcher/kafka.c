@@ -183,8 +183,10 @@ static int make_producer(weft_kafka_t *k, const weft_config_t *cfg, char *errstr
     return 0;
 }
 
-weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
-                                      char *errstr, size_t errlen)
+/* The handle without clients: callbacks, the wake pipe, and the one
+ * setting every client needs. */
+static weft_kafka_t *kafka_alloc(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
+                                 char *errstr, size_t errlen)
 {
     weft_kafka_t *k = calloc(1, sizeof(*k));
     if (!k) {
@@ -204,6 +206,15 @@ weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka
         weft_kafka_destroy(k, 0);
         return NULL;
     }
+    return k;
+}
+
+weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
+                                      char *errstr, size_t errlen)
+{
+    weft_kafka_t *k = kafka_alloc(cfg, cbs, errstr, errlen);
+    if (!k)
+        return NULL;
     if (make_producer(k, cfg, errstr, errlen) != 0) {
         weft_kafka_destroy(k, 0);
         return NULL;
@@ -220,23 +231,9 @@ int weft_kafka_flush(weft_kafka_t *k, int timeout_ms)
 weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
                              char *errstr, size_t errlen)
 {
-    weft_kafka_t *k = calloc(1, sizeof(*k));
-    if (!k) {
-        snprintf(errstr, errlen, "out of memory");
+    weft_kafka_t *k = kafka_alloc(cfg, cbs, errstr, errlen);
+    if (!k)
         return NULL;
-    }
-    k->cbs = *cbs;
-    k->wake[0] = k->wake[1] = -1;
-    if (pipe2(k->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-        snprintf(errstr, errlen, "pipe2() failed: %s", strerror(errno));
-        free(k);
-        return NULL;
-    }
-    if (!weft_config_get(cfg, "kafka.bootstrap.servers", NULL)) {
-        snprintf(errstr, errlen,
-                 "kafka.bootstrap.servers is not set (config file or WEFT_KAFKA_BROKERS)");
-        goto fail;
-    }
 
     /* Consumer: a defaulted config, then the user's kafka.* on top, then
      * the settings weft's guarantees depend on, which cannot be changed. */

@@ -371,7 +371,13 @@ static void test_memory_bounded_under_backlog(void **state)
                   "(trigger max_inflight=200)\n",
                   kb, N);
     assert_true(kb > 0);
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan's shadow memory and quarantine inflate RSS several times over;
+     * the bound is checked in the plain build. */
+    print_message("(sanitizer build: RSS bound not checked)\n");
+#else
     assert_true(kb < 256 * 1024);
+#endif
     /* The event path's throughput on the mock broker, from the ledger's
      * own timestamps: first claim to last recorded outcome. */
     long ms = fx_sql_long(&fx, "SELECT (extract(epoch FROM max(updated_at) - min(created_at)) "

@@ -395,15 +395,6 @@ int weft_kafka_store(weft_kafka_t *k, const char *topic, int32_t partition, int6
     return 0;
 }
 
-static int header_value_ok(const weft_header_t *h)
-{
-    const char *v = h->value;
-    for (size_t i = 0; i < h->len; i++)
-        if (v[i] == '\0' || v[i] == '\r' || v[i] == '\n')
-            return 0;
-    return 1;
-}
-
 int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size_t key_len,
                        const void *value, size_t len, const weft_header_t *hdrs, size_t n_hdrs,
                        void *msg_opaque, int *retriable, char *errstr, size_t errlen)
@@ -411,12 +402,6 @@ int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size
     *retriable = 0;
     rd_kafka_headers_t *h = rd_kafka_headers_new(n_hdrs);
     for (size_t i = 0; i < n_hdrs; i++) {
-        /* Original headers of a dead letter are copied as they came. */
-        if (strncmp(hdrs[i].name, "ce_", 3) == 0 && hdrs[i].value && !header_value_ok(&hdrs[i])) {
-            rd_kafka_headers_destroy(h);
-            snprintf(errstr, errlen, "header %s holds CR, LF or NUL", hdrs[i].name);
-            return -1;
-        }
         rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
     }
     rd_kafka_resp_err_t err = rd_kafka_producev(

@@ -65,8 +65,9 @@ void weft_kafka_msg_free(weft_kmsg_t *m);
 int weft_kafka_store(weft_kafka_t *k, const char *topic, int32_t partition, int64_t next_offset);
 
 /* Produces asynchronously; the delivered callback reports the outcome.
- * Header values must not contain CR, LF or NUL (checked). Returns 0, or
- * -1 with errstr when the message cannot even be queued (retriable when
+ * Kafka headers are binary, so values are passed as they are (a dead
+ * letter carries its original headers byte for byte). Returns 0, or -1
+ * with errstr when the message cannot even be queued (retriable when
  * *retriable is set). */
 int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size_t key_len,
                        const void *value, size_t len, const weft_header_t *hdrs, size_t n_hdrs,

@@ -319,6 +319,28 @@ int fx_produce(fx_producer_t *p, const char *topic, const char *key, const char 
     return 0;
 }
 
+int fx_produce_raw_header(fx_producer_t *p, const char *topic, const char *id,
+                          const char *hname, const void *hvalue, size_t hlen, const char *data)
+{
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    if (id) {
+        rd_kafka_header_add(h, "ce_specversion", -1, "1.0", -1);
+        rd_kafka_header_add(h, "ce_id", -1, id, -1);
+        rd_kafka_header_add(h, "ce_source", -1, "/weft/tests", -1);
+        rd_kafka_header_add(h, "ce_type", -1, "t", -1);
+    }
+    rd_kafka_header_add(h, hname, -1, hvalue, (ssize_t)hlen);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE((void *)data, strlen(data)),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(h);
+        fprintf(stderr, "fx_produce_raw_header: %s\n", rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
 int fx_producer_flush(fx_producer_t *p)
 {
     rd_kafka_flush(p->rk, 30000);

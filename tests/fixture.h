@@ -47,6 +47,10 @@ typedef struct fx_producer fx_producer_t;
 fx_producer_t *fx_producer_new(const fx_t *fx);
 int fx_produce(fx_producer_t *p, const char *topic, const char *key, const char *id,
                const char *type, const char *data, const char *const *extra_hdrs);
+/* Produces a message with one header given as raw bytes (may hold NUL, CR,
+ * LF) besides the binary-mode CloudEvent headers of id (NULL: none). */
+int fx_produce_raw_header(fx_producer_t *p, const char *topic, const char *id,
+                          const char *hname, const void *hvalue, size_t hlen, const char *data);
 int fx_producer_flush(fx_producer_t *p);
 void fx_producer_destroy(fx_producer_t *p);
 

@@ -331,14 +331,23 @@ static void test_failures_reach_the_dead_letter_topic(void **state)
     const char *bad_json[] = {"content-type=application/cloudevents+json", NULL};
     assert_int_equal(fx_produce(p, "f.in", "a", NULL, NULL, "{\"id\": oops", bad_json), 0);
     assert_int_equal(fx_produce(p, "f.in", "a", "ok-1", "t", "{\"fine\":true}", NULL), 0);
+    /* A NUL byte in a CloudEvents header: malformed, and its dead letter
+     * carries the header as it came (Kafka headers are binary). */
+    assert_int_equal(fx_produce_raw_header(p, "f.in", NULL, "ce_id", "nul\0id", 6, "{}"), 0);
+    /* CR/LF in an attribute is valid input; its result must still go out. */
+    assert_int_equal(
+        fx_produce_raw_header(p, "f.in", "crlf-1", "ce_subject", "a\r\nb", 4, "{}"), 0);
     assert_int_equal(fx_producer_flush(p), 0);
 
     fx_consumer_t *dlq = fx_consumer_new(&fx, "f.dlq");
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    dlq_ctx_t dc = {.want = 5};
+    dlq_ctx_t dc = {.want = 6};
     fx_consume_until(dlq, &msgs, &n, &cap, n_pred, &dc, 60000);
-    assert_int_equal((int)n, 5);
+    assert_int_equal((int)n, 6);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE reason = "
+                                      "'malformed' AND error LIKE '%NUL byte%'"),
+                     1);
 
     const fx_msg_t *m = find_by_header(msgs, n, "ce_id", "fatal-1");
     assert_non_null(m);
@@ -372,7 +381,7 @@ static void test_failures_reach_the_dead_letter_topic(void **state)
     /* Each dead letter has its row, with the original bytes. */
     assert_int_equal(
         fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = 'e2e-faulty'"),
-        5);
+        6);
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
                                       "'e2e-faulty' AND value = '\\x7b226964223a206f6f7073'"),
                      1);
@@ -381,11 +390,12 @@ static void test_failures_reach_the_dead_letter_topic(void **state)
     fx_consumer_t *out = fx_consumer_new(&fx, "f.out");
     fx_msg_t *res = NULL;
     size_t rn = 0, rcap = 0;
-    dlq_ctx_t rc = {.want = 2};
+    dlq_ctx_t rc = {.want = 3};
     fx_consume_until(out, &res, &rn, &rcap, n_pred, &rc, 30000);
-    assert_int_equal((int)rn, 2);
+    assert_int_equal((int)rn, 3);
     assert_non_null(find_by_header(res, rn, "ce_weftinputid", "flaky-1"));
     assert_non_null(find_by_header(res, rn, "ce_weftinputid", "ok-1"));
+    assert_non_null(find_by_header(res, rn, "ce_weftinputid", "crlf-1"));
     assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE key = "
                                       "'ce:/weft/tests' || chr(31) || 'flaky-1'"),
                      2);

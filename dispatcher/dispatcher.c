@@ -54,6 +54,7 @@
 #define RECORD_BATCH 1000
 #define CONSUME_BATCH 1000
 #define LEASE_MARGIN_MS 5000
+#define EMIT_MAX_HEADERS 64
 
 typedef struct part {
     char *topic;
@@ -345,14 +346,12 @@ static void msg_job_done(dsp_t *d, msg_t *m)
     msg_free(d, m);
 }
 
-static dsp_t *the_dsp; /* for the all-jobs list; one dispatcher per process */
-
-static void job_free(job_t *j)
+static void job_free(dsp_t *d, job_t *j)
 {
     if (j->all_prev)
         j->all_prev->all_next = j->all_next;
-    else if (the_dsp && the_dsp->all_jobs == j)
-        the_dsp->all_jobs = j->all_next;
+    else if (d->all_jobs == j)
+        d->all_jobs = j->all_next;
     if (j->all_next)
         j->all_next->all_prev = j->all_prev;
     free(j->result);
@@ -390,11 +389,11 @@ static void job_terminal(dsp_t *d, job_t *j)
     while (f) {
         job_t *next = f->next;
         msg_job_done(d, f->msg);
-        job_free(f);
+        job_free(d, f);
         f = next;
     }
     msg_job_done(d, j->msg);
-    job_free(j);
+    job_free(d, j);
 }
 
 static void set_str(char **dst, const char *src)
@@ -431,22 +430,14 @@ static int backoff_ms(const weft_trigger_t *t, int attempts)
 
 /* ---- emitting results and dead letters -------------------------------- */
 
-static void sanitize_header(char *s)
+static void add_hdr(weft_header_t *h, size_t *n, const char *name, const char *value)
 {
-    for (; s && *s; s++)
-        if (*s == '\r' || *s == '\n')
-            *s = ' ';
-}
-
-static int add_hdr(weft_header_t *h, size_t *n, size_t max, const char *name, const char *value)
-{
-    if (*n >= max || !value)
-        return 0;
+    if (*n >= EMIT_MAX_HEADERS || !value)
+        return;
     h[*n].name = name;
     h[*n].value = value;
     h[*n].len = strlen(value);
     (*n)++;
-    return 0;
 }
 
 static void emit_failed(dsp_t *d, job_t *j, const char *err)
@@ -463,91 +454,77 @@ static void job_emit(dsp_t *d, job_t *j)
 {
     const weft_trigger_t *t = j->trig;
     msg_t *m = j->msg;
-    weft_header_t hdrs[64];
+    weft_header_t hdrs[EMIT_MAX_HEADERS];
     size_t nh = 0;
-    char err[512];
-    int retriable;
-    const void *value = NULL;
-    size_t value_len = 0;
-    const char *topic = NULL;
-    char time_buf[64], attempts_buf[16], part_buf[16], off_buf[24], dlid_buf[24];
-    char type_buf[1100];
-    now_rfc3339(time_buf, sizeof(time_buf));
+    const char *topic;
+    const void *value;
+    size_t value_len;
+    char time_buf[64], type_buf[1100], source[300];
+    char attempts_buf[16], part_buf[16], off_buf[24], dlid_buf[24];
 
-    if (j->rec == WEFT_REC_COMPLETED) {
-        if (!t->result_topic) {
-            job_terminal(d, j);
-            return;
-        }
+    if (j->rec == WEFT_REC_COMPLETED && t->result_topic) {
         topic = t->result_topic;
+        value = j->result;
+        value_len = j->result_len;
         const char *in_type = weft_envelope_attr(&m->env, "type");
+        const char *subj = weft_envelope_attr(&m->env, "subject");
         if (t->result_type)
             snprintf(type_buf, sizeof(type_buf), "%s", t->result_type);
         else if (in_type && *in_type)
             snprintf(type_buf, sizeof(type_buf), "%s.result", in_type);
         else
             snprintf(type_buf, sizeof(type_buf), "weft.result");
-        char source[300];
         snprintf(source, sizeof(source), "/weft/triggers/%s", t->name);
-        add_hdr(hdrs, &nh, 64, "ce_specversion", "1.0");
-        add_hdr(hdrs, &nh, 64, "ce_id", j->result_id);
-        add_hdr(hdrs, &nh, 64, "ce_source", source);
-        add_hdr(hdrs, &nh, 64, "ce_type", type_buf);
-        add_hdr(hdrs, &nh, 64, "ce_time", time_buf);
-        add_hdr(hdrs, &nh, 64, "ce_weftinputid", weft_envelope_attr(&m->env, "id"));
-        add_hdr(hdrs, &nh, 64, "ce_wefttrigger", t->name);
-        const char *subj = weft_envelope_attr(&m->env, "subject");
+        now_rfc3339(time_buf, sizeof(time_buf));
+        add_hdr(hdrs, &nh, "ce_specversion", "1.0");
+        add_hdr(hdrs, &nh, "ce_id", j->result_id);
+        add_hdr(hdrs, &nh, "ce_source", source);
+        add_hdr(hdrs, &nh, "ce_type", type_buf);
+        add_hdr(hdrs, &nh, "ce_time", time_buf);
+        add_hdr(hdrs, &nh, "ce_weftinputid", weft_envelope_attr(&m->env, "id"));
+        add_hdr(hdrs, &nh, "ce_wefttrigger", t->name);
         if (subj && *subj)
-            add_hdr(hdrs, &nh, 64, "ce_subject", subj);
+            add_hdr(hdrs, &nh, "ce_subject", subj);
         if (j->result_type && *j->result_type)
-            add_hdr(hdrs, &nh, 64, "content-type", j->result_type);
-        value = j->result;
-        value_len = j->result_len;
-        if (weft_kafka_produce(d->kafka, topic, m->km.key, m->km.key_len, value, value_len,
-                               hdrs, nh, j, &retriable, err, sizeof(err)) != 0) {
-            emit_failed(d, j, err);
-            return;
-        }
-        j->state = J_EMIT;
-        return;
-    }
-    if (j->rec == WEFT_REC_DEAD) {
+            add_hdr(hdrs, &nh, "content-type", j->result_type);
+    } else if (j->rec == WEFT_REC_DEAD) {
         topic = t->dead_letter_topic;
+        value = m->km.value;
+        value_len = m->km.value_len;
         /* The original headers, minus any weft failure metadata from an
          * earlier life (a re-driven event), then ours. */
-        for (size_t i = 0; i < m->km.n_hdrs && nh < 48; i++) {
-            if (strncmp(m->km.hdrs[i].name, "ce_weft", 7) == 0)
-                continue;
-            hdrs[nh++] = m->km.hdrs[i];
-        }
+        for (size_t i = 0; i < m->km.n_hdrs && nh < EMIT_MAX_HEADERS - 16; i++)
+            if (strncmp(m->km.hdrs[i].name, "ce_weft", 7) != 0)
+                hdrs[nh++] = m->km.hdrs[i];
         snprintf(attempts_buf, sizeof(attempts_buf), "%d", j->attempts);
         snprintf(part_buf, sizeof(part_buf), "%d", (int)m->km.partition);
         snprintf(off_buf, sizeof(off_buf), "%lld", (long long)m->km.offset);
         snprintf(dlid_buf, sizeof(dlid_buf), "%lld", (long long)j->dl_id);
-        sanitize_header(j->error);
-        add_hdr(hdrs, &nh, 64, "ce_weftreason", j->reason ? j->reason : "unknown");
-        add_hdr(hdrs, &nh, 64, "ce_wefterror", j->error ? j->error : "");
-        add_hdr(hdrs, &nh, 64, "ce_weftattempts", attempts_buf);
-        add_hdr(hdrs, &nh, 64, "ce_wefttrigger", t->name);
-        add_hdr(hdrs, &nh, 64, "ce_weftsrctopic", m->km.topic);
-        add_hdr(hdrs, &nh, 64, "ce_weftsrcpartition", part_buf);
-        add_hdr(hdrs, &nh, 64, "ce_weftsrcoffset", off_buf);
+        add_hdr(hdrs, &nh, "ce_weftreason", j->reason ? j->reason : "unknown");
+        add_hdr(hdrs, &nh, "ce_wefterror", j->error ? j->error : "");
+        add_hdr(hdrs, &nh, "ce_weftattempts", attempts_buf);
+        add_hdr(hdrs, &nh, "ce_wefttrigger", t->name);
+        add_hdr(hdrs, &nh, "ce_weftsrctopic", m->km.topic);
+        add_hdr(hdrs, &nh, "ce_weftsrcpartition", part_buf);
+        add_hdr(hdrs, &nh, "ce_weftsrcoffset", off_buf);
         if (j->first_failure[0])
-            add_hdr(hdrs, &nh, 64, "ce_weftfirstfailure", j->first_failure);
+            add_hdr(hdrs, &nh, "ce_weftfirstfailure", j->first_failure);
         if (j->last_failure[0])
-            add_hdr(hdrs, &nh, 64, "ce_weftlastfailure", j->last_failure);
+            add_hdr(hdrs, &nh, "ce_weftlastfailure", j->last_failure);
         if (j->dl_id)
-            add_hdr(hdrs, &nh, 64, "ce_weftdlqid", dlid_buf);
-        if (weft_kafka_produce(d->kafka, topic, m->km.key, m->km.key_len, m->km.value,
-                               m->km.value_len, hdrs, nh, j, &retriable, err,
-                               sizeof(err)) != 0) {
-            emit_failed(d, j, err);
-            return;
-        }
-        j->state = J_EMIT;
+            add_hdr(hdrs, &nh, "ce_weftdlqid", dlid_buf);
+    } else {
+        job_terminal(d, j);
         return;
     }
-    job_terminal(d, j);
+    char err[512];
+    int retriable;
+    if (weft_kafka_produce(d->kafka, topic, m->km.key, m->km.key_len, value, value_len, hdrs, nh,
+                           j, &retriable, err, sizeof(err)) != 0) {
+        emit_failed(d, j, err);
+        return;
+    }
+    j->state = J_EMIT;
 }
 
 static void on_delivered(void *opaque, void *msg_opaque, const char *err)
@@ -680,13 +657,27 @@ static void pools_gc(dsp_t *d)
     }
 }
 
+/* Queues the job's outcome for recording. A retryable failure of the last
+ * allowed attempt is recorded as dead here, whatever produced it. */
+static void job_record(dsp_t *d, job_t *j)
+{
+    if (j->rec == WEFT_REC_RETRY && j->attempts >= j->trig->max_attempts) {
+        char e[1400];
+        snprintf(e, sizeof(e), "%s (after %d attempts)", j->error ? j->error : "", j->attempts);
+        j->rec = WEFT_REC_DEAD;
+        set_str(&j->error, e);
+        set_str(&j->reason, "max_attempts");
+    }
+    j->state = J_RECORD;
+    jq_push(&d->record_q, j);
+}
+
 static void job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error)
 {
     j->rec = WEFT_REC_DEAD;
     set_str(&j->reason, reason);
     set_str(&j->error, error);
-    j->state = J_RECORD;
-    jq_push(&d->record_q, j);
+    job_record(d, j);
 }
 
 static void job_invoke(dsp_t *d, job_t *j)
@@ -704,8 +695,7 @@ static void job_invoke(dsp_t *d, job_t *j)
     j->rec = WEFT_REC_RETRY;
     set_str(&j->reason, "pool_unavailable");
     set_str(&j->error, err);
-    j->state = J_RECORD;
-    jq_push(&d->record_q, j);
+    job_record(d, j);
 }
 
 static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
@@ -752,16 +742,7 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
         j->retry_after_ms = (int)out->retry_after_ms;
         break;
     }
-    if (j->rec == WEFT_REC_RETRY && j->attempts >= j->trig->max_attempts) {
-        /* The last attempt failed: this record makes it dead. */
-        j->rec = WEFT_REC_DEAD;
-        char e[1400];
-        snprintf(e, sizeof(e), "%s (after %d attempts)", j->error ? j->error : "", j->attempts);
-        set_str(&j->error, e);
-        set_str(&j->reason, "max_attempts");
-    }
-    j->state = J_RECORD;
-    jq_push(&d->record_q, j);
+    job_record(d, j);
 }
 
 /* ---- claiming ---------------------------------------------------------- */
@@ -1068,14 +1049,14 @@ static job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
     d->all_jobs = j;
     if (asprintf(&j->hkey, "%s\x1f%d\x1f%s", t->name, j->generation, m->key) < 0) {
         j->hkey = NULL;
-        job_free(j);
+        job_free(d, j);
         return NULL;
     }
     if (t->ordered &&
         asprintf(&j->okey, "%s\x1f%s\x1f%d\x1f%.*s", t->name, m->km.topic, (int)m->km.partition,
                  (int)m->km.key_len, m->km.key ? (const char *)m->km.key : "") < 0) {
         j->okey = NULL;
-        job_free(j);
+        job_free(d, j);
         return NULL;
     }
     return j;
@@ -1609,7 +1590,7 @@ static void teardown(dsp_t *d)
     while (d->all_jobs) {
         job_t *j = d->all_jobs;
         msg_t *m = j->msg;
-        job_free(j);
+        job_free(d, j);
         if (--m->pending == 0)
             msg_free(d, m);
     }
@@ -1649,7 +1630,6 @@ int weft_dispatcher_run(weft_config_t *cfg)
         return 1;
     d->cfg = cfg;
     d->pg_io.fd = -1;
-    the_dsp = d;
     /* Blocked from the start (and read through a signalfd later) so that a
      * SIGTERM during startup still ends in a clean shutdown. */
     sigset_t mask;
@@ -1716,7 +1696,6 @@ int weft_dispatcher_run(weft_config_t *cfg)
     stats(d, 1);
     teardown(d);
     free(d);
-    the_dsp = NULL;
     weft_info("dispatcher stopped");
     return exit_code;
 }

@@ -550,10 +550,12 @@ static void on_delivered(void *opaque, void *msg_opaque, const char *err)
 
 static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx);
 
-static fn_pool_t *pool_for(dsp_t *d, const weft_function_t *fn)
+/* The live pool of a function. By name, not version: a job that started
+ * under an older definition retries in the pool that replaced it. */
+static fn_pool_t *pool_for(dsp_t *d, const char *function)
 {
     for (fn_pool_t *p = d->pools; p; p = p->next)
-        if (!p->retired && strcmp(p->name, fn->name) == 0 && strcmp(p->version, fn->version) == 0)
+        if (!p->retired && strcmp(p->name, function) == 0)
             return p;
     return NULL;
 }
@@ -579,7 +581,7 @@ static void pools_reconcile(dsp_t *d)
     }
     for (size_t i = 0; i < d->cat->n_fns; i++) {
         const weft_function_t *fn = &d->cat->fns[i];
-        if (pool_for(d, fn))
+        if (pool_for(d, fn->name))
             continue;
         char entry[PATH_MAX];
         if (resolve_entry(d, fn->entry, entry, sizeof(entry)) != 0) {
@@ -682,7 +684,7 @@ static void job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *err
 
 static void job_invoke(dsp_t *d, job_t *j)
 {
-    fn_pool_t *fp = pool_for(d, j->trig->fn);
+    fn_pool_t *fp = pool_for(d, j->trig->function);
     char err[512];
     if (!fp) {
         snprintf(err, sizeof(err), "no worker pool for function %s", j->trig->fn->name);

@@ -22,7 +22,7 @@
     "d.poison:1 d.poison.out:1 d.poison.dlq:1 d.backoff:1 d.backoff.out:1 d.backoff.dlq:1 "        \
     "d.fix:1 d.fix.out:1 d.fix.dlq:1 d.fan:2 d.fan.a:1 d.fan.b:1 d.fan.c:1 d.fan.dlq:1 "           \
     "d.hot.out:1 d.ordered:2 d.ordered.out:1 d.ordered.dlq:1 d.backlog:8 d.backlog.out:8 "         \
-    "d.backlog.dlq:1 d.big.dlq:1"
+    "d.backlog.dlq:1 d.swap:1 d.swap.out:1 d.swap.dlq:1"
 #define RUN_SET                                                                                    \
     "dispatcher.shutdown_timeout_ms=10000;kafka.session.timeout.ms=6000;"                          \
     "kafka.heartbeat.interval.ms=500;dispatcher.max_event_bytes=4096"
@@ -233,6 +233,35 @@ static void test_redrive_after_fix_runs_once(void **state)
     fx_producer_destroy(p);
 }
 
+static void test_retry_runs_in_the_replaced_pool(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_int_equal(
+        fx_produce(p, "d.swap", "k", "swap-1", "t", "{\"name\":\"swap\",\"fail\":\"retry\"}",
+                   NULL),
+        0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    uint64_t deadline = fx_now_ms() + 30000;
+    while (fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'd-swap' AND "
+                            "last_error IS NOT NULL") != 1 &&
+           fx_now_ms() < deadline)
+        usleep(50000);
+    /* A new version of the function while the retry waits: the retry must
+     * run in the new pool, not fail for want of the old one. */
+    char *r = fx_sql(&fx, "UPDATE weft.functions SET entry = 'uppercase.so' WHERE name = "
+                          "'d-swap'");
+    free(r);
+    fx_msg_t *res;
+    size_t rn = collect("d.swap.out", 1, 30000, &res);
+    assert_int_equal(rn, 1);
+    assert_string_equal(res[0].value, "{\"name\":\"SWAP\",\"fail\":\"RETRY\"}");
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = 'd-swap'"),
+                     2);
+    fx_msgs_free(res, rn);
+    fx_producer_destroy(p);
+}
+
 static void test_fan_out_and_filters(void **state)
 {
     (void)state;
@@ -400,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_restart_during_backoff_keeps_attempts),
         cmocka_unit_test(test_oversized_message_is_dead_lettered),
         cmocka_unit_test(test_redrive_after_fix_runs_once),
+        cmocka_unit_test(test_retry_runs_in_the_replaced_pool),
         cmocka_unit_test(test_fan_out_and_filters),
         cmocka_unit_test(test_hot_reload_adds_a_trigger),
         cmocka_unit_test(test_ordered_trigger_keeps_order_per_key),

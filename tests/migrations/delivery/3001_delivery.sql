@@ -2,7 +2,8 @@
 INSERT INTO weft.functions (name, runtime, entry, timeout_ms, pool_size)
 VALUES ('d-faulty', 'shared_object', 'faulty.so', 2000, 4),
        ('d-fixable', 'shared_object', 'faulty.so', 2000, 1),
-       ('d-upper', 'shared_object', 'uppercase.so', 2000, 2);
+       ('d-upper', 'shared_object', 'uppercase.so', 2000, 2),
+       ('d-swap', 'shared_object', 'faulty.so', 2000, 1);
 
 -- A poison message among good ones on a single partition.
 INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic,
@@ -36,3 +37,8 @@ VALUES ('d-ordered', 'd.ordered', 'd-faulty', 'd.ordered.out', 'd.ordered.dlq', 
 -- Backlog: small per-trigger bound.
 INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic, max_inflight)
 VALUES ('d-backlog', 'd.backlog', 'd-upper', 'd.backlog.out', 'd.backlog.dlq', 200);
+
+-- Its function is replaced while a retry waits out its backoff.
+INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic,
+                           max_attempts, backoff_initial_ms, backoff_max_ms, backoff_jitter)
+VALUES ('d-swap', 'd.swap', 'd-swap', 'd.swap.out', 'd.swap.dlq', 3, 2500, 2500, 0);

@@ -891,8 +891,6 @@ static void flush_claims(dsp_t *d)
 
 static char *headers_json(const msg_t *m)
 {
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     weft_buf_t b = {0};
     weft_buf_append(&b, "[", 1);
     for (size_t i = 0; i < m->km.n_hdrs; i++) {
@@ -906,18 +904,8 @@ static char *headers_json(const msg_t *m)
             weft_buf_append(&b, "null}", 5);
             continue;
         }
-        const uint8_t *p = h->value;
         weft_buf_append(&b, "\"", 1);
-        for (size_t k = 0; k < h->len; k += 3) {
-            uint32_t v = (uint32_t)p[k] << 16;
-            if (k + 1 < h->len)
-                v |= (uint32_t)p[k + 1] << 8;
-            if (k + 2 < h->len)
-                v |= p[k + 2];
-            char q[4] = {b64[v >> 18], b64[(v >> 12) & 63], k + 1 < h->len ? b64[(v >> 6) & 63] : '=',
-                         k + 2 < h->len ? b64[v & 63] : '='};
-            weft_buf_append(&b, q, 4);
-        }
+        weft_base64_append(&b, h->value, h->len);
         weft_buf_append(&b, "\"}", 2);
     }
     weft_buf_append(&b, "]", 1);

@@ -291,40 +291,6 @@ static void rd_noop(void *opaque, const char *topic, int32_t partition)
     (void)partition;
 }
 
-static int b64v(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-static size_t b64_dec(const char *s, size_t n, char *out)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64v((unsigned char)s[i]);
-        if (v < 0)
-            continue;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)(acc >> bits);
-        }
-    }
-    return o;
-}
-
 typedef struct hdr_collect {
     weft_header_t *h;
     size_t n, cap;
@@ -356,8 +322,9 @@ static int hdr_member(const char *key, const weft_json_val_t *val, void *opaque)
         if (val->type == WEFT_JSON_NULL) {
             oh->null_value = 1;
         } else if (val->type == WEFT_JSON_STRING) {
-            oh->value = malloc(val->len + 1);
-            oh->len = b64_dec(val->p + 1, val->len - 2, oh->value);
+            oh->value = (char *)weft_base64_decode(val->p + 1, val->len - 2, &oh->len);
+            if (!oh->value)
+                return 1; /* not base64: this is not a header weft stored */
         }
     }
     return 0;

@@ -251,62 +251,6 @@ static int json_member(const char *key, const weft_json_val_t *val, void *opaque
     return 0;
 }
 
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes standard or URL-safe base64, padding optional. */
-static uint8_t *b64_decode(weft_arena_t **ap, const char *s, size_t n, size_t *out_len)
-{
-    uint8_t *out = arena_alloc(ap, n / 4 * 3 + 3);
-    if (!out)
-        return NULL;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '=') {
-            for (size_t j = i; j < n; j++)
-                if (s[j] != '=')
-                    return NULL;
-            break;
-        }
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0)
-            return NULL;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    *out_len = o;
-    return out;
-}
-
-static int json_ct(const char *ct)
-{
-    if (!ct || !*ct)
-        return 1;
-    if (strncasecmp(ct, "application/json", 16) == 0 || strncasecmp(ct, "text/json", 9) == 0)
-        return 1;
-    const char *semi = strchr(ct, ';');
-    size_t n = semi ? (size_t)(semi - ct) : strlen(ct);
-    return n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
-}
-
 static weft_env_status_t decode_json(weft_envelope_t *env, const void *value, size_t len,
                                      char *errstr, size_t errlen)
 {
@@ -336,10 +280,14 @@ static weft_env_status_t decode_json(weft_envelope_t *env, const void *value, si
             snprintf(errstr, errlen, "data_base64 must be a string");
             return WEFT_ENV_MALFORMED;
         }
-        size_t n, tl;
+        size_t n = 0, tl;
         char *text = weft_json_unescape(&jc.data_b64, &tl);
-        uint8_t *d = text ? b64_decode(&env->arena, text, tl, &n) : NULL;
+        uint8_t *raw = text ? weft_base64_decode(text, tl, &n) : NULL;
+        uint8_t *d = raw ? arena_alloc(&env->arena, n ? n : 1) : NULL;
+        if (d)
+            memcpy(d, raw, n);
         free(text);
+        free(raw);
         if (!d) {
             snprintf(errstr, errlen, "data_base64 is not valid base64");
             return WEFT_ENV_MALFORMED;
@@ -352,7 +300,7 @@ static weft_env_status_t decode_json(weft_envelope_t *env, const void *value, si
         size_t n = jc.data.len;
         char *tmp = NULL;
         /* A string with a non-JSON content type carries the text itself. */
-        if (jc.data.type == WEFT_JSON_STRING && !json_ct(ct)) {
+        if (jc.data.type == WEFT_JSON_STRING && ct && *ct && !weft_json_content_type(ct)) {
             tmp = weft_json_unescape(&jc.data, &n);
             if (!tmp) {
                 snprintf(errstr, errlen, "data is not a valid JSON string");

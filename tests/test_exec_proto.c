@@ -27,7 +27,7 @@ static char *request_for(Io__Cloudevents__V1__CloudEvent *ce)
     inv.deadline_ms = 1500;
     weft_frame_buf_t b = {0};
     assert_int_equal(weft_exec_request(&inv, &b), 0);
-    assert_true(weft_exec_json_valid(b.data, b.len));
+    assert_true(weft_json_valid(b.data, b.len));
     assert_null(memchr(b.data, '\n', b.len)); /* readable as one line */
     return (char *)b.data;                    /* NUL-terminated by weft_exec_buf_put */
 }
@@ -171,22 +171,22 @@ static void test_reply_parse(void **state)
 static void test_json_helpers(void **state)
 {
     (void)state;
-    assert_true(weft_exec_json_content_type("application/json"));
-    assert_true(weft_exec_json_content_type("Application/JSON; charset=utf-8"));
-    assert_true(weft_exec_json_content_type("application/cloudevents+json"));
-    assert_true(weft_exec_json_content_type("text/json"));
-    assert_false(weft_exec_json_content_type("text/plain"));
-    assert_false(weft_exec_json_content_type("+json"));
-    assert_false(weft_exec_json_content_type("application/jsonx"));
-    assert_true(weft_exec_utf8_valid((const uint8_t *)"caf\xc3\xa9", 5));
-    assert_false(weft_exec_utf8_valid((const uint8_t *)"\xc0\xaf", 2));     /* overlong */
-    assert_false(weft_exec_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3)); /* surrogate */
-    assert_false(weft_exec_json_valid((const uint8_t *)"{\"a\":01}", 8));
-    assert_true(weft_exec_json_valid((const uint8_t *)" -0.5e+3 ", 9));
+    assert_true(weft_json_content_type("application/json"));
+    assert_true(weft_json_content_type("Application/JSON; charset=utf-8"));
+    assert_true(weft_json_content_type("application/cloudevents+json"));
+    assert_true(weft_json_content_type("text/json"));
+    assert_false(weft_json_content_type("text/plain"));
+    assert_false(weft_json_content_type("+json"));
+    assert_false(weft_json_content_type("application/jsonx"));
+    assert_true(weft_utf8_valid((const uint8_t *)"caf\xc3\xa9", 5));
+    assert_false(weft_utf8_valid((const uint8_t *)"\xc0\xaf", 2));     /* overlong */
+    assert_false(weft_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3)); /* surrogate */
+    assert_false(weft_json_valid((const uint8_t *)"{\"a\":01}", 8));
+    assert_true(weft_json_valid((const uint8_t *)" -0.5e+3 ", 9));
     char deep[300];
     memset(deep, '[', 150);
     memset(deep + 150, ']', 150);
-    assert_false(weft_exec_json_valid((const uint8_t *)deep, 300)); /* nesting bound */
+    assert_false(weft_json_valid((const uint8_t *)deep, 300)); /* nesting bound */
 }
 
 int main(void)

@@ -26,6 +26,7 @@
 
 #include "frame.h"
 #include "frames.pb-c.h"
+#include "json.h" /* validation, UTF-8, base64: shared with the dispatcher */
 #include "weft_function.h"
 
 /* Longest length line a reader accepts: 10 digits and the newline. */
@@ -41,16 +42,6 @@ int weft_exec_request(const Weft__V1__Invoke *inv, weft_frame_buf_t *out);
 int weft_exec_reply_parse(const uint8_t *p, size_t len, weft_result_t *res, char *errstr,
                           size_t errlen);
 
-/* 1 when [p, p+len) is exactly one JSON value in valid UTF-8. */
-int weft_exec_json_valid(const uint8_t *p, size_t len);
-
-/* 1 when [p, p+len) is valid UTF-8 (no overlongs, no surrogates). */
-int weft_exec_utf8_valid(const uint8_t *p, size_t len);
-
-/* 1 for application/json, text/json and any +json media type (parameters
- * after ';' ignored, case-insensitive). */
-int weft_exec_json_content_type(const char *ct);
-
 /* Appends s as a JSON string; invalid UTF-8 bytes become U+FFFD. 0 or -1. */
 int weft_exec_json_string(weft_frame_buf_t *b, const void *s, size_t len);
 
@@ -62,9 +53,6 @@ int weft_exec_buf_printf(weft_frame_buf_t *b, const char *fmt, ...)
 
 /* Appends valid JSON text [p, p+len) without insignificant whitespace. */
 int weft_exec_json_compact(weft_frame_buf_t *b, const uint8_t *p, size_t len);
-
-/* Standard base64 with padding, NUL-terminated, malloc()ed; NULL on ENOMEM. */
-char *weft_exec_base64(const uint8_t *p, size_t len);
 
 /* RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as protobuf's JSON
  * mapping prints a Timestamp; malloc()ed, NULL on ENOMEM. */

@@ -316,16 +316,16 @@ static int print_json(const invoke_opts_t *o, const char *runtime, const invoke_
         &b, ",\"retry_after_ms\":%" PRIu32 ",\"datacontenttype\":", st->retry_after_ms);
     rc |= weft_exec_json_string(&b, st->content_type, strlen(st->content_type));
     if (st->len) {
-        if (weft_exec_json_content_type(st->content_type) &&
-            weft_exec_json_valid(st->data, st->len)) {
+        if (weft_json_content_type(st->content_type) &&
+            weft_json_valid(st->data, st->len)) {
             rc |= weft_exec_buf_puts(&b, ",\"data\":");
             rc |= weft_exec_json_compact(&b, st->data, st->len);
         } else if (strncmp(st->content_type, "text/", 5) == 0 &&
-                   weft_exec_utf8_valid(st->data, st->len)) {
+                   weft_utf8_valid(st->data, st->len)) {
             rc |= weft_exec_buf_puts(&b, ",\"data\":");
             rc |= weft_exec_json_string(&b, st->data, st->len);
         } else {
-            char *b64 = weft_exec_base64(st->data, st->len);
+            char *b64 = weft_base64_encode(st->data, st->len);
             rc |= !b64;
             rc |= weft_exec_buf_puts(&b, ",\"data_base64\":\"");
             rc |= weft_exec_buf_puts(&b, b64 ? b64 : "");
@@ -374,7 +374,7 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
     size_t na = 0;
     const char *ct = o->content_type;
     if (!ct && len)
-        ct = weft_exec_json_valid(data, len) ? "application/json" : "application/octet-stream";
+        ct = weft_json_valid(data, len) ? "application/json" : "application/octet-stream";
     struct {
         const char *k, *v;
     } std_attrs[] = {{"datacontenttype", ct}, {"subject", o->subject}};

@@ -191,7 +191,7 @@ static const char *attr_string(const Io__Cloudevents__V1__CloudEvent__CloudEvent
         return v->ce_uri_ref ? v->ce_uri_ref : "";
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES:
         /* CloudEvents' JSON format carries Binary attributes as base64. */
-        return scratch_keep(s, weft_exec_base64(v->ce_bytes.data, v->ce_bytes.len));
+        return scratch_keep(s, weft_base64_encode(v->ce_bytes.data, v->ce_bytes.len));
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP:
         return v->ce_timestamp ? scratch_keep(s, weft_exec_rfc3339(v->ce_timestamp->seconds,
                                                                    v->ce_timestamp->nanos))

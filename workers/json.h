@@ -1,8 +1,9 @@
 /*
- * json.h - the small amount of JSON weft needs: validate a document, walk
- * the members of a top-level object, unescape strings, and write escaped
- * strings. Input is never trusted: every function is bounded by the length
- * it is given and by a nesting limit.
+ * json.h - the small amount of JSON, UTF-8 and base64 weft needs, shared by
+ * the dispatcher and the workers: validate a document (UTF-8 included), walk
+ * the members of a top-level object, unescape strings, write escaped
+ * strings, encode and decode base64. Input is never trusted: every function
+ * is bounded by the length it is given and by a nesting limit.
  */
 #ifndef WEFT_JSON_H
 #define WEFT_JSON_H
@@ -27,8 +28,20 @@ typedef struct weft_json_val {
 } weft_json_val_t;
 
 /* Validates that [s, s+len) is exactly one JSON value (surrounding
- * whitespace allowed). Returns 0 or -1 with errstr filled. */
+ * whitespace allowed). Bytes inside strings are not checked for UTF-8.
+ * Returns 0 or -1 with errstr filled. */
 int weft_json_validate(const char *s, size_t len, char *errstr, size_t errlen);
+/* 1 when [s, s+len) is one JSON value in valid UTF-8 (RFC 8259 text). */
+int weft_json_valid(const void *s, size_t len);
+
+/* 1 for JSON media types: application/json, text/json, anything +json
+ * (parameters such as charset ignored). */
+int weft_json_content_type(const char *ct);
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+size_t weft_utf8_seq(const unsigned char *p, size_t avail);
+int weft_utf8_valid(const void *p, size_t len);
 
 /* Calls fn for each member of the top-level object in s. key is the
  * unescaped member name (NUL-terminated, temporary). Returns 0, -1 on a
@@ -41,6 +54,8 @@ int weft_json_object_each(const char *s, size_t len, weft_json_member_fn fn, voi
  * NUL-terminated malloc()ed buffer; *out_len excludes the NUL. Returns NULL
  * on a bad escape or if the string holds a NUL. */
 char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len);
+/* The same for data: \u0000 is allowed (out_len counts every byte). */
+char *weft_json_unescape_bytes(const weft_json_val_t *val, size_t *out_len);
 
 /* Appends s as a quoted, escaped JSON string to buf (growing it). Returns 0
  * or -1 when out of memory. */
@@ -52,5 +67,13 @@ int weft_buf_append(weft_buf_t *b, const void *data, size_t len);
 int weft_buf_printf(weft_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int weft_json_append_string(weft_buf_t *b, const char *s, size_t len);
 void weft_buf_free(weft_buf_t *b);
+
+/* Appends the standard base64 of [p, p+len) (with padding). 0 or -1. */
+int weft_base64_append(weft_buf_t *b, const void *p, size_t len);
+/* The standard base64 of [p, p+len) as a new NUL-terminated string. */
+char *weft_base64_encode(const void *p, size_t len);
+/* Decodes standard or URL-safe base64, padding optional, into a new
+ * malloc()ed buffer; NULL when malformed or out of memory. */
+unsigned char *weft_base64_decode(const char *s, size_t len, size_t *out_len);
 
 #endif

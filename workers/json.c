@@ -1,6 +1,8 @@
 /*
- * json.c - a bounded, allocation-free JSON scanner (RFC 8259) plus string
- * helpers. Used on untrusted event bytes in the dispatcher and the CLI.
+ * json.c - a bounded, allocation-free JSON scanner (RFC 8259), string,
+ * UTF-8 and base64 helpers. Used on untrusted bytes in the dispatcher (event
+ * envelopes, dead-letter headers), the CLI and the workers (exec replies):
+ * one codec, so they cannot disagree about what is valid.
  *
  * Invariant: the scanner never reads past the length it was given and
  * never recurses deeper than JSON_MAX_DEPTH, so hostile input costs at most
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define JSON_MAX_DEPTH 64
 
@@ -37,6 +40,50 @@ static int hexval(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+size_t weft_utf8_seq(const unsigned char *p, size_t avail)
+{
+    uint8_t c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (avail < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+int weft_utf8_valid(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < len;) {
+        size_t n = weft_utf8_seq(s + i, len - i);
+        if (!n)
+            return 0;
+        i += n;
+    }
+    return 1;
 }
 
 static int scan_string(scan_t *sc)
@@ -252,6 +299,27 @@ int weft_json_validate(const char *s, size_t len, char *errstr, size_t errlen)
     return 0;
 }
 
+int weft_json_valid(const void *s, size_t len)
+{
+    char err[8];
+    return weft_utf8_valid(s, len) && weft_json_validate(s, len, err, sizeof(err)) == 0;
+}
+
+int weft_json_content_type(const char *ct)
+{
+    if (!ct)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n && ct[n - 1] == ' ')
+        n--;
+    if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+        (n == 9 && strncasecmp(ct, "text/json", 9) == 0))
+        return 1;
+    return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 && memchr(ct, '/', n) != NULL;
+}
+
 int weft_json_object_each(const char *s, size_t len, weft_json_member_fn fn, void *opaque,
                           char *errstr, size_t errlen)
 {
@@ -336,7 +404,7 @@ static int read_hex4(const char *p, const char *end, uint32_t *out)
     return 0;
 }
 
-char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len)
+static char *unescape(const weft_json_val_t *val, size_t *out_len, int allow_nul)
 {
     if (val->type != WEFT_JSON_STRING || val->len < 2)
         return NULL;
@@ -346,7 +414,7 @@ char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len)
         return NULL;
     while (p < end) {
         if (*p != '\\') {
-            if (*p == '\0')
+            if (*p == '\0' && !allow_nul)
                 goto bad;
             *o++ = *p++;
             continue;
@@ -391,7 +459,7 @@ char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len)
             } else if (cp >= 0xdc00 && cp <= 0xdfff) {
                 goto bad;
             }
-            if (cp == 0)
+            if (cp == 0 && !allow_nul)
                 goto bad;
             o += put_utf8(o, cp);
             break;
@@ -407,6 +475,16 @@ char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len)
 bad:
     free(out);
     return NULL;
+}
+
+char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len)
+{
+    return unescape(val, out_len, 0);
+}
+
+char *weft_json_unescape_bytes(const weft_json_val_t *val, size_t *out_len)
+{
+    return unescape(val, out_len, 1);
 }
 
 int weft_buf_append(weft_buf_t *b, const void *data, size_t len)
@@ -491,4 +569,80 @@ void weft_buf_free(weft_buf_t *b)
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
+}
+
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int weft_base64_append(weft_buf_t *b, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    char q[4];
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < len)
+            v |= p[i + 2];
+        q[0] = b64_chars[v >> 18];
+        q[1] = b64_chars[(v >> 12) & 63];
+        q[2] = i + 1 < len ? b64_chars[(v >> 6) & 63] : '=';
+        q[3] = i + 2 < len ? b64_chars[v & 63] : '=';
+        if (weft_buf_append(b, q, 4) != 0)
+            return -1;
+    }
+    return len == 0 ? weft_buf_append(b, "", 0) : 0;
+}
+
+char *weft_base64_encode(const void *p, size_t len)
+{
+    weft_buf_t b = {0};
+    if (weft_base64_append(&b, p, len) != 0) {
+        weft_buf_free(&b);
+        return NULL;
+    }
+    return b.p;
+}
+
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+unsigned char *weft_base64_decode(const char *s, size_t len, size_t *out_len)
+{
+    while (len && s[len - 1] == '=')
+        len--;
+    if (len % 4 == 1)
+        return NULL;
+    unsigned char *out = malloc(len / 4 * 3 + 3);
+    if (!out)
+        return NULL;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    *out_len = o;
+    return out;
 }

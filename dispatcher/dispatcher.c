@@ -897,8 +897,10 @@ static char *headers_json(const msg_t *m)
         const weft_header_t *h = &m->km.hdrs[i];
         if (i)
             weft_buf_append(&b, ",", 1);
+        char *name = weft_utf8_sanitize(strdup(h->name ? h->name : ""));
         weft_buf_append(&b, "{\"name\":", 8);
-        weft_json_append_string(&b, h->name, strlen(h->name));
+        weft_json_append_string(&b, name ? name : "?", name ? strlen(name) : 1);
+        free(name);
         weft_buf_append(&b, ",\"value_base64\":", 16);
         if (!h->value) {
             weft_buf_append(&b, "null}", 5);
@@ -1096,7 +1098,7 @@ static char *message_key(msg_t *m)
     for (size_t i = 0; i < m->km.n_hdrs; i++) {
         const weft_header_t *h = &m->km.hdrs[i];
         if (strcmp(h->name, "weft-key") == 0 && h->value && h->len > 0 && h->len <= 1024 &&
-            !memchr(h->value, '\0', h->len)) {
+            !memchr(h->value, '\0', h->len) && weft_utf8_valid(h->value, h->len)) {
             if (asprintf(&k, "%.*s", (int)h->len, (const char *)h->value) < 0)
                 return NULL;
             return k;

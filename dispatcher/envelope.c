@@ -151,6 +151,23 @@ static int check_required(weft_envelope_t *env, char *errstr, size_t errlen)
         snprintf(errstr, errlen, "required attribute type is missing");
         return -1;
     }
+    /* Attribute values are Unicode strings; they become idempotency keys
+     * and database text. */
+    const char *req[4] = {ce->id, ce->source, ce->spec_version, ce->type};
+    static const char *const req_names[4] = {"id", "source", "specversion", "type"};
+    for (int i = 0; i < 4; i++) {
+        if (!weft_utf8_valid(req[i], strlen(req[i]))) {
+            snprintf(errstr, errlen, "attribute %s is not valid UTF-8", req_names[i]);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < ce->n_attributes; i++) {
+        const char *v = weft_envelope_attr(env, ce->attributes[i]->key);
+        if (v && !weft_utf8_valid(v, strlen(v))) {
+            snprintf(errstr, errlen, "attribute %s is not valid UTF-8", ce->attributes[i]->key);
+            return -1;
+        }
+    }
     return 0;
 }
 

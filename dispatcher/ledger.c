@@ -97,9 +97,22 @@ static int add_int(weft_buf_t *b, long long v)
     return weft_pg_array_add(b, tmp, (size_t)n, 0);
 }
 
+/* Text for PostgreSQL. Bytes that are not UTF-8 (an error message that
+ * quotes a hostile header, say) would fail the whole batch, and the batch
+ * would fail again on every retry: they become '?'. */
 static int add_str(weft_buf_t *b, const char *s)
 {
-    return weft_pg_array_add(b, s ? s : "", s ? strlen(s) : 0, s == NULL);
+    if (!s)
+        return weft_pg_array_add(b, "", 0, 1);
+    size_t len = strlen(s);
+    if (weft_utf8_valid(s, len))
+        return weft_pg_array_add(b, s, len, 0);
+    char *copy = strdup(s);
+    if (!copy)
+        return -1;
+    int rc = weft_pg_array_add(b, weft_utf8_sanitize(copy), len, 0);
+    free(copy);
+    return rc;
 }
 
 static const char CLAIM_SQL[] =

@@ -334,6 +334,12 @@ static void test_failures_reach_the_dead_letter_topic(void **state)
     /* A NUL byte in a CloudEvents header: malformed, and its dead letter
      * carries the header as it came (Kafka headers are binary). */
     assert_int_equal(fx_produce_raw_header(p, "f.in", NULL, "ce_id", "nul\0id", 6, "{}"), 0);
+    /* Bytes that are not UTF-8 in an attribute (here the source, part of
+     * the idempotency key) and in a header name: malformed, dead-lettered,
+     * and nothing else is held up by them. */
+    assert_int_equal(
+        fx_produce_raw_header(p, "f.in", "utf8-src", "ce_source", "\xff\xfe", 2, "{}"), 0);
+    assert_int_equal(fx_produce_raw_header(p, "f.in", "utf8-name", "ce_\xc3(", "x", 1, "{}"), 0);
     /* CR/LF in an attribute is valid input; its result must still go out. */
     assert_int_equal(
         fx_produce_raw_header(p, "f.in", "crlf-1", "ce_subject", "a\r\nb", 4, "{}"), 0);
@@ -342,9 +348,9 @@ static void test_failures_reach_the_dead_letter_topic(void **state)
     fx_consumer_t *dlq = fx_consumer_new(&fx, "f.dlq");
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    dlq_ctx_t dc = {.want = 6};
+    dlq_ctx_t dc = {.want = 8};
     fx_consume_until(dlq, &msgs, &n, &cap, n_pred, &dc, 60000);
-    assert_int_equal((int)n, 6);
+    assert_int_equal((int)n, 8);
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE reason = "
                                       "'malformed' AND error LIKE '%NUL byte%'"),
                      1);
@@ -381,7 +387,10 @@ static void test_failures_reach_the_dead_letter_topic(void **state)
     /* Each dead letter has its row, with the original bytes. */
     assert_int_equal(
         fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = 'e2e-faulty'"),
-        6);
+        8);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE reason = "
+                                      "'malformed' AND error LIKE '%UTF-8%'"),
+                     1);
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
                                       "'e2e-faulty' AND value = '\\x7b226964223a206f6f7073'"),
                      1);

@@ -86,6 +86,22 @@ int weft_utf8_valid(const void *p, size_t len)
     return 1;
 }
 
+char *weft_utf8_sanitize(char *s)
+{
+    if (!s)
+        return NULL;
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        size_t n = weft_utf8_seq((const unsigned char *)s + i, len - i);
+        if (!n) {
+            s[i++] = '?';
+            continue;
+        }
+        i += n;
+    }
+    return s;
+}
+
 static int scan_string(scan_t *sc)
 {
     if (sc->s >= sc->end || *sc->s != '"') {

@@ -4,8 +4,9 @@
  *
  * Runs in the `weft run` process, on one loop thread (librdkafka and libpq
  * keep their own threads; every callback lands here). Workers are started
- * by the pools with posix_spawn(), never fork(), because this process has
- * library threads and holds credentials.
+ * by the pools with posix_spawn() of the weft-worker binary: this process
+ * has library threads and holds credentials, so it must never duplicate
+ * itself.
  *
  * NOTES
  * The path of one message, in order (DESIGN.md "The path of one event"):

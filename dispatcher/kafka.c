@@ -2,7 +2,7 @@
  * kafka.c - Kafka adapter over librdkafka.
  *
  * Runs in the dispatcher; librdkafka starts its own threads, which is why
- * the dispatcher never fork()s (workers are posix_spawn()ed). Every
+ * the dispatcher only ever posix_spawn()s its workers. Every
  * callback here runs on the dispatcher loop thread, from
  * weft_kafka_consume / weft_kafka_serve.
  *

@@ -330,65 +330,43 @@ static int hdr_member(const char *key, const weft_json_val_t *val, void *opaque)
     return 0;
 }
 
-/* Parses the stored headers (a JSON array of objects) into hc, leaving out
- * weft's own failure and re-drive metadata. */
+/* One stored header (an object of the array); weft's own failure and
+ * re-drive metadata is left out. */
+static int header_element(const weft_json_val_t *val, void *opaque)
+{
+    hdr_collect_t *hc = opaque;
+    one_hdr_t oh = {0};
+    char err[128];
+    if (val->type != WEFT_JSON_OBJECT ||
+        weft_json_object_each(val->p, val->len, hdr_member, &oh, err, sizeof(err)) != 0 ||
+        !oh.name) {
+        free(oh.name);
+        free(oh.value);
+        return -1;
+    }
+    if (strncmp(oh.name, "ce_weft", 7) == 0 || strncmp(oh.name, "weft-", 5) == 0) {
+        free(oh.name);
+        free(oh.value);
+        return 0;
+    }
+    if (hc->n == hc->cap) {
+        hc->cap = hc->cap ? hc->cap * 2 : 16;
+        hc->h = realloc(hc->h, hc->cap * sizeof(weft_header_t));
+    }
+    hc->h[hc->n].name = keep(hc, oh.name);
+    hc->h[hc->n].value = oh.null_value ? NULL : keep(hc, oh.value ? oh.value : strdup(""));
+    hc->h[hc->n].len = oh.null_value ? 0 : oh.len;
+    hc->n++;
+    return 0;
+}
+
+/* Parses the stored headers (a JSON array of objects) into hc. */
 static int parse_headers(const char *json, hdr_collect_t *hc)
 {
-    const char *p = json;
-    while (*p && *p != '[')
-        p++;
-    if (*p != '[')
-        return -1;
-    p++;
-    for (;;) {
-        while (*p == ' ' || *p == ',' || *p == '\n')
-            p++;
-        if (*p == ']' || !*p)
-            return 0;
-        if (*p != '{')
-            return -1;
-        /* find the matching close brace (strings may hold braces) */
-        const char *q = p;
-        int depth = 0, in_str = 0;
-        for (; *q; q++) {
-            if (in_str) {
-                if (*q == '\\' && q[1])
-                    q++;
-                else if (*q == '"')
-                    in_str = 0;
-            } else if (*q == '"') {
-                in_str = 1;
-            } else if (*q == '{') {
-                depth++;
-            } else if (*q == '}' && --depth == 0) {
-                break;
-            }
-        }
-        if (!*q)
-            return -1;
-        one_hdr_t oh = {0};
-        char err[128];
-        if (weft_json_object_each(p, (size_t)(q - p + 1), hdr_member, &oh, err, sizeof(err)) != 0 ||
-            !oh.name) {
-            free(oh.name);
-            free(oh.value);
-            return -1;
-        }
-        if (strncmp(oh.name, "ce_weft", 7) == 0 || strncmp(oh.name, "weft-", 5) == 0) {
-            free(oh.name);
-            free(oh.value);
-        } else {
-            if (hc->n == hc->cap) {
-                hc->cap = hc->cap ? hc->cap * 2 : 16;
-                hc->h = realloc(hc->h, hc->cap * sizeof(weft_header_t));
-            }
-            hc->h[hc->n].name = keep(hc, oh.name);
-            hc->h[hc->n].value = oh.null_value ? NULL : keep(hc, oh.value ? oh.value : strdup(""));
-            hc->h[hc->n].len = oh.null_value ? 0 : oh.len;
-            hc->n++;
-        }
-        p = q + 1;
-    }
+    char err[128];
+    return weft_json_array_each(json, strlen(json), header_element, hc, err, sizeof(err)) == 0
+               ? 0
+               : -1;
 }
 
 static void hc_free(hdr_collect_t *hc)

@@ -431,6 +431,33 @@ static void test_append_string_round_trips(void **state)
     }
 }
 
+static int count_element(const weft_json_val_t *val, void *opaque)
+{
+    int *n = opaque;
+    if (val->type == WEFT_JSON_OBJECT)
+        n[0]++;
+    n[1]++;
+    return 0;
+}
+
+static void test_array_each(void **state)
+{
+    (void)state;
+    char err[128];
+    int n[2] = {0, 0};
+    const char *doc = " [ {\"name\":\"a]\"} , 1, \"}\", {} ] ";
+    assert_int_equal(weft_json_array_each(doc, strlen(doc), count_element, n, err, sizeof(err)),
+                     0);
+    assert_int_equal(n[0], 2);
+    assert_int_equal(n[1], 4);
+    n[0] = n[1] = 0;
+    assert_int_equal(weft_json_array_each("[]", 2, count_element, n, err, sizeof(err)), 0);
+    assert_int_equal(n[1], 0);
+    assert_int_equal(weft_json_array_each("{}", 2, count_element, n, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "expected a JSON array"));
+    assert_int_equal(weft_json_array_each("[1,", 3, count_element, n, err, sizeof(err)), -1);
+}
+
 static void test_buf_printf(void **state)
 {
     (void)state;
@@ -464,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_unescape_rejects_raw_nul),
         cmocka_unit_test(test_append_string_escaping),
         cmocka_unit_test(test_append_string_round_trips),
+        cmocka_unit_test(test_array_each),
         cmocka_unit_test(test_buf_printf),
     };
     return cmocka_run_group_tests_name("json", tests, NULL, NULL);

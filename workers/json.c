@@ -381,6 +381,34 @@ int weft_json_object_each(const char *s, size_t len, weft_json_member_fn fn, voi
     }
 }
 
+int weft_json_array_each(const char *s, size_t len, weft_json_element_fn fn, void *opaque,
+                         char *errstr, size_t errlen)
+{
+    if (weft_json_validate(s, len, errstr, errlen) != 0)
+        return -1;
+    scan_t sc = {s, s + len, NULL};
+    skip_ws(&sc);
+    if (sc.s >= sc.end || *sc.s != '[') {
+        snprintf(errstr, errlen, "expected a JSON array");
+        return -1;
+    }
+    sc.s++;
+    skip_ws(&sc);
+    if (*sc.s == ']')
+        return 0;
+    for (;;) {
+        weft_json_val_t v;
+        scan_value(&sc, 1, &v); /* validated above */
+        int rc = fn(&v, opaque);
+        if (rc != 0)
+            return rc;
+        skip_ws(&sc);
+        if (*sc.s != ',')
+            return 0; /* ']' */
+        sc.s++;
+    }
+}
+
 static size_t put_utf8(char *o, uint32_t cp)
 {
     if (cp < 0x80) {

@@ -53,6 +53,12 @@ typedef int (*weft_json_member_fn)(const char *key, const weft_json_val_t *val, 
 int weft_json_object_each(const char *s, size_t len, weft_json_member_fn fn, void *opaque,
                           char *errstr, size_t errlen);
 
+/* Calls fn for each element of the top-level array in s. Returns 0, -1 on
+ * a syntax error (errstr filled), or fn's non-zero return value. */
+typedef int (*weft_json_element_fn)(const weft_json_val_t *val, void *opaque);
+int weft_json_array_each(const char *s, size_t len, weft_json_element_fn fn, void *opaque,
+                         char *errstr, size_t errlen);
+
 /* Unescapes a string value (val->p including quotes) into a new
  * NUL-terminated malloc()ed buffer; *out_len excludes the NUL. Returns NULL
  * on a bad escape or if the string holds a NUL. */

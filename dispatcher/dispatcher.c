@@ -61,6 +61,7 @@ typedef struct part {
     char *topic;
     int32_t partition;
     weft_tracker_t *tr;
+    int64_t store_pos; /* committable position not yet stored, or -1 */
     int revoked;
     int refs;
     struct part *next;
@@ -303,19 +304,38 @@ static void on_assigned(void *opaque, const char *topic, int32_t partition)
         return;
     }
     p->partition = partition;
+    p->store_pos = -1;
     p->refs = 1;
     p->next = d->parts;
     d->parts = p;
 }
 
-/* A revoked partition's in-flight messages still run to their end (their
- * outcomes are recorded, so the new owner re-emits instead of re-running),
- * but their offsets are no longer ours to store. */
+/* Stores the position a partition reached since the last call: once per
+ * partition per loop iteration, not once per finished message. */
+static void store_position(dsp_t *d, part_t *p)
+{
+    if (p->store_pos >= 0 && !p->revoked && !d->closing)
+        weft_kafka_store(d->kafka, p->topic, p->partition, p->store_pos);
+    p->store_pos = -1;
+}
+
+static void store_positions(dsp_t *d)
+{
+    for (part_t *p = d->parts; p; p = p->next)
+        store_position(d, p);
+}
+
+/* Called before the adapter commits and gives the partition up: store
+ * what is finished, then stop storing. A revoked partition's in-flight
+ * messages still run to their end (their outcomes are recorded, so the new
+ * owner re-emits instead of re-running), but their offsets are no longer
+ * ours to store. */
 static void on_revoked(void *opaque, const char *topic, int32_t partition)
 {
     dsp_t *d = opaque;
     part_t *p = part_find(d, topic, partition);
     if (p) {
+        store_position(d, p);
         p->revoked = 1;
         part_unref(d, p);
     }
@@ -338,10 +358,10 @@ static void msg_job_done(dsp_t *d, msg_t *m)
     if (--m->pending > 0)
         return;
     part_t *p = m->part;
-    if (p && !p->revoked && !d->closing) {
+    if (p && !p->revoked) {
         int64_t pos = weft_tracker_done(p->tr, m->slot);
         if (pos >= 0)
-            weft_kafka_store(d->kafka, p->topic, p->partition, pos);
+            p->store_pos = pos;
     }
     d->inflight_msgs--;
     msg_free(d, m);
@@ -1568,6 +1588,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
 
 static void teardown(dsp_t *d)
 {
+    store_positions(d);
     d->closing = 1;
     weft_kafka_close(d->kafka, 5000);
     while (d->pools) {
@@ -1667,6 +1688,7 @@ int weft_dispatcher_run(weft_config_t *cfg)
             weft_pool_tick(p->pool, now);
         flush_records(d);
         weft_kafka_serve(d->kafka);
+        store_positions(d);
         pools_gc(d);
         backpressure(d);
         stats(d, 0);

@@ -92,15 +92,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
         return;
     }
-    /* Revoked: commit what is finished while we still own it. */
-    rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
-    if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        weft_warn("commit on revoke failed: %s", rd_kafka_err2str(cerr));
+    /* Revoked: the dispatcher stores what is finished (the callback), then
+     * it is committed while we still own the partitions. */
     for (int i = 0; i < parts->cnt; i++) {
         weft_info("partition revoked topic=%s partition=%d", parts->elems[i].topic,
                   (int)parts->elems[i].partition);
         k->cbs.revoked(k->cbs.opaque, parts->elems[i].topic, parts->elems[i].partition);
     }
+    rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
+    if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        weft_warn("commit on revoke failed: %s", rd_kafka_err2str(cerr));
     if (cooperative)
         rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
     else

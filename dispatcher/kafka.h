@@ -30,8 +30,8 @@ typedef struct weft_kmsg {
 
 typedef struct weft_kafka_cbs {
     /* Partitions assigned / revoked (rebalance). Called from
-     * weft_kafka_consume. On revoke the adapter commits stored offsets
-     * first. */
+     * weft_kafka_consume. On revoke, offsets stored from the callback are
+     * committed before the partition is given up. */
     void (*assigned)(void *opaque, const char *topic, int32_t partition);
     void (*revoked)(void *opaque, const char *topic, int32_t partition);
     /* Delivery report of a produced message: err is NULL on success. */

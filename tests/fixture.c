@@ -134,11 +134,13 @@ static void env_free(char **env)
     free(env);
 }
 
-int fx_weft(const fx_t *fx, char *out, size_t outlen, const char *const *args)
+/* Starts `weft ARGS...` with stdout and stderr to outfile (truncated or
+ * appended) and the stack's environment plus WEFT_SET=set. */
+static pid_t spawn_weft(const fx_t *fx, const char *const *args, const char *outfile,
+                        int append, const char *set)
 {
-    char path[600], outfile[300];
+    char path[600];
     snprintf(path, sizeof(path), "%s/weft", fx->bin_dir);
-    snprintf(outfile, sizeof(outfile), "%s/weft-cmd.out", fx->state_dir);
     const char *argv[32];
     int a = 0;
     argv[a++] = path;
@@ -147,9 +149,10 @@ int fx_weft(const fx_t *fx, char *out, size_t outlen, const char *const *args)
     argv[a] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, outfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, outfile,
+                                     O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    char **env = child_env(fx, NULL);
+    char **env = child_env(fx, set);
     pid_t pid;
     int rc = posix_spawn(&pid, path, &fa, NULL, (char *const *)argv, env);
     posix_spawn_file_actions_destroy(&fa);
@@ -158,6 +161,16 @@ int fx_weft(const fx_t *fx, char *out, size_t outlen, const char *const *args)
         fprintf(stderr, "posix_spawn(%s) failed: %s\n", path, strerror(rc));
         return -1;
     }
+    return pid;
+}
+
+int fx_weft(const fx_t *fx, char *out, size_t outlen, const char *const *args)
+{
+    char outfile[300];
+    snprintf(outfile, sizeof(outfile), "%s/weft-cmd.out", fx->state_dir);
+    pid_t pid = spawn_weft(fx, args, outfile, 0, NULL);
+    if (pid < 0)
+        return -1;
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
@@ -173,24 +186,10 @@ int fx_weft(const fx_t *fx, char *out, size_t outlen, const char *const *args)
 
 pid_t fx_run_start(const fx_t *fx, const char *logname, const char *set)
 {
-    char path[600], logfile[400];
-    snprintf(path, sizeof(path), "%s/weft", fx->bin_dir);
+    char logfile[400];
     snprintf(logfile, sizeof(logfile), "%s/%s", fx->state_dir, logname);
-    const char *argv[] = {path, "run", NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    char **env = child_env(fx, set);
-    pid_t pid;
-    int rc = posix_spawn(&pid, path, &fa, NULL, (char *const *)argv, env);
-    posix_spawn_file_actions_destroy(&fa);
-    env_free(env);
-    if (rc != 0) {
-        fprintf(stderr, "posix_spawn(%s) failed: %s\n", path, strerror(rc));
-        return -1;
-    }
-    return pid;
+    const char *args[] = {"run", NULL};
+    return spawn_weft(fx, args, logfile, 1, set);
 }
 
 int fx_run_stop(pid_t pid, int timeout_ms)

@@ -19,6 +19,21 @@
 
 extern char **environ;
 
+/* Dispatchers started by fx_run_start and not yet stopped: a test that
+ * fails between start and stop must not leave one running, so fx_down
+ * kills whatever is still here. */
+static pid_t running[16];
+
+static void running_set(pid_t old, pid_t pid)
+{
+    for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++) {
+        if (running[i] == old) {
+            running[i] = pid;
+            return;
+        }
+    }
+}
+
 uint64_t fx_now_ms(void)
 {
     struct timespec ts;
@@ -88,6 +103,13 @@ int fx_up(fx_t *fx, const char *topics)
 
 void fx_down(fx_t *fx)
 {
+    for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++) {
+        if (running[i] > 0) {
+            fprintf(stderr, "fx_down: weft run pid %d was still running, killing it\n",
+                    (int)running[i]);
+            fx_run_kill9(running[i]);
+        }
+    }
     if (!fx->state_dir[0])
         return;
     char cmd[2048];
@@ -189,11 +211,15 @@ pid_t fx_run_start(const fx_t *fx, const char *logname, const char *set)
     char logfile[400];
     snprintf(logfile, sizeof(logfile), "%s/%s", fx->state_dir, logname);
     const char *args[] = {"run", NULL};
-    return spawn_weft(fx, args, logfile, 1, set);
+    pid_t pid = spawn_weft(fx, args, logfile, 1, set);
+    if (pid > 0)
+        running_set(0, pid);
+    return pid;
 }
 
 int fx_run_stop(pid_t pid, int timeout_ms)
 {
+    running_set(pid, 0);
     kill(pid, SIGTERM);
     uint64_t deadline = fx_now_ms() + (uint64_t)timeout_ms;
     int st;
@@ -212,6 +238,7 @@ int fx_run_stop(pid_t pid, int timeout_ms)
 
 void fx_run_kill9(pid_t pid)
 {
+    running_set(pid, 0);
     int st;
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);

@@ -75,6 +75,7 @@ typedef struct msg {
     weft_env_status_t env_status;
     char env_err[256];
     char *key;
+    int generation; /* ledger generation: 0, or a replay's (weft-generation) */
     int pending;
 } msg_t;
 
@@ -167,6 +168,8 @@ typedef struct dsp {
     /* counters for the periodic stats line */
     uint64_t n_consumed, n_completed, n_reemitted, n_dead, n_retries, n_dropped, n_unmatched;
     uint64_t stats_at;
+    uint64_t heartbeat_at;
+    char host[256];
 } dsp_t;
 
 static uint64_t now_ms(void)
@@ -1054,7 +1057,7 @@ static job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
     j->trig = t;
     j->cat = d->cat;
     weft_catalog_ref(d->cat);
-    j->generation = 0;
+    j->generation = m->generation;
     ((weft_trigger_t *)t)->inflight++;
     j->all_next = d->all_jobs;
     if (d->all_jobs)
@@ -1133,6 +1136,22 @@ static char *message_key(msg_t *m)
         return NULL;
     }
     return k;
+}
+
+/* The weft-generation header: decimal 0..INT32_MAX; anything else is 0
+ * (the live generation), so a bad header can never skip the ledger. */
+static int parse_generation(const void *v, size_t len)
+{
+    const char *s = v;
+    long long g = 0;
+    if (len == 0 || len > 10)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        g = g * 10 + (s[i] - '0');
+    }
+    return g <= INT32_MAX ? (int)g : 0;
 }
 
 static const char *env_attr(void *ev, const char *name)
@@ -1218,13 +1237,19 @@ static void take_message(dsp_t *d, weft_kmsg_t *km)
     const weft_trigger_t *on_topic[256];
     size_t n = weft_catalog_on_topic(d->cat, WEFT_BROKER_KAFKA, m->km.topic, on_topic, 256);
     int matched = 0;
-    /* A re-driven dead letter is for the trigger it died in only. */
+    /* A re-driven dead letter or a replayed event is for the trigger named
+     * in its header only; a replay with --reexecute also names the ledger
+     * generation to run under. */
     char only[256] = "";
     for (size_t i = 0; i < m->km.n_hdrs; i++) {
         const weft_header_t *h = &m->km.hdrs[i];
-        if (strcmp(h->name, "weft-redrive-trigger") == 0 && h->value && h->len < sizeof(only)) {
+        if ((strcmp(h->name, "weft-redrive-trigger") == 0 ||
+             strcmp(h->name, "weft-replay-trigger") == 0) &&
+            h->value && h->len < sizeof(only)) {
             memcpy(only, h->value, h->len);
             only[h->len] = '\0';
+        } else if (strcmp(h->name, "weft-generation") == 0 && h->value) {
+            m->generation = parse_generation(h->value, h->len);
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -1440,6 +1465,71 @@ static void reload_catalog(dsp_t *d)
         resubscribe(d);
 }
 
+/* Upserts this dispatcher's row in weft.dispatchers (for `weft status`)
+ * about once a second. A failure is logged at debug level only: the row
+ * is advisory and its age tells the reader it is stale. */
+static void heartbeat(dsp_t *d)
+{
+    uint64_t now = now_ms();
+    if (now - d->heartbeat_at < 1000 || !pg_usable(d))
+        return;
+    d->heartbeat_at = now;
+    weft_buf_t b = {0};
+    int bad = 0;
+    bad |= weft_buf_printf(&b, "{\"inflight_msgs\":%zu,\"waiting\":%zu,\"paused\":%s,\"triggers\":{",
+                    d->inflight_msgs, d->wait_q.n, d->paused ? "true" : "false");
+    for (size_t i = 0; i < d->cat->n_trigs; i++) {
+        const weft_trigger_t *t = &d->cat->trigs[i];
+        bad |= weft_buf_printf(&b, "%s", i ? "," : "");
+        bad |= weft_json_append_string(&b, t->name, strlen(t->name));
+        bad |= weft_buf_printf(&b, ":{\"inflight\":%lld}", (long long)t->inflight);
+    }
+    bad |= weft_buf_printf(&b, "},\"pools\":{");
+    int first = 1;
+    for (fn_pool_t *p = d->pools; p; p = p->next) {
+        if (p->retired)
+            continue;
+        weft_pool_stats_t st;
+        weft_pool_stats(p->pool, &st);
+        bad |= weft_buf_printf(&b, "%s", first ? "" : ",");
+        first = 0;
+        bad |= weft_json_append_string(&b, p->name, strlen(p->name));
+        bad |= weft_buf_printf(&b,
+                        ":{\"mode\":\"%s\",\"workers\":%d,\"max_workers\":%d,\"starting\":%d,"
+                        "\"idle\":%d,\"busy\":%d,\"stopping\":%d,\"queued\":%zu,"
+                        "\"quarantined\":%s,\"invocations\":%llu,\"crashes\":%llu,"
+                        "\"timeouts\":%llu}",
+                        weft_pool_mode_name(st.mode), st.workers, st.max_workers, st.starting,
+                        st.idle, st.busy, st.stopping, st.queued,
+                        st.quarantined ? "true" : "false", (unsigned long long)st.invocations,
+                        (unsigned long long)st.crashes, (unsigned long long)st.timeouts);
+    }
+    bad |= weft_buf_printf(&b,
+                    "},\"counters\":{\"consumed\":%llu,\"completed\":%llu,\"reemitted\":%llu,"
+                    "\"retries\":%llu,\"dead\":%llu,\"dropped\":%llu,\"unmatched\":%llu}}",
+                    (unsigned long long)d->n_consumed, (unsigned long long)d->n_completed,
+                    (unsigned long long)d->n_reemitted, (unsigned long long)d->n_retries,
+                    (unsigned long long)d->n_dead, (unsigned long long)d->n_dropped,
+                    (unsigned long long)d->n_unmatched);
+    bad |= weft_buf_append(&b, "", 1);
+    if (bad) {
+        weft_buf_free(&b);
+        return;
+    }
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    const char *params[4] = {d->owner, d->host, pid, b.p};
+    PGresult *r = PQexecParams(
+        d->pg,
+        "INSERT INTO weft.dispatchers (owner, host, pid, status) VALUES ($1, $2, $3::int, $4::jsonb)"
+        " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now(), status = EXCLUDED.status",
+        4, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        weft_debug("status heartbeat failed: %s", PQerrorMessage(d->pg));
+    PQclear(r);
+    weft_buf_free(&b);
+}
+
 static void stats(dsp_t *d, int force)
 {
     uint64_t now = now_ms();
@@ -1518,6 +1608,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
 
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
+    snprintf(d->host, sizeof(d->host), "%s", host);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     srand((unsigned)(ts.tv_nsec ^ getpid()));
@@ -1629,8 +1720,14 @@ static void teardown(dsp_t *d)
         free(p->topic);
         free(p);
     }
-    if (d->pg)
+    if (d->pg) {
+        if (d->owner[0] && PQstatus(d->pg) == CONNECTION_OK) {
+            const char *params[1] = {d->owner};
+            PQclear(PQexecParams(d->pg, "DELETE FROM weft.dispatchers WHERE owner = $1", 1, NULL,
+                                 params, NULL, NULL, 0));
+        }
         PQfinish(d->pg);
+    }
     if (d->sig_io.fd > 0)
         close(d->sig_io.fd);
     if (d->epfd > 0)
@@ -1691,6 +1788,7 @@ int weft_dispatcher_run(weft_config_t *cfg)
         store_positions(d);
         pools_gc(d);
         backpressure(d);
+        heartbeat(d);
         stats(d, 0);
 
         if (d->stopping) {

@@ -502,14 +502,17 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
             rc = 1;
             break;
         }
-        if (hc.n + 3 > hc.cap) {
-            hc.cap = hc.n + 3;
+        if (hc.n + 4 > hc.cap) {
+            hc.cap = hc.n + 4;
             hc.h = realloc(hc.h, hc.cap * sizeof(weft_header_t));
         }
         hc.h[hc.n++] = (weft_header_t){"weft-key", newkey ? newkey : key,
                                        strlen(newkey ? newkey : key)};
         hc.h[hc.n++] = (weft_header_t){"weft-redrive-id", id, strlen(id)};
         hc.h[hc.n++] = (weft_header_t){"weft-redrive-trigger", trig, strlen(trig)};
+        /* A dead letter of a replay's generation is re-driven under it. */
+        if (strcmp(gen, "0") != 0)
+            hc.h[hc.n++] = (weft_header_t){"weft-generation", gen, strlen(gen)};
         int retriable;
         const char *mkey = PQgetisnull(v, 0, 1) ? NULL : PQgetvalue(v, 0, 1);
         if (weft_kafka_produce(k, PQgetvalue(r, i, 4), mkey,

@@ -1,0 +1,1130 @@
+/*
+ * weft-bench.c - the benchmark behind ops/bench: weft against its ceilings,
+ * side by side, in one run, on one private local stack.
+ *
+ * Runs (each on the same mock Kafka cluster, same partition count, events
+ * of ~200 bytes in binary CloudEvents mode, preloaded before the run starts):
+ *
+ *   ceiling     a raw consume -> produce passthrough without weft: librdkafka
+ *               consumer group, idempotent producer, offsets stored after
+ *               delivery (once per partition per loop, like weft);
+ *   weft-so     weft run, ledger on, the no-op shared object (noop.so);
+ *   weft-exec   weft run, ledger on, the no-op exec-runtime program;
+ *   fork-exec   consume, fork+exec a no-op process per event (2 at a time),
+ *               produce the result;
+ *   latency     publish time -> result arrival through weft (noop.so) at a
+ *               low paced load and at half weft-so's measured rate;
+ *   backlog     weft run against a preloaded backlog (default 1M events):
+ *               the dispatcher's peak RSS while it works through it.
+ *
+ * Throughput is measured on the result topic, from the first result to the
+ * last (so consumer-group joins and pool starts are not counted), and CPU
+ * per event from /proc (utime + stime) of the dispatcher and of every
+ * PostgreSQL process of the stack, over the whole run. Everything prints as
+ * one table, or one JSON object with --json.
+ *
+ * This is a program that prints figures, not a test: nothing here fails
+ * because the machine is slow. Exit codes: 0 done, 1 a run could not
+ * complete (stack, weft or broker failure), 2 bad arguments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "fixture.h"
+
+extern char **environ;
+
+/* ---- options ------------------------------------------------------------ */
+
+static struct {
+    int json;
+    long n_ceiling;
+    long n_weft;
+    long n_exec;
+    long n_fork;
+    long n_backlog;
+    int partitions;
+    int low_rate;
+    int lat_seconds;
+    int backlog_seconds;
+    const char *only;
+    const char *perf_dir;
+} opt = {
+    .n_ceiling = 1000000,
+    .n_weft = 60000,
+    .n_exec = 40000,
+    .n_fork = 3000,
+    .n_backlog = 1000000,
+    .partitions = 0,
+    .low_rate = 200,
+    .lat_seconds = 10,
+    .backlog_seconds = 30,
+};
+
+static fx_t fx;
+static char functions_dir[600];
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench: error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    fx_down(&fx);
+    exit(1);
+}
+
+/* utime + stime of pid in microseconds, or 0 when it is gone. */
+static uint64_t proc_cpu_us(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    /* Fields after the comm: state(3) ppid(4) ... utime(14) stime(15). */
+    unsigned long long ut = 0, st = 0;
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (ut + st) * 1000000ull / (unsigned long long)sysconf(_SC_CLK_TCK);
+}
+
+static pid_t proc_ppid(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    int ppid = -1;
+    if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1)
+        return -1;
+    return ppid;
+}
+
+/* CPU of the stack's PostgreSQL: the postmaster and all its children. */
+static uint64_t pg_cpu_us(void)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/postgres.pid", fx.state_dir);
+    FILE *f = fopen(path, "r");
+    int pm = 0;
+    if (!f || fscanf(f, "%d", &pm) != 1) {
+        if (f)
+            fclose(f);
+        return 0;
+    }
+    fclose(f);
+    uint64_t total = proc_cpu_us(pm);
+    FILE *ls = popen("ls /proc", "r");
+    char line[64];
+    while (ls && fgets(line, sizeof(line), ls)) {
+        int pid = atoi(line);
+        if (pid > 0 && proc_ppid(pid) == pm)
+            total += proc_cpu_us(pid);
+    }
+    if (ls)
+        pclose(ls);
+    return total;
+}
+
+/* VmHWM or VmRSS of pid in KiB. */
+static long proc_mem_kib(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    size_t fl = strlen(field);
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+            v = atol(line + fl + 1);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const uint64_t *sorted, size_t n, double p)
+{
+    if (n == 0)
+        return NAN;
+    size_t i = (size_t)ceil(p / 100.0 * (double)n);
+    if (i > 0)
+        i--;
+    if (i >= n)
+        i = n - 1;
+    return (double)sorted[i] / 1000.0;
+}
+
+/* ---- Kafka -------------------------------------------------------------- */
+
+static rd_kafka_conf_t *conf_new(void)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    char err[256];
+    if (rd_kafka_conf_set(c, "bootstrap.servers", fx.brokers, err, sizeof(err)) !=
+        RD_KAFKA_CONF_OK)
+        die("%s", err);
+    return c;
+}
+
+static void conf_set(rd_kafka_conf_t *c, const char *k, const char *v)
+{
+    char err[256];
+    if (rd_kafka_conf_set(c, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK)
+        die("%s=%s: %s", k, v, err);
+}
+
+static atomic_long dr_errors;
+
+static void preload_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (m->err)
+        atomic_fetch_add(&dr_errors, 1);
+}
+
+static rd_kafka_t *producer_new(int linger_ms, int idempotent, void (*dr)(rd_kafka_t *,
+                                                                        const rd_kafka_message_t *,
+                                                                        void *))
+{
+    rd_kafka_conf_t *c = conf_new();
+    char v[32];
+    snprintf(v, sizeof(v), "%d", linger_ms);
+    conf_set(c, "linger.ms", v);
+    conf_set(c, "queue.buffering.max.messages", "1000000");
+    conf_set(c, "batch.num.messages", "10000");
+    if (idempotent)
+        conf_set(c, "enable.idempotence", "true");
+    if (dr)
+        rd_kafka_conf_set_dr_msg_cb(c, dr);
+    char err[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    if (!rk)
+        die("producer: %s", err);
+    return rk;
+}
+
+/* One ~200-byte binary-mode CloudEvent with id PREFIX-SEQ. */
+static void produce_event(rd_kafka_t *rk, const char *topic, const char *prefix, long seq)
+{
+    char id[64], key[16], value[256];
+    snprintf(id, sizeof(id), "%s-%ld", prefix, seq);
+    snprintf(key, sizeof(key), "k%ld", seq % 1024);
+    int n = snprintf(value, sizeof(value), "{\"seq\":%ld,\"pad\":\"", seq);
+    while (n < 196)
+        value[n++] = 'x';
+    memcpy(value + n, "\"}", 3);
+    n += 2;
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+            RD_KAFKA_V_VALUE(value, (size_t)n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("ce_specversion", "1.0", 3), RD_KAFKA_V_HEADER("ce_id", id, -1),
+            RD_KAFKA_V_HEADER("ce_source", "/bench", 6),
+            RD_KAFKA_V_HEADER("ce_type", "bench.event", 11),
+            RD_KAFKA_V_HEADER("content-type", "application/json", 16), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            die("produce to %s: %s", topic, rd_kafka_err2str(e));
+        rd_kafka_poll(rk, 10);
+    }
+}
+
+static void preload(const char *topic, long n)
+{
+    uint64_t t0 = now_us();
+    rd_kafka_t *rk = producer_new(20, 0, preload_dr);
+    atomic_store(&dr_errors, 0);
+    for (long i = 0; i < n; i++) {
+        produce_event(rk, topic, "e", i);
+        if ((i & 1023) == 0)
+            rd_kafka_poll(rk, 0);
+    }
+    if (rd_kafka_flush(rk, 300000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        die("preloading %s: flush timed out", topic);
+    rd_kafka_destroy(rk);
+    if (atomic_load(&dr_errors))
+        die("preloading %s: %ld messages failed", topic, atomic_load(&dr_errors));
+    say("preloaded %ld events into %s in %.1f s", n, topic, (double)(now_us() - t0) / 1e6);
+}
+
+static int topic_partitions(rd_kafka_t *rk, const char *topic)
+{
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int n = -1;
+    if (rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1 && !md->topics[0].err)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return n;
+}
+
+/* Messages still in topic: sum of high - low watermarks. */
+static long topic_size(const char *topic)
+{
+    rd_kafka_t *rk = producer_new(0, 0, NULL);
+    int parts = topic_partitions(rk, topic);
+    long total = 0;
+    for (int p = 0; p < parts; p++) {
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+            total += (long)(hi - lo);
+    }
+    rd_kafka_destroy(rk);
+    return total;
+}
+
+/* ---- the result collector: reads a topic from the start, in a thread ---- */
+
+typedef struct collector {
+    pthread_t th;
+    char topic[128];
+    atomic_int stop;
+    atomic_long count;
+    atomic_uint_fast64_t first_us, last_us;
+    /* latency: publish times by sequence, per id prefix */
+    const char *lat_prefix;
+    _Atomic uint64_t *pub_us;
+    uint64_t *lat_us; /* filled by the thread: arrival - publish */
+    atomic_long n_lat;
+    long lat_cap;
+} collector_t;
+
+static void *collect_main(void *arg)
+{
+    collector_t *c = arg;
+    rd_kafka_conf_t *conf = conf_new();
+    conf_set(conf, "group.id", "weft-bench-collector");
+    conf_set(conf, "enable.auto.commit", "false");
+    conf_set(conf, "fetch.wait.max.ms", "5");
+    char err[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk)
+        die("collector: %s", err);
+    rd_kafka_poll_set_consumer(rk);
+    int parts = topic_partitions(rk, c->topic);
+    if (parts <= 0)
+        die("collector: no partitions for %s", c->topic);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(l, c->topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    size_t plen = c->lat_prefix ? strlen(c->lat_prefix) : 0;
+    while (!atomic_load(&c->stop)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 20);
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        uint64_t t = now_us();
+        if (atomic_fetch_add(&c->count, 1) == 0)
+            atomic_store(&c->first_us, t);
+        atomic_store(&c->last_us, t);
+        rd_kafka_headers_t *h;
+        const void *v;
+        size_t vl;
+        if (c->lat_prefix && rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            rd_kafka_header_get_last(h, "ce_weftinputid", &v, &vl) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            vl > plen + 1 && memcmp(v, c->lat_prefix, plen) == 0 &&
+            ((const char *)v)[plen] == '-') {
+            char num[24];
+            size_t k = vl - plen - 1 < sizeof(num) - 1 ? vl - plen - 1 : sizeof(num) - 1;
+            memcpy(num, (const char *)v + plen + 1, k);
+            num[k] = '\0';
+            long seq = atol(num);
+            if (seq >= 0 && seq < c->lat_cap) {
+                uint64_t pub = atomic_load(&c->pub_us[seq]);
+                long i = atomic_load(&c->n_lat);
+                if (pub && i < c->lat_cap) {
+                    c->lat_us[i] = t - pub;
+                    atomic_store(&c->n_lat, i + 1);
+                }
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return NULL;
+}
+
+static collector_t *collector_start(const char *topic, const char *lat_prefix, long lat_cap)
+{
+    collector_t *c = calloc(1, sizeof(*c));
+    snprintf(c->topic, sizeof(c->topic), "%s", topic);
+    c->lat_prefix = lat_prefix;
+    if (lat_prefix) {
+        c->lat_cap = lat_cap;
+        c->pub_us = calloc((size_t)lat_cap, sizeof(*c->pub_us));
+        c->lat_us = calloc((size_t)lat_cap, sizeof(*c->lat_us));
+    }
+    pthread_create(&c->th, NULL, collect_main, c);
+    return c;
+}
+
+/* Waits until n results arrived or no result came for idle_ms. */
+static long collector_wait(collector_t *c, long n, int idle_ms, int max_s)
+{
+    long last = -1;
+    uint64_t last_change = now_us(), start = now_us();
+    for (;;) {
+        long k = atomic_load(&c->count);
+        if (k >= n)
+            return k;
+        if (k != last) {
+            last = k;
+            last_change = now_us();
+        }
+        if (now_us() - last_change > (uint64_t)idle_ms * 1000 ||
+            now_us() - start > (uint64_t)max_s * 1000000)
+            return k;
+        usleep(20000);
+    }
+}
+
+static void collector_stop(collector_t *c)
+{
+    atomic_store(&c->stop, 1);
+    pthread_join(c->th, NULL);
+    free((void *)c->pub_us);
+    free(c->lat_us);
+    free(c);
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+typedef struct row {
+    const char *name;
+    const char *what;
+    long events;
+    double seconds;
+    double eps;
+    double disp_cpu_us; /* per event; the passthrough's own CPU for the ceiling */
+    double pg_cpu_us;
+    long rss_kib;
+    double p50, p99, p999; /* ms; NAN when not measured */
+    double offered;        /* latency runs: offered events/s */
+    long lat_n;
+} row_t;
+
+static row_t rows[16];
+static int n_rows;
+
+static row_t *row_add(const char *name, const char *what)
+{
+    row_t *r = &rows[n_rows++];
+    memset(r, 0, sizeof(*r));
+    r->name = name;
+    r->what = what;
+    r->p50 = r->p99 = r->p999 = NAN;
+    r->disp_cpu_us = r->pg_cpu_us = NAN;
+    r->rss_kib = -1;
+    return r;
+}
+
+static row_t *row_find(const char *name)
+{
+    for (int i = 0; i < n_rows; i++)
+        if (strcmp(rows[i].name, name) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+static int want(const char *name)
+{
+    if (!opt.only)
+        return 1;
+    char buf[256];
+    snprintf(buf, sizeof(buf), ",%s,", opt.only);
+    char needle[64];
+    snprintf(needle, sizeof(needle), ",%s,", name);
+    return strstr(buf, needle) != NULL;
+}
+
+/* ---- run 1: the passthrough ceiling --------------------------------------- */
+
+typedef struct pt {
+    rd_kafka_t *consumer;
+    long delivered;
+    int64_t *done_off; /* per partition: highest delivered offset + 1 */
+    int parts;
+    uint64_t last_us;
+} pt_t;
+
+static void pt_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    pt_t *pt = opaque;
+    if (m->err)
+        die("passthrough delivery failed: %s", rd_kafka_err2str(m->err));
+    intptr_t tag = (intptr_t)m->_private;
+    int part = (int)(tag >> 40);
+    int64_t off = tag & ((1ll << 40) - 1);
+    if (part < pt->parts && off + 1 > pt->done_off[part])
+        pt->done_off[part] = off + 1;
+    pt->delivered++;
+    pt->last_us = now_us();
+}
+
+static void run_ceiling(void)
+{
+    const char *in = "bench.pt.in", *out = "bench.pt.out";
+    long n = opt.n_ceiling;
+    preload(in, n);
+    pt_t pt = {0};
+    rd_kafka_conf_t *pc = conf_new();
+    conf_set(pc, "enable.idempotence", "true");
+    conf_set(pc, "queue.buffering.max.messages", "1000000");
+    rd_kafka_conf_set_dr_msg_cb(pc, pt_dr);
+    rd_kafka_conf_set_opaque(pc, &pt);
+    char err[256];
+    rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
+    rd_kafka_conf_t *cc = conf_new();
+    conf_set(cc, "group.id", "weft-bench-passthrough");
+    conf_set(cc, "enable.auto.offset.store", "false");
+    conf_set(cc, "auto.offset.reset", "earliest");
+    conf_set(cc, "session.timeout.ms", "6000");
+    conf_set(cc, "heartbeat.interval.ms", "500");
+    /* The same consumer settings weft's dispatcher uses by default. */
+    conf_set(cc, "queued.max.messages.kbytes", "16384");
+    conf_set(cc, "fetch.wait.max.ms", "10");
+    rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
+    if (!prod || !cons)
+        die("passthrough clients: %s", err);
+    rd_kafka_poll_set_consumer(cons);
+    pt.consumer = cons;
+    pt.parts = topic_partitions(cons, in);
+    pt.done_off = calloc((size_t)pt.parts, sizeof(int64_t));
+    int64_t *stored = calloc((size_t)pt.parts, sizeof(int64_t));
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, in, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(cons, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    uint64_t cpu0 = 0, first = 0, pg0 = pg_cpu_us();
+    long consumed = 0;
+    uint64_t deadline = now_us() + 600ull * 1000000;
+    while (pt.delivered < n && now_us() < deadline) {
+        for (int i = 0; i < 10000; i++) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, i == 0 ? 5 : 0);
+            if (!m)
+                break;
+            if (m->err) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (!first) {
+                first = now_us();
+                struct rusage ru;
+                getrusage(RUSAGE_SELF, &ru);
+                cpu0 = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+                       (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+            }
+            rd_kafka_headers_t *h = NULL;
+            rd_kafka_headers_t *hc = NULL;
+            if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                hc = rd_kafka_headers_copy(h);
+            intptr_t tag = ((intptr_t)m->partition << 40) | (intptr_t)m->offset;
+            for (;;) {
+                rd_kafka_resp_err_t e = rd_kafka_producev(
+                    prod, RD_KAFKA_V_TOPIC(out), RD_KAFKA_V_KEY(m->key, m->key_len),
+                    RD_KAFKA_V_VALUE(m->payload, m->len),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
+                    RD_KAFKA_V_OPAQUE((void *)tag), RD_KAFKA_V_END);
+                if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                    break;
+                if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                    die("passthrough produce: %s", rd_kafka_err2str(e));
+                rd_kafka_poll(prod, 5);
+            }
+            consumed++;
+            rd_kafka_message_destroy(m);
+        }
+        rd_kafka_poll(prod, 0);
+        /* Store each partition's delivered position once per loop. */
+        rd_kafka_topic_partition_list_t *l = NULL;
+        for (int p = 0; p < pt.parts; p++) {
+            if (pt.done_off[p] > stored[p]) {
+                if (!l)
+                    l = rd_kafka_topic_partition_list_new(16);
+                rd_kafka_topic_partition_list_add(l, in, p)->offset = pt.done_off[p];
+                stored[p] = pt.done_off[p];
+            }
+        }
+        if (l) {
+            rd_kafka_offsets_store(cons, l);
+            rd_kafka_topic_partition_list_destroy(l);
+        }
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    uint64_t cpu1 = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+                    (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+    uint64_t pg1 = pg_cpu_us();
+    row_t *r = row_add("ceiling", "raw consume -> produce passthrough, no weft");
+    r->events = pt.delivered;
+    r->seconds = (double)(pt.last_us - first) / 1e6;
+    r->eps = r->seconds > 0 ? (double)pt.delivered / r->seconds : 0;
+    r->disp_cpu_us = (double)(cpu1 - cpu0) / (double)pt.delivered;
+    r->pg_cpu_us = (double)(pg1 - pg0) / (double)pt.delivered;
+    r->rss_kib = proc_mem_kib(getpid(), "VmHWM");
+    rd_kafka_consumer_close(cons);
+    rd_kafka_destroy(cons);
+    rd_kafka_flush(prod, 10000);
+    rd_kafka_destroy(prod);
+    free(pt.done_off);
+    free(stored);
+    if (pt.delivered < n)
+        die("passthrough delivered only %ld of %ld", pt.delivered, n);
+    say("ceiling: %ld events in %.2f s = %.0f events/s", r->events, r->seconds, r->eps);
+}
+
+/* ---- runs 2, 3 and the backlog: weft run ---------------------------------- */
+
+static const char *weft_set =
+    "kafka.session.timeout.ms=6000;kafka.heartbeat.interval.ms=500;log.level=info";
+
+static pid_t weft_start(const char *log)
+{
+    pid_t pid = fx_run_start(&fx, log, weft_set);
+    if (pid <= 0)
+        die("cannot start weft run");
+    return pid;
+}
+
+static void weft_stop(pid_t pid)
+{
+    int rc = fx_run_stop(pid, 30000);
+    if (rc != 0)
+        say("warning: weft run exited with %d (see %s)", rc, fx.state_dir);
+}
+
+/* With --perf DIR: `perf record -g` of the dispatcher into DIR/RUN.perf.data
+ * for the length of a run (`perf report -i FILE` to read it). */
+static pid_t perf_start(const char *run, pid_t target)
+{
+    if (!opt.perf_dir)
+        return 0;
+    char out[700], pidarg[16];
+    snprintf(out, sizeof(out), "%s/%s.perf.data", opt.perf_dir, run);
+    snprintf(pidarg, sizeof(pidarg), "%d", (int)target);
+    char *argv[] = {"perf", "record", "-q", "-g", "-F", "499", "-p", pidarg, "-o", out, NULL};
+    pid_t pid;
+    if (posix_spawnp(&pid, "perf", NULL, NULL, argv, environ) != 0) {
+        say("warning: cannot start perf");
+        return 0;
+    }
+    say("perf record of the dispatcher -> %s", out);
+    return pid;
+}
+
+static void perf_stop(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGINT);
+    int st;
+    waitpid(pid, &st, 0);
+}
+
+static void run_weft(const char *name, const char *what, const char *in, const char *out, long n)
+{
+    preload(in, n);
+    collector_t *c = collector_start(out, NULL, 0);
+    uint64_t pg0 = pg_cpu_us();
+    pid_t pid = weft_start(name);
+    pid_t perf = perf_start(name, pid);
+    long got = collector_wait(c, n, 30000, 1800);
+    perf_stop(perf);
+    uint64_t cpu = proc_cpu_us(pid), pg1 = pg_cpu_us();
+    long rss = proc_mem_kib(pid, "VmHWM");
+    row_t *r = row_add(name, what);
+    r->events = got;
+    r->seconds = (double)(atomic_load(&c->last_us) - atomic_load(&c->first_us)) / 1e6;
+    r->eps = r->seconds > 0 ? (double)(got - 1) / r->seconds : 0;
+    r->disp_cpu_us = (double)cpu / (double)(got ? got : 1);
+    r->pg_cpu_us = (double)(pg1 - pg0) / (double)(got ? got : 1);
+    r->rss_kib = rss;
+    weft_stop(pid);
+    collector_stop(c);
+    if (got < n)
+        die("%s: only %ld of %ld results arrived", name, got, n);
+    say("%s: %ld events in %.2f s = %.0f events/s", name, got, r->seconds, r->eps);
+}
+
+/* Publishes at rate events/s for seconds, ids PREFIX-SEQ, and records the
+ * latency of each result. */
+static void latency_run(const char *prefix, double rate, int seconds, row_t *r)
+{
+    long n = (long)(rate * seconds);
+    if (n < 1)
+        n = 1;
+    collector_t *c = collector_start("bench.lat.out", prefix, n);
+    rd_kafka_t *rk = producer_new(0, 0, preload_dr);
+    uint64_t t0 = now_us();
+    for (long i = 0; i < n; i++) {
+        uint64_t due = t0 + (uint64_t)((double)i * 1e6 / rate);
+        uint64_t now = now_us();
+        if (due > now)
+            usleep((useconds_t)(due - now));
+        atomic_store(&c->pub_us[i], now_us());
+        produce_event(rk, "bench.lat.in", prefix, i);
+        rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, 30000);
+    rd_kafka_destroy(rk);
+    long deadline_wait = 0;
+    while (atomic_load(&c->n_lat) < n && deadline_wait++ < 1500)
+        usleep(20000);
+    long k = atomic_load(&c->n_lat);
+    qsort(c->lat_us, (size_t)k, sizeof(uint64_t), cmp_u64);
+    r->offered = rate;
+    r->lat_n = k;
+    r->events = k;
+    r->p50 = pct(c->lat_us, (size_t)k, 50);
+    r->p99 = pct(c->lat_us, (size_t)k, 99);
+    r->p999 = pct(c->lat_us, (size_t)k, 99.9);
+    collector_stop(c);
+    if (k < n)
+        say("warning: %s: %ld of %ld results arrived", prefix, k, n);
+    say("latency %s at %.0f events/s: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms (%ld events)",
+        prefix, rate, r->p50, r->p99, r->p999, k);
+}
+
+static void run_latency(void)
+{
+    pid_t pid = weft_start("latency");
+    /* Warm up: wait for the group join and the pool. */
+    row_t warm = {0};
+    latency_run("warm", 20, 5, &warm);
+    row_t *lo = row_add("latency-low", "publish -> result through weft, low load");
+    latency_run("lo", opt.low_rate, opt.lat_seconds, lo);
+    row_t *so = row_find("weft-so");
+    if (so && so->eps > 0) {
+        row_t *hi = row_add("latency-half", "publish -> result, half of weft-so's rate");
+        latency_run("hi", so->eps / 2, opt.lat_seconds, hi);
+    }
+    weft_stop(pid);
+}
+
+static void run_backlog(void)
+{
+    const char *in = "bench.bl.in";
+    preload(in, opt.n_backlog);
+    long size = topic_size(in);
+    if (size < opt.n_backlog)
+        die("the broker kept only %ld of %ld backlog events (raise --partitions)", size,
+            opt.n_backlog);
+    collector_t *c = collector_start("bench.bl.out", NULL, 0);
+    pid_t pid = weft_start("backlog");
+    long peak_rss = 0;
+    uint64_t end = now_us() + (uint64_t)opt.backlog_seconds * 1000000;
+    while (now_us() < end && atomic_load(&c->count) < opt.n_backlog) {
+        long rss = proc_mem_kib(pid, "VmRSS");
+        if (rss > peak_rss)
+            peak_rss = rss;
+        usleep(100000);
+    }
+    long hwm = proc_mem_kib(pid, "VmHWM");
+    row_t *r = row_add("backlog", "weft run against a preloaded backlog: peak RSS");
+    r->events = atomic_load(&c->count);
+    r->seconds = opt.backlog_seconds;
+    r->rss_kib = hwm > peak_rss ? hwm : peak_rss;
+    weft_stop(pid);
+    collector_stop(c);
+    say("backlog: %ld events waiting, %ld processed in %d s, dispatcher peak RSS %.1f MiB",
+        opt.n_backlog, r->events, opt.backlog_seconds, (double)r->rss_kib / 1024.0);
+}
+
+/* ---- run 4: fork+exec per event -------------------------------------------- */
+
+static void run_fork(void)
+{
+    const char *in = "bench.fork.in", *out = "bench.fork.out";
+    long n = opt.n_fork;
+    preload(in, n);
+    char prog[700];
+    snprintf(prog, sizeof(prog), "%s/weft-bench-noop", fx.bin_dir);
+    if (access(prog, X_OK) != 0)
+        die("%s is missing (build weft-bench-noop)", prog);
+    rd_kafka_conf_t *cc = conf_new();
+    conf_set(cc, "group.id", "weft-bench-fork");
+    conf_set(cc, "auto.offset.reset", "earliest");
+    conf_set(cc, "session.timeout.ms", "6000");
+    conf_set(cc, "heartbeat.interval.ms", "500");
+    char err[256];
+    rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
+    rd_kafka_t *prod = producer_new(5, 1, preload_dr);
+    rd_kafka_poll_set_consumer(cons);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, in, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(cons, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    long done = 0;
+    uint64_t first = 0;
+    pid_t slots[2] = {0, 0};
+    rd_kafka_message_t *held[2] = {NULL, NULL};
+    while (done < n) {
+        for (int s = 0; s < 2; s++) {
+            if (slots[s])
+                continue;
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 10);
+            if (!m)
+                continue;
+            if (m->err) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            if (!first)
+                first = now_us();
+            int fds[2];
+            if (pipe(fds) != 0)
+                die("pipe: %s", strerror(errno));
+            posix_spawn_file_actions_t fa;
+            posix_spawn_file_actions_init(&fa);
+            posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
+            posix_spawn_file_actions_addclose(&fa, fds[1]);
+            char *argv[] = {prog, NULL};
+            int rc = posix_spawn(&slots[s], prog, &fa, NULL, argv, environ);
+            posix_spawn_file_actions_destroy(&fa);
+            close(fds[0]);
+            if (rc != 0)
+                die("posix_spawn: %s", strerror(rc));
+            ssize_t w = write(fds[1], m->payload, m->len);
+            (void)w;
+            close(fds[1]);
+            held[s] = m;
+        }
+        int st;
+        pid_t p = waitpid(-1, &st, 0);
+        for (int s = 0; s < 2; s++) {
+            if (p > 0 && slots[s] == p) {
+                rd_kafka_message_t *m = held[s];
+                rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(out), RD_KAFKA_V_KEY(m->key, m->key_len),
+                                  RD_KAFKA_V_VALUE(m->payload, m->len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                rd_kafka_message_destroy(m);
+                held[s] = NULL;
+                slots[s] = 0;
+                done++;
+            }
+        }
+        rd_kafka_poll(prod, 0);
+    }
+    rd_kafka_flush(prod, 30000);
+    uint64_t last = now_us();
+    row_t *r = row_add("fork-exec", "consume, fork+exec a no-op process per event, produce");
+    r->events = done;
+    r->seconds = (double)(last - first) / 1e6;
+    r->eps = (double)done / r->seconds;
+    rd_kafka_consumer_close(cons);
+    rd_kafka_destroy(cons);
+    rd_kafka_destroy(prod);
+    say("fork-exec: %ld events in %.2f s = %.0f events/s", done, r->seconds, r->eps);
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static void write_migration(void)
+{
+    char dir[400], path[500];
+    snprintf(dir, sizeof(dir), "%s/bench-migrations", fx.state_dir);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof(path), "%s/9001_bench.sql", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("%s: %s", path, strerror(errno));
+    fprintf(f,
+            "INSERT INTO weft.functions (name, runtime, entry, timeout_ms, pool_size)\n"
+            "VALUES ('bench-noop', 'shared_object', 'noop.so', 5000, 2),\n"
+            "       ('bench-noop-exec', 'exec', '%s/noop_exec', 5000, 2);\n"
+            "INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic)\n"
+            "VALUES ('bench-so', 'bench.so.in', 'bench-noop', 'bench.so.out', 'bench.dlq'),\n"
+            "       ('bench-exec', 'bench.ex.in', 'bench-noop-exec', 'bench.ex.out', "
+            "'bench.dlq'),\n"
+            "       ('bench-lat', 'bench.lat.in', 'bench-noop', 'bench.lat.out', 'bench.dlq'),\n"
+            "       ('bench-bl', 'bench.bl.in', 'bench-noop', 'bench.bl.out', 'bench.dlq');\n",
+            functions_dir);
+    fclose(f);
+    const char *args[] = {"migrate", "--dir", dir, NULL};
+    char out[4096];
+    if (fx_weft(&fx, out, sizeof(out), args) != 0)
+        die("weft migrate failed:\n%s", out);
+}
+
+static int parts_for(long n)
+{
+    /* The mock broker keeps at most 5 MiB per partition (older messages
+     * are dropped): ~330 bytes per event on its log, with room to spare. */
+    long p = (n * 400) / (4l << 20) + 1;
+    return p < 4 ? 4 : (int)p;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: weft-bench [--json] [--only RUN,...] [--events-ceiling N] [--events-weft N]\n"
+            "                  [--events-exec N] [--events-fork N] [--backlog N]\n"
+            "                  [--backlog-seconds S] [--low-rate R] [--latency-seconds S]\n"
+            "                  [--perf DIR]\n"
+            "\n"
+            "Runs: ceiling, weft-so, weft-exec, fork-exec, latency, backlog (default: all).\n"
+            "--perf DIR: record the dispatcher with `perf record -g` during weft-so and\n"
+            "weft-exec into DIR/RUN.perf.data.\n"
+            "Needs WEFT_BIN_DIR, WEFT_FUNCTIONS_DIR and WEFT_SOURCE_DIR (ops/bench sets them).\n");
+}
+
+static void print_table(void)
+{
+    row_t *ceil_r = row_find("ceiling");
+    row_t *fork_r = row_find("fork-exec");
+    printf("\n%-13s %10s %9s %8s %8s %9s %9s %8s %8s %8s %8s  %s\n", "run", "events/s", "vs ceil",
+           "vs fork", "events", "seconds", "cpu/ev", "pg/ev", "p50", "p99", "p99.9", "RSS");
+    printf("%-13s %10s %9s %8s %8s %9s %9s %8s %8s %8s %8s  %s\n", "", "", "", "", "", "",
+           "(us)", "(us)", "(ms)", "(ms)", "(ms)", "(MiB)");
+    for (int i = 0; i < n_rows; i++) {
+        row_t *r = &rows[i];
+        char eps[32] = "-", vc[32] = "-", vf[32] = "-", cpu[32] = "-", pg[32] = "-",
+             p50[32] = "-", p99[32] = "-", p999[32] = "-", rss[32] = "-", secs[32] = "-";
+        if (r->eps > 0)
+            snprintf(eps, sizeof(eps), "%.0f", r->eps);
+        else if (r->offered > 0)
+            snprintf(eps, sizeof(eps), "(%.0f)", r->offered);
+        if (r->eps > 0 && ceil_r && ceil_r->eps > 0)
+            snprintf(vc, sizeof(vc), "%.3fx", r->eps / ceil_r->eps);
+        if (r->eps > 0 && fork_r && fork_r->eps > 0)
+            snprintf(vf, sizeof(vf), "%.1fx", r->eps / fork_r->eps);
+        if (r->seconds > 0)
+            snprintf(secs, sizeof(secs), "%.2f", r->seconds);
+        if (!isnan(r->disp_cpu_us))
+            snprintf(cpu, sizeof(cpu), "%.1f", r->disp_cpu_us);
+        if (!isnan(r->pg_cpu_us))
+            snprintf(pg, sizeof(pg), "%.1f", r->pg_cpu_us);
+        if (!isnan(r->p50)) {
+            snprintf(p50, sizeof(p50), "%.2f", r->p50);
+            snprintf(p99, sizeof(p99), "%.2f", r->p99);
+            snprintf(p999, sizeof(p999), "%.2f", r->p999);
+        }
+        if (r->rss_kib >= 0)
+            snprintf(rss, sizeof(rss), "%.1f", (double)r->rss_kib / 1024.0);
+        printf("%-13s %10s %9s %8s %8ld %9s %9s %8s %8s %8s %8s  %s\n", r->name, eps, vc, vf,
+               r->events, secs, cpu, pg, p50, p99, p999, rss);
+    }
+    printf("\n");
+    for (int i = 0; i < n_rows; i++)
+        printf("  %-13s %s\n", rows[i].name, rows[i].what);
+    printf("  (events/s in parentheses: the offered load of a latency run)\n"
+           "  cpu/ev: CPU of the dispatcher (for the ceiling: of the passthrough) per event;\n"
+           "  pg/ev: CPU of all PostgreSQL processes per event; RSS: peak (VmHWM).\n"
+           "  %d cores; partitions per input topic: %d.\n",
+           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions);
+}
+
+static void json_num(const char *k, double v, int last)
+{
+    if (isnan(v))
+        printf("\"%s\":null%s", k, last ? "" : ",");
+    else
+        printf("\"%s\":%.3f%s", k, v, last ? "" : ",");
+}
+
+static void print_json(void)
+{
+    row_t *ceil_r = row_find("ceiling");
+    row_t *fork_r = row_find("fork-exec");
+    printf("{\"cores\":%d,\"partitions\":%d,\"runs\":[", (int)sysconf(_SC_NPROCESSORS_ONLN),
+           opt.partitions);
+    for (int i = 0; i < n_rows; i++) {
+        row_t *r = &rows[i];
+        printf("%s{\"run\":\"%s\",\"what\":\"%s\",\"events\":%ld,", i ? "," : "", r->name, r->what,
+               r->events);
+        json_num("seconds", r->seconds > 0 ? r->seconds : NAN, 0);
+        json_num("events_per_s", r->eps > 0 ? r->eps : NAN, 0);
+        json_num("vs_ceiling",
+                 r->eps > 0 && ceil_r && ceil_r->eps > 0 ? r->eps / ceil_r->eps : NAN, 0);
+        json_num("vs_fork_exec",
+                 r->eps > 0 && fork_r && fork_r->eps > 0 ? r->eps / fork_r->eps : NAN, 0);
+        json_num("offered_per_s", r->offered > 0 ? r->offered : NAN, 0);
+        json_num("cpu_us_per_event", r->disp_cpu_us, 0);
+        json_num("pg_cpu_us_per_event", r->pg_cpu_us, 0);
+        json_num("p50_ms", r->p50, 0);
+        json_num("p99_ms", r->p99, 0);
+        json_num("p999_ms", r->p999, 0);
+        json_num("peak_rss_mib", r->rss_kib >= 0 ? (double)r->rss_kib / 1024.0 : NAN, 1);
+        printf("}");
+    }
+    printf("]}\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"only", required_argument, NULL, 'o'},
+        {"perf", required_argument, NULL, 'p'},
+        {"events-ceiling", required_argument, NULL, 'c'},
+        {"events-weft", required_argument, NULL, 'w'},
+        {"events-exec", required_argument, NULL, 'x'},
+        {"events-fork", required_argument, NULL, 'f'},
+        {"backlog", required_argument, NULL, 'b'},
+        {"backlog-seconds", required_argument, NULL, 'B'},
+        {"low-rate", required_argument, NULL, 'r'},
+        {"latency-seconds", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        char *end = NULL;
+        long v = optarg ? strtol(optarg, &end, 10) : 0;
+        int numeric = optarg && end && *end == '\0' && v > 0;
+        switch (c) {
+        case 'j': opt.json = 1; break;
+        case 'o': opt.only = optarg; break;
+        case 'p': opt.perf_dir = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            if (c == '?' || !numeric) {
+                if (c != '?')
+                    fprintf(stderr, "weft-bench: not a positive integer: %s\n", optarg);
+                usage(stderr);
+                return 2;
+            }
+            switch (c) {
+            case 'c': opt.n_ceiling = v; break;
+            case 'w': opt.n_weft = v; break;
+            case 'x': opt.n_exec = v; break;
+            case 'f': opt.n_fork = v; break;
+            case 'b': opt.n_backlog = v; break;
+            case 'B': opt.backlog_seconds = (int)v; break;
+            case 'r': opt.low_rate = (int)v; break;
+            case 'L': opt.lat_seconds = (int)v; break;
+            }
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "weft-bench: unexpected argument: %s\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    const char *fd = getenv("WEFT_FUNCTIONS_DIR");
+    snprintf(functions_dir, sizeof(functions_dir), "%s", fd ? fd : "build/functions");
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Partitions enough for the largest preload of the runs asked for. */
+    long biggest = 1;
+    if (want("ceiling") && opt.n_ceiling > biggest)
+        biggest = opt.n_ceiling;
+    if (want("weft-so") && opt.n_weft > biggest)
+        biggest = opt.n_weft;
+    if (want("weft-exec") && opt.n_exec > biggest)
+        biggest = opt.n_exec;
+    opt.partitions = parts_for(biggest);
+    int bl_parts = want("backlog") ? parts_for(opt.n_backlog) : 4;
+    char topics[1024];
+    snprintf(topics, sizeof(topics),
+             "bench.pt.in:%d bench.pt.out:%d bench.so.in:%d bench.so.out:%d bench.ex.in:%d "
+             "bench.ex.out:%d bench.lat.in:%d bench.lat.out:%d bench.fork.in:%d "
+             "bench.fork.out:%d bench.bl.in:%d bench.bl.out:%d bench.dlq:1",
+             opt.partitions, opt.partitions, opt.partitions, opt.partitions, opt.partitions,
+             opt.partitions, opt.partitions, opt.partitions, opt.partitions, opt.partitions,
+             bl_parts, opt.partitions);
+    say("starting a private stack (partitions per topic: %d, backlog topic: %d)", opt.partitions,
+        bl_parts);
+    if (fx_up(&fx, topics) != 0)
+        return 1;
+    const char *margs[] = {"migrate", NULL};
+    char out[4096];
+    if (fx_weft(&fx, out, sizeof(out), margs) != 0)
+        die("weft migrate failed:\n%s", out);
+    write_migration();
+
+    if (want("ceiling"))
+        run_ceiling();
+    if (want("weft-so"))
+        run_weft("weft-so", "weft run, ledger on, no-op shared object (noop.so), pool of 2",
+                 "bench.so.in", "bench.so.out", opt.n_weft);
+    if (want("weft-exec"))
+        run_weft("weft-exec", "weft run, ledger on, no-op exec program, pool of 2",
+                 "bench.ex.in", "bench.ex.out", opt.n_exec);
+    if (want("fork-exec"))
+        run_fork();
+    if (want("latency"))
+        run_latency();
+    if (want("backlog"))
+        run_backlog();
+
+    if (opt.json)
+        print_json();
+    else
+        print_table();
+    fx_down(&fx);
+    return 0;
+}

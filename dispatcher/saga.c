@@ -1,0 +1,210 @@
+/*
+ * saga.c - the saga state machine's client (see saga.h): each call is one
+ * statement against the SQL functions of migrations/0007_sagas.sql.
+ */
+#include "saga.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+#define EVENT_COLUMNS                                                                          \
+    "instance::text, seq, cause, topic, id, type, coalesce(step, 0), phase, data, content_type"
+
+void weft_saga_events_free(weft_saga_events_t *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->n; i++) {
+        weft_saga_event_t *ev = &e->ev[i];
+        free(ev->cause);
+        free(ev->topic);
+        free(ev->id);
+        free(ev->type);
+        free(ev->phase);
+        if (ev->data)
+            PQfreemem(ev->data);
+        free(ev->content_type);
+    }
+    free(e->ev);
+    e->ev = NULL;
+    e->n = 0;
+}
+
+void weft_saga_instance_id(char out[37], const char *trigger, int generation, const char *key)
+{
+    char gen[16];
+    snprintf(gen, sizeof(gen), "%d", generation);
+    const char *parts[4] = {"weft-saga", trigger, gen, key};
+    weft_uuid_from(out, parts, 4);
+}
+
+static char *dup_col(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
+}
+
+/* Appends the rows of r (EVENT_COLUMNS, text format) to out. */
+static int collect(PGresult *r, weft_saga_events_t *out, char *errstr, size_t errlen)
+{
+    int rows = PQntuples(r);
+    if (rows == 0)
+        return 0;
+    weft_saga_event_t *grown = realloc(out->ev, (out->n + (size_t)rows) * sizeof(*grown));
+    if (!grown) {
+        snprintf(errstr, errlen, "out of memory");
+        return -1;
+    }
+    out->ev = grown;
+    for (int i = 0; i < rows; i++) {
+        weft_saga_event_t *ev = &out->ev[out->n];
+        memset(ev, 0, sizeof(*ev));
+        snprintf(ev->instance, sizeof(ev->instance), "%s", PQgetvalue(r, i, 0));
+        ev->seq = atoi(PQgetvalue(r, i, 1));
+        ev->cause = dup_col(r, i, 2);
+        ev->topic = dup_col(r, i, 3);
+        ev->id = dup_col(r, i, 4);
+        ev->type = dup_col(r, i, 5);
+        ev->step = atoi(PQgetvalue(r, i, 6));
+        ev->phase = dup_col(r, i, 7);
+        if (!PQgetisnull(r, i, 8)) {
+            ev->data = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 8), &ev->data_len);
+            if (!ev->data) {
+                out->n++;
+                snprintf(errstr, errlen, "out of memory");
+                return -1;
+            }
+        }
+        ev->content_type = dup_col(r, i, 9);
+        out->n++;
+        if (!ev->cause || !ev->topic || !ev->id || !ev->type) {
+            snprintf(errstr, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Runs sql with params (bytea_param: index of one binary bytea parameter,
+ * or -1) and collects the events it returns. */
+static int run(void *pgconn, const char *what, const char *sql, int n, const char *const *params,
+               const int *lengths, int bytea_param, weft_saga_events_t *out, char *errstr,
+               size_t errlen)
+{
+    PGconn *pg = pgconn;
+    int formats[12] = {0};
+    if (bytea_param >= 0)
+        formats[bytea_param] = 1;
+    PGresult *r = PQexecParams(pg, sql, n, NULL, params, lengths, formats, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "%s: %s", what, PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    int rc = collect(r, out, errstr, errlen);
+    PQclear(r);
+    return rc;
+}
+
+int weft_saga_start(void *pg, const char *instance, const char *saga, const char *trigger,
+                    const char *key, const void *data, size_t len, const char *content_type,
+                    weft_saga_events_t *out, char *errstr, size_t errlen)
+{
+    const char *params[6] = {instance, saga, trigger, key, data, content_type};
+    int lengths[6] = {0, 0, 0, 0, (int)len, 0};
+    return run(pg, "starting saga",
+               "SELECT " EVENT_COLUMNS " FROM weft.saga_start($1::uuid, $2, $3, $4, $5, $6)", 6,
+               params, lengths, 4, out, errstr, errlen);
+}
+
+int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
+                        char *errstr, size_t errlen)
+{
+    char step[16], attempts[16];
+    snprintf(step, sizeof(step), "%d", o->step);
+    snprintf(attempts, sizeof(attempts), "%d", o->attempts);
+    const char *params[9] = {o->instance,
+                             step,
+                             o->phase,
+                             o->ok ? "true" : "false",
+                             o->output ? o->output : NULL,
+                             o->output_type,
+                             o->reason,
+                             o->error,
+                             attempts};
+    int lengths[9] = {0, 0, 0, 0, (int)o->output_len, 0, 0, 0, 0};
+    return run(pg, "moving saga",
+               "SELECT " EVENT_COLUMNS " FROM weft.saga_step_done($1::uuid, $2::int, $3,"
+               " $4::boolean, $5, $6, $7, $8, $9::int)",
+               9, params, lengths, 4, out, errstr, errlen);
+}
+
+int weft_saga_expire(void *pg, int max, weft_saga_events_t *out, char *errstr, size_t errlen)
+{
+    char m[16];
+    snprintf(m, sizeof(m), "%d", max);
+    const char *params[1] = {m};
+    return run(pg, "expiring sagas", "SELECT " EVENT_COLUMNS " FROM weft.saga_expire($1::int)",
+               1, params, NULL, -1, out, errstr, errlen);
+}
+
+int weft_saga_published(void *pgconn, const weft_saga_events_t *e, char *errstr, size_t errlen)
+{
+    if (!e || e->n == 0)
+        return 0;
+    /* {"(uuid,seq)",...} as two parallel arrays. */
+    size_t cap = e->n * 52 + 4;
+    char *ids = malloc(cap), *seqs = malloc(e->n * 12 + 4);
+    if (!ids || !seqs) {
+        free(ids);
+        free(seqs);
+        snprintf(errstr, errlen, "out of memory");
+        return -1;
+    }
+    size_t a = 0, b = 0;
+    ids[a++] = '{';
+    seqs[b++] = '{';
+    for (size_t i = 0; i < e->n; i++) {
+        a += (size_t)snprintf(ids + a, cap - a, "%s%s", i ? "," : "", e->ev[i].instance);
+        b += (size_t)snprintf(seqs + b, e->n * 12 + 4 - b, "%s%d", i ? "," : "", e->ev[i].seq);
+    }
+    ids[a++] = '}';
+    ids[a] = '\0';
+    seqs[b++] = '}';
+    seqs[b] = '\0';
+    const char *params[2] = {ids, seqs};
+    PGresult *r = PQexecParams(pgconn,
+                               "UPDATE weft.saga_events e SET published_at = now()"
+                               " FROM unnest($1::uuid[], $2::int[]) AS p(instance, seq)"
+                               " WHERE e.instance = p.instance AND e.seq = p.seq"
+                               "   AND e.published_at IS NULL",
+                               2, NULL, params, NULL, NULL, 0);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        snprintf(errstr, errlen, "marking saga events published: %s", PQresultErrorMessage(r));
+        rc = -1;
+    }
+    PQclear(r);
+    free(ids);
+    free(seqs);
+    return rc;
+}
+
+int weft_saga_unpublished(void *pg, int age_ms, int max, weft_saga_events_t *out, char *errstr,
+                          size_t errlen)
+{
+    char age[16], m[16];
+    snprintf(age, sizeof(age), "%d", age_ms);
+    snprintf(m, sizeof(m), "%d", max);
+    const char *params[2] = {age, m};
+    /* Only transitions that no source event would cause again. */
+    return run(pg, "reading unpublished saga events",
+               "SELECT " EVENT_COLUMNS " FROM weft.saga_events"
+               " WHERE published_at IS NULL AND cause = 'deadline'"
+               "   AND at < now() - $1::int * interval '1 millisecond'"
+               " ORDER BY instance, seq LIMIT $2::int",
+               2, params, NULL, -1, out, errstr, errlen);
+}

@@ -1,0 +1,83 @@
+/*
+ * saga.h - the saga state machine's client: one call per transition.
+ *
+ * The state machine itself lives in PostgreSQL (migrations/0007_sagas.sql:
+ * weft.saga_start, weft.saga_step_done, weft.saga_expire), so every
+ * transition is one statement, one round trip and one transaction, and a
+ * transition asked for twice returns the events it published the first
+ * time (with the same ids) instead of moving the saga twice. The caller
+ * publishes the returned events in order and only then acknowledges the
+ * event that caused the transition (DESIGN.md: commit, then produce, then
+ * ack).
+ *
+ * Runs on the dispatcher loop thread (or in the CLI); synchronous libpq.
+ */
+#ifndef WEFT_SAGA_H
+#define WEFT_SAGA_H
+
+#include <stddef.h>
+
+/* One event a transition publishes. */
+typedef struct weft_saga_event {
+    char instance[37];
+    int seq;
+    char *cause;
+    char *topic;
+    char *id;
+    char *type;  /* weft.saga.step for a step's input, weft.saga.* otherwise */
+    int step;    /* weft.saga.step: the step it starts; else 0 */
+    char *phase; /* weft.saga.step: "do" or "compensate"; else NULL */
+    unsigned char *data;
+    size_t data_len;
+    char *content_type;
+} weft_saga_event_t;
+
+typedef struct weft_saga_events {
+    weft_saga_event_t *ev;
+    size_t n;
+} weft_saga_events_t;
+
+void weft_saga_events_free(weft_saga_events_t *e);
+
+/* The instance id of a saga started by trigger/generation/key: the same
+ * start event always maps to the same instance. out: 37 bytes. */
+void weft_saga_instance_id(char out[37], const char *trigger, int generation, const char *key);
+
+/* Starts (or finds) the instance and returns the events of its start:
+ * weft.saga.started and the first step's input. 0, or -1 with errstr. */
+int weft_saga_start(void *pg, const char *instance, const char *saga, const char *trigger,
+                    const char *key, const void *data, size_t len, const char *content_type,
+                    weft_saga_events_t *out, char *errstr, size_t errlen);
+
+/* The outcome of a step ("do") or compensation ("compensate"). */
+typedef struct weft_saga_outcome {
+    const char *instance;
+    int step;
+    const char *phase;
+    int ok; /* 1: succeeded; 0: failed for good */
+    const void *output;
+    size_t output_len;
+    const char *output_type;
+    const char *reason; /* failures: the dead-letter reason */
+    const char *error;
+    int attempts;
+} weft_saga_outcome_t;
+
+/* Moves the saga one transition; out gets its events (none for a result
+ * the saga no longer waits for). 0, or -1 with errstr. */
+int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
+                        char *errstr, size_t errlen);
+
+/* Fails and compensates up to max running instances past their deadline;
+ * out gets the events of all of them, grouped by instance. */
+int weft_saga_expire(void *pg, int max, weft_saga_events_t *out, char *errstr, size_t errlen);
+
+/* Records that these events were acknowledged by their broker. */
+int weft_saga_published(void *pg, const weft_saga_events_t *e, char *errstr, size_t errlen);
+
+/* Events never acknowledged, older than age_ms (a dispatcher died between
+ * a deadline transition and its publication): publish them again. */
+int weft_saga_unpublished(void *pg, int age_ms, int max, weft_saga_events_t *out, char *errstr,
+                          size_t errlen);
+
+#endif

@@ -120,6 +120,8 @@ int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig)
     t->event_type = dup_or_null(trig->event_type);
     t->result_topic = dup_or_null(trig->result_topic);
     t->result_type = dup_or_null(trig->result_type);
+    t->stream = dup_or_null(trig->stream);
+    t->durable = dup_or_null(trig->durable);
     if (trig->dead_letter_topic) {
         t->dead_letter_topic = strdup(trig->dead_letter_topic);
     } else if (asprintf(&t->dead_letter_topic, "%s.dlq", trig->topic) < 0) {
@@ -134,7 +136,8 @@ int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig)
     if (t->max_inflight <= 0)
         t->max_inflight = 1000;
     cat->n_trigs++;
-    if (!t->name || !t->topic || !t->function || !t->dead_letter_topic)
+    if (!t->name || !t->topic || !t->function || !t->dead_letter_topic ||
+        (trig->stream && !t->stream) || (trig->durable && !t->durable))
         return -1;
     return 0;
 }
@@ -181,6 +184,8 @@ void weft_catalog_unref(weft_catalog_t *cat)
         free(t->result_topic);
         free(t->result_type);
         free(t->dead_letter_topic);
+        free(t->stream);
+        free(t->durable);
         for (size_t k = 0; k < t->n_filters; k++) {
             free(t->filters[k].attribute);
             free(t->filters[k].value);
@@ -197,13 +202,37 @@ static const char *val(PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+int weft_broker_parse(const char *s, weft_broker_t *out)
+{
+    if (strcmp(s, "kafka") == 0)
+        *out = WEFT_BROKER_KAFKA;
+    else if (strcmp(s, "jetstream") == 0)
+        *out = WEFT_BROKER_JETSTREAM;
+    else if (strcmp(s, "nats") == 0)
+        *out = WEFT_BROKER_NATS;
+    else
+        return -1;
+    return 0;
+}
+
+const char *weft_broker_name(weft_broker_t b)
+{
+    switch (b) {
+    case WEFT_BROKER_JETSTREAM:
+        return "jetstream";
+    case WEFT_BROKER_NATS:
+        return "nats";
+    case WEFT_BROKER_KAFKA:
+    default:
+        return "kafka";
+    }
+}
+
 static weft_broker_t broker_parse(const char *s)
 {
-    if (strcmp(s, "jetstream") == 0)
-        return WEFT_BROKER_JETSTREAM;
-    if (strcmp(s, "nats") == 0)
-        return WEFT_BROKER_NATS;
-    return WEFT_BROKER_KAFKA;
+    weft_broker_t b = WEFT_BROKER_KAFKA;
+    weft_broker_parse(s, &b);
+    return b;
 }
 
 /* Parses PostgreSQL's text form of a one-dimensional text[] ({a,"b c"}):
@@ -330,7 +359,9 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
     r = PQexec(pg, "SELECT name, source, topic, event_type, function, result_topic,"
                    " result_type, dead_letter_topic, max_attempts, backoff_initial_ms,"
                    " backoff_max_ms, backoff_multiplier, backoff_jitter,"
-                   " coalesce(max_event_age_ms, 0), ordering, max_inflight"
+                   " coalesce(max_event_age_ms, 0), ordering, max_inflight,"
+                   " coalesce(result_broker, source), coalesce(dead_letter_broker, source),"
+                   " stream, durable, ack_wait_ms"
                    " FROM weft.triggers WHERE enabled ORDER BY name");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(errstr, errlen, "loading triggers: %s", PQresultErrorMessage(r));
@@ -354,6 +385,11 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
             .max_event_age_ms = atoll(PQgetvalue(r, i, 13)),
             .ordered = strcmp(PQgetvalue(r, i, 14), "ordered") == 0,
             .max_inflight = atoi(PQgetvalue(r, i, 15)),
+            .result_broker = broker_parse(PQgetvalue(r, i, 16)),
+            .dead_letter_broker = broker_parse(PQgetvalue(r, i, 17)),
+            .stream = (char *)val(r, i, 18),
+            .durable = (char *)val(r, i, 19),
+            .ack_wait_ms = atoi(PQgetvalue(r, i, 20)),
         };
         if (weft_catalog_add_trigger(cat, &t) != 0) {
             snprintf(errstr, errlen, "out of memory");

@@ -61,6 +61,11 @@ typedef struct weft_trigger {
     char *result_topic; /* NULL: no result event */
     char *result_type;  /* NULL: input type + ".result" */
     char *dead_letter_topic;
+    weft_broker_t result_broker;      /* where result_topic lives (default: the source) */
+    weft_broker_t dead_letter_broker; /* where dead_letter_topic lives (default: the source) */
+    char *stream;  /* JetStream source: the stream holding topic */
+    char *durable; /* JetStream source: durable consumer name; NULL: weft_<name> */
+    int ack_wait_ms; /* JetStream source: AckWait of a consumer weft creates */
     int max_attempts;
     int backoff_initial_ms;
     int backoff_max_ms;
@@ -107,6 +112,10 @@ int weft_trigger_matches(const weft_trigger_t *trig, weft_broker_t broker, const
 /* Adds a filter to the last added trigger (for tests and the loader). */
 int weft_catalog_add_filter(weft_catalog_t *cat, const char *trigger, const char *attribute,
                             weft_filter_op_t op, const char *value);
+/* Parses "kafka" / "jetstream" / "nats"; returns -1 for anything else. */
+int weft_broker_parse(const char *s, weft_broker_t *out);
+const char *weft_broker_name(weft_broker_t b);
+
 /* Parses "exact" / "prefix" / "suffix". */
 int weft_filter_op_parse(const char *s, weft_filter_op_t *op);
 

@@ -14,15 +14,24 @@
  *   -> claim the job's key in the ledger (batched) -> invoke in the
  *   function's pool -> record the outcome (batched) -> produce the result
  *   or dead letter and wait for the broker's ack -> the job is terminal.
- * When every job of a message is terminal, the message is finished in its
- * partition's tracker, and the contiguous finished prefix is stored for
- * commit. Nothing is stored past an unfinished message, so a crash at any
- * point redelivers it, and the ledger turns the redelivery into a re-emit
- * of the stored outcome instead of a second run.
+ * When every job of a message is terminal, the message is finished by its
+ * broker adapter (broker.h): on Kafka the contiguous finished prefix of its
+ * partition is stored for commit, on JetStream it is acknowledged with
+ * AckSync. Nothing is acknowledged before the result or dead letter was, so
+ * a crash at any point redelivers it, and the ledger turns the redelivery
+ * into a re-emit of the stored outcome instead of a second run.
+ *
+ * There is one pipeline for every broker: messages of Kafka, JetStream
+ * and core NATS take the same path; only consuming, finishing and
+ * producing go through the adapter of the message's (or the sink's)
+ * broker. A retry of a JetStream message is a NAK with the backoff delay
+ * (the server redelivers it); on Kafka and core NATS the message waits
+ * here.
  *
  * Memory is bounded: at most dispatcher.max_inflight messages are held;
- * past that the assigned partitions are paused (the poll loop keeps
- * running, so the group membership stays alive) and resumed at half.
+ * past that every adapter pauses (Kafka pauses its partitions while the
+ * poll loop keeps the group membership alive, JetStream stops fetching)
+ * and resumes at half.
  */
 #include "dispatcher.h"
 
@@ -44,11 +53,11 @@
 #include "envelope.h"
 #include "hash.h"
 #include "json.h"
-#include "kafka.h"
+#include "broker.h"
 #include "ledger.h"
 #include "log.h"
+#include "nats.h"
 #include "pool.h"
-#include "tracker.h"
 #include "weft_io.h"
 
 #define CLAIM_BATCH 1000
@@ -57,20 +66,11 @@
 #define LEASE_MARGIN_MS 5000
 #define EMIT_MAX_HEADERS 64
 
-typedef struct part {
-    char *topic;
-    int32_t partition;
-    weft_tracker_t *tr;
-    int64_t store_pos; /* committable position not yet stored, or -1 */
-    int revoked;
-    int refs;
-    struct part *next;
-} part_t;
-
 typedef struct msg {
-    weft_kmsg_t km;
-    part_t *part;
-    int64_t slot;
+    weft_bmsg_t km;
+    weft_adapter_t *bk; /* the adapter it came from */
+    weft_finish_t finish; /* how it ends: ACK, or NAK after a retry on JetStream */
+    int nak_delay_ms;
     weft_envelope_t env;
     weft_env_status_t env_status;
     char env_err[256];
@@ -141,13 +141,14 @@ typedef struct dsp {
     weft_config_t *cfg;
     int epfd;
     weft_io_t sig_io;
-    weft_io_t kafka_io;
+    weft_io_t bk_io[2];
     weft_io_t pg_io;
     PGconn *pg;
     char owner[128];
     weft_catalog_t *cat;
-    weft_kafka_t *kafka;
-    part_t *parts;
+    weft_adapter_t *adapters[2]; /* Kafka, NATS (JetStream and core) */
+    size_t n_adapters;
+    weft_adapter_t *bk[3];       /* by weft_broker_t; NULL: not configured */
     fn_pool_t *pools;
     jq_t claim_q, record_q, wait_q;
     job_t **active;
@@ -267,91 +268,15 @@ static ochain_t **order_find(dsp_t *d, const char *okey)
     return pp;
 }
 
-/* ---- partitions -------------------------------------------------------- */
-
-static part_t *part_find(dsp_t *d, const char *topic, int32_t partition)
-{
-    for (part_t *p = d->parts; p; p = p->next)
-        if (!p->revoked && p->partition == partition && strcmp(p->topic, topic) == 0)
-            return p;
-    return NULL;
-}
-
-static void part_unref(dsp_t *d, part_t *p)
-{
-    if (--p->refs > 0)
-        return;
-    for (part_t **pp = &d->parts; *pp; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
-    }
-    weft_tracker_destroy(p->tr);
-    free(p->topic);
-    free(p);
-}
-
-static void on_assigned(void *opaque, const char *topic, int32_t partition)
-{
-    dsp_t *d = opaque;
-    if (part_find(d, topic, partition))
-        return;
-    part_t *p = calloc(1, sizeof(*p));
-    if (!p || !(p->topic = strdup(topic)) || !(p->tr = weft_tracker_new())) {
-        weft_error("out of memory tracking topic=%s partition=%d", topic, (int)partition);
-        if (p) {
-            free(p->topic);
-            free(p);
-        }
-        return;
-    }
-    p->partition = partition;
-    p->store_pos = -1;
-    p->refs = 1;
-    p->next = d->parts;
-    d->parts = p;
-}
-
-/* Stores the position a partition reached since the last call: once per
- * partition per loop iteration, not once per finished message. */
-static void store_position(dsp_t *d, part_t *p)
-{
-    if (p->store_pos >= 0 && !p->revoked && !d->closing)
-        weft_kafka_store(d->kafka, p->topic, p->partition, p->store_pos);
-    p->store_pos = -1;
-}
-
-static void store_positions(dsp_t *d)
-{
-    for (part_t *p = d->parts; p; p = p->next)
-        store_position(d, p);
-}
-
-/* Called before the adapter commits and gives the partition up: store
- * what is finished, then stop storing. A revoked partition's in-flight
- * messages still run to their end (their outcomes are recorded, so the new
- * owner re-emits instead of re-running), but their offsets are no longer
- * ours to store. */
-static void on_revoked(void *opaque, const char *topic, int32_t partition)
-{
-    dsp_t *d = opaque;
-    part_t *p = part_find(d, topic, partition);
-    if (p) {
-        store_position(d, p);
-        p->revoked = 1;
-        part_unref(d, p);
-    }
-}
-
 /* ---- messages and jobs ------------------------------------------------- */
 
-static void msg_free(dsp_t *d, msg_t *m)
+/* Ends the message: its adapter acknowledges it (how), and its memory
+ * goes. The envelope points into the message, so it goes first. */
+static void msg_free(dsp_t *d, msg_t *m, weft_finish_t how)
 {
+    (void)d;
     weft_envelope_free(&m->env);
-    weft_kafka_msg_free(&m->km);
-    if (m->part)
-        part_unref(d, m->part);
+    weft_adapter_finish(m->bk, &m->km, how, m->nak_delay_ms);
     free(m->key);
     free(m);
 }
@@ -360,14 +285,8 @@ static void msg_job_done(dsp_t *d, msg_t *m)
 {
     if (--m->pending > 0)
         return;
-    part_t *p = m->part;
-    if (p && !p->revoked) {
-        int64_t pos = weft_tracker_done(p->tr, m->slot);
-        if (pos >= 0)
-            p->store_pos = pos;
-    }
     d->inflight_msgs--;
-    msg_free(d, m);
+    msg_free(d, m, m->finish);
 }
 
 static void job_free(dsp_t *d, job_t *j)
@@ -484,10 +403,14 @@ static void job_emit(dsp_t *d, job_t *j)
     const void *value;
     size_t value_len;
     char time_buf[64], type_buf[1100], source[300];
-    char attempts_buf[16], part_buf[16], off_buf[24], dlid_buf[24];
+    char attempts_buf[16], part_buf[16], off_buf[24], dlid_buf[24], msg_id[48];
+    weft_broker_t sink;
+    const char *id = NULL;
 
     if (j->rec == WEFT_REC_COMPLETED && t->result_topic) {
         topic = t->result_topic;
+        sink = t->result_broker;
+        id = j->result_id;
         value = j->result;
         value_len = j->result_len;
         const char *in_type = weft_envelope_attr(&m->env, "type");
@@ -513,12 +436,20 @@ static void job_emit(dsp_t *d, job_t *j)
             add_hdr(hdrs, &nh, "content-type", j->result_type);
     } else if (j->rec == WEFT_REC_DEAD) {
         topic = t->dead_letter_topic;
+        sink = t->dead_letter_broker;
         value = m->km.value;
         value_len = m->km.value_len;
+        /* The dead letter's own id: one per dead letter, stable when it is
+         * published again. */
+        if (j->dl_id) {
+            snprintf(msg_id, sizeof(msg_id), "weft-dlq-%lld", (long long)j->dl_id);
+            id = msg_id;
+        }
         /* The original headers, minus any weft failure metadata from an
          * earlier life (a re-driven event), then ours. */
-        for (size_t i = 0; i < m->km.n_hdrs && nh < EMIT_MAX_HEADERS - 16; i++)
-            if (strncmp(m->km.hdrs[i].name, "ce_weft", 7) != 0)
+        for (size_t i = 0; i < m->km.n_hdrs && nh < EMIT_MAX_HEADERS - 17; i++)
+            if (strncasecmp(m->km.hdrs[i].name, "ce_weft", 7) != 0 &&
+                strncasecmp(m->km.hdrs[i].name, "ce-weft", 7) != 0)
                 hdrs[nh++] = m->km.hdrs[i];
         snprintf(attempts_buf, sizeof(attempts_buf), "%d", j->attempts);
         snprintf(part_buf, sizeof(part_buf), "%d", (int)m->km.partition);
@@ -529,6 +460,8 @@ static void job_emit(dsp_t *d, job_t *j)
         add_hdr(hdrs, &nh, "ce_weftattempts", attempts_buf);
         add_hdr(hdrs, &nh, "ce_wefttrigger", t->name);
         add_hdr(hdrs, &nh, "ce_weftsrctopic", m->km.topic);
+        if (m->km.broker != WEFT_BROKER_KAFKA)
+            add_hdr(hdrs, &nh, "ce_weftsrcbroker", weft_broker_name(m->km.broker));
         add_hdr(hdrs, &nh, "ce_weftsrcpartition", part_buf);
         add_hdr(hdrs, &nh, "ce_weftsrcoffset", off_buf);
         if (j->first_failure[0])
@@ -542,19 +475,53 @@ static void job_emit(dsp_t *d, job_t *j)
         return;
     }
     char err[512];
-    int retriable;
-    if (weft_kafka_produce(d->kafka, topic, m->km.key, m->km.key_len, value, value_len, hdrs, nh,
-                           j, &retriable, err, sizeof(err)) != 0) {
+    int retriable = 1;
+    weft_adapter_t *bk = d->bk[sink];
+    weft_emit_t em = {
+        .broker = sink,
+        .topic = topic,
+        .key = m->km.key,
+        .key_len = m->km.key_len,
+        .value = value,
+        .len = value_len,
+        .hdrs = hdrs,
+        .n_hdrs = nh,
+        .msg_id = id,
+        .drop_bad_headers = j->rec == WEFT_REC_DEAD,
+    };
+    if (!bk) {
+        snprintf(err, sizeof(err), "no %s connection is configured for topic %s",
+                 weft_broker_name(sink), topic);
+    } else if (weft_adapter_produce(bk, &em, j, &retriable, err, sizeof(err)) == 0) {
+        j->state = J_EMIT;
+        return;
+    }
+    if (retriable) {
         emit_failed(d, j, err);
         return;
     }
-    j->state = J_EMIT;
+    /* It can never be sent. A result becomes a dead letter (its reason
+     * says why); a dead letter that cannot be sent keeps its row in
+     * weft.dead_letters and ends here, so nothing stalls. */
+    if (j->rec == WEFT_REC_COMPLETED) {
+        weft_warn("result cannot be sent, dead-lettering trigger=%s topic=%s offset=%lld: %s",
+                  t->name, m->km.topic, (long long)m->km.offset, err);
+        j->rec = WEFT_REC_DEAD;
+        set_str(&j->reason, "invalid_header");
+        set_str(&j->error, err);
+        job_emit(d, j);
+        return;
+    }
+    weft_error("dead letter cannot be sent trigger=%s topic=%s offset=%lld dlq=%s: %s", t->name,
+               m->km.topic, (long long)m->km.offset, topic, err);
+    job_terminal(d, j);
 }
 
-static void on_delivered(void *opaque, void *msg_opaque, const char *err)
+static void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable)
 {
     dsp_t *d = opaque;
     job_t *j = msg_opaque;
+    (void)retriable;
     if (err) {
         emit_failed(d, j, err);
         return;
@@ -743,6 +710,16 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
         memcpy(j->result, out->data, out->len);
         j->result_len = out->len;
         set_str(&j->result_type, out->content_type);
+        /* NATS headers cannot carry CR, LF or NUL: refused here, before
+         * the outcome is recorded, so the event gets a dead letter. */
+        if (j->trig->result_topic && j->trig->result_broker != WEFT_BROKER_KAFKA &&
+            out->content_type &&
+            !weft_nats_header_value_valid(out->content_type, strlen(out->content_type))) {
+            j->rec = WEFT_REC_DEAD;
+            set_str(&j->reason, "invalid_header");
+            set_str(&j->error, "the result's content type holds CR, LF or NUL, which NATS "
+                               "headers cannot carry");
+        }
         break;
     case WEFT_OUTCOME_DROP:
         j->rec = WEFT_REC_DROPPED;
@@ -982,6 +959,7 @@ static void flush_records(dsp_t *d)
             if (j->rec == WEFT_REC_DEAD) {
                 const msg_t *m = j->msg;
                 hjson[i] = headers_json(m);
+                r->source_broker = weft_broker_name(m->km.broker);
                 r->source_topic = m->km.topic;
                 r->source_partition = m->km.partition;
                 r->source_offset = m->km.offset;
@@ -1035,11 +1013,22 @@ static void flush_records(dsp_t *d)
             default:
                 d->n_retries++;
                 weft_info("retrying trigger=%s topic=%s partition=%d offset=%lld attempt=%d "
-                          "in_ms=%llu reason=%s",
+                          "in_ms=%llu reason=%s%s",
                           j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
                           (long long)j->msg->km.offset, j->attempts,
-                          (unsigned long long)j->due_ms, j->reason ? j->reason : "");
-                job_wait(d, j, j->due_ms, ACT_CLAIM);
+                          (unsigned long long)j->due_ms, j->reason ? j->reason : "",
+                          j->msg->bk->redeliver_retries ? " via=nak" : "");
+                if (j->msg->bk->redeliver_retries) {
+                    /* The broker redelivers after the delay (JetStream
+                     * NakWithDelay); the ledger keeps the attempt count,
+                     * and the lease covers the delay. A JetStream message
+                     * has exactly one job: its consumer's trigger. */
+                    j->msg->finish = WEFT_FINISH_NAK;
+                    j->msg->nak_delay_ms = (int)j->due_ms;
+                    job_terminal(d, j);
+                } else {
+                    job_wait(d, j, j->due_ms, ACT_CLAIM);
+                }
                 break;
             }
         }
@@ -1116,7 +1105,7 @@ static void admit_job(dsp_t *d, job_t *j)
  * (set by producers that know their key, and by re-drives), else the
  * CloudEvent's source and id, else the broker coordinates of a plain
  * message. */
-static char *message_key(msg_t *m)
+static char *message_key(msg_t *m, const char *plain_src, const char *plain_id)
 {
     char *k = NULL;
     for (size_t i = 0; i < m->km.n_hdrs; i++) {
@@ -1131,8 +1120,11 @@ static char *message_key(msg_t *m)
     if (m->env_status == WEFT_ENV_OK && m->env.mode != WEFT_ENV_PLAIN) {
         if (asprintf(&k, "ce:%s\x1f%s", m->env.ce->source, m->env.ce->id) < 0)
             return NULL;
-    } else if (asprintf(&k, "kafka:%s/%d/%lld", m->km.topic, (int)m->km.partition,
-                        (long long)m->km.offset) < 0) {
+    } else if (m->km.broker == WEFT_BROKER_KAFKA) {
+        if (asprintf(&k, "kafka:%s/%d/%lld", m->km.topic, (int)m->km.partition,
+                     (long long)m->km.offset) < 0)
+            return NULL;
+    } else if (asprintf(&k, "%s/%s", plain_src, plain_id) < 0) {
         return NULL;
     }
     return k;
@@ -1159,48 +1151,62 @@ static const char *env_attr(void *ev, const char *name)
     return weft_envelope_attr(ev, name);
 }
 
-static void take_message(dsp_t *d, weft_kmsg_t *km)
+/* The triggers a message may run: a JetStream message belongs to the
+ * trigger whose consumer fetched it; Kafka and core NATS messages fan out
+ * to every trigger on their topic. */
+static size_t candidates(dsp_t *d, const weft_bmsg_t *km, const weft_trigger_t **out, size_t max)
+{
+    if (km->broker != WEFT_BROKER_JETSTREAM)
+        return weft_catalog_on_topic(d->cat, km->broker, km->topic, out, max);
+    for (size_t i = 0; i < d->cat->n_trigs && max > 0; i++) {
+        const weft_trigger_t *t = &d->cat->trigs[i];
+        if (t->broker == WEFT_BROKER_JETSTREAM && km->trigger &&
+            strcmp(t->name, km->trigger) == 0) {
+            out[0] = t;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
 {
     d->n_consumed++;
     msg_t *m = calloc(1, sizeof(*m));
-    part_t *p = part_find(d, km->topic, km->partition);
-    if (!m || !p) {
-        /* Not ours (revoked meanwhile) or no memory: it will be redelivered
-         * to whoever owns the partition. */
-        if (!p)
-            weft_debug("message for unassigned partition topic=%s partition=%d", km->topic,
-                       (int)km->partition);
-        else
-            weft_error("out of memory, dropping local copy topic=%s partition=%d offset=%lld",
-                       km->topic, (int)km->partition, (long long)km->offset);
-        weft_kafka_msg_free(km);
-        free(m);
+    if (!m) {
+        /* It will be redelivered (the adapter does not acknowledge it). */
+        weft_error("out of memory, dropping local copy topic=%s partition=%d offset=%lld",
+                   km->topic, (int)km->partition, (long long)km->offset);
+        weft_adapter_finish(bk, km, WEFT_FINISH_RELEASE, 0);
         return;
     }
     m->km = *km;
-    m->part = p;
-    p->refs++;
-    m->slot = weft_tracker_add(p->tr, km->offset);
+    m->bk = bk;
+    m->finish = WEFT_FINISH_ACK;
     d->inflight_msgs++;
-    if (m->slot < 0) {
-        /* Seen again after a seek backwards: drop this copy, the first one
-         * is still in flight. */
-        weft_debug("duplicate offset topic=%s partition=%d offset=%lld", km->topic,
-                   (int)km->partition, (long long)km->offset);
-        m->part = NULL;
-        part_unref(d, p);
-        d->inflight_msgs--;
-        weft_envelope_free(&m->env);
-        weft_kafka_msg_free(&m->km);
-        free(m);
-        return;
-    }
     m->pending = 1; /* held until every job is admitted */
 
-    char plain_id[300], plain_src[300];
-    snprintf(plain_id, sizeof(plain_id), "%s/%d/%lld", km->topic, (int)km->partition,
-             (long long)km->offset);
-    snprintf(plain_src, sizeof(plain_src), "kafka://%s", km->topic);
+    char plain_id[600], plain_src[300];
+    switch (km->broker) {
+    case WEFT_BROKER_JETSTREAM:
+        snprintf(plain_id, sizeof(plain_id), "%s/%lld", km->stream ? km->stream : "",
+                 (long long)km->offset);
+        snprintf(plain_src, sizeof(plain_src), "jetstream://%s",
+                 km->stream ? km->stream : "");
+        break;
+    case WEFT_BROKER_NATS:
+        /* Core NATS has no coordinates: each delivery is its own event. */
+        snprintf(plain_id, sizeof(plain_id), "%s/%s/%lld", km->topic, d->owner,
+                 (long long)km->offset);
+        snprintf(plain_src, sizeof(plain_src), "nats://%s", km->topic);
+        break;
+    case WEFT_BROKER_KAFKA:
+    default:
+        snprintf(plain_id, sizeof(plain_id), "%s/%d/%lld", km->topic, (int)km->partition,
+                 (long long)km->offset);
+        snprintf(plain_src, sizeof(plain_src), "kafka://%s", km->topic);
+        break;
+    }
     const char *preset = NULL;
     if ((int64_t)km->value_len > d->max_event_bytes) {
         m->env_status = WEFT_ENV_MALFORMED;
@@ -1209,33 +1215,34 @@ static void take_message(dsp_t *d, weft_kmsg_t *km)
                  km->value_len, (long long)d->max_event_bytes);
         preset = "oversized";
     } else {
-        m->env_status = weft_envelope_decode(&m->env, km->hdrs, km->n_hdrs, km->value,
-                                             km->value_len, plain_id, plain_src, m->env_err,
-                                             sizeof(m->env_err));
+        m->env_status = weft_envelope_decode_binding(
+            &m->env, km->broker == WEFT_BROKER_KAFKA ? WEFT_BINDING_KAFKA : WEFT_BINDING_NATS,
+            km->hdrs, km->n_hdrs, km->value, km->value_len, plain_id, plain_src, m->env_err,
+            sizeof(m->env_err));
         if (m->env_status == WEFT_ENV_MALFORMED)
             preset = "malformed";
         else if (m->env_status == WEFT_ENV_UNSUPPORTED)
             preset = "unsupported";
     }
-    m->key = message_key(m);
+    m->key = message_key(m, plain_src, plain_id);
     if (!m->key) {
         weft_error("out of memory building a key topic=%s partition=%d offset=%lld", km->topic,
                    (int)km->partition, (long long)km->offset);
         m->pending = 0;
         d->inflight_msgs--;
-        /* Leave the tracker slot unfinished: the offset will not pass it,
-         * and the message is redelivered after a restart. */
-        m->part = NULL;
-        part_unref(d, p);
-        weft_envelope_free(&m->env);
-        weft_kafka_msg_free(&m->km);
-        free(m->key);
-        free(m);
+        /* Not finished: the offset will not pass it / it is not acked, and
+         * the message is redelivered. */
+        msg_free(d, m, WEFT_FINISH_RELEASE);
         return;
     }
 
     const weft_trigger_t *on_topic[256];
-    size_t n = weft_catalog_on_topic(d->cat, WEFT_BROKER_KAFKA, m->km.topic, on_topic, 256);
+    size_t n = candidates(d, &m->km, on_topic, 256);
+    if (m->km.broker == WEFT_BROKER_JETSTREAM && n == 0) {
+        /* Its trigger was disabled or changed meanwhile: not ours to
+         * decide; JetStream redelivers it to the consumer's next owner. */
+        m->finish = WEFT_FINISH_RELEASE;
+    }
     int matched = 0;
     /* A re-driven dead letter or a replayed event is for the trigger named
      * in its header only; a replay with --reexecute also names the ledger
@@ -1256,7 +1263,7 @@ static void take_message(dsp_t *d, weft_kmsg_t *km)
         const weft_trigger_t *t = on_topic[i];
         if (only[0] && strcmp(only, t->name) != 0)
             continue;
-        if (!preset && !weft_trigger_matches(t, WEFT_BROKER_KAFKA, m->km.topic,
+        if (!preset && !weft_trigger_matches(t, m->km.broker, m->km.topic,
                                              weft_envelope_attr(&m->env, "type"), env_attr,
                                              &m->env))
             continue;
@@ -1281,23 +1288,26 @@ static void take_message(dsp_t *d, weft_kmsg_t *km)
 
 static void consume(dsp_t *d)
 {
-    static weft_kmsg_t batch[CONSUME_BATCH];
-    for (int round = 0; round < 4; round++) {
-        size_t room = CONSUME_BATCH;
-        if (!d->stopping && d->inflight_msgs < (size_t)d->max_inflight &&
-            (size_t)d->max_inflight - d->inflight_msgs < room)
-            room = (size_t)d->max_inflight - d->inflight_msgs;
-        int fatal = 0;
-        /* When paused or stopping we still poll (rebalances, liveness);
-         * messages already fetched are kept, and the bound is soft by at
-         * most the prefetch queue. */
-        size_t n = weft_kafka_consume(d->kafka, batch, room, &fatal);
-        if (fatal)
-            d->stopping = 1;
-        for (size_t i = 0; i < n; i++)
-            take_message(d, &batch[i]);
-        if (n < room)
-            break;
+    static weft_bmsg_t batch[CONSUME_BATCH];
+    for (size_t a = 0; a < d->n_adapters; a++) {
+        weft_adapter_t *bk = d->adapters[a];
+        for (int round = 0; round < 4; round++) {
+            size_t room = CONSUME_BATCH;
+            if (!d->stopping && d->inflight_msgs < (size_t)d->max_inflight &&
+                (size_t)d->max_inflight - d->inflight_msgs < room)
+                room = (size_t)d->max_inflight - d->inflight_msgs;
+            int fatal = 0;
+            /* When paused or stopping we still poll (rebalances, liveness);
+             * messages already fetched are kept, and the bound is soft by
+             * at most the prefetch queue. */
+            size_t n = weft_adapter_consume(bk, batch, room, &fatal);
+            if (fatal)
+                d->stopping = 1;
+            for (size_t i = 0; i < n; i++)
+                take_message(d, bk, &batch[i]);
+            if (n < room)
+                break;
+        }
     }
 }
 
@@ -1316,17 +1326,19 @@ static int trigger_bound(const dsp_t *d, int half)
  * poll loop keeps running, so group membership and retries go on. */
 static void backpressure(dsp_t *d)
 {
-    if (!d->paused && (d->inflight_msgs >= (size_t)d->max_inflight || trigger_bound(d, 0))) {
-        if (weft_kafka_pause(d->kafka, 1) == 0) {
-            d->paused = 1;
-            weft_info("paused consumption inflight=%zu", d->inflight_msgs);
-        }
-    } else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2 &&
-               !trigger_bound(d, 1)) {
-        if (weft_kafka_pause(d->kafka, 0) == 0) {
-            d->paused = 0;
-            weft_info("resumed consumption inflight=%zu", d->inflight_msgs);
-        }
+    int want = -1;
+    if (!d->paused && (d->inflight_msgs >= (size_t)d->max_inflight || trigger_bound(d, 0)))
+        want = 1;
+    else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2 && !trigger_bound(d, 1))
+        want = 0;
+    if (want < 0)
+        return;
+    int ok = 1;
+    for (size_t a = 0; a < d->n_adapters; a++)
+        ok &= weft_adapter_pause(d->adapters[a], want) == 0;
+    if (ok) {
+        d->paused = want;
+        weft_info("%s consumption inflight=%zu", want ? "paused" : "resumed", d->inflight_msgs);
     }
 }
 
@@ -1384,7 +1396,7 @@ static void on_signal(weft_io_t *io, uint32_t events)
     }
 }
 
-static void on_kafka(weft_io_t *io, uint32_t events)
+static void on_broker(weft_io_t *io, uint32_t events)
 {
     (void)io;
     (void)events;
@@ -1408,35 +1420,23 @@ static void on_pg(weft_io_t *io, uint32_t events)
     }
 }
 
-static int resubscribe(dsp_t *d)
+/* Every adapter consumes what the catalog's triggers need; a trigger of a
+ * broker that is not configured is reported at each load. */
+static void sync_adapters(dsp_t *d)
 {
-    const char *topics[512];
-    size_t n = weft_catalog_topics(d->cat, WEFT_BROKER_KAFKA, topics, 512);
     char err[512];
-    if (weft_kafka_subscribe(d->kafka, topics, n, err, sizeof(err)) != 0) {
-        weft_error("%s", err);
-        return -1;
+    for (size_t a = 0; a < d->n_adapters; a++)
+        if (weft_adapter_sync(d->adapters[a], d->cat, err, sizeof(err)) != 0)
+            weft_error("%s: %s", d->adapters[a]->name, err);
+    for (size_t i = 0; i < d->cat->n_trigs; i++) {
+        const weft_trigger_t *t = &d->cat->trigs[i];
+        if (!d->bk[t->broker])
+            weft_error("trigger not consumed: no %s connection is configured (%s) trigger=%s",
+                       weft_broker_name(t->broker),
+                       t->broker == WEFT_BROKER_KAFKA ? "kafka.bootstrap.servers"
+                                                      : "nats.url",
+                       t->name);
     }
-    for (size_t i = 0; i < n; i++)
-        weft_info("subscribed topic=%s", topics[i]);
-    return 0;
-}
-
-static int topics_equal(const weft_catalog_t *a, const weft_catalog_t *b)
-{
-    const char *ta[512], *tb[512];
-    size_t na = weft_catalog_topics(a, WEFT_BROKER_KAFKA, ta, 512);
-    size_t nb = weft_catalog_topics(b, WEFT_BROKER_KAFKA, tb, 512);
-    if (na != nb)
-        return 0;
-    for (size_t i = 0; i < na; i++) {
-        int found = 0;
-        for (size_t k = 0; k < nb && !found; k++)
-            found = strcmp(ta[i], tb[k]) == 0;
-        if (!found)
-            return 0;
-    }
-    return 1;
 }
 
 static void reload_catalog(dsp_t *d)
@@ -1448,21 +1448,25 @@ static void reload_catalog(dsp_t *d)
         weft_error("catalog reload failed, keeping the current one: %s", err);
         return;
     }
-    int same_topics = topics_equal(cat, d->cat);
     weft_catalog_unref(d->cat);
     d->cat = cat;
     weft_info("catalog loaded triggers=%zu functions=%zu", cat->n_trigs, cat->n_fns);
     for (size_t i = 0; i < cat->n_trigs; i++) {
         const weft_trigger_t *t = &cat->trigs[i];
-        weft_info("trigger name=%s topic=%s type=%s function=%s result_topic=%s dlq=%s "
-                  "max_attempts=%d",
-                  t->name, t->topic, t->event_type ? t->event_type : "*", t->function,
-                  t->result_topic ? t->result_topic : "-", t->dead_letter_topic,
+        weft_info("trigger name=%s source=%s topic=%s type=%s function=%s result_topic=%s%s%s "
+                  "dlq=%s%s%s max_attempts=%d",
+                  t->name, weft_broker_name(t->broker), t->topic,
+                  t->event_type ? t->event_type : "*", t->function,
+                  t->result_topic ? t->result_topic : "-",
+                  t->result_broker != t->broker ? "@" : "",
+                  t->result_broker != t->broker ? weft_broker_name(t->result_broker) : "",
+                  t->dead_letter_topic, t->dead_letter_broker != t->broker ? "@" : "",
+                  t->dead_letter_broker != t->broker ? weft_broker_name(t->dead_letter_broker)
+                                                     : "",
                   t->max_attempts);
     }
     pools_reconcile(d);
-    if (!same_topics)
-        resubscribe(d);
+    sync_adapters(d);
 }
 
 /* Upserts this dispatcher's row in weft.dispatchers (for `weft status`)
@@ -1550,7 +1554,10 @@ static size_t busy_jobs(const dsp_t *d)
     size_t in_pools = 0;
     for (fn_pool_t *p = d->pools; p; p = p->next)
         in_pools += weft_pool_inflight(p->pool);
-    return in_pools + d->claim_q.n + d->record_q.n + (size_t)weft_kafka_outq(d->kafka);
+    size_t outq = 0;
+    for (size_t a = 0; a < d->n_adapters; a++)
+        outq += weft_adapter_outq(d->adapters[a]);
+    return in_pools + d->claim_q.n + d->record_q.n + outq;
 }
 
 /* ---- setup and the loop ------------------------------------------------ */
@@ -1652,14 +1659,31 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     ev.data.ptr = &d->pg_io;
     epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->pg_io.fd, &ev);
 
-    weft_kafka_cbs_t cbs = {on_assigned, on_revoked, on_delivered, d};
-    d->kafka = weft_kafka_new(d->cfg, &cbs, err, errlen);
-    if (!d->kafka)
-        return 2;
-    d->kafka_io.fd = weft_kafka_wake_fd(d->kafka);
-    d->kafka_io.handle = on_kafka;
-    ev.data.ptr = &d->kafka_io;
-    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->kafka_io.fd, &ev);
+    /* Kafka when kafka.bootstrap.servers is set, NATS (JetStream and
+     * core) when nats.url is; at least one of them. */
+    weft_adapter_cbs_t cbs = {on_delivered, d};
+    int want_kafka = weft_config_get(d->cfg, "kafka.bootstrap.servers", NULL) != NULL;
+    int want_nats = weft_config_get(d->cfg, "nats.url", NULL) != NULL;
+    if (want_kafka || !want_nats) {
+        weft_adapter_t *k = weft_adapter_kafka_new(d->cfg, &cbs, err, errlen);
+        if (!k)
+            return 2;
+        d->adapters[d->n_adapters++] = k;
+        d->bk[WEFT_BROKER_KAFKA] = k;
+    }
+    if (want_nats) {
+        weft_adapter_t *n = weft_adapter_nats_new(d->cfg, &cbs, err, errlen);
+        if (!n)
+            return 2;
+        d->adapters[d->n_adapters++] = n;
+        d->bk[WEFT_BROKER_JETSTREAM] = d->bk[WEFT_BROKER_NATS] = n;
+    }
+    for (size_t a = 0; a < d->n_adapters; a++) {
+        d->bk_io[a].fd = weft_adapter_wake_fd(d->adapters[a]);
+        d->bk_io[a].handle = on_broker;
+        ev.data.ptr = &d->bk_io[a];
+        epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->bk_io[a].fd, &ev);
+    }
 
     d->active_cap = 1;
     while (d->active_cap < (size_t)d->max_inflight * 2)
@@ -1673,15 +1697,14 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     weft_info("dispatcher starting owner=%s max_inflight=%lld workers=%s functions_dir=%s",
               d->owner, (long long)d->max_inflight, d->worker_path, d->functions_dir);
     reload_catalog(d);
-    resubscribe(d);
     return 0;
 }
 
 static void teardown(dsp_t *d)
 {
-    store_positions(d);
     d->closing = 1;
-    weft_kafka_close(d->kafka, 5000);
+    for (size_t a = 0; a < d->n_adapters; a++)
+        weft_adapter_close(d->adapters[a], 5000);
     while (d->pools) {
         fn_pool_t *p = d->pools;
         d->pools = p->next;
@@ -1697,11 +1720,12 @@ static void teardown(dsp_t *d)
         msg_t *m = j->msg;
         job_free(d, j);
         if (--m->pending == 0)
-            msg_free(d, m);
+            msg_free(d, m, WEFT_FINISH_RELEASE);
     }
     /* Only now: librdkafka waits for every message it handed out. */
-    weft_kafka_destroy(d->kafka, 0);
-    d->kafka = NULL;
+    for (size_t a = 0; a < d->n_adapters; a++)
+        weft_adapter_destroy(d->adapters[a]);
+    d->n_adapters = 0;
     free(d->active);
     for (size_t i = 0; d->order_tab && i < d->active_cap; i++) {
         while (d->order_tab[i]) {
@@ -1713,13 +1737,6 @@ static void teardown(dsp_t *d)
     }
     free(d->order_tab);
     weft_catalog_unref(d->cat);
-    while (d->parts) {
-        part_t *p = d->parts;
-        d->parts = p->next;
-        weft_tracker_destroy(p->tr);
-        free(p->topic);
-        free(p);
-    }
     if (d->pg) {
         if (d->owner[0] && PQstatus(d->pg) == CONNECTION_OK) {
             const char *params[1] = {d->owner};
@@ -1784,8 +1801,8 @@ int weft_dispatcher_run(weft_config_t *cfg)
         for (fn_pool_t *p = d->pools; p; p = p->next)
             weft_pool_tick(p->pool, now);
         flush_records(d);
-        weft_kafka_serve(d->kafka);
-        store_positions(d);
+        for (size_t a = 0; a < d->n_adapters; a++)
+            weft_adapter_serve(d->adapters[a]);
         pools_gc(d);
         backpressure(d);
         heartbeat(d);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "json.h"
+#include "nats.h"
 
 typedef Io__Cloudevents__V1__CloudEvent ce_t;
 typedef Io__Cloudevents__V1__CloudEvent__AttributesEntry ce_entry_t;
@@ -176,15 +177,17 @@ static int has_nul(const void *p, size_t n)
     return memchr(p, '\0', n) != NULL;
 }
 
-static weft_env_status_t decode_binary(weft_envelope_t *env, const weft_header_t *hdrs,
-                                       size_t n_hdrs, const void *value, size_t len,
-                                       char *errstr, size_t errlen)
+static weft_env_status_t decode_binary(weft_envelope_t *env, weft_binding_t binding,
+                                       const weft_header_t *hdrs, size_t n_hdrs,
+                                       const void *value, size_t len, char *errstr,
+                                       size_t errlen)
 {
     env->mode = WEFT_ENV_BINARY;
+    const char *prefix = binding == WEFT_BINDING_NATS ? "ce-" : "ce_";
     for (size_t i = 0; i < n_hdrs; i++) {
         const weft_header_t *h = &hdrs[i];
         const char *attr = NULL;
-        if (strncasecmp(h->name, "ce_", 3) == 0)
+        if (strncasecmp(h->name, prefix, 3) == 0)
             attr = h->name + 3;
         else if (header_is(h, "content-type"))
             attr = "datacontenttype";
@@ -198,7 +201,21 @@ static weft_env_status_t decode_binary(weft_envelope_t *env, const weft_header_t
             snprintf(errstr, errlen, "header \"%s\" has no value or holds a NUL byte", h->name);
             return WEFT_ENV_MALFORMED;
         }
-        char *v = arena_strndup(&env->arena, h->value, h->len);
+        char *v;
+        /* ce- values are percent-encoded on NATS; Content-Type is not. */
+        if (binding == WEFT_BINDING_NATS && !header_is(h, "content-type")) {
+            size_t dl;
+            char *dec = weft_nats_pct_decode(h->value, h->len, &dl);
+            if (!dec) {
+                snprintf(errstr, errlen, "header \"%s\" is not validly percent-encoded",
+                         h->name);
+                return WEFT_ENV_MALFORMED;
+            }
+            v = arena_strndup(&env->arena, dec, dl);
+            free(dec);
+        } else {
+            v = arena_strndup(&env->arena, h->value, h->len);
+        }
         if (!v || own_set(env, attr, v) != 0) {
             snprintf(errstr, errlen, "out of memory");
             return WEFT_ENV_MALFORMED;
@@ -367,6 +384,16 @@ weft_env_status_t weft_envelope_decode(weft_envelope_t *env, const weft_header_t
                                        const char *plain_id, const char *plain_source,
                                        char *errstr, size_t errlen)
 {
+    return weft_envelope_decode_binding(env, WEFT_BINDING_KAFKA, hdrs, n_hdrs, value, len,
+                                        plain_id, plain_source, errstr, errlen);
+}
+
+weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_binding_t binding,
+                                               const weft_header_t *hdrs, size_t n_hdrs,
+                                               const void *value, size_t len,
+                                               const char *plain_id, const char *plain_source,
+                                               char *errstr, size_t errlen)
+{
     memset(env, 0, sizeof(*env));
     io__cloudevents__v1__cloud_event__init(&env->own);
     env->ce = &env->own;
@@ -392,9 +419,10 @@ weft_env_status_t weft_envelope_decode(weft_envelope_t *env, const weft_header_t
         snprintf(errstr, errlen, "unsupported CloudEvents format %s", ctbuf);
         return WEFT_ENV_UNSUPPORTED;
     }
+    const char *prefix = binding == WEFT_BINDING_NATS ? "ce-" : "ce_";
     for (size_t i = 0; i < n_hdrs; i++)
-        if (strncasecmp(hdrs[i].name, "ce_", 3) == 0)
-            return decode_binary(env, hdrs, n_hdrs, value, len, errstr, errlen);
+        if (strncasecmp(hdrs[i].name, prefix, 3) == 0)
+            return decode_binary(env, binding, hdrs, n_hdrs, value, len, errstr, errlen);
 
     /* Plain message: identity is its broker coordinates. */
     env->mode = WEFT_ENV_PLAIN;

@@ -54,6 +54,17 @@ weft_env_status_t weft_envelope_decode(weft_envelope_t *env, const weft_header_t
                                        const char *plain_id, const char *plain_source,
                                        char *errstr, size_t errlen);
 
+/* The protocol binding of a message's headers: Kafka (ce_ prefix, values
+ * as they are) or NATS (ce- prefix, percent-encoded values). */
+typedef enum { WEFT_BINDING_KAFKA = 0, WEFT_BINDING_NATS } weft_binding_t;
+
+/* weft_envelope_decode for a message of the given binding. */
+weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_binding_t binding,
+                                               const weft_header_t *hdrs, size_t n_hdrs,
+                                               const void *value, size_t len,
+                                               const char *plain_id, const char *plain_source,
+                                               char *errstr, size_t errlen);
+
 /* An attribute as a string ("id", "source", "type", "specversion",
  * "subject", "time", "datacontenttype", or an extension); NULL if absent. */
 const char *weft_envelope_attr(weft_envelope_t *env, const char *name);

@@ -8,25 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker.h"
 #include "config.h"
 #include "envelope.h"
 
 typedef struct weft_kafka weft_kafka_t;
 
-/* One consumed message. Pointers stay valid until weft_kafka_msg_free. */
-typedef struct weft_kmsg {
-    const char *topic;
-    int32_t partition;
-    int64_t offset;
-    int64_t timestamp_ms;
-    const void *key;
-    size_t key_len;
-    const void *value;
-    size_t value_len;
-    weft_header_t *hdrs;
-    size_t n_hdrs;
-    void *raw; /* private */
-} weft_kmsg_t;
+/* One consumed message (broker.h). Pointers stay valid until
+ * weft_kafka_msg_free. */
+typedef weft_bmsg_t weft_kmsg_t;
 
 typedef struct weft_kafka_cbs {
     /* Partitions assigned / revoked (rebalance). Called from

@@ -216,10 +216,10 @@ static const char RECORD_SQL[] =
     "  SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[],"
     "                       $6::text[], $7::text[], $8::text[], $9::text[], $10::int[],"
     "                       $11::text[], $12::int[], $13::bigint[], $14::bytea[],"
-    "                       $15::bytea[], $16::text[], $17::text[])"
+    "                       $15::bytea[], $16::text[], $17::text[], $18::text[])"
     "    WITH ORDINALITY AS i(trigger, generation, key, status, result, result_type,"
     "                         result_id, error, reason, lease_ms, src_topic, src_partition,"
-    "                         src_offset, msg_key, value, headers, dlq, ord)"
+    "                         src_offset, msg_key, value, headers, dlq, src_broker, ord)"
     "), upd AS ("
     "  UPDATE weft.ledger l SET"
     "    status = CASE WHEN i.status = 'retry' THEN 'running'"
@@ -235,16 +235,18 @@ static const char RECORD_SQL[] =
     "    updated_at = now()"
     "  FROM input i"
     "  WHERE (l.trigger, l.generation, l.key) = (i.trigger, i.generation, i.key)"
-    "    AND l.owner = $18 AND l.status = 'running'"
+    "    AND l.owner = $19 AND l.status = 'running'"
     "  RETURNING i.ord, l.trigger, l.generation, l.key, l.attempts, l.first_failure_at,"
     "            l.last_failure_at, l.status"
     "), dl AS ("
     "  INSERT INTO weft.dead_letters (trigger, generation, key, reason, error, attempts,"
-    "    source_topic, source_partition, source_offset, message_key, value, headers,"
-    "    dead_letter_topic, first_failure_at, last_failure_at)"
+    "    source_broker, source_topic, source_partition, source_offset, message_key, value,"
+    "    headers, dead_letter_topic, first_failure_at, last_failure_at)"
     "  SELECT u.trigger, u.generation, u.key, coalesce(i.reason, 'unknown'),"
-    "         coalesce(i.error, ''), u.attempts, i.src_topic, i.src_partition, i.src_offset,"
-    "         i.msg_key, i.value, coalesce(i.headers, '[]')::jsonb, i.dlq,"
+    "         coalesce(i.error, ''), u.attempts,"
+    "         coalesce(i.src_broker, 'kafka')::weft.broker, i.src_topic, i.src_partition, i.src_offset,"
+    "         i.msg_key, i.value,"
+    "         coalesce(i.headers, '[]')::jsonb, i.dlq,"
     "         u.first_failure_at, u.last_failure_at"
     "  FROM upd u JOIN input i ON i.ord = u.ord WHERE i.status = 'dead'"
     "  RETURNING id, trigger, generation, key"
@@ -274,7 +276,7 @@ int weft_ledger_record(void *pgconn, const char *owner, const weft_record_t *rec
                        weft_record_res_t *out, char *errstr, size_t errlen)
 {
     PGconn *pg = pgconn;
-    enum { NA = 17 };
+    enum { NA = 18 };
     weft_buf_t a[NA];
     memset(a, 0, sizeof(a));
     int rc = -1, oom = 0;
@@ -300,6 +302,7 @@ int weft_ledger_record(void *pgconn, const char *owner, const weft_record_t *rec
         oom |= weft_pg_array_add_bytea(&a[14], rc_->value, rc_->value_len, !dead);
         oom |= add_str(&a[15], dead ? rc_->headers_json : NULL);
         oom |= add_str(&a[16], dead ? rc_->dead_letter_topic : NULL);
+        oom |= add_str(&a[17], dead ? rc_->source_broker : NULL);
     }
     for (int k = 0; k < NA && !oom; k++)
         oom |= array_close(&a[k]);

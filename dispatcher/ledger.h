@@ -67,6 +67,7 @@ typedef struct weft_record {
     const char *reason; /* DEAD: timeout, signal:N, function, malformed, ... */
     int lease_ms;       /* RETRY */
     /* DEAD: the dead-letter row */
+    const char *source_broker; /* "kafka" (NULL), "jetstream", "nats" */
     const char *source_topic;
     int source_partition;
     int64_t source_offset;

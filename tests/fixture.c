@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,7 +73,14 @@ int fx_up(fx_t *fx, const char *topics)
     memset(fx, 0, sizeof(*fx));
     env_or(fx->bin_dir, sizeof(fx->bin_dir), "WEFT_BIN_DIR", "build/bin");
     env_or(fx->src_dir, sizeof(fx->src_dir), "WEFT_SOURCE_DIR", ".");
-    snprintf(fx->state_dir, sizeof(fx->state_dir), "/tmp/weft-test-XXXXXX");
+    /* ops/test sets WEFT_TEST_STATE_ROOT (<tree>/test-state) so that each
+     * tree's stacks live, and are cleaned up, apart from other trees'. */
+    const char *root = getenv("WEFT_TEST_STATE_ROOT");
+    if (root && *root && strlen(root) < 200) {
+        mkdir(root, 0755); /* EEXIST is fine; any other failure shows at mkdtemp */
+        snprintf(fx->state_dir, sizeof(fx->state_dir), "%s/weft-test-XXXXXX", root);
+    } else
+        snprintf(fx->state_dir, sizeof(fx->state_dir), "/tmp/weft-test-XXXXXX");
     if (!mkdtemp(fx->state_dir)) {
         perror("mkdtemp");
         return -1;
@@ -513,4 +521,290 @@ void fx_msgs_free(fx_msg_t *msgs, size_t n)
         free(msgs[i].value);
     }
     free(msgs);
+}
+
+/* ---- NATS and JetStream ------------------------------------------------- */
+
+#include <nats/nats.h>
+
+#include "nats.h"
+
+static natsConnection *fx_nats_connect(const fx_t *fx)
+{
+    natsConnection *nc = NULL;
+    natsOptions *o = NULL;
+    natsOptions_Create(&o);
+    natsOptions_SetURL(o, fx->nats);
+    natsOptions_SetMaxReconnect(o, -1);
+    natsOptions_SetReconnectWait(o, 200);
+    natsStatus s = natsConnection_Connect(&nc, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) {
+        fprintf(stderr, "fixture: cannot connect to %s: %s\n", fx->nats, natsStatus_GetText(s));
+        return NULL;
+    }
+    return nc;
+}
+
+int fx_js_stream(const fx_t *fx, const char *stream, const char *subjects)
+{
+    natsConnection *nc = fx_nats_connect(fx);
+    if (!nc)
+        return -1;
+    jsCtx *js = NULL;
+    natsConnection_JetStream(&js, nc, NULL);
+    char buf[1024], *subj[32], *save = NULL;
+    int n = 0;
+    snprintf(buf, sizeof(buf), "%s", subjects);
+    for (char *t = strtok_r(buf, " ", &save); t && n < 32; t = strtok_r(NULL, " ", &save))
+        subj[n++] = t;
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = stream;
+    sc.Subjects = (const char **)subj;
+    sc.SubjectsLen = n;
+    sc.Storage = js_FileStorage;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(&si, js, &sc, NULL, &jerr);
+    if (s != NATS_OK)
+        fprintf(stderr, "fixture: js_AddStream(%s): %s (%d)\n", stream, natsStatus_GetText(s),
+                (int)jerr);
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return s == NATS_OK ? 0 : -1;
+}
+
+struct fx_nats {
+    natsConnection *nc;
+    jsCtx *js;
+};
+
+fx_nats_t *fx_nats_new(const fx_t *fx)
+{
+    fx_nats_t *n = calloc(1, sizeof(*n));
+    n->nc = fx_nats_connect(fx);
+    if (!n->nc) {
+        free(n);
+        return NULL;
+    }
+    natsConnection_JetStream(&n->js, n->nc, NULL);
+    return n;
+}
+
+void fx_nats_destroy(fx_nats_t *n)
+{
+    if (!n)
+        return;
+    jsCtx_Destroy(n->js);
+    natsConnection_FlushTimeout(n->nc, 5000);
+    natsConnection_Destroy(n->nc);
+    free(n);
+}
+
+static int fx_nats_send(fx_nats_t *n, int js, natsMsg *msg)
+{
+    natsStatus s;
+    if (js) {
+        /* Retried while the server restarts: the test publishes through
+         * the outage on purpose. */
+        for (int attempt = 0; attempt < 100; attempt++) {
+            jsPubAck *pa = NULL;
+            jsPubOptions po;
+            jsPubOptions_Init(&po);
+            po.MaxWait = 5000;
+            s = js_PublishMsg(&pa, n->js, msg, &po, NULL);
+            jsPubAck_Destroy(pa);
+            if (s == NATS_OK)
+                break;
+            usleep(200000);
+        }
+    } else {
+        s = natsConnection_PublishMsg(n->nc, msg);
+        if (s == NATS_OK)
+            s = natsConnection_FlushTimeout(n->nc, 5000);
+    }
+    natsMsg_Destroy(msg);
+    if (s != NATS_OK)
+        fprintf(stderr, "fixture: nats publish failed: %s\n", natsStatus_GetText(s));
+    return s == NATS_OK ? 0 : -1;
+}
+
+int fx_nats_publish(fx_nats_t *n, int js, const char *subject, const char *id, const char *type,
+                    const char *data, const char *const *extra_hdrs)
+{
+    natsMsg *msg = NULL;
+    natsMsg_Create(&msg, subject, NULL, data, data ? (int)strlen(data) : 0);
+    if (id) {
+        char *pid = weft_nats_pct_encode(id, strlen(id));
+        char *ptype = weft_nats_pct_encode(type, strlen(type));
+        natsMsgHeader_Set(msg, "ce-specversion", "1.0");
+        natsMsgHeader_Set(msg, "ce-id", pid);
+        natsMsgHeader_Set(msg, "ce-source", "/weft/tests");
+        natsMsgHeader_Set(msg, "ce-type", ptype);
+        natsMsgHeader_Set(msg, "Content-Type", "application/json");
+        free(pid);
+        free(ptype);
+    }
+    for (int i = 0; extra_hdrs && extra_hdrs[i]; i++) {
+        const char *eq = strchr(extra_hdrs[i], '=');
+        if (!eq)
+            continue;
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - extra_hdrs[i]), extra_hdrs[i]);
+        natsMsgHeader_Set(msg, name, eq + 1);
+    }
+    return fx_nats_send(n, js, msg);
+}
+
+int fx_nats_publish_structured(fx_nats_t *n, int js, const char *subject, const char *json)
+{
+    natsMsg *msg = NULL;
+    natsMsg_Create(&msg, subject, NULL, json, (int)strlen(json));
+    natsMsgHeader_Set(msg, "Content-Type", "application/cloudevents+json");
+    return fx_nats_send(n, js, msg);
+}
+
+struct fx_nsub {
+    natsConnection *nc;
+    jsCtx *js;
+    natsSubscription *sub;
+};
+
+fx_nsub_t *fx_nsub_new(const fx_t *fx, const char *subject, int js)
+{
+    fx_nsub_t *c = calloc(1, sizeof(*c));
+    c->nc = fx_nats_connect(fx);
+    if (!c->nc) {
+        free(c);
+        return NULL;
+    }
+    natsStatus s;
+    if (js) {
+        natsConnection_JetStream(&c->js, c->nc, NULL);
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Config.DeliverPolicy = js_DeliverAll;
+        so.Config.AckPolicy = js_AckNone;
+        s = js_SubscribeSync(&c->sub, c->js, subject, NULL, &so, NULL);
+    } else {
+        s = natsConnection_SubscribeSync(&c->sub, c->nc, subject);
+        if (s == NATS_OK)
+            s = natsConnection_FlushTimeout(c->nc, 5000);
+    }
+    if (s != NATS_OK) {
+        fprintf(stderr, "fixture: subscribing to %s: %s (%s)\n", subject, natsStatus_GetText(s),
+                nats_GetLastError(NULL));
+        jsCtx_Destroy(c->js);
+        natsConnection_Destroy(c->nc);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static char *fx_hdr_decoded(natsMsg *m, const char *name)
+{
+    const char *v = NULL;
+    if (natsMsgHeader_Get(m, name, &v) != NATS_OK || !v)
+        return NULL;
+    return weft_nats_pct_decode(v, strlen(v), NULL);
+}
+
+size_t fx_nsub_until(fx_nsub_t *c, fx_msg_t **msgs, size_t *n, size_t *cap, fx_pred_fn pred,
+                     void *ctx, int timeout_ms)
+{
+    uint64_t deadline = fx_now_ms() + (uint64_t)timeout_ms;
+    while (!pred(*msgs, *n, ctx) && fx_now_ms() < deadline) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, c->sub, 100) != NATS_OK || !m)
+            continue;
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 1024;
+            *msgs = realloc(*msgs, *cap * sizeof(fx_msg_t));
+        }
+        fx_msg_t *fm = &(*msgs)[(*n)++];
+        memset(fm, 0, sizeof(*fm));
+        fm->ce_id = fx_hdr_decoded(m, "ce-id");
+        fm->input_id = fx_hdr_decoded(m, "ce-weftinputid");
+        const char **keys = NULL;
+        int nk = 0;
+        size_t hl = 0, hcap = 256;
+        fm->headers = calloc(1, hcap);
+        if (natsMsgHeader_Keys(m, &keys, &nk) == NATS_OK) {
+            for (int i = 0; i < nk; i++) {
+                const char *v = NULL;
+                natsMsgHeader_Get(m, keys[i], &v);
+                size_t need = hl + strlen(keys[i]) + (v ? strlen(v) : 0) + 3;
+                while (need > hcap) {
+                    hcap *= 2;
+                    fm->headers = realloc(fm->headers, hcap);
+                }
+                hl += (size_t)sprintf(fm->headers + hl, "%s=%s\n", keys[i], v ? v : "");
+            }
+            free((void *)keys);
+        }
+        int len = natsMsg_GetDataLength(m);
+        fm->value = malloc((size_t)len + 1);
+        memcpy(fm->value, natsMsg_GetData(m) ? natsMsg_GetData(m) : "", (size_t)len);
+        fm->value[len] = '\0';
+        fm->value_len = (size_t)len;
+        natsMsg_Destroy(m);
+    }
+    return *n;
+}
+
+void fx_nsub_destroy(fx_nsub_t *c)
+{
+    if (!c)
+        return;
+    natsSubscription_Unsubscribe(c->sub);
+    natsSubscription_Destroy(c->sub);
+    jsCtx_Destroy(c->js);
+    natsConnection_Destroy(c->nc);
+    free(c);
+}
+
+int fx_js_consumer_state(const fx_t *fx, const char *stream, const char *durable,
+                         fx_js_cstate_t *st)
+{
+    st->ack_pending = st->pending = st->redelivered = -1;
+    natsConnection *nc = fx_nats_connect(fx);
+    if (!nc)
+        return -1;
+    jsCtx *js = NULL;
+    natsConnection_JetStream(&js, nc, NULL);
+    jsConsumerInfo *ci = NULL;
+    natsStatus s = js_GetConsumerInfo(&ci, js, stream, durable, NULL, NULL);
+    if (s == NATS_OK) {
+        st->ack_pending = (long)ci->NumAckPending;
+        st->pending = (long)ci->NumPending;
+        st->redelivered = (long)ci->NumRedelivered;
+    }
+    jsConsumerInfo_Destroy(ci);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return s == NATS_OK ? 0 : -1;
+}
+
+static int fx_stack_cmd(const fx_t *fx, const char *cmd_name)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "WEFT_STATE_DIR='%s' '%s/ops/stack' %s >>'%s/stack.out' 2>&1",
+             fx->state_dir, fx->src_dir, cmd_name, fx->state_dir);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "ops/stack %s failed, see %s/stack.out\n", cmd_name, fx->state_dir);
+    return rc == 0 ? 0 : -1;
+}
+
+int fx_nats_down(const fx_t *fx)
+{
+    return fx_stack_cmd(fx, "nats-down");
+}
+
+int fx_nats_up(const fx_t *fx)
+{
+    return fx_stack_cmd(fx, "nats-up");
 }

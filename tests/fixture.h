@@ -78,4 +78,45 @@ const char *fx_header(const fx_msg_t *m, const char *name);
 
 uint64_t fx_now_ms(void);
 
+/* ---- NATS and JetStream (nats-server -js of the stack) ------------------ */
+
+/* Creates (or keeps) a file-store stream capturing the space-separated
+ * subjects. Returns 0 or -1. */
+int fx_js_stream(const fx_t *fx, const char *stream, const char *subjects);
+
+typedef struct fx_nats fx_nats_t;
+fx_nats_t *fx_nats_new(const fx_t *fx);
+void fx_nats_destroy(fx_nats_t *n);
+/* Publishes a binary-mode CloudEvent with ce- headers (a plain message
+ * when id is NULL); extra_hdrs are "name=value" pairs sent as they are.
+ * js: publish to JetStream and wait for the PubAck (no Nats-Msg-Id, so a
+ * second copy is stored); else core NATS. Returns 0 or -1. */
+int fx_nats_publish(fx_nats_t *n, int js, const char *subject, const char *id, const char *type,
+                    const char *data, const char *const *extra_hdrs);
+/* Publishes a structured-mode CloudEvent (application/cloudevents+json). */
+int fx_nats_publish_structured(fx_nats_t *n, int js, const char *subject, const char *json);
+
+/* Collects messages of a subject: from the start of its JetStream stream
+ * (js) or, core NATS, from now on. fx_msg_t as for Kafka: ce_id and
+ * input_id are the percent-decoded ce-id / ce-weftinputid; headers hold the
+ * wire values. */
+typedef struct fx_nsub fx_nsub_t;
+fx_nsub_t *fx_nsub_new(const fx_t *fx, const char *subject, int js);
+size_t fx_nsub_until(fx_nsub_t *c, fx_msg_t **msgs, size_t *n, size_t *cap, fx_pred_fn pred,
+                     void *ctx, int timeout_ms);
+void fx_nsub_destroy(fx_nsub_t *c);
+
+/* A durable consumer's state: -1 on error. */
+typedef struct fx_js_cstate {
+    long ack_pending;   /* delivered, not acknowledged */
+    long pending;       /* not delivered yet */
+    long redelivered;   /* messages delivered more than once */
+} fx_js_cstate_t;
+int fx_js_consumer_state(const fx_t *fx, const char *stream, const char *durable,
+                         fx_js_cstate_t *st);
+
+/* Stops / starts the stack's nats-server (same port, same store). */
+int fx_nats_down(const fx_t *fx);
+int fx_nats_up(const fx_t *fx);
+
 #endif

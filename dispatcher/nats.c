@@ -1,0 +1,285 @@
+/*
+ * nats.c - the synchronous NATS client for CLI commands and the
+ * CloudEvents <-> NATS header codec (see nats.h).
+ *
+ * Runs in CLI processes (publish) and, for the codec, on the dispatcher's
+ * loop thread. nats.c starts its own threads when connected: a process
+ * that holds a weft_nats_t must not fork (DESIGN.md).
+ *
+ * Invariant: nothing with CR, LF or NUL in a header name or value is
+ * handed to nats.c; CloudEvents attribute values are percent-encoded, so
+ * they never need to be refused.
+ */
+#include "nats.h"
+
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct weft_nats {
+    natsConnection *nc;
+    jsCtx *js;
+};
+
+/* ---- header codec ------------------------------------------------------ */
+
+static int pct_keep(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e && c != '"' && c != '%';
+}
+
+char *weft_nats_pct_encode(const void *value, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = value;
+    char *out = malloc(len * 3 + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (pct_keep(p[i])) {
+            *o++ = (char)p[i];
+        } else {
+            *o++ = '%';
+            *o++ = hex[p[i] >> 4];
+            *o++ = hex[p[i] & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+char *weft_nats_pct_decode(const char *value, size_t len, size_t *out_len)
+{
+    char *out = malloc(len + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (value[i] != '%') {
+            if (value[i] == '\0')
+                goto bad;
+            *o++ = value[i];
+            continue;
+        }
+        int hi = i + 1 < len ? hexval(value[i + 1]) : -1;
+        int lo = i + 2 < len ? hexval(value[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            goto bad;
+        *o++ = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    *o = '\0';
+    if (out_len)
+        *out_len = (size_t)(o - out);
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+int weft_nats_header_name_valid(const char *name)
+{
+    size_t n = 0;
+    for (; name[n]; n++) {
+        unsigned char c = (unsigned char)name[n];
+        if (c < 0x21 || c > 0x7e || c == ':')
+            return 0;
+    }
+    return n > 0 && n <= 255;
+}
+
+int weft_nats_header_value_valid(const void *value, size_t len)
+{
+    const char *p = value;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
+            return 0;
+    return 1;
+}
+
+int weft_nats_header_encode(const char *name, const void *value, size_t len, char **name_out,
+                            char **value_out, char *errstr, size_t errlen)
+{
+    *name_out = *value_out = NULL;
+    if (!value)
+        len = 0;
+    /* "ce_x" is weft's (and Kafka's) name of an attribute: its value is the
+     * attribute itself and gets encoded. "ce-x" is already NATS's wire
+     * form (a header of a message that came from NATS, kept in its dead
+     * letter): copied like any other header, never encoded twice. */
+    if (strncasecmp(name, "ce_", 3) == 0 && name[3]) {
+        if (!weft_ce_attr_name_valid(name + 3, strlen(name + 3))) {
+            snprintf(errstr, errlen, "invalid CloudEvents attribute name in header \"%.100s\"",
+                     name);
+            return -1;
+        }
+        if (asprintf(name_out, "ce-%s", name + 3) < 0) {
+            *name_out = NULL;
+            snprintf(errstr, errlen, "out of memory");
+            return -1;
+        }
+        *value_out = weft_nats_pct_encode(value ? value : "", len);
+    } else {
+        if (!weft_nats_header_name_valid(name)) {
+            snprintf(errstr, errlen, "header name \"%.100s\" cannot be sent to NATS", name);
+            return -1;
+        }
+        if (!weft_nats_header_value_valid(value, len)) {
+            snprintf(errstr, errlen, "header %.100s holds CR, LF or NUL", name);
+            return -1;
+        }
+        *name_out = strdup(strcasecmp(name, "content-type") == 0 ? "Content-Type" : name);
+        *value_out = malloc(len + 1);
+        if (*value_out) {
+            memcpy(*value_out, value ? value : "", len);
+            (*value_out)[len] = '\0';
+        }
+    }
+    if (!*name_out || !*value_out) {
+        free(*name_out);
+        free(*value_out);
+        *name_out = *value_out = NULL;
+        snprintf(errstr, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the synchronous client ------------------------------------------- */
+
+static int build_msg(natsMsg **out, const char *subject, const weft_header_t *hdrs, size_t n_hdrs,
+                     const void *data, size_t len, char *errstr, size_t errlen)
+{
+    natsMsg *msg = NULL;
+    natsStatus s = natsMsg_Create(&msg, subject, NULL, data, (int)len);
+    if (s != NATS_OK) {
+        snprintf(errstr, errlen, "natsMsg_Create() failed subject=%s: %s", subject,
+                 natsStatus_GetText(s));
+        return -1;
+    }
+    for (size_t i = 0; i < n_hdrs; i++) {
+        char *name, *value;
+        if (weft_nats_header_encode(hdrs[i].name, hdrs[i].value, hdrs[i].len, &name, &value, errstr,
+                                    errlen) != 0) {
+            natsMsg_Destroy(msg);
+            return -1;
+        }
+        s = natsMsgHeader_Add(msg, name, value);
+        free(name);
+        free(value);
+        if (s != NATS_OK) {
+            snprintf(errstr, errlen, "natsMsgHeader_Add() failed: %s", natsStatus_GetText(s));
+            natsMsg_Destroy(msg);
+            return -1;
+        }
+    }
+    *out = msg;
+    return 0;
+}
+
+weft_nats_t *weft_nats_connect(const char *url, int timeout_ms, char *errstr, size_t errlen)
+{
+    weft_nats_t *n = calloc(1, sizeof(*n));
+    natsOptions *o = NULL;
+    if (!n) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, url);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, timeout_ms > 0 ? timeout_ms : 5000);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, "weft");
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&n->nc, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) {
+        snprintf(errstr, errlen, "cannot connect to NATS at %s: %s", url, natsStatus_GetText(s));
+        free(n);
+        return NULL;
+    }
+    return n;
+}
+
+int weft_nats_publish(weft_nats_t *nc, const char *subject, const weft_header_t *hdrs,
+                      size_t n_hdrs, const void *data, size_t len, char *errstr, size_t errlen)
+{
+    natsMsg *msg;
+    if (build_msg(&msg, subject, hdrs, n_hdrs, data, len, errstr, errlen) != 0)
+        return -1;
+    natsStatus s = natsConnection_PublishMsg(nc->nc, msg);
+    natsMsg_Destroy(msg);
+    if (s == NATS_OK)
+        s = natsConnection_FlushTimeout(nc->nc, 5000);
+    if (s != NATS_OK) {
+        snprintf(errstr, errlen, "publishing to %s failed: %s", subject, natsStatus_GetText(s));
+        return -1;
+    }
+    return 0;
+}
+
+int weft_nats_js_publish(weft_nats_t *nc, const char *subject, const char *msg_id,
+                         const weft_header_t *hdrs, size_t n_hdrs, const void *data, size_t len,
+                         int timeout_ms, uint64_t *seq, int *duplicate, char *errstr, size_t errlen)
+{
+    if (!nc->js) {
+        natsStatus s = natsConnection_JetStream(&nc->js, nc->nc, NULL);
+        if (s != NATS_OK) {
+            snprintf(errstr, errlen, "natsConnection_JetStream() failed: %s",
+                     natsStatus_GetText(s));
+            return -1;
+        }
+    }
+    natsMsg *msg;
+    if (build_msg(&msg, subject, hdrs, n_hdrs, data, len, errstr, errlen) != 0)
+        return -1;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id;
+    po.MaxWait = timeout_ms > 0 ? timeout_ms : 5000;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_PublishMsg(&pa, nc->js, msg, &po, &jerr);
+    natsMsg_Destroy(msg);
+    if (s != NATS_OK) {
+        const char *last = nats_GetLastError(NULL);
+        snprintf(errstr, errlen, "publishing to JetStream subject %s failed: %s%s%s%s", subject,
+                 natsStatus_GetText(s), last && *last ? " (" : "", last ? last : "",
+                 last && *last ? ")" : "");
+        if (s == NATS_NO_RESPONDERS)
+            snprintf(errstr, errlen, "no JetStream stream captures subject %s", subject);
+        return -1;
+    }
+    if (seq)
+        *seq = pa->Sequence;
+    if (duplicate)
+        *duplicate = pa->Duplicate;
+    jsPubAck_Destroy(pa);
+    return 0;
+}
+
+void weft_nats_destroy(weft_nats_t *nc)
+{
+    if (!nc)
+        return;
+    jsCtx_Destroy(nc->js);
+    if (nc->nc) {
+        natsConnection_FlushTimeout(nc->nc, 2000);
+        natsConnection_Destroy(nc->nc);
+    }
+    free(nc);
+}

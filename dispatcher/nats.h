@@ -1,0 +1,77 @@
+/*
+ * nats.h - NATS for weft: a small synchronous client for CLI commands
+ * (publish one message to a core NATS subject, or to JetStream waiting for
+ * the PubAck), and the CloudEvents <-> NATS header codec shared with the
+ * dispatcher's adapter (broker_nats.c). nats.c types stay inside.
+ *
+ * CloudEvents over NATS, binary mode: every attribute is a header named
+ * "ce-" + attribute name; values are percent-encoded (bytes outside
+ * printable ASCII 0x21-0x7E, space, '"' and '%' become %XX, as in the HTTP
+ * binding) and decoded on receive; datacontenttype is "Content-Type".
+ * Structured mode: Content-Type application/cloudevents+json, the event
+ * as the payload. Header names and values never carry CR, LF or NUL on the
+ * wire: a header that would is rejected before publishing.
+ */
+#ifndef WEFT_NATS_H
+#define WEFT_NATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "envelope.h"
+
+typedef struct weft_nats weft_nats_t;
+
+/* Connects to url (e.g. nats://127.0.0.1:4222), waiting up to timeout_ms.
+ * Returns NULL with errstr filled. */
+weft_nats_t *weft_nats_connect(const char *url, int timeout_ms, char *errstr, size_t errlen);
+
+/* Publishes one message to a core NATS subject and flushes it to the
+ * server (at-most-once: no acknowledgement exists). Headers are encoded
+ * with weft_nats_header_encode. Returns 0, or -1 with errstr. */
+int weft_nats_publish(weft_nats_t *nc, const char *subject, const weft_header_t *hdrs,
+                      size_t n_hdrs, const void *data, size_t len, char *errstr, size_t errlen);
+
+/* Publishes one message to JetStream and waits up to timeout_ms for the
+ * PubAck. msg_id (may be NULL) becomes Nats-Msg-Id: the server drops a
+ * second message with the same id within the stream's duplicate window.
+ * On success *seq (may be NULL) is the stream sequence and *duplicate
+ * (may be NULL) says the server had it already. Returns 0, or -1 with
+ * errstr (no stream for the subject, timeout, ...). */
+int weft_nats_js_publish(weft_nats_t *nc, const char *subject, const char *msg_id,
+                         const weft_header_t *hdrs, size_t n_hdrs, const void *data, size_t len,
+                         int timeout_ms, uint64_t *seq, int *duplicate, char *errstr,
+                         size_t errlen);
+
+/* Closes and frees. NULL is a no-op. */
+void weft_nats_destroy(weft_nats_t *nc);
+
+/* ---- header codec (pure functions) ------------------------------------ */
+
+/* 1 when a header name can go on the wire: 1..255 printable ASCII bytes
+ * without ':' or space. */
+int weft_nats_header_name_valid(const char *name);
+
+/* 1 when a header value can go on the wire as it is: no CR, LF or NUL. */
+int weft_nats_header_value_valid(const void *value, size_t len);
+
+/* Percent-encodes len bytes of value into a new NUL-terminated string
+ * (malloc()ed; NULL when out of memory). */
+char *weft_nats_pct_encode(const void *value, size_t len);
+
+/* Decodes %XX sequences into a new NUL-terminated string (malloc()ed) of
+ * *out_len bytes. NULL when a % is not followed by two hex digits, when
+ * the result would hold a NUL byte, or when out of memory. */
+char *weft_nats_pct_decode(const char *value, size_t len, size_t *out_len);
+
+/* Maps one header as weft produces it to the header that goes on the wire
+ * to NATS: a CloudEvents attribute named as on Kafka ("ce_x", the raw
+ * value) becomes "ce-x" with a percent-encoded value; "content-type"
+ * becomes "Content-Type"; any other header, "ce-x" included (already in
+ * NATS's wire form), is copied when its name and value are valid. *name_out and *value_out are
+ * malloc()ed. Returns 0, or -1 with errstr when the header cannot be sent (CR, LF or NUL in a
+ * non-CloudEvents value, an invalid name) or memory runs out. */
+int weft_nats_header_encode(const char *name, const void *value, size_t len, char **name_out,
+                            char **value_out, char *errstr, size_t errlen);
+
+#endif

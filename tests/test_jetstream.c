@@ -1,0 +1,659 @@
+/*
+ * test_jetstream.c - the delivery contract on JetStream and core NATS,
+ * against the stack's real nats-server -js (file store), a real
+ * PostgreSQL, the Kafka mock for the mixed triggers, and `weft run` as a
+ * real child: one result per event, duplicates run nothing, kill -9 of the
+ * dispatcher and a nats-server restart mid-stream lose nothing, retries
+ * wait their backoff and end in the dead-letter subject, a function
+ * running longer than AckWait is not redelivered, Kafka <-> JetStream
+ * triggers, and a core NATS round trip.
+ *
+ * Triggers: tests/migrations/jetstream/4001_jetstream_triggers.sql.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+#define TOPICS "js.kin:2 js.kout:2 js.kdlq:1"
+#define RUN_SET                                                                                    \
+    "dispatcher.shutdown_timeout_ms=10000;kafka.session.timeout.ms=6000;"                          \
+    "kafka.heartbeat.interval.ms=500"
+
+static fx_t fx;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (fx_up(&fx, TOPICS) != 0)
+        return -1;
+    if (fx_js_stream(&fx, "JSIN", "js.in js.f.in js.slow.in js.j2k.in") != 0 ||
+        fx_js_stream(&fx, "JSOUT", "js.out js.f.out js.slow.out js.k.out") != 0 ||
+        fx_js_stream(&fx, "JSDLQ", "js.dlq js.f.dlq js.k.dlq") != 0)
+        return -1;
+    char out[4096], dir[700];
+    snprintf(dir, sizeof(dir), "%s/tests/migrations/jetstream", fx.src_dir);
+    const char *args[] = {"migrate", "--dir", dir, NULL};
+    int rc = fx_weft(&fx, out, sizeof(out), args);
+    if (rc != 0) {
+        fprintf(stderr, "weft migrate failed (%d): %s\n", rc, out);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    fx_down(&fx);
+    return 0;
+}
+
+/* Results of inputs "<pfx>-N", N < count: per input its result id. */
+typedef struct seen {
+    const char *pfx;
+    int count;
+    char **result_id;
+    int distinct;
+    int conflicts;
+    int bad_content;
+    int bad_msg_id;
+    size_t scanned;
+} seen_t;
+
+static void seen_init(seen_t *s, const char *pfx, int count)
+{
+    memset(s, 0, sizeof(*s));
+    s->pfx = pfx;
+    s->count = count;
+    s->result_id = calloc((size_t)count, sizeof(char *));
+}
+
+static void seen_free(seen_t *s)
+{
+    for (int i = 0; i < s->count; i++)
+        free(s->result_id[i]);
+    free(s->result_id);
+}
+
+static int seen_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    seen_t *s = ctx;
+    size_t pl = strlen(s->pfx);
+    for (; s->scanned < n; s->scanned++) {
+        const fx_msg_t *m = &msgs[s->scanned];
+        if (!m->input_id || strncmp(m->input_id, s->pfx, pl) != 0 || m->input_id[pl] != '-')
+            continue;
+        int idx = atoi(m->input_id + pl + 1);
+        if (idx < 0 || idx >= s->count)
+            continue;
+        char want[128];
+        snprintf(want, sizeof(want), "{\"name\":\"USER %d\",\"n\":%d}", idx, idx);
+        if (strcmp(m->value, want) != 0) {
+            fprintf(stderr, "bad result for %s: %s (want %s)\n", m->input_id, m->value, want);
+            s->bad_content++;
+        }
+        if (!m->ce_id) {
+            s->conflicts++;
+            continue;
+        }
+        /* JetStream deduplicates on it: it must be the event id. */
+        const char *mid = fx_header(m, "Nats-Msg-Id");
+        if (!mid || strcmp(mid, m->ce_id) != 0)
+            s->bad_msg_id++;
+        if (!s->result_id[idx]) {
+            s->result_id[idx] = strdup(m->ce_id);
+            s->distinct++;
+        } else if (strcmp(s->result_id[idx], m->ce_id) != 0) {
+            fprintf(stderr, "input %s has two result ids: %s and %s\n", m->input_id,
+                    s->result_id[idx], m->ce_id);
+            s->conflicts++;
+        }
+    }
+    return s->distinct >= s->count;
+}
+
+static void publish_range(fx_nats_t *p, const char *pfx, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char id[64], data[128];
+        snprintf(id, sizeof(id), "%s-%d", pfx, i);
+        snprintf(data, sizeof(data), "{\"name\":\"user %d\",\"n\":%d}", i, i);
+        assert_int_equal(fx_nats_publish(p, 1, "js.in", id, "js.item", data, NULL), 0);
+    }
+}
+
+/* Waits until the durable consumer has nothing unacknowledged. */
+static void wait_acked(const char *stream, const char *durable, fx_js_cstate_t *st)
+{
+    uint64_t deadline = fx_now_ms() + 120000;
+    do {
+        assert_int_equal(fx_js_consumer_state(&fx, stream, durable, st), 0);
+        if (st->ack_pending == 0 && st->pending == 0)
+            return;
+        usleep(100000);
+    } while (fx_now_ms() < deadline);
+}
+
+static void test_js_one_result_per_event(void **state)
+{
+    (void)state;
+    const int N = 1000;
+    fx_nats_t *p = fx_nats_new(&fx);
+    assert_non_null(p);
+    publish_range(p, "bulk", 0, N);
+    /* Another type on the same subject matches no trigger: acknowledged. */
+    assert_int_equal(fx_nats_publish(p, 1, "js.in", "other-1", "js.other", "{}", NULL), 0);
+
+    pid_t pid = fx_run_start(&fx, "run-bulk.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_nsub_t *c = fx_nsub_new(&fx, "js.out", 1);
+    assert_non_null(c);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    seen_t s;
+    seen_init(&s, "bulk", N);
+    uint64_t wait_until = fx_now_ms() + 60000;
+    while (n == 0 && fx_now_ms() < wait_until)
+        fx_nsub_until(c, &msgs, &n, &cap, seen_pred, &s, 20);
+    uint64_t t0 = fx_now_ms();
+    size_t n0 = n;
+    fx_nsub_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    uint64_t t1 = fx_now_ms();
+    print_message("%d results; %zu events in %.3f s after the first result: %.0f events/s\n",
+                  s.distinct, n - n0, (double)(t1 - t0) / 1000.0,
+                  (double)(n - n0) * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1));
+    assert_int_equal(s.distinct, N);
+    assert_int_equal(s.conflicts, 0);
+    assert_int_equal(s.bad_content, 0);
+    assert_int_equal(s.bad_msg_id, 0);
+    assert_int_equal(
+        fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'js-upper'"), N);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
+                                      "'js-upper' AND (attempts <> 1 OR status <> 'completed')"),
+                     0);
+    /* Everything was acknowledged, the unmatched event too, and nothing
+     * was redelivered. */
+    fx_js_cstate_t st;
+    wait_acked("JSIN", "weft_js-upper", &st);
+    assert_int_equal(st.ack_pending, 0);
+    assert_int_equal(st.pending, 0);
+    assert_int_equal(st.redelivered, 0);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(msgs, n);
+    seen_free(&s);
+    fx_nsub_destroy(c);
+    fx_nats_destroy(p);
+}
+
+typedef struct count_ctx {
+    const char *input_id;
+    int want;
+    int got;
+    size_t scanned;
+} count_ctx_t;
+
+static int count_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    count_ctx_t *cc = ctx;
+    for (; cc->scanned < n; cc->scanned++)
+        if (msgs[cc->scanned].input_id && strcmp(msgs[cc->scanned].input_id, cc->input_id) == 0)
+            cc->got++;
+    return cc->got >= cc->want;
+}
+
+static void test_js_duplicate_runs_nothing(void **state)
+{
+    (void)state;
+    fx_nats_t *p = fx_nats_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-dup.log", RUN_SET);
+    assert_true(pid > 0);
+    assert_int_equal(
+        fx_nats_publish(p, 1, "js.in", "dup-1", "js.item", "{\"name\":\"user 1\",\"n\":1}", NULL),
+        0);
+    fx_nsub_t *c = fx_nsub_new(&fx, "js.out", 1);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    count_ctx_t cc = {.input_id = "dup-1", .want = 1};
+    fx_nsub_until(c, &msgs, &n, &cap, count_pred, &cc, 60000);
+    assert_int_equal(cc.got, 1);
+    const char *key = "'ce:/weft/tests' || chr(31) || 'dup-1'";
+    char sql[512];
+
+    /* The same CloudEvent (source + id) again, as a second stream message,
+     * even with other data. */
+    assert_int_equal(fx_nats_publish(p, 1, "js.in", "dup-1", "js.item",
+                                     "{\"name\":\"someone else\",\"n\":2}", NULL),
+                     0);
+    /* The dispatcher re-emitted the stored result instead of running the
+     * function (its counters, in its status row, about once a second). */
+    uint64_t deadline = fx_now_ms() + 120000;
+    long reemitted = 0;
+    while (reemitted < 1 && fx_now_ms() < deadline) {
+        reemitted = fx_sql_long(&fx, "SELECT coalesce(max((status->'counters'->>'reemitted')"
+                                     "::int), 0) FROM weft.dispatchers");
+        usleep(200000);
+    }
+    assert_true(reemitted >= 1);
+    snprintf(sql, sizeof(sql),
+             "SELECT attempts FROM weft.ledger WHERE trigger = 'js-upper' AND key = %s", key);
+    assert_int_equal(fx_sql_long(&fx, sql), 1);
+    /* The second copy was acknowledged. */
+    fx_js_cstate_t st;
+    wait_acked("JSIN", "weft_js-upper", &st);
+    assert_int_equal(st.ack_pending, 0);
+    assert_int_equal(st.pending, 0);
+    /* Its re-emit carries the same event id, so JetStream dropped it as a
+     * duplicate: the result stream keeps exactly one result, the stored
+     * one. */
+    fx_nsub_until(c, &msgs, &n, &cap, count_pred, &cc, 2000);
+    assert_int_equal(cc.got, 1);
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].input_id && strcmp(msgs[i].input_id, "dup-1") == 0)
+            assert_string_equal(msgs[i].value, "{\"name\":\"USER 1\",\"n\":1}");
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(msgs, n);
+    fx_nsub_destroy(c);
+    fx_nats_destroy(p);
+}
+
+/* Publishes N events in steps of 50; once `after` results are out, calls
+ * fault(arg) once. Returns how many results were out at the fault. */
+typedef void (*fault_fn)(pid_t *pid, void *arg);
+
+static int stream_with_fault(const char *pfx, int N, int after, fault_fn fault, pid_t *pid,
+                             seen_t *s, fx_nsub_t *c, fx_msg_t **msgs, size_t *n, size_t *cap)
+{
+    fx_nats_t *p = fx_nats_new(&fx);
+    int fault_at = -1, published = 0;
+    uint64_t deadline = fx_now_ms() + 180000;
+    while (published < N && fx_now_ms() < deadline) {
+        int upto = published + 50 < N ? published + 50 : N;
+        publish_range(p, pfx, published, upto);
+        published = upto;
+        fx_nsub_until(c, msgs, n, cap, seen_pred, s, 20);
+        if (fault_at < 0 && s->distinct >= after) {
+            fault_at = s->distinct;
+            fault(pid, NULL);
+        }
+        while (fault_at < 0 && s->distinct == 0 && published >= 400 && fx_now_ms() < deadline)
+            fx_nsub_until(c, msgs, n, cap, seen_pred, s, 100);
+    }
+    assert_int_equal(published, N);
+    fx_nats_destroy(p);
+    return fault_at;
+}
+
+static void kill_and_restart(pid_t *pid, void *arg)
+{
+    (void)arg;
+    fx_run_kill9(*pid);
+    *pid = fx_run_start(&fx, "run-kill-2.log", RUN_SET);
+    assert_true(*pid > 0);
+}
+
+static void check_stream_outcome(const char *pfx, int N, seen_t *s)
+{
+    char sql[512];
+    assert_int_equal(s->distinct, N);
+    assert_int_equal(s->conflicts, 0);
+    assert_int_equal(s->bad_content, 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM weft.ledger WHERE trigger = 'js-upper' AND key LIKE "
+             "'ce:/weft/tests' || chr(31) || '%s-%%' AND status = 'completed'",
+             pfx);
+    assert_int_equal(fx_sql_long(&fx, sql), N);
+    /* A run cut short is taken over once; never more. */
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM weft.ledger WHERE trigger = 'js-upper' AND key LIKE "
+             "'ce:/weft/tests' || chr(31) || '%s-%%' AND attempts > 2",
+             pfx);
+    assert_int_equal(fx_sql_long(&fx, sql), 0);
+}
+
+static void test_js_kill9_then_restart_loses_nothing(void **state)
+{
+    (void)state;
+    const int N = 1500;
+    pid_t pid = fx_run_start(&fx, "run-kill.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_nsub_t *c = fx_nsub_new(&fx, "js.out", 1);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    seen_t s;
+    seen_init(&s, "kill", N);
+    int at = stream_with_fault("kill", N, 200, kill_and_restart, &pid, &s, c, &msgs, &n, &cap);
+    print_message("killed the dispatcher with %d of %d results out\n", at, N);
+    assert_true(at >= 200 && at < N);
+    /* Unacknowledged messages come back after AckWait (3 s). */
+    fx_nsub_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    check_stream_outcome("kill", N, &s);
+    fx_js_cstate_t st;
+    wait_acked("JSIN", "weft_js-upper", &st);
+    assert_int_equal(st.ack_pending, 0);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(msgs, n);
+    seen_free(&s);
+    fx_nsub_destroy(c);
+}
+
+static void restart_nats(pid_t *pid, void *arg)
+{
+    (void)pid;
+    (void)arg;
+    assert_int_equal(fx_nats_down(&fx), 0);
+    usleep(1500000);
+    assert_int_equal(fx_nats_up(&fx), 0);
+}
+
+static void test_js_nats_server_restart_mid_stream(void **state)
+{
+    (void)state;
+    const int N = 1500;
+    pid_t pid = fx_run_start(&fx, "run-natsrestart.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_nsub_t *c = fx_nsub_new(&fx, "js.out", 1);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    seen_t s;
+    seen_init(&s, "nrs", N);
+    int at = stream_with_fault("nrs", N, 200, restart_nats, &pid, &s, c, &msgs, &n, &cap);
+    print_message("restarted nats-server with %d of %d results out\n", at, N);
+    assert_true(at >= 200 && at < N);
+    fx_nsub_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    check_stream_outcome("nrs", N, &s);
+    fx_js_cstate_t st;
+    wait_acked("JSIN", "weft_js-upper", &st);
+    assert_int_equal(st.ack_pending, 0);
+    assert_int_equal(st.pending, 0);
+    /* The dispatcher survived it (no restart) and stops cleanly. */
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(msgs, n);
+    seen_free(&s);
+    fx_nsub_destroy(c);
+}
+
+static int n_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    (void)msgs;
+    return (int)n >= *(int *)ctx;
+}
+
+static const fx_msg_t *find_by_header(const fx_msg_t *msgs, size_t n, const char *hdr,
+                                      const char *value)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = fx_header(&msgs[i], hdr);
+        if (v && strcmp(v, value) == 0)
+            return &msgs[i];
+    }
+    return NULL;
+}
+
+static void test_js_retries_then_dead_letter_subject(void **state)
+{
+    (void)state;
+    fx_nats_t *p = fx_nats_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-dlq.log", RUN_SET);
+    assert_true(pid > 0);
+    assert_int_equal(fx_nats_publish(p, 1, "js.f.in", "fatal-1", "t", "{\"fail\":\"fatal\"}", NULL),
+                     0);
+    assert_int_equal(fx_nats_publish(p, 1, "js.f.in", "retry-1", "t", "{\"fail\":\"retry\"}", NULL),
+                     0);
+    assert_int_equal(
+        fx_nats_publish(p, 1, "js.f.in", "flaky-1", "t", "{\"fail\":\"retry-until-2\"}", NULL), 0);
+    const char *bad_spec[] = {"ce-specversion=0.3", "ce-id=bad-1", "ce-source=/x", "ce-type=t",
+                              NULL};
+    assert_int_equal(fx_nats_publish(p, 1, "js.f.in", NULL, NULL, "{}", bad_spec), 0);
+    const char *bad_pct[] = {"ce-specversion=1.0", "ce-id=pct%zz", "ce-source=/x", "ce-type=t",
+                             NULL};
+    assert_int_equal(fx_nats_publish(p, 1, "js.f.in", NULL, NULL, "{}", bad_pct), 0);
+    assert_int_equal(fx_nats_publish_structured(p, 1, "js.f.in", "{\"id\": oops"), 0);
+    /* Structured mode and a percent-encoded non-ASCII attribute succeed. */
+    assert_int_equal(fx_nats_publish_structured(
+                         p, 1, "js.f.in",
+                         "{\"specversion\":\"1.0\",\"id\":\"struct-1\",\"source\":\"/weft/tests\","
+                         "\"type\":\"t\",\"subject\":\"caf\\u00e9\",\"data\":{\"fine\":true}}"),
+                     0);
+    const char *utf8[] = {"ce-subject=na%C3%AFve%20one", NULL};
+    assert_int_equal(fx_nats_publish(p, 1, "js.f.in", "ok-1", "t", "{\"fine\":true}", utf8), 0);
+
+    fx_nsub_t *dlq = fx_nsub_new(&fx, "js.f.dlq", 1);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    int want = 5;
+    fx_nsub_until(dlq, &msgs, &n, &cap, n_pred, &want, 60000);
+    assert_int_equal((int)n, 5);
+
+    const fx_msg_t *m = find_by_header(msgs, n, "ce-id", "fatal-1");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce-weftreason"), "non_retryable");
+    assert_string_equal(fx_header(m, "ce-weftattempts"), "1");
+    assert_string_equal(fx_header(m, "ce-wefttrigger"), "js-faulty");
+    assert_string_equal(fx_header(m, "ce-weftsrctopic"), "js.f.in");
+    assert_string_equal(fx_header(m, "ce-weftsrcbroker"), "jetstream");
+    assert_non_null(fx_header(m, "ce-weftsrcoffset"));
+    assert_non_null(fx_header(m, "ce-weftdlqid"));
+    assert_non_null(fx_header(m, "Nats-Msg-Id"));
+    assert_string_equal(m->value, "{\"fail\":\"fatal\"}");
+
+    m = find_by_header(msgs, n, "ce-id", "retry-1");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce-weftreason"), "max_attempts");
+    assert_string_equal(fx_header(m, "ce-weftattempts"), "3");
+
+    m = find_by_header(msgs, n, "ce-id", "bad-1");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce-weftreason"), "malformed");
+
+    m = find_by_header(msgs, n, "ce-id", "pct%zz");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce-weftreason"), "malformed");
+
+    m = find_by_header(msgs, n, "Content-Type", "application/cloudevents+json");
+    assert_non_null(m);
+    assert_string_equal(m->value, "{\"id\": oops");
+
+    /* Retries waited their backoff (300 ms, then 600 ms, no jitter) as
+     * NAKs with delay: three attempts spread over at least 0.8 s, each a
+     * redelivery by the server. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE key = "
+                                      "'ce:/weft/tests' || chr(31) || 'retry-1'"),
+                     3);
+    assert_true(fx_sql_long(&fx, "SELECT (extract(epoch FROM last_failure_at - "
+                                 "first_failure_at) * 1000)::bigint FROM weft.ledger WHERE "
+                                 "key = 'ce:/weft/tests' || chr(31) || 'retry-1'") >= 800);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
+                                      "'js-faulty' AND source_broker = 'jetstream'"),
+                     5);
+
+    fx_nsub_t *out = fx_nsub_new(&fx, "js.f.out", 1);
+    fx_msg_t *res = NULL;
+    size_t rn = 0, rcap = 0;
+    int rwant = 3;
+    fx_nsub_until(out, &res, &rn, &rcap, n_pred, &rwant, 30000);
+    assert_int_equal((int)rn, 3);
+    assert_non_null(find_by_header(res, rn, "ce-weftinputid", "flaky-1"));
+    assert_non_null(find_by_header(res, rn, "ce-weftinputid", "struct-1"));
+    m = find_by_header(res, rn, "ce-weftinputid", "ok-1");
+    assert_non_null(m);
+    /* Non-ASCII attributes go back out percent-encoded. */
+    assert_string_equal(fx_header(m, "ce-subject"), "na%C3%AFve%20one");
+    m = find_by_header(res, rn, "ce-weftinputid", "struct-1");
+    assert_string_equal(fx_header(m, "ce-subject"), "caf%C3%A9");
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE key = "
+                                      "'ce:/weft/tests' || chr(31) || 'flaky-1'"),
+                     2);
+    fx_js_cstate_t st;
+    wait_acked("JSIN", "faulty-durable", &st);
+    assert_int_equal(st.ack_pending, 0);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(res, rn);
+    fx_msgs_free(msgs, n);
+    fx_nsub_destroy(out);
+    fx_nsub_destroy(dlq);
+    fx_nats_destroy(p);
+}
+
+static void test_js_function_longer_than_ack_wait_runs_once(void **state)
+{
+    (void)state;
+    fx_nats_t *p = fx_nats_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-slow.log", RUN_SET);
+    assert_true(pid > 0);
+    /* AckWait is 1 s; the function takes 3.5 s. */
+    assert_int_equal(
+        fx_nats_publish(p, 1, "js.slow.in", "slow-1", "t", "{\"fail\":\"sleep-3500\"}", NULL), 0);
+    fx_nsub_t *out = fx_nsub_new(&fx, "js.slow.out", 1);
+    fx_msg_t *res = NULL;
+    size_t rn = 0, rcap = 0;
+    count_ctx_t cc = {.input_id = "slow-1", .want = 1};
+    fx_nsub_until(out, &res, &rn, &rcap, count_pred, &cc, 60000);
+    assert_int_equal(cc.got, 1);
+    fx_js_cstate_t st;
+    wait_acked("JSIN", "weft_js-slow", &st);
+    assert_int_equal(st.ack_pending, 0);
+    /* In-progress acks kept the server from redelivering it. */
+    assert_int_equal(st.redelivered, 0);
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = "
+                                      "'js-slow'"),
+                     1);
+    fx_nsub_until(out, &res, &rn, &rcap, count_pred, &cc, 1000);
+    assert_int_equal(cc.got, 1);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(res, rn);
+    fx_nsub_destroy(out);
+    fx_nats_destroy(p);
+}
+
+static void test_kafka_to_jetstream_and_back(void **state)
+{
+    (void)state;
+    pid_t pid = fx_run_start(&fx, "run-mixed.log", RUN_SET);
+    assert_true(pid > 0);
+    /* Kafka -> JetStream, with an attribute holding CR/LF (fine in Kafka
+     * headers; percent-encoded on NATS) ... */
+    fx_producer_t *kp = fx_producer_new(&fx);
+    assert_int_equal(fx_produce(kp, "js.kin", "k", "k2j-1", "t", "{\"name\":\"ada\"}", NULL), 0);
+    assert_int_equal(fx_produce_raw_header(kp, "js.kin", "k2j-2", "ce_subject", "a\r\nb", 4,
+                                           "{\"name\":\"bob\"}"),
+                     0);
+    /* ... and a malformed one with a raw CR/LF header: its dead letter goes
+     * to JetStream without that header (named in weft-dropped-headers). */
+    const char *bad_spec[] = {"ce_specversion=0.3", "ce_id=k2j-bad",        "ce_source=/x",
+                              "ce_type=t",          "x-note=line\r\nbreak", NULL};
+    assert_int_equal(fx_produce(kp, "js.kin", "k", NULL, NULL, "{}", bad_spec), 0);
+    assert_int_equal(fx_producer_flush(kp), 0);
+
+    fx_nsub_t *out = fx_nsub_new(&fx, "js.k.out", 1);
+    fx_msg_t *res = NULL;
+    size_t rn = 0, rcap = 0;
+    int want = 2;
+    fx_nsub_until(out, &res, &rn, &rcap, n_pred, &want, 60000);
+    assert_int_equal((int)rn, 2);
+    const fx_msg_t *m = find_by_header(res, rn, "ce-weftinputid", "k2j-1");
+    assert_non_null(m);
+    assert_string_equal(m->value, "{\"name\":\"ADA\"}");
+    assert_string_equal(fx_header(m, "Nats-Msg-Id"), m->ce_id);
+    m = find_by_header(res, rn, "ce-weftinputid", "k2j-2");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce-subject"), "a%0D%0Ab");
+
+    fx_nsub_t *dlq = fx_nsub_new(&fx, "js.k.dlq", 1);
+    fx_msg_t *dl = NULL;
+    size_t dn = 0, dcap = 0;
+    int dwant = 1;
+    fx_nsub_until(dlq, &dl, &dn, &dcap, n_pred, &dwant, 60000);
+    assert_int_equal((int)dn, 1);
+    m = find_by_header(dl, dn, "ce-id", "k2j-bad");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce-weftreason"), "malformed");
+    assert_string_equal(fx_header(m, "ce-weftsrctopic"), "js.kin");
+    assert_string_equal(fx_header(m, "weft-dropped-headers"), "x-note");
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
+                                      "'k2j' AND source_broker = 'kafka' AND "
+                                      "headers::text LIKE '%x-note%'"),
+                     1);
+
+    /* JetStream -> Kafka. */
+    fx_nats_t *p = fx_nats_new(&fx);
+    assert_int_equal(fx_nats_publish(p, 1, "js.j2k.in", "j2k-1", "t", "{\"name\":\"cy\"}", NULL),
+                     0);
+    fx_consumer_t *kc = fx_consumer_new(&fx, "js.kout");
+    fx_msg_t *km = NULL;
+    size_t kn = 0, kcap = 0;
+    count_ctx_t cc = {.input_id = "j2k-1", .want = 1};
+    fx_consume_until(kc, &km, &kn, &kcap, count_pred, &cc, 60000);
+    assert_int_equal(cc.got, 1);
+    assert_string_equal(km[0].value, "{\"name\":\"CY\"}");
+    fx_js_cstate_t st;
+    wait_acked("JSIN", "weft_j2k", &st);
+    assert_int_equal(st.ack_pending, 0);
+
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(km, kn);
+    fx_consumer_destroy(kc);
+    fx_msgs_free(dl, dn);
+    fx_nsub_destroy(dlq);
+    fx_msgs_free(res, rn);
+    fx_nsub_destroy(out);
+    fx_producer_destroy(kp);
+    fx_nats_destroy(p);
+}
+
+static void test_core_nats_round_trip(void **state)
+{
+    (void)state;
+    pid_t pid = fx_run_start(&fx, "run-core.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_nsub_t *out = fx_nsub_new(&fx, "core.out", 0);
+    assert_non_null(out);
+    fx_nats_t *p = fx_nats_new(&fx);
+    fx_msg_t *res = NULL;
+    size_t rn = 0, rcap = 0;
+    count_ctx_t cc = {.input_id = "core-1", .want = 1};
+    /* At-most-once: a message published before the dispatcher subscribed
+     * is gone, so publish until one result comes back. */
+    uint64_t deadline = fx_now_ms() + 60000;
+    while (cc.got == 0 && fx_now_ms() < deadline) {
+        assert_int_equal(
+            fx_nats_publish(p, 0, "core.in", "core-1", "t", "{\"name\":\"dee\"}", NULL), 0);
+        fx_nsub_until(out, &res, &rn, &rcap, count_pred, &cc, 500);
+    }
+    assert_true(cc.got >= 1);
+    const fx_msg_t *m = find_by_header(res, rn, "ce-weftinputid", "core-1");
+    assert_non_null(m);
+    assert_string_equal(m->value, "{\"name\":\"DEE\"}");
+    /* Repeats of the same event ran the function once (the ledger). */
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = "
+                                      "'core-upper'"),
+                     1);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(res, rn);
+    fx_nsub_destroy(out);
+    fx_nats_destroy(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_js_one_result_per_event),
+        cmocka_unit_test(test_js_duplicate_runs_nothing),
+        cmocka_unit_test(test_js_retries_then_dead_letter_subject),
+        cmocka_unit_test(test_js_function_longer_than_ack_wait_runs_once),
+        cmocka_unit_test(test_kafka_to_jetstream_and_back),
+        cmocka_unit_test(test_core_nats_round_trip),
+        cmocka_unit_test(test_js_kill9_then_restart_loses_nothing),
+        cmocka_unit_test(test_js_nats_server_restart_mid_stream),
+    };
+    return cmocka_run_group_tests_name("jetstream", tests, group_setup, group_teardown);
+}

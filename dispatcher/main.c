@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "config.h"
 #include "dispatcher.h"
 #include "invoke.h"
@@ -31,6 +32,10 @@ static void usage_main(FILE *f)
                "commands:\n"
                "  run       run the dispatcher in the foreground\n"
                "  migrate   apply weft's schema and your trigger migrations\n"
+               "  publish   publish a CloudEvent (or one per line of stdin)\n"
+               "  triggers  which triggers fire on what: filters, functions, topics\n"
+               "  status    consumer lag, in-flight events, outcomes, pools, dispatchers\n"
+               "  replay    re-dispatch a topic range (recover results, or --reexecute)\n"
                "  invoke    run a function once, locally, and print its result\n"
                "  dlq       list, show and re-drive dead letters\n"
                "  version   print the version\n"
@@ -253,6 +258,61 @@ static int cmd_dlq(int argc, char **argv)
     return rc;
 }
 
+/* `weft publish | replay | triggers | status [--config FILE] [--set K=V]
+ * ...`: the config options are taken out here (anywhere on the line), the
+ * rest goes to the command's cli_*.c. Help needs no configuration. */
+typedef int (*cli_main_fn)(weft_config_t *cfg, int argc, char **argv);
+
+static int cli_publish(weft_config_t *cfg, int argc, char **argv)
+{
+    return weft_publish_main(cfg, argc, argv);
+}
+static int cli_replay(weft_config_t *cfg, int argc, char **argv)
+{
+    return weft_replay_main(cfg, argc, argv);
+}
+static int cli_triggers(weft_config_t *cfg, int argc, char **argv)
+{
+    return weft_triggers_main(cfg, argc, argv);
+}
+static int cli_status(weft_config_t *cfg, int argc, char **argv)
+{
+    return weft_status_main(cfg, argc, argv);
+}
+
+
+static int cmd_cli(int argc, char **argv, cli_main_fn fn, void (*usage)(FILE *))
+{
+    common_opts_t o = {0};
+    char *rest[256];
+    int n = 0;
+    for (int i = 0; i < argc && n < 255; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--set") == 0) && i + 1 < argc) {
+            if (argv[i][2] == 'c')
+                o.config_path = argv[++i];
+            else if (o.n_sets < 64)
+                o.sets[o.n_sets++] = argv[++i];
+            continue;
+        }
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        rest[n++] = argv[i];
+    }
+    if (n == 255) {
+        fprintf(stderr, "weft %s: too many arguments\n", argv[0]);
+        return 2;
+    }
+    rest[n] = NULL;
+    weft_config_t *cfg = load_config(&o);
+    if (!cfg)
+        return 2;
+    int rc = fn(cfg, n, rest);
+    weft_config_destroy(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -276,6 +336,14 @@ int main(int argc, char **argv)
         return weft_invoke_main(argc - 1, argv + 1);
     if (strcmp(cmd, "dlq") == 0)
         return cmd_dlq(argc - 1, argv + 1);
+    if (strcmp(cmd, "publish") == 0)
+        return cmd_cli(argc - 1, argv + 1, cli_publish, weft_publish_usage);
+    if (strcmp(cmd, "replay") == 0)
+        return cmd_cli(argc - 1, argv + 1, cli_replay, weft_replay_usage);
+    if (strcmp(cmd, "triggers") == 0)
+        return cmd_cli(argc - 1, argv + 1, cli_triggers, weft_triggers_usage);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_cli(argc - 1, argv + 1, cli_status, weft_status_usage);
     fprintf(stderr, "weft: unknown command \"%s\"\n\n", cmd);
     usage_main(stderr);
     return 2;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_sagas.h"
 #include "config.h"
 #include "dispatcher.h"
 #include "invoke.h"
@@ -279,7 +280,10 @@ static int cli_status(weft_config_t *cfg, int argc, char **argv)
 {
     return weft_status_main(cfg, argc, argv);
 }
-
+static int cli_sagas(weft_config_t *cfg, int argc, char **argv)
+{
+    return weft_sagas_main(cfg, argc, argv);
+}
 
 static int cmd_cli(int argc, char **argv, cli_main_fn fn, void (*usage)(FILE *))
 {
@@ -344,6 +348,8 @@ int main(int argc, char **argv)
         return cmd_cli(argc - 1, argv + 1, cli_triggers, weft_triggers_usage);
     if (strcmp(cmd, "status") == 0)
         return cmd_cli(argc - 1, argv + 1, cli_status, weft_status_usage);
+    if (strcmp(cmd, "sagas") == 0)
+        return cmd_cli(argc - 1, argv + 1, cli_sagas, weft_sagas_usage);
     fprintf(stderr, "weft: unknown command \"%s\"\n\n", cmd);
     usage_main(stderr);
     return 2;

@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
+#include <nats/nats.h>
 
 #include "fixture.h"
 
@@ -61,6 +62,8 @@ static struct {
     long n_exec;
     long n_fork;
     long n_backlog;
+    long n_js;
+    long n_js_weft;
     int partitions;
     int low_rate;
     int lat_seconds;
@@ -73,6 +76,8 @@ static struct {
     .n_exec = 40000,
     .n_fork = 3000,
     .n_backlog = 1000000,
+    .n_js = 250000,
+    .n_js_weft = 20000,
     .partitions = 0,
     .low_rate = 200,
     .lat_seconds = 10,
@@ -890,6 +895,231 @@ static void run_fork(void)
     say("fork-exec: %ld events in %.2f s = %.0f events/s", done, r->seconds, r->eps);
 }
 
+/* ---- run 5: JetStream ------------------------------------------------------ */
+
+static natsConnection *js_connect(jsCtx **js)
+{
+    natsConnection *nc = NULL;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = 4096;
+    if (natsConnection_ConnectTo(&nc, fx.nats) != NATS_OK ||
+        natsConnection_JetStream(js, nc, &jo) != NATS_OK)
+        die("cannot connect to nats-server at %s: %s", fx.nats, nats_GetLastError(NULL));
+    return nc;
+}
+
+static void js_stream(jsCtx *js, const char *name, const char *subject)
+{
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    const char *subs[1] = {subject};
+    cfg.Subjects = subs;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    jsErrCode jerr = 0;
+    jsStreamInfo *si = NULL;
+    if (js_AddStream(&si, js, &cfg, NULL, &jerr) != NATS_OK)
+        die("creating stream %s: %s (%d)", name, nats_GetLastError(NULL), (int)jerr);
+    jsStreamInfo_Destroy(si);
+}
+
+/* One ~200-byte binary-mode CloudEvent over NATS: ce- headers. */
+static void js_publish_event(jsCtx *js, const char *subject, const char *prefix, long seq)
+{
+    char id[64], value[256];
+    snprintf(id, sizeof(id), "%s-%ld", prefix, seq);
+    int n = snprintf(value, sizeof(value), "{\"seq\":%ld,\"pad\":\"", seq);
+    while (n < 196)
+        value[n++] = 'x';
+    memcpy(value + n, "\"}", 3);
+    n += 2;
+    natsMsg *m = NULL;
+    if (natsMsg_Create(&m, subject, NULL, value, n) != NATS_OK ||
+        natsMsgHeader_Set(m, "ce-specversion", "1.0") != NATS_OK ||
+        natsMsgHeader_Set(m, "ce-id", id) != NATS_OK ||
+        natsMsgHeader_Set(m, "ce-source", "/bench") != NATS_OK ||
+        natsMsgHeader_Set(m, "ce-type", "bench.event") != NATS_OK ||
+        natsMsgHeader_Set(m, "content-type", "application/json") != NATS_OK ||
+        natsMsgHeader_Set(m, "Nats-Msg-Id", id) != NATS_OK)
+        die("building a NATS message: %s", nats_GetLastError(NULL));
+    if (js_PublishMsgAsync(js, &m, NULL) != NATS_OK)
+        die("publishing to %s: %s", subject, nats_GetLastError(NULL));
+}
+
+static void js_preload(jsCtx *js, const char *subject, long n)
+{
+    uint64_t t0 = now_us();
+    for (long i = 0; i < n; i++)
+        js_publish_event(js, subject, "e", i);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 120000;
+    if (js_PublishAsyncComplete(js, &po) != NATS_OK)
+        die("preloading %s: %s", subject, nats_GetLastError(NULL));
+    natsMsgList pending = {0};
+    if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK && pending.Count > 0)
+        die("preloading %s: %d messages not acknowledged", subject, pending.Count);
+    natsMsgList_Destroy(&pending);
+    say("preloaded %ld events into JetStream subject %s in %.1f s", n, subject,
+        (double)(now_us() - t0) / 1e6);
+}
+
+/* The JetStream ceiling: a durable pull consumer fetching batches, each
+ * message republished (headers copied, Nats-Msg-Id = ce-id) with async
+ * publishes, the batch's PubAcks awaited, then each source message acked. */
+static void run_js_ceiling(void)
+{
+    long n = opt.n_js;
+    jsCtx *js = NULL;
+    natsConnection *nc = js_connect(&js);
+    js_stream(js, "BENCH_PT_IN", "bench.jspt.in");
+    js_stream(js, "BENCH_PT_OUT", "bench.jspt.out");
+    js_preload(js, "bench.jspt.in", n);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = "BENCH_PT_IN";
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.MaxAckPending = 10000;
+    natsSubscription *sub = NULL;
+    jsErrCode jerr = 0;
+    if (js_PullSubscribe(&sub, js, "bench.jspt.in", "bench-pt", NULL, &so, &jerr) != NATS_OK)
+        die("pull subscribe: %s (%d)", nats_GetLastError(NULL), (int)jerr);
+    long done = 0;
+    uint64_t first = 0, last = 0;
+    uint64_t cpu0 = 0;
+    uint64_t pg0 = pg_cpu_us();
+    uint64_t deadline = now_us() + 600ull * 1000000;
+    while (done < n && now_us() < deadline) {
+        natsMsgList list = {0};
+        natsStatus st = natsSubscription_Fetch(&list, sub, 512, 1000, &jerr);
+        if (st == NATS_TIMEOUT)
+            continue;
+        if (st != NATS_OK)
+            die("fetch: %s", nats_GetLastError(NULL));
+        if (!first) {
+            first = now_us();
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            cpu0 = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+                   (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+        }
+        for (int i = 0; i < list.Count; i++) {
+            natsMsg *in = list.Msgs[i];
+            natsMsg *out = NULL;
+            if (natsMsg_Create(&out, "bench.jspt.out", NULL, natsMsg_GetData(in),
+                               natsMsg_GetDataLength(in)) != NATS_OK)
+                die("natsMsg_Create: %s", nats_GetLastError(NULL));
+            const char **keys = NULL;
+            int nk = 0;
+            if (natsMsgHeader_Keys(in, &keys, &nk) == NATS_OK) {
+                for (int k = 0; k < nk; k++) {
+                    const char *v = NULL;
+                    if (natsMsgHeader_Get(in, keys[k], &v) == NATS_OK && v)
+                        natsMsgHeader_Set(out, keys[k], v);
+                }
+                free((void *)keys);
+            }
+            if (js_PublishMsgAsync(js, &out, NULL) != NATS_OK)
+                die("publish: %s", nats_GetLastError(NULL));
+        }
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = 30000;
+        if (js_PublishAsyncComplete(js, &po) != NATS_OK)
+            die("waiting for PubAcks: %s", nats_GetLastError(NULL));
+        for (int i = 0; i < list.Count; i++)
+            if (natsMsg_Ack(list.Msgs[i], NULL) != NATS_OK)
+                die("ack: %s", nats_GetLastError(NULL));
+        done += list.Count;
+        last = now_us();
+        natsMsgList_Destroy(&list);
+    }
+    natsConnection_Flush(nc);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    uint64_t cpu1 = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+                    (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+    row_t *r = row_add("js-ceiling", "JetStream pull -> publish (PubAck) -> ack passthrough");
+    r->events = done;
+    r->seconds = (double)(last - first) / 1e6;
+    r->eps = r->seconds > 0 ? (double)done / r->seconds : 0;
+    r->disp_cpu_us = (double)(cpu1 - cpu0) / (double)(done ? done : 1);
+    r->pg_cpu_us = (double)(pg_cpu_us() - pg0) / (double)(done ? done : 1);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    if (done < n)
+        die("JetStream passthrough handled only %ld of %ld", done, n);
+    say("js-ceiling: %ld events in %.2f s = %.0f events/s", done, r->seconds, r->eps);
+}
+
+/* weft on JetStream: a jetstream trigger (durable pull consumer, results
+ * published with Nats-Msg-Id and PubAck awaited, AckSync after that). The
+ * results are counted by a core NATS subscription on the result subject. */
+typedef struct js_count {
+    atomic_long n;
+    atomic_uint_fast64_t first_us, last_us;
+} js_count_t;
+
+static void js_count_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    js_count_t *c = closure;
+    uint64_t t = now_us();
+    if (atomic_fetch_add(&c->n, 1) == 0)
+        atomic_store(&c->first_us, t);
+    atomic_store(&c->last_us, t);
+    natsMsg_Destroy(msg);
+}
+
+static void run_weft_js(void)
+{
+    long n = opt.n_js_weft;
+    jsCtx *js = NULL;
+    natsConnection *nc = js_connect(&js);
+    js_preload(js, "bench.js.in", n);
+    js_count_t cnt = {0};
+    natsSubscription *sub = NULL;
+    if (natsConnection_Subscribe(&sub, nc, "bench.jsout.results", js_count_cb, &cnt) != NATS_OK ||
+        natsSubscription_SetPendingLimits(sub, -1, -1) != NATS_OK)
+        die("subscribing to bench.jsout.results: %s", nats_GetLastError(NULL));
+    uint64_t pg0 = pg_cpu_us();
+    pid_t pid = weft_start("weft-js");
+    pid_t perf = perf_start("weft-js", pid);
+    long last = -1;
+    uint64_t last_change = now_us();
+    while (atomic_load(&cnt.n) < n && now_us() - last_change < 30000000ull) {
+        long k = atomic_load(&cnt.n);
+        if (k != last) {
+            last = k;
+            last_change = now_us();
+        }
+        usleep(20000);
+    }
+    perf_stop(perf);
+    long got = atomic_load(&cnt.n);
+    uint64_t cpu = proc_cpu_us(pid), pg1 = pg_cpu_us();
+    row_t *r = row_add("weft-js", "weft run on JetStream, ledger on, noop.so, pool of 2");
+    r->events = got;
+    r->seconds = (double)(atomic_load(&cnt.last_us) - atomic_load(&cnt.first_us)) / 1e6;
+    r->eps = r->seconds > 0 ? (double)(got - 1) / r->seconds : 0;
+    r->disp_cpu_us = (double)cpu / (double)(got ? got : 1);
+    r->pg_cpu_us = (double)(pg1 - pg0) / (double)(got ? got : 1);
+    r->rss_kib = proc_mem_kib(pid, "VmHWM");
+    weft_stop(pid);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    if (got < n)
+        die("weft-js: only %ld of %ld results arrived", got, n);
+    say("weft-js: %ld events in %.2f s = %.0f events/s", got, r->seconds, r->eps);
+}
+
 /* ---- setup ------------------------------------------------------------------ */
 
 static void write_migration(void)
@@ -910,7 +1140,11 @@ static void write_migration(void)
             "       ('bench-exec', 'bench.ex.in', 'bench-noop-exec', 'bench.ex.out', "
             "'bench.dlq'),\n"
             "       ('bench-lat', 'bench.lat.in', 'bench-noop', 'bench.lat.out', 'bench.dlq'),\n"
-            "       ('bench-bl', 'bench.bl.in', 'bench-noop', 'bench.bl.out', 'bench.dlq');\n",
+            "       ('bench-bl', 'bench.bl.in', 'bench-noop', 'bench.bl.out', 'bench.dlq');\n"
+            "INSERT INTO weft.triggers (name, source, topic, stream, function, result_topic,\n"
+            "                           dead_letter_topic)\n"
+            "VALUES ('bench-js', 'jetstream', 'bench.js.in', 'BENCH_JS_IN', 'bench-noop',\n"
+            "        'bench.jsout.results', 'bench.jsout.dlq');\n",
             functions_dir);
     fclose(f);
     const char *args[] = {"migrate", "--dir", dir, NULL};
@@ -931,19 +1165,27 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: weft-bench [--json] [--only RUN,...] [--events-ceiling N] [--events-weft N]\n"
-            "                  [--events-exec N] [--events-fork N] [--backlog N]\n"
+            "                  [--events-exec N] [--events-fork N] [--events-js N]\n"
+            "                  [--events-weft-js N] [--backlog N]\n"
             "                  [--backlog-seconds S] [--low-rate R] [--latency-seconds S]\n"
             "                  [--perf DIR]\n"
             "\n"
-            "Runs: ceiling, weft-so, weft-exec, fork-exec, latency, backlog (default: all).\n"
+            "Runs: ceiling, weft-so, weft-exec, fork-exec, latency, backlog, js-ceiling,\n"
+            "weft-js (default: all).\n"
             "--perf DIR: record the dispatcher with `perf record -g` during weft-so and\n"
             "weft-exec into DIR/RUN.perf.data.\n"
             "Needs WEFT_BIN_DIR, WEFT_FUNCTIONS_DIR and WEFT_SOURCE_DIR (ops/bench sets them).\n");
 }
 
+/* The ceiling a run is compared with: JetStream runs with the JetStream
+ * passthrough, everything else with the Kafka one. */
+static row_t *ceiling_for(const row_t *r)
+{
+    return row_find(strncmp(r->name, "weft-js", 7) == 0 ? "js-ceiling" : "ceiling");
+}
+
 static void print_table(void)
 {
-    row_t *ceil_r = row_find("ceiling");
     row_t *fork_r = row_find("fork-exec");
     printf("\n%-13s %10s %9s %8s %8s %9s %9s %8s %8s %8s %8s  %s\n", "run", "events/s", "vs ceil",
            "vs fork", "events", "seconds", "cpu/ev", "pg/ev", "p50", "p99", "p99.9", "RSS");
@@ -951,6 +1193,7 @@ static void print_table(void)
            "(us)", "(us)", "(ms)", "(ms)", "(ms)", "(MiB)");
     for (int i = 0; i < n_rows; i++) {
         row_t *r = &rows[i];
+        row_t *ceil_r = ceiling_for(r);
         char eps[32] = "-", vc[32] = "-", vf[32] = "-", cpu[32] = "-", pg[32] = "-",
              p50[32] = "-", p99[32] = "-", p999[32] = "-", rss[32] = "-", secs[32] = "-";
         if (r->eps > 0)
@@ -997,12 +1240,12 @@ static void json_num(const char *k, double v, int last)
 
 static void print_json(void)
 {
-    row_t *ceil_r = row_find("ceiling");
     row_t *fork_r = row_find("fork-exec");
     printf("{\"cores\":%d,\"partitions\":%d,\"runs\":[", (int)sysconf(_SC_NPROCESSORS_ONLN),
            opt.partitions);
     for (int i = 0; i < n_rows; i++) {
         row_t *r = &rows[i];
+        row_t *ceil_r = ceiling_for(r);
         printf("%s{\"run\":\"%s\",\"what\":\"%s\",\"events\":%ld,", i ? "," : "", r->name, r->what,
                r->events);
         json_num("seconds", r->seconds > 0 ? r->seconds : NAN, 0);
@@ -1034,6 +1277,8 @@ int main(int argc, char **argv)
         {"events-exec", required_argument, NULL, 'x'},
         {"events-fork", required_argument, NULL, 'f'},
         {"backlog", required_argument, NULL, 'b'},
+        {"events-js", required_argument, NULL, 'J'},
+        {"events-weft-js", required_argument, NULL, 'K'},
         {"backlog-seconds", required_argument, NULL, 'B'},
         {"low-rate", required_argument, NULL, 'r'},
         {"latency-seconds", required_argument, NULL, 'L'},
@@ -1063,6 +1308,8 @@ int main(int argc, char **argv)
             case 'x': opt.n_exec = v; break;
             case 'f': opt.n_fork = v; break;
             case 'b': opt.n_backlog = v; break;
+            case 'J': opt.n_js = v; break;
+            case 'K': opt.n_js_weft = v; break;
             case 'B': opt.backlog_seconds = (int)v; break;
             case 'r': opt.low_rate = (int)v; break;
             case 'L': opt.lat_seconds = (int)v; break;
@@ -1105,6 +1352,15 @@ int main(int argc, char **argv)
     if (fx_weft(&fx, out, sizeof(out), margs) != 0)
         die("weft migrate failed:\n%s", out);
     write_migration();
+    {
+        /* The jetstream trigger's streams exist before any weft run. */
+        jsCtx *js = NULL;
+        natsConnection *nc = js_connect(&js);
+        js_stream(js, "BENCH_JS_IN", "bench.js.in");
+        js_stream(js, "BENCH_JS_OUT", "bench.jsout.>");
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+    }
 
     if (want("ceiling"))
         run_ceiling();
@@ -1120,6 +1376,10 @@ int main(int argc, char **argv)
         run_latency();
     if (want("backlog"))
         run_backlog();
+    if (want("js-ceiling"))
+        run_js_ceiling();
+    if (want("weft-js"))
+        run_weft_js();
 
     if (opt.json)
         print_json();

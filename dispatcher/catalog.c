@@ -116,7 +116,9 @@ int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig)
     *t = *trig;
     t->name = strdup(trig->name);
     t->topic = strdup(trig->topic);
-    t->function = strdup(trig->function);
+    t->function = strdup(trig->function ? trig->function : "");
+    t->saga = dup_or_null(trig->saga);
+    t->step_saga = dup_or_null(trig->step_saga);
     t->event_type = dup_or_null(trig->event_type);
     t->result_topic = dup_or_null(trig->result_topic);
     t->result_type = dup_or_null(trig->result_type);
@@ -137,9 +139,29 @@ int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig)
         t->max_inflight = 1000;
     cat->n_trigs++;
     if (!t->name || !t->topic || !t->function || !t->dead_letter_topic ||
-        (trig->stream && !t->stream) || (trig->durable && !t->durable))
+        (trig->stream && !t->stream) || (trig->durable && !t->durable) ||
+        (trig->saga && !t->saga) || (trig->step_saga && !t->step_saga))
         return -1;
     return 0;
+}
+
+int weft_catalog_add_saga(weft_catalog_t *cat, const char *name, weft_broker_t broker)
+{
+    weft_saga_ref_t *nv = realloc(cat->sagas, (cat->n_sagas + 1) * sizeof(*nv));
+    if (!nv)
+        return -1;
+    cat->sagas = nv;
+    cat->sagas[cat->n_sagas].name = strdup(name);
+    cat->sagas[cat->n_sagas].broker = broker;
+    return cat->sagas[cat->n_sagas++].name ? 0 : -1;
+}
+
+const weft_saga_ref_t *weft_catalog_saga(const weft_catalog_t *cat, const char *name)
+{
+    for (size_t i = 0; i < cat->n_sagas; i++)
+        if (strcmp(cat->sagas[i].name, name) == 0)
+            return &cat->sagas[i];
+    return NULL;
 }
 
 const weft_function_t *weft_catalog_function(const weft_catalog_t *cat, const char *name)
@@ -154,6 +176,18 @@ int weft_catalog_link(weft_catalog_t *cat, char *errstr, size_t errlen)
 {
     for (size_t i = 0; i < cat->n_trigs; i++) {
         weft_trigger_t *t = &cat->trigs[i];
+        if (t->saga) {
+            /* Starts a saga: no function of its own. */
+            const weft_saga_ref_t *sg = weft_catalog_saga(cat, t->saga);
+            if (!sg) {
+                snprintf(errstr, errlen, "trigger %s starts unknown or disabled saga %s",
+                         t->name, t->saga);
+                return -1;
+            }
+            t->saga_broker = sg->broker;
+            t->fn = NULL;
+            continue;
+        }
         t->fn = (weft_function_t *)weft_catalog_function(cat, t->function);
         if (!t->fn) {
             snprintf(errstr, errlen, "trigger %s names unknown function %s", t->name,
@@ -186,12 +220,17 @@ void weft_catalog_unref(weft_catalog_t *cat)
         free(t->dead_letter_topic);
         free(t->stream);
         free(t->durable);
+        free(t->saga);
+        free(t->step_saga);
         for (size_t k = 0; k < t->n_filters; k++) {
             free(t->filters[k].attribute);
             free(t->filters[k].value);
         }
         free(t->filters);
     }
+    for (size_t i = 0; i < cat->n_sagas; i++)
+        free(cat->sagas[i].name);
+    free(cat->sagas);
     free(cat->fns);
     free(cat->trigs);
     free(cat);
@@ -297,6 +336,74 @@ fail:
     return -1;
 }
 
+/* The step triggers of every enabled saga: one per step ("do") and one
+ * per compensation ("compensate"), on the saga's step topic. */
+static int load_saga_steps(PGconn *pg, weft_catalog_t *cat, char *errstr, size_t errlen)
+{
+    PGresult *r = PQexec(pg, "SELECT g.name, g.broker, g.stream, g.step_topic,"
+                             " g.dead_letter_topic, s.position, s.function,"
+                             " coalesce(s.compensation, ''), s.max_attempts,"
+                             " s.backoff_initial_ms, s.backoff_max_ms"
+                             " FROM weft.sagas g JOIN weft.saga_steps s ON s.saga = g.name"
+                             " WHERE g.enabled ORDER BY g.name, s.position");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "loading saga steps: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *saga = PQgetvalue(r, i, 0);
+        for (int phase = 0; phase < 2; phase++) {
+            const char *fn = PQgetvalue(r, i, phase ? 7 : 6);
+            if (!*fn)
+                continue; /* no compensation */
+            char name[160], durable[200], step[16];
+            snprintf(step, sizeof(step), "%s", PQgetvalue(r, i, 5));
+            snprintf(name, sizeof(name), "saga:%s:%s:%s", saga, step, phase ? "compensate" : "do");
+            /* JetStream durable names allow [A-Za-z0-9_-] only. */
+            snprintf(durable, sizeof(durable), "weft_saga_%s_%s_%s", saga, step,
+                     phase ? "compensate" : "do");
+            for (char *c = durable; *c; c++)
+                if (*c == '.')
+                    *c = '_';
+            weft_broker_t broker = broker_parse(PQgetvalue(r, i, 1));
+            weft_trigger_t t = {
+                .name = name,
+                .broker = broker,
+                .topic = PQgetvalue(r, i, 3),
+                .function = (char *)fn,
+                .dead_letter_topic = PQgetvalue(r, i, 4),
+                .result_broker = broker,
+                .dead_letter_broker = broker,
+                .stream = (char *)val(r, i, 2),
+                .durable = broker == WEFT_BROKER_JETSTREAM ? durable : NULL,
+                .ack_wait_ms = 30000,
+                .max_attempts = atoi(PQgetvalue(r, i, 8)),
+                .backoff_initial_ms = atoi(PQgetvalue(r, i, 9)),
+                .backoff_max_ms = atoi(PQgetvalue(r, i, 10)),
+                .backoff_multiplier = 2.0,
+                .backoff_jitter = 0.5,
+                .max_inflight = 1000,
+                .step_saga = (char *)saga,
+                .step = atoi(step),
+                .compensate = phase,
+                .saga_broker = broker,
+            };
+            if (weft_catalog_add_trigger(cat, &t) != 0 ||
+                weft_catalog_add_filter(cat, name, "weftsaga", WEFT_FILTER_EXACT, saga) != 0 ||
+                weft_catalog_add_filter(cat, name, "weftstep", WEFT_FILTER_EXACT, step) != 0 ||
+                weft_catalog_add_filter(cat, name, "weftphase", WEFT_FILTER_EXACT,
+                                        phase ? "compensate" : "do") != 0) {
+                snprintf(errstr, errlen, "out of memory");
+                PQclear(r);
+                return -1;
+            }
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
 weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
 {
     PGconn *pg = pgconn;
@@ -314,6 +421,9 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
                              " FROM weft.functions f"
                              " WHERE EXISTS (SELECT 1 FROM weft.triggers t"
                              "               WHERE t.function = f.name AND t.enabled)"
+                             "    OR EXISTS (SELECT 1 FROM weft.saga_steps s"
+                             "               JOIN weft.sagas g ON g.name = s.saga AND g.enabled"
+                             "               WHERE f.name IN (s.function, s.compensation))"
                              " ORDER BY f.name");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(errstr, errlen, "loading functions: %s", PQresultErrorMessage(r));
@@ -356,13 +466,30 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
         }
     }
     PQclear(r);
-    r = PQexec(pg, "SELECT name, source, topic, event_type, function, result_topic,"
+    /* Sagas first: start triggers are linked to them. */
+    r = PQexec(pg, "SELECT name, broker FROM weft.sagas WHERE enabled ORDER BY name");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "loading sagas: %s", PQresultErrorMessage(r));
+        goto fail;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (weft_catalog_add_saga(cat, PQgetvalue(r, i, 0), broker_parse(PQgetvalue(r, i, 1))) !=
+            0) {
+            snprintf(errstr, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    PQclear(r);
+    r = PQexec(pg, "SELECT name, source, topic, event_type, coalesce(function, ''), result_topic,"
                    " result_type, dead_letter_topic, max_attempts, backoff_initial_ms,"
                    " backoff_max_ms, backoff_multiplier, backoff_jitter,"
                    " coalesce(max_event_age_ms, 0), ordering, max_inflight,"
                    " coalesce(result_broker, source), coalesce(dead_letter_broker, source),"
-                   " stream, durable, ack_wait_ms"
-                   " FROM weft.triggers WHERE enabled ORDER BY name");
+                   " stream, durable, ack_wait_ms, saga"
+                   " FROM weft.triggers t WHERE enabled"
+                   "   AND (saga IS NULL OR EXISTS (SELECT 1 FROM weft.sagas g"
+                   "                                WHERE g.name = t.saga AND g.enabled))"
+                   " ORDER BY name");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(errstr, errlen, "loading triggers: %s", PQresultErrorMessage(r));
         goto fail;
@@ -390,6 +517,7 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
             .stream = (char *)val(r, i, 18),
             .durable = (char *)val(r, i, 19),
             .ack_wait_ms = atoi(PQgetvalue(r, i, 20)),
+            .saga = (char *)val(r, i, 21),
         };
         if (weft_catalog_add_trigger(cat, &t) != 0) {
             snprintf(errstr, errlen, "out of memory");
@@ -397,6 +525,9 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
         }
     }
     PQclear(r);
+    r = NULL;
+    if (load_saga_steps(pg, cat, errstr, errlen) != 0)
+        goto fail;
     r = PQexec(pg, "SELECT f.trigger, f.attribute, f.op, f.value FROM weft.trigger_filters f"
                    " JOIN weft.triggers t ON t.name = f.trigger AND t.enabled"
                    " ORDER BY f.trigger, f.attribute, f.op, f.value");

@@ -77,13 +77,33 @@ typedef struct weft_trigger {
     weft_filter_t *filters; /* AND */
     size_t n_filters;
     int inflight; /* runtime: the dispatcher's jobs of this trigger */
+    /* Sagas. A trigger that starts a saga names it in saga (function is
+     * "" and fn NULL). The steps of a saga run as triggers the catalog
+     * builds itself, one per step and phase, named "saga:SAGA:STEP:PHASE"
+     * (a name no SQL trigger can have), on the saga's step topic with
+     * filters on the event's weftsaga, weftstep and weftphase attributes;
+     * step_saga, step and compensate say which. saga_broker: where the
+     * saga's topics are. */
+    char *saga;
+    char *step_saga;
+    int step;
+    int compensate;
+    weft_broker_t saga_broker;
 } weft_trigger_t;
+
+/* A saga, as far as the dispatcher needs it (its steps are triggers). */
+typedef struct weft_saga_ref {
+    char *name;
+    weft_broker_t broker;
+} weft_saga_ref_t;
 
 typedef struct weft_catalog {
     weft_function_t *fns;
     size_t n_fns;
     weft_trigger_t *trigs;
     size_t n_trigs;
+    weft_saga_ref_t *sagas;
+    size_t n_sagas;
     int refs;
 } weft_catalog_t;
 
@@ -97,6 +117,10 @@ weft_catalog_t *weft_catalog_new(void);
 /* Adds copies of fn / trig (trig->function names an added function). */
 int weft_catalog_add_function(weft_catalog_t *cat, const weft_function_t *fn);
 int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig);
+/* Adds a saga: its name and broker (the start triggers and the step
+ * triggers are added with weft_catalog_add_trigger). */
+int weft_catalog_add_saga(weft_catalog_t *cat, const char *name, weft_broker_t broker);
+const weft_saga_ref_t *weft_catalog_saga(const weft_catalog_t *cat, const char *name);
 /* Resolves trigger->fn pointers; call after the last add. */
 int weft_catalog_link(weft_catalog_t *cat, char *errstr, size_t errlen);
 

@@ -48,7 +48,8 @@ void weft_triggers_usage(FILE *f)
     "                   WHEN 'prefix' THEN '^=' ELSE '$=' END || fl.value, ' AND '"                \
     "                   ORDER BY fl.attribute, fl.op, fl.value)"                                   \
     "              FROM weft.trigger_filters fl WHERE fl.trigger = t.name)), ''), '*'),"           \
-    "       t.function, f.runtime::text, f.pool_mode, f.pool_size,"                                \
+    "       coalesce(t.function, 'saga ' || t.saga), coalesce(f.runtime::text, ''),"              \
+    "       f.pool_mode, f.pool_size,"                                                             \
     "       coalesce(f.max_concurrency, f.pool_size),"                                             \
     "       coalesce(" SINK(                                                                       \
         "result") " || t.result_topic, ''),"                                                       \
@@ -56,8 +57,8 @@ void weft_triggers_usage(FILE *f)
                       "dead_letter") " || coalesce(t.dead_letter_topic, t.topic || '.dlq'),"       \
                                      "       t.ordering, t.max_attempts, t.enabled, "              \
                                      "coalesce(t.result_type, '')"                                 \
-                                     "  FROM weft.triggers t JOIN weft.functions f ON f.name = "   \
-                                     "t.function"                                                  \
+                                     "  FROM weft.triggers t LEFT JOIN weft.functions f"           \
+                                     "    ON f.name = t.function"                                  \
                                      " WHERE ($1::text IS NULL OR t.topic = $1)"                   \
                                      "   AND ($2::text IS NULL OR t.source::text = $2)"            \
                                      " ORDER BY t.source, t.topic, t.name"
@@ -68,7 +69,7 @@ void weft_triggers_usage(FILE *f)
     "  'filters', (SELECT coalesce(json_agg(json_build_object('attribute', fl.attribute,"          \
     "                 'op', fl.op, 'value', fl.value) ORDER BY fl.attribute, fl.op, fl.value),"    \
     "                 '[]'::json) FROM weft.trigger_filters fl WHERE fl.trigger = t.name),"        \
-    "  'function', t.function, 'runtime', f.runtime, 'pool_mode', f.pool_mode,"                    \
+    "  'function', t.function, 'saga', t.saga, 'runtime', f.runtime, 'pool_mode', f.pool_mode,"    \
     "  'pool_size', f.pool_size, 'max_workers', coalesce(f.max_concurrency, f.pool_size),"         \
     "  'timeout_ms', f.timeout_ms,"                                                                \
     "  'result_topic', t.result_topic, 'result_type', t.result_type,"                              \
@@ -78,7 +79,7 @@ void weft_triggers_usage(FILE *f)
     "  'dead_letter_broker', coalesce(to_jsonb(t)->>'dead_letter_broker', t.source::text),"        \
     "  'ordering', t.ordering, 'max_attempts', t.max_attempts, 'max_inflight', t.max_inflight,"    \
     "  'enabled', t.enabled) ORDER BY t.source, t.topic, t.name), '[]'::json)"                     \
-    "  FROM weft.triggers t JOIN weft.functions f ON f.name = t.function"                          \
+    "  FROM weft.triggers t LEFT JOIN weft.functions f ON f.name = t.function"                     \
     " WHERE ($1::text IS NULL OR t.topic = $1)"                                                    \
     "   AND ($2::text IS NULL OR t.source::text = $2)"
 
@@ -111,10 +112,12 @@ static void print_table(PGresult *r, const char *topic_url)
         if (asprintf(&row[C_NAME], "%s", PQgetvalue(r, i, 0)) < 0 ||
             asprintf(&row[C_SOURCE], "%s://%s", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2)) < 0 ||
             asprintf(&row[C_FILTER], "%s", PQgetvalue(r, i, 3)) < 0 ||
-            asprintf(&row[C_FUNCTION], "%s (%s, %s %s)", PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
-                     pool_mode,
-                     strcmp(pool_mode, "static") == 0 ? PQgetvalue(r, i, 7) : PQgetvalue(r, i, 8)) <
-                0 ||
+            (*PQgetvalue(r, i, 5)
+                 ? asprintf(&row[C_FUNCTION], "%s (%s, %s %s)", PQgetvalue(r, i, 4),
+                            PQgetvalue(r, i, 5), pool_mode,
+                            strcmp(pool_mode, "static") == 0 ? PQgetvalue(r, i, 7)
+                                                             : PQgetvalue(r, i, 8))
+                 : asprintf(&row[C_FUNCTION], "%s", PQgetvalue(r, i, 4))) < 0 ||
             asprintf(&row[C_RESULTS], "%s", *PQgetvalue(r, i, 9) ? PQgetvalue(r, i, 9) : "-") < 0 ||
             asprintf(&row[C_DLQ], "%s", PQgetvalue(r, i, 10)) < 0 ||
             asprintf(&row[C_ORDER], "%s", PQgetvalue(r, i, 11)) < 0 ||

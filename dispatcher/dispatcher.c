@@ -58,6 +58,7 @@
 #include "log.h"
 #include "nats.h"
 #include "pool.h"
+#include "saga.h"
 #include "weft_io.h"
 
 #define CLAIM_BATCH 1000
@@ -89,9 +90,14 @@ typedef enum {
     J_ORDER,   /* ordered trigger: waits for the previous event of its key */
 } job_state_t;
 
-typedef enum { ACT_CLAIM, ACT_EMIT } job_act_t;
+typedef enum { ACT_CLAIM, ACT_EMIT, ACT_SAGA } job_act_t;
+
+/* What a delivery report's opaque points at: a job, or a batch of saga
+ * events that no job owns (a deadline's transitions). */
+typedef enum { EMITTER_JOB = 0, EMITTER_OUTBOX } emitter_t;
 
 typedef struct job {
+    emitter_t emitter; /* EMITTER_JOB (calloc) */
     msg_t *msg;
     const weft_trigger_t *trig;
     weft_catalog_t *cat;
@@ -115,6 +121,11 @@ typedef struct job {
     int64_t dl_id;
     char first_failure[40];
     char last_failure[40];
+    /* produced messages not yet acknowledged, and whether one failed */
+    size_t emit_pending;
+    char *emit_err;
+    /* sagas: the events of the transition this job caused */
+    weft_saga_events_t sev;
     char *hkey; /* trigger \x1f generation \x1f key, in the active table */
     char *okey; /* ordered triggers: trigger \x1f topic \x1f partition \x1f message key */
     struct job *order_next; /* the next event of the same ordering key */
@@ -136,6 +147,14 @@ typedef struct fn_pool {
     int retired;
     struct fn_pool *next;
 } fn_pool_t;
+
+typedef struct outbox {
+    emitter_t emitter; /* EMITTER_OUTBOX */
+    weft_saga_events_t ev;
+    size_t pending;
+    int failed;
+    struct outbox *next;
+} outbox_t;
 
 typedef struct dsp {
     weft_config_t *cfg;
@@ -171,7 +190,13 @@ typedef struct dsp {
     uint64_t stats_at;
     uint64_t heartbeat_at;
     char host[256];
+    /* sagas: deadline checks and re-publication of unacknowledged events */
+    outbox_t *outboxes;
+    uint64_t saga_expire_at, saga_republish_at;
 } dsp_t;
+
+static int pg_usable(dsp_t *d);
+static void pg_failed(dsp_t *d, const char *what, const char *err);
 
 static uint64_t now_ms(void)
 {
@@ -303,6 +328,8 @@ static void job_free(dsp_t *d, job_t *j)
     free(j->reason);
     free(j->hkey);
     free(j->okey);
+    free(j->emit_err);
+    weft_saga_events_free(&j->sev);
     ((weft_trigger_t *)j->trig)->inflight--;
     weft_catalog_unref(j->cat);
     free(j);
@@ -355,7 +382,8 @@ static void job_wait(dsp_t *d, job_t *j, uint64_t delay_ms, job_act_t act)
 
 static int lease_ms_for(const job_t *j)
 {
-    return j->trig->fn->timeout_ms + LEASE_MARGIN_MS;
+    /* A saga start runs no function: its lease covers a transaction. */
+    return (j->trig->fn ? j->trig->fn->timeout_ms : 1000) + LEASE_MARGIN_MS;
 }
 
 /* Exponential backoff with jitter: b = initial * multiplier^(attempt-1),
@@ -391,8 +419,57 @@ static void emit_failed(dsp_t *d, job_t *j, const char *err)
     job_wait(d, j, 1000, ACT_EMIT);
 }
 
+static void job_emitted(dsp_t *d, job_t *j);
+
+/* Produces the saga events of the job's transition (after its result or
+ * dead letter, if any). A retriable failure is remembered in emit_err and
+ * stops here: the job is emitted again, whole, once the messages already
+ * produced are reported. */
+static void emit_saga_events(dsp_t *d, job_t *j)
+{
+    weft_adapter_t *bk = d->bk[j->trig->saga_broker];
+    for (size_t i = 0; i < j->sev.n && !j->emit_err; i++) {
+        const weft_saga_event_t *ev = &j->sev.ev[i];
+        weft_saga_hdrbuf_t hb;
+        weft_header_t hdrs[WEFT_SAGA_MAX_HEADERS];
+        size_t nh = weft_saga_headers(ev, &hb, hdrs);
+        weft_emit_t em = {
+            .broker = j->trig->saga_broker,
+            .topic = ev->topic,
+            .key = ev->instance,
+            .key_len = strlen(ev->instance),
+            .value = ev->data,
+            .len = ev->data_len,
+            .hdrs = hdrs,
+            .n_hdrs = nh,
+            .msg_id = ev->id,
+        };
+        char err[512];
+        int retriable = 1;
+        if (!bk) {
+            snprintf(err, sizeof(err), "no %s connection is configured for saga topic %s",
+                     weft_broker_name(j->trig->saga_broker), ev->topic);
+        } else if (weft_adapter_produce(bk, &em, j, &retriable, err, sizeof(err)) == 0) {
+            j->emit_pending++;
+            continue;
+        }
+        if (retriable) {
+            j->emit_err = strdup(err);
+            if (!j->emit_err)
+                j->emit_err = strdup("out of memory");
+        } else {
+            /* Never sendable (a header NATS cannot carry): the transition
+             * is stored; say so loudly rather than stall the saga. */
+            weft_error("saga event cannot be sent saga=%s instance=%s type=%s topic=%s: %s",
+                       ev->saga, ev->instance, ev->type, ev->topic, err);
+        }
+    }
+}
+
 /* Produces the job's result (COMPLETED with a result topic) or its dead
- * letter (DEAD). Jobs with nothing to emit become terminal here. */
+ * letter (DEAD), and the events of its saga transition. A job with nothing
+ * to emit becomes terminal here; otherwise when the broker reported every
+ * message (on_delivered). */
 static void job_emit(dsp_t *d, job_t *j)
 {
     const weft_trigger_t *t = j->trig;
@@ -406,6 +483,10 @@ static void job_emit(dsp_t *d, job_t *j)
     char attempts_buf[16], part_buf[16], off_buf[24], dlid_buf[24], msg_id[48];
     weft_broker_t sink;
     const char *id = NULL;
+
+    j->emit_pending = 0;
+    free(j->emit_err);
+    j->emit_err = NULL;
 
     if (j->rec == WEFT_REC_COMPLETED && t->result_topic) {
         topic = t->result_topic;
@@ -471,8 +552,7 @@ static void job_emit(dsp_t *d, job_t *j)
         if (j->dl_id)
             add_hdr(hdrs, &nh, "ce_weftdlqid", dlid_buf);
     } else {
-        job_terminal(d, j);
-        return;
+        goto saga_events;
     }
     char err[512];
     int retriable = 1;
@@ -493,11 +573,11 @@ static void job_emit(dsp_t *d, job_t *j)
         snprintf(err, sizeof(err), "no %s connection is configured for topic %s",
                  weft_broker_name(sink), topic);
     } else if (weft_adapter_produce(bk, &em, j, &retriable, err, sizeof(err)) == 0) {
-        j->state = J_EMIT;
-        return;
+        j->emit_pending++;
+        goto saga_events;
     }
     if (retriable) {
-        emit_failed(d, j, err);
+        emit_failed(d, j, err); /* nothing produced yet */
         return;
     }
     /* It can never be sent. A result becomes a dead letter (its reason
@@ -514,18 +594,24 @@ static void job_emit(dsp_t *d, job_t *j)
     }
     weft_error("dead letter cannot be sent trigger=%s topic=%s offset=%lld dlq=%s: %s", t->name,
                m->km.topic, (long long)m->km.offset, topic, err);
-    job_terminal(d, j);
+saga_events:
+    emit_saga_events(d, j);
+    if (j->emit_pending > 0) {
+        j->state = J_EMIT;
+    } else if (j->emit_err) {
+        char e[512];
+        snprintf(e, sizeof(e), "%s", j->emit_err);
+        emit_failed(d, j, e);
+    } else {
+        job_emitted(d, j);
+    }
 }
 
-static void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable)
+static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err);
+
+/* Everything the job produced was acknowledged. */
+static void job_emitted(dsp_t *d, job_t *j)
 {
-    dsp_t *d = opaque;
-    job_t *j = msg_opaque;
-    (void)retriable;
-    if (err) {
-        emit_failed(d, j, err);
-        return;
-    }
     if (j->rec == WEFT_REC_DEAD) {
         d->n_dead++;
         weft_warn("dead-lettered trigger=%s topic=%s partition=%d offset=%lld reason=%s "
@@ -535,6 +621,35 @@ static void on_delivered(void *opaque, void *msg_opaque, const char *err, int re
                   j->trig->dead_letter_topic, j->error ? j->error : "");
     }
     job_terminal(d, j);
+}
+
+static void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable)
+{
+    dsp_t *d = opaque;
+    (void)retriable;
+    if (*(const emitter_t *)msg_opaque == EMITTER_OUTBOX) {
+        outbox_delivered(d, msg_opaque, err);
+        return;
+    }
+    job_t *j = msg_opaque;
+    if (err && !j->emit_err) {
+        j->emit_err = strdup(err);
+        if (!j->emit_err)
+            j->emit_err = strdup("out of memory");
+    }
+    if (j->emit_pending > 0)
+        j->emit_pending--;
+    if (j->emit_pending > 0)
+        return;
+    if (j->emit_err) {
+        /* Produce everything again: the copies already delivered carry
+         * the same ids. */
+        char e[512];
+        snprintf(e, sizeof(e), "%s", j->emit_err ? j->emit_err : "out of memory");
+        emit_failed(d, j, e);
+        return;
+    }
+    job_emitted(d, j);
 }
 
 /* ---- pools ------------------------------------------------------------- */
@@ -748,6 +863,215 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
     job_record(d, j);
 }
 
+/* ---- sagas ------------------------------------------------------------- */
+
+static int is_saga_job(const job_t *j)
+{
+    return j->trig->saga || j->trig->step_saga;
+}
+
+static int is_uuid(const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!strchr("0123456789abcdefABCDEF", s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Asks PostgreSQL for the saga transition the job's recorded outcome
+ * causes (a start; a step or compensation that finished: ok, dropped =
+ * ok without output, or dead = failed for good) and keeps its events in
+ * j->sev. Asked again for the same outcome (a redelivered event), the
+ * state machine returns the same events. 0 done; -1 try again later. */
+static int saga_transition(dsp_t *d, job_t *j)
+{
+    const weft_trigger_t *t = j->trig;
+    weft_saga_events_free(&j->sev);
+    if (t->saga && j->rec != WEFT_REC_COMPLETED)
+        return 0; /* an undecodable start event: dead-lettered, no saga */
+    const char *inst = weft_envelope_attr(&j->msg->env, "weftinstance");
+    if (t->step_saga && !is_uuid(inst))
+        return 0; /* dead-lettered as malformed when claimed */
+    if (!pg_usable(d))
+        return -1;
+    char err[1024];
+    int rc;
+    if (t->saga) {
+        char id[37];
+        weft_saga_instance_id(id, t->name, j->generation, j->msg->key);
+        size_t len = 0;
+        const uint8_t *data = weft_envelope_data(&j->msg->env, &len);
+        const char *ct = weft_envelope_attr(&j->msg->env, "datacontenttype");
+        rc = weft_saga_start(d->pg, id, t->saga, t->name, j->msg->key, data, len,
+                             ct && *ct ? ct : NULL, &j->sev, err, sizeof(err));
+    } else {
+        int ok = j->rec == WEFT_REC_COMPLETED;
+        weft_saga_outcome_t o = {
+            .instance = inst,
+            .step = t->step,
+            .phase = t->compensate ? "compensate" : "do",
+            .ok = j->rec != WEFT_REC_DEAD,
+            .output = ok ? j->result : NULL,
+            .output_len = ok ? j->result_len : 0,
+            .output_type = ok && j->result_type && *j->result_type ? j->result_type : NULL,
+            .reason = j->reason,
+            .error = j->error,
+            .attempts = j->attempts,
+        };
+        rc = weft_saga_step_done(d->pg, &o, &j->sev, err, sizeof(err));
+    }
+    if (rc == -2) {
+        weft_error("saga transition refused trigger=%s topic=%s partition=%d offset=%lld: %s",
+                   t->name, j->msg->km.topic, (int)j->msg->km.partition,
+                   (long long)j->msg->km.offset, err);
+        weft_saga_events_free(&j->sev);
+        return 0;
+    }
+    if (rc != 0) {
+        weft_saga_events_free(&j->sev);
+        pg_failed(d, "saga transition", err);
+        return -1;
+    }
+    for (size_t i = 0; i < j->sev.n; i++) {
+        const weft_saga_event_t *ev = &j->sev.ev[i];
+        if (strcmp(ev->type, "weft.saga.stuck") == 0)
+            weft_error("saga stuck saga=%s instance=%s step=%d error=\"%s\": a compensation "
+                       "failed for good; see weft sagas show %s",
+                       ev->saga, ev->instance, t->step, j->error ? j->error : "",
+                       ev->instance);
+        else if (strcmp(ev->type, "weft.saga.completed") == 0 ||
+                 strcmp(ev->type, "weft.saga.aborted") == 0 ||
+                 strcmp(ev->type, "weft.saga.started") == 0)
+            weft_info("saga %s saga=%s instance=%s", ev->type + 10, ev->saga, ev->instance);
+    }
+    return 0;
+}
+
+/* Emits a recorded outcome: for saga jobs, after their transition. */
+static void emit_outcome(dsp_t *d, job_t *j)
+{
+    if (is_saga_job(j) && saga_transition(d, j) != 0) {
+        job_wait(d, j, 1000, ACT_SAGA);
+        return;
+    }
+    job_emit(d, j);
+}
+
+/* Events of transitions no consumed event owns (a deadline passing, or
+ * events found unacknowledged in the outbox): produced on their own, then
+ * marked published. A failure leaves them unmarked, and the outbox scan
+ * publishes them again. */
+static void outbox_emit(dsp_t *d, weft_saga_events_t *ev)
+{
+    outbox_t *o = calloc(1, sizeof(*o));
+    if (!o) {
+        weft_saga_events_free(ev);
+        return;
+    }
+    o->emitter = EMITTER_OUTBOX;
+    o->ev = *ev;
+    memset(ev, 0, sizeof(*ev));
+    o->next = d->outboxes;
+    d->outboxes = o;
+    for (size_t i = 0; i < o->ev.n; i++) {
+        const weft_saga_event_t *e = &o->ev.ev[i];
+        const weft_saga_ref_t *sg = weft_catalog_saga(d->cat, e->saga);
+        weft_broker_t broker = sg ? sg->broker : WEFT_BROKER_KAFKA;
+        weft_adapter_t *bk = d->bk[broker];
+        weft_saga_hdrbuf_t hb;
+        weft_header_t hdrs[WEFT_SAGA_MAX_HEADERS];
+        size_t nh = weft_saga_headers(e, &hb, hdrs);
+        weft_emit_t em = {
+            .broker = broker,
+            .topic = e->topic,
+            .key = e->instance,
+            .key_len = strlen(e->instance),
+            .value = e->data,
+            .len = e->data_len,
+            .hdrs = hdrs,
+            .n_hdrs = nh,
+            .msg_id = e->id,
+        };
+        char err[512];
+        int retriable;
+        if (bk && weft_adapter_produce(bk, &em, o, &retriable, err, sizeof(err)) == 0) {
+            o->pending++;
+        } else {
+            o->failed = 1;
+            weft_warn("saga event not sent, will retry saga=%s instance=%s type=%s: %s", e->saga,
+                      e->instance, e->type, bk ? err : "no connection for its broker");
+        }
+    }
+    if (o->pending == 0)
+        outbox_delivered(d, o, NULL);
+}
+
+static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err)
+{
+    if (err)
+        o->failed = 1;
+    if (o->pending > 0 && --o->pending > 0)
+        return; /* more reports to come */
+    if (!o->failed && pg_usable(d)) {
+        char e[512];
+        if (weft_saga_published(d->pg, &o->ev, e, sizeof(e)) != 0)
+            weft_warn("%s", e);
+    }
+    for (outbox_t **pp = &d->outboxes; *pp; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+    weft_saga_events_free(&o->ev);
+    free(o);
+}
+
+/* Once a second: fail and compensate saga instances past their deadline;
+ * every 10 s: publish again what a dispatcher that died could not. */
+static void saga_tick(dsp_t *d)
+{
+    if (!d->cat || d->cat->n_sagas == 0 || d->stopping)
+        return;
+    uint64_t now = now_ms();
+    if (now < d->saga_expire_at || now < d->pg_retry_at || !pg_usable(d))
+        return;
+    d->saga_expire_at = now + 1000;
+    char err[1024];
+    weft_saga_events_t ev = {0};
+    if (weft_saga_expire(d->pg, 100, &ev, err, sizeof(err)) != 0) {
+        weft_warn("%s", err);
+        weft_saga_events_free(&ev);
+        return;
+    }
+    for (size_t i = 0; i < ev.n; i++)
+        if (strcmp(ev.ev[i].type, "weft.saga.step.failed") == 0)
+            weft_warn("saga deadline passed, compensating saga=%s instance=%s", ev.ev[i].saga,
+                      ev.ev[i].instance);
+    if (ev.n)
+        outbox_emit(d, &ev);
+    if (now < d->saga_republish_at)
+        return;
+    d->saga_republish_at = now + 10000;
+    weft_saga_events_t old = {0};
+    if (weft_saga_unpublished(d->pg, 10000, 1000, &old, err, sizeof(err)) != 0) {
+        weft_warn("%s", err);
+        weft_saga_events_free(&old);
+        return;
+    }
+    if (old.n) {
+        weft_info("publishing saga events again events=%zu", old.n);
+        outbox_emit(d, &old);
+    }
+}
+
 /* ---- claiming ---------------------------------------------------------- */
 
 static int event_expired(const job_t *j)
@@ -780,6 +1104,15 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
                      j->trig->max_attempts);
             j->attempts--;
             job_fail_now(d, j, "max_attempts", e);
+        } else if (j->trig->saga) {
+            /* Starting a saga runs no function: the start is the outcome
+             * (the transition happens once it is recorded). */
+            j->rec = WEFT_REC_COMPLETED;
+            job_record(d, j);
+        } else if (j->trig->step_saga &&
+                   !is_uuid(weft_envelope_attr(&j->msg->env, "weftinstance"))) {
+            job_fail_now(d, j, "malformed",
+                         "a saga step event needs a weftinstance attribute (a UUID)");
         } else {
             job_invoke(d, j);
         }
@@ -799,9 +1132,14 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
         set_str(&j->result_type, res->result_type);
         if (res->result_id)
             snprintf(j->result_id, sizeof(j->result_id), "%s", res->result_id);
-        job_emit(d, j);
+        emit_outcome(d, j);
         return;
     case WEFT_CLAIM_DROPPED:
+        if (j->trig->step_saga) {
+            j->rec = WEFT_REC_DROPPED;
+            emit_outcome(d, j);
+            return;
+        }
         job_terminal(d, j);
         return;
     case WEFT_CLAIM_DEAD:
@@ -815,7 +1153,7 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
                  res->first_failure ? res->first_failure : "");
         snprintf(j->last_failure, sizeof(j->last_failure), "%s",
                  res->last_failure ? res->last_failure : "");
-        job_emit(d, j);
+        emit_outcome(d, j);
         return;
     case WEFT_CLAIM_BUSY:
     default:
@@ -999,15 +1337,18 @@ static void flush_records(dsp_t *d)
             switch (j->rec) {
             case WEFT_REC_COMPLETED:
                 d->n_completed++;
-                job_emit(d, j);
+                emit_outcome(d, j);
                 break;
             case WEFT_REC_DEAD:
                 j->dl_id = res[i].dead_letter_id;
-                job_emit(d, j);
+                emit_outcome(d, j);
                 break;
             case WEFT_REC_DROPPED:
                 d->n_dropped++;
-                job_terminal(d, j);
+                if (j->trig->step_saga)
+                    emit_outcome(d, j);
+                else
+                    job_terminal(d, j);
                 break;
             case WEFT_REC_RETRY:
             default:
@@ -1358,6 +1699,8 @@ static uint64_t run_waits(dsp_t *d)
         }
         if (j->after_wait == ACT_EMIT) {
             job_emit(d, j);
+        } else if (j->after_wait == ACT_SAGA) {
+            emit_outcome(d, j);
         } else {
             j->state = J_CLAIM;
             jq_push(&d->claim_q, j);
@@ -1726,6 +2069,13 @@ static void teardown(dsp_t *d)
     for (size_t a = 0; a < d->n_adapters; a++)
         weft_adapter_destroy(d->adapters[a]);
     d->n_adapters = 0;
+    /* Saga events never acknowledged stay unpublished in the outbox. */
+    while (d->outboxes) {
+        outbox_t *o = d->outboxes;
+        d->outboxes = o->next;
+        weft_saga_events_free(&o->ev);
+        free(o);
+    }
     free(d->active);
     for (size_t i = 0; d->order_tab && i < d->active_cap; i++) {
         while (d->order_tab[i]) {
@@ -1805,6 +2155,7 @@ int weft_dispatcher_run(weft_config_t *cfg)
             weft_adapter_serve(d->adapters[a]);
         pools_gc(d);
         backpressure(d);
+        saga_tick(d);
         heartbeat(d);
         stats(d, 0);
 

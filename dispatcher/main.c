@@ -37,6 +37,7 @@ static void usage_main(FILE *f)
                "  triggers  which triggers fire on what: filters, functions, topics\n"
                "  status    consumer lag, in-flight events, outcomes, pools, dispatchers\n"
                "  replay    re-dispatch a topic range (recover results, or --reexecute)\n"
+               "  sagas     saga instances and the timeline of one\n"
                "  invoke    run a function once, locally, and print its result\n"
                "  dlq       list, show and re-drive dead letters\n"
                "  version   print the version\n"

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hash.h"
 
 #define EVENT_COLUMNS                                                                          \
-    "instance::text, seq, cause, topic, id, type, coalesce(step, 0), phase, data, content_type"
+    "instance::text, seq, cause, topic, id, type, coalesce(step, 0), phase, data, content_type,"  \
+    " saga"
 
 void weft_saga_events_free(weft_saga_events_t *e)
 {
@@ -21,6 +23,7 @@ void weft_saga_events_free(weft_saga_events_t *e)
     for (size_t i = 0; i < e->n; i++) {
         weft_saga_event_t *ev = &e->ev[i];
         free(ev->cause);
+        free(ev->saga);
         free(ev->topic);
         free(ev->id);
         free(ev->type);
@@ -79,8 +82,9 @@ static int collect(PGresult *r, weft_saga_events_t *out, char *errstr, size_t er
             }
         }
         ev->content_type = dup_col(r, i, 9);
+        ev->saga = dup_col(r, i, 10);
         out->n++;
-        if (!ev->cause || !ev->topic || !ev->id || !ev->type) {
+        if (!ev->cause || !ev->topic || !ev->id || !ev->type || !ev->saga) {
             snprintf(errstr, errlen, "out of memory");
             return -1;
         }
@@ -101,8 +105,12 @@ static int run(void *pgconn, const char *what, const char *sql, int n, const cha
     PGresult *r = PQexecParams(pg, sql, n, NULL, params, lengths, formats, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(errstr, errlen, "%s: %s", what, PQresultErrorMessage(r));
+        /* P0001: the state machine refused (RAISE EXCEPTION): asking again
+         * gives the same answer. */
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        int refused = state && strcmp(state, "P0001") == 0;
         PQclear(r);
-        return -1;
+        return refused ? -2 : -1;
     }
     int rc = collect(r, out, errstr, errlen);
     PQclear(r);
@@ -207,4 +215,36 @@ int weft_saga_unpublished(void *pg, int age_ms, int max, weft_saga_events_t *out
                "   AND at < now() - $1::int * interval '1 millisecond'"
                " ORDER BY instance, seq LIMIT $2::int",
                2, params, NULL, -1, out, errstr, errlen);
+}
+
+size_t weft_saga_headers(const weft_saga_event_t *ev, weft_saga_hdrbuf_t *buf,
+                         weft_header_t *hdrs)
+{
+    size_t n = 0;
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(buf->time, sizeof(buf->time), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(ts.tv_nsec / 1000000));
+    snprintf(buf->source, sizeof(buf->source), "/weft/sagas/%s", ev->saga);
+    snprintf(buf->step, sizeof(buf->step), "%d", ev->step);
+#define H(name_, val_) (hdrs[n++] = (weft_header_t){(name_), (val_), strlen(val_)})
+    H("ce_specversion", "1.0");
+    H("ce_id", ev->id);
+    H("ce_source", buf->source);
+    H("ce_type", ev->type);
+    H("ce_time", buf->time);
+    H("ce_subject", ev->instance);
+    H("ce_weftsaga", ev->saga);
+    H("ce_weftinstance", ev->instance);
+    if (ev->phase) {
+        H("ce_weftstep", buf->step);
+        H("ce_weftphase", ev->phase);
+    }
+    if (ev->content_type)
+        H("content-type", ev->content_type);
+#undef H
+    return n;
 }

@@ -17,10 +17,13 @@
 
 #include <stddef.h>
 
+#include "envelope.h"
+
 /* One event a transition publishes. */
 typedef struct weft_saga_event {
     char instance[37];
     int seq;
+    char *saga;
     char *cause;
     char *topic;
     char *id;
@@ -44,7 +47,10 @@ void weft_saga_events_free(weft_saga_events_t *e);
 void weft_saga_instance_id(char out[37], const char *trigger, int generation, const char *key);
 
 /* Starts (or finds) the instance and returns the events of its start:
- * weft.saga.started and the first step's input. 0, or -1 with errstr. */
+ * weft.saga.started and the first step's input. 0; -1 with errstr when
+ * PostgreSQL failed (try again); -2 when the state machine refused (an
+ * unknown saga or instance: trying again cannot help). The same for the
+ * calls below. */
 int weft_saga_start(void *pg, const char *instance, const char *saga, const char *trigger,
                     const char *key, const void *data, size_t len, const char *content_type,
                     weft_saga_events_t *out, char *errstr, size_t errlen);
@@ -64,7 +70,7 @@ typedef struct weft_saga_outcome {
 } weft_saga_outcome_t;
 
 /* Moves the saga one transition; out gets its events (none for a result
- * the saga no longer waits for). 0, or -1 with errstr. */
+ * the saga no longer waits for). */
 int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
                         char *errstr, size_t errlen);
 
@@ -79,5 +85,22 @@ int weft_saga_published(void *pg, const weft_saga_events_t *e, char *errstr, siz
  * a deadline transition and its publication): publish them again. */
 int weft_saga_unpublished(void *pg, int age_ms, int max, weft_saga_events_t *out, char *errstr,
                           size_t errlen);
+
+/* Storage for the formatted header values of one event. */
+typedef struct weft_saga_hdrbuf {
+    char time[64];
+    char source[96];
+    char step[16];
+} weft_saga_hdrbuf_t;
+
+#define WEFT_SAGA_MAX_HEADERS 12
+
+/* The event's binary-mode CloudEvents headers (Kafka names; the NATS
+ * adapter maps them): ce_id, ce_source /weft/sagas/SAGA, ce_type, ce_time,
+ * ce_subject and ce_weftinstance = the instance, ce_weftsaga, and for a
+ * step event ce_weftstep and ce_weftphase; content-type. hdrs holds
+ * WEFT_SAGA_MAX_HEADERS; values point into ev and buf. Returns the count. */
+size_t weft_saga_headers(const weft_saga_event_t *ev, weft_saga_hdrbuf_t *buf,
+                         weft_header_t *hdrs);
 
 #endif

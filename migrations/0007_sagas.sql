@@ -112,6 +112,7 @@ CREATE TABLE weft.saga_step_runs (
 CREATE TABLE weft.saga_events (
     instance     uuid NOT NULL REFERENCES weft.saga_instances (id) ON DELETE CASCADE,
     seq          integer NOT NULL,
+    saga         text NOT NULL,
     cause        text NOT NULL,
     topic        text NOT NULL,
     id           text NOT NULL,
@@ -163,9 +164,10 @@ DECLARE
     s integer;
 BEGIN
     SELECT coalesce(max(seq), 0) + 1 INTO s FROM weft.saga_events WHERE instance = p_instance;
-    INSERT INTO weft.saga_events (instance, seq, cause, topic, id, type, step, phase, data,
-                                  content_type)
-    VALUES (p_instance, s, p_cause, p_topic,
+    INSERT INTO weft.saga_events (instance, seq, saga, cause, topic, id, type, step, phase,
+                                  data, content_type)
+    VALUES (p_instance, s, (SELECT saga FROM weft.saga_instances WHERE id = p_instance),
+            p_cause, p_topic,
             CASE WHEN p_type = 'weft.saga.step'
                  THEN md5(p_instance::text || '/' || p_step || '/' || p_phase)::uuid::text
                  ELSE md5(p_instance::text || '#' || s)::uuid::text END,

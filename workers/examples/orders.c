@@ -2,13 +2,21 @@
  * orders.c - the order saga of the README, as one shared object with five
  * entry points (weft.functions.symbol picks one per function):
  *
- *   reserve_stock   step 1      adds "reservation" to the order
+ *   reserve_stock   step 1      adds "reservation" to the order; out of
+ *                               stock (WEFT_FAIL) when "qty" is over 100
  *   charge_payment  step 2      adds "charge"; declines (WEFT_FAIL) when the
  *                               order's "card" is "4000000000000002" or its
  *                               "amount" is over 1000
- *   ship_order      step 3      adds "shipment"
+ *   ship_order      step 3      adds "shipment"; fails (WEFT_FAIL) when
+ *                               "address" is "nowhere"
  *   release_stock   undoes 1    gets {"input":..., "output":...} of step 1
- *   refund_payment  undoes 2    likewise for step 2
+ *   refund_payment  undoes 2    likewise for step 2; the processor rejects
+ *                               refunds to card "4000000000000341" (WEFT_RETRY,
+ *                               every time: the saga ends 'stuck')
+ *
+ * Every entry point first sleeps "sleep_ms" milliseconds when the order
+ * has that member (only the entry point named by "sleep_in" when that is
+ * given too): a slow step, for trying deadlines and crashes.
  *
  * The order is a flat JSON object such as
  *   {"order":"o-1","item":"book","qty":1,"amount":25,"card":"4242424242424242"}
@@ -20,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "weft_function.h"
 
@@ -32,8 +41,9 @@ WEFT_EXPORT int release_stock(const weft_event_t *ev, weft_result_t *res);
 WEFT_EXPORT int refund_payment(const weft_event_t *ev, weft_result_t *res);
 
 /* The value of "key" in data (string contents or a bare number), copied to
- * out; 0 when found. Looks at every occurrence of "key": and takes the
- * first, so nested objects are not told apart: fine for flat orders. */
+ * out; 0 when found. Takes the first member named key at any depth, so
+ * nested objects are not told apart: fine for flat orders and for the
+ * compensation input, where the step's output holds the member. */
 static int field(const weft_event_t *ev, const char *key, char *out, size_t outlen)
 {
     char pat[64];
@@ -44,7 +54,12 @@ static int field(const weft_event_t *ev, const char *key, char *out, size_t outl
         if (memcmp(d + i, pat, (size_t)pl) != 0)
             continue;
         size_t j = i + (size_t)pl;
-        while (j < len && (d[j] == ' ' || d[j] == ':'))
+        while (j < len && d[j] == ' ')
+            j++;
+        if (j >= len || d[j] != ':')
+            continue; /* a string value that looks like the key, not the key */
+        j++;
+        while (j < len && d[j] == ' ')
             j++;
         int quoted = j < len && d[j] == '"';
         if (quoted)
@@ -82,8 +97,23 @@ static int extend(const weft_event_t *ev, weft_result_t *res, const char *member
     return WEFT_OK;
 }
 
-static int order_id(const weft_event_t *ev, weft_result_t *res, char *id, size_t len)
+static void maybe_sleep(const weft_event_t *ev, const char *entry)
 {
+    char ms[32], in[64];
+    if (field(ev, "sleep_ms", ms, sizeof(ms)) != 0)
+        return;
+    if (field(ev, "sleep_in", in, sizeof(in)) == 0 && strcmp(in, entry) != 0)
+        return;
+    long v = atol(ms);
+    struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
+    while (v > 0 && nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static int order_id(const weft_event_t *ev, weft_result_t *res, char *id, size_t len,
+                    const char *entry)
+{
+    maybe_sleep(ev, entry);
     if (field(ev, "order", id, len) != 0 || !id[0])
         return weft_result_error(res, WEFT_FAIL, "the order has no \"order\" id");
     return 0;
@@ -91,9 +121,12 @@ static int order_id(const weft_event_t *ev, weft_result_t *res, char *id, size_t
 
 int reserve_stock(const weft_event_t *ev, weft_result_t *res)
 {
-    char id[64], v[80];
-    if (order_id(ev, res, id, sizeof(id)) != 0)
+    char id[64], qty[32] = "1", v[80];
+    if (order_id(ev, res, id, sizeof(id), "reserve_stock") != 0)
         return WEFT_FAIL;
+    field(ev, "qty", qty, sizeof(qty));
+    if (atol(qty) > 100)
+        return weft_result_error(res, WEFT_FAIL, "out of stock: %s wanted", qty);
     snprintf(v, sizeof(v), "r-%s", id);
     return extend(ev, res, "reservation", v);
 }
@@ -101,7 +134,7 @@ int reserve_stock(const weft_event_t *ev, weft_result_t *res)
 int charge_payment(const weft_event_t *ev, weft_result_t *res)
 {
     char id[64], card[64] = "", amount[32] = "0", v[80];
-    if (order_id(ev, res, id, sizeof(id)) != 0)
+    if (order_id(ev, res, id, sizeof(id), "charge_payment") != 0)
         return WEFT_FAIL;
     field(ev, "card", card, sizeof(card));
     field(ev, "amount", amount, sizeof(amount));
@@ -116,18 +149,23 @@ int charge_payment(const weft_event_t *ev, weft_result_t *res)
 
 int ship_order(const weft_event_t *ev, weft_result_t *res)
 {
-    char id[64], v[80];
-    if (order_id(ev, res, id, sizeof(id)) != 0)
+    char id[64], address[64] = "", v[80];
+    if (order_id(ev, res, id, sizeof(id), "ship_order") != 0)
         return WEFT_FAIL;
+    field(ev, "address", address, sizeof(address));
+    if (strcmp(address, "nowhere") == 0)
+        return weft_result_error(res, WEFT_FAIL, "cannot ship to %s", address);
     snprintf(v, sizeof(v), "sh-%s", id);
     return extend(ev, res, "shipment", v);
 }
 
 /* Compensations get {"saga":..,"instance":..,"step":..,"name":..,
  * "input":{order},"output":{order + the step's member}}. */
-static int undo(const weft_event_t *ev, weft_result_t *res, const char *member, const char *what)
+static int undo(const weft_event_t *ev, weft_result_t *res, const char *member, const char *what,
+                const char *entry)
 {
     char v[80] = "";
+    maybe_sleep(ev, entry);
     if (field(ev, member, v, sizeof(v)) != 0 || !v[0])
         return weft_result_error(res, WEFT_FAIL, "nothing to %s: no \"%s\" in the output",
                                  what, member);
@@ -142,10 +180,14 @@ static int undo(const weft_event_t *ev, weft_result_t *res, const char *member, 
 
 int release_stock(const weft_event_t *ev, weft_result_t *res)
 {
-    return undo(ev, res, "reservation", "released");
+    return undo(ev, res, "reservation", "released", "release_stock");
 }
 
 int refund_payment(const weft_event_t *ev, weft_result_t *res)
 {
-    return undo(ev, res, "charge", "refunded");
+    char card[64] = "";
+    field(ev, "card", card, sizeof(card));
+    if (strcmp(card, "4000000000000341") == 0)
+        return weft_result_error(res, WEFT_RETRY, "refund rejected for card %s", card);
+    return undo(ev, res, "charge", "refunded", "refund_payment");
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "nats.h"
 #include "kafka.h"
 
 #define ACK_TIMEOUT_MS 10000
@@ -36,10 +37,12 @@ void weft_publish_usage(FILE *f)
                "is guessed from the data when not given (application/json, text/plain or\n"
                "application/octet-stream).\n"
                "\n"
-               "  --to URL          kafka://TOPIC (jetstream://SUBJECT and nats://SUBJECT are\n"
-               "                    not supported by this build yet)\n"
+               "  --to URL          kafka://TOPIC, jetstream://SUBJECT (waits for the PubAck;\n"
+               "                    the event id is the Nats-Msg-Id) or nats://SUBJECT (core\n"
+               "                    NATS: flushed to the server, which acknowledges nothing)\n"
                "  --data V          the data: a string, @FILE for a file's bytes, - for stdin\n"
-               "  --key K           the Kafka message key (partitioning, ordered triggers)\n"
+               "  --key K           the Kafka message key (partitioning, ordered triggers);\n"
+               "                    ignored on NATS\n"
                "  --ext NAME=VALUE  an extension attribute (NAME is [a-z0-9]), repeatable\n"
                "  --structured      structured mode (application/cloudevents+json) instead of\n"
                "                    binary mode (ce_* headers, value = data)\n"
@@ -61,19 +64,12 @@ void weft_publish_usage(FILE *f)
                "  weft publish --to kafka://orders --type order.created --key customer-7 \\\n"
                "      --subject orders/7 --ext region=eu --data @order.json\n"
                "  weft publish --to kafka://images --type image.uploaded --data - < cat.png\n"
-               "  weft publish --to kafka://orders --lines --source /shop < orders.jsonl\n");
+               "  weft publish --to kafka://orders --lines --source /shop < orders.jsonl\n"
+               "  weft publish --to jetstream://orders.created --type order.created --data @o.json\n");
 }
 
 /* JetStream and core NATS are published by the NATS adapter, which this
  * build does not have yet. */
-static int publish_nats(const weft_cli_url_t *url)
-{
-    fprintf(stderr, "weft publish: %s://%s: publishing to %s is not supported by this build yet\n",
-            weft_cli_scheme(url->broker), url->name,
-            url->broker == WEFT_BROKER_JETSTREAM ? "JetStream" : "NATS");
-    return 2;
-}
-
 typedef struct pub_opts {
     weft_cli_url_t url;
     const char *type, *source, *subject, *id, *key, *data, *content_type;
@@ -141,8 +137,21 @@ full:
     return -1;
 }
 
-/* Queues one event; waits while librdkafka's queue is full. */
-static int produce_event(weft_kafka_t *k, const pub_opts_t *o, const weft_cli_event_t *ev,
+/* Where events go: a Kafka producer (acknowledged asynchronously, see
+ * on_delivered) or a NATS connection (each publish waits for its answer:
+ * the PubAck on JetStream, the server's flush on core NATS). */
+typedef struct sink {
+    weft_broker_t broker;
+    weft_kafka_t *k;
+    weft_nats_t *nc;
+    pub_state_t *st;
+    int timeout_ms;
+    int duplicate; /* JetStream: the last publish was one the stream had */
+} sink_t;
+
+/* Sends one event: queued on Kafka (waits while librdkafka's queue is
+ * full), published and answered on NATS. */
+static int produce_event(sink_t *sk, const pub_opts_t *o, const weft_cli_event_t *ev,
                          void *opaque, char *errstr, size_t errlen)
 {
     /* A line's own partitionkey wins over --key (a default for lines); a
@@ -170,12 +179,29 @@ static int produce_event(weft_kafka_t *k, const pub_opts_t *o, const weft_cli_ev
         len = ev->data_len;
     }
     int rc, retriable;
-    for (int tries = 0;; tries++) {
-        rc = weft_kafka_produce(k, o->url.name, key, key ? strlen(key) : 0, value, len, hdrs, nh,
-                                opaque, &retriable, errstr, errlen);
-        if (rc == 0 || !retriable || tries > 300)
-            break;
-        weft_kafka_flush(k, 100); /* queue full: let deliveries drain */
+    if (sk->broker == WEFT_BROKER_KAFKA) {
+        for (int tries = 0;; tries++) {
+            rc = weft_kafka_produce(sk->k, o->url.name, key, key ? strlen(key) : 0, value, len,
+                                    hdrs, nh, opaque, &retriable, errstr, errlen);
+            if (rc == 0 || !retriable || tries > 300)
+                break;
+            weft_kafka_flush(sk->k, 100); /* queue full: let deliveries drain */
+        }
+    } else {
+        /* The event id is the JetStream message id: publishing the same
+         * event twice within the stream's duplicate window stores it once. */
+        if (sk->broker == WEFT_BROKER_JETSTREAM)
+            rc = weft_nats_js_publish(sk->nc, o->url.name, weft_cli_event_get(ev, "id"), hdrs, nh,
+                                      value, len, sk->timeout_ms, NULL, &sk->duplicate, errstr,
+                                      errlen);
+        else
+            rc = weft_nats_publish(sk->nc, o->url.name, hdrs, nh, value, len, errstr, errlen);
+        if (rc == 0) {
+            sk->st->delivered++;
+        } else {
+            sk->st->failed++;
+            snprintf(sk->st->last_err, sizeof(sk->st->last_err), "%s", errstr);
+        }
     }
     free(doc);
     return rc;
@@ -199,8 +225,25 @@ static int check_ext(const char *s, char *errstr, size_t errlen)
     return 0;
 }
 
-static weft_kafka_t *make_producer(weft_config_t *cfg, pub_state_t *st, int timeout_ms)
+static int sink_open(sink_t *sk, weft_config_t *cfg, const pub_opts_t *o, pub_state_t *st,
+                     int timeout_ms)
 {
+    memset(sk, 0, sizeof(*sk));
+    sk->broker = o->url.broker;
+    sk->st = st;
+    sk->timeout_ms = timeout_ms;
+    char err[512];
+    if (sk->broker != WEFT_BROKER_KAFKA) {
+        const char *url = weft_config_get(cfg, "nats.url", NULL);
+        if (!url) {
+            fprintf(stderr, "weft publish: nats.url is not set (config file or WEFT_NATS_URL)\n");
+            return -2;
+        }
+        sk->nc = weft_nats_connect(url, timeout_ms, err, sizeof(err));
+        if (!sk->nc)
+            fprintf(stderr, "weft publish: %s\n", err);
+        return sk->nc ? 0 : -1; /* unreachable: a runtime error */
+    }
     static weft_kafka_cbs_t cbs;
     cbs = (weft_kafka_cbs_t){on_noop, on_noop, on_delivered, st};
     /* A bounded wait for the acknowledgement unless the operator set one. */
@@ -210,17 +253,30 @@ static weft_kafka_t *make_producer(weft_config_t *cfg, pub_state_t *st, int time
         snprintf(v, sizeof(v), "%d", timeout_ms);
         weft_config_set(cfg, "kafka.producer.message.timeout.ms", v);
     }
-    char err[512];
-    weft_kafka_t *k = weft_kafka_producer_new(cfg, &cbs, err, sizeof(err));
-    if (!k)
+    sk->k = weft_kafka_producer_new(cfg, &cbs, err, sizeof(err));
+    if (!sk->k)
         fprintf(stderr, "weft publish: %s\n", err);
-    return k;
+    return sk->k ? 0 : -2; /* librdkafka refused its configuration */
 }
 
-/* Flushes until every message has a delivery report. */
-static int flush_all(weft_kafka_t *k, int timeout_ms)
+/* Kafka: delivery reports. */
+static void sink_serve(sink_t *sk)
 {
-    return weft_kafka_flush(k, timeout_ms + 5000);
+    if (sk->k)
+        weft_kafka_serve(sk->k);
+}
+
+/* Waits until every event has its answer; non-zero when some did not. */
+static int sink_flush(sink_t *sk)
+{
+    return sk->k ? weft_kafka_flush(sk->k, sk->timeout_ms + 5000) : 0;
+}
+
+static void sink_close(sink_t *sk)
+{
+    if (sk->k)
+        weft_kafka_destroy(sk->k, 1000);
+    weft_nats_destroy(sk->nc);
 }
 
 static int publish_one(weft_config_t *cfg, const pub_opts_t *o)
@@ -258,22 +314,25 @@ static int publish_one(weft_config_t *cfg, const pub_opts_t *o)
         goto out;
     }
     pub_state_t st = {0};
-    weft_kafka_t *k = make_producer(cfg, &st, ACK_TIMEOUT_MS);
-    if (!k) {
-        rc = 2;
+    sink_t sk;
+    int opened = sink_open(&sk, cfg, o, &st, ACK_TIMEOUT_MS);
+    if (opened != 0) {
+        rc = opened == -2 ? 2 : 1;
         goto out;
     }
-    if (produce_event(k, o, &ev, NULL, err, sizeof(err)) != 0) {
-        fprintf(stderr, "weft publish: %s\n", err);
-    } else if (flush_all(k, ACK_TIMEOUT_MS) != 0 || st.delivered != 1) {
-        fprintf(stderr, "weft publish: kafka://%s: the broker did not acknowledge the event: %s\n",
-                o->url.name,
+    const char *scheme = weft_cli_scheme(o->url.broker);
+    if (produce_event(&sk, o, &ev, NULL, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft publish: %s://%s: %s\n", scheme, o->url.name, err);
+    } else if (sink_flush(&sk) != 0 || st.delivered != 1) {
+        fprintf(stderr, "weft publish: %s://%s: the broker did not acknowledge the event: %s\n",
+                scheme, o->url.name,
                 st.failed ? st.last_err : "no answer in time (is the broker reachable?)");
     } else {
-        printf("published %s to kafka://%s\n", weft_cli_event_get(&ev, "id"), o->url.name);
+        printf("published %s to %s://%s%s\n", weft_cli_event_get(&ev, "id"), scheme, o->url.name,
+               sk.duplicate ? " (a duplicate: the stream already had this id)" : "");
         rc = 0;
     }
-    weft_kafka_destroy(k, 1000);
+    sink_close(&sk);
 out:
     weft_cli_event_free(&ev);
     return rc;
@@ -283,9 +342,10 @@ static int publish_lines(weft_config_t *cfg, const pub_opts_t *o)
 {
     pub_state_t st = {0};
     st.report_lines = 1;
-    weft_kafka_t *k = make_producer(cfg, &st, LINES_ACK_TIMEOUT_MS);
-    if (!k)
-        return 2;
+    sink_t sk;
+    int opened = sink_open(&sk, cfg, o, &st, LINES_ACK_TIMEOUT_MS);
+    if (opened != 0)
+        return opened == -2 ? 2 : 1;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -311,22 +371,22 @@ static int publish_lines(weft_config_t *cfg, const pub_opts_t *o)
                 fprintf(stderr, "\r\033[K");
             fprintf(stderr, "weft publish: line %ld: %s\n", lineno, err);
             bad++;
-        } else if (produce_event(k, o, &ev, (void *)(intptr_t)lineno, err, sizeof(err)) != 0) {
+        } else if (produce_event(&sk, o, &ev, (void *)(intptr_t)lineno, err, sizeof(err)) != 0) {
             fprintf(stderr, "weft publish: line %ld: %s\n", lineno, err);
             bad++;
         } else {
             queued++;
         }
         weft_cli_event_free(&ev);
-        weft_kafka_serve(k);
+        sink_serve(&sk);
         weft_cli_progress_update(&prog, st.delivered);
     }
     free(line);
-    int left = flush_all(k, LINES_ACK_TIMEOUT_MS);
+    int left = sink_flush(&sk);
     weft_cli_progress_update(&prog, st.delivered);
     weft_cli_progress_end(&prog);
-    printf("published %ld event%s to kafka://%s", st.delivered, st.delivered == 1 ? "" : "s",
-           o->url.name);
+    printf("published %ld event%s to %s://%s", st.delivered, st.delivered == 1 ? "" : "s",
+           weft_cli_scheme(o->url.broker), o->url.name);
     if (bad || st.failed || left)
         printf(" (%ld bad line%s, %ld not acknowledged)", bad, bad == 1 ? "" : "s",
                st.failed + left);
@@ -336,7 +396,7 @@ static int publish_lines(weft_config_t *cfg, const pub_opts_t *o)
                 "weft publish: %d event%s not acknowledged in time (is the broker "
                 "reachable?)\n",
                 left, left == 1 ? "" : "s");
-    weft_kafka_destroy(k, 1000);
+    sink_close(&sk);
     return bad || st.failed || left ? 1 : 0;
 }
 
@@ -436,7 +496,5 @@ int weft_publish_main(weft_config_t *cfg, int argc, char **argv)
         fprintf(stderr, "weft publish: --type is required (the CloudEvents type)\n");
         return 2;
     }
-    if (o.url.broker != WEFT_BROKER_KAFKA)
-        return publish_nats(&o.url);
     return o.lines ? publish_lines(cfg, &o) : publish_one(cfg, &o);
 }

@@ -46,7 +46,10 @@ static int group_setup(void **state)
     /* Commands run through the shell (stdin redirections) see the stack. */
     setenv("WEFT_PG", fx.pg, 1);
     setenv("WEFT_KAFKA_BROKERS", fx.brokers, 1);
+    setenv("WEFT_NATS_URL", fx.nats, 1);
     unsetenv("WEFT_SET");
+    if (fx_js_stream(&fx, "CJS", "cjs.in cjs.out cjs.dlq cjs.nats.out") != 0)
+        return -1;
     char dir[700];
     snprintf(dir, sizeof(dir), "%s/tests/migrations/cli", fx.src_dir);
     const char *args[] = {"migrate", "--dir", dir, NULL};
@@ -219,6 +222,48 @@ static void test_publish_round_trip(void **state)
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
                                       "'c-round' AND status = 'completed'"),
                      3);
+}
+
+static void test_publish_to_jetstream_and_nats(void **state)
+{
+    (void)state;
+    /* JetStream: waits for the PubAck; the event id is the Nats-Msg-Id. */
+    assert_int_equal(sh_weft("publish --to jetstream://cjs.in --type order.created --id js-1 "
+                             "--ext region=eu --data '{\"name\":\"ada\"}'"),
+                     0);
+    assert_non_null(strstr(out, "published js-1 to jetstream://cjs.in"));
+    /* Core NATS (at most once): the trigger's result goes to JetStream. */
+    assert_int_equal(sh_weft("publish --to nats://cnats.in --type order.created --id n-1 "
+                             "--data '{\"name\":\"grace\"}'"),
+                     0);
+    fx_nsub_t *c = fx_nsub_new(&fx, "cjs.out", 1);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    want_n_t w = {1};
+    fx_nsub_until(c, &msgs, &n, &cap, have_n, &w, 60000);
+    assert_int_equal(n, 1);
+    assert_string_equal(msgs[0].value, "{\"name\":\"ADA\"}");
+    assert_string_equal(msgs[0].input_id, "js-1");
+    fx_msgs_free(msgs, n);
+    fx_nsub_destroy(c);
+    c = fx_nsub_new(&fx, "cjs.nats.out", 1);
+    msgs = NULL;
+    n = cap = 0;
+    fx_nsub_until(c, &msgs, &n, &cap, have_n, &w, 60000);
+    assert_int_equal(n, 1);
+    assert_string_equal(msgs[0].value, "{\"name\":\"GRACE\"}");
+    fx_msgs_free(msgs, n);
+    fx_nsub_destroy(c);
+    /* The same event again: JetStream keeps one copy (duplicate window). */
+    assert_int_equal(sh_weft("publish --to jetstream://cjs.in --type order.created --id js-1 "
+                             "--data '{\"name\":\"ada\"}'"),
+                     0);
+    assert_non_null(strstr(out, "duplicate"));
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'c-js'"),
+                     1);
+    /* No stream for the subject: a clear error, exit 1. */
+    assert_int_equal(sh_weft("publish --to jetstream://nostream.here --type t --data x"), 1);
+    assert_non_null(strstr(out, "jetstream://nostream.here"));
 }
 
 static void test_publish_lines_with_a_bad_line(void **state)
@@ -550,8 +595,10 @@ static void test_bad_arguments(void **state)
         {"publish --to kafka://c.in", 2, "--type is required"},
         {"publish --to c.in --type t", 2, "not a broker URL"},
         {"publish --to 'kafka://bad topic' --type t", 2, "[A-Za-z0-9._-]"},
-        {"publish --to nats://a.b --type t", 2, "not supported by this build yet"},
-        {"publish --to jetstream://a.b --type t", 2, "not supported by this build yet"},
+        {"publish --to nats://a.b", 2, "--type is required"},
+        {"publish --to 'jetstream://a b' --type t", 2, "without spaces or wildcards"},
+        {"publish --set nats.url=nats://127.0.0.1:1 --to jetstream://a.b --type t", 1,
+         "127.0.0.1:1"},
         {"publish --to kafka://c.in --type t --ext Bad=1", 2, "NAME=VALUE"},
         {"publish --to kafka://c.in --type t --ext id=1", 2, "own flag"},
         {"publish --to kafka://c.in --type t --data @/nonexistent", 2, "cannot open"},
@@ -615,6 +662,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_publish_round_trip),
+        cmocka_unit_test(test_publish_to_jetstream_and_nats),
         cmocka_unit_test(test_publish_lines_with_a_bad_line),
         cmocka_unit_test(test_replay_honours_the_ledger),
         cmocka_unit_test(test_replay_reexecute),

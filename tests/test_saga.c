@@ -315,20 +315,22 @@ static void test_deadline_fails_and_compensates(void **state)
     weft_saga_events_free(&e);
 }
 
-static void test_unknown_saga_and_instance_are_errors(void **state)
+/* Refusals (-2) are told apart from PostgreSQL failures (-1): the
+ * dispatcher retries the latter and never the former. */
+static void test_unknown_saga_and_instance_are_refused(void **state)
 {
     (void)state;
     char err[512];
     weft_saga_events_t e = {0};
     assert_int_equal(weft_saga_start(pg, "00000000-0000-4000-8000-000000000001", "nope", "t",
                                      "k", "{}", 2, "application/json", &e, err, sizeof(err)),
-                     -1);
+                     -2);
     assert_non_null(strstr(err, "unknown saga"));
     weft_saga_outcome_t o = {.instance = "00000000-0000-4000-8000-000000000002",
                              .step = 1,
                              .phase = "do",
                              .ok = 1};
-    assert_int_equal(weft_saga_step_done(pg, &o, &e, err, sizeof(err)), -1);
+    assert_int_equal(weft_saga_step_done(pg, &o, &e, err, sizeof(err)), -2);
     assert_non_null(strstr(err, "unknown saga instance"));
     assert_int_equal(e.n, 0);
 }
@@ -342,7 +344,7 @@ int main(void)
         cmocka_unit_test(test_failure_at_each_step),
         cmocka_unit_test(test_failing_compensation_ends_stuck),
         cmocka_unit_test(test_deadline_fails_and_compensates),
-        cmocka_unit_test(test_unknown_saga_and_instance_are_errors),
+        cmocka_unit_test(test_unknown_saga_and_instance_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -20,3 +20,12 @@ VALUES ('c-bulk', 'c.bulk', 'c-upper', 'c.bulk.out', 'c.dlq'),
        ('c-int', 'c.int', 'c-upper', 'c.int.out', 'c.dlq');
 INSERT INTO weft.triggers (name, topic, event_type, function, result_topic, dead_letter_topic)
 VALUES ('c-dry', 'c.dry', 'keep', 'c-upper', 'c.dry.out', 'c.dlq');
+
+-- Publishing to JetStream and core NATS (the stream CJS is created by the
+-- test before the dispatcher starts).
+INSERT INTO weft.triggers (name, source, topic, stream, function, result_topic,
+                           dead_letter_topic)
+VALUES ('c-js', 'jetstream', 'cjs.in', 'CJS', 'c-upper', 'cjs.out', 'cjs.dlq');
+INSERT INTO weft.triggers (name, source, topic, function, result_topic, result_broker,
+                           dead_letter_topic)
+VALUES ('c-nats', 'nats', 'cnats.in', 'c-upper', 'cjs.nats.out', 'jetstream', 'cjs.dlq');

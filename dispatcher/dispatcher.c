@@ -1453,6 +1453,16 @@ static char *message_key(msg_t *m, const char *plain_src, const char *plain_id)
         const weft_header_t *h = &m->km.hdrs[i];
         if (strcmp(h->name, "weft-key") == 0 && h->value && h->len > 0 && h->len <= 1024 &&
             !memchr(h->value, '\0', h->len) && weft_utf8_valid(h->value, h->len)) {
+            if (m->km.broker != WEFT_BROKER_KAFKA) {
+                /* Percent-encoded on NATS, like the ce- values. */
+                size_t len;
+                k = weft_nats_pct_decode(h->value, h->len, &len);
+                if (k && weft_utf8_valid(k, len))
+                    return k;
+                free(k);
+                k = NULL;
+                continue;
+            }
             if (asprintf(&k, "%.*s", (int)h->len, (const char *)h->value) < 0)
                 return NULL;
             return k;

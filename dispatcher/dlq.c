@@ -17,10 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "json.h"
 #include "kafka.h"
+#include "nats.h"
 #include "ledger.h"
 
 static void usage(FILE *f)
@@ -34,8 +36,9 @@ static void usage(FILE *f)
             "non-retryable error, or undecodable input). They are on each trigger's\n"
             "dead-letter topic and in weft.dead_letters.\n"
             "\n"
-            "redrive republishes the original value and headers to the source topic,\n"
-            "for the trigger it died in only, with provenance headers (weft-redrive-id,\n"
+            "redrive republishes the original value and headers to the source topic\n"
+            "(Kafka, JetStream or core NATS, where the event came from), for the\n"
+            "trigger it died in only, with provenance headers (weft-redrive-id,\n"
             "weft-redrive-trigger). It keeps the event's idempotency key (the ledger\n"
             "entry is reset so it runs again) unless --new-key. A dead letter is\n"
             "re-driven at most once.\n"
@@ -420,7 +423,7 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
     PGresult *r = PQexecParams(
         pg,
         "SELECT d.id, d.trigger, d.generation, d.key, d.source_topic, d.headers::text,"
-        "       d.message_key IS NOT NULL"
+        "       d.message_key IS NOT NULL, d.source_broker::text"
         "  FROM weft.dead_letters d"
         " WHERE d.redriven_at IS NULL"
         "   AND ($1::text IS NULL OR d.trigger = $1)"
@@ -452,15 +455,32 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
     rd_state_t st = {0};
     weft_kafka_cbs_t cbs = {rd_noop, rd_noop, rd_delivered, &st};
     char err[512];
-    weft_kafka_t *k = weft_kafka_producer_new(cfg, &cbs, err, sizeof(err));
-    if (!k) {
+    /* Connections are made for the brokers the dead letters came from. */
+    weft_kafka_t *k = NULL;
+    weft_nats_t *nc = NULL;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *broker = PQgetvalue(r, i, 7);
+        if (strcmp(broker, "kafka") == 0 && !k) {
+            k = weft_kafka_producer_new(cfg, &cbs, err, sizeof(err));
+            rc = k ? 0 : 1;
+        } else if (strcmp(broker, "kafka") != 0 && !nc) {
+            const char *url = weft_config_get(cfg, "nats.url", NULL);
+            if (!url)
+                snprintf(err, sizeof(err), "nats.url is not set (config file or WEFT_NATS_URL)");
+            nc = url ? weft_nats_connect(url, 10000, err, sizeof(err)) : NULL;
+            rc = nc ? 0 : 1;
+        }
+    }
+    if (rc) {
         fprintf(stderr, "weft dlq redrive: %s\n", err);
+        weft_kafka_destroy(k, 1000);
+        weft_nats_destroy(nc);
         PQclear(r);
         pg_ok(pg, "ROLLBACK");
         PQfinish(pg);
         return 1;
     }
-    int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         const char *id = PQgetvalue(r, i, 0), *trig = PQgetvalue(r, i, 1);
         const char *gen = PQgetvalue(r, i, 2), *key = PQgetvalue(r, i, 3);
@@ -506,8 +526,16 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
             hc.cap = hc.n + 4;
             hc.h = realloc(hc.h, hc.cap * sizeof(weft_header_t));
         }
-        hc.h[hc.n++] = (weft_header_t){"weft-key", newkey ? newkey : key,
-                                       strlen(newkey ? newkey : key)};
+        const char *broker = PQgetvalue(r, i, 7);
+        int on_nats = strcmp(broker, "kafka") != 0;
+        /* NATS header values cannot carry every byte a key may hold (keys
+         * join their parts with 0x1f): weft-key is percent-encoded there,
+         * as ce- values are, and the dispatcher decodes it. */
+        char *wkey = on_nats ? weft_nats_pct_encode(newkey ? newkey : key,
+                                                    strlen(newkey ? newkey : key))
+                             : NULL;
+        const char *kv = wkey ? wkey : newkey ? newkey : key;
+        hc.h[hc.n++] = (weft_header_t){"weft-key", kv, strlen(kv)};
         hc.h[hc.n++] = (weft_header_t){"weft-redrive-id", id, strlen(id)};
         hc.h[hc.n++] = (weft_header_t){"weft-redrive-trigger", trig, strlen(trig)};
         /* A dead letter of a replay's generation is re-driven under it. */
@@ -515,18 +543,43 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
             hc.h[hc.n++] = (weft_header_t){"weft-generation", gen, strlen(gen)};
         int retriable;
         const char *mkey = PQgetisnull(v, 0, 1) ? NULL : PQgetvalue(v, 0, 1);
-        if (weft_kafka_produce(k, PQgetvalue(r, i, 4), mkey,
-                               mkey ? (size_t)PQgetlength(v, 0, 1) : 0, PQgetvalue(v, 0, 0),
-                               (size_t)PQgetlength(v, 0, 0), hc.h, hc.n, NULL, &retriable, err,
-                               sizeof(err)) != 0) {
-            fprintf(stderr, "weft dlq redrive: %s\n", err);
+        int sent;
+        if (!on_nats) {
+            sent = weft_kafka_produce(k, PQgetvalue(r, i, 4), mkey,
+                                      mkey ? (size_t)PQgetlength(v, 0, 1) : 0,
+                                      PQgetvalue(v, 0, 0), (size_t)PQgetlength(v, 0, 0), hc.h,
+                                      hc.n, NULL, &retriable, err, sizeof(err));
+        } else {
+            /* The original's Nats-Msg-Id would make JetStream drop the copy
+             * as a duplicate: the copy gets its own, one per dead letter. */
+            size_t w = 0;
+            for (size_t h = 0; h < hc.n; h++)
+                if (strcasecmp(hc.h[h].name, "Nats-Msg-Id") != 0)
+                    hc.h[w++] = hc.h[h];
+            hc.n = w;
+            char msg_id[48];
+            snprintf(msg_id, sizeof(msg_id), "weft-redrive-%s", id);
+            if (strcmp(broker, "jetstream") == 0)
+                sent = weft_nats_js_publish(nc, PQgetvalue(r, i, 4), msg_id, hc.h, hc.n,
+                                            PQgetvalue(v, 0, 0), (size_t)PQgetlength(v, 0, 0),
+                                            10000, NULL, NULL, err, sizeof(err));
+            else
+                sent = weft_nats_publish(nc, PQgetvalue(r, i, 4), hc.h, hc.n,
+                                         PQgetvalue(v, 0, 0), (size_t)PQgetlength(v, 0, 0), err,
+                                         sizeof(err));
+            if (sent == 0)
+                st.delivered++;
+        }
+        if (sent != 0) {
+            fprintf(stderr, "weft dlq redrive: %s://%s: %s\n", broker, PQgetvalue(r, i, 4), err);
             rc = 1;
         }
         PQclear(v);
         hc_free(&hc);
         free(newkey);
+        free(wkey);
     }
-    if (rc == 0 && weft_kafka_flush(k, 30000) != 0) {
+    if (rc == 0 && k && weft_kafka_flush(k, 30000) != 0) {
         fprintf(stderr, "weft dlq redrive: the broker did not acknowledge every message\n");
         rc = 1;
     }
@@ -543,6 +596,7 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
         rc = 1;
     }
     weft_kafka_destroy(k, 1000);
+    weft_nats_destroy(nc);
     PQclear(r);
     PQfinish(pg);
     return rc;

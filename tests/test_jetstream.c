@@ -504,6 +504,45 @@ static void test_js_retries_then_dead_letter_subject(void **state)
     fx_nats_destroy(p);
 }
 
+/* A JetStream dead letter is re-driven to its subject once the function is
+ * fixed, runs once, and a second re-drive finds nothing to do. */
+static void test_js_redrive_after_fix(void **state)
+{
+    (void)state;
+    /* The fix: the trigger runs a function that does not fail. */
+    free(fx_sql(&fx, "UPDATE weft.triggers SET function = 'upper' WHERE name = 'js-faulty'"));
+    pid_t pid = fx_run_start(&fx, "run-redrive.log", RUN_SET);
+    assert_true(pid > 0);
+    char id[32];
+    long dl = fx_sql_long(&fx, "SELECT id FROM weft.dead_letters WHERE key = "
+                               "'ce:/weft/tests' || chr(31) || 'fatal-1'");
+    assert_true(dl > 0);
+    snprintf(id, sizeof(id), "%ld", dl);
+    char out[4096];
+    const char *args[] = {"dlq", "redrive", "--id", id, NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), args), 0);
+    assert_non_null(strstr(out, "re-drove 1 dead letter"));
+    fx_nsub_t *res = fx_nsub_new(&fx, "js.f.out", 1);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    int want = 4; /* the three results of the previous test, then this one */
+    fx_nsub_until(res, &msgs, &n, &cap, n_pred, &want, 60000);
+    const fx_msg_t *m = find_by_header(msgs, n, "ce-weftinputid", "fatal-1");
+    assert_non_null(m);
+    assert_string_equal(m->value, "{\"fail\":\"FATAL\"}");
+    /* It kept its key: the ledger row is the same one, now completed. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE key = "
+                                      "'ce:/weft/tests' || chr(31) || 'fatal-1' AND status = "
+                                      "'completed' AND trigger = 'js-faulty'"),
+                     1);
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), args), 0);
+    assert_non_null(strstr(out, "nothing to re-drive"));
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    free(fx_sql(&fx, "UPDATE weft.triggers SET function = 'faulty' WHERE name = 'js-faulty'"));
+    fx_msgs_free(msgs, n);
+    fx_nsub_destroy(res);
+}
+
 static void test_js_function_longer_than_ack_wait_runs_once(void **state)
 {
     (void)state;
@@ -649,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_js_one_result_per_event),
         cmocka_unit_test(test_js_duplicate_runs_nothing),
         cmocka_unit_test(test_js_retries_then_dead_letter_subject),
+        cmocka_unit_test(test_js_redrive_after_fix),
         cmocka_unit_test(test_js_function_longer_than_ack_wait_runs_once),
         cmocka_unit_test(test_kafka_to_jetstream_and_back),
         cmocka_unit_test(test_core_nats_round_trip),

@@ -34,10 +34,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "nats.h"
 #include "cli_kafka.h"
 #include "json.h"
 #include "kafka.h"
@@ -46,6 +48,7 @@
 
 #define KAFKA_TIMEOUT_MS 10000
 #define ACK_TIMEOUT_MS 30000
+#define JS_QUIET_MS 3000
 #define STALL_MS 30000
 #define CHECKPOINT_EVENTS 500
 #define CHECKPOINT_MS 1000
@@ -61,10 +64,11 @@ void weft_replay_usage(FILE *f)
             "       weft replay --resume ID [--rate N] [--json]\n"
             "       weft replay --list [--json]\n"
             "\n"
-            "Reads a range of a Kafka topic with its own consumer (the dispatcher's\n"
-            "consumer group and its committed offsets are never touched) and republishes\n"
-            "each event to the same topic, for one trigger (--trigger) or for every\n"
-            "trigger of the topic (--topic), keeping its idempotency key.\n"
+            "Reads a range of a Kafka topic or a JetStream subject with its own consumer\n"
+            "(the dispatcher's consumer group, durable consumers and committed offsets\n"
+            "are never touched) and republishes each event to the same topic, for one\n"
+            "trigger (--trigger) or for every trigger of the topic (--topic\n"
+            "kafka://TOPIC or jetstream://SUBJECT), keeping its idempotency key.\n"
             "\n"
             "By default the ledger is honoured: an event whose key completed re-emits\n"
             "its stored result with the same id (recovering results lost downstream),\n"
@@ -79,8 +83,10 @@ void weft_replay_usage(FILE *f)
             "  --to-offset N | P:N[,P:N...]     last offset, inclusive\n"
             "  --from-time TIME                 first event at or after TIME\n"
             "  --to-time TIME                   last event before or at TIME\n"
+            "  --from-seq N, --to-seq N         JetStream: first and last stream sequence\n"
             "  TIME: 2024-05-01T10:00:00Z, \"2024-05-01 10:00\" (UTC), @EPOCH_MS, or ago:\n"
-            "        30s, 15m, 2h, 7d. Needs a broker that looks up offsets by time.\n"
+            "        30s, 15m, 2h, 7d. Kafka needs a broker that looks up offsets by time;\n"
+            "        JetStream always can.\n"
             "\n"
             "  --dry-run    count what would happen, per outcome, without publishing\n"
             "  --rate N     publish at most N events per second\n"
@@ -95,6 +101,7 @@ void weft_replay_usage(FILE *f)
             "  weft replay --trigger greet --from-time 2h\n"
             "  weft replay --topic orders --from-offset 0:1200,1:1180 --to-offset 0:1300,1:1290\n"
             "  weft replay --trigger greet --from-time '2024-05-01 10:00' --reexecute --yes\n"
+            "  weft replay --topic jetstream://orders.created --from-seq 1200 --to-seq 1300\n"
             "  weft replay --resume 12\n");
 }
 
@@ -140,6 +147,11 @@ typedef struct rp {
     size_t n_pend, cap_pend;
     weft_clik_t *ck;
     weft_kafka_t *prod;
+    /* JetStream: the stream holding topic, and the connection */
+    weft_broker_t broker;
+    char stream[256];
+    weft_nats_t *nc;
+    int64_t to_time_ms; /* JetStream --to-time: stop after it (0: none) */
     long delivered, failed, produced_batch;
     char last_err[256];
     char idbuf[24], genbuf[16];
@@ -275,18 +287,49 @@ static int parse_gen(const void *v, size_t len)
 static int replay_event(rp_t *r, weft_kmsg_t *km)
 {
     r->c.read++;
-    char plain_id[300], plain_src[300], err[512];
-    snprintf(plain_id, sizeof(plain_id), "%s/%d/%lld", km->topic, (int)km->partition,
-             (long long)km->offset);
-    snprintf(plain_src, sizeof(plain_src), "kafka://%s", km->topic);
+    char plain_id[600], plain_src[300], err[512];
+    int js = r->broker == WEFT_BROKER_JETSTREAM;
+    /* The coordinates the dispatcher gives a plain message (dispatcher.c,
+     * take_message). */
+    if (js) {
+        snprintf(plain_id, sizeof(plain_id), "%s/%lld", r->stream, (long long)km->offset);
+        snprintf(plain_src, sizeof(plain_src), "jetstream://%s", r->stream);
+    } else {
+        snprintf(plain_id, sizeof(plain_id), "%s/%d/%lld", km->topic, (int)km->partition,
+                 (long long)km->offset);
+        snprintf(plain_src, sizeof(plain_src), "kafka://%s", km->topic);
+    }
     weft_envelope_t env;
-    weft_env_status_t es =
-        weft_envelope_decode(&env, km->hdrs, km->n_hdrs, km->value, km->value_len, plain_id,
-                             plain_src, err, sizeof(err));
-    char *key =
-        weft_cli_message_key(km->hdrs, km->n_hdrs, es == WEFT_ENV_OK, env.mode == WEFT_ENV_PLAIN,
-                             env.ce ? env.ce->source : "", env.ce ? env.ce->id : "", km->topic,
-                             km->partition, km->offset);
+    weft_env_status_t es = weft_envelope_decode_binding(
+        &env, js ? WEFT_BINDING_NATS : WEFT_BINDING_KAFKA, km->hdrs, km->n_hdrs, km->value,
+        km->value_len, plain_id, plain_src, err, sizeof(err));
+    char *key = NULL;
+    if (js) {
+        /* The dispatcher's rule on NATS: weft-key percent-decoded, else
+         * the CloudEvent's source and id, else the coordinates. */
+        for (size_t i = 0; i < km->n_hdrs && !key; i++) {
+            const weft_header_t *h = &km->hdrs[i];
+            size_t kl;
+            if (strcmp(h->name, "weft-key") == 0 && h->value && h->len > 0 && h->len <= 1024) {
+                key = weft_nats_pct_decode(h->value, h->len, &kl);
+                if (key && !weft_utf8_valid(key, kl)) {
+                    free(key);
+                    key = NULL;
+                }
+            }
+        }
+        if (!key && es == WEFT_ENV_OK && env.mode != WEFT_ENV_PLAIN) {
+            if (asprintf(&key, "ce:%s\x1f%s", env.ce->source, env.ce->id) < 0)
+                key = NULL;
+        } else if (!key && asprintf(&key, "%s/%s", plain_src, plain_id) < 0) {
+            key = NULL;
+        }
+    } else {
+        key = weft_cli_message_key(km->hdrs, km->n_hdrs, es == WEFT_ENV_OK,
+                                   env.mode == WEFT_ENV_PLAIN, env.ce ? env.ce->source : "",
+                                   env.ce ? env.ce->id : "", km->topic, km->partition,
+                                   km->offset);
+    }
     if (!key) {
         weft_envelope_free(&env);
         fprintf(stderr, "weft replay: out of memory\n");
@@ -313,7 +356,7 @@ static int replay_event(rp_t *r, weft_kmsg_t *km)
     if (r->only)
         cands[nc++] = r->only;
     else
-        nc = weft_catalog_on_topic(r->cat, WEFT_BROKER_KAFKA, km->topic, cands, 256);
+        nc = weft_catalog_on_topic(r->cat, r->broker, km->topic, cands, 256);
     int matched = 0, rc = 0;
     for (size_t i = 0; i < nc; i++) {
         const weft_trigger_t *t = cands[i];
@@ -322,7 +365,7 @@ static int replay_event(rp_t *r, weft_kmsg_t *km)
         /* Undecodable input goes to every trigger of the topic (each
          * dead-letters it), as in the dispatcher. */
         if (es == WEFT_ENV_OK &&
-            !weft_trigger_matches(t, WEFT_BROKER_KAFKA, km->topic, weft_envelope_attr(&env, "type"),
+            !weft_trigger_matches(t, r->broker, km->topic, weft_envelope_attr(&env, "type"),
                                   env_attr, &env))
             continue;
         matched++;
@@ -350,9 +393,18 @@ static int replay_event(rp_t *r, weft_kmsg_t *km)
     }
     size_t nh = 0;
     for (size_t i = 0; i < km->n_hdrs; i++)
-        if (!is_weft_header(km->hdrs[i].name))
+        if (!is_weft_header(km->hdrs[i].name) &&
+            !(js && strcasecmp(km->hdrs[i].name, "Nats-Msg-Id") == 0))
             hdrs[nh++] = km->hdrs[i];
-    hdrs[nh++] = (weft_header_t){"weft-key", key, strlen(key)};
+    /* On NATS weft-key is percent-encoded like the ce- values. */
+    char *wkey = js ? weft_nats_pct_encode(key, strlen(key)) : NULL;
+    if (js && !wkey) {
+        free(hdrs);
+        free(key);
+        fprintf(stderr, "weft replay: out of memory\n");
+        return -1;
+    }
+    hdrs[nh++] = (weft_header_t){"weft-key", wkey ? wkey : key, strlen(wkey ? wkey : key)};
     const char *only = r->only ? r->only->name : orig_only[0] ? orig_only : NULL;
     if (only)
         hdrs[nh++] = (weft_header_t){"weft-replay-trigger", only, strlen(only)};
@@ -363,21 +415,35 @@ static int replay_event(rp_t *r, weft_kmsg_t *km)
         hdrs[nh++] = (weft_header_t){"weft-generation", genbuf, strlen(genbuf)};
     }
     int retriable;
-    for (int tries = 0;; tries++) {
-        rc = weft_kafka_produce(r->prod, km->topic, km->key, km->key_len, km->value, km->value_len,
-                                hdrs, nh, NULL, &retriable, err, sizeof(err));
-        if (rc == 0 || !retriable || tries > 300)
-            break;
-        weft_kafka_flush(r->prod, 100);
+    if (js) {
+        /* Synchronous: the copy's PubAck before the position moves on. Its
+         * own Nats-Msg-Id, one per replay and source message, so that a
+         * resumed replay does not store a copy twice. */
+        char msg_id[96];
+        snprintf(msg_id, sizeof(msg_id), "weft-replay-%s-%lld", r->idbuf, (long long)km->offset);
+        rc = weft_nats_js_publish(r->nc, km->topic, msg_id, hdrs, nh, km->value, km->value_len,
+                                  ACK_TIMEOUT_MS, NULL, NULL, err, sizeof(err));
+        if (rc == 0)
+            r->delivered++;
+    } else {
+        for (int tries = 0;; tries++) {
+            rc = weft_kafka_produce(r->prod, km->topic, km->key, km->key_len, km->value,
+                                    km->value_len, hdrs, nh, NULL, &retriable, err, sizeof(err));
+            if (rc == 0 || !retriable || tries > 300)
+                break;
+            weft_kafka_flush(r->prod, 100);
+        }
     }
     free(hdrs);
+    free(wkey);
     free(key);
     if (rc != 0) {
         fprintf(stderr, "weft replay: %s\n", err);
         return -1;
     }
     r->c.published++;
-    r->produced_batch++;
+    if (!js)
+        r->produced_batch++;
     return 0;
 }
 
@@ -593,10 +659,98 @@ static int read_loop(rp_t *r)
     return rc;
 }
 
+/* JetStream: one ordered consumer over the stream from the next sequence
+ * to the end fixed when the replay started (its own copies come after the
+ * end, so they are never read again). Each copy waits for its PubAck, so
+ * a saved position never passes an unacknowledged copy. */
+static int read_loop_js(rp_t *r)
+{
+    char err[512];
+    rp_part_t *p = &r->parts[0];
+    if (p->next >= p->end)
+        p->done = 1;
+    if (p->done)
+        return checkpoint(r);
+    weft_nats_reader_t *rd = weft_nats_reader_new(r->nc, r->stream, r->topic, (uint64_t)p->next,
+                                                  0, NULL, err, sizeof(err));
+    if (!rd) {
+        fprintf(stderr, "weft replay: %s\n", err);
+        return -1;
+    }
+    weft_cli_progress_t prog;
+    weft_cli_progress_start(&prog, range_total(r), "events");
+    int64_t last_cp = weft_cli_now_ms(), last_msg = last_cp, t0 = last_cp;
+    long long sent = 0, since_cp = 0;
+    int rc = 0;
+    while (!p->done && !stop_requested) {
+        weft_bmsg_t km;
+        uint64_t left = 0;
+        int got = weft_nats_reader_next(rd, 200, &km, &left, err, sizeof(err));
+        int64_t now = weft_cli_now_ms();
+        if (got < 0) {
+            fprintf(stderr, "weft replay: %s\n", err);
+            rc = -1;
+            break;
+        }
+        if (got == 1) {
+            last_msg = now;
+            if (km.offset >= p->end || (r->to_time_ms > 0 && km.timestamp_ms > r->to_time_ms)) {
+                p->next = p->end;
+                p->done = 1;
+                break;
+            }
+            if (replay_event(r, &km) != 0) {
+                rc = -1;
+                break;
+            }
+            p->next = km.offset + 1;
+            sent++;
+            since_cp++;
+            if (left == 0 || p->next >= p->end) {
+                p->next = p->end;
+                p->done = 1;
+            }
+            if (r->rate > 0) {
+                int64_t due = t0 + (int64_t)((double)sent * 1000.0 / r->rate);
+                if (due > now)
+                    sleep_ms(due - now);
+            }
+        } else if (now - last_msg > JS_QUIET_MS) {
+            /* The ordered consumer pushes everything it has at once: a
+             * quiet connection means the rest of the range holds no
+             * message of this subject (others' messages, deleted ones). */
+            if (!weft_nats_connected(r->nc)) {
+                fprintf(stderr, "weft replay: the connection to NATS is lost; stopping\n");
+                rc = -1;
+                break;
+            }
+            p->next = p->end;
+            p->done = 1;
+        }
+        if (since_cp >= CHECKPOINT_EVENTS || (since_cp && now - last_cp >= CHECKPOINT_MS)) {
+            if (checkpoint(r) != 0) {
+                rc = -1;
+                break;
+            }
+            since_cp = 0;
+            last_cp = now;
+        }
+        weft_cli_progress_update(&prog, progress_done(r));
+    }
+    weft_nats_reader_destroy(rd);
+    if (rc == 0 && checkpoint(r) != 0)
+        rc = -1;
+    weft_cli_progress_update(&prog, progress_done(r));
+    weft_cli_progress_end(&prog);
+    if (rc == 0 && stop_requested && !p->done)
+        return 1;
+    return rc;
+}
+
 /* ---- the range --------------------------------------------------------------------- */
 
 typedef struct rp_args {
-    const char *trigger, *topic, *from_off, *to_off, *from_time, *to_time;
+    const char *trigger, *topic, *from_off, *to_off, *from_time, *to_time, *from_seq, *to_seq;
     int reexecute, yes, dry_run, json, list;
     const char *resume;
     double rate;
@@ -664,6 +818,73 @@ static int offsets_for_time(rp_t *r, const int32_t *ids, const int64_t *low, con
 }
 
 /* Fills r->parts from the arguments. Returns 0, 1 (runtime) or 2 (usage). */
+static int parse_seq(const char *s, const char *flag, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || v == 0 || *s == '-') {
+        fprintf(stderr, "weft replay: %s \"%s\": expected a stream sequence (1 or more)\n",
+                flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* JetStream: one range of stream sequences (kept as partition 0), from
+ * --from-seq or the first message at or after --from-time (or the
+ * stream's start) to --to-seq or the stream's last message now. */
+static int build_range_js(rp_t *r, const rp_args_t *a)
+{
+    char err[512];
+    int64_t now = weft_cli_now_ms(), from_ms = 0, to_ms = 0;
+    uint64_t from = 1, to = 0, last = 0;
+    if ((a->from_seq && parse_seq(a->from_seq, "--from-seq", &from) != 0) ||
+        (a->to_seq && parse_seq(a->to_seq, "--to-seq", &to) != 0))
+        return 2;
+    if ((a->from_time && weft_cli_parse_time(a->from_time, now, &from_ms, err, sizeof(err))) ||
+        (a->to_time && weft_cli_parse_time(a->to_time, now, &to_ms, err, sizeof(err)))) {
+        fprintf(stderr, "weft replay: %s\n", err);
+        return 2;
+    }
+    if (weft_nats_stream_last_seq(r->nc, r->stream, &last, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft replay: %s\n", err);
+        return 1;
+    }
+    if (a->from_time) {
+        /* The first message of the subject at or after the time. */
+        weft_nats_reader_t *rd =
+            weft_nats_reader_new(r->nc, r->stream, r->topic, 0, from_ms, NULL, err, sizeof(err));
+        if (!rd) {
+            fprintf(stderr, "weft replay: %s\n", err);
+            return 1;
+        }
+        weft_bmsg_t km;
+        int got = weft_nats_reader_next(rd, 2000, &km, NULL, err, sizeof(err));
+        from = got == 1 ? (uint64_t)km.offset : last + 1;
+        weft_nats_reader_destroy(rd);
+        if (got < 0) {
+            fprintf(stderr, "weft replay: %s\n", err);
+            return 1;
+        }
+    }
+    r->to_time_ms = a->to_time ? to_ms : 0;
+    r->parts = calloc(1, sizeof(*r->parts));
+    if (!r->parts) {
+        fprintf(stderr, "weft replay: out of memory\n");
+        return 1;
+    }
+    uint64_t end = last + 1;
+    if (a->to_seq && to + 1 < end)
+        end = to + 1;
+    r->parts[0].partition = 0;
+    r->parts[0].start = (int64_t)from;
+    r->parts[0].end = (int64_t)(end > from ? end : from);
+    r->parts[0].next = r->parts[0].start;
+    r->n_parts = 1;
+    return 0;
+}
+
 static int build_range(rp_t *r, const rp_args_t *a)
 {
     char err[512];
@@ -778,11 +999,13 @@ out:
 static char *request_json(const rp_args_t *a)
 {
     weft_buf_t b = {0};
-    const char *names[] = {"from_offset", "to_offset", "from_time", "to_time"};
-    const char *vals[] = {a->from_off, a->to_off, a->from_time, a->to_time};
+    const char *names[] = {"from_offset", "to_offset", "from_time", "to_time", "from_seq",
+                           "to_seq"};
+    const char *vals[] = {a->from_off, a->to_off, a->from_time, a->to_time, a->from_seq,
+                          a->to_seq};
     int first = 1;
     weft_buf_append(&b, "{", 1);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         if (!vals[i])
             continue;
         weft_buf_printf(&b, "%s\"%s\":", first ? "" : ",", names[i]);
@@ -812,26 +1035,28 @@ static int create_replay(rp_t *r, const rp_args_t *a)
     weft_buf_append(&parts, "}", 2);
     weft_buf_append(&starts, "}", 2);
     weft_buf_append(&ends, "}", 2);
-    const char *params[7] = {r->topic,
+    const char *params[8] = {r->topic,
                              r->only ? r->only->name : NULL,
                              r->reexecute ? "true" : "false",
                              req ? req : "{}",
                              parts.p,
                              starts.p,
-                             ends.p};
+                             ends.p,
+                             weft_broker_name(r->broker)};
     PGresult *res = PQexecParams(
         r->pg,
-        "WITH r AS (INSERT INTO weft.replays (topic, trigger, reexecute, generation, request)"
+        "WITH r AS (INSERT INTO weft.replays (topic, trigger, reexecute, generation, request,"
+        "                                     broker)"
         "           VALUES ($1, $2, $3::boolean,"
         "                   CASE WHEN $3::boolean THEN nextval('weft.replay_generation')"
-        "                        ELSE 0 END, $4::jsonb)"
+        "                        ELSE 0 END, $4::jsonb, $8::weft.broker)"
         "           RETURNING id, generation),"
         "     p AS (INSERT INTO weft.replay_partitions"
         "             (replay, partition, start_offset, end_offset, next_offset)"
         "           SELECT r.id, u.p, u.s, u.e, u.s FROM r,"
         "                  unnest($5::int[], $6::bigint[], $7::bigint[]) AS u(p, s, e))"
         " SELECT id, generation FROM r",
-        7, NULL, params, NULL, NULL, 0);
+        8, NULL, params, NULL, NULL, 0);
     free(req);
     weft_buf_free(&parts);
     weft_buf_free(&starts);
@@ -876,14 +1101,16 @@ static int find_trigger(rp_t *r, const char *name)
                     name);
         return 1;
     }
-    if (r->only->broker != WEFT_BROKER_KAFKA) {
+    if (r->only->broker == WEFT_BROKER_NATS) {
         fprintf(stderr,
-                "weft replay: trigger %s consumes %s://%s: replay from %s is not "
-                "supported by this build yet\n",
-                name, weft_cli_scheme(r->only->broker), r->only->topic,
-                weft_cli_scheme(r->only->broker));
+                "weft replay: trigger %s consumes core NATS (nats://%s), which keeps no "
+                "messages: there is nothing to replay\n",
+                name, r->only->topic);
         return 2;
     }
+    r->broker = r->only->broker;
+    if (r->broker == WEFT_BROKER_JETSTREAM)
+        snprintf(r->stream, sizeof(r->stream), "%s", r->only->stream ? r->only->stream : "");
     snprintf(r->topic, sizeof(r->topic), "%s", r->only->topic);
     return 0;
 }
@@ -892,11 +1119,11 @@ static int confirm(const rp_t *r, const rp_args_t *a, int64_t total)
 {
     char what[800];
     snprintf(what, sizeof(what),
-             "--reexecute runs the function%s of %s again for up to %lld event%s of kafka://%s "
+             "--reexecute runs the function%s of %s again for up to %lld event%s of %s://%s "
              "(%zu partition%s) under a new ledger generation; their results get new ids",
              r->only ? "" : "s", r->only ? r->only->name : "every trigger of the topic",
-             (long long)total, total == 1 ? "" : "s", r->topic, r->n_parts,
-             r->n_parts == 1 ? "" : "s");
+             (long long)total, total == 1 ? "" : "s", weft_cli_scheme(r->broker), r->topic,
+             r->n_parts, r->n_parts == 1 ? "" : "s");
     if (a->yes) {
         fprintf(stderr, "weft replay: %s\n", what);
         return 0;
@@ -940,13 +1167,15 @@ static void print_summary(const rp_t *r, const char *status)
     }
     const char *w = r->dry_run ? "would " : "";
     if (r->dry_run)
-        printf("dry run: kafka://%s%s%s, %lld events read, nothing published\n", r->topic,
+        printf("dry run: %s://%s%s%s, %lld events read, nothing published\n",
+               weft_cli_scheme(r->broker), r->topic,
                r->only ? " for trigger " : " for every trigger", r->only ? r->only->name : "",
                r->c.read);
     else
-        printf("replay %lld %s: kafka://%s%s%s, %lld events read, %lld republished\n", r->id,
-               status, r->topic, r->only ? " for trigger " : " for every trigger",
-               r->only ? r->only->name : "", r->c.read, r->c.published);
+        printf("replay %lld %s: %s://%s%s%s, %lld events read, %lld republished\n", r->id,
+               status, weft_cli_scheme(r->broker), r->topic,
+               r->only ? " for trigger " : " for every trigger", r->only ? r->only->name : "",
+               r->c.read, r->c.published);
     if (r->generation)
         printf("  ledger generation %d: every matching event runs again\n", r->generation);
     else if (r->reexecute)
@@ -1026,7 +1255,7 @@ static int load_replay(rp_t *r, const char *id)
     const char *params[1] = {r->idbuf};
     PGresult *res = PQexecParams(r->pg,
                                  "SELECT topic, trigger, reexecute, generation, status, read,"
-                                 " published, reemit, run, dead, dropped, skipped"
+                                 " published, reemit, run, dead, dropped, skipped, broker"
                                  " FROM weft.replays WHERE id = $1::bigint",
                                  1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
@@ -1044,6 +1273,17 @@ static int load_replay(rp_t *r, const char *id)
         rc = find_trigger(r, PQgetvalue(res, 0, 1));
     }
     snprintf(r->topic, sizeof(r->topic), "%s", PQgetvalue(res, 0, 0));
+    weft_broker_parse(PQgetvalue(res, 0, 12), &r->broker);
+    if (r->broker == WEFT_BROKER_JETSTREAM && !r->stream[0]) {
+        const weft_trigger_t *on[1];
+        if (weft_catalog_on_topic(r->cat, r->broker, r->topic, on, 1) == 0) {
+            fprintf(stderr, "weft replay: no enabled trigger consumes jetstream://%s any more\n",
+                    r->topic);
+            PQclear(res);
+            return 1;
+        }
+        snprintf(r->stream, sizeof(r->stream), "%s", on[0]->stream ? on[0]->stream : "");
+    }
     r->reexecute = *PQgetvalue(res, 0, 2) == 't';
     r->generation = atoi(PQgetvalue(res, 0, 3));
     long long *cs[7] = {&r->c.read, &r->c.published, &r->c.reemit, &r->c.run,
@@ -1103,37 +1343,66 @@ static int run_replay(rp_t *r, const rp_args_t *a)
                 fprintf(stderr, "weft replay: --topic %s\n", err);
                 return 2;
             }
-            if (url.broker != WEFT_BROKER_KAFKA) {
-                fprintf(stderr,
-                        "weft replay: %s: replay from %s is not supported by this "
-                        "build yet\n",
-                        a->topic, weft_cli_scheme(url.broker));
+            if (url.broker == WEFT_BROKER_NATS) {
+                fprintf(stderr, "weft replay: %s: core NATS keeps no messages; there is "
+                                "nothing to replay\n",
+                        a->topic);
                 return 2;
             }
+            r->broker = url.broker;
             snprintf(r->topic, sizeof(r->topic), "%s", url.name);
         } else {
             snprintf(r->topic, sizeof(r->topic), "%s", a->topic);
         }
         const weft_trigger_t *on[1];
-        if (weft_catalog_on_topic(r->cat, WEFT_BROKER_KAFKA, r->topic, on, 1) == 0) {
+        if (weft_catalog_on_topic(r->cat, r->broker, r->topic, on, 1) == 0) {
             fprintf(stderr,
-                    "weft replay: no enabled trigger consumes kafka://%s (weft triggers "
+                    "weft replay: no enabled trigger consumes %s://%s (weft triggers "
                     "lists them)\n",
-                    r->topic);
+                    weft_cli_scheme(r->broker), r->topic);
             return 1;
         }
+        if (r->broker == WEFT_BROKER_JETSTREAM)
+            snprintf(r->stream, sizeof(r->stream), "%s", on[0]->stream ? on[0]->stream : "");
     }
-    r->ck = weft_clik_new(r->cfg, "weft-replay", err, sizeof(err));
-    if (!r->ck) {
-        fprintf(stderr, "weft replay: %s\n", err);
+    int js = r->broker == WEFT_BROKER_JETSTREAM;
+    const char *scheme = weft_cli_scheme(r->broker);
+    if (!a->resume && js && (a->from_off || a->to_off)) {
+        fprintf(stderr, "weft replay: %s://%s is a JetStream subject: give its range with "
+                        "--from-seq/--to-seq or --from-time/--to-time\n",
+                scheme, r->topic);
         return 2;
     }
+    if (!a->resume && !js && (a->from_seq || a->to_seq)) {
+        fprintf(stderr, "weft replay: --from-seq/--to-seq are JetStream stream sequences; "
+                        "kafka://%s takes --from-offset/--to-offset\n",
+                r->topic);
+        return 2;
+    }
+    if (js) {
+        const char *url = weft_config_get(r->cfg, "nats.url", NULL);
+        if (!url) {
+            fprintf(stderr, "weft replay: nats.url is not set (config file or WEFT_NATS_URL)\n");
+            return 2;
+        }
+        r->nc = weft_nats_connect(url, 10000, err, sizeof(err));
+        if (!r->nc) {
+            fprintf(stderr, "weft replay: %s\n", err);
+            return 1;
+        }
+    } else {
+        r->ck = weft_clik_new(r->cfg, "weft-replay", err, sizeof(err));
+        if (!r->ck) {
+            fprintf(stderr, "weft replay: %s\n", err);
+            return 2;
+        }
+    }
     if (!a->resume) {
-        if ((rc = build_range(r, a)) != 0)
+        if ((rc = js ? build_range_js(r, a) : build_range(r, a)) != 0)
             return rc;
         int64_t total = range_total(r);
         if (total == 0) {
-            printf("nothing to replay: the range of kafka://%s holds no event\n", r->topic);
+            printf("nothing to replay: the range of %s://%s holds no event\n", scheme, r->topic);
             return 0;
         }
         if (r->reexecute && !r->dry_run && (rc = confirm(r, a, total)) != 0)
@@ -1150,7 +1419,7 @@ static int run_replay(rp_t *r, const rp_args_t *a)
     } else {
         set_status(r, "running", NULL);
     }
-    if (!r->dry_run) {
+    if (!r->dry_run && !js) {
         if (!weft_config_get(r->cfg, "kafka.producer.message.timeout.ms", NULL) &&
             !weft_config_get(r->cfg, "kafka.message.timeout.ms", NULL))
             weft_config_set(r->cfg, "kafka.producer.message.timeout.ms", "30000");
@@ -1161,18 +1430,18 @@ static int run_replay(rp_t *r, const rp_args_t *a)
             set_status(r, "failed", err);
             return 2;
         }
-        if (!r->json)
-            fprintf(stderr, "weft replay: replay %s of kafka://%s: %lld of %lld events to go\n",
-                    r->idbuf, r->topic, (long long)(range_total(r) - progress_done(r)),
-                    (long long)range_total(r));
     }
+    if (!r->dry_run && !r->json)
+        fprintf(stderr, "weft replay: replay %s of %s://%s: %lld of %lld %s to go\n", r->idbuf,
+                scheme, r->topic, (long long)(range_total(r) - progress_done(r)),
+                (long long)range_total(r), js ? "stream sequences" : "events");
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    rc = read_loop(r);
+    rc = js ? read_loop_js(r) : read_loop(r);
     if (r->dry_run) {
         print_summary(r, rc == 0 ? "done" : "failed");
         return rc == 0 ? 0 : rc == 1 ? 130 : 1;
@@ -1208,11 +1477,12 @@ int weft_replay_main(weft_config_t *cfg, int argc, char **argv)
                                          {"list", no_argument, NULL, 'l'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"from-seq", required_argument, NULL, 'S'},
+                                         {"to-seq", required_argument, NULL, 'E'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "t:T:f:o:F:O:xynr:R:ljS:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:T:f:o:F:O:xynr:R:ljS:E:h", opts, NULL)) != -1) {
         switch (c) {
         case 't':
             a.trigger = optarg;
@@ -1261,9 +1531,11 @@ int weft_replay_main(weft_config_t *cfg, int argc, char **argv)
             a.json = 1;
             break;
         case 'S':
-            fprintf(stderr, "weft replay: --from-seq is for JetStream, which this build does not "
-                            "support yet\n");
-            return 2;
+            a.from_seq = optarg;
+            break;
+        case 'E':
+            a.to_seq = optarg;
+            break;
         case 'h':
             weft_replay_usage(stdout);
             return 0;
@@ -1278,7 +1550,7 @@ int weft_replay_main(weft_config_t *cfg, int argc, char **argv)
     }
     if (a.list)
         return list_replays(cfg, a.json);
-    int has_range = a.from_off || a.to_off || a.from_time || a.to_time;
+    int has_range = a.from_off || a.to_off || a.from_time || a.to_time || a.from_seq || a.to_seq;
     if (a.resume && (a.trigger || a.topic || has_range || a.reexecute || a.dry_run)) {
         fprintf(stderr, "weft replay: --resume goes on with a replay as it was started; give "
                         "only --resume ID (and --rate, --json)\n");
@@ -1289,7 +1561,8 @@ int weft_replay_main(weft_config_t *cfg, int argc, char **argv)
                         "them)\n");
         return 2;
     }
-    if ((a.from_off && a.from_time) || (a.to_off && a.to_time)) {
+    if ((a.from_off && a.from_time) || (a.to_off && a.to_time) || (a.from_seq && a.from_time) ||
+        (a.to_seq && a.to_time) || (a.from_seq && a.from_off) || (a.to_seq && a.to_off)) {
         fprintf(stderr, "weft replay: give a range by offsets or by time, not both for the same "
                         "end\n");
         return 2;
@@ -1332,6 +1605,7 @@ int weft_replay_main(weft_config_t *cfg, int argc, char **argv)
     free(r.parts);
     weft_kafka_destroy(r.prod, 1000);
     weft_clik_destroy(r.ck);
+    weft_nats_destroy(r.nc);
     if (r.cat)
         weft_catalog_unref(r.cat);
     if (r.pg)

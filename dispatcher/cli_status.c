@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "cli_kafka.h"
 #include "json.h"
+#include "nats.h"
 
 #define KAFKA_TIMEOUT_MS 10000
 #define ALIVE "heartbeat_at > now() - interval '5 seconds'"
@@ -28,13 +29,14 @@ void weft_status_usage(FILE *f)
 {
     fprintf(f, "usage: weft status [--json]\n"
                "\n"
-               "Shows, per trigger: the consumer lag of the dispatchers' Kafka group\n"
-               "(events published and not yet committed), events in flight, and outcomes\n"
-               "in the last minute and in total: completed, failed attempts, dead-lettered,\n"
-               "dropped. Then each function's pool (workers idle, busy, starting, stopping;\n"
-               "queued invocations; crashes, timeouts) summed over live dispatchers, and\n"
-               "the dispatchers with their last heartbeat. Lag is unknown (and the exit\n"
-               "code 1) when Kafka cannot be reached within 10 s.\n"
+               "Shows, per trigger: the consumer lag (Kafka: events published and not yet\n"
+               "committed by the dispatchers' group; JetStream: messages the trigger's durable\n"
+               "consumer has not delivered or not had acknowledged), events in flight, and\n"
+               "outcomes in the last minute and in total: completed, failed attempts,\n"
+               "dead-lettered, dropped. Then each function's pool (workers idle, busy,\n"
+               "starting, stopping; queued invocations; crashes, timeouts) summed over live\n"
+               "dispatchers, and the dispatchers with their last heartbeat. Lag is unknown\n"
+               "(and the exit code 1) when Kafka or NATS cannot be reached within 10 s.\n"
                "\n"
                "examples:\n"
                "  weft status\n"
@@ -59,7 +61,9 @@ void weft_status_usage(FILE *f)
     "     AND l.updated_at >= now() - interval '1 minute'),"                                       \
     " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name AND l.status = 'dropped'),"     \
     " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name AND l.status = 'running'"       \
-    "     AND l.last_error IS NOT NULL)"                                                           \
+    "     AND l.last_error IS NOT NULL),"                                                          \
+    " coalesce(to_jsonb(t)->>'stream', ''),"                                                       \
+    " coalesce(to_jsonb(t)->>'durable', 'weft_' || replace(t.name, '.', '_'))"                     \
     "  FROM weft.triggers t ORDER BY t.name"
 
 #define POOL_SQL                                                                                   \
@@ -86,6 +90,59 @@ typedef struct topic_lag {
     long long lag; /* -1: unknown */
 } topic_lag_t;
 
+/* What a trigger's lag is filed under: its Kafka topic (the group's lag
+ * is per topic), or "@TRIGGER" for JetStream (each trigger has its own
+ * durable consumer). */
+static const char *lag_key(PGresult *tr, int i, char *buf, size_t len)
+{
+    if (strcmp(PQgetvalue(tr, i, 1), "jetstream") == 0) {
+        snprintf(buf, len, "@%s", PQgetvalue(tr, i, 0));
+        return buf;
+    }
+    return PQgetvalue(tr, i, 2);
+}
+
+/* JetStream: messages the trigger's durable consumer has not delivered yet
+ * plus those delivered and not acknowledged. */
+static int read_js_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t *out, size_t *n)
+{
+    weft_nats_t *nc = NULL;
+    int rc = 0;
+    char err[512];
+    for (int i = 0; i < PQntuples(trigs); i++) {
+        if (strcmp(PQgetvalue(trigs, i, 1), "jetstream") != 0 || *PQgetvalue(trigs, i, 3) != 't')
+            continue;
+        topic_lag_t *l = &out[(*n)++];
+        char key[300];
+        l->topic = strdup(lag_key(trigs, i, key, sizeof(key)));
+        l->lag = -1;
+        if (!nc) {
+            const char *url = weft_config_get(cfg, "nats.url", NULL);
+            if (!url) {
+                fprintf(stderr, "weft status: JetStream lag unknown: nats.url is not set (config "
+                                "file or WEFT_NATS_URL)\n");
+                return -1;
+            }
+            nc = weft_nats_connect(url, KAFKA_TIMEOUT_MS, err, sizeof(err));
+            if (!nc) {
+                fprintf(stderr, "weft status: JetStream lag unknown: %s\n", err);
+                return -1;
+            }
+        }
+        uint64_t pending;
+        int64_t ack_pending;
+        if (weft_nats_consumer_lag(nc, PQgetvalue(trigs, i, 15), PQgetvalue(trigs, i, 16),
+                                   &pending, &ack_pending, err, sizeof(err)) != 0) {
+            /* No consumer yet: no dispatcher has run the trigger. */
+            fprintf(stderr, "weft status: lag of %s unknown: %s\n", PQgetvalue(trigs, i, 0), err);
+            continue;
+        }
+        l->lag = (long long)pending + (ack_pending > 0 ? ack_pending : 0);
+    }
+    weft_nats_destroy(nc);
+    return rc;
+}
+
 /* Lag of the group on each Kafka topic of an enabled trigger. Returns 0,
  * or -1 when some lag could not be read (reported on stderr). */
 static int read_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t **out, size_t *n)
@@ -94,6 +151,8 @@ static int read_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t **ou
     *n = 0;
     if (!*out)
         return -1;
+    int js_rc = read_js_lags(cfg, trigs, *out, n);
+    size_t n_js = *n;
     for (int i = 0; i < PQntuples(trigs); i++) {
         if (strcmp(PQgetvalue(trigs, i, 1), "kafka") != 0 || *PQgetvalue(trigs, i, 3) != 't')
             continue;
@@ -106,16 +165,16 @@ static int read_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t **ou
             (*n)++;
         }
     }
-    if (*n == 0)
-        return 0;
+    if (*n == n_js)
+        return js_rc;
     char err[512];
     weft_clik_t *k = weft_clik_new(cfg, weft_cli_group_id(cfg), err, sizeof(err));
     if (!k) {
         fprintf(stderr, "weft status: %s\n", err);
         return -1;
     }
-    int rc = 0;
-    for (size_t t = 0; t < *n; t++) {
+    int rc = js_rc;
+    for (size_t t = n_js; t < *n; t++) {
         int32_t *parts = NULL;
         size_t np = 0;
         int prc = weft_clik_partitions(k, (*out)[t].topic, KAFKA_TIMEOUT_MS, &parts, &np, err,
@@ -176,7 +235,8 @@ static void print_json(PGresult *tr, PGresult *po, PGresult *di, const topic_lag
     weft_json_append_string(&b, group, strlen(group));
     weft_buf_append(&b, ",\"triggers\":[", 13);
     for (int i = 0; i < PQntuples(tr); i++) {
-        long long lag = lag_of(lags, nl, PQgetvalue(tr, i, 2));
+        char key[300];
+        long long lag = lag_of(lags, nl, lag_key(tr, i, key, sizeof(key)));
         weft_buf_printf(&b, "%s{\"name\":", i ? "," : "");
         weft_json_append_string(&b, PQgetvalue(tr, i, 0), strlen(PQgetvalue(tr, i, 0)));
         weft_buf_printf(&b, ",\"source\":\"%s\",\"topic\":", PQgetvalue(tr, i, 1));
@@ -235,14 +295,17 @@ static void print_json(PGresult *tr, PGresult *po, PGresult *di, const topic_lag
 static void print_text(PGresult *tr, PGresult *po, PGresult *di, const topic_lag_t *lags, size_t nl,
                        const char *group)
 {
-    printf("TRIGGERS (lag of Kafka group \"%s\"; outcomes last minute / total)\n", group);
+    printf("TRIGGERS (lag: Kafka group \"%s\", JetStream durable consumers; outcomes last "
+           "minute / total)\n",
+           group);
     printf("%-24s %-28s %8s %9s %8s %17s %15s %15s %15s\n", "TRIGGER", "SOURCE", "LAG", "IN-FLIGHT",
            "RETRYING", "COMPLETED", "FAILED", "DEAD", "DROPPED");
     for (int i = 0; i < PQntuples(tr); i++) {
         char src[300], lag[32], c[4][48];
         snprintf(src, sizeof(src), "%s://%s%s", PQgetvalue(tr, i, 1), PQgetvalue(tr, i, 2),
                  *PQgetvalue(tr, i, 3) == 't' ? "" : " (off)");
-        long long l = lag_of(lags, nl, PQgetvalue(tr, i, 2));
+        char key[300];
+        long long l = lag_of(lags, nl, lag_key(tr, i, key, sizeof(key)));
         if (*PQgetvalue(tr, i, 3) != 't')
             snprintf(lag, sizeof(lag), "-");
         else if (l >= 0)

@@ -283,3 +283,180 @@ void weft_nats_destroy(weft_nats_t *nc)
     }
     free(nc);
 }
+
+/* ---- reading a stream range, consumer state (weft replay, weft status) -- */
+
+/* The JetStream context, made on first use. */
+static int ensure_js(weft_nats_t *nc, char *errstr, size_t errlen)
+{
+    if (nc->js)
+        return 0;
+    natsStatus s = natsConnection_JetStream(&nc->js, nc->nc, NULL);
+    if (s != NATS_OK) {
+        snprintf(errstr, errlen, "JetStream: %s", natsStatus_GetText(s));
+        return -1;
+    }
+    return 0;
+}
+
+struct weft_nats_reader {
+    natsSubscription *sub;
+    natsMsg *cur;
+    weft_header_t *hdrs;
+    size_t n_hdrs;
+    const char **keys;
+    char stream[256];
+};
+
+static void reader_release(weft_nats_reader_t *r)
+{
+    if (r->cur)
+        natsMsg_Destroy(r->cur);
+    r->cur = NULL;
+    free(r->hdrs);
+    r->hdrs = NULL;
+    r->n_hdrs = 0;
+    free((void *)r->keys);
+    r->keys = NULL;
+}
+
+weft_nats_reader_t *weft_nats_reader_new(weft_nats_t *nc, const char *stream, const char *subject,
+                                         uint64_t start_seq, int64_t start_time_ms,
+                                         uint64_t *pending, char *errstr, size_t errlen)
+{
+    weft_nats_reader_t *r = calloc(1, sizeof(*r));
+    if (!r) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(r->stream, sizeof(r->stream), "%s", stream);
+    if (ensure_js(nc, errstr, errlen) != 0) {
+        free(r);
+        return NULL;
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    so.Ordered = true; /* acknowledges nothing, leaves no durable state */
+    if (start_time_ms > 0) {
+        so.Config.DeliverPolicy = js_DeliverByStartTime;
+        so.Config.OptStartTime = start_time_ms * 1000000;
+    } else {
+        so.Config.DeliverPolicy = js_DeliverByStartSequence;
+        so.Config.OptStartSeq = start_seq > 0 ? start_seq : 1;
+    }
+    jsErrCode jerr = 0;
+    natsStatus s = js_SubscribeSync(&r->sub, nc->js, subject, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        snprintf(errstr, errlen, "reading %s from stream %s: %s (%d)", subject, stream,
+                 nats_GetLastError(NULL), (int)jerr);
+        free(r);
+        return NULL;
+    }
+    if (pending) {
+        jsConsumerInfo *ci = NULL;
+        *pending = 0;
+        if (natsSubscription_GetConsumerInfo(&ci, r->sub, NULL, &jerr) == NATS_OK && ci)
+            *pending = ci->NumPending;
+        jsConsumerInfo_Destroy(ci);
+    }
+    return r;
+}
+
+int weft_nats_reader_next(weft_nats_reader_t *r, int timeout_ms, weft_bmsg_t *out,
+                          uint64_t *pending, char *errstr, size_t errlen)
+{
+    reader_release(r);
+    natsStatus s = natsSubscription_NextMsg(&r->cur, r->sub, timeout_ms);
+    if (s == NATS_TIMEOUT)
+        return 0;
+    if (s != NATS_OK) {
+        snprintf(errstr, errlen, "%s", nats_GetLastError(NULL));
+        return -1;
+    }
+    jsMsgMetaData *meta = NULL;
+    if (natsMsg_GetMetaData(&meta, r->cur) != NATS_OK) {
+        snprintf(errstr, errlen, "a message without JetStream metadata");
+        return -1;
+    }
+    memset(out, 0, sizeof(*out));
+    out->broker = WEFT_BROKER_JETSTREAM;
+    out->topic = natsMsg_GetSubject(r->cur);
+    out->partition = -1;
+    out->offset = (int64_t)meta->Sequence.Stream;
+    out->timestamp_ms = meta->Timestamp / 1000000;
+    out->value = natsMsg_GetData(r->cur);
+    out->value_len = (size_t)natsMsg_GetDataLength(r->cur);
+    out->stream = r->stream;
+    if (pending)
+        *pending = meta->NumPending;
+    jsMsgMetaData_Destroy(meta);
+    int nk = 0;
+    if (natsMsgHeader_Keys(r->cur, &r->keys, &nk) == NATS_OK && nk > 0) {
+        r->hdrs = calloc((size_t)nk, sizeof(*r->hdrs));
+        if (!r->hdrs) {
+            snprintf(errstr, errlen, "out of memory");
+            return -1;
+        }
+        for (int i = 0; i < nk; i++) {
+            const char *v = NULL;
+            if (natsMsgHeader_Get(r->cur, r->keys[i], &v) == NATS_OK && v)
+                r->hdrs[r->n_hdrs++] = (weft_header_t){r->keys[i], v, strlen(v)};
+        }
+    }
+    out->hdrs = r->hdrs;
+    out->n_hdrs = r->n_hdrs;
+    return 1;
+}
+
+void weft_nats_reader_destroy(weft_nats_reader_t *r)
+{
+    if (!r)
+        return;
+    reader_release(r);
+    if (r->sub) {
+        natsSubscription_Unsubscribe(r->sub);
+        natsSubscription_Destroy(r->sub);
+    }
+    free(r);
+}
+
+int weft_nats_stream_last_seq(weft_nats_t *nc, const char *stream, uint64_t *last, char *errstr,
+                              size_t errlen)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (ensure_js(nc, errstr, errlen) != 0)
+        return -1;
+    if (js_GetStreamInfo(&si, nc->js, stream, NULL, &jerr) != NATS_OK || !si) {
+        snprintf(errstr, errlen, "stream %s: %s (%d)", stream, nats_GetLastError(NULL),
+                 (int)jerr);
+        return -1;
+    }
+    *last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    return 0;
+}
+
+int weft_nats_consumer_lag(weft_nats_t *nc, const char *stream, const char *durable,
+                           uint64_t *pending, int64_t *ack_pending, char *errstr, size_t errlen)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    if (ensure_js(nc, errstr, errlen) != 0)
+        return -1;
+    if (js_GetConsumerInfo(&ci, nc->js, stream, durable, NULL, &jerr) != NATS_OK || !ci) {
+        snprintf(errstr, errlen, "consumer %s on stream %s: %s (%d)", durable, stream,
+                 nats_GetLastError(NULL), (int)jerr);
+        return -1;
+    }
+    *pending = ci->NumPending;
+    *ack_pending = ci->NumAckPending;
+    jsConsumerInfo_Destroy(ci);
+    return 0;
+}
+
+int weft_nats_connected(weft_nats_t *nc)
+{
+    return nc && natsConnection_Status(nc->nc) == NATS_CONN_STATUS_CONNECTED;
+}

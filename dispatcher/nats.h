@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker.h"
 #include "envelope.h"
 
 typedef struct weft_nats weft_nats_t;
@@ -45,6 +46,34 @@ int weft_nats_js_publish(weft_nats_t *nc, const char *subject, const char *msg_i
 
 /* Closes and frees. NULL is a no-op. */
 void weft_nats_destroy(weft_nats_t *nc);
+
+/* Reads the messages of subject in stream in order, from start_seq (or,
+ * when start_time_ms > 0, from the first message at or after that time),
+ * with an ordered consumer that acknowledges nothing and leaves no durable
+ * state. *pending (may be NULL): messages of the subject from there on,
+ * when it was created. NULL with errstr on error. */
+typedef struct weft_nats_reader weft_nats_reader_t;
+weft_nats_reader_t *weft_nats_reader_new(weft_nats_t *nc, const char *stream, const char *subject,
+                                         uint64_t start_seq, int64_t start_time_ms,
+                                         uint64_t *pending, char *errstr, size_t errlen);
+/* The next message: 1 and *out (broker JETSTREAM, offset = stream sequence,
+ * timestamp_ms, headers as on the wire), valid until the next call, and
+ * *pending (may be NULL): messages of the subject after it; 0 when none
+ * came within timeout_ms; -1 with errstr. */
+int weft_nats_reader_next(weft_nats_reader_t *r, int timeout_ms, weft_bmsg_t *out,
+                          uint64_t *pending, char *errstr, size_t errlen);
+void weft_nats_reader_destroy(weft_nats_reader_t *r);
+
+/* 1 while the connection is up. */
+int weft_nats_connected(weft_nats_t *nc);
+
+/* The stream's last sequence. 0 or -1 with errstr. */
+int weft_nats_stream_last_seq(weft_nats_t *nc, const char *stream, uint64_t *last, char *errstr,
+                              size_t errlen);
+/* A durable consumer's backlog: messages not delivered yet (*pending) and
+ * delivered but not acknowledged (*ack_pending). 0 or -1 with errstr. */
+int weft_nats_consumer_lag(weft_nats_t *nc, const char *stream, const char *durable,
+                           uint64_t *pending, int64_t *ack_pending, char *errstr, size_t errlen);
 
 /* ---- header codec (pure functions) ------------------------------------ */
 

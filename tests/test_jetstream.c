@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -36,8 +37,8 @@ static int group_setup(void **state)
     (void)state;
     if (fx_up(&fx, TOPICS) != 0)
         return -1;
-    if (fx_js_stream(&fx, "JSIN", "js.in js.f.in js.slow.in js.j2k.in") != 0 ||
-        fx_js_stream(&fx, "JSOUT", "js.out js.f.out js.slow.out js.k.out") != 0 ||
+    if (fx_js_stream(&fx, "JSIN", "js.in js.f.in js.slow.in js.j2k.in js.rp.in") != 0 ||
+        fx_js_stream(&fx, "JSOUT", "js.out js.f.out js.slow.out js.k.out js.rp.out") != 0 ||
         fx_js_stream(&fx, "JSDLQ", "js.dlq js.f.dlq js.k.dlq") != 0)
         return -1;
     char out[4096], dir[700];
@@ -543,6 +544,112 @@ static void test_js_redrive_after_fix(void **state)
     fx_nsub_destroy(res);
 }
 
+static size_t count_input(const fx_msg_t *msgs, size_t n, const char *input_id)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += msgs[i].input_id && strcmp(msgs[i].input_id, input_id) == 0;
+    return k;
+}
+
+/* weft replay from JetStream: by time with --reexecute (the functions run
+ * again, new result ids), and by sequence honouring the ledger (nothing
+ * runs). */
+static void test_js_replay_by_time_and_sequence(void **state)
+{
+    (void)state;
+    fx_nats_t *p = fx_nats_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-replay.log", RUN_SET);
+    assert_true(pid > 0);
+    const char *early[] = {"rp-a1", "rp-a2", "rp-a3"}, *late[] = {"rp-b1", "rp-b2"};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fx_nats_publish(p, 1, "js.rp.in", early[i], "t", "{\"n\":\"a\"}", NULL),
+                         0);
+    fx_nsub_t *c = fx_nsub_new(&fx, "js.rp.out", 1);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    int want = 3;
+    fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 60000);
+    assert_int_equal((int)n, 3);
+    usleep(1500 * 1000);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long from_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    usleep(200 * 1000);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(fx_nats_publish(p, 1, "js.rp.in", late[i], "t", "{\"n\":\"b\"}", NULL),
+                         0);
+    want = 5;
+    fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 60000);
+    assert_int_equal((int)n, 5);
+
+    /* --reexecute from the time between the two groups: the late two run
+     * again under a new generation. */
+    char from[48], out[8192];
+    snprintf(from, sizeof(from), "@%lld", from_ms);
+    const char *rx[] = {"replay", "--trigger", "js-replay", "--from-time", from, "--reexecute",
+                        "--yes", NULL};
+    int rc = fx_weft(&fx, out, sizeof(out), rx);
+    print_message("weft replay --from-time: %d\n%s", rc, out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "2 events read, 2 republished"));
+    want = 7;
+    fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 60000);
+    assert_int_equal((int)n, 7);
+    assert_int_equal(count_input(msgs, n, "rp-b1"), 2);
+    assert_int_equal(count_input(msgs, n, "rp-b2"), 2);
+    assert_int_equal(count_input(msgs, n, "rp-a1"), 1);
+    const char *ids[2] = {NULL, NULL};
+    for (size_t i = 0, k = 0; i < n && k < 2; i++)
+        if (msgs[i].input_id && strcmp(msgs[i].input_id, "rp-b1") == 0)
+            ids[k++] = msgs[i].ce_id;
+    assert_string_not_equal(ids[0], ids[1]);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
+                                      "'js-replay' AND generation > 0"),
+                     2);
+
+    /* By sequence, honouring the ledger: the first three re-emit their
+     * stored results (JetStream drops the copies within its duplicate
+     * window, as the ids are the same); no function runs. */
+    const char *dry[] = {"replay", "--trigger", "js-replay", "--from-seq", "1", "--dry-run", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), dry), 0);
+    assert_non_null(strstr(out, "events read, nothing published"));
+    long runs_before = fx_sql_long(&fx, "SELECT sum(attempts) FROM weft.ledger WHERE trigger = "
+                                        "'js-replay'");
+    const char *seq[] = {"replay", "--topic", "jetstream://js.rp.in", "--from-seq", "1", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), seq), 0);
+    assert_non_null(strstr(out, "done"));
+    usleep(2000 * 1000);
+    assert_int_equal(fx_sql_long(&fx, "SELECT sum(attempts) FROM weft.ledger WHERE trigger = "
+                                      "'js-replay'"),
+                     runs_before);
+    /* weft status: the trigger's durable consumer has nothing left. */
+    const char *stc[] = {"status", "--json", NULL};
+    const char *want_lag = "\"name\":\"js-replay\",\"source\":\"jetstream\",\"topic\":"
+                           "\"js.rp.in\",\"enabled\":true,\"function\":\"upper\",\"lag\":0,";
+    uint64_t until = fx_now_ms() + 30000;
+    int src;
+    while ((src = fx_weft(&fx, out, sizeof(out), stc)) != 0 || !strstr(out, want_lag)) {
+        if (fx_now_ms() > until)
+            break;
+        usleep(500 * 1000);
+    }
+    print_message("weft status --json: %d\n%s", src, out);
+    assert_int_equal(src, 0);
+    assert_non_null(strstr(out, want_lag));
+    /* Offsets are for Kafka; core NATS keeps nothing to replay. */
+    const char *bad[] = {"replay", "--trigger", "js-replay", "--from-offset", "3", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), bad), 2);
+    assert_non_null(strstr(out, "--from-seq"));
+    const char *core[] = {"replay", "--trigger", "core-upper", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), core), 2);
+    assert_non_null(strstr(out, "keeps no messages"));
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(msgs, n);
+    fx_nsub_destroy(c);
+    fx_nats_destroy(p);
+}
+
 static void test_js_function_longer_than_ack_wait_runs_once(void **state)
 {
     (void)state;
@@ -689,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_js_duplicate_runs_nothing),
         cmocka_unit_test(test_js_retries_then_dead_letter_subject),
         cmocka_unit_test(test_js_redrive_after_fix),
+        cmocka_unit_test(test_js_replay_by_time_and_sequence),
         cmocka_unit_test(test_js_function_longer_than_ack_wait_runs_once),
         cmocka_unit_test(test_kafka_to_jetstream_and_back),
         cmocka_unit_test(test_core_nats_round_trip),

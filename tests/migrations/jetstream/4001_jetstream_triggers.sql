@@ -42,3 +42,8 @@ VALUES ('j2k', 'jetstream', 'js.j2k.in', 'JSIN', 3000, 'upper',
 -- Core NATS -> core NATS.
 INSERT INTO weft.triggers (name, source, topic, function, result_topic, dead_letter_topic)
 VALUES ('core-upper', 'nats', 'core.in', 'upper', 'core.out', 'core.dlq');
+
+-- Replay from JetStream (weft replay --trigger js-replay --from-time ...).
+INSERT INTO weft.triggers (name, source, topic, stream, ack_wait_ms, function,
+                           result_topic, dead_letter_topic)
+VALUES ('js-replay', 'jetstream', 'js.rp.in', 'JSIN', 3000, 'upper', 'js.rp.out', 'js.dlq');

@@ -39,7 +39,9 @@ static int group_setup(void **state)
         return -1;
     if (fx_js_stream(&fx, "JSIN", "js.in js.f.in js.slow.in js.j2k.in js.rp.in") != 0 ||
         fx_js_stream(&fx, "JSOUT", "js.out js.f.out js.slow.out js.k.out js.rp.out") != 0 ||
-        fx_js_stream(&fx, "JSDLQ", "js.dlq js.f.dlq js.k.dlq") != 0)
+        fx_js_stream(&fx, "JSDLQ", "js.dlq js.f.dlq js.k.dlq") != 0 ||
+        fx_js_stream(&fx, "JSSAGA",
+                     "js.saga.orders js.saga.steps js.saga.events js.saga.dlq") != 0)
         return -1;
     char out[4096], dir[700];
     snprintf(dir, sizeof(dir), "%s/tests/migrations/jetstream", fx.src_dir);
@@ -650,6 +652,48 @@ static void test_js_replay_by_time_and_sequence(void **state)
     fx_nats_destroy(p);
 }
 
+/* A saga whose steps and transitions travel on JetStream: one order goes
+ * through, one is declined and its reservation released. */
+static void test_js_saga(void **state)
+{
+    (void)state;
+    fx_nats_t *p = fx_nats_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-saga.log", RUN_SET);
+    assert_true(pid > 0);
+    assert_int_equal(fx_nats_publish(p, 1, "js.saga.orders", "jso-1", "order",
+                                     "{\"order\":\"jso-1\",\"qty\":1,\"amount\":20}", NULL),
+                     0);
+    assert_int_equal(fx_nats_publish(p, 1, "js.saga.orders", "jso-2", "order",
+                                     "{\"order\":\"jso-2\",\"qty\":1,\"amount\":5000}", NULL),
+                     0);
+    const char *final = "SELECT count(*) FROM weft.saga_instances WHERE saga = 'js-order'"
+                        " AND status IN ('completed', 'aborted')";
+    uint64_t until = fx_now_ms() + 60000;
+    while (fx_sql_long(&fx, final) < 2 && fx_now_ms() < until)
+        usleep(200 * 1000);
+    assert_int_equal(fx_sql_long(&fx, final), 2);
+    char *st = fx_sql(&fx, "SELECT string_agg(split_part(start_key, chr(31), 2) || '=' || status,"
+                           " ',' ORDER BY start_key) FROM weft.saga_instances"
+                           " WHERE saga = 'js-order'");
+    assert_string_equal(st, "jso-1=completed,jso-2=aborted");
+    free(st);
+    /* The transitions are on the event subject. */
+    fx_nsub_t *c = fx_nsub_new(&fx, "js.saga.events", 1);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    /* jso-1: started, step.completed x2, completed; jso-2: started,
+     * step.completed, step.failed, compensating, step.compensated, aborted */
+    int want = 10;
+    fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 30000);
+    assert_int_equal((int)n, 10);
+    assert_non_null(find_by_header(msgs, n, "ce-type", "weft.saga.aborted"));
+    assert_non_null(find_by_header(msgs, n, "ce-type", "weft.saga.completed"));
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(msgs, n);
+    fx_nsub_destroy(c);
+    fx_nats_destroy(p);
+}
+
 static void test_js_function_longer_than_ack_wait_runs_once(void **state)
 {
     (void)state;
@@ -797,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_js_retries_then_dead_letter_subject),
         cmocka_unit_test(test_js_redrive_after_fix),
         cmocka_unit_test(test_js_replay_by_time_and_sequence),
+        cmocka_unit_test(test_js_saga),
         cmocka_unit_test(test_js_function_longer_than_ack_wait_runs_once),
         cmocka_unit_test(test_kafka_to_jetstream_and_back),
         cmocka_unit_test(test_core_nats_round_trip),

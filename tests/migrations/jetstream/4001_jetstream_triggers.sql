@@ -47,3 +47,17 @@ VALUES ('core-upper', 'nats', 'core.in', 'upper', 'core.out', 'core.dlq');
 INSERT INTO weft.triggers (name, source, topic, stream, ack_wait_ms, function,
                            result_topic, dead_letter_topic)
 VALUES ('js-replay', 'jetstream', 'js.rp.in', 'JSIN', 3000, 'upper', 'js.rp.out', 'js.dlq');
+
+-- A saga on JetStream: steps and transitions on subjects of the stream
+-- JSSAGA (created by the test), started from a JetStream subject.
+INSERT INTO weft.functions (name, entry, symbol, timeout_ms, pool_size)
+VALUES ('js-reserve', 'orders.so', 'reserve_stock', 4000, 1),
+       ('js-release', 'orders.so', 'release_stock', 4000, 1),
+       ('js-charge', 'orders.so', 'charge_payment', 4000, 1);
+INSERT INTO weft.sagas (name, broker, stream, step_topic, event_topic, dead_letter_topic)
+VALUES ('js-order', 'jetstream', 'JSSAGA', 'js.saga.steps', 'js.saga.events', 'js.saga.dlq');
+INSERT INTO weft.saga_steps (saga, position, name, function, compensation, max_attempts)
+VALUES ('js-order', 1, 'reserve', 'js-reserve', 'js-release', 2),
+       ('js-order', 2, 'charge', 'js-charge', NULL, 2);
+INSERT INTO weft.triggers (name, source, topic, stream, saga, dead_letter_topic)
+VALUES ('js-place-order', 'jetstream', 'js.saga.orders', 'JSSAGA', 'js-order', 'js.saga.dlq');

@@ -231,6 +231,11 @@ static void test_js_duplicate_runs_nothing(void **state)
     assert_int_equal(cc.got, 1);
     const char *key = "'ce:/weft/tests' || chr(31) || 'dup-1'";
     char sql[512];
+    /* The original is finished (acknowledged): a copy arriving while it is
+     * still in flight would wait for it and end with it, re-emitting
+     * nothing of its own, and this test is about the ledger. */
+    fx_js_cstate_t st0;
+    wait_acked("JSIN", "weft_js-upper", &st0);
 
     /* The same CloudEvent (source + id) again, as a second stream message,
      * even with other data. */

@@ -1181,7 +1181,8 @@ static void usage(FILE *f)
  * passthrough, everything else with the Kafka one. */
 static row_t *ceiling_for(const row_t *r)
 {
-    return row_find(strncmp(r->name, "weft-js", 7) == 0 ? "js-ceiling" : "ceiling");
+    int js = strncmp(r->name, "weft-js", 7) == 0 || strncmp(r->name, "js-", 3) == 0;
+    return row_find(js ? "js-ceiling" : "ceiling");
 }
 
 static void print_table(void)

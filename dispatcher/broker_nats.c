@@ -45,6 +45,7 @@
 #include "broker.h"
 #include "log.h"
 #include "nats.h"
+#include "nats_msg.h"
 
 #define PUB_BUCKETS 1024
 #define CORE_QUEUE_MAX 4096
@@ -600,42 +601,8 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
  * header is refused. */
 static int build_emit(const weft_emit_t *em, natsMsg **out, char *errstr, size_t errlen)
 {
-    natsMsg *msg = NULL;
-    natsStatus s = natsMsg_Create(&msg, em->topic, NULL, em->value, (int)em->len);
-    if (s != NATS_OK) {
-        snprintf(errstr, errlen, "natsMsg_Create() failed subject=%s: %s", em->topic,
-                 natsStatus_GetText(s));
-        return -1;
-    }
-    char dropped[512] = "";
-    for (size_t i = 0; i < em->n_hdrs; i++) {
-        char *name, *value, err[256];
-        if (weft_nats_header_encode(em->hdrs[i].name, em->hdrs[i].value, em->hdrs[i].len, &name,
-                                    &value, err, sizeof(err)) != 0) {
-            if (!em->drop_bad_headers) {
-                snprintf(errstr, errlen, "%s", err);
-                natsMsg_Destroy(msg);
-                return -1;
-            }
-            char *enc = weft_nats_pct_encode(em->hdrs[i].name, strlen(em->hdrs[i].name));
-            size_t dl = strlen(dropped);
-            snprintf(dropped + dl, sizeof(dropped) - dl, "%s%s", dl ? "," : "", enc ? enc : "?");
-            free(enc);
-            continue;
-        }
-        s = natsMsgHeader_Add(msg, name, value);
-        free(name);
-        free(value);
-        if (s != NATS_OK) {
-            snprintf(errstr, errlen, "natsMsgHeader_Add() failed: %s", natsStatus_GetText(s));
-            natsMsg_Destroy(msg);
-            return -1;
-        }
-    }
-    if (dropped[0])
-        natsMsgHeader_Add(msg, "weft-dropped-headers", dropped);
-    *out = msg;
-    return 0;
+    return weft_nats_msg_build(out, em->topic, em->hdrs, em->n_hdrs, em->value, em->len,
+                               em->drop_bad_headers, errstr, errlen);
 }
 
 static int n_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque, int *retriable,

@@ -259,31 +259,6 @@ weft_clik_ev_t weft_clik_poll(weft_clik_t *k, int timeout_ms, weft_kmsg_t *km,
         rd_kafka_message_destroy(m);
         return WEFT_CLIK_ERROR;
     }
-    memset(km, 0, sizeof(*km));
-    km->raw = m;
-    km->topic = rd_kafka_topic_name(m->rkt);
-    km->partition = m->partition;
-    km->offset = m->offset;
-    km->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
-    km->key = m->key;
-    km->key_len = m->key_len;
-    km->value = m->payload;
-    km->value_len = m->len;
-    rd_kafka_headers_t *hdrs = NULL;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
-        size_t cnt = rd_kafka_header_cnt(hdrs);
-        km->hdrs = calloc(cnt ? cnt : 1, sizeof(weft_header_t));
-        for (size_t i = 0; km->hdrs && i < cnt; i++) {
-            const char *name;
-            const void *val;
-            size_t sz;
-            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &sz))
-                break;
-            km->hdrs[km->n_hdrs].name = name;
-            km->hdrs[km->n_hdrs].value = val;
-            km->hdrs[km->n_hdrs].len = sz;
-            km->n_hdrs++;
-        }
-    }
+    weft_kafka_msg_fill(km, m);
     return WEFT_CLIK_MSG;
 }

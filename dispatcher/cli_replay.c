@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "eventkey.h"
 #include "nats.h"
 #include "cli_kafka.h"
 #include "json.h"
@@ -289,47 +290,15 @@ static int replay_event(rp_t *r, weft_kmsg_t *km)
     r->c.read++;
     char plain_id[600], plain_src[300], err[512];
     int js = r->broker == WEFT_BROKER_JETSTREAM;
-    /* The coordinates the dispatcher gives a plain message (dispatcher.c,
-     * take_message). */
-    if (js) {
-        snprintf(plain_id, sizeof(plain_id), "%s/%lld", r->stream, (long long)km->offset);
-        snprintf(plain_src, sizeof(plain_src), "jetstream://%s", r->stream);
-    } else {
-        snprintf(plain_id, sizeof(plain_id), "%s/%d/%lld", km->topic, (int)km->partition,
-                 (long long)km->offset);
-        snprintf(plain_src, sizeof(plain_src), "kafka://%s", km->topic);
-    }
+    /* The same coordinates, decoding and key as the dispatcher's. */
+    weft_plain_coords(km, NULL, plain_id, sizeof(plain_id), plain_src, sizeof(plain_src));
     weft_envelope_t env;
     weft_env_status_t es = weft_envelope_decode_binding(
         &env, js ? WEFT_BINDING_NATS : WEFT_BINDING_KAFKA, km->hdrs, km->n_hdrs, km->value,
         km->value_len, plain_id, plain_src, err, sizeof(err));
-    char *key = NULL;
-    if (js) {
-        /* The dispatcher's rule on NATS: weft-key percent-decoded, else
-         * the CloudEvent's source and id, else the coordinates. */
-        for (size_t i = 0; i < km->n_hdrs && !key; i++) {
-            const weft_header_t *h = &km->hdrs[i];
-            size_t kl;
-            if (strcmp(h->name, "weft-key") == 0 && h->value && h->len > 0 && h->len <= 1024) {
-                key = weft_nats_pct_decode(h->value, h->len, &kl);
-                if (key && !weft_utf8_valid(key, kl)) {
-                    free(key);
-                    key = NULL;
-                }
-            }
-        }
-        if (!key && es == WEFT_ENV_OK && env.mode != WEFT_ENV_PLAIN) {
-            if (asprintf(&key, "ce:%s\x1f%s", env.ce->source, env.ce->id) < 0)
-                key = NULL;
-        } else if (!key && asprintf(&key, "%s/%s", plain_src, plain_id) < 0) {
-            key = NULL;
-        }
-    } else {
-        key = weft_cli_message_key(km->hdrs, km->n_hdrs, es == WEFT_ENV_OK,
-                                   env.mode == WEFT_ENV_PLAIN, env.ce ? env.ce->source : "",
-                                   env.ce ? env.ce->id : "", km->topic, km->partition,
-                                   km->offset);
-    }
+    int ce = es == WEFT_ENV_OK && env.mode != WEFT_ENV_PLAIN;
+    char *key = weft_event_key(km, ce ? env.ce->source : NULL, ce ? env.ce->id : NULL, plain_src,
+                               plain_id);
     if (!key) {
         weft_envelope_free(&env);
         fprintf(stderr, "weft replay: out of memory\n");

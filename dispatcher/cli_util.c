@@ -9,6 +9,7 @@
  * the operator's: every error says what was wrong with which argument.
  */
 #include "cli.h"
+#include "eventkey.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -712,23 +713,14 @@ char *weft_cli_message_key(const weft_header_t *hdrs, size_t n_hdrs, int env_ok,
                            const char *ce_source, const char *ce_id, const char *topic,
                            int32_t partition, int64_t offset)
 {
-    char *k = NULL;
-    for (size_t i = 0; i < n_hdrs; i++) {
-        const weft_header_t *h = &hdrs[i];
-        if (strcmp(h->name, "weft-key") == 0 && h->value && h->len > 0 && h->len <= 1024 &&
-            !memchr(h->value, '\0', h->len) && weft_utf8_valid(h->value, h->len)) {
-            if (asprintf(&k, "%.*s", (int)h->len, (const char *)h->value) < 0)
-                return NULL;
-            return k;
-        }
-    }
-    if (env_ok && !env_plain) {
-        if (asprintf(&k, "ce:%s\x1f%s", ce_source, ce_id) < 0)
-            return NULL;
-    } else if (asprintf(&k, "kafka:%s/%d/%lld", topic, (int)partition, (long long)offset) < 0) {
-        return NULL;
-    }
-    return k;
+    weft_bmsg_t m = {.broker = WEFT_BROKER_KAFKA,
+                     .topic = topic,
+                     .partition = partition,
+                     .offset = offset,
+                     .hdrs = (weft_header_t *)hdrs,
+                     .n_hdrs = n_hdrs};
+    int ce = env_ok && !env_plain;
+    return weft_event_key(&m, ce ? ce_source : NULL, ce ? ce_id : NULL, NULL, NULL);
 }
 
 const char *weft_cli_group_id(const weft_config_t *cfg)

@@ -51,6 +51,7 @@
 
 #include "catalog.h"
 #include "envelope.h"
+#include "eventkey.h"
 #include "hash.h"
 #include "json.h"
 #include "broker.h"
@@ -1442,44 +1443,6 @@ static void admit_job(dsp_t *d, job_t *j)
     jq_push(&d->claim_q, j);
 }
 
-/* Builds the message's idempotency key: the weft-key header when present
- * (set by producers that know their key, and by re-drives), else the
- * CloudEvent's source and id, else the broker coordinates of a plain
- * message. */
-static char *message_key(msg_t *m, const char *plain_src, const char *plain_id)
-{
-    char *k = NULL;
-    for (size_t i = 0; i < m->km.n_hdrs; i++) {
-        const weft_header_t *h = &m->km.hdrs[i];
-        if (strcmp(h->name, "weft-key") == 0 && h->value && h->len > 0 && h->len <= 1024 &&
-            !memchr(h->value, '\0', h->len) && weft_utf8_valid(h->value, h->len)) {
-            if (m->km.broker != WEFT_BROKER_KAFKA) {
-                /* Percent-encoded on NATS, like the ce- values. */
-                size_t len;
-                k = weft_nats_pct_decode(h->value, h->len, &len);
-                if (k && weft_utf8_valid(k, len))
-                    return k;
-                free(k);
-                k = NULL;
-                continue;
-            }
-            if (asprintf(&k, "%.*s", (int)h->len, (const char *)h->value) < 0)
-                return NULL;
-            return k;
-        }
-    }
-    if (m->env_status == WEFT_ENV_OK && m->env.mode != WEFT_ENV_PLAIN) {
-        if (asprintf(&k, "ce:%s\x1f%s", m->env.ce->source, m->env.ce->id) < 0)
-            return NULL;
-    } else if (m->km.broker == WEFT_BROKER_KAFKA) {
-        if (asprintf(&k, "kafka:%s/%d/%lld", m->km.topic, (int)m->km.partition,
-                     (long long)m->km.offset) < 0)
-            return NULL;
-    } else if (asprintf(&k, "%s/%s", plain_src, plain_id) < 0) {
-        return NULL;
-    }
-    return k;
-}
 
 /* The weft-generation header: decimal 0..INT32_MAX; anything else is 0
  * (the live generation), so a bad header can never skip the ledger. */
@@ -1538,26 +1501,7 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
     m->pending = 1; /* held until every job is admitted */
 
     char plain_id[600], plain_src[300];
-    switch (km->broker) {
-    case WEFT_BROKER_JETSTREAM:
-        snprintf(plain_id, sizeof(plain_id), "%s/%lld", km->stream ? km->stream : "",
-                 (long long)km->offset);
-        snprintf(plain_src, sizeof(plain_src), "jetstream://%s",
-                 km->stream ? km->stream : "");
-        break;
-    case WEFT_BROKER_NATS:
-        /* Core NATS has no coordinates: each delivery is its own event. */
-        snprintf(plain_id, sizeof(plain_id), "%s/%s/%lld", km->topic, d->owner,
-                 (long long)km->offset);
-        snprintf(plain_src, sizeof(plain_src), "nats://%s", km->topic);
-        break;
-    case WEFT_BROKER_KAFKA:
-    default:
-        snprintf(plain_id, sizeof(plain_id), "%s/%d/%lld", km->topic, (int)km->partition,
-                 (long long)km->offset);
-        snprintf(plain_src, sizeof(plain_src), "kafka://%s", km->topic);
-        break;
-    }
+    weft_plain_coords(km, d->owner, plain_id, sizeof(plain_id), plain_src, sizeof(plain_src));
     const char *preset = NULL;
     if ((int64_t)km->value_len > d->max_event_bytes) {
         m->env_status = WEFT_ENV_MALFORMED;
@@ -1575,7 +1519,9 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
         else if (m->env_status == WEFT_ENV_UNSUPPORTED)
             preset = "unsupported";
     }
-    m->key = message_key(m, plain_src, plain_id);
+    int ce = m->env_status == WEFT_ENV_OK && m->env.mode != WEFT_ENV_PLAIN;
+    m->key = weft_event_key(&m->km, ce ? m->env.ce->source : NULL, ce ? m->env.ce->id : NULL,
+                            plain_src, plain_id);
     if (!m->key) {
         weft_error("out of memory building a key topic=%s partition=%d offset=%lld", km->topic,
                    (int)km->partition, (long long)km->offset);

@@ -317,6 +317,37 @@ static void drain_wake(weft_kafka_t *k)
         ;
 }
 
+void weft_kafka_msg_fill(weft_kmsg_t *km, void *rkmessage)
+{
+    rd_kafka_message_t *m = rkmessage;
+    memset(km, 0, sizeof(*km));
+    km->raw = m;
+    km->topic = rd_kafka_topic_name(m->rkt);
+    km->partition = m->partition;
+    km->offset = m->offset;
+    km->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+    km->key = m->key;
+    km->key_len = m->key_len;
+    km->value = m->payload;
+    km->value_len = m->len;
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+        size_t cnt = rd_kafka_header_cnt(hdrs);
+        km->hdrs = calloc(cnt ? cnt : 1, sizeof(weft_header_t));
+        for (size_t i = 0; km->hdrs && i < cnt; i++) {
+            const char *name;
+            const void *val;
+            size_t sz;
+            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &sz))
+                break;
+            km->hdrs[km->n_hdrs].name = name;
+            km->hdrs[km->n_hdrs].value = val;
+            km->hdrs[km->n_hdrs].len = sz;
+            km->n_hdrs++;
+        }
+    }
+}
+
 size_t weft_kafka_consume(weft_kafka_t *k, weft_kmsg_t *out, size_t max, int *fatal)
 {
     drain_wake(k);
@@ -338,33 +369,7 @@ size_t weft_kafka_consume(weft_kafka_t *k, weft_kmsg_t *out, size_t max, int *fa
             rd_kafka_message_destroy(m);
             continue;
         }
-        weft_kmsg_t *km = &out[n];
-        memset(km, 0, sizeof(*km));
-        km->raw = m;
-        km->topic = rd_kafka_topic_name(m->rkt);
-        km->partition = m->partition;
-        km->offset = m->offset;
-        km->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
-        km->key = m->key;
-        km->key_len = m->key_len;
-        km->value = m->payload;
-        km->value_len = m->len;
-        rd_kafka_headers_t *hdrs = NULL;
-        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
-            size_t cnt = rd_kafka_header_cnt(hdrs);
-            km->hdrs = calloc(cnt ? cnt : 1, sizeof(weft_header_t));
-            for (size_t i = 0; km->hdrs && i < cnt; i++) {
-                const char *name;
-                const void *val;
-                size_t sz;
-                if (rd_kafka_header_get_all(hdrs, i, &name, &val, &sz))
-                    break;
-                km->hdrs[km->n_hdrs].name = name;
-                km->hdrs[km->n_hdrs].value = val;
-                km->hdrs[km->n_hdrs].len = sz;
-                km->n_hdrs++;
-            }
-        }
+        weft_kafka_msg_fill(&out[n], m);
         n++;
     }
     return n;

@@ -51,6 +51,11 @@ int weft_kafka_subscribe(weft_kafka_t *k, const char **topics, size_t n, char *e
 size_t weft_kafka_consume(weft_kafka_t *k, weft_kmsg_t *out, size_t max, int *fatal);
 void weft_kafka_msg_free(weft_kmsg_t *m);
 
+/* Fills km from a librdkafka message (rd_kafka_message_t *) it then owns:
+ * coordinates, key, value and headers point into the message until
+ * weft_kafka_msg_free. */
+void weft_kafka_msg_fill(weft_kmsg_t *km, void *rkmessage);
+
 /* Stores next_offset (the next offset to consume) for commit. */
 int weft_kafka_store(weft_kafka_t *k, const char *topic, int32_t partition, int64_t next_offset);
 

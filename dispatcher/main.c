@@ -233,24 +233,33 @@ out:
     return rc;
 }
 
+/* Takes --config FILE and --set K=V (anywhere on the line) into o and
+ * copies the other arguments to rest (NULL-terminated, at most cap - 1).
+ * Returns their count; cap - 1 means there were too many. */
+static int split_config_opts(int argc, char **argv, common_opts_t *o, char **rest, int cap)
+{
+    int n = 0;
+    for (int i = 0; i < argc && n < cap - 1; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--set") == 0) && i + 1 < argc) {
+            if (argv[i][2] == 'c')
+                o->config_path = argv[++i];
+            else if (o->n_sets < 64)
+                o->sets[o->n_sets++] = argv[++i];
+            continue;
+        }
+        rest[n++] = argv[i];
+    }
+    rest[n] = NULL;
+    return n;
+}
+
 /* `weft dlq SUB [--config FILE] [--set K=V] ...`: the config options are
  * taken out here, the rest goes to dlq.c. */
 static int cmd_dlq(int argc, char **argv)
 {
     common_opts_t o = {0};
     char *rest[256];
-    int n = 0;
-    for (int i = 0; i < argc && n < 255; i++) {
-        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--set") == 0) && i + 1 < argc) {
-            if (argv[i][2] == 'c')
-                o.config_path = argv[++i];
-            else if (o.n_sets < 64)
-                o.sets[o.n_sets++] = argv[++i];
-            continue;
-        }
-        rest[n++] = argv[i];
-    }
-    rest[n] = NULL;
+    int n = split_config_opts(argc, argv, &o, rest, 256);
     int wants_help = n < 2 || strcmp(rest[1], "--help") == 0 || strcmp(rest[1], "-h") == 0;
     weft_config_t *cfg = wants_help ? weft_config_new() : load_config(&o);
     if (!cfg)
@@ -290,26 +299,17 @@ static int cmd_cli(int argc, char **argv, cli_main_fn fn, void (*usage)(FILE *))
 {
     common_opts_t o = {0};
     char *rest[256];
-    int n = 0;
-    for (int i = 0; i < argc && n < 255; i++) {
-        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--set") == 0) && i + 1 < argc) {
-            if (argv[i][2] == 'c')
-                o.config_path = argv[++i];
-            else if (o.n_sets < 64)
-                o.sets[o.n_sets++] = argv[++i];
-            continue;
-        }
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    int n = split_config_opts(argc, argv, &o, rest, 256);
+    for (int i = 0; i < n; i++) {
+        if (strcmp(rest[i], "--help") == 0 || strcmp(rest[i], "-h") == 0) {
             usage(stdout);
             return 0;
         }
-        rest[n++] = argv[i];
     }
     if (n == 255) {
         fprintf(stderr, "weft %s: too many arguments\n", argv[0]);
         return 2;
     }
-    rest[n] = NULL;
     weft_config_t *cfg = load_config(&o);
     if (!cfg)
         return 2;

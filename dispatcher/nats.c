@@ -10,7 +10,9 @@
  * handed to nats.c; CloudEvents attribute values are percent-encoded, so
  * they never need to be refused.
  */
+#include "json.h"
 #include "nats.h"
+#include "nats_msg.h"
 
 #include <nats/nats.h>
 #include <stdio.h>
@@ -50,16 +52,6 @@ char *weft_nats_pct_encode(const void *value, size_t len)
     return out;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 char *weft_nats_pct_decode(const char *value, size_t len, size_t *out_len)
 {
@@ -73,8 +65,8 @@ char *weft_nats_pct_decode(const char *value, size_t len, size_t *out_len)
             *o++ = value[i];
             continue;
         }
-        int hi = i + 1 < len ? hexval(value[i + 1]) : -1;
-        int lo = i + 2 < len ? hexval(value[i + 2]) : -1;
+        int hi = i + 1 < len ? weft_hex_value(value[i + 1]) : -1;
+        int lo = i + 2 < len ? weft_hex_value(value[i + 2]) : -1;
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
             goto bad;
         *o++ = (char)(hi << 4 | lo);
@@ -159,8 +151,9 @@ int weft_nats_header_encode(const char *name, const void *value, size_t len, cha
 
 /* ---- the synchronous client ------------------------------------------- */
 
-static int build_msg(natsMsg **out, const char *subject, const weft_header_t *hdrs, size_t n_hdrs,
-                     const void *data, size_t len, char *errstr, size_t errlen)
+int weft_nats_msg_build(natsMsg **out, const char *subject, const weft_header_t *hdrs,
+                        size_t n_hdrs, const void *data, size_t len, int drop_bad, char *errstr,
+                        size_t errlen)
 {
     natsMsg *msg = NULL;
     natsStatus s = natsMsg_Create(&msg, subject, NULL, data, (int)len);
@@ -169,12 +162,21 @@ static int build_msg(natsMsg **out, const char *subject, const weft_header_t *hd
                  natsStatus_GetText(s));
         return -1;
     }
+    char dropped[512] = "";
     for (size_t i = 0; i < n_hdrs; i++) {
-        char *name, *value;
-        if (weft_nats_header_encode(hdrs[i].name, hdrs[i].value, hdrs[i].len, &name, &value, errstr,
-                                    errlen) != 0) {
-            natsMsg_Destroy(msg);
-            return -1;
+        char *name, *value, err[256];
+        if (weft_nats_header_encode(hdrs[i].name, hdrs[i].value, hdrs[i].len, &name, &value, err,
+                                    sizeof(err)) != 0) {
+            if (!drop_bad) {
+                snprintf(errstr, errlen, "%s", err);
+                natsMsg_Destroy(msg);
+                return -1;
+            }
+            char *enc = weft_nats_pct_encode(hdrs[i].name, strlen(hdrs[i].name));
+            size_t dl = strlen(dropped);
+            snprintf(dropped + dl, sizeof(dropped) - dl, "%s%s", dl ? "," : "", enc ? enc : "?");
+            free(enc);
+            continue;
         }
         s = natsMsgHeader_Add(msg, name, value);
         free(name);
@@ -185,6 +187,8 @@ static int build_msg(natsMsg **out, const char *subject, const weft_header_t *hd
             return -1;
         }
     }
+    if (dropped[0])
+        natsMsgHeader_Add(msg, "weft-dropped-headers", dropped);
     *out = msg;
     return 0;
 }
@@ -219,7 +223,7 @@ int weft_nats_publish(weft_nats_t *nc, const char *subject, const weft_header_t 
                       size_t n_hdrs, const void *data, size_t len, char *errstr, size_t errlen)
 {
     natsMsg *msg;
-    if (build_msg(&msg, subject, hdrs, n_hdrs, data, len, errstr, errlen) != 0)
+    if (weft_nats_msg_build(&msg, subject, hdrs, n_hdrs, data, len, 0, errstr, errlen) != 0)
         return -1;
     natsStatus s = natsConnection_PublishMsg(nc->nc, msg);
     natsMsg_Destroy(msg);
@@ -245,7 +249,7 @@ int weft_nats_js_publish(weft_nats_t *nc, const char *subject, const char *msg_i
         }
     }
     natsMsg *msg;
-    if (build_msg(&msg, subject, hdrs, n_hdrs, data, len, errstr, errlen) != 0)
+    if (weft_nats_msg_build(&msg, subject, hdrs, n_hdrs, data, len, 0, errstr, errlen) != 0)
         return -1;
     jsPubOptions po;
     jsPubOptions_Init(&po);

@@ -808,3 +808,60 @@ int fx_nats_up(const fx_t *fx)
 {
     return fx_stack_cmd(fx, "nats-up");
 }
+
+/* ---- results of numbered inputs ------------------------------------------ */
+
+void fx_seen_init(fx_seen_t *s, const char *pfx, int count, int check_msg_id)
+{
+    memset(s, 0, sizeof(*s));
+    s->pfx = pfx;
+    s->count = count;
+    s->check_msg_id = check_msg_id;
+    s->result_id = calloc((size_t)count, sizeof(char *));
+}
+
+void fx_seen_free(fx_seen_t *s)
+{
+    for (int i = 0; i < s->count; i++)
+        free(s->result_id[i]);
+    free(s->result_id);
+}
+
+int fx_seen_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    fx_seen_t *s = ctx;
+    size_t pl = strlen(s->pfx);
+    for (; s->scanned < n; s->scanned++) {
+        const fx_msg_t *m = &msgs[s->scanned];
+        if (!m->input_id || strncmp(m->input_id, s->pfx, pl) != 0 || m->input_id[pl] != '-')
+            continue;
+        int idx = atoi(m->input_id + pl + 1);
+        if (idx < 0 || idx >= s->count)
+            continue;
+        char want[128];
+        snprintf(want, sizeof(want), "{\"name\":\"USER %d\",\"n\":%d}", idx, idx);
+        if (strcmp(m->value, want) != 0) {
+            fprintf(stderr, "bad result for %s: %s (want %s)\n", m->input_id, m->value, want);
+            s->bad_content++;
+        }
+        if (!m->ce_id) {
+            s->conflicts++;
+            continue;
+        }
+        if (s->check_msg_id) {
+            /* JetStream deduplicates on it: it must be the event id. */
+            const char *mid = fx_header(m, "Nats-Msg-Id");
+            if (!mid || strcmp(mid, m->ce_id) != 0)
+                s->bad_msg_id++;
+        }
+        if (!s->result_id[idx]) {
+            s->result_id[idx] = strdup(m->ce_id);
+            s->distinct++;
+        } else if (strcmp(s->result_id[idx], m->ce_id) != 0) {
+            fprintf(stderr, "input %s has two result ids: %s and %s\n", m->input_id,
+                    s->result_id[idx], m->ce_id);
+            s->conflicts++;
+        }
+    }
+    return s->distinct >= s->count;
+}

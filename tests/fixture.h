@@ -78,6 +78,26 @@ const char *fx_header(const fx_msg_t *m, const char *name);
 
 uint64_t fx_now_ms(void);
 
+/* Results of the inputs "<pfx>-N", N < count, each expected to hold
+ * {"name":"USER N","n":N}: per input its result id, counting distinct
+ * inputs, inputs with two different result ids (conflicts), wrong content
+ * and (check_msg_id, JetStream) a Nats-Msg-Id that is not the result id.
+ * fx_seen_pred is an fx_pred_fn: true once every input has a result. */
+typedef struct fx_seen {
+    const char *pfx;
+    int count;
+    char **result_id; /* by N */
+    int distinct;
+    int conflicts;
+    int bad_content;
+    int bad_msg_id;
+    int check_msg_id;
+    size_t scanned;
+} fx_seen_t;
+void fx_seen_init(fx_seen_t *s, const char *pfx, int count, int check_msg_id);
+void fx_seen_free(fx_seen_t *s);
+int fx_seen_pred(const fx_msg_t *msgs, size_t n, void *ctx);
+
 /* ---- NATS and JetStream (nats-server -js of the stack) ------------------ */
 
 /* Creates (or keeps) a file-store stream capturing the space-separated

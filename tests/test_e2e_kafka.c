@@ -48,65 +48,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* Results of the prefix "<pfx>-N", N < count: per input the result id. */
-typedef struct seen {
-    const char *pfx;
-    int count;
-    char **result_id; /* by N */
-    int distinct;
-    int conflicts;    /* an input with two different result ids */
-    int bad_content;
-    size_t scanned;
-} seen_t;
-
-static void seen_init(seen_t *s, const char *pfx, int count)
-{
-    memset(s, 0, sizeof(*s));
-    s->pfx = pfx;
-    s->count = count;
-    s->result_id = calloc((size_t)count, sizeof(char *));
-}
-
-static void seen_free(seen_t *s)
-{
-    for (int i = 0; i < s->count; i++)
-        free(s->result_id[i]);
-    free(s->result_id);
-}
-
-static int seen_pred(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    seen_t *s = ctx;
-    size_t pl = strlen(s->pfx);
-    for (; s->scanned < n; s->scanned++) {
-        const fx_msg_t *m = &msgs[s->scanned];
-        if (!m->input_id || strncmp(m->input_id, s->pfx, pl) != 0 || m->input_id[pl] != '-')
-            continue;
-        int idx = atoi(m->input_id + pl + 1);
-        if (idx < 0 || idx >= s->count)
-            continue;
-        char want[128];
-        snprintf(want, sizeof(want), "{\"name\":\"USER %d\",\"n\":%d}", idx, idx);
-        if (strcmp(m->value, want) != 0) {
-            fprintf(stderr, "bad result for %s: %s (want %s)\n", m->input_id, m->value, want);
-            s->bad_content++;
-        }
-        if (!m->ce_id) {
-            s->conflicts++;
-            continue;
-        }
-        if (!s->result_id[idx]) {
-            s->result_id[idx] = strdup(m->ce_id);
-            s->distinct++;
-        } else if (strcmp(s->result_id[idx], m->ce_id) != 0) {
-            fprintf(stderr, "input %s has two result ids: %s and %s\n", m->input_id,
-                    s->result_id[idx], m->ce_id);
-            s->conflicts++;
-        }
-    }
-    return s->distinct >= s->count;
-}
-
 static void publish_range(fx_producer_t *p, const char *pfx, int from, int to)
 {
     for (int i = from; i < to; i++) {
@@ -134,16 +75,16 @@ static void test_5000_events_give_5000_results(void **state)
     fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    seen_t s;
-    seen_init(&s, "bulk", N);
+    fx_seen_t s;
+    fx_seen_init(&s, "bulk", N, 0);
     /* Throughput: from the first result to the last, on the mock broker
      * (the group join before the first result is not the event path). */
     uint64_t wait_until = fx_now_ms() + 60000;
     while (n == 0 && fx_now_ms() < wait_until)
-        fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 20);
+        fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 20);
     uint64_t t0 = fx_now_ms();
     size_t n0 = n;
-    fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 180000);
     uint64_t t1 = fx_now_ms();
     print_message("%d results; %zu events in %.3f s after the first result: %.0f events/s\n",
                   s.distinct, n - n0, (double)(t1 - t0) / 1000.0,
@@ -161,7 +102,7 @@ static void test_5000_events_give_5000_results(void **state)
     /* Offsets were committed: the group's lag is zero, so a restart
      * re-processes nothing (checked through the ledger and results). */
     fx_msgs_free(msgs, n);
-    seen_free(&s);
+    fx_seen_free(&s);
     fx_consumer_destroy(c);
     fx_producer_destroy(p);
 }
@@ -240,8 +181,8 @@ static void test_kill9_then_restart_loses_nothing(void **state)
     fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    seen_t s;
-    seen_init(&s, "kill", N);
+    fx_seen_t s;
+    fx_seen_init(&s, "kill", N, 0);
 
     /* Publish at a pace, kill -9 once results flow, restart at once and
      * keep publishing: events are in every stage when the kill lands. */
@@ -252,7 +193,7 @@ static void test_kill9_then_restart_loses_nothing(void **state)
         publish_range(p, "kill", published, upto);
         published = upto;
         assert_int_equal(fx_producer_flush(p), 0);
-        fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 20);
+        fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 20);
         if (killed_at < 0 && s.distinct >= 300) {
             fx_run_kill9(pid);
             killed_at = s.distinct;
@@ -263,14 +204,14 @@ static void test_kill9_then_restart_loses_nothing(void **state)
          * instead of publishing everything up front. */
         while (killed_at < 0 && s.distinct == 0 && published >= 600 &&
                fx_now_ms() < deadline)
-            fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 100);
+            fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 100);
     }
     assert_int_equal(published, N);
     print_message("killed the dispatcher with %d of %d results out\n", killed_at, N);
     assert_true(killed_at >= 300);
     assert_true(killed_at < N);
 
-    fx_consume_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 180000);
     assert_int_equal(s.distinct, N);
     assert_int_equal(s.conflicts, 0);
     assert_int_equal(s.bad_content, 0);
@@ -284,7 +225,7 @@ static void test_kill9_then_restart_loses_nothing(void **state)
                      0);
     assert_int_equal(fx_run_stop(pid, 20000), 0);
     fx_msgs_free(msgs, n);
-    seen_free(&s);
+    fx_seen_free(&s);
     fx_consumer_destroy(c);
     fx_producer_destroy(p);
 }

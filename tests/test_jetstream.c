@@ -61,70 +61,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* Results of inputs "<pfx>-N", N < count: per input its result id. */
-typedef struct seen {
-    const char *pfx;
-    int count;
-    char **result_id;
-    int distinct;
-    int conflicts;
-    int bad_content;
-    int bad_msg_id;
-    size_t scanned;
-} seen_t;
-
-static void seen_init(seen_t *s, const char *pfx, int count)
-{
-    memset(s, 0, sizeof(*s));
-    s->pfx = pfx;
-    s->count = count;
-    s->result_id = calloc((size_t)count, sizeof(char *));
-}
-
-static void seen_free(seen_t *s)
-{
-    for (int i = 0; i < s->count; i++)
-        free(s->result_id[i]);
-    free(s->result_id);
-}
-
-static int seen_pred(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    seen_t *s = ctx;
-    size_t pl = strlen(s->pfx);
-    for (; s->scanned < n; s->scanned++) {
-        const fx_msg_t *m = &msgs[s->scanned];
-        if (!m->input_id || strncmp(m->input_id, s->pfx, pl) != 0 || m->input_id[pl] != '-')
-            continue;
-        int idx = atoi(m->input_id + pl + 1);
-        if (idx < 0 || idx >= s->count)
-            continue;
-        char want[128];
-        snprintf(want, sizeof(want), "{\"name\":\"USER %d\",\"n\":%d}", idx, idx);
-        if (strcmp(m->value, want) != 0) {
-            fprintf(stderr, "bad result for %s: %s (want %s)\n", m->input_id, m->value, want);
-            s->bad_content++;
-        }
-        if (!m->ce_id) {
-            s->conflicts++;
-            continue;
-        }
-        /* JetStream deduplicates on it: it must be the event id. */
-        const char *mid = fx_header(m, "Nats-Msg-Id");
-        if (!mid || strcmp(mid, m->ce_id) != 0)
-            s->bad_msg_id++;
-        if (!s->result_id[idx]) {
-            s->result_id[idx] = strdup(m->ce_id);
-            s->distinct++;
-        } else if (strcmp(s->result_id[idx], m->ce_id) != 0) {
-            fprintf(stderr, "input %s has two result ids: %s and %s\n", m->input_id,
-                    s->result_id[idx], m->ce_id);
-            s->conflicts++;
-        }
-    }
-    return s->distinct >= s->count;
-}
-
 static void publish_range(fx_nats_t *p, const char *pfx, int from, int to)
 {
     for (int i = from; i < to; i++) {
@@ -163,14 +99,14 @@ static void test_js_one_result_per_event(void **state)
     assert_non_null(c);
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    seen_t s;
-    seen_init(&s, "bulk", N);
+    fx_seen_t s;
+    fx_seen_init(&s, "bulk", N, 1);
     uint64_t wait_until = fx_now_ms() + 60000;
     while (n == 0 && fx_now_ms() < wait_until)
-        fx_nsub_until(c, &msgs, &n, &cap, seen_pred, &s, 20);
+        fx_nsub_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 20);
     uint64_t t0 = fx_now_ms();
     size_t n0 = n;
-    fx_nsub_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    fx_nsub_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 180000);
     uint64_t t1 = fx_now_ms();
     print_message("%d results; %zu events in %.3f s after the first result: %.0f events/s\n",
                   s.distinct, n - n0, (double)(t1 - t0) / 1000.0,
@@ -193,7 +129,7 @@ static void test_js_one_result_per_event(void **state)
     assert_int_equal(st.redelivered, 0);
     assert_int_equal(fx_run_stop(pid, 60000), 0);
     fx_msgs_free(msgs, n);
-    seen_free(&s);
+    fx_seen_free(&s);
     fx_nsub_destroy(c);
     fx_nats_destroy(p);
 }
@@ -279,7 +215,7 @@ static void test_js_duplicate_runs_nothing(void **state)
 typedef void (*fault_fn)(pid_t *pid, void *arg);
 
 static int stream_with_fault(const char *pfx, int N, int after, fault_fn fault, pid_t *pid,
-                             seen_t *s, fx_nsub_t *c, fx_msg_t **msgs, size_t *n, size_t *cap)
+                             fx_seen_t *s, fx_nsub_t *c, fx_msg_t **msgs, size_t *n, size_t *cap)
 {
     fx_nats_t *p = fx_nats_new(&fx);
     int fault_at = -1, published = 0;
@@ -288,13 +224,13 @@ static int stream_with_fault(const char *pfx, int N, int after, fault_fn fault, 
         int upto = published + 50 < N ? published + 50 : N;
         publish_range(p, pfx, published, upto);
         published = upto;
-        fx_nsub_until(c, msgs, n, cap, seen_pred, s, 20);
+        fx_nsub_until(c, msgs, n, cap, fx_seen_pred, s, 20);
         if (fault_at < 0 && s->distinct >= after) {
             fault_at = s->distinct;
             fault(pid, NULL);
         }
         while (fault_at < 0 && s->distinct == 0 && published >= 400 && fx_now_ms() < deadline)
-            fx_nsub_until(c, msgs, n, cap, seen_pred, s, 100);
+            fx_nsub_until(c, msgs, n, cap, fx_seen_pred, s, 100);
     }
     assert_int_equal(published, N);
     fx_nats_destroy(p);
@@ -309,7 +245,7 @@ static void kill_and_restart(pid_t *pid, void *arg)
     assert_true(*pid > 0);
 }
 
-static void check_stream_outcome(const char *pfx, int N, seen_t *s)
+static void check_stream_outcome(const char *pfx, int N, fx_seen_t *s)
 {
     char sql[512];
     assert_int_equal(s->distinct, N);
@@ -337,20 +273,20 @@ static void test_js_kill9_then_restart_loses_nothing(void **state)
     fx_nsub_t *c = fx_nsub_new(&fx, "js.out", 1);
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    seen_t s;
-    seen_init(&s, "kill", N);
+    fx_seen_t s;
+    fx_seen_init(&s, "kill", N, 1);
     int at = stream_with_fault("kill", N, 200, kill_and_restart, &pid, &s, c, &msgs, &n, &cap);
     print_message("killed the dispatcher with %d of %d results out\n", at, N);
     assert_true(at >= 200 && at < N);
     /* Unacknowledged messages come back after AckWait (3 s). */
-    fx_nsub_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    fx_nsub_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 180000);
     check_stream_outcome("kill", N, &s);
     fx_js_cstate_t st;
     wait_acked("JSIN", "weft_js-upper", &st);
     assert_int_equal(st.ack_pending, 0);
     assert_int_equal(fx_run_stop(pid, 60000), 0);
     fx_msgs_free(msgs, n);
-    seen_free(&s);
+    fx_seen_free(&s);
     fx_nsub_destroy(c);
 }
 
@@ -372,12 +308,12 @@ static void test_js_nats_server_restart_mid_stream(void **state)
     fx_nsub_t *c = fx_nsub_new(&fx, "js.out", 1);
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    seen_t s;
-    seen_init(&s, "nrs", N);
+    fx_seen_t s;
+    fx_seen_init(&s, "nrs", N, 1);
     int at = stream_with_fault("nrs", N, 200, restart_nats, &pid, &s, c, &msgs, &n, &cap);
     print_message("restarted nats-server with %d of %d results out\n", at, N);
     assert_true(at >= 200 && at < N);
-    fx_nsub_until(c, &msgs, &n, &cap, seen_pred, &s, 180000);
+    fx_nsub_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 180000);
     check_stream_outcome("nrs", N, &s);
     fx_js_cstate_t st;
     wait_acked("JSIN", "weft_js-upper", &st);
@@ -386,7 +322,7 @@ static void test_js_nats_server_restart_mid_stream(void **state)
     /* The dispatcher survived it (no restart) and stops cleanly. */
     assert_int_equal(fx_run_stop(pid, 60000), 0);
     fx_msgs_free(msgs, n);
-    seen_free(&s);
+    fx_seen_free(&s);
     fx_nsub_destroy(c);
 }
 

@@ -31,7 +31,7 @@ static void skip_ws(scan_t *sc)
         sc->s++;
 }
 
-static int hexval(char c)
+int weft_hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -130,7 +130,7 @@ static int scan_string(scan_t *sc)
                     return -1;
                 }
                 for (int i = 1; i <= 4; i++)
-                    if (hexval(sc->s[i]) < 0) {
+                    if (weft_hex_value(sc->s[i]) < 0) {
                         sc->err = "bad \\u escape";
                         return -1;
                     }
@@ -439,7 +439,7 @@ static int read_hex4(const char *p, const char *end, uint32_t *out)
         return -1;
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = weft_hex_value(p[i]);
         if (h < 0)
             return -1;
         v = v << 4 | (uint32_t)h;

@@ -42,6 +42,9 @@ int weft_json_content_type(const char *ct);
  * (overlong forms, surrogates and code points past U+10FFFF included). */
 size_t weft_utf8_seq(const unsigned char *p, size_t avail);
 int weft_utf8_valid(const void *p, size_t len);
+
+/* The value of one hex digit (either case), or -1. */
+int weft_hex_value(char c);
 /* Replaces, in place, every byte that does not start a valid UTF-8
  * sequence of the NUL-terminated s with '?'. Returns s (NULL for NULL). */
 char *weft_utf8_sanitize(char *s);

@@ -43,11 +43,46 @@ typedef struct set_ctx {
     int failed;
 } set_ctx_t;
 
+/* librdkafka properties that only a consumer or only a producer knows
+ * (the other one warns at start that it ignores them): a plain kafka.KEY
+ * goes only to the client that uses it. */
+static int client_only(const char *k, const char *client)
+{
+    static const char *const consumer[] = {
+        "group.id",           "group.instance.id",        "session.timeout.ms",
+        "heartbeat.interval.ms", "max.poll.interval.ms",  "auto.offset.reset",
+        "enable.auto.commit", "auto.commit.interval.ms",  "enable.auto.offset.store",
+        "queued.min.messages", "queued.max.messages.kbytes", "fetch.wait.max.ms",
+        "fetch.min.bytes",    "fetch.max.bytes",          "max.partition.fetch.bytes",
+        "fetch.error.backoff.ms", "isolation.level",      "partition.assignment.strategy",
+        "check.crcs",         "allow.auto.create.topics", "enable.partition.eof",
+    };
+    static const char *const producer[] = {
+        "linger.ms",          "queue.buffering.max.ms",   "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes", "batch.num.messages", "batch.size",
+        "acks",               "request.required.acks",    "enable.idempotence",
+        "message.timeout.ms", "delivery.timeout.ms",      "compression.codec",
+        "compression.type",   "retries",                  "message.send.max.retries",
+        "transactional.id",   "partitioner",              "max.in.flight",
+    };
+    int is_consumer = strcmp(client, "consumer.") == 0;
+    const char *const *list = is_consumer ? consumer : producer;
+    size_t n = is_consumer ? sizeof(consumer) / sizeof(*consumer)
+                           : sizeof(producer) / sizeof(*producer);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(k, list[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static int set_one(const char *key, const char *value, void *opaque)
 {
     set_ctx_t *sc = opaque;
     const char *k = key + strlen("kafka.");
     if (strncmp(k, sc->skip, strlen(sc->skip)) == 0)
+        return 0;
+    /* Plain keys: not the ones only the other client knows. */
+    if (strncmp(k, sc->only, strlen(sc->only)) != 0 && client_only(k, sc->skip))
         return 0;
     if (strncmp(k, sc->only, strlen(sc->only)) == 0)
         k += strlen(sc->only);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "hash.h"
 #include "json.h"
 
 void weft_sagas_usage(FILE *f)
@@ -32,6 +33,7 @@ void weft_sagas_usage(FILE *f)
             "  weft sagas list --saga order --since 1h --json\n"
             "  weft sagas show 3f1c2a9e-0b7d-8c4e-9a51-2f6d0e8b7c11\n");
 }
+
 
 static const char *const STATUSES[] = {"running", "compensating", "completed", "aborted",
                                        "stuck"};
@@ -200,13 +202,7 @@ static int sagas_show(PGconn *pg, int argc, char **argv)
         return 2;
     }
     const char *id = argv[optind];
-    /* A UUID, checked here so that a typo is a clear error, not SQL's. */
-    int ok = strlen(id) == 36;
-    for (int i = 0; ok && i < 36; i++)
-        ok = (i == 8 || i == 13 || i == 18 || i == 23) ? id[i] == '-'
-                                                       : strchr("0123456789abcdefABCDEF", id[i]) &&
-                                                             id[i];
-    if (!ok) {
+    if (!weft_uuid_valid(id)) {
         fprintf(stderr, "weft sagas show: '%s' is not a saga instance id (a UUID)\n", id);
         return 2;
     }
@@ -347,6 +343,24 @@ int weft_sagas_main(const weft_config_t *cfg, int argc, char **argv)
             weft_sagas_usage(stdout);
             return 0;
         }
+    if (strcmp(sub, "show") == 0) {
+        /* Arguments first: a typo is a usage error, whatever the database. */
+        int ids = 0;
+        for (int i = 2; i < argc; i++) {
+            if (argv[i][0] == '-')
+                continue;
+            ids++;
+            if (!weft_uuid_valid(argv[i])) {
+                fprintf(stderr, "weft sagas show: '%s' is not a saga instance id (a UUID)\n",
+                        argv[i]);
+                return 2;
+            }
+        }
+        if (ids != 1) {
+            fprintf(stderr, "weft sagas show: give exactly one instance ID\n");
+            return 2;
+        }
+    }
     PGconn *pg = weft_cli_pg_connect(cfg, "weft sagas");
     if (!pg)
         return 1;

@@ -871,20 +871,6 @@ static int is_saga_job(const job_t *j)
     return j->trig->saga || j->trig->step_saga;
 }
 
-static int is_uuid(const char *s)
-{
-    if (!s || strlen(s) != 36)
-        return 0;
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return 0;
-        } else if (!strchr("0123456789abcdefABCDEF", s[i])) {
-            return 0;
-        }
-    }
-    return 1;
-}
 
 /* Asks PostgreSQL for the saga transition the job's recorded outcome
  * causes (a start; a step or compensation that finished: ok, dropped =
@@ -898,7 +884,7 @@ static int saga_transition(dsp_t *d, job_t *j)
     if (t->saga && j->rec != WEFT_REC_COMPLETED)
         return 0; /* an undecodable start event: dead-lettered, no saga */
     const char *inst = weft_envelope_attr(&j->msg->env, "weftinstance");
-    if (t->step_saga && !is_uuid(inst))
+    if (t->step_saga && !weft_uuid_valid(inst))
         return 0; /* dead-lettered as malformed when claimed */
     if (!pg_usable(d))
         return -1;
@@ -1111,7 +1097,7 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
             j->rec = WEFT_REC_COMPLETED;
             job_record(d, j);
         } else if (j->trig->step_saga &&
-                   !is_uuid(weft_envelope_attr(&j->msg->env, "weftinstance"))) {
+                   !weft_uuid_valid(weft_envelope_attr(&j->msg->env, "weftinstance"))) {
             job_fail_now(d, j, "malformed",
                          "a saga step event needs a weftinstance attribute (a UUID)");
         } else {

@@ -24,5 +24,7 @@ void weft_sha256_hex(const void *data, size_t len, char out[65]);
 /* A name-based UUID (RFC 4122 layout, version 8 "custom" bits) from the
  * SHA-256 of the given parts joined by 0x1f: out must hold 37 bytes. */
 void weft_uuid_from(char out[37], const char *const *parts, size_t n);
+/* 1 when s is a UUID in its 36-character text form (any version). */
+int weft_uuid_valid(const char *s);
 
 #endif

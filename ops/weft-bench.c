@@ -64,6 +64,7 @@ static struct {
     long n_backlog;
     long n_js;
     long n_js_weft;
+    int pool_size;
     int partitions;
     int low_rate;
     int lat_seconds;
@@ -78,6 +79,7 @@ static struct {
     .n_backlog = 1000000,
     .n_js = 250000,
     .n_js_weft = 20000,
+    .pool_size = 2,
     .partitions = 0,
     .low_rate = 200,
     .lat_seconds = 10,
@@ -1103,7 +1105,7 @@ static void run_weft_js(void)
     perf_stop(perf);
     long got = atomic_load(&cnt.n);
     uint64_t cpu = proc_cpu_us(pid), pg1 = pg_cpu_us();
-    row_t *r = row_add("weft-js", "weft run on JetStream, ledger on, noop.so, pool of 2");
+    row_t *r = row_add("weft-js", "weft run on JetStream, ledger on, noop.so");
     r->events = got;
     r->seconds = (double)(atomic_load(&cnt.last_us) - atomic_load(&cnt.first_us)) / 1e6;
     r->eps = r->seconds > 0 ? (double)(got - 1) / r->seconds : 0;
@@ -1133,8 +1135,8 @@ static void write_migration(void)
         die("%s: %s", path, strerror(errno));
     fprintf(f,
             "INSERT INTO weft.functions (name, runtime, entry, timeout_ms, pool_size)\n"
-            "VALUES ('bench-noop', 'shared_object', 'noop.so', 5000, 2),\n"
-            "       ('bench-noop-exec', 'exec', '%s/noop_exec', 5000, 2);\n"
+            "VALUES ('bench-noop', 'shared_object', 'noop.so', 5000, %d),\n"
+            "       ('bench-noop-exec', 'exec', '%s/noop_exec', 5000, %d);\n"
             "INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic)\n"
             "VALUES ('bench-so', 'bench.so.in', 'bench-noop', 'bench.so.out', 'bench.dlq'),\n"
             "       ('bench-exec', 'bench.ex.in', 'bench-noop-exec', 'bench.ex.out', "
@@ -1145,7 +1147,7 @@ static void write_migration(void)
             "                           dead_letter_topic)\n"
             "VALUES ('bench-js', 'jetstream', 'bench.js.in', 'BENCH_JS_IN', 'bench-noop',\n"
             "        'bench.jsout.results', 'bench.jsout.dlq');\n",
-            functions_dir);
+            opt.pool_size, functions_dir, opt.pool_size);
     fclose(f);
     const char *args[] = {"migrate", "--dir", dir, NULL};
     char out[4096];
@@ -1168,10 +1170,11 @@ static void usage(FILE *f)
             "                  [--events-exec N] [--events-fork N] [--events-js N]\n"
             "                  [--events-weft-js N] [--backlog N]\n"
             "                  [--backlog-seconds S] [--low-rate R] [--latency-seconds S]\n"
-            "                  [--perf DIR]\n"
+            "                  [--pool-size N] [--perf DIR]\n"
             "\n"
             "Runs: ceiling, weft-so, weft-exec, fork-exec, latency, backlog, js-ceiling,\n"
             "weft-js (default: all).\n"
+            "--pool-size N: workers in each no-op function's pool (default 2).\n"
             "--perf DIR: record the dispatcher with `perf record -g` during weft-so and\n"
             "weft-exec into DIR/RUN.perf.data.\n"
             "Needs WEFT_BIN_DIR, WEFT_FUNCTIONS_DIR and WEFT_SOURCE_DIR (ops/bench sets them).\n");
@@ -1227,8 +1230,8 @@ static void print_table(void)
     printf("  (events/s in parentheses: the offered load of a latency run)\n"
            "  cpu/ev: CPU of the dispatcher (for the ceiling: of the passthrough) per event;\n"
            "  pg/ev: CPU of all PostgreSQL processes per event; RSS: peak (VmHWM).\n"
-           "  %d cores; partitions per input topic: %d.\n",
-           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions);
+           "  %d cores; partitions per input topic: %d; workers per no-op pool: %d.\n",
+           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.pool_size);
 }
 
 static void json_num(const char *k, double v, int last)
@@ -1242,8 +1245,8 @@ static void json_num(const char *k, double v, int last)
 static void print_json(void)
 {
     row_t *fork_r = row_find("fork-exec");
-    printf("{\"cores\":%d,\"partitions\":%d,\"runs\":[", (int)sysconf(_SC_NPROCESSORS_ONLN),
-           opt.partitions);
+    printf("{\"cores\":%d,\"partitions\":%d,\"pool_size\":%d,\"runs\":[",
+           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.pool_size);
     for (int i = 0; i < n_rows; i++) {
         row_t *r = &rows[i];
         row_t *ceil_r = ceiling_for(r);
@@ -1282,6 +1285,7 @@ int main(int argc, char **argv)
         {"events-weft-js", required_argument, NULL, 'K'},
         {"backlog-seconds", required_argument, NULL, 'B'},
         {"low-rate", required_argument, NULL, 'r'},
+        {"pool-size", required_argument, NULL, 'P'},
         {"latency-seconds", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -1313,6 +1317,7 @@ int main(int argc, char **argv)
             case 'K': opt.n_js_weft = v; break;
             case 'B': opt.backlog_seconds = (int)v; break;
             case 'r': opt.low_rate = (int)v; break;
+            case 'P': opt.pool_size = v > 256 ? 256 : (int)v; break;
             case 'L': opt.lat_seconds = (int)v; break;
             }
         }
@@ -1366,10 +1371,10 @@ int main(int argc, char **argv)
     if (want("ceiling"))
         run_ceiling();
     if (want("weft-so"))
-        run_weft("weft-so", "weft run, ledger on, no-op shared object (noop.so), pool of 2",
+        run_weft("weft-so", "weft run, ledger on, no-op shared object (noop.so)",
                  "bench.so.in", "bench.so.out", opt.n_weft);
     if (want("weft-exec"))
-        run_weft("weft-exec", "weft run, ledger on, no-op exec program, pool of 2",
+        run_weft("weft-exec", "weft run, ledger on, no-op exec program",
                  "bench.ex.in", "bench.ex.out", opt.n_exec);
     if (want("fork-exec"))
         run_fork();

@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -362,8 +361,7 @@ static int replay_event(rp_t *r, weft_kmsg_t *km)
     }
     size_t nh = 0;
     for (size_t i = 0; i < km->n_hdrs; i++)
-        if (!is_weft_header(km->hdrs[i].name) &&
-            !(js && strcasecmp(km->hdrs[i].name, "Nats-Msg-Id") == 0))
+        if (!is_weft_header(km->hdrs[i].name))
             hdrs[nh++] = km->hdrs[i];
     /* On NATS weft-key is percent-encoded like the ce- values. */
     char *wkey = js ? weft_nats_pct_encode(key, strlen(key)) : NULL;
@@ -386,8 +384,9 @@ static int replay_event(rp_t *r, weft_kmsg_t *km)
     int retriable;
     if (js) {
         /* Synchronous: the copy's PubAck before the position moves on. Its
-         * own Nats-Msg-Id, one per replay and source message, so that a
-         * resumed replay does not store a copy twice. */
+         * own Nats-Msg-Id (replacing the original's), one per replay and
+         * source message, so that a resumed replay does not store a copy
+         * twice. */
         char msg_id[96];
         snprintf(msg_id, sizeof(msg_id), "weft-replay-%s-%lld", r->idbuf, (long long)km->offset);
         rc = weft_nats_js_publish(r->nc, km->topic, msg_id, hdrs, nh, km->value, km->value_len,

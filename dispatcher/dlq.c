@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -550,13 +549,8 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
                                       PQgetvalue(v, 0, 0), (size_t)PQgetlength(v, 0, 0), hc.h,
                                       hc.n, NULL, &retriable, err, sizeof(err));
         } else {
-            /* The original's Nats-Msg-Id would make JetStream drop the copy
-             * as a duplicate: the copy gets its own, one per dead letter. */
-            size_t w = 0;
-            for (size_t h = 0; h < hc.n; h++)
-                if (strcasecmp(hc.h[h].name, "Nats-Msg-Id") != 0)
-                    hc.h[w++] = hc.h[h];
-            hc.n = w;
+            /* Its own Nats-Msg-Id, one per dead letter (it replaces the
+             * original's, which JetStream would drop as a duplicate). */
             char msg_id[48];
             snprintf(msg_id, sizeof(msg_id), "weft-redrive-%s", id);
             if (strcmp(broker, "jetstream") == 0)

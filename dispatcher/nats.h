@@ -34,8 +34,9 @@ int weft_nats_publish(weft_nats_t *nc, const char *subject, const weft_header_t 
                       size_t n_hdrs, const void *data, size_t len, char *errstr, size_t errlen);
 
 /* Publishes one message to JetStream and waits up to timeout_ms for the
- * PubAck. msg_id (may be NULL) becomes Nats-Msg-Id: the server drops a
- * second message with the same id within the stream's duplicate window.
+ * PubAck. msg_id (may be NULL) becomes Nats-Msg-Id, replacing any in hdrs:
+ * the server drops a second message with the same id within the stream's
+ * duplicate window.
  * On success *seq (may be NULL) is the stream sequence and *duplicate
  * (may be NULL) says the server had it already. Returns 0, or -1 with
  * errstr (no stream for the subject, timeout, ...). */

@@ -422,39 +422,50 @@ static void emit_failed(dsp_t *d, job_t *j, const char *err)
 
 static void job_emitted(dsp_t *d, job_t *j);
 
+/* Produces one saga event on its saga's broker (keyed by instance, so an
+ * instance's events keep their order; Nats-Msg-Id = its id). 0 queued;
+ * -1 with *retriable and errstr. */
+static int produce_saga_event(dsp_t *d, const weft_saga_event_t *ev, weft_broker_t broker,
+                              void *opaque, int *retriable, char *errstr, size_t errlen)
+{
+    weft_adapter_t *bk = d->bk[broker];
+    *retriable = 1;
+    if (!bk) {
+        snprintf(errstr, errlen, "no %s connection is configured for saga topic %s",
+                 weft_broker_name(broker), ev->topic);
+        return -1;
+    }
+    weft_saga_hdrbuf_t hb;
+    weft_header_t hdrs[WEFT_SAGA_MAX_HEADERS];
+    size_t nh = weft_saga_headers(ev, &hb, hdrs);
+    weft_emit_t em = {
+        .broker = broker,
+        .topic = ev->topic,
+        .key = ev->instance,
+        .key_len = strlen(ev->instance),
+        .value = ev->data,
+        .len = ev->data_len,
+        .hdrs = hdrs,
+        .n_hdrs = nh,
+        .msg_id = ev->id,
+    };
+    return weft_adapter_produce(bk, &em, opaque, retriable, errstr, errlen);
+}
+
 /* Produces the saga events of the job's transition (after its result or
  * dead letter, if any). A retriable failure is remembered in emit_err and
  * stops here: the job is emitted again, whole, once the messages already
  * produced are reported. */
 static void emit_saga_events(dsp_t *d, job_t *j)
 {
-    weft_adapter_t *bk = d->bk[j->trig->saga_broker];
     for (size_t i = 0; i < j->sev.n && !j->emit_err; i++) {
         const weft_saga_event_t *ev = &j->sev.ev[i];
-        weft_saga_hdrbuf_t hb;
-        weft_header_t hdrs[WEFT_SAGA_MAX_HEADERS];
-        size_t nh = weft_saga_headers(ev, &hb, hdrs);
-        weft_emit_t em = {
-            .broker = j->trig->saga_broker,
-            .topic = ev->topic,
-            .key = ev->instance,
-            .key_len = strlen(ev->instance),
-            .value = ev->data,
-            .len = ev->data_len,
-            .hdrs = hdrs,
-            .n_hdrs = nh,
-            .msg_id = ev->id,
-        };
         char err[512];
-        int retriable = 1;
-        if (!bk) {
-            snprintf(err, sizeof(err), "no %s connection is configured for saga topic %s",
-                     weft_broker_name(j->trig->saga_broker), ev->topic);
-        } else if (weft_adapter_produce(bk, &em, j, &retriable, err, sizeof(err)) == 0) {
+        int retriable;
+        if (produce_saga_event(d, ev, j->trig->saga_broker, j, &retriable, err, sizeof(err)) ==
+            0) {
             j->emit_pending++;
-            continue;
-        }
-        if (retriable) {
+        } else if (retriable) {
             j->emit_err = strdup(err);
             if (!j->emit_err)
                 j->emit_err = strdup("out of memory");
@@ -970,30 +981,15 @@ static void outbox_emit(dsp_t *d, weft_saga_events_t *ev)
     for (size_t i = 0; i < o->ev.n; i++) {
         const weft_saga_event_t *e = &o->ev.ev[i];
         const weft_saga_ref_t *sg = weft_catalog_saga(d->cat, e->saga);
-        weft_broker_t broker = sg ? sg->broker : WEFT_BROKER_KAFKA;
-        weft_adapter_t *bk = d->bk[broker];
-        weft_saga_hdrbuf_t hb;
-        weft_header_t hdrs[WEFT_SAGA_MAX_HEADERS];
-        size_t nh = weft_saga_headers(e, &hb, hdrs);
-        weft_emit_t em = {
-            .broker = broker,
-            .topic = e->topic,
-            .key = e->instance,
-            .key_len = strlen(e->instance),
-            .value = e->data,
-            .len = e->data_len,
-            .hdrs = hdrs,
-            .n_hdrs = nh,
-            .msg_id = e->id,
-        };
         char err[512];
         int retriable;
-        if (bk && weft_adapter_produce(bk, &em, o, &retriable, err, sizeof(err)) == 0) {
+        if (produce_saga_event(d, e, sg ? sg->broker : WEFT_BROKER_KAFKA, o, &retriable, err,
+                               sizeof(err)) == 0) {
             o->pending++;
         } else {
             o->failed = 1;
             weft_warn("saga event not sent, will retry saga=%s instance=%s type=%s: %s", e->saga,
-                      e->instance, e->type, bk ? err : "no connection for its broker");
+                      e->instance, e->type, err);
         }
     }
     if (o->pending == 0)

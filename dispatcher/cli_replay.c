@@ -519,6 +519,48 @@ static void sleep_ms(int64_t ms)
 }
 
 /* Returns 0 (range done), 1 (stopped by a signal) or -1 (error). */
+/* The read loops' bookkeeping: --rate pacing and checkpoints every
+ * CHECKPOINT_EVENTS events or CHECKPOINT_MS. */
+typedef struct rp_pace {
+    int64_t t0, last_cp;
+    long long sent, since_cp;
+} rp_pace_t;
+
+/* One more event was republished: wait when --rate says so. */
+static void pace_event(const rp_t *r, rp_pace_t *pc, int64_t now)
+{
+    pc->sent++;
+    pc->since_cp++;
+    if (r->rate > 0) {
+        int64_t due = pc->t0 + (int64_t)((double)pc->sent * 1000.0 / r->rate);
+        if (due > now)
+            sleep_ms(due - now);
+    }
+}
+
+/* Saves the position when it is time. 0, or -1 when the checkpoint failed. */
+static int pace_checkpoint(rp_t *r, rp_pace_t *pc, int64_t now)
+{
+    if (pc->since_cp < CHECKPOINT_EVENTS && !(pc->since_cp && now - pc->last_cp >= CHECKPOINT_MS))
+        return 0;
+    if (checkpoint(r) != 0)
+        return -1;
+    pc->since_cp = 0;
+    pc->last_cp = now;
+    return 0;
+}
+
+/* The end of a read loop: the last checkpoint and the progress line.
+ * Returns rc, -1 when the checkpoint failed. */
+static int loop_end(rp_t *r, weft_cli_progress_t *prog, int rc)
+{
+    if (rc == 0 && checkpoint(r) != 0)
+        rc = -1;
+    weft_cli_progress_update(prog, progress_done(r));
+    weft_cli_progress_end(prog);
+    return rc;
+}
+
 static int read_loop(rp_t *r)
 {
     char err[512];
@@ -548,8 +590,8 @@ static int read_loop(rp_t *r)
     }
     weft_cli_progress_t prog;
     weft_cli_progress_start(&prog, range_total(r), "events");
-    int64_t last_cp = weft_cli_now_ms(), last_msg = last_cp, t0 = last_cp;
-    long long sent = 0, since_cp = 0;
+    int64_t last_msg = weft_cli_now_ms();
+    rp_pace_t pc = {.t0 = last_msg, .last_cp = last_msg};
     rc = 0;
     for (;;) {
         size_t left = 0;
@@ -572,19 +614,13 @@ static int read_loop(rp_t *r)
                     break;
                 }
                 p->next = km.offset + 1;
-                sent++;
-                since_cp++;
+                pace_event(r, &pc, now);
             }
             if (p && (km.offset + 1 >= p->end)) {
                 p->next = p->end;
                 p->done = 1;
             }
             weft_kafka_msg_free(&km);
-            if (r->rate > 0) {
-                int64_t due = t0 + (int64_t)((double)sent * 1000.0 / r->rate);
-                if (due > now)
-                    sleep_ms(due - now);
-            }
         } else if (ev == WEFT_CLIK_EOF) {
             last_msg = now;
             rp_part_t *p = part_of(r, eofp);
@@ -603,22 +639,15 @@ static int read_loop(rp_t *r)
             rc = -1;
             break;
         }
-        if (since_cp >= CHECKPOINT_EVENTS || (since_cp && now - last_cp >= CHECKPOINT_MS)) {
-            if (checkpoint(r) != 0) {
-                rc = -1;
-                break;
-            }
-            since_cp = 0;
-            last_cp = now;
+        if (pace_checkpoint(r, &pc, now) != 0) {
+            rc = -1;
+            break;
         }
         if (r->prod)
             weft_kafka_serve(r->prod);
         weft_cli_progress_update(&prog, progress_done(r));
     }
-    if (rc == 0 && checkpoint(r) != 0)
-        rc = -1;
-    weft_cli_progress_update(&prog, progress_done(r));
-    weft_cli_progress_end(&prog);
+    rc = loop_end(r, &prog, rc);
     if (rc == 0 && stop_requested) {
         for (size_t i = 0; i < r->n_parts; i++)
             if (!r->parts[i].done)
@@ -647,8 +676,8 @@ static int read_loop_js(rp_t *r)
     }
     weft_cli_progress_t prog;
     weft_cli_progress_start(&prog, range_total(r), "events");
-    int64_t last_cp = weft_cli_now_ms(), last_msg = last_cp, t0 = last_cp;
-    long long sent = 0, since_cp = 0;
+    int64_t last_msg = weft_cli_now_ms();
+    rp_pace_t pc = {.t0 = last_msg, .last_cp = last_msg};
     int rc = 0;
     while (!p->done && !stop_requested) {
         weft_bmsg_t km;
@@ -672,17 +701,11 @@ static int read_loop_js(rp_t *r)
                 break;
             }
             p->next = km.offset + 1;
-            sent++;
-            since_cp++;
             if (left == 0 || p->next >= p->end) {
                 p->next = p->end;
                 p->done = 1;
             }
-            if (r->rate > 0) {
-                int64_t due = t0 + (int64_t)((double)sent * 1000.0 / r->rate);
-                if (due > now)
-                    sleep_ms(due - now);
-            }
+            pace_event(r, &pc, now);
         } else if (now - last_msg > JS_QUIET_MS) {
             /* The ordered consumer pushes everything it has at once: a
              * quiet connection means the rest of the range holds no
@@ -695,21 +718,14 @@ static int read_loop_js(rp_t *r)
             p->next = p->end;
             p->done = 1;
         }
-        if (since_cp >= CHECKPOINT_EVENTS || (since_cp && now - last_cp >= CHECKPOINT_MS)) {
-            if (checkpoint(r) != 0) {
-                rc = -1;
-                break;
-            }
-            since_cp = 0;
-            last_cp = now;
+        if (pace_checkpoint(r, &pc, now) != 0) {
+            rc = -1;
+            break;
         }
         weft_cli_progress_update(&prog, progress_done(r));
     }
     weft_nats_reader_destroy(rd);
-    if (rc == 0 && checkpoint(r) != 0)
-        rc = -1;
-    weft_cli_progress_update(&prog, progress_done(r));
-    weft_cli_progress_end(&prog);
+    rc = loop_end(r, &prog, rc);
     if (rc == 0 && stop_requested && !p->done)
         return 1;
     return rc;

@@ -27,6 +27,7 @@
  * because the machine is slow. Exit codes: 0 done, 1 a run could not
  * complete (stack, weft or broker failure), 2 bad arguments.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -98,14 +99,19 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+static void vsay(const char *prefix, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "bench: %s", prefix);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+}
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsay("", fmt, ap);
     va_end(ap);
 }
 
@@ -114,50 +120,42 @@ static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bench: error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsay("error: ", fmt, ap);
     va_end(ap);
     fx_down(&fx);
     exit(1);
 }
 
-/* utime + stime of pid in microseconds, or 0 when it is gone. */
-static uint64_t proc_cpu_us(pid_t pid)
+/* From /proc/PID/stat: the parent (ppid, may be NULL) and utime + stime in
+ * microseconds (cpu_us, may be NULL). 0, or -1 when pid is gone. */
+static int proc_stat(pid_t pid, pid_t *ppid, uint64_t *cpu_us)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return 0;
+        return -1;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return 0;
     /* Fields after the comm: state(3) ppid(4) ... utime(14) stime(15). */
+    char *p = strrchr(buf, ')');
+    int pp = -1;
     unsigned long long ut = 0, st = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return 0;
-    return (ut + st) * 1000000ull / (unsigned long long)sysconf(_SC_CLK_TCK);
+    if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp, &ut,
+                     &st) != 3)
+        return -1;
+    if (ppid)
+        *ppid = pp;
+    if (cpu_us)
+        *cpu_us = (ut + st) * 1000000ull / (unsigned long long)sysconf(_SC_CLK_TCK);
+    return 0;
 }
 
-static pid_t proc_ppid(pid_t pid)
+static uint64_t proc_cpu_us(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    int ppid = -1;
-    if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1)
-        return -1;
-    return ppid;
+    uint64_t us = 0;
+    return proc_stat(pid, NULL, &us) == 0 ? us : 0;
 }
 
 /* CPU of the stack's PostgreSQL: the postmaster and all its children. */
@@ -174,15 +172,16 @@ static uint64_t pg_cpu_us(void)
     }
     fclose(f);
     uint64_t total = proc_cpu_us(pm);
-    FILE *ls = popen("ls /proc", "r");
-    char line[64];
-    while (ls && fgets(line, sizeof(line), ls)) {
-        int pid = atoi(line);
-        if (pid > 0 && proc_ppid(pid) == pm)
-            total += proc_cpu_us(pid);
+    DIR *dir = opendir("/proc");
+    struct dirent *de;
+    while (dir && (de = readdir(dir)) != NULL) {
+        pid_t pid = (pid_t)atoi(de->d_name), pp;
+        uint64_t us;
+        if (pid > 0 && proc_stat(pid, &pp, &us) == 0 && pp == pm)
+            total += us;
     }
-    if (ls)
-        pclose(ls);
+    if (dir)
+        closedir(dir);
     return total;
 }
 

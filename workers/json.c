@@ -336,21 +336,32 @@ int weft_json_content_type(const char *ct)
     return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 && memchr(ct, '/', n) != NULL;
 }
 
-int weft_json_object_each(const char *s, size_t len, weft_json_member_fn fn, void *opaque,
-                          char *errstr, size_t errlen)
+/* Validates s and enters its top-level container (open: '{' or '['). 1
+ * when the container is empty, 0 when *sc is at its first element, -1
+ * with errstr. */
+static int enter_container(scan_t *sc, const char *s, size_t len, char open, const char *what,
+                           char *errstr, size_t errlen)
 {
     if (weft_json_validate(s, len, errstr, errlen) != 0)
         return -1;
-    scan_t sc = {s, s + len, NULL};
-    skip_ws(&sc);
-    if (sc.s >= sc.end || *sc.s != '{') {
-        snprintf(errstr, errlen, "expected a JSON object");
+    *sc = (scan_t){s, s + len, NULL};
+    skip_ws(sc);
+    if (sc->s >= sc->end || *sc->s != open) {
+        snprintf(errstr, errlen, "expected a JSON %s", what);
         return -1;
     }
-    sc.s++;
-    skip_ws(&sc);
-    if (*sc.s == '}')
-        return 0;
+    sc->s++;
+    skip_ws(sc);
+    return *sc->s == (open == '{' ? '}' : ']');
+}
+
+int weft_json_object_each(const char *s, size_t len, weft_json_member_fn fn, void *opaque,
+                          char *errstr, size_t errlen)
+{
+    scan_t sc;
+    int e = enter_container(&sc, s, len, '{', "object", errstr, errlen);
+    if (e != 0)
+        return e < 0 ? -1 : 0;
     for (;;) {
         skip_ws(&sc);
         weft_json_val_t k;
@@ -384,18 +395,10 @@ int weft_json_object_each(const char *s, size_t len, weft_json_member_fn fn, voi
 int weft_json_array_each(const char *s, size_t len, weft_json_element_fn fn, void *opaque,
                          char *errstr, size_t errlen)
 {
-    if (weft_json_validate(s, len, errstr, errlen) != 0)
-        return -1;
-    scan_t sc = {s, s + len, NULL};
-    skip_ws(&sc);
-    if (sc.s >= sc.end || *sc.s != '[') {
-        snprintf(errstr, errlen, "expected a JSON array");
-        return -1;
-    }
-    sc.s++;
-    skip_ws(&sc);
-    if (*sc.s == ']')
-        return 0;
+    scan_t sc;
+    int e = enter_container(&sc, s, len, '[', "array", errstr, errlen);
+    if (e != 0)
+        return e < 0 ? -1 : 0;
     for (;;) {
         weft_json_val_t v;
         scan_value(&sc, 1, &v); /* validated above */

@@ -344,6 +344,28 @@ static void test_deadline_fails_and_compensates(void **state)
     free(late);
 }
 
+/* A step event that names no instance (forged, or from a broken
+ * producer) runs nothing and is dead-lettered with its reason. */
+static void test_malformed_step_event_is_dead_lettered(void **state)
+{
+    (void)state;
+    const char *hdrs[] = {"ce_weftsaga=order", "ce_weftstep=1", "ce_weftphase=do", NULL};
+    assert_int_equal(fx_produce(prod, "order.steps", "x", "forged-1", "weft.saga.step",
+                                "{\"order\":\"forged\"}", hdrs),
+                     0);
+    assert_int_equal(fx_producer_flush(prod), 0);
+    const char *sql = "SELECT count(*) FROM weft.dead_letters WHERE trigger = 'saga:order:1:do'"
+                      " AND reason = 'malformed' AND key LIKE '%forged-1'";
+    uint64_t until = fx_now_ms() + 60000;
+    while (fx_sql_long(&fx, sql) < 1 && fx_now_ms() < until)
+        usleep(100 * 1000);
+    assert_int_equal(fx_sql_long(&fx, sql), 1);
+    /* It moved no saga: no step run records it. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.saga_step_runs"
+                                      " WHERE convert_from(input, 'UTF8') LIKE '%forged%'"),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_kill9_during_a_step_then_restart),
         cmocka_unit_test(test_kill9_during_a_compensation_then_restart),
         cmocka_unit_test(test_deadline_fails_and_compensates),
+        cmocka_unit_test(test_malformed_step_event_is_dead_lettered),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

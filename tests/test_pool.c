@@ -1563,6 +1563,300 @@ static void test_exec_missing_program_is_config_error(void **state)
     rec_clear(&r, 1);
 }
 
+/* ---- pipelining ------------------------------------------------------------ */
+
+/* Runs n cheap calls one at a time, so the pool has measured the function
+ * as cheap (it pipelines nothing before that); returns the pid that ran
+ * them (a pool of one). */
+static pid_t warm_up(int n)
+{
+    pid_t pid = 0;
+    for (int i = 0; i < n; i++) {
+        rec_t r = {0};
+        submit("{\"fail\":\"stamp-0\"}", &r);
+        assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+        assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+        pid = r.pid;
+        rec_clear(&r, 1);
+    }
+    return pid;
+}
+
+/* Like wait_recs, also recording the most invocations seen queued on
+ * workers at once. */
+static int wait_recs_pipelined(rec_t *r, size_t n, int timeout_ms, size_t *max_pipelined)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        weft_pool_stats_t st = stats();
+        if (st.pipelined > *max_pipelined)
+            *max_pipelined = st.pipelined;
+        size_t done = 0;
+        for (size_t i = 0; i < n; i++)
+            done += r[i].calls > 0;
+        if (done == n)
+            return 0;
+        if (now_ms() >= end)
+            return -1;
+        loop_once(TICK_MS);
+    }
+}
+
+/* A backlog is pipelined; every Result matches its invocation (distinct
+ * data in, the same data uppercased out), one callback each. */
+static void test_pipeline_backlog_in_order(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    rec_t *r = calloc(N, sizeof(*r));
+    char buf[64], want[64];
+    weft_pool_config_t cfg = {.size = 2, .timeout_ms = 5000, .pipeline_depth = 8};
+    start_cfg(&cfg, "uppercase.so");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    submit("\"warm\"", &r[0]);
+    assert_int_equal(wait_recs(r, 1, WAIT_MS), 0);
+    for (int i = 1; i < N; i++) {
+        snprintf(buf, sizeof(buf), "{\"i\":\"item-%d\"}", i);
+        submit(buf, &r[i]);
+    }
+    /* submit never pipelines: one running per worker, the rest in the
+     * pool's queue. */
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.running, 2);
+    assert_int_equal(st.pipelined, 0);
+    assert_int_equal(st.queued, N - 3);
+    assert_int_equal(st.pipeline_depth, 8);
+    size_t max_pipelined = 0;
+    assert_int_equal(wait_recs_pipelined(r, N, 30000, &max_pipelined), 0);
+    for (int i = 1; i < N; i++) {
+        snprintf(want, sizeof(want), "{\"i\":\"ITEM-%d\"}", i);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+        assert_data(&r[i], want);
+    }
+    print_message("most invocations queued on workers at once: %zu\n", max_pipelined);
+    assert_true(max_pipelined >= 2);
+    assert_true(max_pipelined <= 2 * 7); /* depth 8: 1 running + 7 queued per worker */
+    assert_int_equal(weft_pool_inflight(g.pool), 0);
+    assert_int_equal(g.reaped, 0);
+    rec_clear(r, N);
+    free(r);
+}
+
+/* pipeline_depth 1 never queues on a worker; out-of-range depths are
+ * refused. */
+static void test_pipeline_depth_one_and_limits(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    rec_t r[N] = {{0}};
+    char err[256] = "";
+    weft_pool_config_t bad = {
+        .size = 1, .entry = "/x.so", .worker_path = g.worker, .pipeline_depth = -1};
+    assert_null(weft_pool_new(&bad, g.epfd, on_done, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "pipeline_depth"));
+    bad.pipeline_depth = WEFT_POOL_MAX_PIPELINE_DEPTH + 1;
+    assert_null(weft_pool_new(&bad, g.epfd, on_done, NULL, err, sizeof(err)));
+
+    weft_pool_config_t cfg = {.size = 2, .timeout_ms = 5000, .pipeline_depth = 1};
+    start_cfg(&cfg, "faulty.so");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    for (int i = 0; i < N; i++)
+        submit("{\"fail\":\"stamp-0\"}", &r[i]);
+    size_t max_pipelined = 0;
+    assert_int_equal(wait_recs_pipelined(r, N, WAIT_MS, &max_pipelined), 0);
+    assert_int_equal(max_pipelined, 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+    rec_clear(r, N);
+}
+
+/* A lone event goes out at once to an idle worker, never behind another
+ * one: with one worker busy on a slow call, the next event runs on the
+ * other worker. */
+static void test_pipeline_idle_worker_first(void **state)
+{
+    (void)state;
+    rec_t slow = {0}, lone = {0};
+    weft_pool_config_t cfg = {.size = 2, .timeout_ms = 5000};
+    start_cfg(&cfg, "faulty.so");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    submit("{\"fail\":\"stamp-0\"}", &lone); /* measured cheap */
+    assert_int_equal(wait_recs(&lone, 1, WAIT_MS), 0);
+    rec_clear(&lone, 1);
+    submit("{\"fail\":\"stamp-400\"}", &slow);
+    uint64_t t0 = now_ms();
+    submit("{\"fail\":\"stamp-0\"}", &lone);
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.running, 2); /* sent at once, no batching window */
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(wait_recs(&lone, 1, WAIT_MS), 0);
+    assert_true(lone.at_ms - t0 < 300);
+    assert_int_equal(slow.calls, 0);
+    assert_int_equal(wait_recs(&slow, 1, WAIT_MS), 0);
+    assert_true(lone.pid != slow.pid);
+    rec_clear(&slow, 1);
+    rec_clear(&lone, 1);
+}
+
+/* On one worker: three 200 ms calls queued behind cheap ones, then a hang
+ * and one more, with a 300 ms timeout. The queued calls take 600 ms in all
+ * but none is charged for its wait; the hang times out 300 ms after the
+ * Result before it arrived; the call behind it never ran there and goes to
+ * the next worker. */
+static void test_pipeline_deadline_counts_from_start(void **state)
+{
+    (void)state;
+    rec_t cheap[3] = {{0}}, slow[3] = {{0}}, hang = {0}, after = {0};
+    weft_pool_config_t cfg = {.size = 1, .timeout_ms = 300, .pipeline_depth = 8};
+    start_cfg(&cfg, "faulty.so");
+    pid_t first = warm_up(5);
+    /* The first goes to the idle worker; the rest wait, then follow it on
+     * the worker when its Result arrives. */
+    for (int i = 0; i < 3; i++)
+        submit("{\"fail\":\"stamp-0\"}", &cheap[i]);
+    for (int i = 0; i < 3; i++)
+        submit("{\"fail\":\"stamp-200\"}", &slow[i]);
+    submit("{\"fail\":\"hang\"}", &hang);
+    submit("{\"fail\":\"stamp-0\"}", &after);
+    size_t max_pipelined = 0;
+    assert_int_equal(wait_recs_pipelined(slow, 3, WAIT_MS, &max_pipelined), 0);
+    assert_true(max_pipelined >= 5);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cheap[i].kind, WEFT_OUTCOME_OK);
+        assert_int_equal(slow[i].kind, WEFT_OUTCOME_OK);
+        assert_int_equal(slow[i].pid, first);
+    }
+    assert_true(slow[2].at_ms - slow[0].at_ms >= 390); /* they did queue */
+    assert_int_equal(wait_recs(&hang, 1, WAIT_MS), 0);
+    assert_int_equal(hang.kind, WEFT_OUTCOME_CRASH);
+    assert_string_equal(hang.reason, "timeout");
+    assert_true(hang.at_ms - slow[2].at_ms >= 300);
+    assert_int_equal(wait_recs(&after, 1, WAIT_MS), 0);
+    assert_int_equal(after.calls, 1);
+    assert_int_equal(after.kind, WEFT_OUTCOME_OK);
+    assert_true(after.pid != first); /* requeued, run by the new worker */
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.timeouts, 1);
+    assert_int_equal(st.crashes, 1); /* the timeout, nothing else */
+    assert_int_equal(hang.calls, 1);
+    rec_clear(cheap, 3);
+    rec_clear(slow, 3);
+    rec_clear(&hang, 1);
+    rec_clear(&after, 1);
+}
+
+/* A worker that crashes, exits or sends a bad frame (undecodable, or a
+ * Result for another seq) in the middle of its FIFO: the running call gets
+ * CRASH, the ones queued behind it run once, on another worker. */
+static void test_pipeline_crash_requeues_the_rest(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *mode, *reason;
+    } cases[] = {
+        {"crash", "signal:6"},
+        {"exit", "exited"},
+        {"garbage", "bad_frame"},
+        {"wrongseq", "bad_frame"},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        enum { Q = 5 };
+        rec_t before[2] = {{0}}, bad = {0}, queued[Q] = {{0}};
+        char data[64];
+        weft_pool_config_t cfg = {.size = 1, .timeout_ms = 5000, .crash_storm_count = -1};
+        setup(NULL);
+        start_cfg(&cfg, "faulty.so");
+        pid_t first = warm_up(5);
+        for (int i = 0; i < 2; i++)
+            submit("{\"fail\":\"stamp-0\"}", &before[i]);
+        snprintf(data, sizeof(data), "{\"fail\":\"%s\"}", cases[c].mode);
+        submit(data, &bad);
+        for (int i = 0; i < Q; i++)
+            submit("{\"fail\":\"leak\"}", &queued[i]);
+        size_t max_pipelined = 0;
+        assert_int_equal(wait_recs_pipelined(&bad, 1, WAIT_MS, &max_pipelined), 0);
+        assert_true(max_pipelined >= Q); /* they were queued behind it */
+        assert_int_equal(bad.kind, WEFT_OUTCOME_CRASH);
+        assert_string_equal(bad.reason, cases[c].reason);
+        assert_int_equal(wait_recs(queued, Q, WAIT_MS), 0);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(before[i].kind, WEFT_OUTCOME_OK);
+            assert_int_equal(before[i].pid, first);
+        }
+        for (int i = 0; i < Q; i++) {
+            assert_int_equal(queued[i].calls, 1);
+            assert_int_equal(queued[i].kind, WEFT_OUTCOME_OK);
+            assert_true(queued[i].pid != first);
+            /* Run in order on the new worker, each exactly once there. */
+            assert_int_equal(json_num(&queued[i], "calls"), i + 1);
+        }
+        assert_int_equal(stats().crashes, 1);
+        assert_int_equal(weft_pool_inflight(g.pool), 0);
+        assert_int_equal(teardown(NULL), 0);
+        rec_clear(before, 2);
+        rec_clear(&bad, 1);
+        rec_clear(queued, Q);
+    }
+}
+
+/* max_requests counts what a worker was handed: no worker ever holds an
+ * invocation beyond its last, so recycling never requeues or drops one. */
+static void test_pipeline_max_requests(void **state)
+{
+    (void)state;
+    enum { N = 60, MAXR = 7 };
+    rec_t r[N] = {{0}};
+    weft_pool_config_t cfg = {.size = 2, .timeout_ms = 5000, .max_requests = MAXR};
+    start_cfg(&cfg, "faulty.so");
+    assert_int_equal(wait_idle(2, WAIT_MS), 0);
+    for (int i = 0; i < N; i++)
+        submit("{\"fail\":\"stamp-0\"}", &r[i]);
+    size_t max_pipelined = 0;
+    assert_int_equal(wait_recs_pipelined(r, N, 30000, &max_pipelined), 0);
+    assert_true(max_pipelined >= 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].kind, WEFT_OUTCOME_OK);
+        assert_int_equal(json_num(&r[i], "pid"), r[i].pid);
+        int same = 0;
+        for (int j = 0; j < N; j++)
+            same += r[j].pid == r[i].pid;
+        assert_true(same <= MAXR);
+    }
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.crashes, 0);
+    assert_true(st.recycles >= N / MAXR - 1);
+    for (int s = 1; s < 65; s++)
+        assert_int_equal(g.by_signal[s], 0);
+    rec_clear(r, N);
+}
+
+/* Destroy drops what is queued on workers too, without callbacks. */
+static void test_pipeline_destroy_drops_without_callbacks(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    rec_t r[N] = {{0}};
+    weft_pool_config_t cfg = {.size = 1, .timeout_ms = 0};
+    start_cfg(&cfg, "faulty.so");
+    warm_up(5);
+    submit("{\"fail\":\"stamp-0\"}", &r[0]);
+    submit("{\"fail\":\"hang\"}", &r[1]);
+    for (int i = 2; i < N; i++)
+        submit("{}", &r[i]);
+    assert_int_equal(wait_recs(r, 1, WAIT_MS), 0);
+    run_for(100);
+    weft_pool_stats_t st = stats();
+    assert_int_equal(st.pipelined, N - 2);
+    assert_int_equal(weft_pool_inflight(g.pool), N - 1);
+    weft_pool_destroy(g.pool, 500);
+    g.pool = NULL;
+    for (int i = 1; i < N; i++)
+        assert_int_equal(r[i].calls, 0);
+    rec_clear(r, N);
+}
+
 static void test_bad_env_entry_refused(void **state)
 {
     (void)state;
@@ -1616,6 +1910,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exec_timeout_kills_program, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_missing_program_is_config_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_env_entry_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_backlog_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_depth_one_and_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_idle_worker_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_deadline_counts_from_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_crash_requeues_the_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_max_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_destroy_drops_without_callbacks, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,7 +1,8 @@
 /*
  * bench_pool.c - weft-bench-pool: what a worker pool costs, in figures.
  *
- *   weft-bench-pool [--quick] [--functions-dir DIR]
+ *   weft-bench-pool [--quick] [--functions-dir DIR] [--throughput-only]
+ *                   [--depths 1,4,8,16]
  *
  * Measures, on this machine, with the real pool, worker binary and example
  * functions (<build>/functions):
@@ -13,8 +14,12 @@
  *                  worker running noop.so: the round trip (us), i.e. what
  *                  weft adds per event;
  *   throughput     events/s through a static pool of one worker per core
- *                  running noop.so, a window of invocations in flight;
- *                  the same for upper.py (exec runtime);
+ *                  running noop.so, a window of invocations in flight,
+ *                  with pipelining off (depth 1) and at the default depth,
+ *                  and the CPU time per event of this process plus the
+ *                  workers (what the dispatcher and its pool would burn);
+ *                  the same for upper.py (exec runtime); --depths measures
+ *                  noop.so at each listed depth instead;
  *   fork+exec      events/s when every event starts a process instead
  *                  (posix_spawn of weft-bench-noop, event on its stdin,
  *                  waitpid), as many at once as there are cores; and the
@@ -34,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -113,7 +119,8 @@ static void wait_done(uint64_t want)
         loop_once(100);
 }
 
-static weft_pool_t *new_pool(weft_pool_mode_t mode, const char *file, const char *runtime, int size)
+static weft_pool_t *new_pool(weft_pool_mode_t mode, const char *file, const char *runtime, int size,
+                             int depth)
 {
     char entry[PATH_MAX + 64], err[256];
     snprintf(entry, sizeof(entry), "%s/%s", g.functions, file);
@@ -128,6 +135,7 @@ static weft_pool_t *new_pool(weft_pool_mode_t mode, const char *file, const char
         .quiet = 1,
         .timeout_ms = 30000,
         .worker_path = g.worker,
+        .pipeline_depth = depth,
     };
     weft_pool_t *pool = weft_pool_new(&cfg, g.epfd, on_done, NULL, err, sizeof(err));
     if (!pool) {
@@ -161,7 +169,7 @@ static uint64_t cold_start(const char *file, const char *runtime, int n)
 {
     uint64_t *t = calloc((size_t)n, sizeof(*t));
     for (int i = 0; i < n; i++) {
-        g.pool = new_pool(WEFT_POOL_ONDEMAND, file, runtime, 1);
+        g.pool = new_pool(WEFT_POOL_ONDEMAND, file, runtime, 1, 0);
         uint64_t want = g.done + 1, t0 = now_us();
         submit_one();
         wait_done(want);
@@ -186,7 +194,7 @@ static void wait_ready(int workers)
 static void warm(int n, uint64_t *p50, uint64_t *p99, double *mean)
 {
     uint64_t *t = calloc((size_t)n, sizeof(*t));
-    g.pool = new_pool(WEFT_POOL_STATIC, "noop.so", NULL, 1);
+    g.pool = new_pool(WEFT_POOL_STATIC, "noop.so", NULL, 1, 0);
     wait_ready(1);
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -203,11 +211,23 @@ static void warm(int n, uint64_t *p50, uint64_t *p99, double *mean)
     free(t);
 }
 
-/* events/s through a static pool with a window of invocations in flight. */
-static double throughput(const char *file, const char *runtime, int workers, int n, int window)
+static uint64_t cpu_us(int who)
 {
-    g.pool = new_pool(WEFT_POOL_STATIC, file, runtime, workers);
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* events/s through a static pool with a window of invocations in flight;
+ * *cpu gets the CPU time per event (us) of this process and the pool's
+ * workers (reaped by destroy, so counted in RUSAGE_CHILDREN). */
+static double throughput(const char *file, const char *runtime, int workers, int n, int window,
+                         int depth, double *cpu)
+{
+    g.pool = new_pool(WEFT_POOL_STATIC, file, runtime, workers, depth);
     wait_ready(workers);
+    uint64_t c0 = cpu_us(RUSAGE_SELF) + cpu_us(RUSAGE_CHILDREN);
     uint64_t base = g.done, submitted = 0, t0 = now_us();
     while (g.done - base < (uint64_t)n) {
         while (submitted < (uint64_t)n && submitted - (g.done - base) < (uint64_t)window) {
@@ -218,6 +238,8 @@ static double throughput(const char *file, const char *runtime, int workers, int
     }
     double secs = (double)(now_us() - t0) / 1e6;
     destroy_pool();
+    if (cpu)
+        *cpu = (double)(cpu_us(RUSAGE_SELF) + cpu_us(RUSAGE_CHILDREN) - c0) / n;
     return n / secs;
 }
 
@@ -280,14 +302,18 @@ static void exe_dir(char *out, size_t len)
 
 int main(int argc, char **argv)
 {
-    int quick = 0;
+    int quick = 0, tp_only = 0, depths[16], n_depths = 0;
     const char *fdir = NULL;
+    static const char usage[] = "usage: weft-bench-pool [--quick] [--functions-dir DIR] "
+                                "[--throughput-only] [--depths 1,4,8,16]\n";
     static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
                                          {"functions-dir", required_argument, NULL, 'f'},
+                                         {"throughput-only", no_argument, NULL, 't'},
+                                         {"depths", required_argument, NULL, 'd'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "qf:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "qf:td:h", opts, NULL)) != -1) {
         switch (c) {
         case 'q':
             quick = 1;
@@ -295,11 +321,25 @@ int main(int argc, char **argv)
         case 'f':
             fdir = optarg;
             break;
+        case 't':
+            tp_only = 1;
+            break;
+        case 'd':
+            for (char *p = optarg, *end; *p && n_depths < 16; p = *end ? end + 1 : end) {
+                long v = strtol(p, &end, 10);
+                if (end == p || v < 1 || v > WEFT_POOL_MAX_PIPELINE_DEPTH ||
+                    (*end && *end != ',')) {
+                    fprintf(stderr, "weft-bench-pool: bad --depths %s\n", optarg);
+                    return 2;
+                }
+                depths[n_depths++] = (int)v;
+            }
+            break;
         case 'h':
-            printf("usage: weft-bench-pool [--quick] [--functions-dir DIR]\n");
+            printf("%s", usage);
             return 0;
         default:
-            fprintf(stderr, "usage: weft-bench-pool [--quick] [--functions-dir DIR]\n");
+            fprintf(stderr, "%s", usage);
             return 2;
         }
     }
@@ -338,29 +378,51 @@ int main(int argc, char **argv)
     printf("weft-bench-pool: %d cores, %d workers for throughput, event of %zu bytes\n", (int)cores,
            workers, sizeof(g_data) - 1);
     fflush(stdout);
-    uint64_t cold_so = cold_start("noop.so", NULL, n_cold);
-    printf(
-        "  cold start, ondemand pool at zero -> first result, noop.so   %8.2f ms  (median of %d)\n",
-        (double)cold_so / 1000.0, n_cold);
+    if (n_depths) {
+        for (int i = 0; i < n_depths; i++) {
+            double cpu;
+            double tp = throughput("noop.so", NULL, workers, n_tp, 256, depths[i], &cpu);
+            printf("  throughput, static pool of %d, noop.so, pipeline depth %2d  %8.0f events/s  "
+                   "%6.2f us CPU/event  (%d events)\n",
+                   workers, depths[i], tp, cpu, n_tp);
+            fflush(stdout);
+        }
+        return g.failed ? 1 : 0;
+    }
+    if (!tp_only) {
+        uint64_t cold_so = cold_start("noop.so", NULL, n_cold);
+        printf("  cold start, ondemand pool at zero -> first result, noop.so   %8.2f ms  (median "
+               "of %d)\n",
+               (double)cold_so / 1000.0, n_cold);
+        fflush(stdout);
+        uint64_t cold_py = cold_start("upper.py", "exec", n_cold);
+        printf("  cold start, ondemand pool at zero -> first result, upper.py  %8.2f ms  (median "
+               "of %d)\n",
+               (double)cold_py / 1000.0, n_cold);
+        fflush(stdout);
+        uint64_t p50, p99;
+        double mean;
+        warm(n_warm, &p50, &p99, &mean);
+        printf("  warm invocation round trip, noop.so, one at a time         %8.1f us  (p50 %llu "
+               "us, p99 %llu us, %d calls)\n",
+               mean, (unsigned long long)p50, (unsigned long long)p99, n_warm);
+        fflush(stdout);
+    }
+    double cpu1, cpud;
+    double tp1 = throughput("noop.so", NULL, workers, n_tp, 256, 1, &cpu1);
+    printf("  throughput, static pool of %d, noop.so, depth 1            %8.0f events/s  "
+           "%6.2f us CPU/event  (%d events)\n",
+           workers, tp1, cpu1, n_tp);
     fflush(stdout);
-    uint64_t cold_py = cold_start("upper.py", "exec", n_cold);
-    printf(
-        "  cold start, ondemand pool at zero -> first result, upper.py  %8.2f ms  (median of %d)\n",
-        (double)cold_py / 1000.0, n_cold);
+    double tp = throughput("noop.so", NULL, workers, n_tp, 256, 0, &cpud);
+    printf("  throughput, static pool of %d, noop.so, depth %-2d (default)  %8.0f events/s  "
+           "%6.2f us CPU/event  (%d events)\n",
+           workers, WEFT_POOL_DEFAULT_PIPELINE_DEPTH, tp, cpud, n_tp);
+    printf("  pipelining: %.1fx the events/s, %.1fx less CPU per event\n", tp / tp1, cpu1 / cpud);
     fflush(stdout);
-    uint64_t p50, p99;
-    double mean;
-    warm(n_warm, &p50, &p99, &mean);
-    printf("  warm invocation round trip, noop.so, one at a time         %8.1f us  (p50 %llu us, "
-           "p99 %llu us, %d calls)\n",
-           mean, (unsigned long long)p50, (unsigned long long)p99, n_warm);
-    fflush(stdout);
-    double tp = throughput("noop.so", NULL, workers, n_tp, 256);
-    printf("  throughput, static pool of %d, noop.so                     %8.0f events/s  (%d "
-           "events)\n",
-           workers, tp, n_tp);
-    fflush(stdout);
-    double tp_py = throughput("upper.py", "exec", workers, n_exec, 256);
+    if (tp_only)
+        return g.failed ? 1 : 0;
+    double tp_py = throughput("upper.py", "exec", workers, n_exec, 256, 0, NULL);
     printf("  throughput, static pool of %d, upper.py (exec runtime)     %8.0f events/s  (%d "
            "events)\n",
            workers, tp_py, n_exec);

@@ -132,6 +132,55 @@ int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload)
     return 1;
 }
 
+int weft_frame_buffered(const weft_frame_buf_t *b, size_t off, size_t max_payload)
+{
+    size_t n;
+    return b->len > off && weft_frame_peek(b->data + off, b->len - off, max_payload, &n) == 1;
+}
+
+int weft_frame_next(int fd, weft_frame_buf_t *b, size_t *off, size_t max_payload,
+                    size_t *payload_off, size_t *payload_len)
+{
+    for (;;) {
+        size_t n = 0;
+        int pk =
+            b->len > *off ? weft_frame_peek(b->data + *off, b->len - *off, max_payload, &n) : 0;
+        if (pk < 0) {
+            errno = EPROTO;
+            return -1;
+        }
+        if (pk == 1) {
+            *payload_off = *off + WEFT_FRAME_HEADER;
+            *payload_len = n;
+            *off += WEFT_FRAME_HEADER + n;
+            return 1;
+        }
+        /* Keep the partial frame only; release a buffer one big frame grew. */
+        weft_frame_buf_consume(b, *off);
+        *off = 0;
+        if (b->len == 0)
+            weft_frame_buf_trim(b, 1024 * 1024);
+        size_t want = 64 * 1024;
+        if (b->len >= WEFT_FRAME_HEADER && WEFT_FRAME_HEADER + n - b->len > want)
+            want = WEFT_FRAME_HEADER + n - b->len;
+        if (weft_frame_buf_reserve(b, want) < 0)
+            return -1;
+        ssize_t r = read(fd, b->data + b->len, b->cap - b->len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0) {
+            if (b->len == 0)
+                return 0;
+            errno = EPROTO; /* EOF inside a frame */
+            return -1;
+        }
+        b->len += (size_t)r;
+    }
+}
+
 int weft_frame_write_all(int fd, const uint8_t *buf, size_t len)
 {
     int use_send = 1;

@@ -54,6 +54,20 @@ void weft_frame_buf_free(weft_frame_buf_t *b);
  * payload over max_payload, ENOMEM, or the read() error. */
 int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload);
 
+/* Buffered blocking reader: the next frame from fd, reading only when b
+ * holds no whole frame after *off, and then as much as the fd has ready
+ * (up to 64 KiB, or the rest of a larger frame) in one read(), so frames
+ * sent back to back cost one read() for all of them. On 1 the payload is
+ * b->data[*payload_off .. *payload_off + *payload_len), valid until the next
+ * call; *off has moved past it. 0 on EOF at a frame boundary, -1 with
+ * errno set as for weft_frame_read(). Start with a zeroed b and *off 0. */
+int weft_frame_next(int fd, weft_frame_buf_t *b, size_t *off, size_t max_payload,
+                    size_t *payload_off, size_t *payload_len);
+
+/* 1 when b holds a whole frame after off (weft_frame_next will not read),
+ * 0 otherwise. */
+int weft_frame_buffered(const weft_frame_buf_t *b, size_t off, size_t max_payload);
+
 /* Blocking write of all len bytes (send() with MSG_NOSIGNAL when fd is a
  * socket, so a closed peer is EPIPE, not a signal). 0, or -1 with errno. */
 int weft_frame_write_all(int fd, const uint8_t *buf, size_t len);

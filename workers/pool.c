@@ -34,9 +34,15 @@
  *  - at most max_workers processes exist at any time (a slot is only
  *    reused once its previous process was reaped), so at most that many
  *    invocations run at once;
- *  - a worker runs at most one invocation at a time, and its Result must
- *    carry that invocation's seq; anything else is a bad frame and the
- *    worker is killed;
+ *  - a worker runs at most one invocation at a time; it may hold more
+ *    (pipelining, see pool.h): wk->inv is a FIFO whose first element is
+ *    the running invocation, and each Result must carry the seq of that
+ *    first element; anything else is a bad frame and the worker is killed;
+ *  - invocations queued behind a running one keep their frame until they
+ *    start (they go back to the pool's FIFO, untouched, when their worker
+ *    is lost); a running invocation's frame is freed once it is sent;
+ *  - pool->queued counts the pool's FIFO, pool->pipelined the invocations
+ *    queued on workers, pool->running the workers with an invocation;
  *  - every submitted invocation gets exactly one callback (unless the pool
  *    is destroyed first), and never from inside weft_pool_submit: a
  *    quarantined pool answers its queue from tick, reaped or the channel
@@ -63,6 +69,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,6 +97,18 @@
 #define READ_CHUNK (64u * 1024u)
 /* An idle worker's input buffer is released above this size. */
 #define INBUF_KEEP (256u * 1024u)
+/* Pipelining (pool.h): a worker holds at most about this much expected
+ * work (the pool's moving average of service times, times the invocations
+ * it holds), so a slow function is not pipelined and nothing waits long
+ * behind one of its calls while another worker could have run it. */
+#define PIPELINE_BUDGET_US 5000u
+/* Frames larger than this are never queued behind another invocation,
+ * and the frames queued behind one invocation stay under
+ * PIPELINE_MAX_BYTES: memory kept for requeueing stays small. */
+#define PIPELINE_MAX_FRAME (64u * 1024u)
+#define PIPELINE_MAX_BYTES (256u * 1024u)
+/* Frames gathered into one sendmsg(). */
+#define FLUSH_IOV 64
 
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_SANITIZED 1
@@ -102,7 +121,7 @@
 typedef struct pool_inv {
     struct pool_inv *next;
     uint64_t seq;
-    uint8_t *frame; /* the Invoke frame until fully written, then NULL */
+    uint8_t *frame; /* the Invoke frame; freed once sent while running */
     size_t frame_len;
     void *opaque;
 } pool_inv_t;
@@ -114,8 +133,15 @@ typedef struct pool_worker {
     uint64_t started_ms;
     int ready;       /* sent its ready frame: the function is loaded */
     uint64_t served; /* Results received from this process */
-    pool_inv_t *inv; /* running invocation; NULL when idle */
-    size_t out_off;  /* bytes of inv->frame already sent */
+    uint64_t handed; /* invocations handed to this process */
+    pool_inv_t *inv; /* FIFO: the running invocation first, then those
+                      * queued behind it; NULL when idle */
+    pool_inv_t *inv_tail;
+    int n_inv;
+    size_t queued_bytes;   /* frame bytes of the FIFO behind the first */
+    pool_inv_t *unsent;    /* first invocation not completely sent, or NULL */
+    size_t out_off;        /* bytes of unsent->frame already sent */
+    uint64_t run_start_us; /* when the running invocation could start */
     uint32_t ep_events;
     weft_frame_buf_t in;
     uint64_t deadline_ms; /* 0: none */
@@ -157,7 +183,11 @@ struct weft_pool {
     pool_worker_t *workers;
     pool_inv_t *head, *tail; /* FIFO of invocations waiting for a worker */
     size_t queued;
-    size_t running;
+    size_t running;   /* workers with an invocation running */
+    size_t pipelined; /* invocations queued behind a running one */
+    int depth;        /* pipeline_depth */
+    uint64_t svc16;   /* moving average of service times, 1/16 us */
+    int svc_known;    /* one Result measured at least */
     uint64_t next_seq;
     uint32_t backoff_ms;    /* next hold after an abnormal end */
     uint64_t hold_until_ms; /* no worker is started before this */
@@ -175,11 +205,16 @@ struct weft_pool {
         n_quarantines;
 };
 
-static uint64_t now_ms(void)
+static uint64_t now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t now_ms(void)
+{
+    return now_us() / 1000u;
 }
 
 static void plog(const weft_pool_t *pool, pid_t pid, const char *level, const char *fmt, ...)
@@ -284,24 +319,144 @@ static void report_crash(weft_pool_t *pool, pool_inv_t *inv, pid_t pid, const ch
     inv_finish(pool, inv, &out);
 }
 
-/* Takes the running invocation off a worker; the caller reports it. */
-static pool_inv_t *worker_detach(pool_worker_t *wk)
-{
-    pool_inv_t *inv = wk->inv;
-    if (inv) {
-        wk->inv = NULL;
-        wk->deadline_ms = 0;
-        wk->pool->running--;
-    }
-    return inv;
-}
-
 /* Detaches the whole queue (callbacks may submit again). */
 static pool_inv_t *queue_take(weft_pool_t *pool)
 {
     pool_inv_t *inv = pool->head;
     pool->head = pool->tail = NULL;
     pool->queued = 0;
+    return inv;
+}
+
+static pool_inv_t *queue_pop(weft_pool_t *pool)
+{
+    pool_inv_t *inv = pool->head;
+    if (inv) {
+        pool->head = inv->next;
+        if (!pool->head)
+            pool->tail = NULL;
+        inv->next = NULL;
+        pool->queued--;
+    }
+    return inv;
+}
+
+/* The worker's running invocation can start now: its deadline counts from
+ * here (pool.h, "Pipelining"). */
+static void worker_start_clock(pool_worker_t *wk, uint64_t now)
+{
+    wk->run_start_us = now;
+    wk->deadline_ms = wk->pool->timeout_ms ? now / 1000u + wk->pool->timeout_ms : 0;
+}
+
+/* Hands inv to wk: it runs at once on an idle worker, else it queues
+ * behind what the worker holds. The caller flushes. */
+static void worker_push(pool_worker_t *wk, pool_inv_t *inv, uint64_t now)
+{
+    weft_pool_t *pool = wk->pool;
+    inv->next = NULL;
+    if (wk->inv) {
+        wk->inv_tail->next = inv;
+        wk->queued_bytes += inv->frame_len;
+        pool->pipelined++;
+    } else {
+        wk->inv = inv;
+        pool->running++;
+        worker_start_clock(wk, now);
+    }
+    wk->inv_tail = inv;
+    wk->n_inv++;
+    if (!wk->unsent) {
+        wk->unsent = inv;
+        wk->out_off = 0;
+    }
+}
+
+/* The running invocation got its Result: takes it off the worker (the
+ * caller reports it); the next one in the worker's FIFO starts now. */
+static pool_inv_t *worker_pop(pool_worker_t *wk, uint64_t now)
+{
+    weft_pool_t *pool = wk->pool;
+    pool_inv_t *inv = wk->inv;
+    /* Service time as the pool sees it (it includes the time the Result
+     * waited to be read; with several read at once the first carries the
+     * wait, the others ~0, so the average stays right). Moving average
+     * over about 8 Results, in 1/16 us. */
+    uint64_t took = now > wk->run_start_us ? now - wk->run_start_us : 0;
+    if (took > 60000000u)
+        took = 60000000u;
+    if (wk->served == 0) {
+        /* A worker's first call pays for page faults and lazy binding:
+         * not a sample. */
+    } else if (!pool->svc_known) {
+        pool->svc16 = took * 16u;
+        pool->svc_known = 1;
+    } else {
+        pool->svc16 = pool->svc16 - pool->svc16 / 8u + took * 2u;
+    }
+    wk->inv = inv->next;
+    inv->next = NULL;
+    wk->n_inv--;
+    if (wk->inv) {
+        pool->pipelined--;
+        wk->queued_bytes -= wk->inv->frame_len;
+        if (wk->unsent != wk->inv) { /* completely sent: never needed again */
+            free(wk->inv->frame);
+            wk->inv->frame = NULL;
+        }
+        worker_start_clock(wk, now);
+    } else {
+        wk->inv_tail = NULL;
+        wk->deadline_ms = 0;
+        pool->running--;
+    }
+    return inv;
+}
+
+/* The worker is lost or stopped: the invocations queued behind its running
+ * one never ran. They go back to the front of the pool's FIFO, in their
+ * order, with their frames as they were packed: no callback, and the
+ * attempt the function sees is unchanged. */
+static void worker_requeue(pool_worker_t *wk)
+{
+    weft_pool_t *pool = wk->pool;
+    pool_inv_t *first = wk->inv ? wk->inv->next : NULL;
+    if (!first)
+        return;
+    pool_inv_t *last = wk->inv_tail;
+    size_t n = (size_t)wk->n_inv - 1;
+    wk->inv->next = NULL;
+    wk->inv_tail = wk->inv;
+    wk->n_inv = 1;
+    wk->queued_bytes = 0;
+    if (wk->unsent && wk->unsent != wk->inv) {
+        wk->unsent = NULL;
+        wk->out_off = 0;
+    }
+    pool->pipelined -= n;
+    last->next = pool->head;
+    pool->head = first;
+    if (!pool->tail)
+        pool->tail = last;
+    pool->queued += n;
+    plog(pool, wk->pid, "info", "%zu invocations queued on the worker go back to the pool queue",
+         n);
+}
+
+/* Takes the running invocation off a worker that is lost (the caller
+ * reports it); those queued behind it go back to the pool's FIFO. */
+static pool_inv_t *worker_detach(pool_worker_t *wk)
+{
+    pool_inv_t *inv = wk->inv;
+    if (!inv)
+        return NULL;
+    worker_requeue(wk);
+    wk->inv = wk->inv_tail = NULL;
+    wk->n_inv = 0;
+    wk->unsent = NULL;
+    wk->out_off = 0;
+    wk->deadline_ms = 0;
+    wk->pool->running--;
     return inv;
 }
 
@@ -339,9 +494,15 @@ static void channel_close(pool_worker_t *wk)
     }
     wk->ep_events = 0;
     weft_frame_buf_free(&wk->in);
+    /* Nothing more is sent: the running invocation's frame is not needed
+     * (those queued behind it are requeued with theirs). */
     if (wk->inv) {
         free(wk->inv->frame);
         wk->inv->frame = NULL;
+        if (wk->unsent == wk->inv) {
+            wk->unsent = wk->inv->next;
+            wk->out_off = 0;
+        }
     }
 }
 
@@ -351,6 +512,7 @@ static void channel_close(pool_worker_t *wk)
  * is reported when the process is reaped, with the real cause of its end. */
 static void worker_terminate(pool_worker_t *wk, uint64_t now)
 {
+    worker_requeue(wk);
     channel_close(wk);
     wk->stopping = 1;
     if (wk->pid > 0 && !wk->term_sent) {
@@ -368,6 +530,7 @@ static void worker_retire(pool_worker_t *wk, uint64_t now, const char *why)
     if (wk->stopping || wk->pid <= 0)
         return;
     plog(wk->pool, wk->pid, "info", "stopping worker: %s", why);
+    worker_requeue(wk); /* only idle workers are retired; this is a guard */
     channel_close(wk);
     wk->stopping = 1;
     wk->retiring = 1;
@@ -392,21 +555,50 @@ static void bad_frame(pool_worker_t *wk, const char *fmt, ...)
         report_crash(wk->pool, inv, pid, "bad_frame", 0, "bad frame from worker: %s", why);
 }
 
-static void pool_dispatch(weft_pool_t *pool);
+static void pool_dispatch(weft_pool_t *pool, pool_worker_t *more);
 static void pool_scale(weft_pool_t *pool, uint64_t now);
 static void note_crash(weft_pool_t *pool, uint64_t now);
 static void answer_quarantined(weft_pool_t *pool, uint64_t now);
 
+/* Marks n more bytes as sent; a running invocation's frame is freed once
+ * it is completely sent. */
+static void worker_sent(pool_worker_t *wk, size_t n)
+{
+    while (n && wk->unsent) {
+        pool_inv_t *inv = wk->unsent;
+        size_t left = inv->frame_len - wk->out_off;
+        if (n < left) {
+            wk->out_off += n;
+            return;
+        }
+        n -= left;
+        wk->unsent = inv->next;
+        wk->out_off = 0;
+        if (inv == wk->inv) {
+            free(inv->frame);
+            inv->frame = NULL;
+        }
+    }
+}
+
+/* Sends every frame the worker holds and has not received yet, gathered
+ * into as few sendmsg() calls as the socket buffer allows. */
 static void worker_flush(pool_worker_t *wk)
 {
-    pool_inv_t *inv = wk->inv;
-    if (!inv || !inv->frame || wk->io.fd < 0)
-        return;
-    while (wk->out_off < inv->frame_len) {
-        ssize_t w =
-            send(wk->io.fd, inv->frame + wk->out_off, inv->frame_len - wk->out_off, MSG_NOSIGNAL);
+    while (wk->unsent && wk->io.fd >= 0) {
+        struct iovec iov[FLUSH_IOV];
+        int n = 0;
+        size_t off = wk->out_off;
+        for (pool_inv_t *inv = wk->unsent; inv && n < FLUSH_IOV; inv = inv->next) {
+            iov[n].iov_base = inv->frame + off;
+            iov[n].iov_len = inv->frame_len - off;
+            off = 0;
+            n++;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(wk->io.fd, &mh, MSG_NOSIGNAL);
         if (w > 0) {
-            wk->out_off += (size_t)w;
+            worker_sent(wk, (size_t)w);
             continue;
         }
         if (w < 0 && errno == EINTR)
@@ -421,8 +613,6 @@ static void worker_flush(pool_worker_t *wk)
         worker_terminate(wk, now_ms());
         return;
     }
-    free(inv->frame);
-    inv->frame = NULL;
     worker_set_events(wk, EPOLLIN);
 }
 
@@ -439,13 +629,13 @@ static int known_crash_reason(const char *r)
     return 1;
 }
 
-/* A whole Result frame is at the start of wk->in. */
-static void worker_on_frame(pool_worker_t *wk, size_t plen)
+/* A whole Result frame is at wk->in.data + off. */
+static void worker_on_frame(pool_worker_t *wk, size_t off, size_t plen)
 {
     weft_pool_t *pool = wk->pool;
-    Weft__V1__Result *res = weft__v1__result__unpack(NULL, plen, wk->in.data + WEFT_FRAME_HEADER);
-    weft_frame_buf_consume(&wk->in, WEFT_FRAME_HEADER + plen);
-    uint64_t now = now_ms();
+    Weft__V1__Result *res =
+        weft__v1__result__unpack(NULL, plen, wk->in.data + off + WEFT_FRAME_HEADER);
+    uint64_t now_u = now_us(), now = now_u / 1000u;
 
     if (!res) {
         bad_frame(wk, "cannot decode a Result of %zu bytes", plen);
@@ -463,10 +653,9 @@ static void worker_on_frame(pool_worker_t *wk, size_t plen)
         uint64_t took = now - wk->started_ms;
         if (took >= 1000)
             plog(pool, wk->pid, "info", "worker ready after %.3f s", (double)took / 1000.0);
-        pool_dispatch(pool);
         return;
     }
-    if (!wk->inv || wk->inv->frame) {
+    if (!wk->inv || wk->unsent == wk->inv) {
         uint64_t got = res->seq;
         weft__v1__result__free_unpacked(res, NULL);
         bad_frame(wk, "Result seq %" PRIu64 " with no invocation running", got);
@@ -491,7 +680,7 @@ static void worker_on_frame(pool_worker_t *wk, size_t plen)
         return;
     }
 
-    pool_inv_t *inv = worker_detach(wk);
+    pool_inv_t *inv = worker_pop(wk, now_u);
     wk->served++;
     wk->idle_since_ms = now;
 
@@ -552,23 +741,34 @@ static void worker_on_frame(pool_worker_t *wk, size_t plen)
     if (crashed)
         note_crash(pool, now);
     answer_quarantined(pool, now);
-    pool_dispatch(pool);
 }
 
-static void worker_read(pool_worker_t *wk)
+/* Reads everything the worker has sent, one recv() for as much as is
+ * buffered, and handles every whole frame in it. Returns the number of
+ * invocation Results handled. */
+static int worker_read(pool_worker_t *wk)
 {
     size_t max_payload = (size_t)wk->pool->max_result_bytes + FRAME_SLACK;
+    size_t off = 0; /* bytes of wk->in handled */
+    int results = 0;
 
     while (wk->io.fd >= 0) {
         size_t plen = 0;
-        int pk = weft_frame_peek(wk->in.data, wk->in.len, max_payload, &plen);
+        int pk = weft_frame_peek(wk->in.data + off, wk->in.len - off, max_payload, &plen);
         if (pk < 0) {
             bad_frame(wk, "frame longer than %zu bytes", max_payload);
-            return;
+            return results;
         }
         if (pk == 1) {
-            worker_on_frame(wk, plen);
-            continue;
+            int ready = wk->ready;
+            worker_on_frame(wk, off, plen);
+            off += WEFT_FRAME_HEADER + plen;
+            results += ready;
+            continue; /* the loop stops if the frame closed the channel */
+        }
+        if (off) {
+            weft_frame_buf_consume(&wk->in, off);
+            off = 0;
         }
         size_t want = READ_CHUNK;
         if (wk->in.len >= WEFT_FRAME_HEADER && WEFT_FRAME_HEADER + plen - wk->in.len > want)
@@ -581,7 +781,7 @@ static void worker_read(pool_worker_t *wk)
             if (inv)
                 report_crash(wk->pool, inv, pid, "memory", 0,
                              "dispatcher out of memory for a result");
-            return;
+            return results;
         }
         ssize_t r = recv(wk->io.fd, wk->in.data + wk->in.len, wk->in.cap - wk->in.len, 0);
         if (r > 0) {
@@ -597,10 +797,15 @@ static void worker_read(pool_worker_t *wk)
         if (wk->in.len)
             plog(wk->pool, wk->pid, "warn", "worker closed its channel in the middle of a frame");
         worker_terminate(wk, now_ms());
-        return;
+        return results;
     }
+    if (wk->io.fd < 0)
+        return results; /* channel_close freed the buffer */
+    if (off)
+        weft_frame_buf_consume(&wk->in, off);
     if (wk->in.len == 0)
         weft_frame_buf_trim(&wk->in, INBUF_KEEP);
+    return results;
 }
 
 static void worker_io(weft_io_t *io, uint32_t events)
@@ -608,7 +813,10 @@ static void worker_io(weft_io_t *io, uint32_t events)
     pool_worker_t *wk = (pool_worker_t *)io;
     (void)events;
     worker_flush(wk);
-    worker_read(wk);
+    int results = worker_read(wk);
+    /* Results free workers; this one may also take more work behind the
+     * invocation it is now running (pipelining). */
+    pool_dispatch(wk->pool, results ? wk : NULL);
 }
 
 /* ---- processes: start and end --------------------------------------------- */
@@ -767,26 +975,63 @@ static int worker_idle(const pool_worker_t *wk)
     return wk->pid > 0 && wk->io.fd >= 0 && wk->ready && !wk->inv && !wk->stopping;
 }
 
-static void pool_dispatch(weft_pool_t *pool)
+/* Running an invocation, and fit to take more behind it. */
+static int worker_busy(const pool_worker_t *wk)
 {
-    if (pool->quarantined)
+    return wk->pid > 0 && wk->io.fd >= 0 && wk->ready && wk->inv && !wk->stopping;
+}
+
+/* How many invocations wk may hold now (pipelining, pool.h). */
+static int worker_depth(const weft_pool_t *pool, const pool_worker_t *wk)
+{
+    if (pool->depth <= 1 || !pool->svc_known)
+        return 1;
+    uint64_t per = pool->svc16 / 16u;
+    uint64_t fit = 1u + PIPELINE_BUDGET_US / (per ? per : 1u);
+    int d = fit < (uint64_t)pool->depth ? (int)fit : pool->depth;
+    if (pool->max_requests && pool->max_requests - wk->served < (uint64_t)d)
+        d = (int)(pool->max_requests - wk->served); /* never beyond its last */
+    return d;
+}
+
+/* Hands waiting invocations to workers: one to each idle ready worker
+ * first; then, if invocations still wait and `more` (a worker that has just
+ * delivered Results, so it is alive and fast) has drained to half its
+ * depth, queues a fair share of them behind its running invocation. Only
+ * that worker: one whose invocation has been running for a while may be
+ * stuck in it, and what is queued behind it would wait. */
+static void pool_dispatch(weft_pool_t *pool, pool_worker_t *more)
+{
+    if (pool->quarantined || !pool->head)
         return;
+    uint64_t now = now_us();
+    int busy = 0;
     for (int i = 0; i < pool->max_workers && pool->head; i++) {
         pool_worker_t *wk = &pool->workers[i];
-        if (!worker_idle(wk))
-            continue;
-        pool_inv_t *inv = pool->head;
-        pool->head = inv->next;
-        if (!pool->head)
-            pool->tail = NULL;
-        inv->next = NULL;
-        pool->queued--;
-        pool->running++;
-        wk->inv = inv;
-        wk->out_off = 0;
-        wk->deadline_ms = pool->timeout_ms ? now_ms() + pool->timeout_ms : 0;
-        worker_flush(wk);
+        if (worker_idle(wk)) {
+            worker_push(wk, queue_pop(pool), now);
+            worker_flush(wk);
+        }
     }
+    if (!more || !pool->head || !worker_busy(more))
+        return;
+    int depth = worker_depth(pool, more);
+    if (more->n_inv > depth / 2)
+        return;
+    for (int i = 0; i < pool->max_workers; i++)
+        busy += worker_busy(&pool->workers[i]);
+    /* A fair share, so that one worker does not take a short backlog
+     * while the others run dry. */
+    size_t share = (pool->queued + (size_t)busy - 1) / (size_t)busy;
+    int added = 0;
+    while (pool->head && more->n_inv < depth && (size_t)added < share &&
+           pool->head->frame_len <= PIPELINE_MAX_FRAME &&
+           more->queued_bytes + pool->head->frame_len <= PIPELINE_MAX_BYTES) {
+        worker_push(more, queue_pop(pool), now);
+        added++;
+    }
+    if (added)
+        worker_flush(more);
 }
 
 /* ---- scaling and the crash-storm brake ------------------------------------ */
@@ -1064,6 +1309,11 @@ weft_pool_t *weft_pool_new(const weft_pool_config_t *cfg, int epfd, weft_pool_do
         snprintf(errstr, errlen, "min_spare, max_spare and max_spawn_rate must not be negative");
         return NULL;
     }
+    if (cfg->pipeline_depth < 0 || cfg->pipeline_depth > WEFT_POOL_MAX_PIPELINE_DEPTH) {
+        snprintf(errstr, errlen, "pipeline_depth %d out of range 0..%d", cfg->pipeline_depth,
+                 WEFT_POOL_MAX_PIPELINE_DEPTH);
+        return NULL;
+    }
     if (cfg->max_spare && cfg->max_spare < cfg->min_spare) {
         snprintf(errstr, errlen, "max_spare %d is below min_spare %d", cfg->max_spare,
                  cfg->min_spare);
@@ -1129,6 +1379,7 @@ weft_pool_t *weft_pool_new(const weft_pool_config_t *cfg, int epfd, weft_pool_do
     pool->idle_timeout_ms =
         cfg->idle_timeout_ms ? cfg->idle_timeout_ms : WEFT_POOL_DEFAULT_IDLE_TIMEOUT_MS;
     pool->max_requests = cfg->max_requests;
+    pool->depth = cfg->pipeline_depth ? cfg->pipeline_depth : WEFT_POOL_DEFAULT_PIPELINE_DEPTH;
     pool->storm_count = cfg->crash_storm_count == 0  ? WEFT_POOL_DEFAULT_CRASH_STORM
                         : cfg->crash_storm_count < 0 ? 0
                                                      : cfg->crash_storm_count;
@@ -1210,14 +1461,14 @@ int weft_pool_submit(weft_pool_t *pool, const Io__Cloudevents__V1__CloudEvent *e
     pool->tail = inv;
     pool->queued++;
     /* A quarantined pool answers from the next tick, never from here. */
-    pool_dispatch(pool);
+    pool_dispatch(pool, NULL);
     pool_scale(pool, now_ms());
     return 0;
 }
 
 size_t weft_pool_inflight(const weft_pool_t *pool)
 {
-    return pool ? pool->queued + pool->running : 0;
+    return pool ? pool->queued + pool->pipelined + pool->running : 0;
 }
 
 void weft_pool_stats(const weft_pool_t *pool, weft_pool_stats_t *st)
@@ -1234,8 +1485,10 @@ void weft_pool_stats(const weft_pool_t *pool, weft_pool_stats_t *st)
     st->idle = c.idle;
     st->busy = c.busy;
     st->stopping = c.stopping;
-    st->queued = pool->queued;
+    st->queued = pool->queued + pool->pipelined;
+    st->pipelined = pool->pipelined;
     st->running = pool->running;
+    st->pipeline_depth = pool->depth;
     st->quarantined = pool->quarantined;
     st->quarantine_left_ms =
         pool->quarantined && pool->quarantine_until_ms > now ? pool->quarantine_until_ms - now : 0;
@@ -1331,7 +1584,7 @@ int weft_pool_reaped(weft_pool_t *pool, pid_t pid, int status)
         fail_queue_if_none_ready(pool, reason, error);
     answer_quarantined(pool, now);
     pool_scale(pool, now);
-    pool_dispatch(pool);
+    pool_dispatch(pool, NULL);
     return 1;
 }
 
@@ -1350,6 +1603,13 @@ void weft_pool_tick(weft_pool_t *pool, uint64_t now)
     }
     for (int i = 0; i < pool->max_workers; i++) {
         pool_worker_t *wk = &pool->workers[i];
+        if (wk->inv && wk->deadline_ms && now >= wk->deadline_ms && wk->io.fd >= 0 &&
+            wk->n_inv > 1) {
+            /* Results already written count before the verdict: the
+             * running invocation may be done, and the one after it barely
+             * started (its clock starts when that Result is read). */
+            worker_read(wk);
+        }
         if (wk->inv && wk->deadline_ms && now >= wk->deadline_ms) {
             plog(pool, wk->pid, "warn",
                  "invocation timed out after %u ms, terminating worker seq=%" PRIu64,
@@ -1392,9 +1652,9 @@ void weft_pool_tick(weft_pool_t *pool, uint64_t now)
             fail_queue_if_none_ready(pool, "config", pool->spawn_error);
     }
     answer_quarantined(pool, now);
-    pool_dispatch(pool);
+    pool_dispatch(pool, NULL);
     pool_scale(pool, now);
-    pool_dispatch(pool);
+    pool_dispatch(pool, NULL);
 }
 
 /* Blocks for at most grace_ms plus the SIGKILL round: only for shutdown.
@@ -1455,8 +1715,15 @@ void weft_pool_destroy(weft_pool_t *pool, uint32_t grace_ms)
                 log_end(pool, wk, wk->pid, st, now_ms());
             wk->pid = 0;
         }
-        for (int i = 0; i < pool->max_workers; i++)
-            inv_free(pool->workers[i].inv);
+        for (int i = 0; i < pool->max_workers; i++) {
+            pool_inv_t *inv = pool->workers[i].inv;
+            while (inv) {
+                pool_inv_t *next = inv->next;
+                inv_free(inv);
+                inv = next;
+            }
+            pool->workers[i].inv = NULL;
+        }
     }
     while (pool->head) {
         pool_inv_t *next = pool->head->next;

@@ -10,7 +10,8 @@
  * channel on fd 3, stdin on /dev/null, stdout on stderr. It loads the
  * function once and says so with a ready frame (a Result with seq 0), then
  * answers each Invoke frame with exactly one Result frame carrying the same
- * seq, strictly one at a time. It never touches a
+ * seq, strictly one at a time and in the order received (the pool may send
+ * several Invokes ahead; they wait in the channel). It never touches a
  * broker or the database, and holds no secrets: it is a fresh exec image
  * (nothing of the dispatcher's memory), its environment is the function's
  * allow-list built by the pool, and it has no fds but 0-3.
@@ -637,12 +638,21 @@ int main(int argc, char **argv)
         exit(1);
     }
 
+    /* Under a backlog the pool sends several Invoke frames back to back
+     * (pipelining, pool.h): one read() takes all that is buffered and they
+     * run strictly one after the other, each Result sent as soon as it is
+     * known. Results are never held back to be coalesced: the pool starts
+     * an invocation's deadline when the Result before it arrives, so a
+     * Result kept while the next call runs long would be charged to the
+     * wrong invocation. */
     weft_frame_buf_t in = {0};
+    size_t off = 0;
     for (;;) {
         /* While waiting for the next frame, keep relaying what an exec
          * program writes on stderr (it must never block on a full pipe). */
         int ifd;
-        while ((ifd = weft_runtime_idle_fd(rt)) >= 0) {
+        while (!weft_frame_buffered(&in, off, WEFT_FRAME_MAX) &&
+               (ifd = weft_runtime_idle_fd(rt)) >= 0) {
             struct pollfd pfd[2] = {{.fd = CHANNEL_FD, .events = POLLIN},
                                     {.fd = ifd, .events = POLLIN}};
             if (poll(pfd, 2, -1) < 0) {
@@ -655,7 +665,8 @@ int main(int argc, char **argv)
             if (pfd[0].revents)
                 break;
         }
-        int r = weft_frame_read(CHANNEL_FD, &in, WEFT_FRAME_MAX);
+        size_t poff, plen;
+        int r = weft_frame_next(CHANNEL_FD, &in, &off, WEFT_FRAME_MAX, &poff, &plen);
         if (r == 0)
             break;
         if (r < 0) {
@@ -669,11 +680,11 @@ int main(int argc, char **argv)
             exit(1);
         }
         g_alloc_failed = 0;
-        Weft__V1__Invoke *inv = weft__v1__invoke__unpack(&g_pb_allocator, in.len, in.data);
+        Weft__V1__Invoke *inv = weft__v1__invoke__unpack(&g_pb_allocator, plen, in.data + poff);
         if (!inv && g_alloc_failed)
             die_nomem();
         if (!inv || !inv->event) {
-            wlog("error", "bad frame from dispatcher: cannot decode Invoke of %zu bytes", in.len);
+            wlog("error", "bad frame from dispatcher: cannot decode Invoke of %zu bytes", plen);
             exit(WEFT_WORKER_EXIT_PROTOCOL);
         }
         int w = serve_one(rt, &o, inv);
@@ -687,8 +698,6 @@ int main(int argc, char **argv)
             wlog("error", "send() failed on channel: %s", strerror(errno));
             exit(1);
         }
-        in.len = 0;
-        weft_frame_buf_trim(&in, 1024 * 1024);
     }
     weft_frame_buf_free(&in);
     weft_runtime_close(rt);

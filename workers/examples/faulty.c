@@ -18,6 +18,8 @@
  *   sleep-N          sleep N ms, then succeed
  *   big              succeed with a 64 MiB result
  *   garbage          write an undecodable frame on the channel, then sleep
+ *   wrongseq         write a valid Result frame for seq 2^40 (not the
+ *                    invocation running) on the channel, then sleep
  *   spin             burn CPU forever (only the deadline ends it)
  *   blowup           allocate and touch 1 MiB blocks until malloc fails,
  *                    then use the NULL like careless code does (refused,
@@ -235,6 +237,13 @@ int weft_handle(const weft_event_t *ev, weft_result_t *res)
          * an unterminated varint. */
         static const uint8_t junk[] = {0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
         ssize_t w = write(CHANNEL_FD, junk, sizeof(junk));
+        (void)w;
+        sleep_forever();
+    }
+    if (strcmp(mode, "wrongseq") == 0) {
+        /* Result { seq = 2^40 }: field 1 varint, hand-encoded. */
+        static const uint8_t frame[] = {0, 0, 0, 7, 0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20};
+        ssize_t w = write(CHANNEL_FD, frame, sizeof(frame));
         (void)w;
         sleep_forever();
     }

@@ -191,7 +191,11 @@ static int make_producer(weft_kafka_t *k, const weft_config_t *cfg, char *errstr
     rd_kafka_conf_t *pc = make_conf(cfg, "producer.", "consumer.", errstr, errlen);
     if (!pc)
         return -1;
-    if (conf_default(pc, "linger.ms", "2", errstr, errlen) ||
+    /* linger.ms=0: a result is sent as soon as it is produced, no batching
+     * window holds a lone event. Under load, batches still form on their
+     * own: results queue up while the idempotent producer's (at most 5)
+     * requests are in flight, and go out together in the next one. */
+    if (conf_default(pc, "linger.ms", "0", errstr, errlen) ||
         conf_force(pc, "enable.idempotence", "true", errstr, errlen) ||
         conf_force(pc, "acks", "all", errstr, errlen)) {
         rd_kafka_conf_destroy(pc);

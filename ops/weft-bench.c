@@ -13,7 +13,9 @@
  *   fork-exec   consume, fork+exec a no-op process per event (2 at a time),
  *               produce the result;
  *   latency     publish time -> result arrival through weft (noop.so) at a
- *               low paced load and at half weft-so's measured rate;
+ *               low paced load and at half weft-so's measured rate (or
+ *               --half-rate), after the same at low load through a raw
+ *               passthrough (latency-floor: the broker path alone);
  *   backlog     weft run against a preloaded backlog (default 1M events):
  *               the dispatcher's peak RSS while it works through it.
  *
@@ -68,6 +70,7 @@ static struct {
     int pool_size;
     int partitions;
     int low_rate;
+    int half_rate;
     int lat_seconds;
     int backlog_seconds;
     const char *only;
@@ -89,6 +92,17 @@ static struct {
 
 static fx_t fx;
 static char functions_dir[600];
+
+/* fetch.wait.max.ms of every consumer of the bench (the collector, the
+ * passthroughs, and weft's own through weft_set). A real broker answers a
+ * fetch as soon as data arrives, so there the setting only bounds idle
+ * polling; librdkafka's mock cluster instead holds every empty fetch for
+ * the full MaxWait (rdkafka_mock_handlers.c: "If there was no data, delay
+ * up to MaxWait"), so a message produced meanwhile waits up to this long at
+ * each consumer it passes. 1 ms keeps that artifact out of the latency
+ * figures at the cost of ~1,000 empty fetches per second per idle consumer,
+ * which the mock answers cheaply. */
+#define BENCH_FETCH_WAIT_MS "1"
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -366,7 +380,7 @@ static void *collect_main(void *arg)
     rd_kafka_conf_t *conf = conf_new();
     conf_set(conf, "group.id", "weft-bench-collector");
     conf_set(conf, "enable.auto.commit", "false");
-    conf_set(conf, "fetch.wait.max.ms", "5");
+    conf_set(conf, "fetch.wait.max.ms", BENCH_FETCH_WAIT_MS);
     char err[256];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!rk)
@@ -559,9 +573,9 @@ static void run_ceiling(void)
     conf_set(cc, "auto.offset.reset", "earliest");
     conf_set(cc, "session.timeout.ms", "6000");
     conf_set(cc, "heartbeat.interval.ms", "500");
-    /* The same consumer settings weft's dispatcher uses by default. */
+    /* The same consumer settings weft's dispatcher runs with here. */
     conf_set(cc, "queued.max.messages.kbytes", "16384");
-    conf_set(cc, "fetch.wait.max.ms", "10");
+    conf_set(cc, "fetch.wait.max.ms", BENCH_FETCH_WAIT_MS);
     rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
     if (!prod || !cons)
         die("passthrough clients: %s", err);
@@ -655,7 +669,8 @@ static void run_ceiling(void)
 /* ---- runs 2, 3 and the backlog: weft run ---------------------------------- */
 
 static const char *weft_set =
-    "kafka.session.timeout.ms=6000;kafka.heartbeat.interval.ms=500;log.level=info";
+    "kafka.session.timeout.ms=6000;kafka.heartbeat.interval.ms=500;"
+    "kafka.consumer.fetch.wait.max.ms=" BENCH_FETCH_WAIT_MS ";log.level=info";
 
 static pid_t weft_start(const char *log)
 {
@@ -727,12 +742,13 @@ static void run_weft(const char *name, const char *what, const char *in, const c
 
 /* Publishes at rate events/s for seconds, ids PREFIX-SEQ, and records the
  * latency of each result. */
-static void latency_run(const char *prefix, double rate, int seconds, row_t *r)
+static void latency_run(const char *in, const char *out, const char *prefix, double rate,
+                        int seconds, row_t *r)
 {
     long n = (long)(rate * seconds);
     if (n < 1)
         n = 1;
-    collector_t *c = collector_start("bench.lat.out", prefix, n);
+    collector_t *c = collector_start(out, prefix, n);
     rd_kafka_t *rk = producer_new(0, 0, preload_dr);
     uint64_t t0 = now_us();
     for (long i = 0; i < n; i++) {
@@ -741,7 +757,7 @@ static void latency_run(const char *prefix, double rate, int seconds, row_t *r)
         if (due > now)
             usleep((useconds_t)(due - now));
         atomic_store(&c->pub_us[i], now_us());
-        produce_event(rk, "bench.lat.in", prefix, i);
+        produce_event(rk, in, prefix, i);
         rd_kafka_poll(rk, 0);
     }
     rd_kafka_flush(rk, 30000);
@@ -764,18 +780,126 @@ static void latency_run(const char *prefix, double rate, int seconds, row_t *r)
         prefix, rate, r->p50, r->p99, r->p999, k);
 }
 
+/* The latency floor of the broker path without weft: consume, copy the
+ * message with ce_weftinputid = ce_id (what the collector keys on), produce
+ * it with weft's producer settings, store the offset after its delivery
+ * report. Two consumer hops and two produce hops, like a weft event. */
+typedef struct ptlat {
+    pthread_t th;
+    atomic_int stop;
+} ptlat_t;
+
+static void ptlat_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (m->err)
+        return;
+    rd_kafka_t *cons = m->_private;
+    rd_kafka_headers_t *h = NULL;
+    const void *v;
+    size_t vl;
+    /* The source coordinates ride in the copy's x-src header. */
+    if (rd_kafka_message_headers((rd_kafka_message_t *)m, &h) ||
+        rd_kafka_header_get_last(h, "x-src", &v, &vl) || vl >= 32)
+        return;
+    char buf[32];
+    memcpy(buf, v, vl);
+    buf[vl] = '\0';
+    int part = 0;
+    long long off = 0;
+    if (sscanf(buf, "%d:%lld", &part, &off) != 2)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, "bench.ptl.in", part)->offset = off + 1;
+    rd_kafka_offsets_store(cons, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void *ptlat_main(void *arg)
+{
+    ptlat_t *pl = arg;
+    rd_kafka_conf_t *pc = conf_new();
+    conf_set(pc, "enable.idempotence", "true");
+    conf_set(pc, "linger.ms", "0");
+    rd_kafka_conf_set_dr_msg_cb(pc, ptlat_dr);
+    rd_kafka_conf_t *cc = conf_new();
+    conf_set(cc, "group.id", "weft-bench-ptlat");
+    conf_set(cc, "enable.auto.offset.store", "false");
+    conf_set(cc, "auto.offset.reset", "earliest");
+    conf_set(cc, "session.timeout.ms", "6000");
+    conf_set(cc, "heartbeat.interval.ms", "500");
+    conf_set(cc, "fetch.wait.max.ms", BENCH_FETCH_WAIT_MS);
+    char err[256];
+    rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
+    rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
+    if (!prod || !cons)
+        die("latency passthrough clients: %s", err);
+    rd_kafka_poll_set_consumer(cons);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, "bench.ptl.in", RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(cons, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    while (!atomic_load(&pl->stop)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 1);
+        rd_kafka_poll(prod, 0);
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        rd_kafka_headers_t *h = NULL, *hc = rd_kafka_headers_new(8);
+        const void *v;
+        size_t vl;
+        if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_headers_destroy(hc);
+            hc = rd_kafka_headers_copy(h);
+            if (rd_kafka_header_get_last(h, "ce_id", &v, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                rd_kafka_header_add(hc, "ce_weftinputid", -1, v, (ssize_t)vl);
+        }
+        char src[32];
+        snprintf(src, sizeof(src), "%d:%lld", (int)m->partition, (long long)m->offset);
+        rd_kafka_header_add(hc, "x-src", -1, src, -1);
+        if (rd_kafka_producev(prod, RD_KAFKA_V_TOPIC("bench.ptl.out"),
+                              RD_KAFKA_V_KEY(m->key, m->key_len),
+                              RD_KAFKA_V_VALUE(m->payload, m->len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
+                              RD_KAFKA_V_OPAQUE(cons), RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_headers_destroy(hc);
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_flush(prod, 5000);
+    rd_kafka_consumer_close(cons);
+    rd_kafka_destroy(cons);
+    rd_kafka_destroy(prod);
+    return NULL;
+}
+
 static void run_latency(void)
 {
+    /* The broker path alone first, with the same collector and pacing. */
+    ptlat_t pl = {0};
+    pthread_create(&pl.th, NULL, ptlat_main, &pl);
+    row_t warm = {0};
+    latency_run("bench.ptl.in", "bench.ptl.out", "ptwarm", 20, 5, &warm);
+    row_t *pt = row_add("latency-floor", "publish -> copy through a raw passthrough, low load");
+    latency_run("bench.ptl.in", "bench.ptl.out", "pt", opt.low_rate, opt.lat_seconds, pt);
+    atomic_store(&pl.stop, 1);
+    pthread_join(pl.th, NULL);
+
     pid_t pid = weft_start("latency");
     /* Warm up: wait for the group join and the pool. */
-    row_t warm = {0};
-    latency_run("warm", 20, 5, &warm);
+    latency_run("bench.lat.in", "bench.lat.out", "warm", 20, 5, &warm);
     row_t *lo = row_add("latency-low", "publish -> result through weft, low load");
-    latency_run("lo", opt.low_rate, opt.lat_seconds, lo);
+    latency_run("bench.lat.in", "bench.lat.out", "lo", opt.low_rate, opt.lat_seconds, lo);
     row_t *so = row_find("weft-so");
-    if (so && so->eps > 0) {
-        row_t *hi = row_add("latency-half", "publish -> result, half of weft-so's rate");
-        latency_run("hi", so->eps / 2, opt.lat_seconds, hi);
+    double half = so && so->eps > 0 ? so->eps / 2 : opt.half_rate;
+    if (half > 0) {
+        row_t *hi = row_add("latency-half", so && so->eps > 0
+                                                ? "publish -> result, half of weft-so's rate"
+                                                : "publish -> result, at --half-rate");
+        latency_run("bench.lat.in", "bench.lat.out", "hi", half, opt.lat_seconds, hi);
     }
     weft_stop(pid);
 }
@@ -1168,12 +1292,15 @@ static void usage(FILE *f)
             "usage: weft-bench [--json] [--only RUN,...] [--events-ceiling N] [--events-weft N]\n"
             "                  [--events-exec N] [--events-fork N] [--events-js N]\n"
             "                  [--events-weft-js N] [--backlog N]\n"
-            "                  [--backlog-seconds S] [--low-rate R] [--latency-seconds S]\n"
+            "                  [--backlog-seconds S] [--low-rate R] [--half-rate R]\n"
+            "                  [--latency-seconds S]\n"
             "                  [--pool-size N] [--perf DIR]\n"
             "\n"
             "Runs: ceiling, weft-so, weft-exec, fork-exec, latency, backlog, js-ceiling,\n"
             "weft-js (default: all).\n"
             "--pool-size N: workers in each no-op function's pool (default 2).\n"
+            "--half-rate R: the second latency load when weft-so is not run (default:\n"
+            "half of weft-so's measured rate; without either, no second load).\n"
             "--perf DIR: record the dispatcher with `perf record -g` during weft-so and\n"
             "weft-exec into DIR/RUN.perf.data.\n"
             "Needs WEFT_BIN_DIR, WEFT_FUNCTIONS_DIR and WEFT_SOURCE_DIR (ops/bench sets them).\n");
@@ -1284,6 +1411,7 @@ int main(int argc, char **argv)
         {"events-weft-js", required_argument, NULL, 'K'},
         {"backlog-seconds", required_argument, NULL, 'B'},
         {"low-rate", required_argument, NULL, 'r'},
+        {"half-rate", required_argument, NULL, 'H'},
         {"pool-size", required_argument, NULL, 'P'},
         {"latency-seconds", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
@@ -1316,6 +1444,7 @@ int main(int argc, char **argv)
             case 'K': opt.n_js_weft = v; break;
             case 'B': opt.backlog_seconds = (int)v; break;
             case 'r': opt.low_rate = (int)v; break;
+            case 'H': opt.half_rate = (int)v; break;
             case 'P': opt.pool_size = v > 256 ? 256 : (int)v; break;
             case 'L': opt.lat_seconds = (int)v; break;
             }
@@ -1344,10 +1473,11 @@ int main(int argc, char **argv)
     snprintf(topics, sizeof(topics),
              "bench.pt.in:%d bench.pt.out:%d bench.so.in:%d bench.so.out:%d bench.ex.in:%d "
              "bench.ex.out:%d bench.lat.in:%d bench.lat.out:%d bench.fork.in:%d "
-             "bench.fork.out:%d bench.bl.in:%d bench.bl.out:%d bench.dlq:1",
+             "bench.fork.out:%d bench.bl.in:%d bench.bl.out:%d bench.ptl.in:%d "
+             "bench.ptl.out:%d bench.dlq:1",
              opt.partitions, opt.partitions, opt.partitions, opt.partitions, opt.partitions,
              opt.partitions, opt.partitions, opt.partitions, opt.partitions, opt.partitions,
-             bl_parts, opt.partitions);
+             bl_parts, opt.partitions, opt.partitions, opt.partitions);
     say("starting a private stack (partitions per topic: %d, backlog topic: %d)", opt.partitions,
         bl_parts);
     if (fx_up(&fx, topics) != 0)

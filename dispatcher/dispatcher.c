@@ -28,10 +28,16 @@
  * (the server redelivers it); on Kafka and core NATS the message waits
  * here.
  *
- * Memory is bounded: at most dispatcher.max_inflight messages are held;
- * past that every adapter pauses (Kafka pauses its partitions while the
- * poll loop keeps the group membership alive, JetStream stops fetching)
- * and resumes at half.
+ * Memory is bounded: at most dispatcher.max_inflight messages are held.
+ * At the bound the loop stops taking messages from the adapters, whose
+ * own queues are bounded (librdkafka's prefetch, a fetch batch per
+ * JetStream consumer), and takes more as soon as there is room. Only
+ * when the bound holds for PAUSE_AFTER_MS does every adapter pause
+ * (Kafka pauses its partitions while the poll loop keeps the group
+ * membership alive, JetStream stops fetching), to resume at half: a
+ * Kafka pause drops the prefetched messages and the fetcher takes about
+ * half a second to start again, so pausing at every brush with the bound
+ * would drain the pipeline each time.
  */
 #include "dispatcher.h"
 
@@ -62,11 +68,10 @@
 #include "saga.h"
 #include "weft_io.h"
 
-#define CLAIM_BATCH 1000
-#define RECORD_BATCH 1000
 #define CONSUME_BATCH 1000
 #define LEASE_MARGIN_MS 5000
 #define EMIT_MAX_HEADERS 64
+#define PAUSE_AFTER_MS 1000
 
 typedef struct msg {
     weft_bmsg_t km;
@@ -157,13 +162,42 @@ typedef struct outbox {
     struct outbox *next;
 } outbox_t;
 
+/* The ledger's own PostgreSQL connections: claims go on some, records on
+ * the others (dispatcher.ledger_connections per stage), each with at most
+ * one batch in flight. The loop never waits for them: while batches are
+ * out, the next one gathers in its queue and goes as soon as a connection
+ * of its stage is free, so batches grow with load and a lone event goes
+ * at once. Each connection is its own backend, so claims and records run
+ * at the same time, on as many cores as PostgreSQL has. Keys in flight
+ * are distinct (one job per key), so concurrent batches never touch the
+ * same row. */
+typedef enum { LS_CLAIM = 0, LS_RECORD = 1 } lstage_t;
+
+#define LEDGER_BATCH 1000
+#define LEDGER_CONNS_MAX 4 /* per stage */
+
+typedef struct lconn {
+    weft_io_t io; /* first: the epoll registration points here */
+    struct dsp *d;
+    lstage_t stage;
+    PGconn *pg;
+    uint32_t events; /* registered epoll events; 0: not registered */
+    job_t *jobs[LEDGER_BATCH]; /* the batch in flight */
+    size_t n;
+    PGresult *res; /* its result, kept until the statement is over */
+    uint64_t retry_at;
+    uint64_t n_stmts, n_keys; /* batches sent and keys in them */
+} lconn_t;
+
 typedef struct dsp {
     weft_config_t *cfg;
     int epfd;
     weft_io_t sig_io;
     weft_io_t bk_io[2];
     weft_io_t pg_io;
-    PGconn *pg;
+    PGconn *pg; /* catalog (LISTEN), sagas, heartbeat */
+    lconn_t lc[2 * LEDGER_CONNS_MAX]; /* the ledger: claims first, then records */
+    int n_lc;
     char owner[128];
     weft_catalog_t *cat;
     weft_adapter_t *adapters[2]; /* Kafka, NATS (JetStream and core) */
@@ -181,6 +215,9 @@ typedef struct dsp {
     int64_t max_event_bytes;
     int64_t shutdown_ms;
     int paused;
+    uint64_t held_since; /* at the in-flight bound since (0: not at it) */
+    uint64_t held_logged_at;
+    uint64_t n_held;     /* times the bound was reached */
     int stopping;
     int catalog_dirty;
     uint64_t pg_retry_at;
@@ -1180,32 +1217,228 @@ static void pg_failed(dsp_t *d, const char *what, const char *err)
     d->pg_retry_at = now_ms() + 500;
 }
 
-static void flush_claims(dsp_t *d)
+/* ---- the ledger's connections ------------------------------------------ */
+
+static void lc_on_io(weft_io_t *io, uint32_t events);
+
+static const char *lc_name(const lconn_t *lc)
 {
-    while (d->claim_q.n > 0 && now_ms() >= d->pg_retry_at && pg_usable(d)) {
-        size_t n = d->claim_q.n < CLAIM_BATCH ? d->claim_q.n : CLAIM_BATCH;
-        job_t *jobs[CLAIM_BATCH];
-        weft_claim_req_t reqs[CLAIM_BATCH];
-        static weft_claim_res_t res[CLAIM_BATCH];
-        job_t *j = d->claim_q.head;
-        for (size_t i = 0; i < n; i++, j = j->next) {
-            jobs[i] = j;
-            reqs[i].trigger = j->trig->name;
-            reqs[i].generation = j->generation;
-            reqs[i].key = j->msg->key;
-            reqs[i].lease_ms = lease_ms_for(j);
+    return lc->stage == LS_CLAIM ? "claim" : "record";
+}
+
+static void lc_watch(dsp_t *d, lconn_t *lc, uint32_t events)
+{
+    if (lc->io.fd < 0 || lc->events == events)
+        return;
+    struct epoll_event ev = {.events = events, .data.ptr = &lc->io};
+    epoll_ctl(d->epfd, lc->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, lc->io.fd, &ev);
+    lc->events = events;
+}
+
+static void lc_unwatch(dsp_t *d, lconn_t *lc)
+{
+    if (lc->io.fd >= 0 && lc->events)
+        epoll_ctl(d->epfd, EPOLL_CTL_DEL, lc->io.fd, NULL);
+    lc->events = 0;
+    lc->io.fd = -1;
+}
+
+/* Connects (or reconnects) the stage's connection, non-blocking once up.
+ * 1 usable; 0 not now (it retries after a second). */
+static int lc_usable(dsp_t *d, lconn_t *lc)
+{
+    if (lc->pg && PQstatus(lc->pg) == CONNECTION_OK)
+        return 1;
+    uint64_t now = now_ms();
+    if (now < lc->retry_at)
+        return 0;
+    lc_unwatch(d, lc);
+    if (lc->pg) {
+        PQreset(lc->pg);
+    } else {
+        lc->pg = PQconnectdb(weft_config_get(d->cfg, "pg.conninfo", ""));
+    }
+    /* A batch of records touches n rows by primary key: probing the index
+     * n times is the plan at any ledger size. Left to itself, the planner
+     * hashes the whole ledger for each batch while it is small to medium
+     * (measured: ~10x the cost at 50k rows, growing with the ledger). */
+    if (lc->pg && PQstatus(lc->pg) == CONNECTION_OK && lc->stage == LS_RECORD) {
+        PGresult *r = PQexec(lc->pg, "SET enable_hashjoin = off; SET enable_mergejoin = off");
+        PQclear(r);
+    }
+    if (!lc->pg || PQstatus(lc->pg) != CONNECTION_OK || PQsetnonblocking(lc->pg, 1) != 0) {
+        weft_warn("postgresql unavailable for the ledger's %s connection, retrying: %s",
+                  lc_name(lc), lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+        lc->retry_at = now + 1000;
+        return 0;
+    }
+    lc->io.fd = PQsocket(lc->pg);
+    lc_watch(d, lc, EPOLLIN);
+    return 1;
+}
+
+/* The batch in flight failed: its jobs go back to the front of their
+ * queue, in order, and are sent again after a pause. Nothing of a failed
+ * statement was applied. */
+static void lc_failed(dsp_t *d, lconn_t *lc, const char *err)
+{
+    weft_warn("ledger %s of %zu keys failed, will retry: %s", lc_name(lc), lc->n, err);
+    jq_t *q = lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
+    for (size_t i = lc->n; i-- > 0;) {
+        job_t *j = lc->jobs[i];
+        j->next = q->head;
+        q->head = j;
+        if (!q->tail)
+            q->tail = j;
+        q->n++;
+    }
+    lc->n = 0;
+    if (lc->res) {
+        PQclear(lc->res);
+        lc->res = NULL;
+    }
+    lc->retry_at = now_ms() + 500;
+    if (PQstatus(lc->pg) != CONNECTION_OK)
+        lc_unwatch(d, lc);
+}
+
+/* Writes what libpq still holds; watches for writability meanwhile. */
+static void lc_flush(dsp_t *d, lconn_t *lc)
+{
+    int rc = PQflush(lc->pg);
+    if (rc < 0) {
+        char e[512];
+        snprintf(e, sizeof(e), "%s", PQerrorMessage(lc->pg));
+        lc_failed(d, lc, e);
+        return;
+    }
+    lc_watch(d, lc, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+static void claims_done(dsp_t *d, lconn_t *lc, job_t **jobs, size_t n, const PGresult *r);
+static void records_done(dsp_t *d, lconn_t *lc, job_t **jobs, size_t n, const PGresult *r);
+
+static void lc_on_io(weft_io_t *io, uint32_t events)
+{
+    lconn_t *lc = (lconn_t *)io;
+    dsp_t *d = lc->d;
+    if (!lc->pg)
+        return;
+    if (events & EPOLLOUT) {
+        lc_flush(d, lc);
+        if (lc->n == 0 || !lc->pg)
+            return;
+    }
+    if (!PQconsumeInput(lc->pg)) {
+        char e[512];
+        snprintf(e, sizeof(e), "%s", PQerrorMessage(lc->pg));
+        if (lc->n)
+            lc_failed(d, lc, e);
+        else
+            weft_warn("ledger %s connection lost: %s", lc_name(lc), e);
+        lc_unwatch(d, lc);
+        return;
+    }
+    while (!PQisBusy(lc->pg)) {
+        PGresult *r = PQgetResult(lc->pg);
+        if (r) {
+            /* One statement, one result; anything more is cleared. */
+            if (lc->res)
+                PQclear(r);
+            else
+                lc->res = r;
+            continue;
         }
-        char err[1024];
-        if (weft_ledger_claim(d->pg, d->owner, reqs, n, res, err, sizeof(err)) != 0) {
-            pg_failed(d, "claim", err);
+        /* The statement is over. */
+        if (lc->n == 0) {
+            if (lc->res) {
+                PQclear(lc->res);
+                lc->res = NULL;
+            }
             return;
         }
-        for (size_t i = 0; i < n; i++)
-            jq_pop(&d->claim_q);
-        for (size_t i = 0; i < n; i++) {
-            claim_outcome(d, jobs[i], &res[i]);
-            weft_claim_res_clear(&res[i]);
+        if (!lc->res || (PQresultStatus(lc->res) != PGRES_TUPLES_OK)) {
+            char e[512];
+            snprintf(e, sizeof(e), "%s",
+                     lc->res ? PQresultErrorMessage(lc->res) : PQerrorMessage(lc->pg));
+            lc_failed(d, lc, e);
+            return;
         }
+        /* Handing the jobs on may queue more work for this connection:
+         * the batch is taken off it first. */
+        job_t *jobs[LEDGER_BATCH];
+        size_t n = lc->n;
+        PGresult *res = lc->res;
+        memcpy(jobs, lc->jobs, n * sizeof(*jobs));
+        lc->n = 0;
+        lc->res = NULL;
+        if (lc->stage == LS_CLAIM)
+            claims_done(d, lc, jobs, n, res);
+        else
+            records_done(d, lc, jobs, n, res);
+        PQclear(res);
+        return;
+    }
+}
+
+/* 1 when the stage has a batch to send and may send it now. */
+static int lc_ready(dsp_t *d, lconn_t *lc)
+{
+    const jq_t *q = lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
+    return q->n > 0 && lc->n == 0 && now_ms() >= lc->retry_at;
+}
+
+/* Takes up to LEDGER_BATCH jobs off the stage's queue as its batch. */
+static size_t lc_take(dsp_t *d, lconn_t *lc)
+{
+    jq_t *q = lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
+    size_t n = 0;
+    job_t *j;
+    while (n < LEDGER_BATCH && (j = jq_pop(q)) != NULL)
+        lc->jobs[n++] = j;
+    lc->n = n;
+    return n;
+}
+
+/* ---- claiming (stage) ------------------------------------------------ */
+
+static void send_claims(dsp_t *d, lconn_t *lc)
+{
+    if (!lc_ready(d, lc) || !lc_usable(d, lc))
+        return;
+    size_t n = lc_take(d, lc);
+    lc->n_stmts++;
+    lc->n_keys += n;
+    static weft_claim_req_t reqs[LEDGER_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        job_t *j = lc->jobs[i];
+        reqs[i].trigger = j->trig->name;
+        reqs[i].generation = j->generation;
+        reqs[i].key = j->msg->key;
+        reqs[i].lease_ms = lease_ms_for(j);
+    }
+    char err[1024];
+    if (weft_ledger_claim_send(lc->pg, d->owner, reqs, n, err, sizeof(err)) != 0) {
+        lc_failed(d, lc, err);
+        return;
+    }
+    lc_flush(d, lc);
+}
+
+static void claims_done(dsp_t *d, lconn_t *lc, job_t **jobs, size_t n, const PGresult *r)
+{
+    static weft_claim_res_t res[LEDGER_BATCH];
+    char err[1024];
+    if (weft_ledger_claim_result(r, n, res, err, sizeof(err)) != 0) {
+        /* Not the answer to this batch: claim it again. */
+        memcpy(lc->jobs, jobs, n * sizeof(*jobs));
+        lc->n = n;
+        lc_failed(d, lc, err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        claim_outcome(d, jobs[i], &res[i]);
+        weft_claim_res_clear(&res[i]);
     }
 }
 
@@ -1236,127 +1469,159 @@ static char *headers_json(const msg_t *m)
     return b.p;
 }
 
-static void flush_records(dsp_t *d)
+static void send_records(dsp_t *d, lconn_t *lc)
 {
-    while (d->record_q.n > 0 && now_ms() >= d->pg_retry_at && pg_usable(d)) {
-        size_t n = d->record_q.n < RECORD_BATCH ? d->record_q.n : RECORD_BATCH;
-        job_t *jobs[RECORD_BATCH];
-        static weft_record_t recs[RECORD_BATCH];
-        static weft_record_res_t res[RECORD_BATCH];
-        char *hjson[RECORD_BATCH];
-        job_t *j = d->record_q.head;
-        for (size_t i = 0; i < n; i++, j = j->next) {
-            jobs[i] = j;
-            weft_record_t *r = &recs[i];
-            memset(r, 0, sizeof(*r));
-            hjson[i] = NULL;
-            r->trigger = j->trig->name;
-            r->generation = j->generation;
-            r->key = j->msg->key;
-            r->kind = j->rec;
-            if (j->rec == WEFT_REC_COMPLETED) {
-                const char *parts[3];
-                char gen[16];
-                snprintf(gen, sizeof(gen), "%d", j->generation);
-                parts[0] = j->trig->name;
-                parts[1] = gen;
-                parts[2] = j->msg->key;
-                weft_uuid_from(j->result_id, parts, 3);
-                r->result = j->result;
-                r->result_len = j->result_len;
-                r->result_type = j->result_type ? j->result_type : "";
-                r->result_id = j->result_id;
-            }
-            r->error = j->rec == WEFT_REC_RETRY || j->rec == WEFT_REC_DEAD ? j->error : NULL;
-            if (r->error == NULL && (j->rec == WEFT_REC_RETRY || j->rec == WEFT_REC_DEAD))
-                r->error = "";
-            r->reason = j->reason;
-            if (j->rec == WEFT_REC_RETRY) {
-                int delay = j->retry_after_ms > 0 ? j->retry_after_ms
-                                                  : backoff_ms(j->trig, j->attempts);
-                j->due_ms = (uint64_t)delay;
-                r->lease_ms = delay + lease_ms_for(j);
-            }
-            if (j->rec == WEFT_REC_DEAD) {
-                const msg_t *m = j->msg;
-                hjson[i] = headers_json(m);
-                r->source_broker = weft_broker_name(m->km.broker);
-                r->source_topic = m->km.topic;
-                r->source_partition = m->km.partition;
-                r->source_offset = m->km.offset;
-                r->msg_key = m->km.key;
-                r->msg_key_len = m->km.key_len;
-                r->value = m->km.value ? m->km.value : (const uint8_t *)"";
-                r->value_len = m->km.value_len;
-                r->headers_json = hjson[i] ? hjson[i] : "[]";
-                r->dead_letter_topic = j->trig->dead_letter_topic;
-            }
+    if (!lc_ready(d, lc) || !lc_usable(d, lc))
+        return;
+    size_t n = lc_take(d, lc);
+    lc->n_stmts++;
+    lc->n_keys += n;
+    static weft_record_t recs[LEDGER_BATCH];
+    static char *hjson[LEDGER_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        job_t *j = lc->jobs[i];
+        weft_record_t *r = &recs[i];
+        memset(r, 0, sizeof(*r));
+        hjson[i] = NULL;
+        r->trigger = j->trig->name;
+        r->generation = j->generation;
+        r->key = j->msg->key;
+        r->kind = j->rec;
+        if (j->rec == WEFT_REC_COMPLETED) {
+            const char *parts[3];
+            char gen[16];
+            snprintf(gen, sizeof(gen), "%d", j->generation);
+            parts[0] = j->trig->name;
+            parts[1] = gen;
+            parts[2] = j->msg->key;
+            weft_uuid_from(j->result_id, parts, 3);
+            r->result = j->result;
+            r->result_len = j->result_len;
+            r->result_type = j->result_type ? j->result_type : "";
+            r->result_id = j->result_id;
         }
-        char err[1024];
-        int rc = weft_ledger_record(d->pg, d->owner, recs, n, res, err, sizeof(err));
-        for (size_t i = 0; i < n; i++)
-            free(hjson[i]);
-        if (rc != 0) {
-            pg_failed(d, "record", err);
-            return;
+        r->error = j->rec == WEFT_REC_RETRY || j->rec == WEFT_REC_DEAD ? j->error : NULL;
+        if (r->error == NULL && (j->rec == WEFT_REC_RETRY || j->rec == WEFT_REC_DEAD))
+            r->error = "";
+        r->reason = j->reason;
+        if (j->rec == WEFT_REC_RETRY) {
+            int delay = j->retry_after_ms > 0 ? j->retry_after_ms
+                                              : backoff_ms(j->trig, j->attempts);
+            j->due_ms = (uint64_t)delay;
+            r->lease_ms = delay + lease_ms_for(j);
         }
-        for (size_t i = 0; i < n; i++)
-            jq_pop(&d->record_q);
-        for (size_t i = 0; i < n; i++) {
-            j = jobs[i];
-            if (!res[i].applied) {
-                /* Our lease ran out and someone else owns the key now:
-                 * ask the ledger again rather than emit our outcome. */
-                weft_warn("lost the lease, re-claiming trigger=%s topic=%s partition=%d "
-                          "offset=%lld",
-                          j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
-                          (long long)j->msg->km.offset);
-                j->state = J_CLAIM;
-                jq_push(&d->claim_q, j);
-                continue;
-            }
-            snprintf(j->first_failure, sizeof(j->first_failure), "%s", res[i].first_failure);
-            snprintf(j->last_failure, sizeof(j->last_failure), "%s", res[i].last_failure);
-            switch (j->rec) {
-            case WEFT_REC_COMPLETED:
-                d->n_completed++;
-                emit_outcome(d, j);
-                break;
-            case WEFT_REC_DEAD:
-                j->dl_id = res[i].dead_letter_id;
-                emit_outcome(d, j);
-                break;
-            case WEFT_REC_DROPPED:
-                d->n_dropped++;
-                if (j->trig->step_saga)
-                    emit_outcome(d, j);
-                else
-                    job_terminal(d, j);
-                break;
-            case WEFT_REC_RETRY:
-            default:
-                d->n_retries++;
-                weft_info("retrying trigger=%s topic=%s partition=%d offset=%lld attempt=%d "
-                          "in_ms=%llu reason=%s%s",
-                          j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
-                          (long long)j->msg->km.offset, j->attempts,
-                          (unsigned long long)j->due_ms, j->reason ? j->reason : "",
-                          j->msg->bk->redeliver_retries ? " via=nak" : "");
-                if (j->msg->bk->redeliver_retries) {
-                    /* The broker redelivers after the delay (JetStream
-                     * NakWithDelay); the ledger keeps the attempt count,
-                     * and the lease covers the delay. A JetStream message
-                     * has exactly one job: its consumer's trigger. */
-                    j->msg->finish = WEFT_FINISH_NAK;
-                    j->msg->nak_delay_ms = (int)j->due_ms;
-                    job_terminal(d, j);
-                } else {
-                    job_wait(d, j, j->due_ms, ACT_CLAIM);
-                }
-                break;
-            }
+        if (j->rec == WEFT_REC_DEAD) {
+            const msg_t *m = j->msg;
+            hjson[i] = headers_json(m);
+            r->source_broker = weft_broker_name(m->km.broker);
+            r->source_topic = m->km.topic;
+            r->source_partition = m->km.partition;
+            r->source_offset = m->km.offset;
+            r->msg_key = m->km.key;
+            r->msg_key_len = m->km.key_len;
+            r->value = m->km.value ? m->km.value : (const uint8_t *)"";
+            r->value_len = m->km.value_len;
+            r->headers_json = hjson[i] ? hjson[i] : "[]";
+            r->dead_letter_topic = j->trig->dead_letter_topic;
         }
     }
+    char err[1024];
+    int rc = weft_ledger_record_send(lc->pg, d->owner, recs, n, err, sizeof(err));
+    for (size_t i = 0; i < n; i++)
+        free(hjson[i]);
+    if (rc != 0) {
+        lc_failed(d, lc, err);
+        return;
+    }
+    lc_flush(d, lc);
+}
+
+static void records_done(dsp_t *d, lconn_t *lc, job_t **jobs, size_t n, const PGresult *r)
+{
+    static weft_record_res_t res[LEDGER_BATCH];
+    char err[1024];
+    if (weft_ledger_record_result(r, n, res, err, sizeof(err)) != 0) {
+        memcpy(lc->jobs, jobs, n * sizeof(*jobs));
+        lc->n = n;
+        lc_failed(d, lc, err);
+        return;
+    }
+for (size_t i = 0; i < n; i++) {
+    job_t *j = jobs[i];
+        if (!res[i].applied) {
+            /* Our lease ran out and someone else owns the key now:
+             * ask the ledger again rather than emit our outcome. */
+            weft_warn("lost the lease, re-claiming trigger=%s topic=%s partition=%d "
+                      "offset=%lld",
+                      j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+                      (long long)j->msg->km.offset);
+            j->state = J_CLAIM;
+            jq_push(&d->claim_q, j);
+            continue;
+        }
+        snprintf(j->first_failure, sizeof(j->first_failure), "%s", res[i].first_failure);
+        snprintf(j->last_failure, sizeof(j->last_failure), "%s", res[i].last_failure);
+        switch (j->rec) {
+        case WEFT_REC_COMPLETED:
+            d->n_completed++;
+            emit_outcome(d, j);
+            break;
+        case WEFT_REC_DEAD:
+            j->dl_id = res[i].dead_letter_id;
+            emit_outcome(d, j);
+            break;
+        case WEFT_REC_DROPPED:
+            d->n_dropped++;
+            if (j->trig->step_saga)
+                emit_outcome(d, j);
+            else
+                job_terminal(d, j);
+            break;
+        case WEFT_REC_RETRY:
+        default:
+            d->n_retries++;
+            weft_info("retrying trigger=%s topic=%s partition=%d offset=%lld attempt=%d "
+                      "in_ms=%llu reason=%s%s",
+                      j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+                      (long long)j->msg->km.offset, j->attempts,
+                      (unsigned long long)j->due_ms, j->reason ? j->reason : "",
+                      j->msg->bk->redeliver_retries ? " via=nak" : "");
+            if (j->msg->bk->redeliver_retries) {
+                /* The broker redelivers after the delay (JetStream
+                 * NakWithDelay); the ledger keeps the attempt count,
+                 * and the lease covers the delay. A JetStream message
+                 * has exactly one job: its consumer's trigger. */
+                j->msg->finish = WEFT_FINISH_NAK;
+                j->msg->nak_delay_ms = (int)j->due_ms;
+                job_terminal(d, j);
+            } else {
+                job_wait(d, j, j->due_ms, ACT_CLAIM);
+            }
+            break;
+        }
+    }
+}
+
+/* Sends what each stage's queue holds on its free connections. */
+static void flush_ledger(dsp_t *d, lstage_t stage)
+{
+    for (int i = 0; i < d->n_lc; i++) {
+        lconn_t *lc = &d->lc[i];
+        if (lc->stage != stage)
+            continue;
+        if (stage == LS_CLAIM)
+            send_claims(d, lc);
+        else
+            send_records(d, lc);
+    }
+}
+
+static int ledger_ready(dsp_t *d)
+{
+    for (int i = 0; i < d->n_lc; i++)
+        if (lc_ready(d, &d->lc[i]))
+            return 1;
+    return 0;
 }
 
 /* ---- consuming --------------------------------------------------------- */
@@ -1565,9 +1830,20 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
     msg_job_done(d, m);
 }
 
+static int trigger_bound(const dsp_t *d, int half);
+
+static int at_bound(const dsp_t *d)
+{
+    return d->inflight_msgs >= (size_t)d->max_inflight || trigger_bound(d, 0);
+}
+
 static void consume(dsp_t *d)
 {
     static weft_bmsg_t batch[CONSUME_BATCH];
+    /* At the bound and not paused: leave the messages in the adapters'
+     * queues (see the top of the file). */
+    if (!d->paused && at_bound(d))
+        return;
     for (size_t a = 0; a < d->n_adapters; a++) {
         weft_adapter_t *bk = d->adapters[a];
         for (int round = 0; round < 4; round++) {
@@ -1606,7 +1882,21 @@ static int trigger_bound(const dsp_t *d, int half)
 static void backpressure(dsp_t *d)
 {
     int want = -1;
-    if (!d->paused && (d->inflight_msgs >= (size_t)d->max_inflight || trigger_bound(d, 0)))
+    uint64_t now = now_ms();
+    int full = at_bound(d);
+    if (full && !d->held_since) {
+        d->held_since = now;
+        d->n_held++;
+        if (now - d->held_logged_at >= 10000) {
+            d->held_logged_at = now;
+            weft_info("consumption held at the in-flight bound inflight=%zu (more is taken as "
+                      "soon as there is room; this is logged at most every 10 s)",
+                      d->inflight_msgs);
+        }
+    }
+    else if (!full && !d->paused)
+        d->held_since = 0;
+    if (!d->paused && full && now - d->held_since >= PAUSE_AFTER_MS)
         want = 1;
     else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2 && !trigger_bound(d, 1))
         want = 0;
@@ -1617,6 +1907,8 @@ static void backpressure(dsp_t *d)
         ok &= weft_adapter_pause(d->adapters[a], want) == 0;
     if (ok) {
         d->paused = want;
+        if (!want)
+            d->held_since = 0;
         weft_info("%s consumption inflight=%zu", want ? "paused" : "resumed", d->inflight_msgs);
     }
 }
@@ -1821,12 +2113,21 @@ static void stats(dsp_t *d, int force)
     if (!force && now - d->stats_at < 10000)
         return;
     d->stats_at = now;
+    uint64_t cs = 0, ck = 0, rs = 0, rk = 0;
+    for (int i = 0; i < d->n_lc; i++) {
+        const lconn_t *lc = &d->lc[i];
+        *(lc->stage == LS_CLAIM ? &cs : &rs) += lc->n_stmts;
+        *(lc->stage == LS_CLAIM ? &ck : &rk) += lc->n_keys;
+    }
     weft_info("stats consumed=%llu completed=%llu reemitted=%llu retries=%llu dead=%llu "
-              "dropped=%llu unmatched=%llu inflight=%zu waiting=%zu",
+              "dropped=%llu unmatched=%llu inflight=%zu waiting=%zu held=%llu claim_batches=%llu "
+              "claim_keys=%llu record_batches=%llu record_keys=%llu",
               (unsigned long long)d->n_consumed, (unsigned long long)d->n_completed,
               (unsigned long long)d->n_reemitted, (unsigned long long)d->n_retries,
               (unsigned long long)d->n_dead, (unsigned long long)d->n_dropped,
-              (unsigned long long)d->n_unmatched, d->inflight_msgs, d->wait_q.n);
+              (unsigned long long)d->n_unmatched, d->inflight_msgs, d->wait_q.n,
+              (unsigned long long)d->n_held, (unsigned long long)cs, (unsigned long long)ck, (unsigned long long)rs,
+              (unsigned long long)rk);
 }
 
 /* Jobs that are doing something now (not parked in a backoff wait). */
@@ -1838,7 +2139,10 @@ static size_t busy_jobs(const dsp_t *d)
     size_t outq = 0;
     for (size_t a = 0; a < d->n_adapters; a++)
         outq += weft_adapter_outq(d->adapters[a]);
-    return in_pools + d->claim_q.n + d->record_q.n + outq;
+    size_t in_ledger = 0;
+    for (int i = 0; i < d->n_lc; i++)
+        in_ledger += d->lc[i].n;
+    return in_pools + d->claim_q.n + d->record_q.n + in_ledger + outq;
 }
 
 /* ---- setup and the loop ------------------------------------------------ */
@@ -1873,6 +2177,16 @@ static int setup(dsp_t *d, char *err, size_t errlen)
                             err, errlen))
         return 2;
     d->shutdown_ms = v;
+    if (weft_config_get_int(d->cfg, "dispatcher.ledger_connections", 2, 1, LEDGER_CONNS_MAX, &v,
+                            err, errlen))
+        return 2;
+    d->n_lc = 2 * (int)v;
+    for (int i = 0; i < d->n_lc; i++) {
+        d->lc[i].d = d;
+        d->lc[i].stage = i < (int)v ? LS_CLAIM : LS_RECORD;
+        d->lc[i].io.fd = -1;
+        d->lc[i].io.handle = lc_on_io;
+    }
     char dir[PATH_MAX];
     exe_dir(dir, sizeof(dir));
     snprintf(d->worker_path, sizeof(d->worker_path), "%s",
@@ -1925,6 +2239,14 @@ static int setup(dsp_t *d, char *err, size_t errlen)
         return 1;
 
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
+    for (int i = 0; i < d->n_lc; i++) {
+        lconn_t *lc = &d->lc[i];
+        if (!lc_usable(d, lc)) {
+            snprintf(err, errlen, "cannot connect to PostgreSQL for the ledger: %s",
+                     lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+            return 1;
+        }
+    }
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -2033,6 +2355,12 @@ static void teardown(dsp_t *d)
         }
         PQfinish(d->pg);
     }
+    for (int i = 0; i < d->n_lc; i++) {
+        if (d->lc[i].res)
+            PQclear(d->lc[i].res);
+        if (d->lc[i].pg)
+            PQfinish(d->lc[i].pg);
+    }
     if (d->sig_io.fd > 0)
         close(d->sig_io.fd);
     if (d->epfd > 0)
@@ -2067,10 +2395,11 @@ int weft_dispatcher_run(weft_config_t *cfg)
     int exit_code = 0;
     for (;;) {
         uint64_t next_due = run_waits(d);
-        int busy = d->claim_q.n > 0 || d->record_q.n > 0;
+        /* A batch that could go now: do not sleep. */
+        int busy = ledger_ready(d);
         int timeout = 50;
         uint64_t now = now_ms();
-        if (busy && now >= d->pg_retry_at)
+        if (busy)
             timeout = 0;
         else if (next_due != UINT64_MAX && next_due - now < (uint64_t)timeout)
             timeout = next_due > now ? (int)(next_due - now) : 0;
@@ -2084,11 +2413,11 @@ int weft_dispatcher_run(weft_config_t *cfg)
             reload_catalog(d);
         if (!d->stopping)
             consume(d);
-        flush_claims(d);
+        flush_ledger(d, LS_CLAIM);
         now = now_ms();
         for (fn_pool_t *p = d->pools; p; p = p->next)
             weft_pool_tick(p->pool, now);
-        flush_records(d);
+        flush_ledger(d, LS_RECORD);
         for (size_t a = 0; a < d->n_adapters; a++)
             weft_adapter_serve(d->adapters[a]);
         pools_gc(d);
@@ -2096,7 +2425,6 @@ int weft_dispatcher_run(weft_config_t *cfg)
         saga_tick(d);
         heartbeat(d);
         stats(d, 0);
-
         if (d->stopping) {
             if (stop_deadline == 0) {
                 stop_deadline = now_ms() + (uint64_t)d->shutdown_ms;

@@ -143,13 +143,13 @@ static const char CLAIM_SQL[] =
     " LEFT JOIN weft.ledger l ON (l.trigger, l.generation, l.key) = (i.trigger, i.generation, i.key)"
     " ORDER BY i.ord";
 
-static char *dup_val(PGresult *r, int row, int col)
+static char *dup_val(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
-int weft_ledger_claim(void *pgconn, const char *owner, const weft_claim_req_t *reqs, size_t n,
-                      weft_claim_res_t *out, char *errstr, size_t errlen)
+int weft_ledger_claim_send(void *pgconn, const char *owner, const weft_claim_req_t *reqs,
+                           size_t n, char *errstr, size_t errlen)
 {
     PGconn *pg = pgconn;
     weft_buf_t a[4] = {{0}};
@@ -167,11 +167,25 @@ int weft_ledger_claim(void *pgconn, const char *owner, const weft_claim_req_t *r
             goto out;
         }
     const char *params[5] = {a[0].p, a[1].p, a[2].p, a[3].p, owner};
-    PGresult *r = PQexecParams(pg, CLAIM_SQL, 5, NULL, params, NULL, NULL, 0);
+    /* libpq copies the parameters into its output buffer. */
+    if (!PQsendQueryParams(pg, CLAIM_SQL, 5, NULL, params, NULL, NULL, 0)) {
+        snprintf(errstr, errlen, "claiming keys: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    rc = 0;
+out:
+    for (int k = 0; k < 4; k++)
+        weft_buf_free(&a[k]);
+    return rc;
+}
+
+int weft_ledger_claim_result(const void *pgresult, size_t n, weft_claim_res_t *out, char *errstr,
+                             size_t errlen)
+{
+    const PGresult *r = pgresult;
     if (PQresultStatus(r) != PGRES_TUPLES_OK || (size_t)PQntuples(r) != n) {
         snprintf(errstr, errlen, "claiming keys: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        goto out;
+        return -1;
     }
     for (size_t i = 0; i < n; i++) {
         weft_claim_res_t *res = &out[i];
@@ -203,17 +217,17 @@ int weft_ledger_claim(void *pgconn, const char *owner, const weft_claim_req_t *r
         res->last_failure = dup_val(r, row, 10);
         res->dead_letter_id = PQgetisnull(r, row, 11) ? 0 : atoll(PQgetvalue(r, row, 11));
     }
-    PQclear(r);
-    rc = 0;
-out:
-    for (int k = 0; k < 4; k++)
-        weft_buf_free(&a[k]);
-    return rc;
+    return 0;
 }
 
 static const char RECORD_SQL[] =
-    "WITH input AS ("
-    "  SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[],"
+    /* The owner and the running status are columns of the materialized
+     * input, so they are join conditions and not filters on the ledger:
+     * as filters, stale statistics can estimate that no row matches and
+     * plan a scan of the whole ledger per input row. */
+    "WITH input AS MATERIALIZED ("
+    "  SELECT *, $19::text AS me, 'running'::weft.ledger_status AS running"
+    "  FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[],"
     "                       $6::text[], $7::text[], $8::text[], $9::text[], $10::int[],"
     "                       $11::text[], $12::int[], $13::bigint[], $14::bytea[],"
     "                       $15::bytea[], $16::text[], $17::text[], $18::text[])"
@@ -234,21 +248,23 @@ static const char RECORD_SQL[] =
     "                  THEN clock_timestamp() + i.lease_ms * interval '1 millisecond' END,"
     "    updated_at = now()"
     "  FROM input i"
-    "  WHERE (l.trigger, l.generation, l.key) = (i.trigger, i.generation, i.key)"
-    "    AND l.owner = $19 AND l.status = 'running'"
+    "  WHERE (l.trigger, l.generation, l.key, l.owner, l.status)"
+    "      = (i.trigger, i.generation, i.key, i.me, i.running)"
     "  RETURNING i.ord, l.trigger, l.generation, l.key, l.attempts, l.first_failure_at,"
-    "            l.last_failure_at, l.status"
+    "            l.last_failure_at, i.status AS in_status, i.reason AS in_reason,"
+    "            i.error AS in_error, i.src_broker, i.src_topic, i.src_partition,"
+    "            i.src_offset, i.msg_key, i.value, i.headers, i.dlq"
     "), dl AS ("
+    /* From upd alone: joining upd back to input would cost n * n. */
     "  INSERT INTO weft.dead_letters (trigger, generation, key, reason, error, attempts,"
     "    source_broker, source_topic, source_partition, source_offset, message_key, value,"
     "    headers, dead_letter_topic, first_failure_at, last_failure_at)"
-    "  SELECT u.trigger, u.generation, u.key, coalesce(i.reason, 'unknown'),"
-    "         coalesce(i.error, ''), u.attempts,"
-    "         coalesce(i.src_broker, 'kafka')::weft.broker, i.src_topic, i.src_partition, i.src_offset,"
-    "         i.msg_key, i.value,"
-    "         coalesce(i.headers, '[]')::jsonb, i.dlq,"
+    "  SELECT u.trigger, u.generation, u.key, coalesce(u.in_reason, 'unknown'),"
+    "         coalesce(u.in_error, ''), u.attempts,"
+    "         coalesce(u.src_broker, 'kafka')::weft.broker, u.src_topic, u.src_partition,"
+    "         u.src_offset, u.msg_key, u.value, coalesce(u.headers, '[]')::jsonb, u.dlq,"
     "         u.first_failure_at, u.last_failure_at"
-    "  FROM upd u JOIN input i ON i.ord = u.ord WHERE i.status = 'dead'"
+    "  FROM upd u WHERE u.in_status = 'dead'"
     "  RETURNING id, trigger, generation, key"
     ")"
     " SELECT u.ord, u.attempts,"
@@ -272,8 +288,8 @@ static const char *rec_status(weft_rec_kind_t k)
     }
 }
 
-int weft_ledger_record(void *pgconn, const char *owner, const weft_record_t *recs, size_t n,
-                       weft_record_res_t *out, char *errstr, size_t errlen)
+int weft_ledger_record_send(void *pgconn, const char *owner, const weft_record_t *recs,
+                            size_t n, char *errstr, size_t errlen)
 {
     PGconn *pg = pgconn;
     enum { NA = 18 };
@@ -314,11 +330,24 @@ int weft_ledger_record(void *pgconn, const char *owner, const weft_record_t *rec
     for (int k = 0; k < NA; k++)
         params[k] = a[k].p;
     params[NA] = owner;
-    PGresult *r = PQexecParams(pg, RECORD_SQL, NA + 1, NULL, params, NULL, NULL, 0);
+    if (!PQsendQueryParams(pg, RECORD_SQL, NA + 1, NULL, params, NULL, NULL, 0)) {
+        snprintf(errstr, errlen, "recording outcomes: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    rc = 0;
+out:
+    for (int k = 0; k < NA; k++)
+        weft_buf_free(&a[k]);
+    return rc;
+}
+
+int weft_ledger_record_result(const void *pgresult, size_t n, weft_record_res_t *out,
+                              char *errstr, size_t errlen)
+{
+    const PGresult *r = pgresult;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(errstr, errlen, "recording outcomes: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        goto out;
+        return -1;
     }
     memset(out, 0, n * sizeof(*out));
     for (int row = 0; row < PQntuples(r); row++) {
@@ -332,10 +361,5 @@ int weft_ledger_record(void *pgconn, const char *owner, const weft_record_t *rec
         snprintf(res->last_failure, sizeof(res->last_failure), "%s", PQgetvalue(r, row, 3));
         res->dead_letter_id = PQgetisnull(r, row, 4) ? 0 : atoll(PQgetvalue(r, row, 4));
     }
-    PQclear(r);
-    rc = 0;
-out:
-    for (int k = 0; k < NA; k++)
-        weft_buf_free(&a[k]);
-    return rc;
+    return 0;
 }

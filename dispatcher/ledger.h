@@ -1,8 +1,14 @@
 /*
  * ledger.h - the idempotency ledger in PostgreSQL (weft.ledger).
  *
- * Every call handles a whole batch in one round trip. Keys within one
+ * Every statement handles a whole batch in one round trip. Keys within one
  * batch must be distinct (the dispatcher coalesces duplicates first).
+ *
+ * The calls are asynchronous halves so that the dispatcher's loop never
+ * waits for PostgreSQL: *_send() queues the batch's statement on a
+ * connection with no statement in flight (PQsendQueryParams; the caller
+ * flushes and reads it with the loop), *_result() reads the statement's
+ * PGresult. A failed statement changed nothing: the batch is sent again.
  */
 #ifndef WEFT_LEDGER_H
 #define WEFT_LEDGER_H
@@ -42,10 +48,14 @@ typedef struct weft_claim_res {
 
 void weft_claim_res_clear(weft_claim_res_t *res);
 
-/* Claims n keys for owner. out[i] answers reqs[i]. pg is a PGconn *.
- * Returns 0, or -1 with errstr (the batch must be retried). */
-int weft_ledger_claim(void *pg, const char *owner, const weft_claim_req_t *reqs, size_t n,
-                      weft_claim_res_t *out, char *errstr, size_t errlen);
+/* Sends the claim of n keys for owner on pg (a PGconn *). Returns 0, or
+ * -1 with errstr (nothing was sent). */
+int weft_ledger_claim_send(void *pg, const char *owner, const weft_claim_req_t *reqs, size_t n,
+                           char *errstr, size_t errlen);
+/* Reads the claim's result (a PGresult *): out[i] answers reqs[i].
+ * Returns 0, or -1 with errstr (the batch must be claimed again). */
+int weft_ledger_claim_result(const void *res, size_t n, weft_claim_res_t *out, char *errstr,
+                             size_t errlen);
 
 typedef enum {
     WEFT_REC_COMPLETED = 0,
@@ -87,9 +97,13 @@ typedef struct weft_record_res {
     int64_t dead_letter_id;
 } weft_record_res_t;
 
-/* Records outcomes; out[i] answers recs[i]. Returns 0 or -1 with errstr. */
-int weft_ledger_record(void *pg, const char *owner, const weft_record_t *recs, size_t n,
-                       weft_record_res_t *out, char *errstr, size_t errlen);
+/* Sends the recording of n outcomes, like weft_ledger_claim_send. The
+ * records' pointers are needed only during the call. */
+int weft_ledger_record_send(void *pg, const char *owner, const weft_record_t *recs, size_t n,
+                            char *errstr, size_t errlen);
+/* Reads the recording's result: out[i] answers recs[i]. 0 or -1. */
+int weft_ledger_record_result(const void *res, size_t n, weft_record_res_t *out, char *errstr,
+                              size_t errlen);
 
 /* Appends one element to a PostgreSQL array literal under construction. */
 struct weft_buf;

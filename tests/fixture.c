@@ -809,6 +809,16 @@ int fx_nats_up(const fx_t *fx)
     return fx_stack_cmd(fx, "nats-up");
 }
 
+int fx_pg_down(const fx_t *fx)
+{
+    return fx_stack_cmd(fx, "pg-down");
+}
+
+int fx_pg_up(const fx_t *fx)
+{
+    return fx_stack_cmd(fx, "pg-up");
+}
+
 /* ---- results of numbered inputs ------------------------------------------ */
 
 void fx_seen_init(fx_seen_t *s, const char *pfx, int count, int check_msg_id)

@@ -138,5 +138,8 @@ int fx_js_consumer_state(const fx_t *fx, const char *stream, const char *durable
 /* Stops / starts the stack's nats-server (same port, same store). */
 int fx_nats_down(const fx_t *fx);
 int fx_nats_up(const fx_t *fx);
+/* Stops PostgreSQL / starts it again on its port with its data. */
+int fx_pg_down(const fx_t *fx);
+int fx_pg_up(const fx_t *fx);
 
 #endif

@@ -230,6 +230,67 @@ static void test_kill9_then_restart_loses_nothing(void **state)
     fx_producer_destroy(p);
 }
 
+/* PostgreSQL stops in the middle of a stream and comes back: the ledger's
+ * batches in flight fail and go back to their queues, the connections
+ * reconnect, and every event gets its result once the database is back,
+ * one result id per input and no event lost. */
+static void test_postgres_restart_mid_stream_loses_nothing(void **state)
+{
+    (void)state;
+    const int N = 4000;
+    fx_producer_t *p = fx_producer_new(&fx);
+    pid_t pid = fx_run_start(&fx, "run-pg.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    fx_seen_t s;
+    fx_seen_init(&s, "pgdown", N, 0);
+    int stopped_at = -1, published = 0;
+    uint64_t deadline = fx_now_ms() + 120000;
+    while (published < N && fx_now_ms() < deadline) {
+        int upto = published + 100 < N ? published + 100 : N;
+        publish_range(p, "pgdown", published, upto);
+        published = upto;
+        assert_int_equal(fx_producer_flush(p), 0);
+        fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 20);
+        if (stopped_at < 0 && s.distinct >= 300) {
+            /* Publishing goes on while the database is down. */
+            stopped_at = s.distinct;
+            assert_int_equal(fx_pg_down(&fx), 0);
+        }
+        if (stopped_at >= 0 && published == 2000)
+            assert_int_equal(fx_pg_up(&fx), 0);
+        while (stopped_at < 0 && s.distinct == 0 && published >= 600 && fx_now_ms() < deadline)
+            fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 100);
+    }
+    assert_int_equal(published, N);
+    print_message("stopped PostgreSQL with %d of %d results out\n", stopped_at, N);
+    assert_true(stopped_at >= 300);
+    assert_true(stopped_at < N);
+
+    fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 180000);
+    assert_int_equal(s.distinct, N);
+    assert_int_equal(s.conflicts, 0);
+    assert_int_equal(s.bad_content, 0);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
+                                      "'e2e-upper' AND key LIKE 'ce:/weft/tests' || chr(31) || "
+                                      "'pgdown-%' AND status = 'completed'"),
+                     N);
+    /* The outage showed in the log, and the dispatcher kept running. */
+    char cmd[900];
+    snprintf(cmd, sizeof(cmd), "grep -q 'ledger .* failed, will retry\\|unavailable for the "
+                               "ledger' '%s/run-pg.log'",
+             fx.state_dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(kill(pid, 0), 0);
+    assert_int_equal(fx_run_stop(pid, 20000), 0);
+    fx_msgs_free(msgs, n);
+    fx_seen_free(&s);
+    fx_consumer_destroy(c);
+    fx_producer_destroy(p);
+}
+
 typedef struct dlq_ctx {
     int want;
     int got;
@@ -363,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_5000_events_give_5000_results),
         cmocka_unit_test(test_duplicate_runs_nothing_and_reemits_same_id),
         cmocka_unit_test(test_kill9_then_restart_loses_nothing),
+        cmocka_unit_test(test_postgres_restart_mid_stream_loses_nothing),
         cmocka_unit_test(test_failures_reach_the_dead_letter_topic),
     };
     return cmocka_run_group_tests_name("e2e_kafka", tests, group_setup, group_teardown);

@@ -53,12 +53,12 @@ static void function_version(weft_function_t *fn)
     }
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         len += (size_t)snprintf(buf + len, cap - len, "%zu:%s|", strlen(strs[i]), strs[i]);
-    len += (size_t)snprintf(buf + len, cap - len, "%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%zu|",
+    len += (size_t)snprintf(buf + len, cap - len, "%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%zu|%d|",
                             fn->timeout_ms, fn->memory_mb, fn->pool_size, fn->max_result_bytes,
                             fn->max_concurrency, fn->min_spare, fn->max_spare, fn->max_spawn_rate,
                             fn->idle_timeout_ms, fn->max_requests, fn->crash_storm_count,
                             fn->crash_storm_window_ms, fn->quarantine_ms, fn->run_as_user != NULL,
-                            fn->n_env);
+                            fn->n_env, fn->pipeline_depth);
     for (size_t i = 0; i < fn->n_env; i++)
         len += (size_t)snprintf(buf + len, cap - len, "%zu:%s|", strlen(fn->env[i]), fn->env[i]);
     weft_sha256_hex(buf, len, fn->version);
@@ -417,7 +417,8 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
                              " f.pool_mode, coalesce(f.max_concurrency, 0), f.min_spare,"
                              " f.max_spare, f.max_spawn_rate, f.idle_timeout_ms,"
                              " f.max_requests, f.crash_storm_count, f.crash_storm_window_ms,"
-                             " f.quarantine_ms, f.env, f.run_as_user, f.run_as_group"
+                             " f.quarantine_ms, f.env, f.run_as_user, f.run_as_group,"
+                             " f.pipeline_depth"
                              " FROM weft.functions f"
                              " WHERE EXISTS (SELECT 1 FROM weft.triggers t"
                              "               WHERE t.function = f.name AND t.enabled)"
@@ -451,6 +452,7 @@ weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
             .quarantine_ms = atoi(PQgetvalue(r, i, 17)),
             .run_as_user = (char *)val(r, i, 19),
             .run_as_group = (char *)val(r, i, 20),
+            .pipeline_depth = atoi(PQgetvalue(r, i, 21)),
         };
         if (parse_text_array(PQgetvalue(r, i, 18), &fn.env, &fn.n_env) != 0) {
             snprintf(errstr, errlen, "function %s: cannot read its env array", fn.name);

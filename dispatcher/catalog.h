@@ -32,6 +32,7 @@ typedef struct weft_function {
     int crash_storm_count; /* 0: no crash-storm brake */
     int crash_storm_window_ms;
     int quarantine_ms;
+    int pipeline_depth; /* invocations a worker may hold; 0: the pool's default */
     char **env; /* n_env "NAME" / "NAME=VALUE" entries */
     size_t n_env;
     char *run_as_user;  /* NULL: the dispatcher's user */

@@ -765,6 +765,7 @@ static void pools_reconcile(dsp_t *d)
             .crash_storm_count = fn->crash_storm_count > 0 ? fn->crash_storm_count : -1,
             .crash_storm_window_ms = (uint32_t)fn->crash_storm_window_ms,
             .quarantine_ms = (uint32_t)fn->quarantine_ms,
+            .pipeline_depth = fn->pipeline_depth,
             .env = (const char *const *)fn->env,
             .n_env = fn->n_env,
             .run_as_user = fn->run_as_user,

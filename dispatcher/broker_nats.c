@@ -12,11 +12,14 @@
  *       consumer (creating it when it does not exist), then fetches in
  *       batches while the dispatcher has room and is not paused; messages
  *       go to the inbound queue.
- *   ops (one)  acknowledges finished JetStream messages (AckSync, or
- *       NakWithDelay for a retry) and sends in-progress acks
- *       (natsMsg_InProgress) every AckWait/3 for every message weft holds,
- *       so AckWait never expires under a running function, a backoff
- *       wait, or a message waiting for room in a pool.
+ *   ops (OPS_THREADS)  acknowledge finished JetStream messages (AckSync,
+ *       or NakWithDelay for a retry), each thread a share of what is
+ *       queued, so that several AckSync round trips are in flight at once
+ *       (one at a time bounded a stream at one message per round trip);
+ *       the first also sends in-progress acks (natsMsg_InProgress) every
+ *       AckWait/3 for every message weft holds, so AckWait never expires
+ *       under a running function, a backoff wait, or a message waiting
+ *       for room in a pool.
  *   nats.c's own: core NATS queue-subscription callbacks (queued like
  *       fetched messages) and JetStream PubAck handlers (queued as
  *       completions for serve).
@@ -50,6 +53,7 @@
 #define PUB_BUCKETS 1024
 #define CORE_QUEUE_MAX 4096
 #define ACK_WAIT_MS 5000
+#define OPS_THREADS 8
 #define PUB_MAX_WAIT_MS 10000
 
 typedef struct nadapter nadapter_t;
@@ -124,7 +128,12 @@ struct nadapter {
     size_t core_queued;
     nrec_t *held;
     nrec_t *ops_head, *ops_tail;
-    pthread_t ops_th;
+    size_t ops_n;
+    pthread_t ops_th[OPS_THREADS];
+    struct ops_arg {
+        struct nadapter *na;
+        int idx;
+    } ops_args[OPS_THREADS];
     int ops_started;
     int ops_stop;
     npub_t *pubs[PUB_BUCKETS];
@@ -490,7 +499,8 @@ static void consumer_free(consumer_t *c)
 
 static void *ops_main(void *arg)
 {
-    nadapter_t *na = arg;
+    struct ops_arg *oa = arg;
+    nadapter_t *na = oa->na;
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = ACK_WAIT_MS;
@@ -498,11 +508,25 @@ static void *ops_main(void *arg)
     for (;;) {
         if (!na->ops_head && !na->ops_stop)
             wait_locked(na, 100);
-        nrec_t *batch = na->ops_head;
-        na->ops_head = na->ops_tail = NULL;
+        /* This thread's share of the queue, in order. */
+        size_t take = (na->ops_n + OPS_THREADS - 1) / OPS_THREADS;
+        nrec_t *batch = na->ops_head, *last = NULL;
+        for (size_t i = 0; i < take && na->ops_head; i++) {
+            last = na->ops_head;
+            na->ops_head = last->next;
+            na->ops_n--;
+        }
+        if (last)
+            last->next = NULL;
+        else
+            batch = NULL;
+        if (!na->ops_head)
+            na->ops_tail = NULL;
+        else
+            pthread_cond_broadcast(&na->cv); /* more for the others */
         /* In-progress acks for what weft holds, every AckWait/3. */
         uint64_t now = mono_ms();
-        for (nrec_t *r = na->held; r; r = r->hnext) {
+        for (nrec_t *r = oa->idx == 0 ? na->held : NULL; r; r = r->hnext) {
             int64_t every = r->ack_wait_ms / 3 > 100 ? r->ack_wait_ms / 3 : 100;
             if (now - r->progress_at >= (uint64_t)every) {
                 natsMsg_InProgress(r->msg, NULL);
@@ -877,6 +901,7 @@ static void n_finish(weft_adapter_t *a, weft_bmsg_t *m, weft_finish_t how, int d
     else
         na->ops_head = r;
     na->ops_tail = r;
+    na->ops_n++;
     pthread_cond_broadcast(&na->cv);
     pthread_mutex_unlock(&na->mu);
 }
@@ -981,8 +1006,8 @@ static void n_destroy(weft_adapter_t *a)
     na->ops_stop = 1;
     pthread_cond_broadcast(&na->cv);
     pthread_mutex_unlock(&na->mu);
-    if (na->ops_started)
-        pthread_join(na->ops_th, NULL);
+    for (int i = 0; i < na->ops_started; i++)
+        pthread_join(na->ops_th[i], NULL);
     while (na->held) {
         nrec_t *h = na->held;
         held_del(na, h);
@@ -1153,11 +1178,15 @@ weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapt
         snprintf(errstr, errlen, "natsConnection_JetStream() failed: %s", nats_err(s));
         goto fail;
     }
-    if (pthread_create(&na->ops_th, NULL, ops_main, na) != 0) {
-        snprintf(errstr, errlen, "pthread_create() failed");
-        goto fail;
+    for (int i = 0; i < OPS_THREADS; i++) {
+        na->ops_args[i].na = na;
+        na->ops_args[i].idx = i;
+        if (pthread_create(&na->ops_th[i], NULL, ops_main, &na->ops_args[i]) != 0) {
+            snprintf(errstr, errlen, "pthread_create() failed");
+            goto fail;
+        }
+        na->ops_started++;
     }
-    na->ops_started = 1;
     return &na->base;
 fail:
     n_destroy(&na->base);

@@ -1316,8 +1316,8 @@ static void lc_flush(dsp_t *d, lconn_t *lc)
     lc_watch(d, lc, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
-static void claims_done(dsp_t *d, lconn_t *lc, job_t **jobs, size_t n, const PGresult *r);
-static void records_done(dsp_t *d, lconn_t *lc, job_t **jobs, size_t n, const PGresult *r);
+static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
 
 static void lc_on_io(weft_io_t *io, uint32_t events)
 {
@@ -1365,19 +1365,15 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
             lc_failed(d, lc, e);
             return;
         }
-        /* Handing the jobs on may queue more work for this connection:
-         * the batch is taken off it first. */
-        job_t *jobs[LEDGER_BATCH];
-        size_t n = lc->n;
-        PGresult *res = lc->res;
-        memcpy(jobs, lc->jobs, n * sizeof(*jobs));
-        lc->n = 0;
+        char e[1024];
+        int rc = lc->stage == LS_CLAIM ? claims_done(d, lc, lc->res, e, sizeof(e))
+                                       : records_done(d, lc, lc->res, e, sizeof(e));
+        if (rc != 0) {
+            lc_failed(d, lc, e); /* not this batch's answer: send it again */
+            return;
+        }
+        PQclear(lc->res);
         lc->res = NULL;
-        if (lc->stage == LS_CLAIM)
-            claims_done(d, lc, jobs, n, res);
-        else
-            records_done(d, lc, jobs, n, res);
-        PQclear(res);
         return;
     }
 }
@@ -1426,21 +1422,22 @@ static void send_claims(dsp_t *d, lconn_t *lc)
     lc_flush(d, lc);
 }
 
-static void claims_done(dsp_t *d, lconn_t *lc, job_t **jobs, size_t n, const PGresult *r)
+/* Hands on the jobs of a claim batch whose answer is r; -1 with err when
+ * r does not answer the batch (nothing was handed on). The batch leaves
+ * the connection first; lc->jobs stays intact until the loop takes the
+ * connection's next batch. */
+static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
 {
     static weft_claim_res_t res[LEDGER_BATCH];
-    char err[1024];
-    if (weft_ledger_claim_result(r, n, res, err, sizeof(err)) != 0) {
-        /* Not the answer to this batch: claim it again. */
-        memcpy(lc->jobs, jobs, n * sizeof(*jobs));
-        lc->n = n;
-        lc_failed(d, lc, err);
-        return;
-    }
+    size_t n = lc->n;
+    if (weft_ledger_claim_result(r, n, res, err, errlen) != 0)
+        return -1;
+    lc->n = 0;
     for (size_t i = 0; i < n; i++) {
-        claim_outcome(d, jobs[i], &res[i]);
+        claim_outcome(d, lc->jobs[i], &res[i]);
         weft_claim_res_clear(&res[i]);
     }
+    return 0;
 }
 
 /* ---- recording --------------------------------------------------------- */
@@ -1537,18 +1534,16 @@ static void send_records(dsp_t *d, lconn_t *lc)
     lc_flush(d, lc);
 }
 
-static void records_done(dsp_t *d, lconn_t *lc, job_t **jobs, size_t n, const PGresult *r)
+/* Hands on the jobs of a record batch, like claims_done. */
+static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
 {
     static weft_record_res_t res[LEDGER_BATCH];
-    char err[1024];
-    if (weft_ledger_record_result(r, n, res, err, sizeof(err)) != 0) {
-        memcpy(lc->jobs, jobs, n * sizeof(*jobs));
-        lc->n = n;
-        lc_failed(d, lc, err);
-        return;
-    }
-for (size_t i = 0; i < n; i++) {
-    job_t *j = jobs[i];
+    size_t n = lc->n;
+    if (weft_ledger_record_result(r, n, res, err, errlen) != 0)
+        return -1;
+    lc->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        job_t *j = lc->jobs[i];
         if (!res[i].applied) {
             /* Our lease ran out and someone else owns the key now:
              * ask the ledger again rather than emit our outcome. */
@@ -1601,6 +1596,7 @@ for (size_t i = 0; i < n; i++) {
             break;
         }
     }
+    return 0;
 }
 
 /* Sends what each stage's queue holds on its free connections. */

@@ -555,6 +555,20 @@ static void pt_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     pt->last_us = now_us();
 }
 
+/* A passthrough's consumer: its own group, offsets stored only by hand
+ * (after the copy's delivery report), the bench's fetch wait. */
+static rd_kafka_conf_t *passthrough_consumer_conf(const char *group)
+{
+    rd_kafka_conf_t *cc = conf_new();
+    conf_set(cc, "group.id", group);
+    conf_set(cc, "enable.auto.offset.store", "false");
+    conf_set(cc, "auto.offset.reset", "earliest");
+    conf_set(cc, "session.timeout.ms", "6000");
+    conf_set(cc, "heartbeat.interval.ms", "500");
+    conf_set(cc, "fetch.wait.max.ms", BENCH_FETCH_WAIT_MS);
+    return cc;
+}
+
 static void run_ceiling(void)
 {
     const char *in = "bench.pt.in", *out = "bench.pt.out";
@@ -568,15 +582,9 @@ static void run_ceiling(void)
     rd_kafka_conf_set_opaque(pc, &pt);
     char err[256];
     rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
-    rd_kafka_conf_t *cc = conf_new();
-    conf_set(cc, "group.id", "weft-bench-passthrough");
-    conf_set(cc, "enable.auto.offset.store", "false");
-    conf_set(cc, "auto.offset.reset", "earliest");
-    conf_set(cc, "session.timeout.ms", "6000");
-    conf_set(cc, "heartbeat.interval.ms", "500");
-    /* The same consumer settings weft's dispatcher runs with here. */
+    rd_kafka_conf_t *cc = passthrough_consumer_conf("weft-bench-passthrough");
+    /* The same prefetch bound weft's dispatcher runs with. */
     conf_set(cc, "queued.max.messages.kbytes", "16384");
-    conf_set(cc, "fetch.wait.max.ms", BENCH_FETCH_WAIT_MS);
     rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
     if (!prod || !cons)
         die("passthrough clients: %s", err);
@@ -828,13 +836,7 @@ static void *ptlat_main(void *arg)
     conf_set(pc, "enable.idempotence", "true");
     conf_set(pc, "linger.ms", "0");
     rd_kafka_conf_set_dr_msg_cb(pc, ptlat_dr);
-    rd_kafka_conf_t *cc = conf_new();
-    conf_set(cc, "group.id", "weft-bench-ptlat");
-    conf_set(cc, "enable.auto.offset.store", "false");
-    conf_set(cc, "auto.offset.reset", "earliest");
-    conf_set(cc, "session.timeout.ms", "6000");
-    conf_set(cc, "heartbeat.interval.ms", "500");
-    conf_set(cc, "fetch.wait.max.ms", BENCH_FETCH_WAIT_MS);
+    rd_kafka_conf_t *cc = passthrough_consumer_conf("weft-bench-ptlat");
     char err[256];
     rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
     rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));

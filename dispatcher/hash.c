@@ -132,10 +132,16 @@ void weft_uuid_from(char out[37], const char *const *parts, size_t n)
     weft_sha256_final(&s, d);
     d[6] = (uint8_t)((d[6] & 0x0f) | 0x80); /* version 8: custom, name-based */
     d[8] = (uint8_t)((d[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", d[0],
-             d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13],
-             d[14], d[15]);
+    /* 8-4-4-4-12 hex digits; by hand, as it runs once per result. */
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[d[i] >> 4];
+        *o++ = hex[d[i] & 15];
+    }
+    *o = '\0';
 }
 
 int weft_uuid_valid(const char *s)

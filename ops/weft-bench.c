@@ -142,8 +142,10 @@ static void die(const char *fmt, ...)
 }
 
 /* From /proc/PID/stat: the parent (ppid, may be NULL) and utime + stime in
- * microseconds (cpu_us, may be NULL). 0, or -1 when pid is gone. */
-static int proc_stat(pid_t pid, pid_t *ppid, uint64_t *cpu_us)
+ * microseconds (cpu_us, may be NULL); with reaped, also the CPU of its
+ * children that have exited and been waited for (cutime + cstime). 0, or
+ * -1 when pid is gone. */
+static int proc_stat_ex(pid_t pid, pid_t *ppid, uint64_t *cpu_us, int reaped)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -156,15 +158,22 @@ static int proc_stat(pid_t pid, pid_t *ppid, uint64_t *cpu_us)
     /* Fields after the comm: state(3) ppid(4) ... utime(14) stime(15). */
     char *p = strrchr(buf, ')');
     int pp = -1;
-    unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp, &ut,
-                     &st) != 3)
+    unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
+    if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+                     &pp, &ut, &st, &cut, &cst) != 5)
         return -1;
     if (ppid)
         *ppid = pp;
+    if (!reaped)
+        cut = cst = 0;
     if (cpu_us)
-        *cpu_us = (ut + st) * 1000000ull / (unsigned long long)sysconf(_SC_CLK_TCK);
+        *cpu_us = (ut + st + cut + cst) * 1000000ull / (unsigned long long)sysconf(_SC_CLK_TCK);
     return 0;
+}
+
+static int proc_stat(pid_t pid, pid_t *ppid, uint64_t *cpu_us)
+{
+    return proc_stat_ex(pid, ppid, cpu_us, 0);
 }
 
 static uint64_t proc_cpu_us(pid_t pid)
@@ -173,7 +182,9 @@ static uint64_t proc_cpu_us(pid_t pid)
     return proc_stat(pid, NULL, &us) == 0 ? us : 0;
 }
 
-/* CPU of the stack's PostgreSQL: the postmaster and all its children. */
+/* CPU of the stack's PostgreSQL: the postmaster, its live children and
+ * the children it has reaped (a backend that disconnected, an autovacuum
+ * worker that finished), so the sum never goes down between two reads. */
 static uint64_t pg_cpu_us(void)
 {
     char path[400];
@@ -186,7 +197,9 @@ static uint64_t pg_cpu_us(void)
         return 0;
     }
     fclose(f);
-    uint64_t total = proc_cpu_us(pm);
+    uint64_t total = 0;
+    if (proc_stat_ex(pm, NULL, &total, 1) != 0)
+        total = 0;
     DIR *dir = opendir("/proc");
     struct dirent *de;
     while (dir && (de = readdir(dir)) != NULL) {
@@ -198,6 +211,15 @@ static uint64_t pg_cpu_us(void)
     if (dir)
         closedir(dir);
     return total;
+}
+
+/* CPU microseconds per event between two readings; NAN (printed "-")
+ * when there is nothing to divide or the readings went backwards. */
+static double cpu_per_event(uint64_t before, uint64_t after, long events)
+{
+    if (events <= 0 || after < before)
+        return NAN;
+    return (double)(after - before) / (double)events;
 }
 
 /* VmHWM or VmRSS of pid in KiB. */
@@ -662,7 +684,7 @@ static void run_ceiling(void)
     r->seconds = (double)(pt.last_us - first) / 1e6;
     r->eps = r->seconds > 0 ? (double)pt.delivered / r->seconds : 0;
     r->disp_cpu_us = (double)(cpu1 - cpu0) / (double)pt.delivered;
-    r->pg_cpu_us = (double)(pg1 - pg0) / (double)pt.delivered;
+    r->pg_cpu_us = cpu_per_event(pg0, pg1, pt.delivered);
     r->rss_kib = proc_mem_kib(getpid(), "VmHWM");
     rd_kafka_consumer_close(cons);
     rd_kafka_destroy(cons);
@@ -740,7 +762,7 @@ static void run_weft(const char *name, const char *what, const char *in, const c
     r->seconds = (double)(atomic_load(&c->last_us) - atomic_load(&c->first_us)) / 1e6;
     r->eps = r->seconds > 0 ? (double)(got - 1) / r->seconds : 0;
     r->disp_cpu_us = (double)cpu / (double)(got ? got : 1);
-    r->pg_cpu_us = (double)(pg1 - pg0) / (double)(got ? got : 1);
+    r->pg_cpu_us = cpu_per_event(pg0, pg1, got);
     r->rss_kib = rss;
     weft_stop(pid);
     collector_stop(c);
@@ -1182,7 +1204,7 @@ static void run_js_ceiling(void)
     r->seconds = (double)(last - first) / 1e6;
     r->eps = r->seconds > 0 ? (double)done / r->seconds : 0;
     r->disp_cpu_us = (double)(cpu1 - cpu0) / (double)(done ? done : 1);
-    r->pg_cpu_us = (double)(pg_cpu_us() - pg0) / (double)(done ? done : 1);
+    r->pg_cpu_us = cpu_per_event(pg0, pg_cpu_us(), done);
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
     jsCtx_Destroy(js);
@@ -1244,7 +1266,7 @@ static void run_weft_js(void)
     r->seconds = (double)(atomic_load(&cnt.last_us) - atomic_load(&cnt.first_us)) / 1e6;
     r->eps = r->seconds > 0 ? (double)(got - 1) / r->seconds : 0;
     r->disp_cpu_us = (double)cpu / (double)(got ? got : 1);
-    r->pg_cpu_us = (double)(pg1 - pg0) / (double)(got ? got : 1);
+    r->pg_cpu_us = cpu_per_event(pg0, pg1, got);
     r->rss_kib = proc_mem_kib(pid, "VmHWM");
     weft_stop(pid);
     natsSubscription_Unsubscribe(sub);

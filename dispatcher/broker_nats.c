@@ -1129,6 +1129,7 @@ weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapt
         goto fail;
     }
     natsOptions *o = NULL;
+    weft_nats_lib_open(); /* before natsOptions_Create, which opens the library */
     natsStatus s = natsOptions_Create(&o);
     if (s == NATS_OK)
         s = natsOptions_SetURL(o, url);

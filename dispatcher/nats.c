@@ -11,10 +11,12 @@
  * they never need to be refused.
  */
 #include "json.h"
+#include "log.h"
 #include "nats.h"
 #include "nats_msg.h"
 
 #include <nats/nats.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,8 +195,23 @@ int weft_nats_msg_build(natsMsg **out, const char *subject, const weft_header_t 
     return 0;
 }
 
+static void lib_open_once(void)
+{
+    /* A spin count of 0: a contended lock sleeps at once. */
+    natsStatus s = nats_Open(0);
+    if (s != NATS_OK)
+        weft_warn("nats: cannot initialise the library: %s", natsStatus_GetText(s));
+}
+
+void weft_nats_lib_open(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, lib_open_once);
+}
+
 weft_nats_t *weft_nats_connect(const char *url, int timeout_ms, char *errstr, size_t errlen)
 {
+    weft_nats_lib_open();
     weft_nats_t *n = calloc(1, sizeof(*n));
     natsOptions *o = NULL;
     if (!n) {

@@ -25,6 +25,14 @@ typedef struct weft_nats weft_nats_t;
 
 /* Connects to url (e.g. nats://127.0.0.1:4222), waiting up to timeout_ms.
  * Returns NULL with errstr filled. */
+/* Initialises nats.c once per process, before its first connection:
+ * without lock spinning. nats.c's default spins up to 2000 times on a
+ * contended mutex before it sleeps; with the JetStream ack threads that
+ * was most of the dispatcher's CPU on a 2-core machine. Call it before
+ * any other nats.c call (natsOptions_Create opens the library with the
+ * default); calling it again is harmless. */
+void weft_nats_lib_open(void);
+
 weft_nats_t *weft_nats_connect(const char *url, int timeout_ms, char *errstr, size_t errlen);
 
 /* Publishes one message to a core NATS subject and flushes it to the

@@ -12,22 +12,28 @@
  *       consumer (creating it when it does not exist), then fetches in
  *       batches while the dispatcher has room and is not paused; messages
  *       go to the inbound queue.
- *   ops (OPS_THREADS)  acknowledge finished JetStream messages (AckSync,
- *       or NakWithDelay for a retry), each thread a share of what is
- *       queued, so that several AckSync round trips are in flight at once
- *       (one at a time bounded a stream at one message per round trip);
- *       the first also sends in-progress acks (natsMsg_InProgress) every
- *       AckWait/3 for every message weft holds, so AckWait never expires
- *       under a running function, a backoff wait, or a message waiting
- *       for room in a pool.
+ *   ops  acknowledges finished JetStream messages: a confirmed ack (what
+ *       natsMsg_AckSync sends: "+ACK" as a request, answered by the
+ *       server once the ack is applied), but pipelined: it sends every
+ *       queued ack at once, each with its own reply subject under one
+ *       inbox subscription, and does not wait. A retry is a
+ *       NakWithDelay. It also sends in-progress acks
+ *       (natsMsg_InProgress) every AckWait/3 for every message weft
+ *       holds, so AckWait never expires under a running function, a
+ *       backoff wait, or a message waiting for room in a pool, and it
+ *       gives up on an ack that had no answer within ACK_WAIT_MS.
+ *       (Blocking AckSyncs, one round trip each, bounded a stream at one
+ *       message per round trip per thread; with eight threads, 0.17x
+ *       the raw JetStream passthrough.)
  *   nats.c's own: core NATS queue-subscription callbacks (queued like
- *       fetched messages) and JetStream PubAck handlers (queued as
- *       completions for serve).
+ *       fetched messages), JetStream PubAck handlers (queued as
+ *       completions for serve) and ack answers (the message is freed).
  *
  * NOTES
- * AckSync happens only after the dispatcher finished the message, that is
+ * The ack is sent only after the dispatcher finished the message, that is
  * after its result or dead letter was published and acknowledged. A failed
- * ack is logged and forgotten: the server redelivers after AckWait and the
+ * ack (no answer within ACK_WAIT_MS, no responders, or a publish error) is
+ * logged and forgotten: the server redelivers after AckWait and the
  * ledger turns the redelivery into a re-emit with the same event id (which
  * JetStream also drops as a duplicate inside its window).
  * Core NATS has no acknowledgement: at-most-once by nature.
@@ -53,7 +59,7 @@
 #define PUB_BUCKETS 1024
 #define CORE_QUEUE_MAX 4096
 #define ACK_WAIT_MS 5000
-#define OPS_THREADS 8
+#define ACK_BUCKETS 4096
 #define PUB_MAX_WAIT_MS 10000
 
 typedef struct nadapter nadapter_t;
@@ -101,6 +107,11 @@ typedef struct nrec {
     int delay_ms;
     struct nrec *next;          /* inbound or ops queue */
     struct nrec *hprev, *hnext; /* held list (JetStream) */
+    /* An ack sent and not yet answered: ack_id is the last token of its
+     * reply subject; the list is in the order the acks were sent. */
+    uint64_t ack_id;
+    uint64_t ack_sent; /* monotonic ms */
+    struct nrec *aprev, *anext, *achain;
 } nrec_t;
 
 typedef struct npub {
@@ -129,13 +140,15 @@ struct nadapter {
     nrec_t *held;
     nrec_t *ops_head, *ops_tail;
     size_t ops_n;
-    pthread_t ops_th[OPS_THREADS];
-    struct ops_arg {
-        struct nadapter *na;
-        int idx;
-    } ops_args[OPS_THREADS];
+    pthread_t ops_th;
     int ops_started;
     int ops_stop;
+    /* Acks awaiting their answer, under mu. */
+    natsSubscription *ack_sub;
+    char ack_inbox[128];
+    uint64_t ack_seq;
+    nrec_t *ack_buckets[ACK_BUCKETS];
+    nrec_t *ack_head, *ack_tail;
     npub_t *pubs[PUB_BUCKETS];
     size_t n_pubs;
     ncomp_t *comp_head, *comp_tail;
@@ -497,63 +510,163 @@ static void consumer_free(consumer_t *c)
 
 /* ---- the ops thread: acks, naks, in-progress ---------------------------- */
 
+static void ack_add_locked(nadapter_t *na, nrec_t *r, uint64_t now)
+{
+    r->ack_id = ++na->ack_seq;
+    r->ack_sent = now;
+    nrec_t **b = &na->ack_buckets[r->ack_id % ACK_BUCKETS];
+    r->achain = *b;
+    *b = r;
+    r->anext = NULL;
+    r->aprev = na->ack_tail;
+    if (na->ack_tail)
+        na->ack_tail->anext = r;
+    else
+        na->ack_head = r;
+    na->ack_tail = r;
+}
+
+/* Takes the pending ack id off the table; NULL when it is not there (it
+ * was answered, or given up on, already). */
+static nrec_t *ack_take_locked(nadapter_t *na, uint64_t id)
+{
+    nrec_t **pp = &na->ack_buckets[id % ACK_BUCKETS];
+    while (*pp && (*pp)->ack_id != id)
+        pp = &(*pp)->achain;
+    nrec_t *r = *pp;
+    if (!r)
+        return NULL;
+    *pp = r->achain;
+    if (r->aprev)
+        r->aprev->anext = r->anext;
+    else
+        na->ack_head = r->anext;
+    if (r->anext)
+        r->anext->aprev = r->aprev;
+    else
+        na->ack_tail = r->aprev;
+    r->achain = r->aprev = r->anext = NULL;
+    return r;
+}
+
+static void ack_failed(const nrec_t *r, const char *why)
+{
+    weft_warn("JetStream ack failed (redelivered after AckWait, then re-emitted from the "
+              "ledger) stream=%s seq=%llu: %s",
+              r->stream ? r->stream : "", (unsigned long long)r->seq, why);
+}
+
+/* nats.c's delivery thread: the server's answer to one ack. */
+static void on_ack_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    nadapter_t *na = closure;
+    const char *subj = natsMsg_GetSubject(msg);
+    const char *dot = subj ? strrchr(subj, '.') : NULL;
+    uint64_t id = dot ? strtoull(dot + 1, NULL, 10) : 0;
+    pthread_mutex_lock(&na->mu);
+    nrec_t *r = id ? ack_take_locked(na, id) : NULL;
+    pthread_mutex_unlock(&na->mu);
+    if (r) {
+        if (natsMsg_IsNoResponders(msg))
+            ack_failed(r, "no responders (the consumer is gone)");
+        rec_free(r);
+    }
+    natsMsg_Destroy(msg);
+}
+
+/* Sends one confirmed ack; the answer frees r. */
+static void ack_send(nadapter_t *na, nrec_t *r)
+{
+    const char *reply = natsMsg_GetReply(r->msg);
+    char to[512], inbox[192];
+    if (!reply || !*reply || strlen(reply) >= sizeof(to)) {
+        ack_failed(r, "the message has no ack subject");
+        rec_free(r);
+        return;
+    }
+    snprintf(to, sizeof(to), "%s", reply);
+    pthread_mutex_lock(&na->mu);
+    ack_add_locked(na, r, mono_ms());
+    uint64_t id = r->ack_id;
+    pthread_mutex_unlock(&na->mu);
+    /* From here the answer may free r at any moment. */
+    snprintf(inbox, sizeof(inbox), "%s.%llu", na->ack_inbox, (unsigned long long)id);
+    natsStatus s = natsConnection_PublishRequest(na->nc, to, inbox, "+ACK", 4);
+    if (s != NATS_OK) {
+        pthread_mutex_lock(&na->mu);
+        nrec_t *back = ack_take_locked(na, id);
+        pthread_mutex_unlock(&na->mu);
+        if (back) {
+            ack_failed(back, nats_err(s));
+            rec_free(back);
+        }
+    }
+}
+
 static void *ops_main(void *arg)
 {
-    struct ops_arg *oa = arg;
-    nadapter_t *na = oa->na;
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.Wait = ACK_WAIT_MS;
+    nadapter_t *na = arg;
     pthread_mutex_lock(&na->mu);
+    uint64_t stop_at = 0;
     for (;;) {
         if (!na->ops_head && !na->ops_stop)
             wait_locked(na, 100);
-        /* This thread's share of the queue, in order. */
-        size_t take = (na->ops_n + OPS_THREADS - 1) / OPS_THREADS;
-        nrec_t *batch = na->ops_head, *last = NULL;
-        for (size_t i = 0; i < take && na->ops_head; i++) {
-            last = na->ops_head;
-            na->ops_head = last->next;
-            na->ops_n--;
-        }
-        if (last)
-            last->next = NULL;
-        else
-            batch = NULL;
-        if (!na->ops_head)
-            na->ops_tail = NULL;
-        else
-            pthread_cond_broadcast(&na->cv); /* more for the others */
-        /* In-progress acks for what weft holds, every AckWait/3. */
+        nrec_t *batch = na->ops_head;
+        na->ops_head = na->ops_tail = NULL;
+        na->ops_n = 0;
         uint64_t now = mono_ms();
-        for (nrec_t *r = oa->idx == 0 ? na->held : NULL; r; r = r->hnext) {
+        /* In-progress acks for what weft holds, every AckWait/3. */
+        for (nrec_t *r = na->held; r; r = r->hnext) {
             int64_t every = r->ack_wait_ms / 3 > 100 ? r->ack_wait_ms / 3 : 100;
             if (now - r->progress_at >= (uint64_t)every) {
                 natsMsg_InProgress(r->msg, NULL);
                 r->progress_at = now;
             }
         }
+        /* Acks without an answer in time. */
+        nrec_t *expired = NULL;
+        while (na->ack_head && now - na->ack_head->ack_sent >= ACK_WAIT_MS) {
+            nrec_t *r = ack_take_locked(na, na->ack_head->ack_id);
+            r->next = expired;
+            expired = r;
+        }
         int stop = na->ops_stop;
+        if (stop && !stop_at)
+            stop_at = now;
         pthread_mutex_unlock(&na->mu);
+        while (expired) {
+            nrec_t *r = expired;
+            expired = r->next;
+            ack_failed(r, "no answer in time");
+            rec_free(r);
+        }
         while (batch) {
             nrec_t *r = batch;
             batch = r->next;
-            natsStatus s = NATS_OK;
-            jsErrCode jerr = 0;
-            if (r->how == WEFT_FINISH_ACK)
-                s = natsMsg_AckSync(r->msg, &jo, &jerr);
-            else if (r->how == WEFT_FINISH_NAK)
-                s = natsMsg_NakWithDelay(r->msg, r->delay_ms, NULL);
-            if (s != NATS_OK)
-                weft_warn("JetStream %s failed (redelivered after AckWait, then re-emitted "
-                          "from the ledger) stream=%s seq=%llu: %s",
-                          r->how == WEFT_FINISH_ACK ? "ack" : "nak", r->stream ? r->stream : "",
-                          (unsigned long long)r->seq, nats_err(s));
+            r->next = NULL;
+            if (r->how == WEFT_FINISH_ACK) {
+                ack_send(na, r);
+                continue;
+            }
+            if (r->how == WEFT_FINISH_NAK) {
+                natsStatus s = natsMsg_NakWithDelay(r->msg, r->delay_ms, NULL);
+                if (s != NATS_OK)
+                    weft_warn("JetStream nak failed (redelivered after AckWait) stream=%s "
+                              "seq=%llu: %s",
+                              r->stream ? r->stream : "", (unsigned long long)r->seq,
+                              nats_err(s));
+            }
             rec_free(r);
         }
         pthread_mutex_lock(&na->mu);
-        if (stop && !na->ops_head)
+        /* At the end, wait for the answers to what was sent (bounded by
+         * ACK_WAIT_MS, after which they count as failed above). */
+        if (stop && !na->ops_head && (!na->ack_head || mono_ms() - stop_at > ACK_WAIT_MS + 200))
             break;
+        if (stop && !na->ops_head)
+            wait_locked(na, 20);
     }
     pthread_mutex_unlock(&na->mu);
     return NULL;
@@ -1006,8 +1119,20 @@ static void n_destroy(weft_adapter_t *a)
     na->ops_stop = 1;
     pthread_cond_broadcast(&na->cv);
     pthread_mutex_unlock(&na->mu);
-    for (int i = 0; i < na->ops_started; i++)
-        pthread_join(na->ops_th[i], NULL);
+    if (na->ops_started)
+        pthread_join(na->ops_th, NULL);
+    if (na->ack_sub) {
+        natsSubscription_Unsubscribe(na->ack_sub);
+        natsSubscription_Destroy(na->ack_sub);
+        na->ack_sub = NULL;
+    }
+    pthread_mutex_lock(&na->mu);
+    while (na->ack_head) {
+        nrec_t *pend = ack_take_locked(na, na->ack_head->ack_id);
+        ack_failed(pend, "shutting down before the answer");
+        rec_free(pend);
+    }
+    pthread_mutex_unlock(&na->mu);
     while (na->held) {
         nrec_t *h = na->held;
         held_del(na, h);
@@ -1179,15 +1304,27 @@ weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapt
         snprintf(errstr, errlen, "natsConnection_JetStream() failed: %s", nats_err(s));
         goto fail;
     }
-    for (int i = 0; i < OPS_THREADS; i++) {
-        na->ops_args[i].na = na;
-        na->ops_args[i].idx = i;
-        if (pthread_create(&na->ops_th[i], NULL, ops_main, &na->ops_args[i]) != 0) {
-            snprintf(errstr, errlen, "pthread_create() failed");
-            goto fail;
-        }
-        na->ops_started++;
+    /* One inbox for the answers to acks: <inbox>.<ack id>. */
+    natsInbox *inbox = NULL;
+    s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+        snprintf(na->ack_inbox, sizeof(na->ack_inbox), "%s", inbox);
+        char wild[160];
+        snprintf(wild, sizeof(wild), "%s.*", inbox);
+        natsInbox_Destroy(inbox);
+        s = natsConnection_Subscribe(&na->ack_sub, na->nc, wild, on_ack_reply, na);
     }
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(na->ack_sub, -1, -1);
+    if (s != NATS_OK) {
+        snprintf(errstr, errlen, "cannot subscribe to the ack inbox: %s", nats_err(s));
+        goto fail;
+    }
+    if (pthread_create(&na->ops_th, NULL, ops_main, na) != 0) {
+        snprintf(errstr, errlen, "pthread_create() failed");
+        goto fail;
+    }
+    na->ops_started = 1;
     return &na->base;
 fail:
     n_destroy(&na->base);

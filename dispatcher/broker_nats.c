@@ -609,7 +609,7 @@ static void *ops_main(void *arg)
 {
     nadapter_t *na = arg;
     pthread_mutex_lock(&na->mu);
-    uint64_t stop_at = 0;
+    uint64_t stop_at = 0, scanned_at = 0;
     for (;;) {
         if (!na->ops_head && !na->ops_stop)
             wait_locked(na, 100);
@@ -617,14 +617,18 @@ static void *ops_main(void *arg)
         na->ops_head = na->ops_tail = NULL;
         na->ops_n = 0;
         uint64_t now = mono_ms();
-        /* In-progress acks for what weft holds, every AckWait/3. */
-        for (nrec_t *r = na->held; r; r = r->hnext) {
+        /* In-progress acks for what weft holds, every AckWait/3. The
+         * held list can be max_inflight long, and the thread wakes for
+         * every finished batch: it is walked at most every 100 ms. */
+        for (nrec_t *r = now - scanned_at >= 100 ? na->held : NULL; r; r = r->hnext) {
             int64_t every = r->ack_wait_ms / 3 > 100 ? r->ack_wait_ms / 3 : 100;
             if (now - r->progress_at >= (uint64_t)every) {
                 natsMsg_InProgress(r->msg, NULL);
                 r->progress_at = now;
             }
         }
+        if (now - scanned_at >= 100)
+            scanned_at = now;
         /* Acks without an answer in time. */
         nrec_t *expired = NULL;
         while (na->ack_head && now - na->ack_head->ack_sent >= ACK_WAIT_MS) {

@@ -144,6 +144,34 @@ static void test_invalid_trigger_rows_are_rejected(void **state)
     remove_file("41_bad.sql");
 }
 
+static void test_invalid_function_rows_are_rejected(void **state)
+{
+    (void)state;
+    char out[8192];
+    /* Out of range: pipeline_depth is 0..64 (0008), pool_size 1..256. */
+    write_file("42_badfn.sql", "INSERT INTO weft.functions (name, entry, pipeline_depth)\n"
+                               "VALUES ('fdeep', 'x.so', 65);\n");
+    assert_int_equal(migrate(out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "42_badfn.sql failed"));
+    assert_non_null(strstr(out, "functions_pipeline_depth_check"));
+    write_file("42_badfn.sql", "INSERT INTO weft.functions (name, entry, pipeline_depth)\n"
+                               "VALUES ('fdeep', 'x.so', -1);\n");
+    assert_int_equal(migrate(out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "functions_pipeline_depth_check"));
+    write_file("42_badfn.sql", "INSERT INTO weft.functions (name, entry, pool_size)\n"
+                               "VALUES ('fdeep', 'x.so', 0);\n");
+    assert_int_equal(migrate(out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "functions_pool_size_check"));
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.functions WHERE name = 'fdeep'"),
+                     0);
+    /* In range, the same file applies. */
+    write_file("42_badfn.sql", "INSERT INTO weft.functions (name, entry, pipeline_depth)\n"
+                               "VALUES ('fdeep', 'x.so', 64);\n");
+    assert_int_equal(migrate(out, sizeof(out)), 0);
+    assert_int_equal(
+        fx_sql_long(&fx, "SELECT pipeline_depth FROM weft.functions WHERE name = 'fdeep'"), 64);
+}
+
 static void test_bad_names_and_arguments(void **state)
 {
     (void)state;
@@ -169,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_edited_applied_file_is_refused),
         cmocka_unit_test(test_failing_file_leaves_nothing),
         cmocka_unit_test(test_invalid_trigger_rows_are_rejected),
+        cmocka_unit_test(test_invalid_function_rows_are_rejected),
         cmocka_unit_test(test_bad_names_and_arguments),
     };
     return cmocka_run_group_tests_name("migrate", tests, group_setup, group_teardown);

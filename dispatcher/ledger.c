@@ -115,6 +115,36 @@ static int add_str(weft_buf_t *b, const char *s)
     return rc;
 }
 
+enum { MAX_ARRAYS = 18 };
+
+/* Closes the na array literals, sends sql with them as $1..$na and owner
+ * as the last parameter, and frees them (libpq copies the parameters
+ * into its output buffer). oom: an append already failed. */
+static int send_arrays(PGconn *pg, const char *sql, weft_buf_t *a, int na, const char *owner,
+                       int oom, const char *what, char *errstr, size_t errlen)
+{
+    const char *params[MAX_ARRAYS + 1];
+    int rc = -1;
+    for (int k = 0; k < na && !oom; k++)
+        oom |= array_close(&a[k]);
+    if (oom) {
+        snprintf(errstr, errlen, "out of memory");
+        goto out;
+    }
+    for (int k = 0; k < na; k++)
+        params[k] = a[k].p;
+    params[na] = owner;
+    if (!PQsendQueryParams(pg, sql, na + 1, NULL, params, NULL, NULL, 0)) {
+        snprintf(errstr, errlen, "%s: %s", what, PQerrorMessage(pg));
+        goto out;
+    }
+    rc = 0;
+out:
+    for (int k = 0; k < na; k++)
+        weft_buf_free(&a[k]);
+    return rc;
+}
+
 static const char CLAIM_SQL[] =
     "WITH input AS ("
     "  SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[])"
@@ -162,32 +192,12 @@ static char *dup_val(const PGresult *r, int row, int col)
 int weft_ledger_claim_send(void *pgconn, const char *owner, const weft_claim_req_t *reqs,
                            size_t n, char *errstr, size_t errlen)
 {
-    PGconn *pg = pgconn;
     weft_buf_t a[4] = {{0}};
-    int rc = -1;
-    for (size_t i = 0; i < n; i++) {
-        if (add_str(&a[0], reqs[i].trigger) || add_int(&a[1], reqs[i].generation) ||
-            add_str(&a[2], reqs[i].key) || add_int(&a[3], reqs[i].lease_ms)) {
-            snprintf(errstr, errlen, "out of memory");
-            goto out;
-        }
-    }
-    for (int k = 0; k < 4; k++)
-        if (array_close(&a[k]) != 0) {
-            snprintf(errstr, errlen, "out of memory");
-            goto out;
-        }
-    const char *params[5] = {a[0].p, a[1].p, a[2].p, a[3].p, owner};
-    /* libpq copies the parameters into its output buffer. */
-    if (!PQsendQueryParams(pg, CLAIM_SQL, 5, NULL, params, NULL, NULL, 0)) {
-        snprintf(errstr, errlen, "claiming keys: %s", PQerrorMessage(pg));
-        goto out;
-    }
-    rc = 0;
-out:
-    for (int k = 0; k < 4; k++)
-        weft_buf_free(&a[k]);
-    return rc;
+    int oom = 0;
+    for (size_t i = 0; i < n && !oom; i++)
+        oom = add_str(&a[0], reqs[i].trigger) || add_int(&a[1], reqs[i].generation) ||
+              add_str(&a[2], reqs[i].key) || add_int(&a[3], reqs[i].lease_ms);
+    return send_arrays(pgconn, CLAIM_SQL, a, 4, owner, oom, "claiming keys", errstr, errlen);
 }
 
 int weft_ledger_claim_result(const void *pgresult, size_t n, weft_claim_res_t *out, char *errstr,
@@ -306,10 +316,8 @@ static const char RECORD_DONE_SQL[] =
 static int record_done_send(PGconn *pg, const char *owner, const weft_record_t *recs, size_t n,
                             char *errstr, size_t errlen)
 {
-    enum { NA = 6 };
-    weft_buf_t a[NA];
-    memset(a, 0, sizeof(a));
-    int rc = -1, oom = 0;
+    weft_buf_t a[6] = {{0}};
+    int oom = 0;
     for (size_t i = 0; i < n && !oom; i++) {
         oom |= add_str(&a[0], recs[i].trigger);
         oom |= add_int(&a[1], recs[i].generation);
@@ -318,25 +326,8 @@ static int record_done_send(PGconn *pg, const char *owner, const weft_record_t *
         oom |= add_str(&a[4], recs[i].result_type);
         oom |= add_str(&a[5], recs[i].result_id);
     }
-    for (int k = 0; k < NA && !oom; k++)
-        oom |= array_close(&a[k]);
-    if (oom) {
-        snprintf(errstr, errlen, "out of memory");
-        goto out;
-    }
-    const char *params[NA + 1];
-    for (int k = 0; k < NA; k++)
-        params[k] = a[k].p;
-    params[NA] = owner;
-    if (!PQsendQueryParams(pg, RECORD_DONE_SQL, NA + 1, NULL, params, NULL, NULL, 0)) {
-        snprintf(errstr, errlen, "recording outcomes: %s", PQerrorMessage(pg));
-        goto out;
-    }
-    rc = 0;
-out:
-    for (int k = 0; k < NA; k++)
-        weft_buf_free(&a[k]);
-    return rc;
+    return send_arrays(pg, RECORD_DONE_SQL, a, 6, owner, oom, "recording outcomes", errstr,
+                       errlen);
 }
 
 static const char *rec_status(weft_rec_kind_t k)
@@ -362,10 +353,10 @@ int weft_ledger_record_send(void *pgconn, const char *owner, const weft_record_t
         n_done++;
     if (n > 0 && n_done == n)
         return record_done_send(pg, owner, recs, n, errstr, errlen);
-    enum { NA = 18 };
+    enum { NA = MAX_ARRAYS };
     weft_buf_t a[NA];
     memset(a, 0, sizeof(a));
-    int rc = -1, oom = 0;
+    int oom = 0;
     for (size_t i = 0; i < n && !oom; i++) {
         const weft_record_t *rc_ = &recs[i];
         int dead = rc_->kind == WEFT_REC_DEAD;
@@ -390,25 +381,7 @@ int weft_ledger_record_send(void *pgconn, const char *owner, const weft_record_t
         oom |= add_str(&a[16], dead ? rc_->dead_letter_topic : NULL);
         oom |= add_str(&a[17], dead ? rc_->source_broker : NULL);
     }
-    for (int k = 0; k < NA && !oom; k++)
-        oom |= array_close(&a[k]);
-    if (oom) {
-        snprintf(errstr, errlen, "out of memory");
-        goto out;
-    }
-    const char *params[NA + 1];
-    for (int k = 0; k < NA; k++)
-        params[k] = a[k].p;
-    params[NA] = owner;
-    if (!PQsendQueryParams(pg, RECORD_SQL, NA + 1, NULL, params, NULL, NULL, 0)) {
-        snprintf(errstr, errlen, "recording outcomes: %s", PQerrorMessage(pg));
-        goto out;
-    }
-    rc = 0;
-out:
-    for (int k = 0; k < NA; k++)
-        weft_buf_free(&a[k]);
-    return rc;
+    return send_arrays(pg, RECORD_SQL, a, NA, owner, oom, "recording outcomes", errstr, errlen);
 }
 
 int weft_ledger_record_result(const void *pgresult, size_t n, weft_record_res_t *out,

@@ -100,7 +100,8 @@
 /* Pipelining (pool.h): a worker holds at most about this much expected
  * work (the pool's moving average of service times, times the invocations
  * it holds), so a slow function is not pipelined and nothing waits long
- * behind one of its calls while another worker could have run it. */
+ * behind one of its calls while another worker could have run it. The
+ * default of pipeline_budget_us. */
 #define PIPELINE_BUDGET_US 5000u
 /* Frames larger than this are never queued behind another invocation,
  * and the frames queued behind one invocation stay under
@@ -186,6 +187,7 @@ struct weft_pool {
     size_t running;   /* workers with an invocation running */
     size_t pipelined; /* invocations queued behind a running one */
     int depth;        /* pipeline_depth */
+    uint64_t budget_us; /* pipeline_budget_us */
     uint64_t svc16;   /* moving average of service times, 1/16 us */
     int svc_known;    /* one Result measured at least */
     uint64_t next_seq;
@@ -987,7 +989,7 @@ static int worker_depth(const weft_pool_t *pool, const pool_worker_t *wk)
     if (pool->depth <= 1 || !pool->svc_known)
         return 1;
     uint64_t per = pool->svc16 / 16u;
-    uint64_t fit = 1u + PIPELINE_BUDGET_US / (per ? per : 1u);
+    uint64_t fit = 1u + pool->budget_us / (per ? per : 1u);
     int d = fit < (uint64_t)pool->depth ? (int)fit : pool->depth;
     if (pool->max_requests && pool->max_requests - wk->served < (uint64_t)d)
         d = (int)(pool->max_requests - wk->served); /* never beyond its last */
@@ -1380,6 +1382,7 @@ weft_pool_t *weft_pool_new(const weft_pool_config_t *cfg, int epfd, weft_pool_do
         cfg->idle_timeout_ms ? cfg->idle_timeout_ms : WEFT_POOL_DEFAULT_IDLE_TIMEOUT_MS;
     pool->max_requests = cfg->max_requests;
     pool->depth = cfg->pipeline_depth ? cfg->pipeline_depth : WEFT_POOL_DEFAULT_PIPELINE_DEPTH;
+    pool->budget_us = cfg->pipeline_budget_us ? cfg->pipeline_budget_us : PIPELINE_BUDGET_US;
     pool->storm_count = cfg->crash_storm_count == 0  ? WEFT_POOL_DEFAULT_CRASH_STORM
                         : cfg->crash_storm_count < 0 ? 0
                                                      : cfg->crash_storm_count;

@@ -248,6 +248,10 @@ typedef struct weft_pool_config {
                                 * WEFT_POOL_DEFAULT_PIPELINE_DEPTH, 1 = no
                                 * pipelining; at most
                                 * WEFT_POOL_MAX_PIPELINE_DEPTH */
+    uint32_t pipeline_budget_us; /* the expected work one worker may hold
+                                  * when pipelining (the pool's moving
+                                  * average of service times, times the
+                                  * invocations it holds); 0 = 5000 us */
 } weft_pool_config_t;
 
 /* Pool state for `weft status` and tests; a snapshot. */

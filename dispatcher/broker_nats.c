@@ -145,6 +145,7 @@ struct nadapter {
     int ops_stop;
     /* Acks awaiting their answer, under mu. */
     natsSubscription *ack_sub;
+    int ack_sub_done; /* its handler has returned for the last time */
     char ack_inbox[128];
     uint64_t ack_seq;
     nrec_t *ack_buckets[ACK_BUCKETS];
@@ -574,6 +575,17 @@ static void on_ack_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg
         rec_free(r);
     }
     natsMsg_Destroy(msg);
+}
+
+/* nats.c: the ack subscription is closed and on_ack_reply will not run
+ * again, so the adapter may be freed. */
+static void on_ack_sub_done(void *closure)
+{
+    nadapter_t *na = closure;
+    pthread_mutex_lock(&na->mu);
+    na->ack_sub_done = 1;
+    pthread_cond_broadcast(&na->cv);
+    pthread_mutex_unlock(&na->mu);
 }
 
 /* Sends one confirmed ack; the answer frees r. */
@@ -1125,12 +1137,21 @@ static void n_destroy(weft_adapter_t *a)
     pthread_mutex_unlock(&na->mu);
     if (na->ops_started)
         pthread_join(na->ops_th, NULL);
+    pthread_mutex_lock(&na->mu);
     if (na->ack_sub) {
+        /* on_ack_reply takes na->mu: wait (bounded) until nats.c says it
+         * has returned for the last time before the adapter goes. */
+        pthread_mutex_unlock(&na->mu);
         natsSubscription_Unsubscribe(na->ack_sub);
+        pthread_mutex_lock(&na->mu);
+        uint64_t until = mono_ms() + 2000;
+        while (!na->ack_sub_done && mono_ms() < until)
+            wait_locked(na, 50);
+        pthread_mutex_unlock(&na->mu);
         natsSubscription_Destroy(na->ack_sub);
+        pthread_mutex_lock(&na->mu);
         na->ack_sub = NULL;
     }
-    pthread_mutex_lock(&na->mu);
     while (na->ack_head) {
         nrec_t *pend = ack_take_locked(na, na->ack_head->ack_id);
         ack_failed(pend, "shutting down before the answer");
@@ -1318,6 +1339,8 @@ weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapt
         natsInbox_Destroy(inbox);
         s = natsConnection_Subscribe(&na->ack_sub, na->nc, wild, on_ack_reply, na);
     }
+    if (s == NATS_OK)
+        s = natsSubscription_SetOnCompleteCB(na->ack_sub, on_ack_sub_done, na);
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(na->ack_sub, -1, -1);
     if (s != NATS_OK) {

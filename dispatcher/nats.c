@@ -377,8 +377,10 @@ weft_nats_reader_t *weft_nats_reader_new(weft_nats_t *nc, const char *stream, co
     if (pending) {
         jsConsumerInfo *ci = NULL;
         *pending = 0;
+        /* Counted from the start: the consumer may have pushed some into
+         * this subscription already, and NumPending leaves those out. */
         if (natsSubscription_GetConsumerInfo(&ci, r->sub, NULL, &jerr) == NATS_OK && ci)
-            *pending = ci->NumPending;
+            *pending = ci->NumPending + ci->Delivered.Consumer;
         jsConsumerInfo_Destroy(ci);
     }
     return r;

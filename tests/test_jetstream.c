@@ -526,13 +526,24 @@ static void test_js_replay_by_time_and_sequence(void **state)
     fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 60000);
     assert_int_equal((int)n, 5);
 
+    /* From a time after the last event: nothing to replay, and said so
+     * without waiting for a message that will not come. */
+    char from[48], out[8192];
+    usleep(200 * 1000);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(from, sizeof(from), "@%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    const char *none[] = {"replay", "--trigger", "js-replay", "--from-time", from, NULL};
+    int rc = fx_weft(&fx, out, sizeof(out), none);
+    print_message("weft replay --from-time (after the last): %d\n%s", rc, out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "nothing to replay"));
+
     /* --reexecute from the time between the two groups: the late two run
      * again under a new generation. */
-    char from[48], out[8192];
     snprintf(from, sizeof(from), "@%lld", from_ms);
     const char *rx[] = {"replay", "--trigger", "js-replay", "--from-time", from, "--reexecute",
                         "--yes", NULL};
-    int rc = fx_weft(&fx, out, sizeof(out), rx);
+    rc = fx_weft(&fx, out, sizeof(out), rx);
     print_message("weft replay --from-time: %d\n%s", rc, out);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "2 events read, 2 republished"));

@@ -123,24 +123,30 @@ static void test_failing_file_leaves_nothing(void **state)
     remove_file("30_broken.sql");
 }
 
+/* Writes file with sql and expects weft migrate to refuse it (exit 1)
+ * with want in its output. */
+static void assert_refused(const char *file, const char *sql, const char *want)
+{
+    char out[8192];
+    write_file(file, sql);
+    assert_int_equal(migrate(out, sizeof(out)), 1);
+    assert_non_null(strstr(out, want));
+}
+
 static void test_invalid_trigger_rows_are_rejected(void **state)
 {
     (void)state;
     char out[8192];
     write_file("40_fn.sql", "INSERT INTO weft.functions (name, entry) VALUES ('f1', 'x.so');\n");
     assert_int_equal(migrate(out, sizeof(out)), 0);
-    write_file("41_bad.sql", "INSERT INTO weft.triggers (name, topic, function, max_attempts)\n"
-                             "VALUES ('t1', 'topic with spaces', 'f1', 3);\n");
-    assert_int_equal(migrate(out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "triggers_topic_check"));
-    write_file("41_bad.sql", "INSERT INTO weft.triggers (name, topic, function, max_attempts)\n"
-                             "VALUES ('t1', 'orders', 'nope', 3);\n");
-    assert_int_equal(migrate(out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "foreign key"));
-    write_file("41_bad.sql", "INSERT INTO weft.triggers (name, topic, function, max_attempts)\n"
-                             "VALUES ('t1', 'orders', 'f1', 0);\n");
-    assert_int_equal(migrate(out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "max_attempts"));
+    const char *ins = "INSERT INTO weft.triggers (name, topic, function, max_attempts)\n";
+    char sql[256];
+    snprintf(sql, sizeof(sql), "%sVALUES ('t1', 'topic with spaces', 'f1', 3);\n", ins);
+    assert_refused("41_bad.sql", sql, "triggers_topic_check");
+    snprintf(sql, sizeof(sql), "%sVALUES ('t1', 'orders', 'nope', 3);\n", ins);
+    assert_refused("41_bad.sql", sql, "foreign key");
+    snprintf(sql, sizeof(sql), "%sVALUES ('t1', 'orders', 'f1', 0);\n", ins);
+    assert_refused("41_bad.sql", sql, "max_attempts");
     remove_file("41_bad.sql");
 }
 
@@ -149,19 +155,18 @@ static void test_invalid_function_rows_are_rejected(void **state)
     (void)state;
     char out[8192];
     /* Out of range: pipeline_depth is 0..64 (0008), pool_size 1..256. */
-    write_file("42_badfn.sql", "INSERT INTO weft.functions (name, entry, pipeline_depth)\n"
-                               "VALUES ('fdeep', 'x.so', 65);\n");
-    assert_int_equal(migrate(out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "42_badfn.sql failed"));
-    assert_non_null(strstr(out, "functions_pipeline_depth_check"));
-    write_file("42_badfn.sql", "INSERT INTO weft.functions (name, entry, pipeline_depth)\n"
-                               "VALUES ('fdeep', 'x.so', -1);\n");
-    assert_int_equal(migrate(out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "functions_pipeline_depth_check"));
-    write_file("42_badfn.sql", "INSERT INTO weft.functions (name, entry, pool_size)\n"
-                               "VALUES ('fdeep', 'x.so', 0);\n");
-    assert_int_equal(migrate(out, sizeof(out)), 1);
-    assert_non_null(strstr(out, "functions_pool_size_check"));
+    assert_refused("42_badfn.sql",
+                   "INSERT INTO weft.functions (name, entry, pipeline_depth)\n"
+                   "VALUES ('fdeep', 'x.so', 65);\n",
+                   "functions_pipeline_depth_check");
+    assert_refused("42_badfn.sql",
+                   "INSERT INTO weft.functions (name, entry, pipeline_depth)\n"
+                   "VALUES ('fdeep', 'x.so', -1);\n",
+                   "functions_pipeline_depth_check");
+    assert_refused("42_badfn.sql",
+                   "INSERT INTO weft.functions (name, entry, pool_size)\n"
+                   "VALUES ('fdeep', 'x.so', 0);\n",
+                   "functions_pool_size_check");
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.functions WHERE name = 'fdeep'"),
                      0);
     /* In range, the same file applies. */

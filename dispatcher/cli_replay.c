@@ -835,33 +835,10 @@ static int build_range_js(rp_t *r, const rp_args_t *a)
         fprintf(stderr, "weft replay: %s\n", err);
         return 1;
     }
-    if (a->from_time) {
-        /* The first message of the subject at or after the time. The
-         * consumer's count says whether there is one; only then is it
-         * waited for (a wait alone, 2 s, once answered "nothing to
-         * replay" on a loaded machine although two events were there). */
-        uint64_t pending = 0;
-        weft_nats_reader_t *rd = weft_nats_reader_new(r->nc, r->stream, r->topic, 0, from_ms,
-                                                      &pending, err, sizeof(err));
-        if (!rd) {
-            fprintf(stderr, "weft replay: %s\n", err);
-            return 1;
-        }
-        weft_bmsg_t km;
-        int got = pending ? weft_nats_reader_next(rd, 30000, &km, NULL, err, sizeof(err)) : 0;
-        from = got == 1 ? (uint64_t)km.offset : last + 1;
-        weft_nats_reader_destroy(rd);
-        if (got < 0) {
-            fprintf(stderr, "weft replay: %s\n", err);
-            return 1;
-        }
-        if (pending && got == 0) {
-            fprintf(stderr,
-                    "weft replay: stream %s has %llu messages of %s at or after that time, "
-                    "but none arrived within 30 s; nothing was replayed, try again\n",
-                    r->stream, (unsigned long long)pending, r->topic);
-            return 1;
-        }
+    if (a->from_time &&
+        weft_nats_stream_seq_for_time(r->nc, r->stream, from_ms, &from, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft replay: %s\n", err);
+        return 1;
     }
     r->to_time_ms = a->to_time ? to_ms : 0;
     r->parts = calloc(1, sizeof(*r->parts));

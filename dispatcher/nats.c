@@ -444,6 +444,67 @@ void weft_nats_reader_destroy(weft_nats_reader_t *r)
     free(r);
 }
 
+/* The first message stored in [seq, hi): 1 with its sequence and time
+ * (UTC ns), 0 when every sequence there is deleted, -1 on error. */
+static int stored_at_or_after(weft_nats_t *nc, const char *stream, uint64_t seq, uint64_t hi,
+                              uint64_t *found, int64_t *t_ns, char *errstr, size_t errlen)
+{
+    for (uint64_t q = seq; q < hi; q++) {
+        natsMsg *m = NULL;
+        jsErrCode jerr = 0;
+        natsStatus st = js_GetMsg(&m, nc->js, stream, q, NULL, &jerr);
+        if (st == NATS_OK && m) {
+            *found = q;
+            *t_ns = natsMsg_GetTime(m);
+            natsMsg_Destroy(m);
+            return 1;
+        }
+        if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+            continue; /* deleted */
+        snprintf(errstr, errlen, "reading message %llu of stream %s: %s (%d)",
+                 (unsigned long long)q, stream, nats_GetLastError(NULL), (int)jerr);
+        return -1;
+    }
+    return 0;
+}
+
+int weft_nats_stream_seq_for_time(weft_nats_t *nc, const char *stream, int64_t time_ms,
+                                  uint64_t *seq, char *errstr, size_t errlen)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (ensure_js(nc, errstr, errlen) != 0)
+        return -1;
+    if (js_GetStreamInfo(&si, nc->js, stream, NULL, &jerr) != NATS_OK || !si) {
+        snprintf(errstr, errlen, "stream %s: %s (%d)", stream, nats_GetLastError(NULL),
+                 (int)jerr);
+        return -1;
+    }
+    uint64_t lo = si->State.FirstSeq, hi = si->State.LastSeq + 1;
+    jsStreamInfo_Destroy(si);
+    if (lo == 0)
+        lo = 1;
+    int64_t want = time_ms * 1000000;
+    uint64_t best = hi; /* none stored at or after the time */
+    /* Invariant: the answer is best or lies in [lo, hi). */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2, f = 0;
+        int64_t t = 0;
+        int r = stored_at_or_after(nc, stream, mid, hi, &f, &t, errstr, errlen);
+        if (r < 0)
+            return -1;
+        if (r == 0 || t >= want) {
+            if (r == 1)
+                best = f;
+            hi = mid; /* [mid, f) holds nothing stored */
+        } else {
+            lo = f + 1;
+        }
+    }
+    *seq = best;
+    return 0;
+}
+
 int weft_nats_stream_last_seq(weft_nats_t *nc, const char *stream, uint64_t *last, char *errstr,
                               size_t errlen)
 {

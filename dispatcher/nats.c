@@ -468,8 +468,9 @@ static int stored_at_or_after(weft_nats_t *nc, const char *stream, uint64_t seq,
     return 0;
 }
 
-int weft_nats_stream_seq_for_time(weft_nats_t *nc, const char *stream, int64_t time_ms,
-                                  uint64_t *seq, char *errstr, size_t errlen)
+/* The stream's first and last sequences. 0 or -1 with errstr. */
+static int stream_bounds(weft_nats_t *nc, const char *stream, uint64_t *first, uint64_t *last,
+                         char *errstr, size_t errlen)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -480,8 +481,19 @@ int weft_nats_stream_seq_for_time(weft_nats_t *nc, const char *stream, int64_t t
                  (int)jerr);
         return -1;
     }
-    uint64_t lo = si->State.FirstSeq, hi = si->State.LastSeq + 1;
+    *first = si->State.FirstSeq;
+    *last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
+    return 0;
+}
+
+int weft_nats_stream_seq_for_time(weft_nats_t *nc, const char *stream, int64_t time_ms,
+                                  uint64_t *seq, char *errstr, size_t errlen)
+{
+    uint64_t lo = 0, last = 0;
+    if (stream_bounds(nc, stream, &lo, &last, errstr, errlen) != 0)
+        return -1;
+    uint64_t hi = last + 1;
     if (lo == 0)
         lo = 1;
     int64_t want = time_ms * 1000000;
@@ -508,18 +520,8 @@ int weft_nats_stream_seq_for_time(weft_nats_t *nc, const char *stream, int64_t t
 int weft_nats_stream_last_seq(weft_nats_t *nc, const char *stream, uint64_t *last, char *errstr,
                               size_t errlen)
 {
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    if (ensure_js(nc, errstr, errlen) != 0)
-        return -1;
-    if (js_GetStreamInfo(&si, nc->js, stream, NULL, &jerr) != NATS_OK || !si) {
-        snprintf(errstr, errlen, "stream %s: %s (%d)", stream, nats_GetLastError(NULL),
-                 (int)jerr);
-        return -1;
-    }
-    *last = si->State.LastSeq;
-    jsStreamInfo_Destroy(si);
-    return 0;
+    uint64_t first = 0;
+    return stream_bounds(nc, stream, &first, last, errstr, errlen);
 }
 
 int weft_nats_consumer_lag(weft_nats_t *nc, const char *stream, const char *durable,

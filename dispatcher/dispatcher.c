@@ -1278,13 +1278,19 @@ static int lc_usable(dsp_t *d, lconn_t *lc)
     return 1;
 }
 
+/* The queue the stage's connections take their batches from. */
+static jq_t *lc_queue(dsp_t *d, const lconn_t *lc)
+{
+    return lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
+}
+
 /* The batch in flight failed: its jobs go back to the front of their
  * queue, in order, and are sent again after a pause. Nothing of a failed
  * statement was applied. */
 static void lc_failed(dsp_t *d, lconn_t *lc, const char *err)
 {
     weft_warn("ledger %s of %zu keys failed, will retry: %s", lc_name(lc), lc->n, err);
-    jq_t *q = lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
+    jq_t *q = lc_queue(d, lc);
     for (size_t i = lc->n; i-- > 0;) {
         job_t *j = lc->jobs[i];
         j->next = q->head;
@@ -1381,31 +1387,42 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
 /* 1 when the stage has a batch to send and may send it now. */
 static int lc_ready(dsp_t *d, lconn_t *lc)
 {
-    const jq_t *q = lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
-    return q->n > 0 && lc->n == 0 && now_ms() >= lc->retry_at;
+    return lc_queue(d, lc)->n > 0 && lc->n == 0 && now_ms() >= lc->retry_at;
 }
 
-/* Takes up to LEDGER_BATCH jobs off the stage's queue as its batch. */
-static size_t lc_take(dsp_t *d, lconn_t *lc)
+/* Takes the connection's next batch (up to LEDGER_BATCH jobs off the
+ * stage's queue) when it may send one now; 0 when not. */
+static size_t lc_begin(dsp_t *d, lconn_t *lc)
 {
-    jq_t *q = lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
+    if (!lc_ready(d, lc) || !lc_usable(d, lc))
+        return 0;
+    jq_t *q = lc_queue(d, lc);
     size_t n = 0;
     job_t *j;
     while (n < LEDGER_BATCH && (j = jq_pop(q)) != NULL)
         lc->jobs[n++] = j;
     lc->n = n;
+    lc->n_stmts++;
+    lc->n_keys += n;
     return n;
+}
+
+/* After the batch's statement was handed to libpq (rc 0) or refused. */
+static void lc_sent(dsp_t *d, lconn_t *lc, int rc, const char *err)
+{
+    if (rc != 0)
+        lc_failed(d, lc, err);
+    else
+        lc_flush(d, lc);
 }
 
 /* ---- claiming (stage) ------------------------------------------------ */
 
 static void send_claims(dsp_t *d, lconn_t *lc)
 {
-    if (!lc_ready(d, lc) || !lc_usable(d, lc))
+    size_t n = lc_begin(d, lc);
+    if (n == 0)
         return;
-    size_t n = lc_take(d, lc);
-    lc->n_stmts++;
-    lc->n_keys += n;
     static weft_claim_req_t reqs[LEDGER_BATCH];
     for (size_t i = 0; i < n; i++) {
         job_t *j = lc->jobs[i];
@@ -1415,11 +1432,7 @@ static void send_claims(dsp_t *d, lconn_t *lc)
         reqs[i].lease_ms = lease_ms_for(j);
     }
     char err[1024];
-    if (weft_ledger_claim_send(lc->pg, d->owner, reqs, n, err, sizeof(err)) != 0) {
-        lc_failed(d, lc, err);
-        return;
-    }
-    lc_flush(d, lc);
+    lc_sent(d, lc, weft_ledger_claim_send(lc->pg, d->owner, reqs, n, err, sizeof(err)), err);
 }
 
 /* Hands on the jobs of a claim batch whose answer is r; -1 with err when
@@ -1469,11 +1482,9 @@ static char *headers_json(const msg_t *m)
 
 static void send_records(dsp_t *d, lconn_t *lc)
 {
-    if (!lc_ready(d, lc) || !lc_usable(d, lc))
+    size_t n = lc_begin(d, lc);
+    if (n == 0)
         return;
-    size_t n = lc_take(d, lc);
-    lc->n_stmts++;
-    lc->n_keys += n;
     static weft_record_t recs[LEDGER_BATCH];
     static char *hjson[LEDGER_BATCH];
     for (size_t i = 0; i < n; i++) {
@@ -1527,11 +1538,7 @@ static void send_records(dsp_t *d, lconn_t *lc)
     int rc = weft_ledger_record_send(lc->pg, d->owner, recs, n, err, sizeof(err));
     for (size_t i = 0; i < n; i++)
         free(hjson[i]);
-    if (rc != 0) {
-        lc_failed(d, lc, err);
-        return;
-    }
-    lc_flush(d, lc);
+    lc_sent(d, lc, rc, err);
 }
 
 /* Hands on the jobs of a record batch, like claims_done. */

@@ -171,63 +171,103 @@ static void test_duplicate_runs_nothing_and_reemits_same_id(void **state)
     fx_producer_destroy(p);
 }
 
+/* A stream through a fault: publishes n events "<prefix>-i" in steps of
+ * step while collecting results; after each step calls
+ * fault(ctx, results so far, published), which strikes once results flow
+ * (and may repair). Then checks that every event got exactly one result
+ * and is completed in the ledger, and that the fault struck mid-stream.
+ * Returns the results out when it struck. */
+typedef int (*fault_fn)(void *ctx, int results, int published);
+
+static int stream_through_fault(const char *prefix, int n, int step, fault_fn fault, void *ctx)
+{
+    fx_producer_t *p = fx_producer_new(&fx);
+    fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
+    fx_msg_t *msgs = NULL;
+    size_t got = 0, cap = 0;
+    fx_seen_t s;
+    fx_seen_init(&s, prefix, n, 0);
+    int struck_at = -1, published = 0;
+    uint64_t deadline = fx_now_ms() + 120000;
+    while (published < n && fx_now_ms() < deadline) {
+        int upto = published + step < n ? published + step : n;
+        publish_range(p, prefix, published, upto);
+        published = upto;
+        assert_int_equal(fx_producer_flush(p), 0);
+        fx_consume_until(c, &msgs, &got, &cap, fx_seen_pred, &s, 20);
+        if (fault(ctx, s.distinct, published) && struck_at < 0)
+            struck_at = s.distinct;
+        /* Before the group assigns partitions nothing flows: wait there
+         * instead of publishing everything up front. */
+        while (struck_at < 0 && s.distinct == 0 && published >= 600 && fx_now_ms() < deadline)
+            fx_consume_until(c, &msgs, &got, &cap, fx_seen_pred, &s, 100);
+    }
+    assert_int_equal(published, n);
+    print_message("%s: the fault struck with %d of %d results out\n", prefix, struck_at, n);
+    assert_true(struck_at >= 300);
+    assert_true(struck_at < n);
+
+    fx_consume_until(c, &msgs, &got, &cap, fx_seen_pred, &s, 180000);
+    assert_int_equal(s.distinct, n);
+    assert_int_equal(s.conflicts, 0);
+    assert_int_equal(s.bad_content, 0);
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM weft.ledger WHERE trigger = 'e2e-upper' AND key LIKE "
+             "'ce:/weft/tests' || chr(31) || '%s-%%' AND status = 'completed'",
+             prefix);
+    assert_int_equal(fx_sql_long(&fx, sql), n);
+    fx_msgs_free(msgs, got);
+    fx_seen_free(&s);
+    fx_consumer_destroy(c);
+    fx_producer_destroy(p);
+    return struck_at;
+}
+
+typedef struct kill_ctx {
+    pid_t pid;
+    int killed;
+} kill_ctx_t;
+
+/* kill -9 once results flow, and restart at once: events are in every
+ * stage when the kill lands. */
+static int kill9_fault(void *ctx, int results, int published)
+{
+    (void)published;
+    kill_ctx_t *k = ctx;
+    if (k->killed || results < 300)
+        return k->killed;
+    fx_run_kill9(k->pid);
+    k->pid = fx_run_start(&fx, "run-kill-2.log", RUN_SET);
+    assert_true(k->pid > 0);
+    return k->killed = 1;
+}
+
 static void test_kill9_then_restart_loses_nothing(void **state)
 {
     (void)state;
-    const int N = 3000;
-    fx_producer_t *p = fx_producer_new(&fx);
-    pid_t pid = fx_run_start(&fx, "run-kill.log", RUN_SET);
-    assert_true(pid > 0);
-    fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
-    fx_msg_t *msgs = NULL;
-    size_t n = 0, cap = 0;
-    fx_seen_t s;
-    fx_seen_init(&s, "kill", N, 0);
-
-    /* Publish at a pace, kill -9 once results flow, restart at once and
-     * keep publishing: events are in every stage when the kill lands. */
-    int killed_at = -1, published = 0;
-    uint64_t deadline = fx_now_ms() + 120000;
-    while (published < N && fx_now_ms() < deadline) {
-        int upto = published + 50 < N ? published + 50 : N;
-        publish_range(p, "kill", published, upto);
-        published = upto;
-        assert_int_equal(fx_producer_flush(p), 0);
-        fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 20);
-        if (killed_at < 0 && s.distinct >= 300) {
-            fx_run_kill9(pid);
-            killed_at = s.distinct;
-            pid = fx_run_start(&fx, "run-kill-2.log", RUN_SET);
-            assert_true(pid > 0);
-        }
-        /* Before the group assigns partitions nothing flows: wait there
-         * instead of publishing everything up front. */
-        while (killed_at < 0 && s.distinct == 0 && published >= 600 &&
-               fx_now_ms() < deadline)
-            fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 100);
-    }
-    assert_int_equal(published, N);
-    print_message("killed the dispatcher with %d of %d results out\n", killed_at, N);
-    assert_true(killed_at >= 300);
-    assert_true(killed_at < N);
-
-    fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 180000);
-    assert_int_equal(s.distinct, N);
-    assert_int_equal(s.conflicts, 0);
-    assert_int_equal(s.bad_content, 0);
-    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
-                                      "'e2e-upper' AND key LIKE 'ce:/weft/tests' || chr(31) || "
-                                      "'kill-%' AND status = 'completed'"),
-                     N);
+    kill_ctx_t k = {.pid = fx_run_start(&fx, "run-kill.log", RUN_SET)};
+    assert_true(k.pid > 0);
+    stream_through_fault("kill", 3000, 50, kill9_fault, &k);
     /* A run cut short by the kill is taken over once; never more. */
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
                                       "'e2e-upper' AND attempts > 2"),
                      0);
-    assert_int_equal(fx_run_stop(pid, 20000), 0);
-    fx_msgs_free(msgs, n);
-    fx_seen_free(&s);
-    fx_consumer_destroy(c);
-    fx_producer_destroy(p);
+    assert_int_equal(fx_run_stop(k.pid, 20000), 0);
+}
+
+/* PostgreSQL stops once results flow; publishing goes on while it is
+ * down; it comes back when 2000 events are out. */
+static int pg_outage_fault(void *ctx, int results, int published)
+{
+    int *stopped = ctx;
+    if (!*stopped && results >= 300) {
+        assert_int_equal(fx_pg_down(&fx), 0);
+        *stopped = 1;
+    }
+    if (*stopped && published == 2000)
+        assert_int_equal(fx_pg_up(&fx), 0);
+    return *stopped;
 }
 
 /* PostgreSQL stops in the middle of a stream and comes back: the ledger's
@@ -237,46 +277,10 @@ static void test_kill9_then_restart_loses_nothing(void **state)
 static void test_postgres_restart_mid_stream_loses_nothing(void **state)
 {
     (void)state;
-    const int N = 4000;
-    fx_producer_t *p = fx_producer_new(&fx);
     pid_t pid = fx_run_start(&fx, "run-pg.log", RUN_SET);
     assert_true(pid > 0);
-    fx_consumer_t *c = fx_consumer_new(&fx, "e2e.out");
-    fx_msg_t *msgs = NULL;
-    size_t n = 0, cap = 0;
-    fx_seen_t s;
-    fx_seen_init(&s, "pgdown", N, 0);
-    int stopped_at = -1, published = 0;
-    uint64_t deadline = fx_now_ms() + 120000;
-    while (published < N && fx_now_ms() < deadline) {
-        int upto = published + 100 < N ? published + 100 : N;
-        publish_range(p, "pgdown", published, upto);
-        published = upto;
-        assert_int_equal(fx_producer_flush(p), 0);
-        fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 20);
-        if (stopped_at < 0 && s.distinct >= 300) {
-            /* Publishing goes on while the database is down. */
-            stopped_at = s.distinct;
-            assert_int_equal(fx_pg_down(&fx), 0);
-        }
-        if (stopped_at >= 0 && published == 2000)
-            assert_int_equal(fx_pg_up(&fx), 0);
-        while (stopped_at < 0 && s.distinct == 0 && published >= 600 && fx_now_ms() < deadline)
-            fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 100);
-    }
-    assert_int_equal(published, N);
-    print_message("stopped PostgreSQL with %d of %d results out\n", stopped_at, N);
-    assert_true(stopped_at >= 300);
-    assert_true(stopped_at < N);
-
-    fx_consume_until(c, &msgs, &n, &cap, fx_seen_pred, &s, 180000);
-    assert_int_equal(s.distinct, N);
-    assert_int_equal(s.conflicts, 0);
-    assert_int_equal(s.bad_content, 0);
-    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
-                                      "'e2e-upper' AND key LIKE 'ce:/weft/tests' || chr(31) || "
-                                      "'pgdown-%' AND status = 'completed'"),
-                     N);
+    int stopped = 0;
+    stream_through_fault("pgdown", 4000, 100, pg_outage_fault, &stopped);
     /* The outage showed in the log, and the dispatcher kept running. */
     char cmd[900];
     snprintf(cmd, sizeof(cmd), "grep -q 'ledger .* failed, will retry\\|unavailable for the "
@@ -285,10 +289,6 @@ static void test_postgres_restart_mid_stream_loses_nothing(void **state)
     assert_int_equal(system(cmd), 0);
     assert_int_equal(kill(pid, 0), 0);
     assert_int_equal(fx_run_stop(pid, 20000), 0);
-    fx_msgs_free(msgs, n);
-    fx_seen_free(&s);
-    fx_consumer_destroy(c);
-    fx_producer_destroy(p);
 }
 
 typedef struct dlq_ctx {

@@ -43,28 +43,33 @@ void weft_status_usage(FILE *f)
                "  weft status --json | jq '.triggers[] | select(.lag > 1000)'\n");
 }
 
+/* One pass over the ledger and one over the dead letters for all
+ * triggers (the ledger's key leads with the idempotency key, 0011). */
 #define TRIGGER_SQL                                                                                \
+    "WITH l AS (SELECT trigger,"                                                                   \
+    "   count(*) FILTER (WHERE status = 'completed'"                                               \
+    "                      AND updated_at >= now() - interval '1 minute') AS done_1m,"             \
+    "   count(*) FILTER (WHERE status = 'completed') AS done,"                                     \
+    "   count(*) FILTER (WHERE last_failure_at >= now() - interval '1 minute') AS failed_1m,"      \
+    "   count(*) FILTER (WHERE first_failure_at IS NOT NULL) AS failed,"                           \
+    "   count(*) FILTER (WHERE status = 'dropped'"                                                 \
+    "                      AND updated_at >= now() - interval '1 minute') AS dropped_1m,"          \
+    "   count(*) FILTER (WHERE status = 'dropped') AS dropped,"                                    \
+    "   count(*) FILTER (WHERE status = 'running' AND last_error IS NOT NULL) AS retrying"         \
+    "   FROM weft.ledger GROUP BY trigger),"                                                       \
+    " dl AS (SELECT trigger,"                                                                      \
+    "   count(*) FILTER (WHERE created_at >= now() - interval '1 minute') AS dead_1m,"             \
+    "   count(*) AS dead FROM weft.dead_letters GROUP BY trigger)"                                 \
     "SELECT t.name, t.source::text, t.topic, t.enabled, t.function,"                               \
     " (SELECT coalesce(sum((d.status->'triggers'->t.name->>'inflight')::bigint), 0)"               \
     "    FROM weft.dispatchers d WHERE d." ALIVE "),"                                              \
-    " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name AND l.status = 'completed'"     \
-    "     AND l.updated_at >= now() - interval '1 minute'),"                                       \
-    " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name AND l.status = 'completed'),"   \
-    " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name"                                \
-    "     AND l.last_failure_at >= now() - interval '1 minute'),"                                  \
-    " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name"                                \
-    "     AND l.first_failure_at IS NOT NULL),"                                                    \
-    " (SELECT count(*) FROM weft.dead_letters dl WHERE dl.trigger = t.name"                        \
-    "     AND dl.created_at >= now() - interval '1 minute'),"                                      \
-    " (SELECT count(*) FROM weft.dead_letters dl WHERE dl.trigger = t.name),"                      \
-    " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name AND l.status = 'dropped'"       \
-    "     AND l.updated_at >= now() - interval '1 minute'),"                                       \
-    " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name AND l.status = 'dropped'),"     \
-    " (SELECT count(*) FROM weft.ledger l WHERE l.trigger = t.name AND l.status = 'running'"       \
-    "     AND l.last_error IS NOT NULL),"                                                          \
+    " coalesce(l.done_1m, 0), coalesce(l.done, 0), coalesce(l.failed_1m, 0),"                      \
+    " coalesce(l.failed, 0), coalesce(dl.dead_1m, 0), coalesce(dl.dead, 0),"                       \
+    " coalesce(l.dropped_1m, 0), coalesce(l.dropped, 0), coalesce(l.retrying, 0),"                 \
     " coalesce(to_jsonb(t)->>'stream', ''),"                                                       \
     " coalesce(to_jsonb(t)->>'durable', 'weft_' || replace(t.name, '.', '_'))"                     \
-    "  FROM weft.triggers t ORDER BY t.name"
+    "  FROM weft.triggers t LEFT JOIN l ON l.trigger = t.name"                                     \
+    "  LEFT JOIN dl ON dl.trigger = t.name ORDER BY t.name"
 
 #define POOL_SQL                                                                                   \
     "SELECT p.key, max(p.value->>'mode'),"                                                         \

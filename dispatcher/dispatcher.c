@@ -1418,19 +1418,25 @@ static void lc_sent(dsp_t *d, lconn_t *lc, int rc, const char *err)
 
 /* ---- claiming (stage) ------------------------------------------------ */
 
-static void send_claims(dsp_t *d, lconn_t *lc)
+/* The keys of the connection's batch, in its order. */
+static void claim_reqs(const lconn_t *lc, weft_claim_req_t *reqs)
 {
-    size_t n = lc_begin(d, lc);
-    if (n == 0)
-        return;
-    static weft_claim_req_t reqs[LEDGER_BATCH];
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < lc->n; i++) {
         job_t *j = lc->jobs[i];
         reqs[i].trigger = j->trig->name;
         reqs[i].generation = j->generation;
         reqs[i].key = j->msg->key;
         reqs[i].lease_ms = lease_ms_for(j);
     }
+}
+
+static void send_claims(dsp_t *d, lconn_t *lc)
+{
+    size_t n = lc_begin(d, lc);
+    if (n == 0)
+        return;
+    static weft_claim_req_t reqs[LEDGER_BATCH];
+    claim_reqs(lc, reqs);
     char err[1024];
     lc_sent(d, lc, weft_ledger_claim_send(lc->pg, d->owner, reqs, n, err, sizeof(err)), err);
 }
@@ -1442,8 +1448,10 @@ static void send_claims(dsp_t *d, lconn_t *lc)
 static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
 {
     static weft_claim_res_t res[LEDGER_BATCH];
+    static weft_claim_req_t reqs[LEDGER_BATCH];
     size_t n = lc->n;
-    if (weft_ledger_claim_result(r, n, res, err, errlen) != 0)
+    claim_reqs(lc, reqs);
+    if (weft_ledger_claim_result(r, reqs, n, res, err, errlen) != 0)
         return -1;
     lc->n = 0;
     for (size_t i = 0; i < n; i++) {

@@ -52,10 +52,11 @@ void weft_claim_res_clear(weft_claim_res_t *res);
  * -1 with errstr (nothing was sent). */
 int weft_ledger_claim_send(void *pg, const char *owner, const weft_claim_req_t *reqs, size_t n,
                            char *errstr, size_t errlen);
-/* Reads the claim's result (a PGresult *): out[i] answers reqs[i].
- * Returns 0, or -1 with errstr (the batch must be claimed again). */
-int weft_ledger_claim_result(const void *res, size_t n, weft_claim_res_t *out, char *errstr,
-                             size_t errlen);
+/* Reads the claim's result (a PGresult *) of the n keys reqs that were
+ * sent: out[i] answers reqs[i]. Returns 0, or -1 with errstr (the batch
+ * must be claimed again). */
+int weft_ledger_claim_result(const void *res, const weft_claim_req_t *reqs, size_t n,
+                             weft_claim_res_t *out, char *errstr, size_t errlen);
 
 typedef enum {
     WEFT_REC_COMPLETED = 0,

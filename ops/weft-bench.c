@@ -78,6 +78,7 @@ static struct {
     int backlog_seconds;
     const char *only;
     const char *perf_dir;
+    const char *weft_set_extra;
 } opt = {
     .n_ceiling = 1000000,
     .n_weft = 300000,
@@ -743,7 +744,10 @@ static void fresh_ledger(void)
 static pid_t weft_start(const char *log)
 {
     fresh_ledger();
-    pid_t pid = fx_run_start(&fx, log, weft_set);
+    char set[2048];
+    snprintf(set, sizeof(set), "%s%s%s", weft_set, opt.weft_set_extra ? ";" : "",
+             opt.weft_set_extra ? opt.weft_set_extra : "");
+    pid_t pid = fx_run_start(&fx, log, set);
     if (pid <= 0)
         die("cannot start weft run");
     return pid;
@@ -1365,13 +1369,15 @@ static void usage(FILE *f)
             "                  [--events-weft-js N] [--backlog N]\n"
             "                  [--backlog-seconds S] [--low-rate R] [--half-rate R]\n"
             "                  [--latency-seconds S]\n"
-            "                  [--pool-size N] [--perf DIR]\n"
+            "                  [--pool-size N] [--perf DIR] [--set 'K=V;...']\n"
             "\n"
             "Runs: ceiling, weft-so, weft-exec, fork-exec, latency, backlog, js-ceiling,\n"
             "weft-js (default: all).\n"
             "--pool-size N: workers in each no-op function's pool (default 2).\n"
             "--half-rate R: the second latency load when weft-so is not run (default:\n"
             "half of weft-so's measured rate; without either, no second load).\n"
+            "--set 'K=V;K=V': more weft settings for the weft runs, after the bench's own\n"
+            "(e.g. --set kafka.producer.linger.ms=5 to see what batching results buys).\n"
             "--perf DIR: record the dispatcher with `perf record -g` during weft-so and\n"
             "weft-exec into DIR/RUN.perf.data.\n"
             "Needs WEFT_BIN_DIR, WEFT_FUNCTIONS_DIR and WEFT_SOURCE_DIR (ops/bench sets them).\n");
@@ -1473,6 +1479,7 @@ int main(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"only", required_argument, NULL, 'o'},
         {"perf", required_argument, NULL, 'p'},
+        {"set", required_argument, NULL, 's'},
         {"events-ceiling", required_argument, NULL, 'c'},
         {"events-weft", required_argument, NULL, 'w'},
         {"events-exec", required_argument, NULL, 'x'},
@@ -1497,6 +1504,7 @@ int main(int argc, char **argv)
         case 'j': opt.json = 1; break;
         case 'o': opt.only = optarg; break;
         case 'p': opt.perf_dir = optarg; break;
+        case 's': opt.weft_set_extra = optarg; break;
         case 'h': usage(stdout); return 0;
         default:
             if (c == '?' || !numeric) {

@@ -58,6 +58,7 @@
 #include "catalog.h"
 #include "envelope.h"
 #include "eventkey.h"
+#include "fmt.h"
 #include "hash.h"
 #include "json.h"
 #include "broker.h"
@@ -243,14 +244,24 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The time now, to the millisecond, as ce_time wants it. Results come
+ * in bursts, so the text of the last millisecond is kept. */
 static void now_rfc3339(char *out, size_t len)
 {
+    static long long last_ms = -1;
+    static char last[64];
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000) % 1000);
+    long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (ms != last_ms) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(last, sizeof(last), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(ts.tv_nsec / 1000000) % 1000);
+        last_ms = ms;
+    }
+    weft_fmt_copy(out, len, last);
 }
 
 /* ---- queues and the active-key table ---------------------------------- */
@@ -545,13 +556,14 @@ static void job_emit(dsp_t *d, job_t *j)
         value_len = j->result_len;
         const char *in_type = weft_envelope_attr(&m->env, "type");
         const char *subj = weft_envelope_attr(&m->env, "subject");
+        const char *tp[] = {in_type, ".result"}, *sp[] = {"/weft/triggers/", t->name};
         if (t->result_type)
-            snprintf(type_buf, sizeof(type_buf), "%s", t->result_type);
+            weft_fmt_copy(type_buf, sizeof(type_buf), t->result_type);
         else if (in_type && *in_type)
-            snprintf(type_buf, sizeof(type_buf), "%s.result", in_type);
+            weft_fmt_cat(type_buf, sizeof(type_buf), tp, 2);
         else
-            snprintf(type_buf, sizeof(type_buf), "weft.result");
-        snprintf(source, sizeof(source), "/weft/triggers/%s", t->name);
+            weft_fmt_copy(type_buf, sizeof(type_buf), "weft.result");
+        weft_fmt_cat(source, sizeof(source), sp, 2);
         now_rfc3339(time_buf, sizeof(time_buf));
         add_hdr(hdrs, &nh, "ce_specversion", "1.0");
         add_hdr(hdrs, &nh, "ce_id", j->result_id);
@@ -1152,7 +1164,7 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
         }
         set_str(&j->result_type, res->result_type);
         if (res->result_id)
-            snprintf(j->result_id, sizeof(j->result_id), "%s", res->result_id);
+            weft_fmt_copy(j->result_id, sizeof(j->result_id), res->result_id);
         emit_outcome(d, j);
         return;
     case WEFT_CLAIM_DROPPED:
@@ -1170,10 +1182,8 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
         set_str(&j->reason, res->reason ? res->reason : "unknown");
         set_str(&j->error, res->last_error);
         j->dl_id = res->dead_letter_id;
-        snprintf(j->first_failure, sizeof(j->first_failure), "%s",
-                 res->first_failure ? res->first_failure : "");
-        snprintf(j->last_failure, sizeof(j->last_failure), "%s",
-                 res->last_failure ? res->last_failure : "");
+        weft_fmt_copy(j->first_failure, sizeof(j->first_failure), res->first_failure);
+        weft_fmt_copy(j->last_failure, sizeof(j->last_failure), res->last_failure);
         emit_outcome(d, j);
         return;
     case WEFT_CLAIM_BUSY:
@@ -1506,8 +1516,8 @@ static void send_records(dsp_t *d, lconn_t *lc)
         r->kind = j->rec;
         if (j->rec == WEFT_REC_COMPLETED) {
             const char *parts[3];
-            char gen[16];
-            snprintf(gen, sizeof(gen), "%d", j->generation);
+            char gen[24];
+            weft_fmt_i64(gen, j->generation);
             parts[0] = j->trig->name;
             parts[1] = gen;
             parts[2] = j->msg->key;
@@ -1570,8 +1580,8 @@ static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, siz
             jq_push(&d->claim_q, j);
             continue;
         }
-        snprintf(j->first_failure, sizeof(j->first_failure), "%s", res[i].first_failure);
-        snprintf(j->last_failure, sizeof(j->last_failure), "%s", res[i].last_failure);
+        weft_fmt_copy(j->first_failure, sizeof(j->first_failure), res[i].first_failure);
+        weft_fmt_copy(j->last_failure, sizeof(j->last_failure), res[i].last_failure);
         switch (j->rec) {
         case WEFT_REC_COMPLETED:
             d->n_completed++;
@@ -1653,11 +1663,15 @@ static job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
     if (d->all_jobs)
         d->all_jobs->all_prev = j;
     d->all_jobs = j;
-    if (asprintf(&j->hkey, "%s\x1f%d\x1f%s", t->name, j->generation, m->key) < 0) {
-        j->hkey = NULL;
+    char gen[24];
+    weft_fmt_i64(gen, j->generation);
+    const char *hp[] = {t->name, "\x1f", gen, "\x1f", m->key};
+    size_t hlen = strlen(t->name) + strlen(gen) + strlen(m->key) + 3;
+    if ((j->hkey = malloc(hlen)) == NULL) {
         job_free(d, j);
         return NULL;
     }
+    weft_fmt_cat(j->hkey, hlen, hp, 5);
     if (t->ordered &&
         asprintf(&j->okey, "%s\x1f%s\x1f%d\x1f%.*s", t->name, m->km.topic, (int)m->km.partition,
                  (int)m->km.key_len, m->km.key ? (const char *)m->km.key : "") < 0) {

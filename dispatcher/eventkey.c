@@ -7,27 +7,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fmt.h"
 #include "json.h"
 #include "nats.h"
 
 void weft_plain_coords(const weft_bmsg_t *m, const char *owner, char *id, size_t idlen,
                        char *src, size_t srclen)
 {
+    char off[24], part[24];
+    weft_fmt_i64(off, (long long)m->offset);
     switch (m->broker) {
-    case WEFT_BROKER_JETSTREAM:
-        snprintf(id, idlen, "%s/%lld", m->stream ? m->stream : "", (long long)m->offset);
-        snprintf(src, srclen, "jetstream://%s", m->stream ? m->stream : "");
-        break;
-    case WEFT_BROKER_NATS:
-        snprintf(id, idlen, "%s/%s/%lld", m->topic, owner ? owner : "", (long long)m->offset);
-        snprintf(src, srclen, "nats://%s", m->topic);
-        break;
-    case WEFT_BROKER_KAFKA:
-    default:
-        snprintf(id, idlen, "%s/%d/%lld", m->topic, (int)m->partition, (long long)m->offset);
-        snprintf(src, srclen, "kafka://%s", m->topic);
+    case WEFT_BROKER_JETSTREAM: {
+        const char *ip[] = {m->stream, "/", off}, *sp[] = {"jetstream://", m->stream};
+        weft_fmt_cat(id, idlen, ip, 3);
+        weft_fmt_cat(src, srclen, sp, 2);
         break;
     }
+    case WEFT_BROKER_NATS: {
+        const char *ip[] = {m->topic, "/", owner, "/", off}, *sp[] = {"nats://", m->topic};
+        weft_fmt_cat(id, idlen, ip, 5);
+        weft_fmt_cat(src, srclen, sp, 2);
+        break;
+    }
+    case WEFT_BROKER_KAFKA:
+    default: {
+        weft_fmt_i64(part, (long long)m->partition);
+        const char *ip[] = {m->topic, "/", part, "/", off}, *sp[] = {"kafka://", m->topic};
+        weft_fmt_cat(id, idlen, ip, 5);
+        weft_fmt_cat(src, srclen, sp, 2);
+        break;
+    }
+    }
+}
+
+/* The strings joined, in a new malloc()ed string; NULL when out of
+ * memory. */
+static char *join(const char *const *parts, size_t n)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(parts[i]);
+    char *k = malloc(len + 1);
+    if (k)
+        weft_fmt_cat(k, len + 1, parts, n);
+    return k;
 }
 
 char *weft_event_key(const weft_bmsg_t *m, const char *ce_source, const char *ce_id,
@@ -51,12 +74,17 @@ char *weft_event_key(const weft_bmsg_t *m, const char *ce_source, const char *ce
         free(k); /* not a usable key: the next rule decides */
         k = NULL;
     }
-    int rc;
-    if (ce_source && ce_id)
-        rc = asprintf(&k, "ce:%s\x1f%s", ce_source, ce_id);
-    else if (m->broker == WEFT_BROKER_KAFKA)
-        rc = asprintf(&k, "kafka:%s/%d/%lld", m->topic, (int)m->partition, (long long)m->offset);
-    else
-        rc = asprintf(&k, "%s/%s", plain_src, plain_id);
-    return rc < 0 ? NULL : k;
+    if (ce_source && ce_id) {
+        const char *p[] = {"ce:", ce_source, "\x1f", ce_id};
+        return join(p, 4);
+    }
+    if (m->broker == WEFT_BROKER_KAFKA) {
+        char part[24], off[24];
+        weft_fmt_i64(part, (long long)m->partition);
+        weft_fmt_i64(off, (long long)m->offset);
+        const char *p[] = {"kafka:", m->topic, "/", part, "/", off};
+        return join(p, 6);
+    }
+    const char *p[] = {plain_src, "/", plain_id};
+    return join(p, 3);
 }

@@ -91,15 +91,17 @@ void weft_sha256_update(weft_sha256_t *s, const void *data, size_t len)
 void weft_sha256_final(weft_sha256_t *s, uint8_t out[32])
 {
     uint64_t bits = s->len * 8;
-    uint8_t pad = 0x80;
-    weft_sha256_update(s, &pad, 1);
-    uint8_t zero = 0;
-    while (s->fill != 56)
-        weft_sha256_update(s, &zero, 1);
-    uint8_t lenb[8];
+    /* 0x80, zeros up to 56 bytes into a block, the bit length. */
+    s->buf[s->fill++] = 0x80;
+    if (s->fill > 56) {
+        memset(s->buf + s->fill, 0, 64 - s->fill);
+        sha256_block(s, s->buf);
+        s->fill = 0;
+    }
+    memset(s->buf + s->fill, 0, 56 - s->fill);
     for (int i = 0; i < 8; i++)
-        lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
-    weft_sha256_update(s, lenb, 8);
+        s->buf[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+    sha256_block(s, s->buf);
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(s->h[i] >> 24);
         out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);

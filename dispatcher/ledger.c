@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fmt.h"
 #include "json.h"
 
 void weft_claim_res_clear(weft_claim_res_t *res)
@@ -92,9 +93,9 @@ static int array_close(weft_buf_t *b)
 
 static int add_int(weft_buf_t *b, long long v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
-    return weft_pg_array_add(b, tmp, (size_t)n, 0);
+    char tmp[24];
+    size_t n = weft_fmt_i64(tmp, v);
+    return weft_pg_array_add(b, tmp, n, 0);
 }
 
 /* Text for PostgreSQL. Bytes that are not UTF-8 (an error message that
@@ -478,8 +479,8 @@ int weft_ledger_record_result(const void *pgresult, size_t n, weft_record_res_t 
         weft_record_res_t *res = &out[ord - 1];
         res->applied = 1;
         res->attempts = atoi(PQgetvalue(r, row, 1));
-        snprintf(res->first_failure, sizeof(res->first_failure), "%s", PQgetvalue(r, row, 2));
-        snprintf(res->last_failure, sizeof(res->last_failure), "%s", PQgetvalue(r, row, 3));
+        weft_fmt_copy(res->first_failure, sizeof(res->first_failure), PQgetvalue(r, row, 2));
+        weft_fmt_copy(res->last_failure, sizeof(res->last_failure), PQgetvalue(r, row, 3));
         res->dead_letter_id = PQgetisnull(r, row, 4) ? 0 : atoll(PQgetvalue(r, row, 4));
     }
     return 0;

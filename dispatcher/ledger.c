@@ -33,27 +33,26 @@ void weft_claim_res_clear(weft_claim_res_t *res)
 
 int weft_pg_array_add(weft_buf_t *b, const char *s, size_t len, int is_null)
 {
-    if (b->len == 0 && weft_buf_append(b, "{", 1) != 0)
+    /* At most: ',' or '{', two quotes, every byte escaped. */
+    if (weft_buf_reserve(b, 3 + (is_null ? 4 : 2 * len)) != 0)
         return -1;
-    if (b->len > 1 && weft_buf_append(b, ",", 1) != 0)
-        return -1;
-    if (is_null)
-        return weft_buf_append(b, "NULL", 4);
-    if (weft_buf_append(b, "\"", 1) != 0)
-        return -1;
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            if (weft_buf_append(b, s + i - run, run) != 0 || weft_buf_append(b, "\\", 1) != 0)
-                return -1;
-            run = 1;
-        } else {
-            run++;
+    char *o = b->p + b->len;
+    *o++ = b->len == 0 ? '{' : ',';
+    if (is_null) {
+        memcpy(o, "NULL", 4);
+        o += 4;
+    } else {
+        *o++ = '"';
+        for (size_t i = 0; i < len; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                *o++ = '\\';
+            *o++ = s[i];
         }
+        *o++ = '"';
     }
-    if (weft_buf_append(b, s + len - run, run) != 0)
-        return -1;
-    return weft_buf_append(b, "\"", 1);
+    *o = '\0';
+    b->len = (size_t)(o - b->p);
+    return 0;
 }
 
 int weft_pg_array_add_bytea(weft_buf_t *b, const uint8_t *p, size_t len, int is_null)

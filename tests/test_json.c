@@ -476,6 +476,34 @@ static void test_buf_printf(void **state)
     weft_buf_free(&b);
 }
 
+/* weft_utf8_valid checks ASCII eight bytes at a time: a bad or
+ * multi-byte sequence must be found wherever it sits against those
+ * eight-byte steps, and a sequence cut by the length is invalid. */
+static void test_utf8_valid_at_every_offset(void **state)
+{
+    (void)state;
+    const char *bad[] = {"\xff", "\xc0\xaf", "\xe2\x82", "\xed\xa0\x80", "\x80"};
+    const char *good[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    char buf[64];
+    for (size_t off = 0; off < 20; off++) {
+        for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            memset(buf, 'a', sizeof(buf));
+            size_t bl = strlen(bad[k]);
+            memcpy(buf + off, bad[k], bl);
+            assert_false(weft_utf8_valid(buf, 40));
+            assert_true(weft_utf8_valid(buf, off)); /* the ASCII before it */
+        }
+        for (size_t k = 0; k < sizeof(good) / sizeof(good[0]); k++) {
+            memset(buf, 'a', sizeof(buf));
+            size_t gl = strlen(good[k]);
+            memcpy(buf + off, good[k], gl);
+            assert_true(weft_utf8_valid(buf, 40));
+            assert_false(weft_utf8_valid(buf, off + gl - 1)); /* cut short */
+        }
+    }
+    assert_true(weft_utf8_valid("", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_append_string_round_trips),
         cmocka_unit_test(test_array_each),
         cmocka_unit_test(test_buf_printf),
+        cmocka_unit_test(test_utf8_valid_at_every_offset),
     };
     return cmocka_run_group_tests_name("json", tests, NULL, NULL);
 }

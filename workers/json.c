@@ -78,6 +78,15 @@ int weft_utf8_valid(const void *p, size_t len)
 {
     const unsigned char *s = p;
     for (size_t i = 0; i < len;) {
+        /* ASCII, the common case, eight bytes at a time. */
+        if (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ull)) {
+                i += 8;
+                continue;
+            }
+        }
         size_t n = weft_utf8_seq(s + i, len - i);
         if (!n)
             return 0;
@@ -534,7 +543,7 @@ char *weft_json_unescape_bytes(const weft_json_val_t *val, size_t *out_len)
     return unescape(val, out_len, 1);
 }
 
-int weft_buf_append(weft_buf_t *b, const void *data, size_t len)
+int weft_buf_reserve(weft_buf_t *b, size_t len)
 {
     if (b->len + len + 1 > b->cap) {
         size_t ncap = b->cap ? b->cap : 256;
@@ -546,6 +555,13 @@ int weft_buf_append(weft_buf_t *b, const void *data, size_t len)
         b->p = np;
         b->cap = ncap;
     }
+    return 0;
+}
+
+int weft_buf_append(weft_buf_t *b, const void *data, size_t len)
+{
+    if (weft_buf_reserve(b, len) != 0)
+        return -1;
     memcpy(b->p + b->len, data, len);
     b->len += len;
     b->p[b->len] = '\0';

@@ -76,6 +76,8 @@ typedef struct weft_buf {
     size_t len, cap;
 } weft_buf_t;
 int weft_buf_append(weft_buf_t *b, const void *data, size_t len);
+/* Makes room for len more bytes (and the NUL) without changing b->len. */
+int weft_buf_reserve(weft_buf_t *b, size_t len);
 int weft_buf_printf(weft_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int weft_json_append_string(weft_buf_t *b, const char *s, size_t len);
 void weft_buf_free(weft_buf_t *b);

@@ -26,6 +26,14 @@
 #define WEFT_MIGRATIONS_DIR "migrations"
 #endif
 
+#ifdef WEFT_JEMALLOC
+/* Read by jemalloc at startup (MALLOC_CONF in the environment still wins).
+ * Unused pages go back to the system after 1 s instead of 10 s: peak RSS
+ * through a 1M-event backlog (ops/bench) 216-227 MiB -> 201-203 MiB,
+ * same throughput. */
+const char *malloc_conf = "dirty_decay_ms:1000,muzzy_decay_ms:0";
+#endif
+
 static void usage_main(FILE *f)
 {
     fprintf(f, "usage: weft COMMAND [OPTIONS]\n"

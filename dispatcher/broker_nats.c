@@ -82,9 +82,11 @@ typedef struct consumer {
 } consumer_t;
 
 typedef struct coresub {
+    struct nadapter *na;
     char *subject;
     natsSubscription *sub;
     int retired;
+    int done; /* on_core_msg has returned for the last time (under na->mu) */
     struct coresub *next;
 } coresub_t;
 
@@ -335,6 +337,17 @@ static void on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
     na->core_queued++;
     pthread_mutex_unlock(&na->mu);
     wake(na);
+}
+
+/* nats.c: the subscription is closed and on_core_msg will not run for it
+ * again. */
+static void on_core_sub_done(void *closure)
+{
+    coresub_t *s = closure;
+    pthread_mutex_lock(&s->na->mu);
+    s->done = 1;
+    pthread_cond_broadcast(&s->na->cv);
+    pthread_mutex_unlock(&s->na->mu);
 }
 
 /* ---- JetStream consumers ------------------------------------------------ */
@@ -948,11 +961,20 @@ static int n_sync(weft_adapter_t *a, const weft_catalog_t *cat, char *errstr, si
             rc = -1;
             continue;
         }
+        s->na = na;
         natsStatus st = natsConnection_QueueSubscribe(&s->sub, na->nc, s->subject, na->queue_group,
                                                       on_core_msg, na);
+        /* Told when on_core_msg is done for good, so the adapter is freed
+         * only after its last call (n_destroy). */
+        if (st == NATS_OK)
+            st = natsSubscription_SetOnCompleteCB(s->sub, on_core_sub_done, s);
         if (st != NATS_OK) {
             snprintf(errstr, errlen, "natsConnection_QueueSubscribe() failed subject=%s: %s",
                      s->subject, nats_err(st));
+            if (s->sub) {
+                natsSubscription_Unsubscribe(s->sub);
+                natsSubscription_Destroy(s->sub);
+            }
             free(s->subject);
             free(s);
             rc = -1;
@@ -1183,6 +1205,15 @@ static void n_destroy(weft_adapter_t *a)
         na->cons = c->next;
         consumer_free(c);
     }
+    /* on_core_msg takes na->mu: wait (bounded) until nats.c says each
+     * subscription's handler has returned for the last time. n_close
+     * unsubscribed them. */
+    pthread_mutex_lock(&na->mu);
+    uint64_t until = mono_ms() + 2000;
+    for (coresub_t *s = na->subs; s; s = s->next)
+        while (!s->done && mono_ms() < until)
+            wait_locked(na, 50);
+    pthread_mutex_unlock(&na->mu);
     while (na->subs) {
         coresub_t *s = na->subs;
         na->subs = s->next;

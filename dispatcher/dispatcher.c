@@ -292,10 +292,7 @@ static job_t *jq_pop(jq_t *q)
 
 static size_t hash_str(const char *s)
 {
-    size_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    return (size_t)weft_fnv1a_str(WEFT_FNV1A_INIT, s);
 }
 
 static job_t *active_find(dsp_t *d, const char *hkey)
@@ -1666,12 +1663,10 @@ static job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
     char gen[24];
     weft_fmt_i64(gen, j->generation);
     const char *hp[] = {t->name, "\x1f", gen, "\x1f", m->key};
-    size_t hlen = strlen(t->name) + strlen(gen) + strlen(m->key) + 3;
-    if ((j->hkey = malloc(hlen)) == NULL) {
+    if ((j->hkey = weft_fmt_join(hp, 5)) == NULL) {
         job_free(d, j);
         return NULL;
     }
-    weft_fmt_cat(j->hkey, hlen, hp, 5);
     if (t->ordered &&
         asprintf(&j->okey, "%s\x1f%s\x1f%d\x1f%.*s", t->name, m->km.topic, (int)m->km.partition,
                  (int)m->km.key_len, m->km.key ? (const char *)m->km.key : "") < 0) {

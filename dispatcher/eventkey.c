@@ -40,19 +40,6 @@ void weft_plain_coords(const weft_bmsg_t *m, const char *owner, char *id, size_t
     }
 }
 
-/* The strings joined, in a new malloc()ed string; NULL when out of
- * memory. */
-static char *join(const char *const *parts, size_t n)
-{
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++)
-        len += strlen(parts[i]);
-    char *k = malloc(len + 1);
-    if (k)
-        weft_fmt_cat(k, len + 1, parts, n);
-    return k;
-}
-
 char *weft_event_key(const weft_bmsg_t *m, const char *ce_source, const char *ce_id,
                      const char *plain_src, const char *plain_id)
 {
@@ -76,15 +63,15 @@ char *weft_event_key(const weft_bmsg_t *m, const char *ce_source, const char *ce
     }
     if (ce_source && ce_id) {
         const char *p[] = {"ce:", ce_source, "\x1f", ce_id};
-        return join(p, 4);
+        return weft_fmt_join(p, 4);
     }
     if (m->broker == WEFT_BROKER_KAFKA) {
         char part[24], off[24];
         weft_fmt_i64(part, (long long)m->partition);
         weft_fmt_i64(off, (long long)m->offset);
         const char *p[] = {"kafka:", m->topic, "/", part, "/", off};
-        return join(p, 6);
+        return weft_fmt_join(p, 6);
     }
     const char *p[] = {plain_src, "/", plain_id};
-    return join(p, 3);
+    return weft_fmt_join(p, 3);
 }

@@ -10,6 +10,7 @@
 #define WEFT_FMT_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Length of the decimal form of v (with its sign). */
@@ -59,6 +60,19 @@ static inline size_t weft_fmt_cat(char *out, size_t cap, const char *const *part
     if (cap > 0)
         out[total < cap ? total : cap - 1] = '\0';
     return total;
+}
+
+/* The n strings (NULL counts as "") joined in a new malloc()ed string;
+ * NULL when out of memory. */
+static inline char *weft_fmt_join(const char *const *parts, size_t n)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += parts[i] ? strlen(parts[i]) : 0;
+    char *out = malloc(len + 1);
+    if (out)
+        weft_fmt_cat(out, len + 1, parts, n);
+    return out;
 }
 
 /* weft_fmt_cat of one string. */

@@ -27,4 +27,15 @@ void weft_uuid_from(char out[37], const char *const *parts, size_t n);
 /* 1 when s is a UUID in its 36-character text form (any version). */
 int weft_uuid_valid(const char *s);
 
+/* FNV-1a of the NUL-terminated s, continuing from h (start from
+ * WEFT_FNV1A_INIT): for the dispatcher's in-memory tables, never for ids
+ * or anything stored. */
+#define WEFT_FNV1A_INIT 1469598103934665603ull
+static inline uint64_t weft_fnv1a_str(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "fmt.h"
+#include "hash.h"
 #include "json.h"
 
 void weft_claim_res_clear(weft_claim_res_t *res)
@@ -216,13 +217,8 @@ typedef struct req_index {
 
 static uint64_t key_hash(const char *trigger, int generation, const char *key)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)(uint32_t)generation;
-    for (const char *p = key; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h = (h ^ 0x1f) * 1099511628211ull;
-    for (const char *p = trigger; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return h;
+    uint64_t h = weft_fnv1a_str(WEFT_FNV1A_INIT ^ (uint32_t)generation, key);
+    return weft_fnv1a_str(h ^ 0x1f, trigger);
 }
 
 static int req_index_build(req_index_t *ix, const weft_claim_req_t *reqs, size_t n)

@@ -63,6 +63,9 @@ static void test_cat_truncates_like_snprintf(void **state)
     assert_int_equal(out[0], 'x'); /* cap 0: nothing written */
     assert_int_equal(weft_fmt_copy(out, sizeof(out), NULL), 0);
     assert_string_equal(out, "");
+    char *joined = weft_fmt_join(parts, 5);
+    assert_string_equal(joined, "abcdef");
+    free(joined);
 }
 
 static void test_plain_coords_and_keys(void **state)

@@ -754,6 +754,24 @@ static pid_t weft_start(const char *log, const char *trigger)
     pid_t pid = fx_run_start(&fx, log, set);
     if (pid <= 0)
         die("cannot start weft run");
+    /* A setting weft refuses (a bad --set, say) ends it at once: say so
+     * with its own words instead of waiting for results that cannot come. */
+    for (int i = 0; i < 20; i++) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            char path[700], line[1024], last[1024] = "";
+            snprintf(path, sizeof(path), "%s/%s", fx.state_dir, log);
+            FILE *f = fopen(path, "r");
+            while (f && fgets(line, sizeof(line), f))
+                if (strstr(line, " error "))
+                    snprintf(last, sizeof(last), "%s", line);
+            if (f)
+                fclose(f);
+            die("weft run for %s exited with %d at start: %s", log,
+                WIFEXITED(st) ? WEXITSTATUS(st) : -1, last[0] ? last : "(no error logged)\n");
+        }
+        usleep(50000);
+    }
     return pid;
 }
 

@@ -188,6 +188,11 @@ typedef struct lconn {
     PGresult *res; /* its result, kept until the statement is over */
     uint64_t retry_at;
     uint64_t n_stmts, n_keys; /* batches sent and keys in them */
+    /* Claims: the mode of the batch in flight and of the next one. The
+     * first batch is an UPSERT (after a crash, keys come back); an upsert
+     * that wins every key of its batch makes the next ones FRESH until a
+     * fresh claim meets a key that has a row. */
+    weft_claim_mode_t sent_mode, claim_mode;
 } lconn_t;
 
 typedef struct dsp {
@@ -1291,12 +1296,9 @@ static jq_t *lc_queue(dsp_t *d, const lconn_t *lc)
     return lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
 }
 
-/* The batch in flight failed: its jobs go back to the front of their
- * queue, in order, and are sent again after a pause. Nothing of a failed
- * statement was applied. */
-static void lc_failed(dsp_t *d, lconn_t *lc, const char *err)
+/* The batch in flight goes back to the front of its queue, in order. */
+static void lc_requeue(dsp_t *d, lconn_t *lc)
 {
-    weft_warn("ledger %s of %zu keys failed, will retry: %s", lc_name(lc), lc->n, err);
     jq_t *q = lc_queue(d, lc);
     for (size_t i = lc->n; i-- > 0;) {
         job_t *j = lc->jobs[i];
@@ -1311,6 +1313,14 @@ static void lc_failed(dsp_t *d, lconn_t *lc, const char *err)
         PQclear(lc->res);
         lc->res = NULL;
     }
+}
+
+/* The batch in flight failed: it is sent again after a pause. Nothing of
+ * a failed statement was applied. */
+static void lc_failed(dsp_t *d, lconn_t *lc, const char *err)
+{
+    weft_warn("ledger %s of %zu keys failed, will retry: %s", lc_name(lc), lc->n, err);
+    lc_requeue(d, lc);
     lc->retry_at = now_ms() + 500;
     if (PQstatus(lc->pg) != CONNECTION_OK)
         lc_unwatch(d, lc);
@@ -1371,18 +1381,21 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
             }
             return;
         }
-        if (!lc->res || (PQresultStatus(lc->res) != PGRES_TUPLES_OK)) {
-            char e[512];
-            snprintf(e, sizeof(e), "%s",
-                     lc->res ? PQresultErrorMessage(lc->res) : PQerrorMessage(lc->pg));
+        char e[1024];
+        if (!lc->res) {
+            snprintf(e, sizeof(e), "%s", PQerrorMessage(lc->pg));
             lc_failed(d, lc, e);
             return;
         }
-        char e[1024];
+        /* The done functions check the statement's status too. */
         int rc = lc->stage == LS_CLAIM ? claims_done(d, lc, lc->res, e, sizeof(e))
                                        : records_done(d, lc, lc->res, e, sizeof(e));
-        if (rc != 0) {
-            lc_failed(d, lc, e); /* not this batch's answer: send it again */
+        if (rc < 0) {
+            lc_failed(d, lc, e); /* failed, or not this batch's answer: send it again */
+            return;
+        }
+        if (rc > 0) {
+            lc_requeue(d, lc); /* claimed again at once, as an upsert */
             return;
         }
         PQclear(lc->res);
@@ -1445,12 +1458,16 @@ static void send_claims(dsp_t *d, lconn_t *lc)
     static weft_claim_req_t reqs[LEDGER_BATCH];
     claim_reqs(lc, reqs);
     char err[1024];
-    lc_sent(d, lc, weft_ledger_claim_send(lc->pg, d->owner, reqs, n, err, sizeof(err)), err);
+    lc->sent_mode = lc->claim_mode;
+    lc_sent(d, lc,
+            weft_ledger_claim_send(lc->pg, d->owner, lc->sent_mode, reqs, n, err, sizeof(err)),
+            err);
 }
 
 /* Hands on the jobs of a claim batch whose answer is r; -1 with err when
- * r does not answer the batch (nothing was handed on). The batch leaves
- * the connection first; lc->jobs stays intact until the loop takes the
+ * r does not answer the batch, 1 when a fresh claim must be sent again
+ * as an upsert (nothing was handed on either way). The batch leaves the
+ * connection first; lc->jobs stays intact until the loop takes the
  * connection's next batch. */
 static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
 {
@@ -1458,13 +1475,21 @@ static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size
     static weft_claim_req_t reqs[LEDGER_BATCH];
     size_t n = lc->n;
     claim_reqs(lc, reqs);
-    if (weft_ledger_claim_result(r, reqs, n, res, err, errlen) != 0)
-        return -1;
+    int rc = weft_ledger_claim_result(r, lc->sent_mode, reqs, n, res, err, errlen);
+    if (rc != 0) {
+        if (rc > 0)
+            lc->claim_mode = WEFT_CLAIM_UPSERT;
+        return rc;
+    }
     lc->n = 0;
+    int all_won = 1;
     for (size_t i = 0; i < n; i++) {
+        all_won &= res[i].kind == WEFT_CLAIM_RUN;
         claim_outcome(d, lc->jobs[i], &res[i]);
         weft_claim_res_clear(&res[i]);
     }
+    if (all_won)
+        lc->claim_mode = WEFT_CLAIM_FRESH;
     return 0;
 }
 

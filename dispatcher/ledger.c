@@ -192,20 +192,35 @@ static const char CLAIM_SQL[] =
     "   AND NOT EXISTS (SELECT 1 FROM claimed c"
     "                   WHERE (c.key, c.trigger, c.generation) = (i.key, i.trigger, i.generation))";
 
+/* The common claim: every key is new. The upsert's ON CONFLICT checks
+ * the index for every key before it inserts, and its RETURNING and the
+ * stored-row half cost more again; a plain INSERT does one index
+ * descent per key (psql harness, 1000-key batches: 6.1-6.2 against
+ * 8.1-8.4 us per key). If any key has a row the statement fails as a
+ * whole (unique_violation) and changes nothing; the dispatcher then
+ * claims that batch with CLAIM_SQL. */
+static const char CLAIM_FRESH_SQL[] =
+    "INSERT INTO weft.ledger (trigger, generation, key, status, attempts, owner, lease_until)"
+    " SELECT trigger, generation, key, 'running', 1, $5,"
+    "        clock_timestamp() + lease_ms * interval '1 millisecond'"
+    " FROM unnest($1::text[], $2::int[], $3::text[], $4::int[])"
+    "   AS i(trigger, generation, key, lease_ms)";
+
 static char *dup_val(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
-int weft_ledger_claim_send(void *pgconn, const char *owner, const weft_claim_req_t *reqs,
-                           size_t n, char *errstr, size_t errlen)
+int weft_ledger_claim_send(void *pgconn, const char *owner, weft_claim_mode_t mode,
+                           const weft_claim_req_t *reqs, size_t n, char *errstr, size_t errlen)
 {
     weft_buf_t a[4] = {{0}};
     int oom = 0;
     for (size_t i = 0; i < n && !oom; i++)
         oom = add_str(&a[0], reqs[i].trigger) || add_int(&a[1], reqs[i].generation) ||
               add_str(&a[2], reqs[i].key) || add_int(&a[3], reqs[i].lease_ms);
-    return send_arrays(pgconn, CLAIM_SQL, a, 4, owner, oom, "claiming keys", errstr, errlen);
+    return send_arrays(pgconn, mode == WEFT_CLAIM_FRESH ? CLAIM_FRESH_SQL : CLAIM_SQL, a, 4,
+                       owner, oom, "claiming keys", errstr, errlen);
 }
 
 /* Where the row for (trigger, generation, key) goes: an open-addressing
@@ -253,10 +268,37 @@ static long req_index_find(const req_index_t *ix, const weft_claim_req_t *reqs,
     return -1;
 }
 
-int weft_ledger_claim_result(const void *pgresult, const weft_claim_req_t *reqs, size_t n,
-                             weft_claim_res_t *out, char *errstr, size_t errlen)
+/* A FRESH claim's answer: every key won, or 1 when some key has a row. */
+static int claim_fresh_result(const PGresult *r, size_t n, weft_claim_res_t *out, char *errstr,
+                              size_t errlen)
+{
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "23505") == 0)
+            return 1;
+        snprintf(errstr, errlen, "claiming keys: %s", PQresultErrorMessage(r));
+        return -1;
+    }
+    if (strtoull(PQcmdTuples((PGresult *)r), NULL, 10) != n) {
+        snprintf(errstr, errlen, "claiming keys: inserted %s rows for %zu keys",
+                 PQcmdTuples((PGresult *)r), n);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        out[i].kind = WEFT_CLAIM_RUN;
+        out[i].attempts = 1;
+    }
+    return 0;
+}
+
+int weft_ledger_claim_result(const void *pgresult, weft_claim_mode_t mode,
+                             const weft_claim_req_t *reqs, size_t n, weft_claim_res_t *out,
+                             char *errstr, size_t errlen)
 {
     const PGresult *r = pgresult;
+    if (mode == WEFT_CLAIM_FRESH)
+        return claim_fresh_result(r, n, out, errstr, errlen);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || (size_t)PQntuples(r) > n) {
         snprintf(errstr, errlen, "claiming keys: %s",
                  PQresultStatus(r) == PGRES_TUPLES_OK ? "more rows than keys"

@@ -48,15 +48,23 @@ typedef struct weft_claim_res {
 
 void weft_claim_res_clear(weft_claim_res_t *res);
 
+/* How a claim is sent. WEFT_CLAIM_FRESH inserts every key with a plain
+ * INSERT, which is cheaper but fails as a whole when any key already has
+ * a row (then the batch is claimed again with WEFT_CLAIM_UPSERT, which
+ * answers every key whatever its state). */
+typedef enum { WEFT_CLAIM_UPSERT = 0, WEFT_CLAIM_FRESH } weft_claim_mode_t;
+
 /* Sends the claim of n keys for owner on pg (a PGconn *). Returns 0, or
  * -1 with errstr (nothing was sent). */
-int weft_ledger_claim_send(void *pg, const char *owner, const weft_claim_req_t *reqs, size_t n,
-                           char *errstr, size_t errlen);
+int weft_ledger_claim_send(void *pg, const char *owner, weft_claim_mode_t mode,
+                           const weft_claim_req_t *reqs, size_t n, char *errstr, size_t errlen);
 /* Reads the claim's result (a PGresult *) of the n keys reqs that were
- * sent: out[i] answers reqs[i]. Returns 0, or -1 with errstr (the batch
+ * sent with mode: out[i] answers reqs[i]. Returns 0; 1 when a FRESH
+ * claim found a key that already has a row (nothing was claimed: claim
+ * the batch again with WEFT_CLAIM_UPSERT); or -1 with errstr (the batch
  * must be claimed again). */
-int weft_ledger_claim_result(const void *res, const weft_claim_req_t *reqs, size_t n,
-                             weft_claim_res_t *out, char *errstr, size_t errlen);
+int weft_ledger_claim_result(const void *res, weft_claim_mode_t mode, const weft_claim_req_t *reqs,
+                             size_t n, weft_claim_res_t *out, char *errstr, size_t errlen);
 
 typedef enum {
     WEFT_REC_COMPLETED = 0,

@@ -1,0 +1,182 @@
+/*
+ * test_ledger.c - the ledger's claim statements (ledger.c) against a real
+ * PostgreSQL: a fresh claim wins new keys with one plain INSERT, and one
+ * that meets a key with a row changes nothing and says so, so that the
+ * dispatcher claims the batch again as an upsert, which answers each key
+ * with its stored state. A key must never be won twice.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "ledger.h"
+
+static fx_t fx;
+static PGconn *pg;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (fx_up(&fx, "unused:1") != 0)
+        return -1;
+    char out[8192];
+    const char *args[] = {"migrate", NULL};
+    if (fx_weft(&fx, out, sizeof(out), args) != 0) {
+        fprintf(stderr, "weft migrate failed:\n%s\n", out);
+        return -1;
+    }
+    pg = PQconnectdb(fx.pg);
+    return PQstatus(pg) == CONNECTION_OK ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    PQfinish(pg);
+    fx_down(&fx);
+    return 0;
+}
+
+/* The statement's one result, after it is over. */
+static PGresult *one_result(void)
+{
+    PGresult *first = NULL, *r;
+    while ((r = PQgetResult(pg)) != NULL) {
+        if (first)
+            PQclear(r);
+        else
+            first = r;
+    }
+    assert_non_null(first);
+    return first;
+}
+
+static int claim(const char *owner, weft_claim_mode_t mode, const char *const *keys, size_t n,
+                 weft_claim_res_t *out)
+{
+    weft_claim_req_t reqs[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        reqs[i] = (weft_claim_req_t){"t-ledger", 0, keys[i], 60000};
+    char err[512] = "";
+    assert_int_equal(weft_ledger_claim_send(pg, owner, mode, reqs, n, err, sizeof(err)), 0);
+    PGresult *r = one_result();
+    int rc = weft_ledger_claim_result(r, mode, reqs, n, out, err, sizeof(err));
+    if (rc < 0)
+        print_error("claim: %s\n", err);
+    PQclear(r);
+    return rc;
+}
+
+static void clear(weft_claim_res_t *res, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        weft_claim_res_clear(&res[i]);
+}
+
+static long rows(const char *key)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM weft.ledger WHERE trigger = 't-ledger' AND key = '%s'", key);
+    return fx_sql_long(&fx, sql);
+}
+
+static long attempts(const char *key)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT attempts FROM weft.ledger WHERE trigger = 't-ledger' AND key = '%s'", key);
+    return fx_sql_long(&fx, sql);
+}
+
+static void test_fresh_claim_wins_new_keys(void **state)
+{
+    (void)state;
+    const char *keys[] = {"a-1", "a-2", "a-3"};
+    weft_claim_res_t res[3];
+    assert_int_equal(claim("owner-1", WEFT_CLAIM_FRESH, keys, 3, res), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(res[i].kind, WEFT_CLAIM_RUN);
+        assert_int_equal(res[i].attempts, 1);
+        assert_int_equal(attempts(keys[i]), 1);
+    }
+    clear(res, 3);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE key LIKE 'a-%' "
+                                      "AND status = 'running' AND owner = 'owner-1' "
+                                      "AND lease_until > now()"),
+                     3);
+}
+
+static void test_fresh_claim_of_a_known_key_changes_nothing(void **state)
+{
+    (void)state;
+    const char *first[] = {"b-1"};
+    weft_claim_res_t res[2];
+    assert_int_equal(claim("owner-1", WEFT_CLAIM_FRESH, first, 1, res), 0);
+    clear(res, 1);
+    /* b-2 is new, b-1 is held by owner-1: the whole statement fails. */
+    const char *both[] = {"b-2", "b-1"};
+    assert_int_equal(claim("owner-2", WEFT_CLAIM_FRESH, both, 2, res), 1);
+    assert_int_equal(rows("b-2"), 0);
+    assert_int_equal(attempts("b-1"), 1);
+    /* The same batch as an upsert: the new key is won, the held one busy. */
+    assert_int_equal(claim("owner-2", WEFT_CLAIM_UPSERT, both, 2, res), 0);
+    assert_int_equal(res[0].kind, WEFT_CLAIM_RUN);
+    assert_int_equal(res[0].attempts, 1);
+    assert_int_equal(res[1].kind, WEFT_CLAIM_BUSY);
+    assert_true(res[1].lease_left_ms > 0);
+    clear(res, 2);
+    assert_int_equal(attempts("b-1"), 1);
+    assert_int_equal(attempts("b-2"), 1);
+}
+
+static void test_upsert_answers_a_completed_key(void **state)
+{
+    (void)state;
+    const char *keys[] = {"c-1"};
+    weft_claim_res_t res[1];
+    assert_int_equal(claim("owner-1", WEFT_CLAIM_FRESH, keys, 1, res), 0);
+    clear(res, 1);
+    weft_record_t rec = {.trigger = "t-ledger",
+                         .key = "c-1",
+                         .kind = WEFT_REC_COMPLETED,
+                         .result = (const uint8_t *)"out",
+                         .result_len = 3,
+                         .result_type = "t.result",
+                         .result_id = "id-c-1"};
+    char err[512] = "";
+    assert_int_equal(weft_ledger_record_send(pg, "owner-1", &rec, 1, err, sizeof(err)), 0);
+    PGresult *r = one_result();
+    weft_record_res_t rr;
+    assert_int_equal(weft_ledger_record_result(r, 1, &rr, err, sizeof(err)), 0);
+    PQclear(r);
+    assert_int_equal(rr.applied, 1);
+    /* A redelivery: the fresh claim fails, the upsert answers the result. */
+    assert_int_equal(claim("owner-2", WEFT_CLAIM_FRESH, keys, 1, res), 1);
+    assert_int_equal(claim("owner-2", WEFT_CLAIM_UPSERT, keys, 1, res), 0);
+    assert_int_equal(res[0].kind, WEFT_CLAIM_COMPLETED);
+    assert_int_equal(res[0].result_len, 3);
+    assert_memory_equal(res[0].result, "out", 3);
+    assert_string_equal(res[0].result_id, "id-c-1");
+    clear(res, 1);
+    assert_int_equal(attempts("c-1"), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fresh_claim_wins_new_keys),
+        cmocka_unit_test(test_fresh_claim_of_a_known_key_changes_nothing),
+        cmocka_unit_test(test_upsert_answers_a_completed_key),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

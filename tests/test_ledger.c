@@ -171,12 +171,71 @@ static void test_upsert_answers_a_completed_key(void **state)
     assert_int_equal(attempts("c-1"), 1);
 }
 
+/* The general record statement (eighteen arrays, NULLs among them): a
+ * dead letter keeps the message's bytes, a 64-bit offset and its text. */
+static void test_dead_record_keeps_every_field(void **state)
+{
+    (void)state;
+    const char *keys[] = {"d-1", "d-2"};
+    weft_claim_res_t res[2];
+    assert_int_equal(claim("owner-1", WEFT_CLAIM_FRESH, keys, 2, res), 0);
+    clear(res, 2);
+    static const uint8_t mkey[] = {'k', 0, 0xff};
+    static const uint8_t value[] = {0, 1, 2, 0xfe};
+    weft_record_t recs[2] = {
+        {.trigger = "t-ledger",
+         .key = "d-1",
+         .kind = WEFT_REC_DEAD,
+         .error = "bad \xff \"quoted\" {x,y}",
+         .reason = "function",
+         .source_topic = "in.topic",
+         .source_partition = 7,
+         .source_offset = 5000000000LL,
+         .msg_key = mkey,
+         .msg_key_len = sizeof(mkey),
+         .value = value,
+         .value_len = sizeof(value),
+         .headers_json = "[{\"name\":\"h\",\"value_base64\":null}]",
+         .dead_letter_topic = "in.topic.dlq"},
+        {.trigger = "t-ledger", .key = "d-2", .kind = WEFT_REC_RETRY, .error = "later",
+         .lease_ms = 60000},
+    };
+    char err[512] = "";
+    assert_int_equal(weft_ledger_record_send(pg, "owner-1", recs, 2, err, sizeof(err)), 0);
+    PGresult *r = one_result();
+    weft_record_res_t rr[2];
+    int rc = weft_ledger_record_result(r, 2, rr, err, sizeof(err));
+    if (rc != 0)
+        print_error("record: %s\n", err);
+    PQclear(r);
+    assert_int_equal(rc, 0);
+    assert_int_equal(rr[0].applied, 1);
+    assert_true(rr[0].dead_letter_id > 0);
+    assert_int_equal(rr[1].applied, 1);
+    assert_int_equal(rr[1].dead_letter_id, 0);
+    char *row = fx_sql(&fx, "SELECT concat_ws('|', reason, error, source_topic, source_partition,"
+                            " source_offset, encode(message_key, 'hex'), encode(value, 'hex'),"
+                            " headers->0->>'name', dead_letter_topic)"
+                            " FROM weft.dead_letters WHERE key = 'd-1'");
+    assert_non_null(row);
+    /* The byte that is not UTF-8 became '?'; everything else is as sent. */
+    assert_string_equal(row, "function|bad ? \"quoted\" {x,y}|in.topic|7|5000000000|6b00ff|"
+                             "000102fe|h|in.topic.dlq");
+    free(row);
+    row = fx_sql(&fx, "SELECT concat_ws('|', status, last_error, lease_until > now())"
+                      " FROM weft.ledger WHERE key = 'd-2'");
+    assert_non_null(row);
+    assert_string_equal(row, "running|later|t");
+    free(row);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fresh_claim_wins_new_keys),
         cmocka_unit_test(test_fresh_claim_of_a_known_key_changes_nothing),
         cmocka_unit_test(test_upsert_answers_a_completed_key),
+        cmocka_unit_test(test_dead_record_keeps_every_field),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -109,6 +109,19 @@ int fx_up(fx_t *fx, const char *topics)
     return 0;
 }
 
+int fx_up_migrated(fx_t *fx, const char *topics)
+{
+    if (fx_up(fx, topics) != 0)
+        return -1;
+    char out[8192];
+    const char *args[] = {"migrate", NULL};
+    if (fx_weft(fx, out, sizeof(out), args) != 0) {
+        fprintf(stderr, "weft migrate failed:\n%s\n", out);
+        return -1;
+    }
+    return 0;
+}
+
 void fx_down(fx_t *fx)
 {
     for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++) {

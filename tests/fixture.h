@@ -23,6 +23,8 @@ typedef struct fx {
 /* Starts a stack with the given mock topics ("name:parts name:parts").
  * Returns 0 or -1 (with a message on stderr). */
 int fx_up(fx_t *fx, const char *topics);
+/* fx_up, then `weft migrate`. Returns 0 or -1 (with its output on stderr). */
+int fx_up_migrated(fx_t *fx, const char *topics);
 void fx_down(fx_t *fx);
 
 /* Runs `weft ARGS...` to completion; returns its exit code, output (stdout

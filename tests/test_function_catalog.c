@@ -25,15 +25,7 @@ static fx_t fx;
 static int group_setup(void **state)
 {
     (void)state;
-    if (fx_up(&fx, "unused:1") != 0)
-        return -1;
-    char out[8192];
-    const char *args[] = {"migrate", NULL};
-    if (fx_weft(&fx, out, sizeof(out), args) != 0) {
-        fprintf(stderr, "weft migrate failed:\n%s\n", out);
-        return -1;
-    }
-    return 0;
+    return fx_up_migrated(&fx, "unused:1");
 }
 
 static int group_teardown(void **state)

@@ -25,14 +25,8 @@ static PGconn *pg;
 static int group_setup(void **state)
 {
     (void)state;
-    if (fx_up(&fx, "unused:1") != 0)
+    if (fx_up_migrated(&fx, "unused:1") != 0)
         return -1;
-    char out[8192];
-    const char *args[] = {"migrate", NULL};
-    if (fx_weft(&fx, out, sizeof(out), args) != 0) {
-        fprintf(stderr, "weft migrate failed:\n%s\n", out);
-        return -1;
-    }
     pg = PQconnectdb(fx.pg);
     return PQstatus(pg) == CONNECTION_OK ? 0 : -1;
 }

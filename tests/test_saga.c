@@ -25,14 +25,8 @@ static PGconn *pg;
 static int setup(void **state)
 {
     (void)state;
-    if (fx_up(&fx, "s.in:1") != 0)
+    if (fx_up_migrated(&fx, "s.in:1") != 0)
         return -1;
-    const char *args[] = {"migrate", NULL};
-    char out[4096];
-    if (fx_weft(&fx, out, sizeof(out), args) != 0) {
-        fprintf(stderr, "migrate failed:\n%s\n", out);
-        return -1;
-    }
     pg = PQconnectdb(fx.pg);
     if (PQstatus(pg) != CONNECTION_OK)
         return -1;

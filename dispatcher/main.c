@@ -29,10 +29,10 @@
 #ifdef WEFT_JEMALLOC
 /* Read by jemalloc at startup (MALLOC_CONF in the environment still wins).
  * Freed pages stay for jemalloc's default 10 s before they go back to the
- * system: at 1 s the dispatcher faulted in about 3,500 pages a second
- * under ops/bench (a fault costs 11-16 us on a virtual machine), and with
- * 2 MiB fetches (kafka.c) the peak RSS through a 1M-event backlog is
- * ~192 MiB either way. */
+ * system. At 1 s the dispatcher faulted ~4,200 pages a second back in
+ * under ops/bench even with 2 MiB fetches (kafka.c), at 10 s 1,000-2,000,
+ * and a fault costs 11-16 us on a virtual machine. Peak RSS through a
+ * 1M-event backlog stayed at 189-205 MiB (four runs). */
 const char *malloc_conf = "dirty_decay_ms:10000,muzzy_decay_ms:0";
 #endif
 

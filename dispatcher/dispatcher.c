@@ -188,11 +188,12 @@ typedef struct lconn {
     PGresult *res; /* its result, kept until the statement is over */
     uint64_t retry_at;
     uint64_t n_stmts, n_keys; /* batches sent and keys in them */
-    /* Claims: the mode of the batch in flight and of the next one. The
-     * first batch is an UPSERT (after a crash, keys come back); an upsert
-     * that wins every key of its batch makes the next ones FRESH until a
-     * fresh claim meets a key that has a row. */
-    weft_claim_mode_t sent_mode, claim_mode;
+    /* How claims are sent. The first batch is an UPSERT (after a crash,
+     * keys come back); an upsert that wins every key of its batch makes
+     * the next ones FRESH until a fresh claim meets a key that has a row.
+     * It changes only when an answer arrives, so it is also the mode of
+     * the batch in flight. */
+    weft_claim_mode_t claim_mode;
 } lconn_t;
 
 typedef struct dsp {
@@ -1458,9 +1459,8 @@ static void send_claims(dsp_t *d, lconn_t *lc)
     static weft_claim_req_t reqs[LEDGER_BATCH];
     claim_reqs(lc, reqs);
     char err[1024];
-    lc->sent_mode = lc->claim_mode;
     lc_sent(d, lc,
-            weft_ledger_claim_send(lc->pg, d->owner, lc->sent_mode, reqs, n, err, sizeof(err)),
+            weft_ledger_claim_send(lc->pg, d->owner, lc->claim_mode, reqs, n, err, sizeof(err)),
             err);
 }
 
@@ -1474,8 +1474,9 @@ static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size
     static weft_claim_res_t res[LEDGER_BATCH];
     static weft_claim_req_t reqs[LEDGER_BATCH];
     size_t n = lc->n;
-    claim_reqs(lc, reqs);
-    int rc = weft_ledger_claim_result(r, lc->sent_mode, reqs, n, res, err, errlen);
+    if (lc->claim_mode == WEFT_CLAIM_UPSERT)
+        claim_reqs(lc, reqs); /* a fresh claim's answer names no keys */
+    int rc = weft_ledger_claim_result(r, lc->claim_mode, reqs, n, res, err, errlen);
     if (rc != 0) {
         if (rc > 0)
             lc->claim_mode = WEFT_CLAIM_UPSERT;

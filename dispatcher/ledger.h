@@ -59,7 +59,8 @@ typedef enum { WEFT_CLAIM_UPSERT = 0, WEFT_CLAIM_FRESH } weft_claim_mode_t;
 int weft_ledger_claim_send(void *pg, const char *owner, weft_claim_mode_t mode,
                            const weft_claim_req_t *reqs, size_t n, char *errstr, size_t errlen);
 /* Reads the claim's result (a PGresult *) of the n keys reqs that were
- * sent with mode: out[i] answers reqs[i]. Returns 0; 1 when a FRESH
+ * sent with mode (reqs is not read for FRESH, where every key has the
+ * same answer): out[i] answers reqs[i]. Returns 0; 1 when a FRESH
  * claim found a key that already has a row (nothing was claimed: claim
  * the batch again with WEFT_CLAIM_UPSERT); or -1 with errstr (the batch
  * must be claimed again). */

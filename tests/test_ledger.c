@@ -76,6 +76,29 @@ static void clear(weft_claim_res_t *res, size_t n)
         weft_claim_res_clear(&res[i]);
 }
 
+/* Claims new keys for owner; every one must be won. */
+static void hold(const char *owner, const char *const *keys, size_t n)
+{
+    weft_claim_res_t res[8];
+    assert_int_equal(claim(owner, WEFT_CLAIM_FRESH, keys, n, res), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(res[i].kind, WEFT_CLAIM_RUN);
+    clear(res, n);
+}
+
+static void record(const char *owner, const weft_record_t *recs, size_t n,
+                   weft_record_res_t *out)
+{
+    char err[512] = "";
+    assert_int_equal(weft_ledger_record_send(pg, owner, recs, n, err, sizeof(err)), 0);
+    PGresult *r = one_result();
+    int rc = weft_ledger_record_result(r, n, out, err, sizeof(err));
+    if (rc != 0)
+        print_error("record: %s\n", err);
+    PQclear(r);
+    assert_int_equal(rc, 0);
+}
+
 static long rows(const char *key)
 {
     char sql[256];
@@ -115,8 +138,7 @@ static void test_fresh_claim_of_a_known_key_changes_nothing(void **state)
     (void)state;
     const char *first[] = {"b-1"};
     weft_claim_res_t res[2];
-    assert_int_equal(claim("owner-1", WEFT_CLAIM_FRESH, first, 1, res), 0);
-    clear(res, 1);
+    hold("owner-1", first, 1);
     /* b-2 is new, b-1 is held by owner-1: the whole statement fails. */
     const char *both[] = {"b-2", "b-1"};
     assert_int_equal(claim("owner-2", WEFT_CLAIM_FRESH, both, 2, res), 1);
@@ -138,8 +160,7 @@ static void test_upsert_answers_a_completed_key(void **state)
     (void)state;
     const char *keys[] = {"c-1"};
     weft_claim_res_t res[1];
-    assert_int_equal(claim("owner-1", WEFT_CLAIM_FRESH, keys, 1, res), 0);
-    clear(res, 1);
+    hold("owner-1", keys, 1);
     weft_record_t rec = {.trigger = "t-ledger",
                          .key = "c-1",
                          .kind = WEFT_REC_COMPLETED,
@@ -147,12 +168,8 @@ static void test_upsert_answers_a_completed_key(void **state)
                          .result_len = 3,
                          .result_type = "t.result",
                          .result_id = "id-c-1"};
-    char err[512] = "";
-    assert_int_equal(weft_ledger_record_send(pg, "owner-1", &rec, 1, err, sizeof(err)), 0);
-    PGresult *r = one_result();
     weft_record_res_t rr;
-    assert_int_equal(weft_ledger_record_result(r, 1, &rr, err, sizeof(err)), 0);
-    PQclear(r);
+    record("owner-1", &rec, 1, &rr);
     assert_int_equal(rr.applied, 1);
     /* A redelivery: the fresh claim fails, the upsert answers the result. */
     assert_int_equal(claim("owner-2", WEFT_CLAIM_FRESH, keys, 1, res), 1);
@@ -171,9 +188,7 @@ static void test_dead_record_keeps_every_field(void **state)
 {
     (void)state;
     const char *keys[] = {"d-1", "d-2"};
-    weft_claim_res_t res[2];
-    assert_int_equal(claim("owner-1", WEFT_CLAIM_FRESH, keys, 2, res), 0);
-    clear(res, 2);
+    hold("owner-1", keys, 2);
     static const uint8_t mkey[] = {'k', 0, 0xff};
     static const uint8_t value[] = {0, 1, 2, 0xfe};
     weft_record_t recs[2] = {
@@ -194,15 +209,8 @@ static void test_dead_record_keeps_every_field(void **state)
         {.trigger = "t-ledger", .key = "d-2", .kind = WEFT_REC_RETRY, .error = "later",
          .lease_ms = 60000},
     };
-    char err[512] = "";
-    assert_int_equal(weft_ledger_record_send(pg, "owner-1", recs, 2, err, sizeof(err)), 0);
-    PGresult *r = one_result();
     weft_record_res_t rr[2];
-    int rc = weft_ledger_record_result(r, 2, rr, err, sizeof(err));
-    if (rc != 0)
-        print_error("record: %s\n", err);
-    PQclear(r);
-    assert_int_equal(rc, 0);
+    record("owner-1", recs, 2, rr);
     assert_int_equal(rr[0].applied, 1);
     assert_true(rr[0].dead_letter_id > 0);
     assert_int_equal(rr[1].applied, 1);

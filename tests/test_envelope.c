@@ -266,6 +266,36 @@ static void test_repeated_attribute_last_wins(void **state)
     assert_attr(c, "subject", "b");
 }
 
+/* Many extensions and one value bigger than the decoder's arena chunks
+ * (512 bytes): every attribute keeps its own bytes. */
+static void test_binary_many_and_long_attributes(void **state)
+{
+    ctx_t *c = *state;
+    enum { N_EXT = 64 };
+    static char names[N_EXT][24], values[N_EXT][80];
+    static char big[3000];
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    weft_header_t h[N_EXT + 5] = {
+        H("ce_specversion", "1.0"), H("ce_id", "many-1"), H("ce_source", "/many"),
+        H("ce_type", "t"),          {"ce_subject", big, sizeof(big) - 1},
+    };
+    size_t nh = 5;
+    for (int i = 0; i < N_EXT; i++, nh++) {
+        snprintf(names[i], sizeof(names[i]), "ce_ext%d", i);
+        int n = snprintf(values[i], sizeof(values[i]), "value-%d-%060d", i, i);
+        h[nh] = (weft_header_t){names[i], values[i], (size_t)n};
+    }
+    assert_int_equal(decode(c, h, nh, "x", 1), WEFT_ENV_OK);
+    assert_attr(c, "subject", big);
+    for (int i = 0; i < N_EXT; i++) {
+        char name[24];
+        snprintf(name, sizeof(name), "ext%d", i);
+        assert_attr(c, name, values[i]);
+    }
+    assert_int_equal(c->env.ce->n_attributes, N_EXT + 1);
+}
+
 /* A value of NULL (Kafka tombstone) or of no bytes is an event without
  * data, not an error. */
 static void test_binary_empty_and_null_value(void **state)
@@ -1017,6 +1047,7 @@ int main(void)
         ENV_TEST(test_binary_header_with_nul),
         ENV_TEST(test_binary_invalid_attribute_names),
         ENV_TEST(test_repeated_attribute_last_wins),
+        ENV_TEST(test_binary_many_and_long_attributes),
         ENV_TEST(test_binary_empty_and_null_value),
         ENV_TEST(test_json_structured),
         ENV_TEST(test_json_missing_required),

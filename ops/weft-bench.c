@@ -1472,8 +1472,9 @@ static void print_table(void)
     printf("  (events/s in parentheses: the offered load of a latency run)\n"
            "  cpu/ev: CPU of the dispatcher (for the ceiling: of the passthrough) per event;\n"
            "  pg/ev: CPU of all PostgreSQL processes per event; RSS: peak (VmHWM).\n"
-           "  %d cores; partitions per input topic: %d; workers per no-op pool: %d.\n",
-           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.pool_size);
+           "  %d cores; partitions per input topic: %d (latency topics: %d); workers per\n"
+           "  no-op pool: %d.\n",
+           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.lat_partitions, opt.pool_size);
 }
 
 static void json_num(const char *k, double v, int last)
@@ -1487,8 +1488,9 @@ static void json_num(const char *k, double v, int last)
 static void print_json(void)
 {
     row_t *fork_r = row_find("fork-exec");
-    printf("{\"cores\":%d,\"partitions\":%d,\"pool_size\":%d,\"runs\":[",
-           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.pool_size);
+    printf("{\"cores\":%d,\"partitions\":%d,\"latency_partitions\":%d,\"pool_size\":%d,"
+           "\"runs\":[",
+           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.lat_partitions, opt.pool_size);
     for (int i = 0; i < n_rows; i++) {
         row_t *r = &rows[i];
         row_t *ceil_r = ceiling_for(r);

@@ -1272,17 +1272,18 @@ static int lc_usable(dsp_t *d, lconn_t *lc)
     } else {
         lc->pg = PQconnectdb(weft_config_get(d->cfg, "pg.conninfo", ""));
     }
-    /* A batch of records touches n rows by primary key: probing the index
-     * n times is the plan at any ledger size. Left to itself, the planner
-     * hashes the whole ledger for each batch while it is small to medium
-     * (measured: ~10x the cost at 50k rows, growing with the ledger). */
-    if (lc->pg && PQstatus(lc->pg) == CONNECTION_OK && lc->stage == LS_RECORD) {
-        PGresult *r = PQexec(lc->pg, "SET enable_hashjoin = off; SET enable_mergejoin = off");
-        PQclear(r);
-    }
-    if (!lc->pg || PQstatus(lc->pg) != CONNECTION_OK || PQsetnonblocking(lc->pg, 1) != 0) {
+    /* A batch touches n rows by primary key: probing the index n times is
+     * the plan at any ledger size. Left to itself, the planner hashes the
+     * whole ledger for each record batch while it is small to medium
+     * (measured: ~10x the cost at 50k rows, growing with the ledger), so
+     * weft_ledger_prepare turns hash joins, merge joins and sequential
+     * scans off before it prepares the batch statements. */
+    char err[512] = "";
+    if (!lc->pg || PQstatus(lc->pg) != CONNECTION_OK ||
+        weft_ledger_prepare(lc->pg, err, sizeof(err)) != 0 || PQsetnonblocking(lc->pg, 1) != 0) {
         weft_warn("postgresql unavailable for the ledger's %s connection, retrying: %s",
-                  lc_name(lc), lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+                  lc_name(lc),
+                  err[0] ? err : lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
         lc->retry_at = now + 1000;
         return 0;
     }

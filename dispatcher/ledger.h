@@ -6,15 +6,24 @@
  *
  * The calls are asynchronous halves so that the dispatcher's loop never
  * waits for PostgreSQL: *_send() queues the batch's statement on a
- * connection with no statement in flight (PQsendQueryParams; the caller
+ * connection with no statement in flight (PQsendQueryPrepared; the caller
  * flushes and reads it with the loop), *_result() reads the statement's
  * PGresult. A failed statement changed nothing: the batch is sent again.
+ * A connection is readied once with weft_ledger_prepare().
  */
 #ifndef WEFT_LEDGER_H
 #define WEFT_LEDGER_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Readies pg (a PGconn *, blocking, idle) for the *_send() calls:
+ * prepares their statements and turns hash joins, merge joins and
+ * sequential scans off for the session (a batch touches its rows by
+ * primary key at any ledger size, and a cached plan outlives the ledger
+ * size it was made for). Again after every (re)connection. 0, or -1 with
+ * errstr. */
+int weft_ledger_prepare(void *pg, char *errstr, size_t errlen);
 
 typedef struct weft_claim_req {
     const char *trigger;

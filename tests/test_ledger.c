@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "fixture.h"
+#include "json.h"
 #include "ledger.h"
 
 static fx_t fx;
@@ -28,7 +29,12 @@ static int group_setup(void **state)
     if (fx_up_migrated(&fx, "unused:1") != 0)
         return -1;
     pg = PQconnectdb(fx.pg);
-    return PQstatus(pg) == CONNECTION_OK ? 0 : -1;
+    char err[512];
+    if (PQstatus(pg) != CONNECTION_OK || weft_ledger_prepare(pg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ledger connection: %s\n", PQerrorMessage(pg));
+        return -1;
+    }
+    return 0;
 }
 
 static int group_teardown(void **state)
@@ -231,6 +237,53 @@ static void test_dead_record_keeps_every_field(void **state)
     free(row);
 }
 
+/* The plan a statement's cached generic plan has on this connection, the
+ * one PostgreSQL keeps after five executions, with the ledger as empty
+ * as a new installation's. */
+static char *generic_plan(const char *execute)
+{
+    PQclear(PQexec(pg, "TRUNCATE weft.ledger; ANALYZE weft.ledger"));
+    PQclear(PQexec(pg, "SET plan_cache_mode = force_generic_plan"));
+    char sql[1024];
+    snprintf(sql, sizeof(sql), "EXPLAIN %s", execute);
+    PGresult *r = PQexec(pg, sql);
+    PQclear(PQexec(pg, "RESET plan_cache_mode"));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        print_error("%s: %s\n", sql, PQerrorMessage(pg));
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    weft_buf_t b = {0};
+    for (int i = 0; i < PQntuples(r); i++)
+        assert_int_equal(weft_buf_printf(&b, "%s\n", PQgetvalue(r, i, 0)), 0);
+    PQclear(r);
+    return b.p;
+}
+
+/* Prepared statements keep a generic plan. Planned for an empty ledger,
+ * a statement that joins its batch to the ledger must still probe the
+ * primary key per input row: a hash or merge join would read the whole
+ * ledger for every batch once it has grown. */
+static void test_generic_plans_probe_the_primary_key(void **state)
+{
+    (void)state;
+    static const char *const joins[] = {
+        "EXECUTE weft_claim('{t}', '{0}', '{k}', '{1000}', 'me')",
+        "EXECUTE weft_record_done('{t}', '{0}', '{k}', '{\"\\\\x00\"}', '{r}', '{i}', 'me')",
+        "EXECUTE weft_record('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}',"
+        " '{}', '{}', '{}', '{}', '{}', '{}', '{}', 'me')",
+    };
+    for (size_t i = 0; i < sizeof(joins) / sizeof(joins[0]); i++) {
+        char *plan = generic_plan(joins[i]);
+        if (!strstr(plan, "Index Scan using ledger_pkey") || strstr(plan, "Hash Join") ||
+            strstr(plan, "Merge Join") || strstr(plan, "Seq Scan on ledger"))
+            fprintf(stderr, "%s:\n%s", joins[i], plan);
+        assert_non_null(strstr(plan, "Index Scan using ledger_pkey"));
+        assert_null(strstr(plan, "Hash Join"));
+        assert_null(strstr(plan, "Merge Join"));
+        assert_null(strstr(plan, "Seq Scan on ledger"));
+        free(plan);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_fresh_claim_of_a_known_key_changes_nothing),
         cmocka_unit_test(test_upsert_answers_a_completed_key),
         cmocka_unit_test(test_dead_record_keeps_every_field),
+        cmocka_unit_test(test_generic_plans_probe_the_primary_key),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1272,18 +1272,23 @@ static int lc_usable(dsp_t *d, lconn_t *lc)
     } else {
         lc->pg = PQconnectdb(weft_config_get(d->cfg, "pg.conninfo", ""));
     }
-    /* A batch touches n rows by primary key: probing the index n times is
-     * the plan at any ledger size. Left to itself, the planner hashes the
-     * whole ledger for each record batch while it is small to medium
-     * (measured: ~10x the cost at 50k rows, growing with the ledger), so
-     * weft_ledger_prepare turns hash joins, merge joins and sequential
-     * scans off before it prepares the batch statements. */
-    char err[512] = "";
-    if (!lc->pg || PQstatus(lc->pg) != CONNECTION_OK ||
-        weft_ledger_prepare(lc->pg, err, sizeof(err)) != 0 || PQsetnonblocking(lc->pg, 1) != 0) {
+    /* Left to itself, the planner hashes the whole ledger for each record
+     * batch while it is small to medium (measured: ~10x the cost at 50k
+     * rows, growing with the ledger); weft_ledger_prepare sets the session
+     * up so that every batch probes the primary key. */
+    char err[512];
+    const char *why = NULL;
+    if (!lc->pg)
+        why = "out of memory";
+    else if (PQstatus(lc->pg) != CONNECTION_OK)
+        why = PQerrorMessage(lc->pg);
+    else if (weft_ledger_prepare(lc->pg, err, sizeof(err)) != 0)
+        why = err;
+    else if (PQsetnonblocking(lc->pg, 1) != 0)
+        why = PQerrorMessage(lc->pg);
+    if (why) {
         weft_warn("postgresql unavailable for the ledger's %s connection, retrying: %s",
-                  lc_name(lc),
-                  err[0] ? err : lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+                  lc_name(lc), why);
         lc->retry_at = now + 1000;
         return 0;
     }

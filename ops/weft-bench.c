@@ -984,7 +984,7 @@ static void latency_weft(pid_t pid, const char *prefix, double rate, row_t *r)
     uint64_t cpu0 = proc_cpu_us(pid), pg0 = pg_cpu_us();
     latency_run("bench.lat.in", "bench.lat.out", prefix, rate, opt.lat_seconds, r);
     uint64_t cpu1 = proc_cpu_us(pid), pg1 = pg_cpu_us();
-    r->disp_cpu_us = r->events ? (double)(cpu1 - cpu0) / (double)r->events : NAN;
+    r->disp_cpu_us = cpu_per_event(cpu0, cpu1, r->events);
     r->pg_cpu_us = cpu_per_event(pg0, pg1, r->events);
 }
 

@@ -30,8 +30,12 @@ static int group_setup(void **state)
         return -1;
     pg = PQconnectdb(fx.pg);
     char err[512];
-    if (PQstatus(pg) != CONNECTION_OK || weft_ledger_prepare(pg, err, sizeof(err)) != 0) {
+    if (PQstatus(pg) != CONNECTION_OK) {
         fprintf(stderr, "ledger connection: %s\n", PQerrorMessage(pg));
+        return -1;
+    }
+    if (weft_ledger_prepare(pg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
         return -1;
     }
     return 0;

@@ -233,6 +233,7 @@ typedef struct dsp {
     /* counters for the periodic stats line */
     uint64_t n_consumed, n_completed, n_reemitted, n_dead, n_retries, n_dropped, n_unmatched;
     uint64_t stats_at;
+    int64_t stats_ms; /* dispatcher.stats_interval_ms */
     uint64_t heartbeat_at;
     char host[256];
     /* sagas: deadline checks and re-publication of unacknowledged events */
@@ -2163,24 +2164,36 @@ static void heartbeat(dsp_t *d)
 static void stats(dsp_t *d, int force)
 {
     uint64_t now = now_ms();
-    if (!force && now - d->stats_at < 10000)
+    if (!force && now - d->stats_at < (uint64_t)d->stats_ms)
         return;
     d->stats_at = now;
     uint64_t cs = 0, ck = 0, rs = 0, rk = 0;
+    /* Where the jobs in flight are now: queued for or in a claim batch,
+     * in a pool, queued for or in a record batch, produced and not yet
+     * acknowledged. Little's law turns them into time: a stage holding
+     * N jobs at R events/s adds N/R seconds. */
+    size_t claiming = d->claim_q.n, recording = d->record_q.n, running = 0, producing = 0;
     for (int i = 0; i < d->n_lc; i++) {
         const lconn_t *lc = &d->lc[i];
         *(lc->stage == LS_CLAIM ? &cs : &rs) += lc->n_stmts;
         *(lc->stage == LS_CLAIM ? &ck : &rk) += lc->n_keys;
+        *(lc->stage == LS_CLAIM ? &claiming : &recording) += lc->n;
     }
+    for (fn_pool_t *p = d->pools; p; p = p->next)
+        running += weft_pool_inflight(p->pool);
+    for (size_t a = 0; a < d->n_adapters; a++)
+        producing += weft_adapter_outq(d->adapters[a]);
     weft_info("stats consumed=%llu completed=%llu reemitted=%llu retries=%llu dead=%llu "
               "dropped=%llu unmatched=%llu inflight=%zu waiting=%zu held=%llu claim_batches=%llu "
-              "claim_keys=%llu record_batches=%llu record_keys=%llu",
+              "claim_keys=%llu record_batches=%llu record_keys=%llu claiming=%zu running=%zu "
+              "recording=%zu producing=%zu",
               (unsigned long long)d->n_consumed, (unsigned long long)d->n_completed,
               (unsigned long long)d->n_reemitted, (unsigned long long)d->n_retries,
               (unsigned long long)d->n_dead, (unsigned long long)d->n_dropped,
               (unsigned long long)d->n_unmatched, d->inflight_msgs, d->wait_q.n,
-              (unsigned long long)d->n_held, (unsigned long long)cs, (unsigned long long)ck, (unsigned long long)rs,
-              (unsigned long long)rk);
+              (unsigned long long)d->n_held, (unsigned long long)cs, (unsigned long long)ck,
+              (unsigned long long)rs, (unsigned long long)rk, claiming, running, recording,
+              producing);
 }
 
 /* Jobs that are doing something now (not parked in a backoff wait). */
@@ -2230,6 +2243,10 @@ static int setup(dsp_t *d, char *err, size_t errlen)
                             err, errlen))
         return 2;
     d->shutdown_ms = v;
+    if (weft_config_get_int(d->cfg, "dispatcher.stats_interval_ms", 10000, 100, 3600000, &v, err,
+                            errlen))
+        return 2;
+    d->stats_ms = v;
     if (weft_config_get_int(d->cfg, "dispatcher.ledger_connections", 2, 1, LEDGER_CONNS_MAX, &v,
                             err, errlen))
         return 2;

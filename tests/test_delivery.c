@@ -25,7 +25,8 @@
     "d.backlog.dlq:1 d.swap:1 d.swap.out:1 d.swap.dlq:1"
 #define RUN_SET                                                                                    \
     "dispatcher.shutdown_timeout_ms=10000;kafka.session.timeout.ms=6000;"                          \
-    "kafka.heartbeat.interval.ms=500;dispatcher.max_event_bytes=4096"
+    "kafka.heartbeat.interval.ms=500;dispatcher.max_event_bytes=4096;"                             \
+    "dispatcher.stats_interval_ms=200"
 
 static fx_t fx;
 static pid_t run_pid;
@@ -431,6 +432,70 @@ static void test_memory_bounded_under_backlog(void **state)
     fx_producer_destroy(p);
 }
 
+static int has_input_id(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    return by_header(msgs, n, "ce_weftinputid", ctx) != NULL;
+}
+
+/* The value of " name=" in the line (-1 when absent). */
+static long stat_field(const char *line, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof(key), " %s=", name);
+    const char *at = strstr(line, key);
+    return at ? strtol(at + strlen(key), NULL, 10) : -1;
+}
+
+/* The stats line says where the jobs in flight are: an event whose
+ * function sleeps is counted as running while it runs, and once its
+ * result is out no stage holds anything. */
+static void test_stats_line_shows_where_jobs_wait(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof(path), "%s/run-2.log", fx.state_dir);
+    /* Only the lines written from now on: earlier tests left work. */
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long from = ftell(f);
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_int_equal(
+        fx_produce(p, "d.poison", "k", "stage-1", "t", "{\"fail\":\"sleep-1500\"}", NULL), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    fx_consumer_t *c = fx_consumer_new(&fx, "d.poison.out");
+    fx_msg_t *res = NULL;
+    size_t rn = 0, cap = 0;
+    char want_id[] = "stage-1";
+    fx_consume_until(c, &res, &rn, &cap, has_input_id, want_id, 60000);
+    fx_consumer_destroy(c);
+    assert_non_null(by_header(res, rn, "ce_weftinputid", "stage-1"));
+    usleep(600000); /* a few more stats lines (every 200 ms here) */
+
+    assert_int_equal(fseek(f, from, SEEK_SET), 0);
+    char line[2048];
+    long max_running = 0, stats_lines = 0;
+    long last[4] = {-1, -1, -1, -1};
+    static const char *const stage[4] = {"claiming", "running", "recording", "producing"};
+    while (fgets(line, sizeof(line), f)) {
+        if (!strstr(line, " stats consumed="))
+            continue;
+        stats_lines++;
+        for (int i = 0; i < 4; i++)
+            last[i] = stat_field(line, stage[i]);
+        if (last[1] > max_running)
+            max_running = last[1];
+    }
+    fclose(f);
+    assert_true(stats_lines > 5);
+    /* 1.5 s in the function: several lines saw it running. */
+    assert_int_equal(max_running, 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(last[i], 0);
+    fx_msgs_free(res, rn);
+    fx_producer_destroy(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_hot_reload_adds_a_trigger),
         cmocka_unit_test(test_ordered_trigger_keeps_order_per_key),
         cmocka_unit_test(test_memory_bounded_under_backlog),
+        cmocka_unit_test(test_stats_line_shows_where_jobs_wait),
     };
     return cmocka_run_group_tests_name("delivery", tests, group_setup, group_teardown);
 }

@@ -262,6 +262,14 @@ weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka
     return k;
 }
 
+int weft_kafka_producer_setting(weft_kafka_t *k, const char *key, char *out, size_t len)
+{
+    size_t sz = len;
+    if (rd_kafka_conf_get(rd_kafka_conf(k->producer), key, out, &sz) != RD_KAFKA_CONF_OK)
+        return -1;
+    return 0;
+}
+
 int weft_kafka_flush(weft_kafka_t *k, int timeout_ms)
 {
     rd_kafka_flush(k->producer, timeout_ms);

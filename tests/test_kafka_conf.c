@@ -1,0 +1,97 @@
+/*
+ * test_kafka_conf.c - the settings weft gives its Kafka producer
+ * (kafka.c): linger.ms=0 so a lone result never waits, the idempotent
+ * producer, the user's kafka.* and kafka.producer.* keys winning over
+ * weft's defaults (linger.ms is applied after them and must be re-applied),
+ * and a clear error for a value librdkafka refuses. No broker is needed: a client is created, read
+ * and destroyed before it ever connects.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "kafka.h"
+
+static weft_kafka_t *producer(const char *set, char *err, size_t errlen)
+{
+    weft_config_t *cfg = weft_config_new();
+    assert_non_null(cfg);
+    /* Nothing listens on port 1; the client never needs to reach it. */
+    assert_int_equal(weft_config_set(cfg, "kafka.bootstrap.servers", "127.0.0.1:1"), 0);
+    if (set) {
+        char line[256];
+        snprintf(line, sizeof(line), "%s", set);
+        assert_int_equal(weft_config_parse_line(cfg, line, err, errlen), 0);
+    }
+    weft_kafka_cbs_t cbs = {0};
+    weft_kafka_t *k = weft_kafka_producer_new(cfg, &cbs, err, errlen);
+    weft_config_destroy(cfg);
+    return k;
+}
+
+static void assert_setting(weft_kafka_t *k, const char *key, const char *want)
+{
+    char v[64];
+    assert_int_equal(weft_kafka_producer_setting(k, key, v, sizeof(v)), 0);
+    assert_string_equal(v, want);
+}
+
+static void test_defaults_send_a_lone_result_at_once(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    weft_kafka_t *k = producer(NULL, err, sizeof(err));
+    assert_non_null(k);
+    assert_setting(k, "linger.ms", "0");
+    assert_setting(k, "enable.idempotence", "true");
+    weft_kafka_destroy(k, 0);
+}
+
+static void test_user_settings_win(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    weft_kafka_t *k =
+        producer("kafka.producer.max.in.flight.requests.per.connection = 1", err, sizeof(err));
+    assert_non_null(k);
+    assert_setting(k, "max.in.flight.requests.per.connection", "1");
+    assert_setting(k, "linger.ms", "0");
+    weft_kafka_destroy(k, 0);
+
+    k = producer("kafka.linger.ms = 5", err, sizeof(err));
+    assert_non_null(k);
+    assert_setting(k, "linger.ms", "5");
+    weft_kafka_destroy(k, 0);
+
+    k = producer("kafka.producer.linger.ms = 2", err, sizeof(err));
+    assert_non_null(k);
+    assert_setting(k, "linger.ms", "2");
+    weft_kafka_destroy(k, 0);
+}
+
+static void test_refused_value_names_the_setting(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    /* The idempotent producer allows at most 5. */
+    weft_kafka_t *k =
+        producer("kafka.producer.max.in.flight.requests.per.connection = 6", err, sizeof(err));
+    assert_null(k);
+    assert_non_null(strstr(err, "max.in.flight"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_send_a_lone_result_at_once),
+        cmocka_unit_test(test_user_settings_win),
+        cmocka_unit_test(test_refused_value_names_the_setting),
+    };
+    return cmocka_run_group_tests_name("kafka_conf", tests, NULL, NULL);
+}

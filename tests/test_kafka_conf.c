@@ -2,9 +2,10 @@
  * test_kafka_conf.c - the settings weft gives its Kafka producer
  * (kafka.c): linger.ms=0 so a lone result never waits, the idempotent
  * producer, the user's kafka.* and kafka.producer.* keys winning over
- * weft's defaults (linger.ms is applied after them and must be re-applied),
- * and a clear error for a value librdkafka refuses. No broker is needed: a client is created, read
- * and destroyed before it ever connects.
+ * weft's defaults (linger.ms is applied after them and must be
+ * re-applied), and a clear error for a value librdkafka refuses. No broker
+ * is needed: the settings are read from the created client, and nothing
+ * has to listen on the address it is given.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -265,7 +265,9 @@ weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka
 int weft_kafka_producer_setting(weft_kafka_t *k, const char *key, char *out, size_t len)
 {
     size_t sz = len;
-    if (rd_kafka_conf_get(rd_kafka_conf(k->producer), key, out, &sz) != RD_KAFKA_CONF_OK)
+    /* librdkafka truncates a value that does not fit and says its size */
+    if (rd_kafka_conf_get(rd_kafka_conf(k->producer), key, out, &sz) != RD_KAFKA_CONF_OK ||
+        sz > len)
         return -1;
     return 0;
 }

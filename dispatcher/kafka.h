@@ -39,11 +39,11 @@ int weft_kafka_wake_fd(const weft_kafka_t *k);
 /* A producer only (for CLI commands): kafka.* and kafka.producer.* keys. */
 weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka_cbs_t *cbs,
                                       char *errstr, size_t errlen);
+/* The producer's effective librdkafka setting key, into out: 0, or -1
+ * when librdkafka does not know the key or out is too small for it. */
+int weft_kafka_producer_setting(weft_kafka_t *k, const char *key, char *out, size_t len);
 /* Waits up to timeout_ms for every produced message's delivery report.
  * Returns the number still undelivered. */
-/* The producer's effective librdkafka setting key, into out: 0, or -1
- * when librdkafka does not know the key (or out is too small). */
-int weft_kafka_producer_setting(weft_kafka_t *k, const char *key, char *out, size_t len);
 int weft_kafka_flush(weft_kafka_t *k, int timeout_ms);
 
 int weft_kafka_subscribe(weft_kafka_t *k, const char **topics, size_t n, char *errstr,

@@ -51,6 +51,9 @@ static void test_defaults_send_a_lone_result_at_once(void **state)
     assert_non_null(k);
     assert_setting(k, "linger.ms", "0");
     assert_setting(k, "enable.idempotence", "true");
+    char small[3];
+    assert_int_equal(weft_kafka_producer_setting(k, "enable.idempotence", small, sizeof(small)),
+                     -1);
     weft_kafka_destroy(k, 0);
 }
 

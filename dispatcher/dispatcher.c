@@ -2161,6 +2161,26 @@ static void heartbeat(dsp_t *d)
     weft_buf_free(&b);
 }
 
+/* Where the jobs doing something are now: queued for or in a claim
+ * batch, in a pool, queued for or in a record batch, produced and not yet
+ * acknowledged. Little's law turns them into time: a stage holding N jobs
+ * at R events/s adds N/R seconds. */
+typedef struct stages {
+    size_t claiming, running, recording, producing;
+} stages_t;
+
+static stages_t stages(const dsp_t *d)
+{
+    stages_t s = {d->claim_q.n, 0, d->record_q.n, 0};
+    for (int i = 0; i < d->n_lc; i++)
+        *(d->lc[i].stage == LS_CLAIM ? &s.claiming : &s.recording) += d->lc[i].n;
+    for (fn_pool_t *p = d->pools; p; p = p->next)
+        s.running += weft_pool_inflight(p->pool);
+    for (size_t a = 0; a < d->n_adapters; a++)
+        s.producing += weft_adapter_outq(d->adapters[a]);
+    return s;
+}
+
 static void stats(dsp_t *d, int force)
 {
     uint64_t now = now_ms();
@@ -2168,21 +2188,12 @@ static void stats(dsp_t *d, int force)
         return;
     d->stats_at = now;
     uint64_t cs = 0, ck = 0, rs = 0, rk = 0;
-    /* Where the jobs in flight are now: queued for or in a claim batch,
-     * in a pool, queued for or in a record batch, produced and not yet
-     * acknowledged. Little's law turns them into time: a stage holding
-     * N jobs at R events/s adds N/R seconds. */
-    size_t claiming = d->claim_q.n, recording = d->record_q.n, running = 0, producing = 0;
     for (int i = 0; i < d->n_lc; i++) {
         const lconn_t *lc = &d->lc[i];
         *(lc->stage == LS_CLAIM ? &cs : &rs) += lc->n_stmts;
         *(lc->stage == LS_CLAIM ? &ck : &rk) += lc->n_keys;
-        *(lc->stage == LS_CLAIM ? &claiming : &recording) += lc->n;
     }
-    for (fn_pool_t *p = d->pools; p; p = p->next)
-        running += weft_pool_inflight(p->pool);
-    for (size_t a = 0; a < d->n_adapters; a++)
-        producing += weft_adapter_outq(d->adapters[a]);
+    stages_t st = stages(d);
     weft_info("stats consumed=%llu completed=%llu reemitted=%llu retries=%llu dead=%llu "
               "dropped=%llu unmatched=%llu inflight=%zu waiting=%zu held=%llu claim_batches=%llu "
               "claim_keys=%llu record_batches=%llu record_keys=%llu claiming=%zu running=%zu "
@@ -2192,23 +2203,15 @@ static void stats(dsp_t *d, int force)
               (unsigned long long)d->n_dead, (unsigned long long)d->n_dropped,
               (unsigned long long)d->n_unmatched, d->inflight_msgs, d->wait_q.n,
               (unsigned long long)d->n_held, (unsigned long long)cs, (unsigned long long)ck,
-              (unsigned long long)rs, (unsigned long long)rk, claiming, running, recording,
-              producing);
+              (unsigned long long)rs, (unsigned long long)rk, st.claiming, st.running, st.recording,
+              st.producing);
 }
 
 /* Jobs that are doing something now (not parked in a backoff wait). */
 static size_t busy_jobs(const dsp_t *d)
 {
-    size_t in_pools = 0;
-    for (fn_pool_t *p = d->pools; p; p = p->next)
-        in_pools += weft_pool_inflight(p->pool);
-    size_t outq = 0;
-    for (size_t a = 0; a < d->n_adapters; a++)
-        outq += weft_adapter_outq(d->adapters[a]);
-    size_t in_ledger = 0;
-    for (int i = 0; i < d->n_lc; i++)
-        in_ledger += d->lc[i].n;
-    return in_pools + d->claim_q.n + d->record_q.n + in_ledger + outq;
+    stages_t st = stages(d);
+    return st.claiming + st.running + st.recording + st.producing;
 }
 
 /* ---- setup and the loop ------------------------------------------------ */

@@ -60,23 +60,22 @@ static void test_defaults_send_a_lone_result_at_once(void **state)
 static void test_user_settings_win(void **state)
 {
     (void)state;
-    char err[512] = "";
-    weft_kafka_t *k =
-        producer("kafka.producer.max.in.flight.requests.per.connection = 1", err, sizeof(err));
-    assert_non_null(k);
-    assert_setting(k, "max.in.flight.requests.per.connection", "1");
-    assert_setting(k, "linger.ms", "0");
-    weft_kafka_destroy(k, 0);
-
-    k = producer("kafka.linger.ms = 5", err, sizeof(err));
-    assert_non_null(k);
-    assert_setting(k, "linger.ms", "5");
-    weft_kafka_destroy(k, 0);
-
-    k = producer("kafka.producer.linger.ms = 2", err, sizeof(err));
-    assert_non_null(k);
-    assert_setting(k, "linger.ms", "2");
-    weft_kafka_destroy(k, 0);
+    /* A setting of the user's, the key to read back, and what it must say;
+     * linger.ms is weft's default and is applied after the user's keys. */
+    static const char *const cases[][3] = {
+        {"kafka.producer.max.in.flight.requests.per.connection = 1",
+         "max.in.flight.requests.per.connection", "1"},
+        {"kafka.producer.max.in.flight.requests.per.connection = 1", "linger.ms", "0"},
+        {"kafka.linger.ms = 5", "linger.ms", "5"},
+        {"kafka.producer.linger.ms = 2", "linger.ms", "2"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[512] = "";
+        weft_kafka_t *k = producer(cases[i][0], err, sizeof(err));
+        assert_non_null(k);
+        assert_setting(k, cases[i][1], cases[i][2]);
+        weft_kafka_destroy(k, 0);
+    }
 }
 
 static void test_refused_value_names_the_setting(void **state)

@@ -62,6 +62,7 @@
 #include "hash.h"
 #include "json.h"
 #include "broker.h"
+#include "latency.h"
 #include "ledger.h"
 #include "log.h"
 #include "nats.h"
@@ -85,6 +86,7 @@ typedef struct msg {
     char *key;
     int generation; /* ledger generation: 0, or a replay's (weft-generation) */
     int pending;
+    uint64_t consumed_us; /* monotonic */
 } msg_t;
 
 typedef enum {
@@ -140,6 +142,8 @@ typedef struct job {
     struct job *next;      /* queue link */
     struct job *all_prev, *all_next; /* every live job, for teardown */
     struct job *hnext;     /* active table chain */
+    uint64_t born_us;      /* consumed (monotonic µs) */
+    uint64_t stage_us;     /* entered its current timed stage */
 } job_t;
 
 typedef struct jq {
@@ -196,6 +200,14 @@ typedef struct lconn {
     weft_claim_mode_t claim_mode;
 } lconn_t;
 
+/* The stages the stats line times: how long the jobs that left each one
+ * during the interval spent in it. AGE is an event's age when consumed
+ * (now against its broker timestamp); TOTAL runs from consumption to the
+ * end of the job. */
+typedef enum { T_AGE, T_CLAIM, T_RUN, T_RECORD, T_PRODUCE, T_TOTAL, T_N } timed_t;
+static const char *const timed_name[T_N] = {"age_ms",    "claim_ms",   "run_ms",
+                                            "record_ms", "produce_ms", "total_ms"};
+
 typedef struct dsp {
     weft_config_t *cfg;
     int epfd;
@@ -234,6 +246,7 @@ typedef struct dsp {
     uint64_t n_consumed, n_completed, n_reemitted, n_dead, n_retries, n_dropped, n_unmatched;
     uint64_t stats_at;
     int64_t stats_ms; /* dispatcher.stats_interval_ms */
+    weft_lat_t lat[T_N];
     uint64_t heartbeat_at;
     char host[256];
     /* sagas: deadline checks and re-publication of unacknowledged events */
@@ -249,6 +262,19 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The job left its timed stage at `now`. */
+static void stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now)
+{
+    weft_lat_add(&d->lat[t], now - j->stage_us);
 }
 
 /* The time now, to the millisecond, as ce_time wants it. Results come
@@ -295,6 +321,14 @@ static job_t *jq_pop(jq_t *q)
         j->next = NULL;
     }
     return j;
+}
+
+/* Queues the job for a claim batch; its claim time starts now. */
+static void claim_enqueue(dsp_t *d, job_t *j)
+{
+    j->state = J_CLAIM;
+    j->stage_us = now_us();
+    jq_push(&d->claim_q, j);
 }
 
 static size_t hash_str(const char *s)
@@ -392,12 +426,12 @@ static void job_free(dsp_t *d, job_t *j)
  * let the next event of its ordering key go. */
 static void job_terminal(dsp_t *d, job_t *j)
 {
+    weft_lat_add(&d->lat[T_TOTAL], now_us() - j->born_us);
     active_del(d, j);
     if (j->okey) {
         job_t *next = j->order_next;
         if (next) {
-            next->state = J_CLAIM;
-            jq_push(&d->claim_q, next);
+            claim_enqueue(d, next);
         } else {
             ochain_t **pp = order_find(d, j->okey);
             ochain_t *c = *pp;
@@ -551,6 +585,7 @@ static void job_emit(dsp_t *d, job_t *j)
     j->emit_pending = 0;
     free(j->emit_err);
     j->emit_err = NULL;
+    j->stage_us = now_us();
 
     if (j->rec == WEFT_REC_COMPLETED && t->result_topic) {
         topic = t->result_topic;
@@ -677,6 +712,7 @@ static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err);
 /* Everything the job produced was acknowledged. */
 static void job_emitted(dsp_t *d, job_t *j)
 {
+    stage_done(d, j, T_PRODUCE, now_us());
     if (j->rec == WEFT_REC_DEAD) {
         d->n_dead++;
         weft_warn("dead-lettered trigger=%s topic=%s partition=%d offset=%lld reason=%s "
@@ -843,6 +879,7 @@ static void job_record(dsp_t *d, job_t *j)
         set_str(&j->reason, "max_attempts");
     }
     j->state = J_RECORD;
+    j->stage_us = now_us();
     jq_push(&d->record_q, j);
 }
 
@@ -863,6 +900,7 @@ static void job_invoke(dsp_t *d, job_t *j)
     } else if (weft_pool_submit(fp->pool, j->msg->env.ce, j->trig->name, (uint32_t)j->attempts,
                                 j, err, sizeof(err)) == 0) {
         j->state = J_RUNNING;
+        j->stage_us = now_us();
         return;
     }
     /* Treated like a crashed attempt: retried, then dead-lettered. */
@@ -877,6 +915,7 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
     dsp_t *d = ctx;
     job_t *j = opaque;
     char err[1200];
+    stage_done(d, j, T_RUN, now_us());
     switch (out->kind) {
     case WEFT_OUTCOME_OK:
         j->rec = WEFT_REC_COMPLETED;
@@ -1491,7 +1530,9 @@ static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size
     }
     lc->n = 0;
     int all_won = 1;
+    uint64_t now = now_us();
     for (size_t i = 0; i < n; i++) {
+        stage_done(d, lc->jobs[i], T_CLAIM, now);
         all_won &= res[i].kind == WEFT_CLAIM_RUN;
         claim_outcome(d, lc->jobs[i], &res[i]);
         weft_claim_res_clear(&res[i]);
@@ -1597,8 +1638,10 @@ static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, siz
     if (weft_ledger_record_result(r, n, res, err, errlen) != 0)
         return -1;
     lc->n = 0;
+    uint64_t now = now_us();
     for (size_t i = 0; i < n; i++) {
         job_t *j = lc->jobs[i];
+        stage_done(d, j, T_RECORD, now);
         if (!res[i].applied) {
             /* Our lease ran out and someone else owns the key now:
              * ask the ledger again rather than emit our outcome. */
@@ -1606,8 +1649,7 @@ static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, siz
                       "offset=%lld",
                       j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
                       (long long)j->msg->km.offset);
-            j->state = J_CLAIM;
-            jq_push(&d->claim_q, j);
+            claim_enqueue(d, j);
             continue;
         }
         weft_fmt_copy(j->first_failure, sizeof(j->first_failure), res[i].first_failure);
@@ -1688,6 +1730,7 @@ static job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
     j->cat = d->cat;
     weft_catalog_ref(d->cat);
     j->generation = m->generation;
+    j->born_us = m->consumed_us;
     ((weft_trigger_t *)t)->inflight++;
     j->all_next = d->all_jobs;
     if (d->all_jobs)
@@ -1740,8 +1783,7 @@ static void admit_job(dsp_t *d, job_t *j)
             weft_error("out of memory ordering trigger=%s", j->trig->name);
         }
     }
-    j->state = J_CLAIM;
-    jq_push(&d->claim_q, j);
+    claim_enqueue(d, j);
 }
 
 
@@ -1798,6 +1840,13 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
     m->km = *km;
     m->bk = bk;
     m->finish = WEFT_FINISH_ACK;
+    m->consumed_us = now_us();
+    if (km->timestamp_ms > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t age = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - km->timestamp_ms;
+        weft_lat_add(&d->lat[T_AGE], age > 0 ? (uint64_t)age * 1000 : 0);
+    }
     d->inflight_msgs++;
     m->pending = 1; /* held until every job is admitted */
 
@@ -1986,8 +2035,7 @@ static uint64_t run_waits(dsp_t *d)
         } else if (j->after_wait == ACT_SAGA) {
             emit_outcome(d, j);
         } else {
-            j->state = J_CLAIM;
-            jq_push(&d->claim_q, j);
+            claim_enqueue(d, j);
         }
     }
     d->wait_q = keep;
@@ -2194,17 +2242,27 @@ static void stats(dsp_t *d, int force)
         *(lc->stage == LS_CLAIM ? &ck : &rk) += lc->n_keys;
     }
     stages_t st = stages(d);
+    /* " age_ms=p50/p99/max ..." for the jobs that left each stage since
+     * the last line */
+    char timed[T_N * 64], *at = timed;
+    for (int t = 0; t < T_N; t++) {
+        at += snprintf(at, 24, " %s=", timed_name[t]);
+        int w = weft_lat_fmt(&d->lat[t], at, 40);
+        at += w > 0 ? w : 0;
+        weft_lat_reset(&d->lat[t]);
+    }
+    *at = '\0';
     weft_info("stats consumed=%llu completed=%llu reemitted=%llu retries=%llu dead=%llu "
               "dropped=%llu unmatched=%llu inflight=%zu waiting=%zu held=%llu claim_batches=%llu "
               "claim_keys=%llu record_batches=%llu record_keys=%llu claiming=%zu running=%zu "
-              "recording=%zu producing=%zu",
+              "recording=%zu producing=%zu%s",
               (unsigned long long)d->n_consumed, (unsigned long long)d->n_completed,
               (unsigned long long)d->n_reemitted, (unsigned long long)d->n_retries,
               (unsigned long long)d->n_dead, (unsigned long long)d->n_dropped,
               (unsigned long long)d->n_unmatched, d->inflight_msgs, d->wait_q.n,
               (unsigned long long)d->n_held, (unsigned long long)cs, (unsigned long long)ck,
               (unsigned long long)rs, (unsigned long long)rk, st.claiming, st.running, st.recording,
-              st.producing);
+              st.producing, timed);
 }
 
 /* Jobs that are doing something now (not parked in a backoff wait). */

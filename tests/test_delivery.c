@@ -446,9 +446,34 @@ static long stat_field(const char *line, const char *name)
     return at ? strtol(at + strlen(key), NULL, 10) : -1;
 }
 
+/* Part `which` (0 p50, 1 p99, 2 max) of " name=p50/p99/max" in
+ * milliseconds; -1 when the field is absent, -2 when it is "-" (nothing
+ * measured in the interval). */
+static double stat_ms(const char *line, const char *name, int which)
+{
+    char key[64];
+    snprintf(key, sizeof(key), " %s=", name);
+    const char *at = strstr(line, key);
+    if (!at)
+        return -1;
+    at += strlen(key);
+    if (*at == '-')
+        return -2;
+    for (int i = 0; i < which; i++) {
+        at = strchr(at, '/');
+        if (!at)
+            return -1;
+        at++;
+    }
+    return strtod(at, NULL);
+}
+
 /* The stats line says where the jobs in flight are: an event whose
  * function sleeps is counted as running while it runs, and once its
- * result is out no stage holds anything. */
+ * result is out no stage holds anything. It also says how long the jobs
+ * that left each stage in the interval spent there: the sleep shows in
+ * `run_ms` and `total_ms`, and an interval in which nothing ran says
+ * "-". */
 static void test_stats_line_shows_where_jobs_wait(void **state)
 {
     (void)state;
@@ -473,10 +498,14 @@ static void test_stats_line_shows_where_jobs_wait(void **state)
     usleep(600000); /* a few more stats lines (every 200 ms here) */
 
     assert_int_equal(fseek(f, from, SEEK_SET), 0);
-    char line[2048];
+    char line[4096];
     long max_running = 0, stats_lines = 0;
     long last[4] = {-1, -1, -1, -1};
     static const char *const stage[4] = {"claiming", "running", "recording", "producing"};
+    /* the most each timed stage reported, and its last value */
+    static const char *const timed[6] = {"age_ms",    "claim_ms",   "run_ms",
+                                         "record_ms", "produce_ms", "total_ms"};
+    double most[6] = {-1, -1, -1, -1, -1, -1}, last_ms[6] = {0};
     while (fgets(line, sizeof(line), f)) {
         if (!strstr(line, " stats consumed="))
             continue;
@@ -485,6 +514,12 @@ static void test_stats_line_shows_where_jobs_wait(void **state)
             last[i] = stat_field(line, stage[i]);
         if (last[1] > max_running)
             max_running = last[1];
+        for (int i = 0; i < 6; i++) {
+            last_ms[i] = stat_ms(line, timed[i], 2);
+            assert_true(last_ms[i] != -1); /* always present */
+            if (last_ms[i] > most[i])
+                most[i] = last_ms[i];
+        }
     }
     fclose(f);
     assert_true(stats_lines > 5);
@@ -492,6 +527,18 @@ static void test_stats_line_shows_where_jobs_wait(void **state)
     assert_int_equal(max_running, 1);
     for (int i = 0; i < 4; i++)
         assert_int_equal(last[i], 0);
+    print_message("most per stage (ms): age %.2f claim %.2f run %.1f record %.2f produce %.2f "
+                  "total %.1f\n",
+                  most[0], most[1], most[2], most[3], most[4], most[5]);
+    /* Every stage timed the event; the sleep is in run and total only. */
+    for (int i = 0; i < 6; i++)
+        assert_true(most[i] >= 0);
+    assert_true(most[2] >= 1500 && most[2] < 3000);
+    assert_true(most[5] >= most[2]);
+    assert_true(most[1] < 1500 && most[3] < 1500 && most[4] < 1500);
+    assert_true(most[0] < 5000); /* consumed within seconds of its publication */
+    /* The last interval ran nothing: its line says so. */
+    assert_true(last_ms[2] == -2);
     fx_msgs_free(res, rn);
     fx_producer_destroy(p);
 }

@@ -133,6 +133,18 @@ static int k_wake_fd(weft_adapter_t *a)
 static int k_sync(weft_adapter_t *a, const weft_catalog_t *cat, char *errstr, size_t errlen)
 {
     kadapter_t *ka = (kadapter_t *)a;
+    /* Ask for the metadata of the topics results and dead letters go to
+     * now, not when the first one is produced. */
+    for (size_t i = 0; i < cat->n_trigs; i++) {
+        const weft_trigger_t *t = &cat->trigs[i];
+        if (t->result_topic && t->result_broker == WEFT_BROKER_KAFKA &&
+            weft_kafka_producer_prepare(ka->k, t->result_topic) != 0)
+            weft_warn("cannot prepare result topic=%s trigger=%s", t->result_topic, t->name);
+        if (t->dead_letter_topic && t->dead_letter_broker == WEFT_BROKER_KAFKA &&
+            weft_kafka_producer_prepare(ka->k, t->dead_letter_topic) != 0)
+            weft_warn("cannot prepare dead-letter topic=%s trigger=%s", t->dead_letter_topic,
+                      t->name);
+    }
     const char *topics[512];
     size_t n = weft_catalog_topics(cat, WEFT_BROKER_KAFKA, topics, 512);
     int same = n == ka->n_topics;

@@ -21,7 +21,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "log.h"
+
+/* The producer's handles of the topics it produces to, made once each. */
+#define KTOPIC_BUCKETS 64
+typedef struct ktopic {
+    rd_kafka_topic_t *rkt;
+    struct ktopic *next;
+    char name[]; /* the handle's topic */
+} ktopic_t;
 
 struct weft_kafka {
     rd_kafka_t *consumer;
@@ -32,6 +41,7 @@ struct weft_kafka {
     weft_kafka_cbs_t cbs;
     int subscribed;
     int closed;
+    ktopic_t *topics[KTOPIC_BUCKETS];
 };
 
 typedef struct set_ctx {
@@ -458,6 +468,38 @@ int weft_kafka_store(weft_kafka_t *k, const char *topic, int32_t partition, int6
     return 0;
 }
 
+/* The producer's handle of a topic, made on first use (NULL: no memory,
+ * or librdkafka refused the name). Making it with rd_kafka_topic_new asks
+ * the cluster for the topic's metadata at once. Producing by name alone
+ * (RD_KAFKA_V_TOPIC) makes the topic inside librdkafka without asking:
+ * its first message then waits for the next topic scan, once a second,
+ * before the topic's partitions are known. */
+static rd_kafka_topic_t *producer_topic(weft_kafka_t *k, const char *topic)
+{
+    ktopic_t **pp = &k->topics[weft_fnv1a_str(WEFT_FNV1A_INIT, topic) & (KTOPIC_BUCKETS - 1)];
+    for (ktopic_t *t = *pp; t; t = t->next)
+        if (strcmp(t->name, topic) == 0)
+            return t->rkt;
+    size_t len = strlen(topic);
+    ktopic_t *t = malloc(sizeof(*t) + len + 1);
+    if (!t)
+        return NULL;
+    t->rkt = rd_kafka_topic_new(k->producer, topic, NULL);
+    if (!t->rkt) {
+        free(t);
+        return NULL;
+    }
+    memcpy(t->name, topic, len + 1);
+    t->next = *pp;
+    *pp = t;
+    return t->rkt;
+}
+
+int weft_kafka_producer_prepare(weft_kafka_t *k, const char *topic)
+{
+    return producer_topic(k, topic) ? 0 : -1;
+}
+
 int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size_t key_len,
                        const void *value, size_t len, const weft_header_t *hdrs, size_t n_hdrs,
                        void *msg_opaque, int *retriable, char *errstr, size_t errlen)
@@ -467,8 +509,15 @@ int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size
     for (size_t i = 0; i < n_hdrs; i++) {
         rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
     }
+    rd_kafka_topic_t *rkt = producer_topic(k, topic);
+    if (!rkt) {
+        rd_kafka_headers_destroy(h);
+        snprintf(errstr, errlen, "no producer topic handle for topic=%s: %s", topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        k->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+        k->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
         RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
     if (err) {
@@ -538,6 +587,13 @@ void weft_kafka_destroy(weft_kafka_t *k, int timeout_ms)
         rd_kafka_queue_destroy(k->cq);
     if (k->pq)
         rd_kafka_queue_destroy(k->pq);
+    for (size_t b = 0; b < KTOPIC_BUCKETS; b++) {
+        for (ktopic_t *t = k->topics[b], *next; t; t = next) {
+            next = t->next;
+            rd_kafka_topic_destroy(t->rkt);
+            free(t);
+        }
+    }
     if (k->consumer)
         rd_kafka_destroy(k->consumer);
     if (k->producer)

@@ -42,6 +42,11 @@ weft_kafka_t *weft_kafka_producer_new(const weft_config_t *cfg, const weft_kafka
 /* The producer's effective librdkafka setting key, into out: 0, or -1
  * when librdkafka does not know the key or out is too small for it. */
 int weft_kafka_producer_setting(weft_kafka_t *k, const char *key, char *out, size_t len);
+/* Makes the producer's handle of a topic it will produce to, so the
+ * topic's metadata is asked for now rather than with its first message
+ * (weft_kafka_produce makes the handle itself otherwise). 0, or -1 when
+ * librdkafka refuses the name or memory runs out. */
+int weft_kafka_producer_prepare(weft_kafka_t *k, const char *topic);
 /* Waits up to timeout_ms for every produced message's delivery report.
  * Returns the number still undelivered. */
 int weft_kafka_flush(weft_kafka_t *k, int timeout_ms);

@@ -269,6 +269,14 @@ static uint64_t now_ms(void)
     return now_us() / 1000;
 }
 
+/* Wall-clock milliseconds, as broker timestamps count them. */
+static int64_t realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* The job left its timed stage at `now`. */
 static void stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now)
 {
@@ -1152,10 +1160,7 @@ static int event_expired(const job_t *j)
 {
     if (j->trig->max_event_age_ms <= 0 || j->msg->km.timestamp_ms <= 0)
         return 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    return now - j->msg->km.timestamp_ms > j->trig->max_event_age_ms;
+    return realtime_ms() - j->msg->km.timestamp_ms > j->trig->max_event_age_ms;
 }
 
 static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
@@ -1840,9 +1845,7 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
     m->finish = WEFT_FINISH_ACK;
     m->consumed_us = now_us();
     if (km->timestamp_ms > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t age = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - km->timestamp_ms;
+        int64_t age = realtime_ms() - km->timestamp_ms;
         weft_lat_add(&d->lat[T_AGE], age > 0 ? (uint64_t)age * 1000 : 0);
     }
     d->inflight_msgs++;

@@ -505,16 +505,15 @@ int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size
                        void *msg_opaque, int *retriable, char *errstr, size_t errlen)
 {
     *retriable = 0;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(n_hdrs);
-    for (size_t i = 0; i < n_hdrs; i++) {
-        rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
-    }
     rd_kafka_topic_t *rkt = producer_topic(k, topic);
     if (!rkt) {
-        rd_kafka_headers_destroy(h);
         snprintf(errstr, errlen, "no producer topic handle for topic=%s: %s", topic,
                  rd_kafka_err2str(rd_kafka_last_error()));
         return -1;
+    }
+    rd_kafka_headers_t *h = rd_kafka_headers_new(n_hdrs);
+    for (size_t i = 0; i < n_hdrs; i++) {
+        rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
     }
     rd_kafka_resp_err_t err = rd_kafka_producev(
         k->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),

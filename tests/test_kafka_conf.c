@@ -3,7 +3,8 @@
  * (kafka.c): linger.ms=0 so a lone result never waits, the idempotent
  * producer, the user's kafka.* and kafka.producer.* keys winning over
  * weft's defaults (linger.ms is applied after them and must be
- * re-applied), and a clear error for a value librdkafka refuses. No broker
+ * re-applied), and clear errors for a value or a topic name librdkafka
+ * refuses. No broker
  * is needed: the settings are read from the created client, and nothing
  * has to listen on the address it is given. The one test that produces
  * (the first message to a new topic) runs against librdkafka's own
@@ -157,6 +158,28 @@ static void test_first_message_to_a_new_topic_is_not_held(void **state)
     weft_kafka_destroy(k, 1000);
 }
 
+/* A topic name librdkafka refuses (longer than its 512 bytes) is an error
+ * that names the topic and is not marked retriable. */
+static void test_refused_topic_name_is_a_clear_error(void **state)
+{
+    (void)state;
+    char err[1024] = "";
+    weft_kafka_t *k = producer(NULL, err, sizeof(err));
+    assert_non_null(k);
+    char topic[601];
+    memset(topic, 't', sizeof(topic) - 1);
+    topic[sizeof(topic) - 1] = '\0';
+    int retriable = 1;
+    err[0] = '\0';
+    assert_int_equal(
+        weft_kafka_produce(k, topic, "k", 1, "v", 1, NULL, 0, NULL, &retriable, err, sizeof(err)),
+        -1);
+    assert_int_equal(retriable, 0);
+    assert_non_null(strstr(err, "topic=tttt"));
+    assert_non_null(strstr(err, "Invalid argument"));
+    weft_kafka_destroy(k, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_user_settings_win),
         cmocka_unit_test(test_refused_value_names_the_setting),
         cmocka_unit_test(test_first_message_to_a_new_topic_is_not_held),
+        cmocka_unit_test(test_refused_topic_name_is_a_clear_error),
     };
     return cmocka_run_group_tests_name("kafka_conf", tests, NULL, NULL);
 }

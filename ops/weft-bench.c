@@ -1172,6 +1172,10 @@ static natsConnection *js_connect(jsCtx **js)
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = 4096;
+    /* With 4,096 unacknowledged a publish waits for an ack, by default
+     * only 200 ms: nats-server syncing its file store on a busy machine
+     * took longer once and ended a full run in the JetStream preload. */
+    jo.PublishAsync.StallWait = 30000;
     if (natsConnection_ConnectTo(&nc, fx.nats) != NATS_OK ||
         natsConnection_JetStream(js, nc, &jo) != NATS_OK)
         die("cannot connect to nats-server at %s: %s", fx.nats, nats_GetLastError(NULL));

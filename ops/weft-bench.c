@@ -191,6 +191,38 @@ static uint64_t proc_cpu_us(pid_t pid)
     return proc_stat(pid, NULL, &us) == 0 ? us : 0;
 }
 
+/* The whole machine's CPU time from /proc/stat's first line, in clock
+ * ticks: busy (everything but idle and iowait) and in all. */
+typedef struct {
+    uint64_t busy, all;
+} machine_cpu_t;
+
+static machine_cpu_t machine_cpu(void)
+{
+    machine_cpu_t m = {0, 0};
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                    &v[4], &v[5], &v[6], &v[7]) == 8) {
+        for (int i = 0; i < 8; i++)
+            m.all += v[i];
+        m.busy = m.all - v[3] - v[4];
+    }
+    if (f)
+        fclose(f);
+    return m;
+}
+
+/* Cores kept busy since `from`, on average, by every process together. */
+static double machine_busy_cores(machine_cpu_t from)
+{
+    machine_cpu_t to = machine_cpu();
+    if (to.all <= from.all)
+        return NAN;
+    return (double)(to.busy - from.busy) / (double)(to.all - from.all) *
+           (double)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 /* CPU of the stack's PostgreSQL: the postmaster, its live children and
  * the children it has reaped (a backend that disconnected, an autovacuum
  * worker that finished), so the sum never goes down between two reads. */
@@ -539,6 +571,7 @@ typedef struct row {
     double p50, p99, p999; /* ms; NAN when not measured */
     double offered;        /* latency runs: offered events/s */
     long lat_n;
+    double busy; /* latency runs: cores busy on the whole machine; NAN when not measured */
 } row_t;
 
 static row_t rows[16];
@@ -553,6 +586,7 @@ static row_t *row_add(const char *name, const char *what)
     r->p50 = r->p99 = r->p999 = NAN;
     r->disp_cpu_us = r->pg_cpu_us = NAN;
     r->rss_kib = -1;
+    r->busy = NAN;
     return r;
 }
 
@@ -878,6 +912,7 @@ static void latency_run(const char *in, const char *out, const char *prefix, dou
             die("latency %s: the collector did not reach the end of %s in 30 s", prefix, out);
         usleep(10000);
     }
+    machine_cpu_t m0 = machine_cpu();
     uint64_t t0 = now_us();
     for (long i = 0; i < n; i++) {
         uint64_t due = t0 + (uint64_t)((double)i * 1e6 / rate);
@@ -897,6 +932,7 @@ static void latency_run(const char *in, const char *out, const char *prefix, dou
     long deadline_wait = 0;
     while (atomic_load(&c->n_lat) < n && deadline_wait++ < 1500)
         usleep(20000);
+    r->busy = machine_busy_cores(m0);
     long k = atomic_load(&c->n_lat);
     qsort(c->lat_us, (size_t)k, sizeof(uint64_t), cmp_u64);
     r->offered = rate;
@@ -1467,15 +1503,16 @@ static row_t *ceiling_for(const row_t *r)
 static void print_table(void)
 {
     row_t *fork_r = row_find("fork-exec");
-    printf("\n%-13s %10s %9s %8s %8s %9s %9s %8s %8s %8s %8s  %s\n", "run", "events/s", "vs ceil",
-           "vs fork", "events", "seconds", "cpu/ev", "pg/ev", "p50", "p99", "p99.9", "RSS");
-    printf("%-13s %10s %9s %8s %8s %9s %9s %8s %8s %8s %8s  %s\n", "", "", "", "", "", "",
-           "(us)", "(us)", "(ms)", "(ms)", "(ms)", "(MiB)");
+    printf("\n%-13s %10s %9s %8s %8s %9s %9s %8s %8s %8s %8s %6s  %s\n", "run", "events/s",
+           "vs ceil", "vs fork", "events", "seconds", "cpu/ev", "pg/ev", "p50", "p99", "p99.9",
+           "busy", "RSS");
+    printf("%-13s %10s %9s %8s %8s %9s %9s %8s %8s %8s %8s %6s  %s\n", "", "", "", "", "", "",
+           "(us)", "(us)", "(ms)", "(ms)", "(ms)", "(core)", "(MiB)");
     for (int i = 0; i < n_rows; i++) {
         row_t *r = &rows[i];
         row_t *ceil_r = ceiling_for(r);
-        char eps[32] = "-", vc[32] = "-", vf[32] = "-", cpu[32] = "-", pg[32] = "-",
-             p50[32] = "-", p99[32] = "-", p999[32] = "-", rss[32] = "-", secs[32] = "-";
+        char eps[32] = "-", vc[32] = "-", vf[32] = "-", cpu[32] = "-", pg[32] = "-", p50[32] = "-",
+             p99[32] = "-", p999[32] = "-", rss[32] = "-", secs[32] = "-", busy[32] = "-";
         if (r->eps > 0)
             snprintf(eps, sizeof(eps), "%.0f", r->eps);
         else if (r->offered > 0)
@@ -1497,8 +1534,10 @@ static void print_table(void)
         }
         if (r->rss_kib >= 0)
             snprintf(rss, sizeof(rss), "%.1f", (double)r->rss_kib / 1024.0);
-        printf("%-13s %10s %9s %8s %8ld %9s %9s %8s %8s %8s %8s  %s\n", r->name, eps, vc, vf,
-               r->events, secs, cpu, pg, p50, p99, p999, rss);
+        if (!isnan(r->busy))
+            snprintf(busy, sizeof(busy), "%.2f", r->busy);
+        printf("%-13s %10s %9s %8s %8ld %9s %9s %8s %8s %8s %8s %6s  %s\n", r->name, eps, vc, vf,
+               r->events, secs, cpu, pg, p50, p99, p999, busy, rss);
     }
     printf("\n");
     for (int i = 0; i < n_rows; i++)
@@ -1506,9 +1545,12 @@ static void print_table(void)
     printf("  (events/s in parentheses: the offered load of a latency run)\n"
            "  cpu/ev: CPU of the dispatcher (for the ceiling: of the passthrough) per event;\n"
            "  pg/ev: CPU of all PostgreSQL processes per event; RSS: peak (VmHWM).\n"
+           "  busy: cores kept busy on the whole machine (every process) during a\n"
+           "  latency run, out of %d.\n"
            "  %d cores; partitions per input topic: %d (latency topics: %d); workers per\n"
            "  no-op pool: %d.\n",
-           (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.lat_partitions, opt.pool_size);
+           (int)sysconf(_SC_NPROCESSORS_ONLN), (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions,
+           opt.lat_partitions, opt.pool_size);
 }
 
 static void json_num(const char *k, double v, int last)
@@ -1542,6 +1584,7 @@ static void print_json(void)
         json_num("p50_ms", r->p50, 0);
         json_num("p99_ms", r->p99, 0);
         json_num("p999_ms", r->p999, 0);
+        json_num("machine_busy_cores", r->busy, 0);
         json_num("peak_rss_mib", r->rss_kib >= 0 ? (double)r->rss_kib / 1024.0 : NAN, 1);
         printf("}");
     }

@@ -832,6 +832,31 @@ int fx_pg_up(const fx_t *fx)
     return fx_stack_cmd(fx, "pg-up");
 }
 
+int fx_kafka_fresh(fx_t *fx, const char *topics)
+{
+    if (fx_stack_cmd(fx, "kafka-down") != 0)
+        return -1;
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "WEFT_STATE_DIR='%s' WEFT_BUILD_DIR='%s/..' WEFT_MOCK_TOPICS='%s' "
+             "'%s/ops/stack' up >>'%s/stack.out' 2>&1",
+             fx->state_dir, fx->bin_dir, topics, fx->src_dir, fx->state_dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "ops/stack up (a fresh mock broker) failed, see %s/stack.out\n",
+                fx->state_dir);
+        return -1;
+    }
+    char envf[512], brokers[sizeof(fx->brokers)] = "";
+    snprintf(envf, sizeof(envf), "%s/stack.env", fx->state_dir);
+    read_env_value(envf, "WEFT_KAFKA_BROKERS", brokers, sizeof(brokers));
+    if (!brokers[0]) {
+        fprintf(stderr, "stack.env has no WEFT_KAFKA_BROKERS after a fresh mock broker\n");
+        return -1;
+    }
+    snprintf(fx->brokers, sizeof(fx->brokers), "%s", brokers);
+    return 0;
+}
+
 /* ---- results of numbered inputs ------------------------------------------ */
 
 void fx_seen_init(fx_seen_t *s, const char *pfx, int count, int check_msg_id)

@@ -143,5 +143,8 @@ int fx_nats_up(const fx_t *fx);
 /* Stops PostgreSQL / starts it again on its port with its data. */
 int fx_pg_down(const fx_t *fx);
 int fx_pg_up(const fx_t *fx);
+/* Replaces the mock Kafka cluster with a new, empty one holding `topics`
+ * (as for fx_up), on a new address: fx->brokers is updated. 0 or -1. */
+int fx_kafka_fresh(fx_t *fx, const char *topics);
 
 #endif

@@ -418,6 +418,37 @@ static void test_failures_reach_the_dead_letter_topic(void **state)
     fx_producer_destroy(p);
 }
 
+/* `ops/stack kafka-down` then `up` (fx_kafka_fresh; ops/bench does it
+ * between runs): a new, empty cluster on a new address, with the same
+ * topics, that takes events at once. Last: it replaces the broker. */
+static void test_a_fresh_mock_broker_is_empty_with_the_same_topics(void **state)
+{
+    (void)state;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_int_equal(fx_produce(p, "f.in", "k", "before-1", "e2e.item", "{}", NULL), 0);
+    fx_producer_destroy(p);
+    char old[sizeof(fx.brokers)];
+    snprintf(old, sizeof(old), "%s", fx.brokers);
+
+    assert_int_equal(fx_kafka_fresh(&fx, TOPICS), 0);
+    assert_string_not_equal(fx.brokers, old);
+
+    p = fx_producer_new(&fx);
+    assert_int_equal(fx_produce(p, "f.in", "k", "after-1", "e2e.item", "{}", NULL), 0);
+    fx_producer_destroy(p);
+    fx_consumer_t *c = fx_consumer_new(&fx, "f.in");
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    dlq_ctx_t one = {.want = 1}, two = {.want = 2};
+    fx_consume_until(c, &msgs, &n, &cap, n_pred, &one, 30000);
+    /* Nothing from before the fresh broker follows it. */
+    fx_consume_until(c, &msgs, &n, &cap, n_pred, &two, 2000);
+    assert_int_equal((int)n, 1);
+    assert_string_equal(msgs[0].ce_id, "after-1");
+    fx_msgs_free(msgs, n);
+    fx_consumer_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_kill9_then_restart_loses_nothing),
         cmocka_unit_test(test_postgres_restart_mid_stream_loses_nothing),
         cmocka_unit_test(test_failures_reach_the_dead_letter_topic),
+        cmocka_unit_test(test_a_fresh_mock_broker_is_empty_with_the_same_topics),
     };
     return cmocka_run_group_tests_name("e2e_kafka", tests, group_setup, group_teardown);
 }

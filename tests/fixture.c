@@ -68,27 +68,14 @@ static void read_env_value(const char *file, const char *name, char *out, size_t
     fclose(f);
 }
 
-int fx_up(fx_t *fx, const char *topics)
+/* `ops/stack up` (which starts what is not running), then the addresses
+ * from stack.env. */
+static int stack_up(fx_t *fx, const char *topics)
 {
-    memset(fx, 0, sizeof(*fx));
-    env_or(fx->bin_dir, sizeof(fx->bin_dir), "WEFT_BIN_DIR", "build/bin");
-    env_or(fx->src_dir, sizeof(fx->src_dir), "WEFT_SOURCE_DIR", ".");
-    /* ops/test sets WEFT_TEST_STATE_ROOT (<tree>/test-state) so that each
-     * tree's stacks live, and are cleaned up, apart from other trees'. */
-    const char *root = getenv("WEFT_TEST_STATE_ROOT");
-    if (root && *root && strlen(root) < 200) {
-        mkdir(root, 0755); /* EEXIST is fine; any other failure shows at mkdtemp */
-        snprintf(fx->state_dir, sizeof(fx->state_dir), "%s/weft-test-XXXXXX", root);
-    } else
-        snprintf(fx->state_dir, sizeof(fx->state_dir), "/tmp/weft-test-XXXXXX");
-    if (!mkdtemp(fx->state_dir)) {
-        perror("mkdtemp");
-        return -1;
-    }
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
              "WEFT_STATE_DIR='%s' WEFT_BUILD_DIR='%s/..' WEFT_MOCK_TOPICS='%s' "
-             "'%s/ops/stack' up >'%s/stack.out' 2>&1",
+             "'%s/ops/stack' up >>'%s/stack.out' 2>&1",
              fx->state_dir, fx->bin_dir, topics, fx->src_dir, fx->state_dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "ops/stack up failed, see %s/stack.out\n", fx->state_dir);
@@ -107,6 +94,26 @@ int fx_up(fx_t *fx, const char *topics)
         return -1;
     }
     return 0;
+}
+
+int fx_up(fx_t *fx, const char *topics)
+{
+    memset(fx, 0, sizeof(*fx));
+    env_or(fx->bin_dir, sizeof(fx->bin_dir), "WEFT_BIN_DIR", "build/bin");
+    env_or(fx->src_dir, sizeof(fx->src_dir), "WEFT_SOURCE_DIR", ".");
+    /* ops/test sets WEFT_TEST_STATE_ROOT (<tree>/test-state) so that each
+     * tree's stacks live, and are cleaned up, apart from other trees'. */
+    const char *root = getenv("WEFT_TEST_STATE_ROOT");
+    if (root && *root && strlen(root) < 200) {
+        mkdir(root, 0755); /* EEXIST is fine; any other failure shows at mkdtemp */
+        snprintf(fx->state_dir, sizeof(fx->state_dir), "%s/weft-test-XXXXXX", root);
+    } else
+        snprintf(fx->state_dir, sizeof(fx->state_dir), "/tmp/weft-test-XXXXXX");
+    if (!mkdtemp(fx->state_dir)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    return stack_up(fx, topics);
 }
 
 int fx_up_migrated(fx_t *fx, const char *topics)
@@ -836,25 +843,8 @@ int fx_kafka_fresh(fx_t *fx, const char *topics)
 {
     if (fx_stack_cmd(fx, "kafka-down") != 0)
         return -1;
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "WEFT_STATE_DIR='%s' WEFT_BUILD_DIR='%s/..' WEFT_MOCK_TOPICS='%s' "
-             "'%s/ops/stack' up >>'%s/stack.out' 2>&1",
-             fx->state_dir, fx->bin_dir, topics, fx->src_dir, fx->state_dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "ops/stack up (a fresh mock broker) failed, see %s/stack.out\n",
-                fx->state_dir);
-        return -1;
-    }
-    char envf[512], brokers[sizeof(fx->brokers)] = "";
-    snprintf(envf, sizeof(envf), "%s/stack.env", fx->state_dir);
-    read_env_value(envf, "WEFT_KAFKA_BROKERS", brokers, sizeof(brokers));
-    if (!brokers[0]) {
-        fprintf(stderr, "stack.env has no WEFT_KAFKA_BROKERS after a fresh mock broker\n");
-        return -1;
-    }
-    snprintf(fx->brokers, sizeof(fx->brokers), "%s", brokers);
-    return 0;
+    fx->brokers[0] = '\0';
+    return stack_up(fx, topics);
 }
 
 /* ---- results of numbered inputs ------------------------------------------ */

@@ -329,11 +329,17 @@ static job_t *jq_pop(jq_t *q)
     return j;
 }
 
-/* Queues the job for a claim batch; its claim time starts now. */
+/* The job enters a timed stage: its time there starts now. */
+static void job_enter(job_t *j, job_state_t state)
+{
+    j->state = state;
+    j->stage_us = now_us();
+}
+
+/* Queues the job for a claim batch. */
 static void claim_enqueue(dsp_t *d, job_t *j)
 {
-    j->state = J_CLAIM;
-    j->stage_us = now_us();
+    job_enter(j, J_CLAIM);
     jq_push(&d->claim_q, j);
 }
 
@@ -884,8 +890,7 @@ static void job_record(dsp_t *d, job_t *j)
         set_str(&j->error, e);
         set_str(&j->reason, "max_attempts");
     }
-    j->state = J_RECORD;
-    j->stage_us = now_us();
+    job_enter(j, J_RECORD);
     jq_push(&d->record_q, j);
 }
 
@@ -905,8 +910,7 @@ static void job_invoke(dsp_t *d, job_t *j)
         snprintf(err, sizeof(err), "no worker pool for function %s", j->trig->fn->name);
     } else if (weft_pool_submit(fp->pool, j->msg->env.ce, j->trig->name, (uint32_t)j->attempts,
                                 j, err, sizeof(err)) == 0) {
-        j->state = J_RUNNING;
-        j->stage_us = now_us();
+        job_enter(j, J_RUNNING);
         return;
     }
     /* Treated like a crashed attempt: retried, then dead-lettered. */

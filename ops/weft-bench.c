@@ -87,10 +87,20 @@ static struct {
     const char *weft_set_extra;
 } opt = {
     /* Each run has at least ~10 s of work on this 2-core machine. */
-    .n_ceiling = 1000000,  .n_weft = 400000, .n_exec = 200000,    .n_fork = 4000,
-    .n_backlog = 1000000,  .n_js = 500000,   .n_js_weft = 200000, .pool_size = 2,
-    .partitions = 0,       .low_rate = 200,  .lat_seconds = 10,   .lat_partitions = 4,
-    .backlog_seconds = 30, .pairs = 3,
+    .n_ceiling = 1000000,
+    .n_weft = 400000,
+    .n_exec = 200000,
+    .n_fork = 4000,
+    .n_backlog = 1000000,
+    .n_js = 500000,
+    .n_js_weft = 200000,
+    .pool_size = 2,
+    .partitions = 0,
+    .low_rate = 200,
+    .lat_seconds = 10,
+    .lat_partitions = 4,
+    .backlog_seconds = 30,
+    .pairs = 3,
 };
 
 static fx_t fx;

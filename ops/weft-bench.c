@@ -932,6 +932,12 @@ static void run_weft(row_t *r, const char *log, int perf_it, const char *trigger
 static row_t pair_ceil[MAX_PAIRS], pair_so[MAX_PAIRS];
 static int n_pairs;
 
+/* Both runs of a pair are wanted, so they run in opt.pairs pairs. */
+static int paired(void)
+{
+    return want("ceiling") && want("weft-so");
+}
+
 static double pair_ratio(int i)
 {
     return pair_ceil[i].eps > 0 ? pair_so[i].eps / pair_ceil[i].eps : 0;
@@ -945,8 +951,7 @@ static double pair_ratio(int i)
  * and lists every pair's. */
 static void run_ceiling_and_weft_so(void)
 {
-    int both = want("ceiling") && want("weft-so");
-    int n = both ? opt.pairs : 1;
+    int n = paired() ? opt.pairs : 1;
     for (int i = 0; i < n; i++) {
         char log[32];
         if (i == 0)
@@ -961,7 +966,7 @@ static void run_ceiling_and_weft_so(void)
             run_weft(&pair_so[i], log, i == 0, "bench-so", "bench.so.in", "bench.so.out",
                      opt.n_weft);
         n_pairs++;
-        if (both)
+        if (paired())
             say("pair %d of %d: weft-so / ceiling = %.3fx", i + 1, n, pair_ratio(i));
     }
     int order[MAX_PAIRS];
@@ -1581,8 +1586,8 @@ static void usage(FILE *f)
             "Runs: ceiling, weft-so, weft-exec, fork-exec, latency, backlog, js-ceiling,\n"
             "weft-js (default: all).\n"
             "--pool-size N: workers in each no-op function's pool (default 2).\n"
-            "--pairs N: with both ceiling and weft-so, run them N times in turn (default 3,\n"
-            "at most 9); the table shows the pair with the median weft-so/ceiling ratio\n"
+            "--pairs N: with both ceiling and weft-so, run them N times in turn (1-9,\n"
+            "default 3); the table shows the pair with the median weft-so/ceiling ratio\n"
             "and lists every pair's.\n"
             "--half-rate R: the second latency load when weft-so is not run (default:\n"
             "half of weft-so's measured rate; without either, no second load).\n"
@@ -1652,7 +1657,7 @@ static void print_table(void)
            "  no-op pool: %d.\n",
            (int)sysconf(_SC_NPROCESSORS_ONLN), (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions,
            opt.lat_partitions, opt.pool_size);
-    if (n_pairs > 1 && want("ceiling") && want("weft-so")) {
+    if (n_pairs > 1 && paired()) {
         printf("  weft-so / ceiling in %d interleaved pairs (events/s), the table's is the\n"
                "  median:",
                n_pairs);
@@ -1677,7 +1682,7 @@ static void print_json(void)
     printf("{\"cores\":%d,\"partitions\":%d,\"latency_partitions\":%d,\"pool_size\":%d,",
            (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.lat_partitions, opt.pool_size);
     printf("\"pairs\":[");
-    for (int i = 0; i < n_pairs && want("ceiling") && want("weft-so"); i++) {
+    for (int i = 0; i < n_pairs && paired(); i++) {
         printf("%s{", i ? "," : "");
         json_num("ceiling_events_per_s", pair_ceil[i].eps, 0);
         json_num("weft_so_events_per_s", pair_so[i].eps, 0);
@@ -1766,7 +1771,11 @@ int main(int argc, char **argv)
             case 'L': opt.lat_seconds = (int)v; break;
             case 'Q': opt.lat_partitions = v > 1000 ? 1000 : (int)v; break;
             case 'A':
-                opt.pairs = v > MAX_PAIRS ? MAX_PAIRS : (int)v;
+                if (v > MAX_PAIRS) {
+                    fprintf(stderr, "weft-bench: --pairs is at most %d, not %ld\n", MAX_PAIRS, v);
+                    return 2;
+                }
+                opt.pairs = (int)v;
                 break;
             }
         }

@@ -2083,6 +2083,20 @@ static void on_broker(weft_io_t *io, uint32_t events)
     /* Served from the loop body. */
 }
 
+/* A notification can reach the catalog connection while one of its own
+ * statements runs (heartbeat, saga, catalog load): libpq then reads it
+ * with the statement's result and the socket never turns readable for it.
+ * So the loop asks libpq for parsed notifications every turn, not only
+ * when the socket wakes it. */
+static void take_notifies(dsp_t *d)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(d->pg)) != NULL) {
+        d->catalog_dirty = 1;
+        PQfreemem(n);
+    }
+}
+
 static void on_pg(weft_io_t *io, uint32_t events)
 {
     (void)events;
@@ -2093,11 +2107,7 @@ static void on_pg(weft_io_t *io, uint32_t events)
         io->fd = -1;
         return;
     }
-    PGnotify *n;
-    while ((n = PQnotifies(d->pg)) != NULL) {
-        d->catalog_dirty = 1;
-        PQfreemem(n);
-    }
+    take_notifies(d);
 }
 
 /* Every adapter consumes what the catalog's triggers need; a trigger of a
@@ -2545,6 +2555,7 @@ int weft_dispatcher_run(weft_config_t *cfg)
             weft_io_t *io = evs[i].data.ptr;
             io->handle(io, evs[i].events);
         }
+        take_notifies(d);
         if (d->catalog_dirty && pg_usable(d))
             reload_catalog(d);
         if (!d->stopping)

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "fixture.h"
 
 #define TOPICS                                                                                     \
@@ -30,6 +32,7 @@
 
 static fx_t fx;
 static pid_t run_pid;
+static const char *run_log = "run.log"; /* the running dispatcher's */
 
 static int migrate_dirs(int with_later)
 {
@@ -144,7 +147,8 @@ static void test_restart_during_backoff_keeps_attempts(void **state)
     assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = "
                                       "'d-backoff'"),
                      1);
-    run_pid = fx_run_start(&fx, "run-2.log", RUN_SET);
+    run_log = "run-2.log";
+    run_pid = fx_run_start(&fx, run_log, RUN_SET);
     assert_true(run_pid > 0);
     fx_msg_t *dl;
     size_t dn = collect("d.backoff.dlq", 1, 60000, &dl);
@@ -543,6 +547,47 @@ static void test_stats_line_shows_where_jobs_wait(void **state)
     fx_producer_destroy(p);
 }
 
+static int log_has(const char *needle)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "grep -q -- '%s' '%s/%s'", needle, fx.state_dir, run_log);
+    return system(cmd) == 0;
+}
+
+/* The dispatcher's catalog connection also writes its heartbeat and saga
+ * state. A change of the catalog whose notification reaches it while such
+ * a statement runs (here the heartbeat, held up by a row lock until the
+ * change has committed) must still be applied. */
+static void test_catalog_change_during_a_statement_is_applied(void **state)
+{
+    (void)state;
+    PGconn *hold = PQconnectdb(fx.pg);
+    assert_int_equal(PQstatus(hold), CONNECTION_OK);
+    PQclear(PQexec(hold, "BEGIN"));
+    PGresult *r = PQexec(hold, "SELECT owner FROM weft.dispatchers FOR UPDATE");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    /* The heartbeat comes about once a second: wait until it waits. */
+    uint64_t deadline = fx_now_ms() + 10000;
+    long waiting = 0;
+    while ((waiting = fx_sql_long(&fx, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                       "wait_event_type = 'Lock' AND query LIKE "
+                                       "'INSERT INTO weft.dispatchers%'")) == 0 &&
+           fx_now_ms() < deadline)
+        usleep(20000);
+    assert_int_equal(waiting, 1);
+    free(fx_sql(&fx, "UPDATE weft.triggers SET max_attempts = 7 WHERE name = 'd-swap'"));
+    r = PQexec(hold, "COMMIT");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(hold);
+    deadline = fx_now_ms() + 10000;
+    while (!log_has("name=d-swap .*max_attempts=7") && fx_now_ms() < deadline)
+        usleep(50000);
+    assert_true(log_has("name=d-swap .*max_attempts=7"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -556,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_ordered_trigger_keeps_order_per_key),
         cmocka_unit_test(test_memory_bounded_under_backlog),
         cmocka_unit_test(test_stats_line_shows_where_jobs_wait),
+        cmocka_unit_test(test_catalog_change_during_a_statement_is_applied),
     };
     return cmocka_run_group_tests_name("delivery", tests, group_setup, group_teardown);
 }

@@ -248,6 +248,7 @@ typedef struct dsp {
     int64_t stats_ms; /* dispatcher.stats_interval_ms */
     weft_lat_t lat[T_N];
     uint64_t heartbeat_at;
+    int hb_busy; /* a heartbeat was sent on pg and its result is not read yet */
     char host[256];
     /* sagas: deadline checks and re-publication of unacknowledged events */
     outbox_t *outboxes;
@@ -1247,13 +1248,21 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     }
 }
 
+static void hb_collect(dsp_t *d, int wait);
+
+/* The catalog connection is up and free for a statement: a heartbeat
+ * still in flight is waited for first (statements on one connection run
+ * one after another). */
 static int pg_usable(dsp_t *d)
 {
-    if (PQstatus(d->pg) == CONNECTION_OK)
-        return 1;
+    if (PQstatus(d->pg) == CONNECTION_OK) {
+        hb_collect(d, 1);
+        return PQstatus(d->pg) == CONNECTION_OK;
+    }
     uint64_t now = now_ms();
     if (now < d->pg_retry_at)
         return 0;
+    d->hb_busy = 0;
     PQreset(d->pg);
     if (PQstatus(d->pg) != CONNECTION_OK) {
         weft_warn("postgresql unavailable, retrying: %s", PQerrorMessage(d->pg));
@@ -2107,6 +2116,7 @@ static void on_pg(weft_io_t *io, uint32_t events)
         io->fd = -1;
         return;
     }
+    hb_collect(d, 0);
     take_notifies(d);
 }
 
@@ -2159,13 +2169,31 @@ static void reload_catalog(dsp_t *d)
     sync_adapters(d);
 }
 
+/* Reads the results of the heartbeat in flight: those already received
+ * (wait 0, from on_pg), or all of them (wait 1, before another statement). */
+static void hb_collect(dsp_t *d, int wait)
+{
+    while (d->hb_busy && (wait || !PQisBusy(d->pg))) {
+        PGresult *r = PQgetResult(d->pg);
+        if (!r) {
+            d->hb_busy = 0;
+            break;
+        }
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            weft_debug("status heartbeat failed: %s", PQresultErrorMessage(r));
+        PQclear(r);
+    }
+}
+
 /* Upserts this dispatcher's row in weft.dispatchers (for `weft status`)
- * about once a second. A failure is logged at debug level only: the row
- * is advisory and its age tells the reader it is stale. */
+ * about once a second. It is sent and not waited for: its commit, or a
+ * lock someone holds on the row, never holds up the loop; on_pg reads the
+ * result. A failure is logged at debug level only: the row is advisory
+ * and its age tells the reader it is stale. */
 static void heartbeat(dsp_t *d)
 {
     uint64_t now = now_ms();
-    if (now - d->heartbeat_at < 1000 || !pg_usable(d))
+    if (now - d->heartbeat_at < 1000 || d->hb_busy || !pg_usable(d))
         return;
     d->heartbeat_at = now;
     weft_buf_t b = {0};
@@ -2213,14 +2241,14 @@ static void heartbeat(dsp_t *d)
     char pid[16];
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
     const char *params[4] = {d->owner, d->host, pid, b.p};
-    PGresult *r = PQexecParams(
-        d->pg,
-        "INSERT INTO weft.dispatchers (owner, host, pid, status) VALUES ($1, $2, $3::int, $4::jsonb)"
-        " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now(), status = EXCLUDED.status",
-        4, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    if (PQsendQueryParams(d->pg,
+                          "INSERT INTO weft.dispatchers (owner, host, pid, status) VALUES ($1, $2, "
+                          "$3::int, $4::jsonb) ON CONFLICT (owner) DO UPDATE SET heartbeat_at = "
+                          "now(), status = EXCLUDED.status",
+                          4, NULL, params, NULL, NULL, 0))
+        d->hb_busy = 1;
+    else
         weft_debug("status heartbeat failed: %s", PQerrorMessage(d->pg));
-    PQclear(r);
     weft_buf_free(&b);
 }
 
@@ -2494,7 +2522,18 @@ static void teardown(dsp_t *d)
     free(d->order_tab);
     weft_catalog_unref(d->cat);
     if (d->pg) {
+        if (d->hb_busy) {
+            /* A heartbeat held up by a lock must not hold up the exit. */
+            PGcancel *c = PQgetCancel(d->pg);
+            char e[256];
+            if (c) {
+                PQcancel(c, e, sizeof(e));
+                PQfreeCancel(c);
+            }
+            hb_collect(d, 1);
+        }
         if (d->owner[0] && PQstatus(d->pg) == CONNECTION_OK) {
+            PQclear(PQexec(d->pg, "SET lock_timeout = 2000"));
             const char *params[1] = {d->owner};
             PQclear(PQexecParams(d->pg, "DELETE FROM weft.dispatchers WHERE owner = $1", 1, NULL,
                                  params, NULL, NULL, 0));

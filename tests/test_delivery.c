@@ -427,7 +427,7 @@ static void test_memory_bounded_under_backlog(void **state)
     /* The bound was reached: the dispatcher held consumption (and paused
      * if the bound held for a second). */
     char path[600], cmd[800];
-    snprintf(path, sizeof(path), "%s/run-2.log", fx.state_dir);
+    snprintf(path, sizeof(path), "%s/%s", fx.state_dir, run_log);
     snprintf(cmd, sizeof(cmd),
              "grep -Eq 'consumption held at the in-flight bound|paused consumption' '%s'",
              path);
@@ -439,6 +439,24 @@ static void test_memory_bounded_under_backlog(void **state)
 static int has_input_id(const fx_msg_t *msgs, size_t n, void *ctx)
 {
     return by_header(msgs, n, "ce_weftinputid", ctx) != NULL;
+}
+
+/* Publishes event id to d.poison and collects d.poison.out until its
+ * result is there (or timeout): the result, or NULL. */
+static const fx_msg_t *poison_result(const char *id, const char *data, int timeout_ms,
+                                     fx_msg_t **res, size_t *rn)
+{
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_int_equal(fx_produce(p, "d.poison", "k", id, "t", data, NULL), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+    fx_producer_destroy(p);
+    fx_consumer_t *c = fx_consumer_new(&fx, "d.poison.out");
+    size_t cap = 0;
+    *res = NULL;
+    *rn = 0;
+    fx_consume_until(c, res, rn, &cap, has_input_id, (void *)id, timeout_ms);
+    fx_consumer_destroy(c);
+    return by_header(*res, *rn, "ce_weftinputid", id);
 }
 
 /* The value of " name=" in the line (-1 when absent). */
@@ -482,23 +500,15 @@ static void test_stats_line_shows_where_jobs_wait(void **state)
 {
     (void)state;
     char path[600];
-    snprintf(path, sizeof(path), "%s/run-2.log", fx.state_dir);
+    snprintf(path, sizeof(path), "%s/%s", fx.state_dir, run_log);
     /* Only the lines written from now on: earlier tests left work. */
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     assert_int_equal(fseek(f, 0, SEEK_END), 0);
     long from = ftell(f);
-    fx_producer_t *p = fx_producer_new(&fx);
-    assert_int_equal(
-        fx_produce(p, "d.poison", "k", "stage-1", "t", "{\"fail\":\"sleep-1500\"}", NULL), 0);
-    assert_int_equal(fx_producer_flush(p), 0);
-    fx_consumer_t *c = fx_consumer_new(&fx, "d.poison.out");
-    fx_msg_t *res = NULL;
-    size_t rn = 0, cap = 0;
-    char want_id[] = "stage-1";
-    fx_consume_until(c, &res, &rn, &cap, has_input_id, want_id, 60000);
-    fx_consumer_destroy(c);
-    assert_non_null(by_header(res, rn, "ce_weftinputid", "stage-1"));
+    fx_msg_t *res;
+    size_t rn;
+    assert_non_null(poison_result("stage-1", "{\"fail\":\"sleep-1500\"}", 60000, &res, &rn));
     usleep(600000); /* a few more stats lines (every 200 ms here) */
 
     assert_int_equal(fseek(f, from, SEEK_SET), 0);
@@ -544,7 +554,6 @@ static void test_stats_line_shows_where_jobs_wait(void **state)
     /* The last interval ran nothing: its line says so. */
     assert_true(last_ms[2] == -2);
     fx_msgs_free(res, rn);
-    fx_producer_destroy(p);
 }
 
 static int log_has(const char *needle)
@@ -578,17 +587,9 @@ static void test_a_held_heartbeat_holds_up_nothing(void **state)
         usleep(20000);
     assert_int_equal(waiting, 1);
     /* An event runs while the heartbeat waits. */
-    fx_producer_t *p = fx_producer_new(&fx);
-    assert_int_equal(fx_produce(p, "d.poison", "k", "held-1", "t", "{\"name\":\"held\"}", NULL), 0);
-    assert_int_equal(fx_producer_flush(p), 0);
-    fx_producer_destroy(p);
-    fx_consumer_t *c = fx_consumer_new(&fx, "d.poison.out");
-    fx_msg_t *res = NULL;
-    size_t rn = 0, cap = 0;
-    char want_id[] = "held-1";
-    fx_consume_until(c, &res, &rn, &cap, has_input_id, want_id, 30000);
-    fx_consumer_destroy(c);
-    const fx_msg_t *m = by_header(res, rn, "ce_weftinputid", "held-1");
+    fx_msg_t *res;
+    size_t rn;
+    const fx_msg_t *m = poison_result("held-1", "{\"name\":\"held\"}", 30000, &res, &rn);
     assert_non_null(m);
     assert_string_equal(m->value, "{\"name\":\"held\"}"); /* faulty.so echoes */
     fx_msgs_free(res, rn);

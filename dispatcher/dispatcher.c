@@ -2193,7 +2193,11 @@ static void hb_collect(dsp_t *d, int wait)
 static void heartbeat(dsp_t *d)
 {
     uint64_t now = now_ms();
-    if (now - d->heartbeat_at < 1000 || d->hb_busy || !pg_usable(d))
+    if (now - d->heartbeat_at < 1000)
+        return;
+    /* One in flight on a live connection: skip this one. On a lost
+     * connection, pg_usable reconnects (and LISTENs again). */
+    if ((d->hb_busy && PQstatus(d->pg) == CONNECTION_OK) || !pg_usable(d))
         return;
     d->heartbeat_at = now;
     weft_buf_t b = {0};

@@ -563,13 +563,16 @@ static int log_has(const char *needle)
     return system(cmd) == 0;
 }
 
-/* The dispatcher's heartbeat row is held by a lock (an operator's open
- * transaction, say). Events still flow meanwhile, and a change of the
- * catalog that commits meanwhile is applied: its notification reaches the
- * dispatcher's catalog connection together with the heartbeat's result. */
-static void test_a_held_heartbeat_holds_up_nothing(void **state)
+#define HEARTBEAT_WAITING                                                                          \
+    "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE "                         \
+    "'INSERT INTO weft.dispatchers%'"
+
+/* Locks the dispatcher's row in weft.dispatchers in an open transaction
+ * (as an operator's psql session might) and waits until the dispatcher's
+ * heartbeat, about once a second, waits for that lock. Returns the
+ * holding connection; *backend is the waiting heartbeat's backend pid. */
+static PGconn *hold_heartbeat(long *backend)
 {
-    (void)state;
     PGconn *hold = PQconnectdb(fx.pg);
     assert_int_equal(PQstatus(hold), CONNECTION_OK);
     PQclear(PQexec(hold, "BEGIN"));
@@ -577,15 +580,44 @@ static void test_a_held_heartbeat_holds_up_nothing(void **state)
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     assert_int_equal(PQntuples(r), 1);
     PQclear(r);
-    /* The heartbeat comes about once a second: wait until it waits. */
     uint64_t deadline = fx_now_ms() + 10000;
     long waiting = 0;
-    while ((waiting = fx_sql_long(&fx, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                       "wait_event_type = 'Lock' AND query LIKE "
-                                       "'INSERT INTO weft.dispatchers%'")) == 0 &&
+    while ((waiting = fx_sql_long(&fx, "SELECT count(*) " HEARTBEAT_WAITING)) == 0 &&
            fx_now_ms() < deadline)
         usleep(20000);
     assert_int_equal(waiting, 1);
+    *backend = fx_sql_long(&fx, "SELECT pid " HEARTBEAT_WAITING);
+    return hold;
+}
+
+static void release_heartbeat(PGconn *hold)
+{
+    PGresult *r = PQexec(hold, "COMMIT");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(hold);
+}
+
+/* Waits up to 10 s for a reload that logs d-swap with max_attempts. */
+static void assert_reloaded_with_max_attempts(int max_attempts)
+{
+    char needle[64];
+    snprintf(needle, sizeof(needle), "name=d-swap .*max_attempts=%d", max_attempts);
+    uint64_t deadline = fx_now_ms() + 10000;
+    while (!log_has(needle) && fx_now_ms() < deadline)
+        usleep(50000);
+    assert_true(log_has(needle));
+}
+
+/* The dispatcher's heartbeat row is held by a lock (an operator's open
+ * transaction, say). Events still flow meanwhile, and a change of the
+ * catalog that commits meanwhile is applied: its notification reaches the
+ * dispatcher's catalog connection together with the heartbeat's result. */
+static void test_a_held_heartbeat_holds_up_nothing(void **state)
+{
+    (void)state;
+    long backend;
+    PGconn *hold = hold_heartbeat(&backend);
     /* An event runs while the heartbeat waits. */
     fx_msg_t *res;
     size_t rn;
@@ -593,20 +625,39 @@ static void test_a_held_heartbeat_holds_up_nothing(void **state)
     assert_non_null(m);
     assert_string_equal(m->value, "{\"name\":\"held\"}"); /* faulty.so echoes */
     fx_msgs_free(res, rn);
-    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                      "wait_event_type = 'Lock' AND query LIKE "
-                                      "'INSERT INTO weft.dispatchers%'"),
-                     1);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) " HEARTBEAT_WAITING), 1);
     /* A change of the catalog commits while the heartbeat still waits. */
     free(fx_sql(&fx, "UPDATE weft.triggers SET max_attempts = 7 WHERE name = 'd-swap'"));
-    r = PQexec(hold, "COMMIT");
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    PQfinish(hold);
-    deadline = fx_now_ms() + 10000;
-    while (!log_has("name=d-swap .*max_attempts=7") && fx_now_ms() < deadline)
-        usleep(50000);
-    assert_true(log_has("name=d-swap .*max_attempts=7"));
+    release_heartbeat(hold);
+    assert_reloaded_with_max_attempts(7);
+}
+
+/* The catalog connection's backend is terminated while a heartbeat is in
+ * flight on it: the dispatcher connects again, its heartbeat comes back,
+ * and it hears catalog changes again. */
+static void test_a_lost_catalog_connection_comes_back(void **state)
+{
+    (void)state;
+    long backend;
+    PGconn *hold = hold_heartbeat(&backend);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%ld)", backend);
+    char *v = fx_sql(&fx, sql);
+    assert_non_null(v);
+    assert_string_equal(v, "t");
+    free(v);
+    release_heartbeat(hold);
+    char *t0 = fx_sql(&fx, "SELECT clock_timestamp()::text");
+    assert_non_null(t0);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM weft.dispatchers WHERE heartbeat_at > '%s'",
+             t0);
+    free(t0);
+    uint64_t deadline = fx_now_ms() + 10000;
+    while (fx_sql_long(&fx, sql) != 1 && fx_now_ms() < deadline)
+        usleep(100000);
+    assert_int_equal(fx_sql_long(&fx, sql), 1);
+    free(fx_sql(&fx, "UPDATE weft.triggers SET max_attempts = 8 WHERE name = 'd-swap'"));
+    assert_reloaded_with_max_attempts(8);
 }
 
 int main(void)
@@ -623,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_memory_bounded_under_backlog),
         cmocka_unit_test(test_stats_line_shows_where_jobs_wait),
         cmocka_unit_test(test_a_held_heartbeat_holds_up_nothing),
+        cmocka_unit_test(test_a_lost_catalog_connection_comes_back),
     };
     return cmocka_run_group_tests_name("delivery", tests, group_setup, group_teardown);
 }

@@ -248,7 +248,6 @@ typedef struct dsp {
     int64_t stats_ms; /* dispatcher.stats_interval_ms */
     weft_lat_t lat[T_N];
     uint64_t heartbeat_at;
-    int hb_busy; /* a heartbeat was sent on pg and its result is not read yet */
     char host[256];
     /* sagas: deadline checks and re-publication of unacknowledged events */
     outbox_t *outboxes;
@@ -1248,6 +1247,14 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     }
 }
 
+/* The heartbeat is the only statement sent on the catalog connection
+ * without waiting for it: a command in progress there is one. libpq says
+ * so until its last result is read, and never on a lost connection. */
+static int hb_in_flight(const dsp_t *d)
+{
+    return PQtransactionStatus(d->pg) == PQTRANS_ACTIVE;
+}
+
 static void hb_collect(dsp_t *d, int wait);
 
 /* The catalog connection is up and free for a statement: a heartbeat
@@ -1262,7 +1269,6 @@ static int pg_usable(dsp_t *d)
     uint64_t now = now_ms();
     if (now < d->pg_retry_at)
         return 0;
-    d->hb_busy = 0;
     PQreset(d->pg);
     if (PQstatus(d->pg) != CONNECTION_OK) {
         weft_warn("postgresql unavailable, retrying: %s", PQerrorMessage(d->pg));
@@ -2095,8 +2101,8 @@ static void on_broker(weft_io_t *io, uint32_t events)
 /* A notification can reach the catalog connection while one of its own
  * statements runs (heartbeat, saga, catalog load): libpq then reads it
  * with the statement's result and the socket never turns readable for it.
- * So the loop asks libpq for parsed notifications every turn, not only
- * when the socket wakes it. */
+ * So the loop asks libpq for parsed notifications every turn (after the
+ * handlers, on_pg's input included), not only when the socket wakes it. */
 static void take_notifies(dsp_t *d)
 {
     PGnotify *n;
@@ -2117,7 +2123,6 @@ static void on_pg(weft_io_t *io, uint32_t events)
         return;
     }
     hb_collect(d, 0);
-    take_notifies(d);
 }
 
 /* Every adapter consumes what the catalog's triggers need; a trigger of a
@@ -2173,12 +2178,10 @@ static void reload_catalog(dsp_t *d)
  * (wait 0, from on_pg), or all of them (wait 1, before another statement). */
 static void hb_collect(dsp_t *d, int wait)
 {
-    while (d->hb_busy && (wait || !PQisBusy(d->pg))) {
+    while (hb_in_flight(d) && (wait || !PQisBusy(d->pg))) {
         PGresult *r = PQgetResult(d->pg);
-        if (!r) {
-            d->hb_busy = 0;
+        if (!r)
             break;
-        }
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             weft_debug("status heartbeat failed: %s", PQresultErrorMessage(r));
         PQclear(r);
@@ -2195,9 +2198,9 @@ static void heartbeat(dsp_t *d)
     uint64_t now = now_ms();
     if (now - d->heartbeat_at < 1000)
         return;
-    /* One in flight on a live connection: skip this one. On a lost
-     * connection, pg_usable reconnects (and LISTENs again). */
-    if ((d->hb_busy && PQstatus(d->pg) == CONNECTION_OK) || !pg_usable(d))
+    /* One still in flight: skip this one. On a lost connection,
+     * pg_usable reconnects (and LISTENs again). */
+    if (hb_in_flight(d) || !pg_usable(d))
         return;
     d->heartbeat_at = now;
     weft_buf_t b = {0};
@@ -2245,13 +2248,12 @@ static void heartbeat(dsp_t *d)
     char pid[16];
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
     const char *params[4] = {d->owner, d->host, pid, b.p};
-    if (PQsendQueryParams(d->pg,
-                          "INSERT INTO weft.dispatchers (owner, host, pid, status) VALUES ($1, $2, "
-                          "$3::int, $4::jsonb) ON CONFLICT (owner) DO UPDATE SET heartbeat_at = "
-                          "now(), status = EXCLUDED.status",
-                          4, NULL, params, NULL, NULL, 0))
-        d->hb_busy = 1;
-    else
+    if (!PQsendQueryParams(
+            d->pg,
+            "INSERT INTO weft.dispatchers (owner, host, pid, status) VALUES ($1, $2, "
+            "$3::int, $4::jsonb) ON CONFLICT (owner) DO UPDATE SET heartbeat_at = "
+            "now(), status = EXCLUDED.status",
+            4, NULL, params, NULL, NULL, 0))
         weft_debug("status heartbeat failed: %s", PQerrorMessage(d->pg));
     weft_buf_free(&b);
 }
@@ -2526,7 +2528,7 @@ static void teardown(dsp_t *d)
     free(d->order_tab);
     weft_catalog_unref(d->cat);
     if (d->pg) {
-        if (d->hb_busy) {
+        if (hb_in_flight(d)) {
             /* A heartbeat held up by a lock must not hold up the exit. */
             PGcancel *c = PQgetCancel(d->pg);
             char e[256];

@@ -3,8 +3,9 @@
  * CloudEvents <-> NATS header codec (see nats.h).
  *
  * Runs in CLI processes (publish) and, for the codec, on the dispatcher's
- * loop thread. nats.c starts its own threads when connected: a process
- * that holds a weft_nats_t must not fork (DESIGN.md).
+ * loop thread. The NATS client library starts its own threads when
+ * connected, so a process that holds a weft_nats_t starts children only
+ * with posix_spawn (DESIGN.md, fork safety), as workers/pool.c does.
  *
  * Invariant: nothing with CR, LF or NUL in a header name or value is
  * handed to nats.c; CloudEvents attribute values are percent-encoded, so

@@ -42,6 +42,20 @@ uint64_t fx_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+int fx_log_wait(const fx_t *fx, const char *logname, const char *pattern, int timeout_ms)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "grep -q -- '%s' '%s/%s'", pattern, fx->state_dir, logname);
+    uint64_t deadline = fx_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (system(cmd) == 0)
+            return 1;
+        if (fx_now_ms() >= deadline)
+            return 0;
+        usleep(50000);
+    }
+}
+
 static void env_or(char *dst, size_t len, const char *name, const char *def)
 {
     const char *v = getenv(name);

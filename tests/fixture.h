@@ -80,6 +80,10 @@ const char *fx_header(const fx_msg_t *m, const char *name);
 
 uint64_t fx_now_ms(void);
 
+/* Waits up to timeout_ms for a line of STATE/<logname> matching the grep
+ * pattern (basic regular expression). 1 found, 0 not. */
+int fx_log_wait(const fx_t *fx, const char *logname, const char *pattern, int timeout_ms);
+
 /* Results of the inputs "<pfx>-N", N < count, each expected to hold
  * {"name":"USER N","n":N}: per input its result id, counting distinct
  * inputs, inputs with two different result ids (conflicts), wrong content

@@ -372,13 +372,6 @@ static void test_replay_reexecute(void **state)
     fx_msgs_free(res, rn);
 }
 
-static int log_has(const char *needle)
-{
-    char cmd[1200];
-    snprintf(cmd, sizeof(cmd), "grep -q -- '%s' '%s/run.log'", needle, fx.state_dir);
-    return system(cmd) == 0;
-}
-
 static void test_replay_recovers_lost_results(void **state)
 {
     (void)state;
@@ -389,10 +382,7 @@ static void test_replay_recovers_lost_results(void **state)
     char *r = fx_sql(&fx, "UPDATE weft.triggers SET result_topic = 'c.loss.new' WHERE name = "
                           "'c-loss'");
     free(r);
-    uint64_t deadline = fx_now_ms() + 30000;
-    while (!log_has("name=c-loss .*result_topic=c.loss.new") && fx_now_ms() < deadline)
-        usleep(100000);
-    assert_true(log_has("name=c-loss .*result_topic=c.loss.new"));
+    assert_true(fx_log_wait(&fx, "run.log", "name=c-loss .*result_topic=c.loss.new", 30000));
     assert_int_equal(sh_weft("replay --trigger c-loss --json"), 0);
     assert_int_equal(json_num(out, "reemit"), 5);
     fx_msg_t *rec;

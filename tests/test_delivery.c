@@ -556,13 +556,6 @@ static void test_stats_line_shows_where_jobs_wait(void **state)
     fx_msgs_free(res, rn);
 }
 
-static int log_has(const char *needle)
-{
-    char cmd[1200];
-    snprintf(cmd, sizeof(cmd), "grep -q -- '%s' '%s/%s'", needle, fx.state_dir, run_log);
-    return system(cmd) == 0;
-}
-
 #define HEARTBEAT_WAITING                                                                          \
     "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE "                         \
     "'INSERT INTO weft.dispatchers%'"
@@ -603,10 +596,7 @@ static void assert_reloaded_with_max_attempts(int max_attempts)
 {
     char needle[64];
     snprintf(needle, sizeof(needle), "name=d-swap .*max_attempts=%d", max_attempts);
-    uint64_t deadline = fx_now_ms() + 10000;
-    while (!log_has(needle) && fx_now_ms() < deadline)
-        usleep(50000);
-    assert_true(log_has(needle));
+    assert_true(fx_log_wait(&fx, run_log, needle, 10000));
 }
 
 /* The dispatcher's heartbeat row is held by a lock (an operator's open

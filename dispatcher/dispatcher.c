@@ -93,13 +93,14 @@ typedef enum {
     J_CLAIM,   /* in claim_q */
     J_RUNNING, /* submitted to a pool */
     J_RECORD,  /* in record_q */
+    J_SAGA,    /* in saga_q: its saga transition */
     J_EMIT,    /* produced, waiting for the broker's ack */
     J_WAIT,    /* in wait list until due_ms */
     J_FOLLOW,  /* a duplicate of an active job; ends with it */
     J_ORDER,   /* ordered trigger: waits for the previous event of its key */
 } job_state_t;
 
-typedef enum { ACT_CLAIM, ACT_EMIT, ACT_SAGA } job_act_t;
+typedef enum { ACT_CLAIM, ACT_EMIT } job_act_t;
 
 /* What a delivery report's opaque points at: a job, or a batch of saga
  * events that no job owns (a deadline's transitions). */
@@ -175,8 +176,11 @@ typedef struct outbox {
  * at once. Each connection is its own backend, so claims and records run
  * at the same time, on as many cores as PostgreSQL has. Keys in flight
  * are distinct (one job per key), so concurrent batches never touch the
- * same row. */
-typedef enum { LS_CLAIM = 0, LS_RECORD = 1 } lstage_t;
+ * same row. Saga transitions go the same way on one connection of their
+ * own, one transition per statement, in the order their jobs came: a
+ * transition waiting for a saga's row holds up the sagas behind it and
+ * nothing else. */
+typedef enum { LS_CLAIM = 0, LS_RECORD = 1, LS_SAGA = 2 } lstage_t;
 
 #define LEDGER_BATCH 1000
 #define LEDGER_CONNS_MAX 4 /* per stage */
@@ -214,8 +218,10 @@ typedef struct dsp {
     weft_io_t sig_io;
     weft_io_t bk_io[2];
     weft_io_t pg_io;
-    PGconn *pg; /* catalog (LISTEN), sagas, heartbeat */
-    lconn_t lc[2 * LEDGER_CONNS_MAX]; /* the ledger: claims first, then records */
+    PGconn *pg; /* catalog (LISTEN), heartbeat, saga deadlines */
+    /* the ledger's claims, then its records, then the saga transitions'
+     * one connection (opened with the first transition) */
+    lconn_t lc[2 * LEDGER_CONNS_MAX + 1];
     int n_lc;
     char owner[128];
     weft_catalog_t *cat;
@@ -223,7 +229,7 @@ typedef struct dsp {
     size_t n_adapters;
     weft_adapter_t *bk[3];       /* by weft_broker_t; NULL: not configured */
     fn_pool_t *pools;
-    jq_t claim_q, record_q, wait_q;
+    jq_t claim_q, record_q, saga_q, wait_q;
     job_t **active;
     size_t active_cap;
     struct ochain **order_tab; /* ordering key -> last job of its chain */
@@ -255,7 +261,6 @@ typedef struct dsp {
 } dsp_t;
 
 static int pg_usable(dsp_t *d);
-static void pg_failed(dsp_t *d, const char *what, const char *err);
 
 static uint64_t now_us(void)
 {
@@ -980,89 +985,29 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
 
 /* ---- sagas ------------------------------------------------------------- */
 
-static int is_saga_job(const job_t *j)
-{
-    return j->trig->saga || j->trig->step_saga;
-}
-
-
-/* Asks PostgreSQL for the saga transition the job's recorded outcome
- * causes (a start; a step or compensation that finished: ok, dropped =
- * ok without output, or dead = failed for good) and keeps its events in
- * j->sev. Asked again for the same outcome (a redelivered event), the
- * state machine returns the same events. 0 done; -1 try again later. */
-static int saga_transition(dsp_t *d, job_t *j)
+/* Whether the job's recorded outcome moves a saga: a start that was
+ * decoded, or a step or compensation of a named instance that finished
+ * (ok, dropped = ok without output, or dead = failed for good). */
+static int moves_saga(const job_t *j)
 {
     const weft_trigger_t *t = j->trig;
-    weft_saga_events_free(&j->sev);
-    if (t->saga && j->rec != WEFT_REC_COMPLETED)
-        return 0; /* an undecodable start event: dead-lettered, no saga */
-    const char *inst = weft_envelope_attr(&j->msg->env, "weftinstance");
-    if (t->step_saga && !weft_uuid_valid(inst))
-        return 0; /* dead-lettered as malformed when claimed */
-    if (!pg_usable(d))
-        return -1;
-    char err[1024];
-    int rc;
-    if (t->saga) {
-        char id[37];
-        weft_saga_instance_id(id, t->name, j->generation, j->msg->key);
-        size_t len = 0;
-        const uint8_t *data = weft_envelope_data(&j->msg->env, &len);
-        const char *ct = weft_envelope_attr(&j->msg->env, "datacontenttype");
-        rc = weft_saga_start(d->pg, id, t->saga, t->name, j->msg->key, data, len,
-                             ct && *ct ? ct : NULL, &j->sev, err, sizeof(err));
-    } else {
-        int ok = j->rec == WEFT_REC_COMPLETED;
-        weft_saga_outcome_t o = {
-            .instance = inst,
-            .step = t->step,
-            .phase = t->compensate ? "compensate" : "do",
-            .ok = j->rec != WEFT_REC_DEAD,
-            .output = ok ? j->result : NULL,
-            .output_len = ok ? j->result_len : 0,
-            .output_type = ok && j->result_type && *j->result_type ? j->result_type : NULL,
-            .reason = j->reason,
-            .error = j->error,
-            .attempts = j->attempts,
-        };
-        rc = weft_saga_step_done(d->pg, &o, &j->sev, err, sizeof(err));
-    }
-    if (rc == -2) {
-        weft_error("saga transition refused trigger=%s topic=%s partition=%d offset=%lld: %s",
-                   t->name, j->msg->km.topic, (int)j->msg->km.partition,
-                   (long long)j->msg->km.offset, err);
-        weft_saga_events_free(&j->sev);
-        return 0;
-    }
-    if (rc != 0) {
-        weft_saga_events_free(&j->sev);
-        pg_failed(d, "saga transition", err);
-        return -1;
-    }
-    for (size_t i = 0; i < j->sev.n; i++) {
-        const weft_saga_event_t *ev = &j->sev.ev[i];
-        if (strcmp(ev->type, "weft.saga.stuck") == 0)
-            weft_error("saga stuck saga=%s instance=%s step=%d error=\"%s\": a compensation "
-                       "failed for good; see weft sagas show %s",
-                       ev->saga, ev->instance, t->step, j->error ? j->error : "",
-                       ev->instance);
-        else if (strcmp(ev->type, "weft.saga.completed") == 0 ||
-                 strcmp(ev->type, "weft.saga.aborted") == 0 ||
-                 strcmp(ev->type, "weft.saga.started") == 0)
-            weft_info("saga %s saga=%s instance=%s", ev->type + 10, ev->saga, ev->instance);
-    }
-    return 0;
+    if (t->saga)
+        return j->rec == WEFT_REC_COMPLETED; /* undecodable: dead-lettered, no saga */
+    return t->step_saga && /* no instance: dead-lettered as malformed when claimed */
+           weft_uuid_valid(weft_envelope_attr(&j->msg->env, "weftinstance"));
 }
 
-/* Emits a recorded outcome: for saga jobs, after their transition. */
+/* Emits a recorded outcome: for a job that moves a saga, after its
+ * transition (the saga stage asks PostgreSQL for it). */
 static void emit_outcome(dsp_t *d, job_t *j)
 {
-    if (is_saga_job(j) && saga_transition(d, j) != 0) {
-        job_wait(d, j, 1000, ACT_SAGA);
+    weft_saga_events_free(&j->sev);
+    if (!moves_saga(j)) {
+        job_emit(d, j);
         return;
     }
-    job_emit(d, j);
+    j->state = J_SAGA;
+    jq_push(&d->saga_q, j);
 }
 
 /* Events of transitions no consumed event owns (a deadline passing, or
@@ -1287,19 +1232,14 @@ static int pg_usable(dsp_t *d)
     return 1;
 }
 
-static void pg_failed(dsp_t *d, const char *what, const char *err)
-{
-    weft_warn("%s failed, will retry: %s", what, err);
-    d->pg_retry_at = now_ms() + 500;
-}
-
 /* ---- the ledger's connections ------------------------------------------ */
 
 static void lc_on_io(weft_io_t *io, uint32_t events);
 
 static const char *lc_name(const lconn_t *lc)
 {
-    return lc->stage == LS_CLAIM ? "claim" : "record";
+    static const char *const name[] = {"ledger's claim", "ledger's record", "saga"};
+    return name[lc->stage];
 }
 
 static void lc_watch(dsp_t *d, lconn_t *lc, uint32_t events)
@@ -1344,13 +1284,12 @@ static int lc_usable(dsp_t *d, lconn_t *lc)
         why = "out of memory";
     else if (PQstatus(lc->pg) != CONNECTION_OK)
         why = PQerrorMessage(lc->pg);
-    else if (weft_ledger_prepare(lc->pg, err, sizeof(err)) != 0)
+    else if (lc->stage != LS_SAGA && weft_ledger_prepare(lc->pg, err, sizeof(err)) != 0)
         why = err;
     else if (PQsetnonblocking(lc->pg, 1) != 0)
         why = PQerrorMessage(lc->pg);
     if (why) {
-        weft_warn("postgresql unavailable for the ledger's %s connection, retrying: %s",
-                  lc_name(lc), why);
+        weft_warn("postgresql unavailable for the %s connection, retrying: %s", lc_name(lc), why);
         lc->retry_at = now + 1000;
         return 0;
     }
@@ -1362,7 +1301,7 @@ static int lc_usable(dsp_t *d, lconn_t *lc)
 /* The queue the stage's connections take their batches from. */
 static jq_t *lc_queue(dsp_t *d, const lconn_t *lc)
 {
-    return lc->stage == LS_CLAIM ? &d->claim_q : &d->record_q;
+    return lc->stage == LS_CLAIM ? &d->claim_q : lc->stage == LS_RECORD ? &d->record_q : &d->saga_q;
 }
 
 /* The batch in flight goes back to the front of its queue, in order. */
@@ -1388,7 +1327,11 @@ static void lc_requeue(dsp_t *d, lconn_t *lc)
  * a failed statement was applied. */
 static void lc_failed(dsp_t *d, lconn_t *lc, const char *err)
 {
-    weft_warn("ledger %s of %zu keys failed, will retry: %s", lc_name(lc), lc->n, err);
+    if (lc->stage == LS_SAGA)
+        weft_warn("saga transition failed, will retry: %s", err);
+    else
+        weft_warn("ledger %s of %zu keys failed, will retry: %s",
+                  lc->stage == LS_CLAIM ? "claim" : "record", lc->n, err);
     lc_requeue(d, lc);
     lc->retry_at = now_ms() + 500;
     if (PQstatus(lc->pg) != CONNECTION_OK)
@@ -1410,6 +1353,7 @@ static void lc_flush(dsp_t *d, lconn_t *lc)
 
 static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
 static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+static int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
 
 static void lc_on_io(weft_io_t *io, uint32_t events)
 {
@@ -1428,7 +1372,7 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
         if (lc->n)
             lc_failed(d, lc, e);
         else
-            weft_warn("ledger %s connection lost: %s", lc_name(lc), e);
+            weft_warn("%s connection lost: %s", lc_name(lc), e);
         lc_unwatch(d, lc);
         return;
     }
@@ -1457,8 +1401,9 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
             return;
         }
         /* The done functions check the statement's status too. */
-        int rc = lc->stage == LS_CLAIM ? claims_done(d, lc, lc->res, e, sizeof(e))
-                                       : records_done(d, lc, lc->res, e, sizeof(e));
+        int rc = lc->stage == LS_CLAIM    ? claims_done(d, lc, lc->res, e, sizeof(e))
+                 : lc->stage == LS_RECORD ? records_done(d, lc, lc->res, e, sizeof(e))
+                                          : sagas_done(d, lc, lc->res, e, sizeof(e));
         if (rc < 0) {
             lc_failed(d, lc, e); /* failed, or not this batch's answer: send it again */
             return;
@@ -1480,15 +1425,16 @@ static int lc_ready(dsp_t *d, lconn_t *lc)
 }
 
 /* Takes the connection's next batch (up to LEDGER_BATCH jobs off the
- * stage's queue) when it may send one now; 0 when not. */
+ * stage's queue; one saga transition) when it may send one now; 0 when
+ * not. */
 static size_t lc_begin(dsp_t *d, lconn_t *lc)
 {
     if (!lc_ready(d, lc) || !lc_usable(d, lc))
         return 0;
     jq_t *q = lc_queue(d, lc);
-    size_t n = 0;
+    size_t n = 0, max = lc->stage == LS_SAGA ? 1 : LEDGER_BATCH;
     job_t *j;
-    while (n < LEDGER_BATCH && (j = jq_pop(q)) != NULL)
+    while (n < max && (j = jq_pop(q)) != NULL)
         lc->jobs[n++] = j;
     lc->n = n;
     lc->n_stmts++;
@@ -1718,6 +1664,87 @@ static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, siz
     return 0;
 }
 
+/* ---- saga transitions (stage) ---------------------------------------- */
+
+static const char *saga_what(const job_t *j)
+{
+    return j->trig->saga ? "starting saga" : "moving saga";
+}
+
+/* Sends the transition of the saga stage's next job. Asked again for the
+ * same outcome (a redelivered event), the state machine returns the
+ * events it returned the first time. */
+static void send_sagas(dsp_t *d, lconn_t *lc)
+{
+    if (lc_begin(d, lc) == 0)
+        return;
+    job_t *j = lc->jobs[0];
+    const weft_trigger_t *t = j->trig;
+    weft_envelope_t *env = &j->msg->env;
+    char err[1024];
+    int rc;
+    if (t->saga) {
+        char id[37];
+        weft_saga_instance_id(id, t->name, j->generation, j->msg->key);
+        size_t len = 0;
+        const uint8_t *data = weft_envelope_data(env, &len);
+        const char *ct = weft_envelope_attr(env, "datacontenttype");
+        rc = weft_saga_start_send(lc->pg, id, t->saga, t->name, j->msg->key, data, len,
+                                  ct && *ct ? ct : NULL, err, sizeof(err));
+    } else {
+        int ok = j->rec == WEFT_REC_COMPLETED;
+        weft_saga_outcome_t o = {
+            .instance = weft_envelope_attr(env, "weftinstance"),
+            .step = t->step,
+            .phase = t->compensate ? "compensate" : "do",
+            .ok = j->rec != WEFT_REC_DEAD,
+            .output = ok ? j->result : NULL,
+            .output_len = ok ? j->result_len : 0,
+            .output_type = ok && j->result_type && *j->result_type ? j->result_type : NULL,
+            .reason = j->reason,
+            .error = j->error,
+            .attempts = j->attempts,
+        };
+        rc = weft_saga_step_done_send(lc->pg, &o, err, sizeof(err));
+    }
+    lc_sent(d, lc, rc, err);
+}
+
+/* Keeps the events of the transition answered by r in the job and emits
+ * it; -1 with err when the statement failed (it is sent again). A
+ * transition the state machine refused is logged, and the job emits its
+ * own outcome without saga events. */
+static int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
+{
+    job_t *j = lc->jobs[0];
+    const weft_trigger_t *t = j->trig;
+    int rc = weft_saga_answer(r, saga_what(j), &j->sev, err, errlen);
+    if (rc == -1) {
+        weft_saga_events_free(&j->sev);
+        return -1;
+    }
+    lc->n = 0;
+    if (rc == -2) {
+        weft_error("saga transition refused trigger=%s topic=%s partition=%d offset=%lld: %s",
+                   t->name, j->msg->km.topic, (int)j->msg->km.partition,
+                   (long long)j->msg->km.offset, err);
+        weft_saga_events_free(&j->sev);
+    }
+    for (size_t i = 0; i < j->sev.n; i++) {
+        const weft_saga_event_t *ev = &j->sev.ev[i];
+        if (strcmp(ev->type, "weft.saga.stuck") == 0)
+            weft_error("saga stuck saga=%s instance=%s step=%d error=\"%s\": a compensation "
+                       "failed for good; see weft sagas show %s",
+                       ev->saga, ev->instance, t->step, j->error ? j->error : "", ev->instance);
+        else if (strcmp(ev->type, "weft.saga.completed") == 0 ||
+                 strcmp(ev->type, "weft.saga.aborted") == 0 ||
+                 strcmp(ev->type, "weft.saga.started") == 0)
+            weft_info("saga %s saga=%s instance=%s", ev->type + 10, ev->saga, ev->instance);
+    }
+    job_emit(d, j);
+    return 0;
+}
+
 /* Sends what each stage's queue holds on its free connections. */
 static void flush_ledger(dsp_t *d, lstage_t stage)
 {
@@ -1727,8 +1754,10 @@ static void flush_ledger(dsp_t *d, lstage_t stage)
             continue;
         if (stage == LS_CLAIM)
             send_claims(d, lc);
-        else
+        else if (stage == LS_RECORD)
             send_records(d, lc);
+        else
+            send_sagas(d, lc);
     }
 }
 
@@ -2052,8 +2081,6 @@ static uint64_t run_waits(dsp_t *d)
         }
         if (j->after_wait == ACT_EMIT) {
             job_emit(d, j);
-        } else if (j->after_wait == ACT_SAGA) {
-            emit_outcome(d, j);
         } else {
             claim_enqueue(d, j);
         }
@@ -2268,7 +2295,7 @@ typedef struct stages {
 
 static stages_t stages(const dsp_t *d)
 {
-    stages_t s = {d->claim_q.n, 0, d->record_q.n, 0};
+    stages_t s = {d->claim_q.n, 0, d->record_q.n + d->saga_q.n, 0};
     for (int i = 0; i < d->n_lc; i++)
         *(d->lc[i].stage == LS_CLAIM ? &s.claiming : &s.recording) += d->lc[i].n;
     for (fn_pool_t *p = d->pools; p; p = p->next)
@@ -2287,6 +2314,8 @@ static void stats(dsp_t *d, int force)
     uint64_t cs = 0, ck = 0, rs = 0, rk = 0;
     for (int i = 0; i < d->n_lc; i++) {
         const lconn_t *lc = &d->lc[i];
+        if (lc->stage == LS_SAGA)
+            continue;
         *(lc->stage == LS_CLAIM ? &cs : &rs) += lc->n_stmts;
         *(lc->stage == LS_CLAIM ? &ck : &rk) += lc->n_keys;
     }
@@ -2360,10 +2389,10 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     if (weft_config_get_int(d->cfg, "dispatcher.ledger_connections", 2, 1, LEDGER_CONNS_MAX, &v,
                             err, errlen))
         return 2;
-    d->n_lc = 2 * (int)v;
+    d->n_lc = 2 * (int)v + 1;
     for (int i = 0; i < d->n_lc; i++) {
         d->lc[i].d = d;
-        d->lc[i].stage = i < (int)v ? LS_CLAIM : LS_RECORD;
+        d->lc[i].stage = i < (int)v ? LS_CLAIM : i < 2 * (int)v ? LS_RECORD : LS_SAGA;
         d->lc[i].io.fd = -1;
         d->lc[i].io.handle = lc_on_io;
     }
@@ -2421,7 +2450,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
     for (int i = 0; i < d->n_lc; i++) {
         lconn_t *lc = &d->lc[i];
-        if (!lc_usable(d, lc)) {
+        if (lc->stage != LS_SAGA && !lc_usable(d, lc)) {
             snprintf(err, errlen, "cannot connect to PostgreSQL for the ledger: %s",
                      lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
             return 1;
@@ -2610,6 +2639,7 @@ int weft_dispatcher_run(weft_config_t *cfg)
         for (fn_pool_t *p = d->pools; p; p = p->next)
             weft_pool_tick(p->pool, now);
         flush_ledger(d, LS_RECORD);
+        flush_ledger(d, LS_SAGA);
         for (size_t a = 0; a < d->n_adapters; a++)
             weft_adapter_serve(d->adapters[a]);
         pools_gc(d);

@@ -51,7 +51,7 @@ static char *dup_col(const PGresult *r, int row, int col)
 }
 
 /* Appends the rows of r (EVENT_COLUMNS, text format) to out. */
-static int collect(PGresult *r, weft_saga_events_t *out, char *errstr, size_t errlen)
+static int collect(const PGresult *r, weft_saga_events_t *out, char *errstr, size_t errlen)
 {
     int rows = PQntuples(r);
     if (rows == 0)
@@ -92,71 +92,139 @@ static int collect(PGresult *r, weft_saga_events_t *out, char *errstr, size_t er
     return 0;
 }
 
-/* Runs sql with params (bytea_param: index of one binary bytea parameter,
- * or -1) and collects the events it returns. */
-static int run(void *pgconn, const char *what, const char *sql, int n, const char *const *params,
-               const int *lengths, int bytea_param, weft_saga_events_t *out, char *errstr,
-               size_t errlen)
+/* One statement of the state machine, ready for libpq. */
+typedef struct stmt {
+    const char *what, *sql;
+    int n;
+    const char *params[9];
+    int lengths[9];
+    int formats[9];
+    char num[2][16];
+} stmt_t;
+
+/* The answer r to the statement `what`: its events appended to out. 0;
+ * -1 with errstr (try again); -2 when the state machine refused. */
+static int answer(const PGresult *r, const char *what, weft_saga_events_t *out, char *errstr,
+                  size_t errlen)
 {
-    PGconn *pg = pgconn;
-    int formats[12] = {0};
-    if (bytea_param >= 0)
-        formats[bytea_param] = 1;
-    PGresult *r = PQexecParams(pg, sql, n, NULL, params, lengths, formats, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errlen, "%s: %s", what, PQresultErrorMessage(r));
+        snprintf(errstr, errlen, "%s: %s", what,
+                 r ? PQresultErrorMessage(r) : "no answer from PostgreSQL");
         /* P0001: the state machine refused (RAISE EXCEPTION): asking again
          * gives the same answer. */
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        int refused = state && strcmp(state, "P0001") == 0;
-        PQclear(r);
-        return refused ? -2 : -1;
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        return state && strcmp(state, "P0001") == 0 ? -2 : -1;
     }
-    int rc = collect(r, out, errstr, errlen);
+    return collect(r, out, errstr, errlen);
+}
+
+/* Runs the statement and collects the events it returns. */
+static int run(void *pgconn, const stmt_t *st, weft_saga_events_t *out, char *errstr, size_t errlen)
+{
+    PGresult *r =
+        PQexecParams(pgconn, st->sql, st->n, NULL, st->params, st->lengths, st->formats, 0);
+    int rc = answer(r, st->what, out, errstr, errlen);
     PQclear(r);
     return rc;
 }
 
-int weft_saga_start(void *pg, const char *instance, const char *saga, const char *trigger,
-                    const char *key, const void *data, size_t len, const char *content_type,
-                    weft_saga_events_t *out, char *errstr, size_t errlen)
+/* Hands the statement to libpq without waiting for it. */
+static int send_stmt(void *pgconn, const stmt_t *st, char *errstr, size_t errlen)
 {
-    const char *params[6] = {instance, saga, trigger, key, data, content_type};
-    int lengths[6] = {0, 0, 0, 0, (int)len, 0};
-    return run(pg, "starting saga",
-               "SELECT " EVENT_COLUMNS " FROM weft.saga_start($1::uuid, $2, $3, $4, $5, $6)", 6,
-               params, lengths, 4, out, errstr, errlen);
+    if (PQsendQueryParams(pgconn, st->sql, st->n, NULL, st->params, st->lengths, st->formats, 0) ==
+        1)
+        return 0;
+    snprintf(errstr, errlen, "%s: %s", st->what, PQerrorMessage(pgconn));
+    return -1;
 }
 
-int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
-                        char *errstr, size_t errlen)
+static void start_stmt(stmt_t *st, const char *instance, const char *saga, const char *trigger,
+                       const char *key, const void *data, size_t len, const char *content_type)
 {
-    char step[16], attempts[16];
-    snprintf(step, sizeof(step), "%d", o->step);
-    snprintf(attempts, sizeof(attempts), "%d", o->attempts);
+    *st = (stmt_t){
+        .what = "starting saga",
+        .sql = "SELECT " EVENT_COLUMNS " FROM weft.saga_start($1::uuid, $2, $3, $4, $5, $6)",
+        .n = 6,
+        .params = {instance, saga, trigger, key, data, content_type},
+        .lengths = {0, 0, 0, 0, (int)len, 0},
+        .formats = {0, 0, 0, 0, 1, 0},
+    };
+}
+
+static void step_stmt(stmt_t *st, const weft_saga_outcome_t *o)
+{
+    *st = (stmt_t){
+        .what = "moving saga",
+        .sql = "SELECT " EVENT_COLUMNS " FROM weft.saga_step_done($1::uuid, $2::int, $3,"
+               " $4::boolean, $5, $6, $7, $8, $9::int)",
+        .n = 9,
+        .lengths = {0, 0, 0, 0, (int)o->output_len, 0, 0, 0, 0},
+        .formats = {0, 0, 0, 0, 1, 0, 0, 0, 0},
+    };
+    snprintf(st->num[0], sizeof(st->num[0]), "%d", o->step);
+    snprintf(st->num[1], sizeof(st->num[1]), "%d", o->attempts);
     const char *params[9] = {o->instance,
-                             step,
+                             st->num[0],
                              o->phase,
                              o->ok ? "true" : "false",
                              o->output ? o->output : NULL,
                              o->output_type,
                              o->reason,
                              o->error,
-                             attempts};
-    int lengths[9] = {0, 0, 0, 0, (int)o->output_len, 0, 0, 0, 0};
-    return run(pg, "moving saga",
-               "SELECT " EVENT_COLUMNS " FROM weft.saga_step_done($1::uuid, $2::int, $3,"
-               " $4::boolean, $5, $6, $7, $8, $9::int)",
-               9, params, lengths, 4, out, errstr, errlen);
+                             st->num[1]};
+    memcpy(st->params, params, sizeof(params));
+}
+
+int weft_saga_start(void *pg, const char *instance, const char *saga, const char *trigger,
+                    const char *key, const void *data, size_t len, const char *content_type,
+                    weft_saga_events_t *out, char *errstr, size_t errlen)
+{
+    stmt_t st;
+    start_stmt(&st, instance, saga, trigger, key, data, len, content_type);
+    return run(pg, &st, out, errstr, errlen);
+}
+
+int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
+                        char *errstr, size_t errlen)
+{
+    stmt_t st;
+    step_stmt(&st, o);
+    return run(pg, &st, out, errstr, errlen);
+}
+
+int weft_saga_start_send(void *pg, const char *instance, const char *saga, const char *trigger,
+                         const char *key, const void *data, size_t len, const char *content_type,
+                         char *errstr, size_t errlen)
+{
+    stmt_t st;
+    start_stmt(&st, instance, saga, trigger, key, data, len, content_type);
+    return send_stmt(pg, &st, errstr, errlen);
+}
+
+int weft_saga_step_done_send(void *pg, const weft_saga_outcome_t *o, char *errstr, size_t errlen)
+{
+    stmt_t st;
+    step_stmt(&st, o);
+    return send_stmt(pg, &st, errstr, errlen);
+}
+
+int weft_saga_answer(const void *res, const char *what, weft_saga_events_t *out, char *errstr,
+                     size_t errlen)
+{
+    return answer(res, what, out, errstr, errlen);
 }
 
 int weft_saga_expire(void *pg, int max, weft_saga_events_t *out, char *errstr, size_t errlen)
 {
     char m[16];
     snprintf(m, sizeof(m), "%d", max);
-    const char *params[1] = {m};
-    return run(pg, "expiring sagas", "SELECT " EVENT_COLUMNS " FROM weft.saga_expire($1::int)",
-               1, params, NULL, -1, out, errstr, errlen);
+    const stmt_t st = {
+        .what = "expiring sagas",
+        .sql = "SELECT " EVENT_COLUMNS " FROM weft.saga_expire($1::int)",
+        .n = 1,
+        .params = {m},
+    };
+    return run(pg, &st, out, errstr, errlen);
 }
 
 int weft_saga_published(void *pgconn, const weft_saga_events_t *e, char *errstr, size_t errlen)
@@ -207,14 +275,17 @@ int weft_saga_unpublished(void *pg, int age_ms, int max, weft_saga_events_t *out
     char age[16], m[16];
     snprintf(age, sizeof(age), "%d", age_ms);
     snprintf(m, sizeof(m), "%d", max);
-    const char *params[2] = {age, m};
     /* Only transitions that no source event would cause again. */
-    return run(pg, "reading unpublished saga events",
-               "SELECT " EVENT_COLUMNS " FROM weft.saga_events"
+    const stmt_t st = {
+        .what = "reading unpublished saga events",
+        .sql = "SELECT " EVENT_COLUMNS " FROM weft.saga_events"
                " WHERE published_at IS NULL AND cause = 'deadline'"
                "   AND at < now() - $1::int * interval '1 millisecond'"
                " ORDER BY instance, seq LIMIT $2::int",
-               2, params, NULL, -1, out, errstr, errlen);
+        .n = 2,
+        .params = {age, m},
+    };
+    return run(pg, &st, out, errstr, errlen);
 }
 
 size_t weft_saga_headers(const weft_saga_event_t *ev, weft_saga_hdrbuf_t *buf,

@@ -10,7 +10,11 @@
  * event that caused the transition (DESIGN.md: commit, then produce, then
  * ack).
  *
- * Runs on the dispatcher loop thread (or in the CLI); synchronous libpq.
+ * The calls below wait for their answer (the CLI; the dispatcher's
+ * once-a-second deadline check). The dispatcher's transitions use the
+ * _send forms and weft_saga_answer on a connection of their own, so a
+ * transition waiting for PostgreSQL (a commit, a lock held on a saga's
+ * row) never stops its loop.
  */
 #ifndef WEFT_SAGA_H
 #define WEFT_SAGA_H
@@ -73,6 +77,18 @@ typedef struct weft_saga_outcome {
  * the saga no longer waits for). */
 int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
                         char *errstr, size_t errlen);
+
+/* The same two transitions, handed to libpq without waiting (a
+ * non-blocking connection: PQsendQueryParams). 0; -1 with errstr. The
+ * answer's PGresult goes to weft_saga_answer: `what` names the statement
+ * in errors ("starting saga", "moving saga"); it returns as the calls
+ * above do. */
+int weft_saga_start_send(void *pg, const char *instance, const char *saga, const char *trigger,
+                         const char *key, const void *data, size_t len, const char *content_type,
+                         char *errstr, size_t errlen);
+int weft_saga_step_done_send(void *pg, const weft_saga_outcome_t *o, char *errstr, size_t errlen);
+int weft_saga_answer(const void *res, const char *what, weft_saga_events_t *out, char *errstr,
+                     size_t errlen);
 
 /* Fails and compensates up to max running instances past their deadline;
  * out gets the events of all of them, grouped by instance. */

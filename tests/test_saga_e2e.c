@@ -4,7 +4,8 @@
  * The happy path; a permanent failure at each step with compensations in
  * reverse order exactly once; a failing compensation ends 'stuck' with a
  * dead letter; a replayed start event starts nothing new; kill -9 during a
- * step and during a compensation, then restart; the deadline.
+ * step and during a compensation, then restart; the deadline; a saga held
+ * by a lock holds up no other trigger.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include "fixture.h"
 
@@ -29,7 +31,7 @@ static int setup(void **state)
 {
     (void)state;
     if (fx_up(&fx, "orders:2 quick.orders:1 order.steps:2 quick.steps:1 order.events:1 "
-                   "quick.events:1 order.dlq:1 orders.dlq:1") != 0)
+                   "quick.events:1 order.dlq:1 orders.dlq:1 plain.in:1 plain.out:1") != 0)
         return -1;
     char dir[600];
     snprintf(dir, sizeof(dir), "%s/tests/migrations/saga", fx.src_dir);
@@ -366,6 +368,67 @@ static void test_malformed_step_event_is_dead_lettered(void **state)
                      0);
 }
 
+/* The dispatcher's transition of a saga, waiting for a row lock. */
+#define STEP_DONE_WAITING                                                                          \
+    "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%saga_step_done%'"
+
+static int have_any(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    (void)msgs;
+    (void)ctx;
+    return n > 0;
+}
+
+/* An operator's open transaction holds a saga instance's row while its
+ * step finishes. The transition waits for the lock, and only it: a plain
+ * trigger's event runs meanwhile. Then the saga goes on. */
+static void test_a_held_saga_holds_up_only_itself(void **state)
+{
+    (void)state;
+    place("orders", "o-held",
+          "{\"order\":\"o-held\",\"qty\":1,\"amount\":25,\"sleep_ms\":1000,"
+          "\"sleep_in\":\"charge_payment\"}");
+    wait_running("o-held", 2, "do");
+    PGconn *hold = PQconnectdb(fx.pg);
+    assert_int_equal(PQstatus(hold), CONNECTION_OK);
+    PQclear(PQexec(hold, "BEGIN"));
+    PGresult *r = PQexec(hold, "SELECT 1 FROM weft.saga_instances WHERE id = (SELECT id FROM"
+                               " weft.saga_instances WHERE split_part(start_key, chr(31), 2) ="
+                               " 'o-held') FOR UPDATE");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    /* The charge finishes; its transition waits for the row. */
+    uint64_t end = fx_now_ms() + 20000;
+    while (fx_sql_long(&fx, "SELECT count(*) " STEP_DONE_WAITING) == 0 && fx_now_ms() < end)
+        usleep(20 * 1000);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) " STEP_DONE_WAITING), 1);
+
+    fx_consumer_t *c = fx_consumer_new(&fx, "plain.out");
+    assert_non_null(c);
+    assert_int_equal(fx_produce(prod, "plain.in", "p-1", "p-1", "plain", "{\"v\":\"held\"}", NULL),
+                     0);
+    assert_int_equal(fx_producer_flush(prod), 0);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    fx_consume_until(c, &msgs, &n, &cap, have_any, NULL, 30000);
+    assert_int_equal(n, 1);
+    assert_string_equal(msgs[0].value, "{\"v\":\"HELD\"}");
+    fx_msgs_free(msgs, n);
+    fx_consumer_destroy(c);
+    /* The result came while the saga was still held. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) " STEP_DONE_WAITING), 1);
+
+    r = PQexec(hold, "COMMIT");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(hold);
+    assert_final("o-held", "completed",
+                 "started step[1/do] step.completed step[2/do] step.completed step[3/do] "
+                 "step.completed completed");
+    assert_once_and_published("o-held");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_kill9_during_a_compensation_then_restart),
         cmocka_unit_test(test_deadline_fails_and_compensates),
         cmocka_unit_test(test_malformed_step_event_is_dead_lettered),
+        cmocka_unit_test(test_a_held_saga_holds_up_only_itself),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

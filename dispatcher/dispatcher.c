@@ -100,7 +100,7 @@ typedef enum {
     J_ORDER,   /* ordered trigger: waits for the previous event of its key */
 } job_state_t;
 
-typedef enum { ACT_CLAIM, ACT_EMIT } job_act_t;
+typedef enum { ACT_CLAIM, ACT_EMIT, ACT_SAGA } job_act_t;
 
 /* What a delivery report's opaque points at: a job, or a batch of saga
  * events that no job owns (a deadline's transitions). */
@@ -176,14 +176,15 @@ typedef struct outbox {
  * at once. Each connection is its own backend, so claims and records run
  * at the same time, on as many cores as PostgreSQL has. Keys in flight
  * are distinct (one job per key), so concurrent batches never touch the
- * same row. Saga transitions go the same way on one connection of their
- * own, one transition per statement, in the order their jobs came: a
- * transition waiting for a saga's row holds up the sagas behind it and
- * nothing else. */
+ * same row. Saga transitions go the same way, in batches of their own on
+ * one connection of their own (so two never wait for each other's rows):
+ * a transition waiting for a lock on a saga's row holds up the sagas
+ * behind it and nothing else. */
 typedef enum { LS_CLAIM = 0, LS_RECORD = 1, LS_SAGA = 2 } lstage_t;
 
 #define LEDGER_BATCH 1000
 #define LEDGER_CONNS_MAX 4 /* per stage */
+#define SAGA_BATCH 500
 
 typedef struct lconn {
     weft_io_t io; /* first: the epoll registration points here */
@@ -1425,14 +1426,14 @@ static int lc_ready(dsp_t *d, lconn_t *lc)
 }
 
 /* Takes the connection's next batch (up to LEDGER_BATCH jobs off the
- * stage's queue; one saga transition) when it may send one now; 0 when
+ * stage's queue, SAGA_BATCH for sagas) when it may send one now; 0 when
  * not. */
 static size_t lc_begin(dsp_t *d, lconn_t *lc)
 {
     if (!lc_ready(d, lc) || !lc_usable(d, lc))
         return 0;
     jq_t *q = lc_queue(d, lc);
-    size_t n = 0, max = lc->stage == LS_SAGA ? 1 : LEDGER_BATCH;
+    size_t n = 0, max = lc->stage == LS_SAGA ? SAGA_BATCH : LEDGER_BATCH;
     job_t *j;
     while (n < max && (j = jq_pop(q)) != NULL)
         lc->jobs[n++] = j;
@@ -1666,82 +1667,92 @@ static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, siz
 
 /* ---- saga transitions (stage) ---------------------------------------- */
 
-static const char *saga_what(const job_t *j)
-{
-    return j->trig->saga ? "starting saga" : "moving saga";
-}
-
-/* Sends the transition of the saga stage's next job. Asked again for the
- * same outcome (a redelivered event), the state machine returns the
+/* Sends the transitions of the saga stage's next batch. Asked again for
+ * the same outcome (a redelivered event), the state machine returns the
  * events it returned the first time. */
 static void send_sagas(dsp_t *d, lconn_t *lc)
 {
-    if (lc_begin(d, lc) == 0)
+    size_t n = lc_begin(d, lc);
+    if (n == 0)
         return;
-    job_t *j = lc->jobs[0];
-    const weft_trigger_t *t = j->trig;
-    weft_envelope_t *env = &j->msg->env;
-    char err[1024];
-    int rc;
-    if (t->saga) {
-        char id[37];
-        weft_saga_instance_id(id, t->name, j->generation, j->msg->key);
-        size_t len = 0;
-        const uint8_t *data = weft_envelope_data(env, &len);
-        const char *ct = weft_envelope_attr(env, "datacontenttype");
-        rc = weft_saga_start_send(lc->pg, id, t->saga, t->name, j->msg->key, data, len,
-                                  ct && *ct ? ct : NULL, err, sizeof(err));
-    } else {
-        int ok = j->rec == WEFT_REC_COMPLETED;
-        weft_saga_outcome_t o = {
-            .instance = weft_envelope_attr(env, "weftinstance"),
-            .step = t->step,
-            .phase = t->compensate ? "compensate" : "do",
-            .ok = j->rec != WEFT_REC_DEAD,
-            .output = ok ? j->result : NULL,
-            .output_len = ok ? j->result_len : 0,
-            .output_type = ok && j->result_type && *j->result_type ? j->result_type : NULL,
-            .reason = j->reason,
-            .error = j->error,
-            .attempts = j->attempts,
-        };
-        rc = weft_saga_step_done_send(lc->pg, &o, err, sizeof(err));
+    static weft_saga_req_t reqs[SAGA_BATCH];
+    static char ids[SAGA_BATCH][37];
+    for (size_t i = 0; i < n; i++) {
+        job_t *j = lc->jobs[i];
+        const weft_trigger_t *t = j->trig;
+        weft_envelope_t *env = &j->msg->env;
+        weft_saga_req_t *q = &reqs[i];
+        memset(q, 0, sizeof(*q));
+        if (t->saga) {
+            weft_saga_instance_id(ids[i], t->name, j->generation, j->msg->key);
+            const char *ct = weft_envelope_attr(env, "datacontenttype");
+            q->instance = ids[i];
+            q->saga = t->saga;
+            q->trigger = t->name;
+            q->key = j->msg->key;
+            q->data = weft_envelope_data(env, &q->len);
+            q->content_type = ct && *ct ? ct : NULL;
+        } else {
+            int ok = j->rec == WEFT_REC_COMPLETED;
+            q->instance = weft_envelope_attr(env, "weftinstance");
+            q->step = t->step;
+            q->phase = t->compensate ? "compensate" : "do";
+            q->ok = j->rec != WEFT_REC_DEAD;
+            q->data = ok ? j->result : NULL;
+            q->len = ok ? j->result_len : 0;
+            q->content_type = ok && j->result_type && *j->result_type ? j->result_type : NULL;
+            q->reason = j->reason;
+            q->error = j->error;
+            q->attempts = j->attempts;
+        }
     }
-    lc_sent(d, lc, rc, err);
+    char err[1024];
+    lc_sent(d, lc, weft_saga_batch_send(lc->pg, reqs, n, err, sizeof(err)), err);
 }
 
-/* Keeps the events of the transition answered by r in the job and emits
- * it; -1 with err when the statement failed (it is sent again). A
- * transition the state machine refused is logged, and the job emits its
- * own outcome without saga events. */
+/* Hands on the jobs of a saga batch whose answer is r, like claims_done:
+ * each keeps its transition's events and emits. A transition the state
+ * machine refused is logged, and its job emits its own outcome without
+ * saga events; one that failed otherwise is asked again in a second. */
 static int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
 {
-    job_t *j = lc->jobs[0];
-    const weft_trigger_t *t = j->trig;
-    int rc = weft_saga_answer(r, saga_what(j), &j->sev, err, errlen);
-    if (rc == -1) {
-        weft_saga_events_free(&j->sev);
+    static weft_saga_res_t res[SAGA_BATCH];
+    size_t n = lc->n;
+    if (weft_saga_batch_answer(r, res, n, err, errlen) != 0)
         return -1;
-    }
     lc->n = 0;
-    if (rc == -2) {
-        weft_error("saga transition refused trigger=%s topic=%s partition=%d offset=%lld: %s",
-                   t->name, j->msg->km.topic, (int)j->msg->km.partition,
-                   (long long)j->msg->km.offset, err);
-        weft_saga_events_free(&j->sev);
+    for (size_t i = 0; i < n; i++) {
+        job_t *j = lc->jobs[i];
+        const weft_trigger_t *t = j->trig;
+        if (res[i].rc == -1) {
+            weft_warn("saga transition failed, will retry in 1 s trigger=%s topic=%s "
+                      "partition=%d offset=%lld: %s",
+                      t->name, j->msg->km.topic, (int)j->msg->km.partition,
+                      (long long)j->msg->km.offset, res[i].error ? res[i].error : "");
+            weft_saga_res_clear(&res[i]);
+            job_wait(d, j, 1000, ACT_SAGA);
+            continue;
+        }
+        if (res[i].rc == -2)
+            weft_error("saga transition refused trigger=%s topic=%s partition=%d offset=%lld: %s",
+                       t->name, j->msg->km.topic, (int)j->msg->km.partition,
+                       (long long)j->msg->km.offset, res[i].error ? res[i].error : "");
+        j->sev = res[i].ev;
+        res[i].ev = (weft_saga_events_t){0};
+        weft_saga_res_clear(&res[i]);
+        for (size_t k = 0; k < j->sev.n; k++) {
+            const weft_saga_event_t *ev = &j->sev.ev[k];
+            if (strcmp(ev->type, "weft.saga.stuck") == 0)
+                weft_error("saga stuck saga=%s instance=%s step=%d error=\"%s\": a compensation "
+                           "failed for good; see weft sagas show %s",
+                           ev->saga, ev->instance, t->step, j->error ? j->error : "", ev->instance);
+            else if (strcmp(ev->type, "weft.saga.completed") == 0 ||
+                     strcmp(ev->type, "weft.saga.aborted") == 0 ||
+                     strcmp(ev->type, "weft.saga.started") == 0)
+                weft_info("saga %s saga=%s instance=%s", ev->type + 10, ev->saga, ev->instance);
+        }
+        job_emit(d, j);
     }
-    for (size_t i = 0; i < j->sev.n; i++) {
-        const weft_saga_event_t *ev = &j->sev.ev[i];
-        if (strcmp(ev->type, "weft.saga.stuck") == 0)
-            weft_error("saga stuck saga=%s instance=%s step=%d error=\"%s\": a compensation "
-                       "failed for good; see weft sagas show %s",
-                       ev->saga, ev->instance, t->step, j->error ? j->error : "", ev->instance);
-        else if (strcmp(ev->type, "weft.saga.completed") == 0 ||
-                 strcmp(ev->type, "weft.saga.aborted") == 0 ||
-                 strcmp(ev->type, "weft.saga.started") == 0)
-            weft_info("saga %s saga=%s instance=%s", ev->type + 10, ev->saga, ev->instance);
-    }
-    job_emit(d, j);
     return 0;
 }
 
@@ -2081,6 +2092,8 @@ static uint64_t run_waits(dsp_t *d)
         }
         if (j->after_wait == ACT_EMIT) {
             job_emit(d, j);
+        } else if (j->after_wait == ACT_SAGA) {
+            emit_outcome(d, j);
         } else {
             claim_enqueue(d, j);
         }

@@ -84,24 +84,24 @@ int weft_pg_array_add_bytea(weft_buf_t *b, const uint8_t *p, size_t len, int is_
     return weft_buf_append(b, "\"", 1);
 }
 
-static int array_close(weft_buf_t *b)
+int weft_pg_array_close(weft_buf_t *b)
 {
     if (b->len == 0 && weft_buf_append(b, "{", 1) != 0)
         return -1;
     return weft_buf_append(b, "}", 1);
 }
 
-static int add_int(weft_buf_t *b, long long v)
+int weft_pg_array_add_int(weft_buf_t *b, long long v)
 {
     char tmp[24];
     size_t n = weft_fmt_i64(tmp, v);
     return weft_pg_array_add(b, tmp, n, 0);
 }
 
-/* Text for PostgreSQL. Bytes that are not UTF-8 (an error message that
- * quotes a hostile header, say) would fail the whole batch, and the batch
- * would fail again on every retry: they become '?'. */
-static int add_str(weft_buf_t *b, const char *s)
+/* Bytes that are not UTF-8 (an error message that quotes a hostile
+ * header, say) would fail the whole batch, and the batch would fail again
+ * on every retry: they become '?'. */
+int weft_pg_array_add_text(weft_buf_t *b, const char *s)
 {
     if (!s)
         return weft_pg_array_add(b, "", 0, 1);
@@ -141,7 +141,7 @@ static int send_arrays(PGconn *pg, stmt_t st, weft_buf_t *a, int na, const char 
     const char *params[MAX_ARRAYS + 1];
     int rc = -1;
     for (int k = 0; k < na && !oom; k++)
-        oom |= array_close(&a[k]);
+        oom |= weft_pg_array_close(&a[k]);
     if (oom) {
         snprintf(errstr, errlen, "out of memory");
         goto out;
@@ -231,8 +231,10 @@ int weft_ledger_claim_send(void *pgconn, const char *owner, weft_claim_mode_t mo
     weft_buf_t a[4] = {{0}};
     int oom = 0;
     for (size_t i = 0; i < n && !oom; i++)
-        oom = add_str(&a[0], reqs[i].trigger) || add_int(&a[1], reqs[i].generation) ||
-              add_str(&a[2], reqs[i].key) || add_int(&a[3], reqs[i].lease_ms);
+        oom = weft_pg_array_add_text(&a[0], reqs[i].trigger) ||
+              weft_pg_array_add_int(&a[1], reqs[i].generation) ||
+              weft_pg_array_add_text(&a[2], reqs[i].key) ||
+              weft_pg_array_add_int(&a[3], reqs[i].lease_ms);
     return send_arrays(pgconn, mode == WEFT_CLAIM_FRESH ? ST_CLAIM_FRESH : ST_CLAIM, a, 4, owner,
                        oom, "claiming keys", errstr, errlen);
 }
@@ -449,12 +451,12 @@ static int record_done_send(PGconn *pg, const char *owner, const weft_record_t *
     weft_buf_t a[6] = {{0}};
     int oom = 0;
     for (size_t i = 0; i < n && !oom; i++) {
-        oom |= add_str(&a[0], recs[i].trigger);
-        oom |= add_int(&a[1], recs[i].generation);
-        oom |= add_str(&a[2], recs[i].key);
+        oom |= weft_pg_array_add_text(&a[0], recs[i].trigger);
+        oom |= weft_pg_array_add_int(&a[1], recs[i].generation);
+        oom |= weft_pg_array_add_text(&a[2], recs[i].key);
         oom |= weft_pg_array_add_bytea(&a[3], recs[i].result, recs[i].result_len, 0);
-        oom |= add_str(&a[4], recs[i].result_type);
-        oom |= add_str(&a[5], recs[i].result_id);
+        oom |= weft_pg_array_add_text(&a[4], recs[i].result_type);
+        oom |= weft_pg_array_add_text(&a[5], recs[i].result_id);
     }
     return send_arrays(pg, ST_RECORD_DONE, a, 6, owner, oom, "recording outcomes", errstr,
                        errlen);
@@ -491,25 +493,25 @@ int weft_ledger_record_send(void *pgconn, const char *owner, const weft_record_t
         const weft_record_t *rc_ = &recs[i];
         int dead = rc_->kind == WEFT_REC_DEAD;
         int done = rc_->kind == WEFT_REC_COMPLETED;
-        oom |= add_str(&a[0], rc_->trigger);
-        oom |= add_int(&a[1], rc_->generation);
-        oom |= add_str(&a[2], rc_->key);
-        oom |= add_str(&a[3], rec_status(rc_->kind));
+        oom |= weft_pg_array_add_text(&a[0], rc_->trigger);
+        oom |= weft_pg_array_add_int(&a[1], rc_->generation);
+        oom |= weft_pg_array_add_text(&a[2], rc_->key);
+        oom |= weft_pg_array_add_text(&a[3], rec_status(rc_->kind));
         oom |= weft_pg_array_add_bytea(&a[4], rc_->result, rc_->result_len, !done);
-        oom |= add_str(&a[5], done ? rc_->result_type : NULL);
-        oom |= add_str(&a[6], done ? rc_->result_id : NULL);
-        oom |= add_str(&a[7], rc_->error);
-        oom |= add_str(&a[8], rc_->reason);
-        oom |= add_int(&a[9], rc_->lease_ms);
-        oom |= add_str(&a[10], dead ? rc_->source_topic : NULL);
-        oom |= add_int(&a[11], rc_->source_partition);
-        oom |= add_int(&a[12], rc_->source_offset);
+        oom |= weft_pg_array_add_text(&a[5], done ? rc_->result_type : NULL);
+        oom |= weft_pg_array_add_text(&a[6], done ? rc_->result_id : NULL);
+        oom |= weft_pg_array_add_text(&a[7], rc_->error);
+        oom |= weft_pg_array_add_text(&a[8], rc_->reason);
+        oom |= weft_pg_array_add_int(&a[9], rc_->lease_ms);
+        oom |= weft_pg_array_add_text(&a[10], dead ? rc_->source_topic : NULL);
+        oom |= weft_pg_array_add_int(&a[11], rc_->source_partition);
+        oom |= weft_pg_array_add_int(&a[12], rc_->source_offset);
         oom |= weft_pg_array_add_bytea(&a[13], rc_->msg_key, rc_->msg_key_len,
                                        !dead || !rc_->msg_key);
         oom |= weft_pg_array_add_bytea(&a[14], rc_->value, rc_->value_len, !dead);
-        oom |= add_str(&a[15], dead ? rc_->headers_json : NULL);
-        oom |= add_str(&a[16], dead ? rc_->dead_letter_topic : NULL);
-        oom |= add_str(&a[17], dead ? rc_->source_broker : NULL);
+        oom |= weft_pg_array_add_text(&a[15], dead ? rc_->headers_json : NULL);
+        oom |= weft_pg_array_add_text(&a[16], dead ? rc_->dead_letter_topic : NULL);
+        oom |= weft_pg_array_add_text(&a[17], dead ? rc_->source_broker : NULL);
     }
     return send_arrays(pg, ST_RECORD, a, NA, owner, oom, "recording outcomes", errstr, errlen);
 }

@@ -124,9 +124,15 @@ int weft_ledger_record_send(void *pg, const char *owner, const weft_record_t *re
 int weft_ledger_record_result(const void *res, size_t n, weft_record_res_t *out, char *errstr,
                               size_t errlen);
 
-/* Appends one element to a PostgreSQL array literal under construction. */
+/* Appends one element to a PostgreSQL array literal under construction
+ * (an empty buffer starts one); 0 or -1 (out of memory). _text: NULL is
+ * NULL, and bytes that are not UTF-8 become '?'. */
 struct weft_buf;
 int weft_pg_array_add(struct weft_buf *b, const char *s, size_t len, int is_null);
 int weft_pg_array_add_bytea(struct weft_buf *b, const uint8_t *p, size_t len, int is_null);
+int weft_pg_array_add_text(struct weft_buf *b, const char *s);
+int weft_pg_array_add_int(struct weft_buf *b, long long v);
+/* Ends the literal ("{}" when nothing was added). */
+int weft_pg_array_close(struct weft_buf *b);
 
 #endif

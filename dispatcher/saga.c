@@ -11,6 +11,8 @@
 #include <time.h>
 
 #include "hash.h"
+#include "json.h"
+#include "ledger.h"
 
 #define EVENT_COLUMNS                                                                          \
     "instance::text, seq, cause, topic, id, type, coalesce(step, 0), phase, data, content_type,"  \
@@ -50,11 +52,13 @@ static char *dup_col(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
-/* Appends the rows of r (EVENT_COLUMNS, text format) to out. */
-static int collect(const PGresult *r, weft_saga_events_t *out, char *errstr, size_t errlen)
+/* Appends rows [from, to) of r (EVENT_COLUMNS from column c, text
+ * format) to out. */
+static int collect_rows(const PGresult *r, int from, int to, int c, weft_saga_events_t *out,
+                        char *errstr, size_t errlen)
 {
-    int rows = PQntuples(r);
-    if (rows == 0)
+    int rows = to - from;
+    if (rows <= 0)
         return 0;
     weft_saga_event_t *grown = realloc(out->ev, (out->n + (size_t)rows) * sizeof(*grown));
     if (!grown) {
@@ -62,27 +66,28 @@ static int collect(const PGresult *r, weft_saga_events_t *out, char *errstr, siz
         return -1;
     }
     out->ev = grown;
-    for (int i = 0; i < rows; i++) {
+    for (int i = from; i < to; i++) {
         weft_saga_event_t *ev = &out->ev[out->n];
         memset(ev, 0, sizeof(*ev));
-        snprintf(ev->instance, sizeof(ev->instance), "%s", PQgetvalue(r, i, 0));
-        ev->seq = atoi(PQgetvalue(r, i, 1));
-        ev->cause = dup_col(r, i, 2);
-        ev->topic = dup_col(r, i, 3);
-        ev->id = dup_col(r, i, 4);
-        ev->type = dup_col(r, i, 5);
-        ev->step = atoi(PQgetvalue(r, i, 6));
-        ev->phase = dup_col(r, i, 7);
-        if (!PQgetisnull(r, i, 8)) {
-            ev->data = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 8), &ev->data_len);
+        snprintf(ev->instance, sizeof(ev->instance), "%s", PQgetvalue(r, i, c));
+        ev->seq = atoi(PQgetvalue(r, i, c + 1));
+        ev->cause = dup_col(r, i, c + 2);
+        ev->topic = dup_col(r, i, c + 3);
+        ev->id = dup_col(r, i, c + 4);
+        ev->type = dup_col(r, i, c + 5);
+        ev->step = atoi(PQgetvalue(r, i, c + 6));
+        ev->phase = dup_col(r, i, c + 7);
+        if (!PQgetisnull(r, i, c + 8)) {
+            ev->data =
+                PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, c + 8), &ev->data_len);
             if (!ev->data) {
                 out->n++;
                 snprintf(errstr, errlen, "out of memory");
                 return -1;
             }
         }
-        ev->content_type = dup_col(r, i, 9);
-        ev->saga = dup_col(r, i, 10);
+        ev->content_type = dup_col(r, i, c + 9);
+        ev->saga = dup_col(r, i, c + 10);
         out->n++;
         if (!ev->cause || !ev->topic || !ev->id || !ev->type || !ev->saga) {
             snprintf(errstr, errlen, "out of memory");
@@ -90,6 +95,11 @@ static int collect(const PGresult *r, weft_saga_events_t *out, char *errstr, siz
         }
     }
     return 0;
+}
+
+static int collect(const PGresult *r, weft_saga_events_t *out, char *errstr, size_t errlen)
+{
+    return collect_rows(r, 0, PQntuples(r), 0, out, errstr, errlen);
 }
 
 /* One statement of the state machine, ready for libpq. */
@@ -126,16 +136,6 @@ static int run(void *pgconn, const stmt_t *st, weft_saga_events_t *out, char *er
     int rc = answer(r, st->what, out, errstr, errlen);
     PQclear(r);
     return rc;
-}
-
-/* Hands the statement to libpq without waiting for it. */
-static int send_stmt(void *pgconn, const stmt_t *st, char *errstr, size_t errlen)
-{
-    if (PQsendQueryParams(pgconn, st->sql, st->n, NULL, st->params, st->lengths, st->formats, 0) ==
-        1)
-        return 0;
-    snprintf(errstr, errlen, "%s: %s", st->what, PQerrorMessage(pgconn));
-    return -1;
 }
 
 static void start_stmt(stmt_t *st, const char *instance, const char *saga, const char *trigger,
@@ -192,26 +192,120 @@ int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events
     return run(pg, &st, out, errstr, errlen);
 }
 
-int weft_saga_start_send(void *pg, const char *instance, const char *saga, const char *trigger,
-                         const char *key, const void *data, size_t len, const char *content_type,
-                         char *errstr, size_t errlen)
+void weft_saga_res_clear(weft_saga_res_t *r)
 {
-    stmt_t st;
-    start_stmt(&st, instance, saga, trigger, key, data, len, content_type);
-    return send_stmt(pg, &st, errstr, errlen);
+    weft_saga_events_free(&r->ev);
+    free(r->error);
+    memset(r, 0, sizeof(*r));
 }
 
-int weft_saga_step_done_send(void *pg, const weft_saga_outcome_t *o, char *errstr, size_t errlen)
+enum {
+    B_INSTANCE,
+    B_SAGA,
+    B_TRIGGER,
+    B_KEY,
+    B_STEP,
+    B_PHASE,
+    B_OK,
+    B_DATA,
+    B_CTYPE,
+    B_REASON,
+    B_ERROR,
+    B_ATTEMPTS,
+    B_N
+};
+
+int weft_saga_batch_send(void *pg, const weft_saga_req_t *reqs, size_t n, char *errstr,
+                         size_t errlen)
 {
-    stmt_t st;
-    step_stmt(&st, o);
-    return send_stmt(pg, &st, errstr, errlen);
+    weft_buf_t a[B_N] = {0};
+    int oom = 0;
+    for (size_t i = 0; i < n && !oom; i++) {
+        const weft_saga_req_t *q = &reqs[i];
+        int start = q->saga != NULL;
+        oom |= weft_pg_array_add_text(&a[B_INSTANCE], q->instance);
+        oom |= weft_pg_array_add_text(&a[B_SAGA], q->saga);
+        oom |= weft_pg_array_add_text(&a[B_TRIGGER], start ? q->trigger : NULL);
+        oom |= weft_pg_array_add_text(&a[B_KEY], start ? q->key : NULL);
+        oom |= start ? weft_pg_array_add(&a[B_STEP], "", 0, 1)
+                     : weft_pg_array_add_int(&a[B_STEP], q->step);
+        oom |= weft_pg_array_add_text(&a[B_PHASE], start ? NULL : q->phase);
+        oom |= start ? weft_pg_array_add(&a[B_OK], "", 0, 1)
+                     : weft_pg_array_add(&a[B_OK], q->ok ? "t" : "f", 1, 0);
+        oom |= weft_pg_array_add_bytea(&a[B_DATA], q->data, q->len, q->data == NULL);
+        oom |= weft_pg_array_add_text(&a[B_CTYPE], q->content_type);
+        oom |= weft_pg_array_add_text(&a[B_REASON], start ? NULL : q->reason);
+        oom |= weft_pg_array_add_text(&a[B_ERROR], start ? NULL : q->error);
+        oom |= start ? weft_pg_array_add(&a[B_ATTEMPTS], "", 0, 1)
+                     : weft_pg_array_add_int(&a[B_ATTEMPTS], q->attempts);
+    }
+    const char *params[B_N];
+    for (int k = 0; k < B_N && !oom; k++) {
+        oom |= weft_pg_array_close(&a[k]);
+        params[k] = a[k].p;
+    }
+    int rc = -1;
+    if (oom)
+        snprintf(errstr, errlen, "out of memory");
+    else if (!PQsendQueryParams(pg,
+                                "SELECT * FROM weft.saga_transitions($1::uuid[], $2::text[],"
+                                " $3::text[], $4::text[], $5::int[], $6::text[], $7::boolean[],"
+                                " $8::bytea[], $9::text[], $10::text[], $11::text[], $12::int[])",
+                                B_N, NULL, params, NULL, NULL, 0))
+        snprintf(errstr, errlen, "moving sagas: %s", PQerrorMessage(pg));
+    else
+        rc = 0;
+    for (int k = 0; k < B_N; k++)
+        weft_buf_free(&a[k]);
+    return rc;
 }
 
-int weft_saga_answer(const void *res, const char *what, weft_saga_events_t *out, char *errstr,
-                     size_t errlen)
+/* Columns of weft.saga_transitions: ord, err_state, err_message, then
+ * EVENT_COLUMNS. */
+int weft_saga_batch_answer(const void *res, weft_saga_res_t *out, size_t n, char *errstr,
+                           size_t errlen)
 {
-    return answer(res, what, out, errstr, errlen);
+    const PGresult *r = res;
+    for (size_t i = 0; i < n; i++)
+        memset(&out[i], 0, sizeof(out[i]));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "moving sagas: %s",
+                 r ? PQresultErrorMessage(r) : "no answer from PostgreSQL");
+        return -1;
+    }
+    if (PQnfields(r) != 14) {
+        snprintf(errstr, errlen, "moving sagas: %d columns in the answer, not 14", PQnfields(r));
+        return -1;
+    }
+    int rows = PQntuples(r);
+    for (int at = 0; at < rows;) {
+        long ord = strtol(PQgetvalue(r, at, 0), NULL, 10);
+        int end = at;
+        while (end < rows && strtol(PQgetvalue(r, end, 0), NULL, 10) == ord)
+            end++;
+        if (ord < 1 || (size_t)ord > n) {
+            snprintf(errstr, errlen, "moving sagas: an answer for transition %ld of %zu", ord, n);
+            goto fail;
+        }
+        weft_saga_res_t *o = &out[ord - 1];
+        if (!PQgetisnull(r, at, 1)) {
+            /* P0001: the state machine refused (RAISE EXCEPTION): asking
+             * again gives the same answer. */
+            o->rc = strcmp(PQgetvalue(r, at, 1), "P0001") == 0 ? -2 : -1;
+            size_t len = strlen(PQgetvalue(r, at, 2)) + 16;
+            o->error = malloc(len);
+            if (o->error)
+                snprintf(o->error, len, "%s", PQgetvalue(r, at, 2));
+        } else if (collect_rows(r, at, end, 3, &o->ev, errstr, errlen) != 0) {
+            goto fail;
+        }
+        at = end;
+    }
+    return 0;
+fail:
+    for (size_t i = 0; i < n; i++)
+        weft_saga_res_clear(&out[i]);
+    return -1;
 }
 
 int weft_saga_expire(void *pg, int max, weft_saga_events_t *out, char *errstr, size_t errlen)

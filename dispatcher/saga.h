@@ -10,11 +10,12 @@
  * event that caused the transition (DESIGN.md: commit, then produce, then
  * ack).
  *
- * The calls below wait for their answer (the CLI; the dispatcher's
- * once-a-second deadline check). The dispatcher's transitions use the
- * _send forms and weft_saga_answer on a connection of their own, so a
+ * The single calls wait for their answer (the CLI; the dispatcher's
+ * once-a-second deadline check). The dispatcher sends its transitions in
+ * batches (weft_saga_batch_send) on a connection of its own, so a
  * transition waiting for PostgreSQL (a commit, a lock held on a saga's
- * row) never stops its loop.
+ * row) never stops its loop, and a batch costs one round trip and one
+ * commit.
  */
 #ifndef WEFT_SAGA_H
 #define WEFT_SAGA_H
@@ -78,17 +79,45 @@ typedef struct weft_saga_outcome {
 int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
                         char *errstr, size_t errlen);
 
-/* The same two transitions, handed to libpq without waiting (a
- * non-blocking connection: PQsendQueryParams). 0; -1 with errstr. The
- * answer's PGresult goes to weft_saga_answer: `what` names the statement
- * in errors ("starting saga", "moving saga"); it returns as the calls
- * above do. */
-int weft_saga_start_send(void *pg, const char *instance, const char *saga, const char *trigger,
-                         const char *key, const void *data, size_t len, const char *content_type,
-                         char *errstr, size_t errlen);
-int weft_saga_step_done_send(void *pg, const weft_saga_outcome_t *o, char *errstr, size_t errlen);
-int weft_saga_answer(const void *res, const char *what, weft_saga_events_t *out, char *errstr,
-                     size_t errlen);
+/* One transition of a batch: a start (saga set, as weft_saga_start) or a
+ * step or compensation that finished (saga NULL, as weft_saga_step_done:
+ * step, phase, ok, reason, error, attempts). data is the start event's
+ * data or the step's output. Pointers are needed only during the send. */
+typedef struct weft_saga_req {
+    const char *instance;
+    const char *saga, *trigger, *key;
+    int step;
+    const char *phase;
+    int ok;
+    const char *reason, *error;
+    int attempts;
+    const void *data;
+    size_t len;
+    const char *content_type;
+} weft_saga_req_t;
+
+/* The answer to one transition of a batch. */
+typedef struct weft_saga_res {
+    int rc;                /* 0; -1 failed (try it again); -2 refused by the state machine */
+    weft_saga_events_t ev; /* rc 0: its events, as the single calls return them */
+    char *error;           /* rc != 0: why */
+} weft_saga_res_t;
+
+void weft_saga_res_clear(weft_saga_res_t *r);
+
+/* Sends n transitions as one statement and one transaction
+ * (weft.saga_transitions) without waiting for it: PQsendQueryParams, so
+ * it suits a non-blocking connection. Each transition runs in a
+ * subtransaction of its own, so one that fails leaves the others
+ * applied. 0; -1 with errstr. */
+int weft_saga_batch_send(void *pg, const weft_saga_req_t *reqs, size_t n, char *errstr,
+                         size_t errlen);
+
+/* Reads the batch's answer (its PGresult): out[i] answers reqs[i]. 0; -1
+ * with errstr when the statement failed as a whole (nothing of it was
+ * applied: send it again). */
+int weft_saga_batch_answer(const void *res, weft_saga_res_t *out, size_t n, char *errstr,
+                           size_t errlen);
 
 /* Fails and compensates up to max running instances past their deadline;
  * out gets the events of all of them, grouped by instance. */

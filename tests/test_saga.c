@@ -329,6 +329,103 @@ static void test_unknown_saga_and_instance_are_refused(void **state)
     assert_int_equal(e.n, 0);
 }
 
+/* Sends reqs as one batch on pg and reads its answer into res. */
+static void batch(const weft_saga_req_t *reqs, size_t n, weft_saga_res_t *res)
+{
+    char err[512];
+    assert_int_equal(weft_saga_batch_send(pg, reqs, n, err, sizeof(err)), 0);
+    PGresult *r = PQgetResult(pg);
+    int rc = weft_saga_batch_answer(r, res, n, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    PQclear(r);
+    while ((r = PQgetResult(pg)) != NULL)
+        PQclear(r);
+}
+
+/* The dispatcher's batches: one statement, each transition answered on
+ * its own. A refusal (-2) and a failure (-1) leave the others applied;
+ * bytes and text travel exactly; a transition asked for again alone
+ * returns the events the batch returned. */
+static void test_a_batch_answers_each_transition_on_its_own(void **state)
+{
+    (void)state;
+    char a[37], b[37], c[37], d[37];
+    weft_saga_instance_id(a, "t-order", 0, "batch-a");
+    weft_saga_instance_id(b, "t-order", 0, "batch-b");
+    weft_saga_instance_id(d, "t-order", 0, "batch-d");
+    weft_saga_events_t e;
+    start("order", "batch-c", "{\"n\":3}", c, &e);
+    weft_saga_events_free(&e);
+    static const char output[] = "{\"q\":\"a \\\"quoted\\\" \\\\ word\"}\0\xff";
+    const weft_saga_req_t reqs[] = {
+        {.instance = a,
+         .saga = "order",
+         .trigger = "t-order",
+         .key = "batch-a",
+         .data = "{\"n\":1}",
+         .len = 7,
+         .content_type = "application/json"},
+        {.instance = "00000000-0000-4000-8000-000000000003",
+         .saga = "nope",
+         .trigger = "t-order",
+         .key = "batch-x",
+         .data = "{}",
+         .len = 2},
+        {.instance = "00000000-0000-4000-8000-000000000004", .step = 1, .phase = "do", .ok = 1},
+        {.instance = b, .saga = "order", .trigger = "t-order", .key = "batch-b"},
+        {.instance = c,
+         .step = 1,
+         .phase = "do",
+         .ok = 1,
+         .data = output,
+         .len = sizeof(output) - 1,
+         .content_type = "application/octet-stream",
+         .reason = "it's \"fine\"",
+         .error = "bad \xc3 byte",
+         .attempts = 2},
+        {.instance = d, .saga = "order", .trigger = NULL, .key = "batch-d"},
+    };
+    enum { N = sizeof(reqs) / sizeof(reqs[0]) };
+    weft_saga_res_t res[N];
+    batch(reqs, N, res);
+    assert_int_equal(res[0].rc, 0);
+    assert_string_equal(shape(&res[0].ev), "started step[1/do]");
+    assert_int_equal(res[1].rc, -2);
+    assert_non_null(strstr(res[1].error, "unknown saga nope"));
+    assert_int_equal(res[2].rc, -2);
+    assert_non_null(strstr(res[2].error, "unknown saga instance"));
+    assert_int_equal(res[3].rc, 0);
+    assert_string_equal(shape(&res[3].ev), "started step[1/do]");
+    assert_null(res[3].ev.ev[1].data); /* a start without data: step 1 gets none */
+    assert_int_equal(res[4].rc, 0);
+    assert_string_equal(shape(&res[4].ev), "step.completed step[2/do]");
+    /* The output is step 2's input, byte for byte. */
+    assert_int_equal(res[4].ev.ev[1].data_len, sizeof(output) - 1);
+    assert_memory_equal(res[4].ev.ev[1].data, output, sizeof(output) - 1);
+    assert_string_equal(res[4].ev.ev[1].content_type, "application/octet-stream");
+    /* Not a refusal: a NOT NULL column (retried by the dispatcher). */
+    assert_int_equal(res[5].rc, -1);
+    assert_non_null(res[5].error);
+    assert_status(a, "running");
+    assert_status(c, "running");
+    char *n = sql1("SELECT count(*) FROM weft.saga_instances WHERE id = '%s'", d);
+    assert_string_equal(n, "0");
+    free(n);
+    /* Asked again alone, the same transition returns the same events. */
+    weft_saga_events_t again;
+    done(c, 1, "do", 1, "{}", &again);
+    assert_int_equal(again.n, res[4].ev.n);
+    for (size_t i = 0; i < again.n; i++)
+        assert_string_equal(again.ev[i].id, res[4].ev.ev[i].id);
+    weft_saga_events_free(&again);
+    for (size_t i = 0; i < N; i++)
+        weft_saga_res_clear(&res[i]);
+    /* An empty batch is a statement that answers nothing. */
+    batch(NULL, 0, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_failing_compensation_ends_stuck),
         cmocka_unit_test(test_deadline_fails_and_compensates),
         cmocka_unit_test(test_unknown_saga_and_instance_are_refused),
+        cmocka_unit_test(test_a_batch_answers_each_transition_on_its_own),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

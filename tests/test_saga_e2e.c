@@ -369,8 +369,8 @@ static void test_malformed_step_event_is_dead_lettered(void **state)
 }
 
 /* The dispatcher's transition of a saga, waiting for a row lock. */
-#define STEP_DONE_WAITING                                                                          \
-    "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%saga_step_done%'"
+#define TRANSITION_WAITING                                                                         \
+    "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%saga_transitions%'"
 
 static int have_any(const fx_msg_t *msgs, size_t n, void *ctx)
 {
@@ -400,9 +400,9 @@ static void test_a_held_saga_holds_up_only_itself(void **state)
     PQclear(r);
     /* The charge finishes; its transition waits for the row. */
     uint64_t end = fx_now_ms() + 20000;
-    while (fx_sql_long(&fx, "SELECT count(*) " STEP_DONE_WAITING) == 0 && fx_now_ms() < end)
+    while (fx_sql_long(&fx, "SELECT count(*) " TRANSITION_WAITING) == 0 && fx_now_ms() < end)
         usleep(20 * 1000);
-    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) " STEP_DONE_WAITING), 1);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) " TRANSITION_WAITING), 1);
 
     fx_consumer_t *c = fx_consumer_new(&fx, "plain.out");
     assert_non_null(c);
@@ -417,7 +417,7 @@ static void test_a_held_saga_holds_up_only_itself(void **state)
     fx_msgs_free(msgs, n);
     fx_consumer_destroy(c);
     /* The result came while the saga was still held. */
-    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) " STEP_DONE_WAITING), 1);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) " TRANSITION_WAITING), 1);
 
     r = PQexec(hold, "COMMIT");
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);

@@ -12,8 +12,17 @@
  * The path of one message, in order (DESIGN.md "The path of one event"):
  *   consume -> decode -> match triggers (one job per matching trigger)
  *   -> claim the job's key in the ledger (batched) -> invoke in the
- *   function's pool -> record the outcome (batched) -> produce the result
- *   or dead letter and wait for the broker's ack -> the job is terminal.
+ *   function's pool -> record the outcome (batched) -> for a saga's start
+ *   or step, its transition (batched) -> produce the result or dead
+ *   letter (and the transition's events) and wait for the broker's ack
+ *   -> the job is terminal.
+ * The loop never waits for PostgreSQL: each batch goes on a connection
+ * of its stage without waiting for its answer, and a lost connection is
+ * made again the same way (PQconnectStart/PQresetStart, polled from the
+ * loop). What still waits: start-up, the statements right after a fresh
+ * connection (LISTEN, the ledger's PREPAREs), a catalog reload, and on
+ * the catalog connection the saga deadline check (once a second) and the
+ * marks of deadline transitions' events as published.
  * When every job of a message is terminal, the message is finished by its
  * broker adapter (broker.h): on Kafka the contiguous finished prefix of its
  * partition is stored for commit, on JetStream it is acknowledged with
@@ -74,6 +83,10 @@
 #define LEASE_MARGIN_MS 5000
 #define EMIT_MAX_HEADERS 64
 #define PAUSE_AFTER_MS 1000
+/* A (re)connection to PostgreSQL that has not finished by then is given
+ * up and tried again a second later (the CLI's connect_timeout is the
+ * same 10 s). */
+#define CONNECT_TIMEOUT_MS 10000
 
 typedef struct msg {
     weft_bmsg_t km;
@@ -196,6 +209,8 @@ typedef struct lconn {
     size_t n;
     PGresult *res; /* its result, kept until the statement is over */
     uint64_t retry_at;
+    int connecting;            /* PQconnectStart .. PQconnectPoll in progress */
+    uint64_t connect_deadline; /* gives up connecting then */
     uint64_t n_stmts, n_keys; /* batches sent and keys in them */
     /* How claims are sent. The first batch is an UPSERT (after a crash,
      * keys come back); an upsert that wins every key of its batch makes
@@ -219,7 +234,10 @@ typedef struct dsp {
     weft_io_t sig_io;
     weft_io_t bk_io[2];
     weft_io_t pg_io;
+    uint32_t pg_events; /* what pg_io is registered for; 0: not registered */
     PGconn *pg; /* catalog (LISTEN), heartbeat, saga deadlines */
+    int pg_connecting; /* PQresetStart .. PQresetPoll in progress */
+    uint64_t pg_connect_deadline;
     /* the ledger's claims, then its records, then the saga transitions'
      * one connection (opened with the first transition) */
     lconn_t lc[2 * LEDGER_CONNS_MAX + 1];
@@ -1193,6 +1211,45 @@ static void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     }
 }
 
+/* ---- connections to PostgreSQL ---------------------------------------- */
+
+/* Registers io for events in the loop's epoll set (*cur: what it is
+ * registered for, 0 when it is not). */
+static void io_watch(dsp_t *d, weft_io_t *io, uint32_t *cur, uint32_t events)
+{
+    if (io->fd < 0 || *cur == events)
+        return;
+    struct epoll_event ev = {.events = events, .data.ptr = io};
+    epoll_ctl(d->epfd, *cur ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &ev);
+    *cur = events;
+}
+
+static void io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur)
+{
+    if (io->fd >= 0 && *cur)
+        epoll_ctl(d->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    *cur = 0;
+    io->fd = -1;
+}
+
+/* One step of a connection being made without waiting for it: poll is
+ * PQconnectPoll or PQresetPoll. 1 connected; 0 in progress (the socket
+ * is watched for what libpq waits for); -1 failed. libpq may change the
+ * socket between steps, so it is registered afresh each time. */
+static int conn_poll(dsp_t *d, PGconn *pg, PostgresPollingStatusType (*poll)(PGconn *),
+                     weft_io_t *io, uint32_t *cur)
+{
+    PostgresPollingStatusType st = poll(pg);
+    io_unwatch(d, io, cur);
+    if (st == PGRES_POLLING_FAILED)
+        return -1;
+    io->fd = PQsocket(pg);
+    if (st == PGRES_POLLING_OK)
+        return 1;
+    io_watch(d, io, cur, st == PGRES_POLLING_WRITING ? EPOLLOUT : EPOLLIN);
+    return 0;
+}
+
 /* The heartbeat is the only statement sent on the catalog connection
  * without waiting for it: a command in progress there is one. libpq says
  * so until its last result is read, and never on a lost connection. */
@@ -1203,34 +1260,72 @@ static int hb_in_flight(const dsp_t *d)
 
 static void hb_collect(dsp_t *d, int wait);
 
+static void pg_connect_failed(dsp_t *d, const char *why)
+{
+    weft_warn("postgresql unavailable, retrying: %s", why);
+    d->pg_connecting = 0;
+    io_unwatch(d, &d->pg_io, &d->pg_events);
+    d->pg_retry_at = now_ms() + 1000;
+}
+
+/* A step of the catalog connection's reconnection (from on_pg). Once up
+ * it LISTENs again, and the catalog is reloaded: changes made while it
+ * was away sent notifications nobody heard. */
+static void pg_connect_step(dsp_t *d)
+{
+    char why[512];
+    int rc = conn_poll(d, d->pg, PQresetPoll, &d->pg_io, &d->pg_events);
+    if (rc == 0)
+        return;
+    if (rc < 0) {
+        snprintf(why, sizeof(why), "%s", PQerrorMessage(d->pg));
+        pg_connect_failed(d, why);
+        return;
+    }
+    d->pg_connecting = 0;
+    PGresult *r = PQexec(d->pg, "LISTEN weft_catalog");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    snprintf(why, sizeof(why), "LISTEN: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) {
+        pg_connect_failed(d, why);
+        return;
+    }
+    weft_info("postgresql connection restored");
+    d->catalog_dirty = 1;
+    io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
+}
+
 /* The catalog connection is up and free for a statement: a heartbeat
  * still in flight is waited for first (statements on one connection run
- * one after another). */
+ * one after another). A lost connection is made again without waiting
+ * for it (PQresetStart; on_pg carries it on); meanwhile this says no. */
 static int pg_usable(dsp_t *d)
 {
+    uint64_t now = now_ms();
+    if (d->pg_connecting) {
+        if (now >= d->pg_connect_deadline)
+            pg_connect_failed(d, "timed out connecting");
+        return 0;
+    }
     if (PQstatus(d->pg) == CONNECTION_OK) {
         hb_collect(d, 1);
         return PQstatus(d->pg) == CONNECTION_OK;
     }
-    uint64_t now = now_ms();
     if (now < d->pg_retry_at)
         return 0;
-    PQreset(d->pg);
-    if (PQstatus(d->pg) != CONNECTION_OK) {
-        weft_warn("postgresql unavailable, retrying: %s", PQerrorMessage(d->pg));
-        d->pg_retry_at = now + 1000;
+    io_unwatch(d, &d->pg_io, &d->pg_events);
+    if (!PQresetStart(d->pg)) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", PQerrorMessage(d->pg));
+        pg_connect_failed(d, why);
         return 0;
     }
-    weft_info("postgresql connection restored");
-    PGresult *r = PQexec(d->pg, "LISTEN weft_catalog");
-    PQclear(r);
-    d->catalog_dirty = 1;
-    if (d->pg_io.fd >= 0)
-        epoll_ctl(d->epfd, EPOLL_CTL_DEL, d->pg_io.fd, NULL);
+    d->pg_connecting = 1;
+    d->pg_connect_deadline = now + CONNECT_TIMEOUT_MS;
     d->pg_io.fd = PQsocket(d->pg);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->pg_io};
-    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->pg_io.fd, &ev);
-    return 1;
+    io_watch(d, &d->pg_io, &d->pg_events, EPOLLOUT);
+    return 0;
 }
 
 /* ---- the ledger's connections ------------------------------------------ */
@@ -1245,58 +1340,103 @@ static const char *lc_name(const lconn_t *lc)
 
 static void lc_watch(dsp_t *d, lconn_t *lc, uint32_t events)
 {
-    if (lc->io.fd < 0 || lc->events == events)
-        return;
-    struct epoll_event ev = {.events = events, .data.ptr = &lc->io};
-    epoll_ctl(d->epfd, lc->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, lc->io.fd, &ev);
-    lc->events = events;
+    io_watch(d, &lc->io, &lc->events, events);
 }
 
 static void lc_unwatch(dsp_t *d, lconn_t *lc)
 {
-    if (lc->io.fd >= 0 && lc->events)
-        epoll_ctl(d->epfd, EPOLL_CTL_DEL, lc->io.fd, NULL);
-    lc->events = 0;
-    lc->io.fd = -1;
+    io_unwatch(d, &lc->io, &lc->events);
 }
 
-/* Connects (or reconnects) the stage's connection, non-blocking once up.
- * 1 usable; 0 not now (it retries after a second). */
+/* The connection is up: its session is set up and the loop watches it.
+ * Left to itself, the planner hashes the whole ledger for each record
+ * batch while it is small to medium (measured: ~10x the cost at 50k
+ * rows, growing with the ledger); weft_ledger_prepare sets the session
+ * up so that every batch probes the primary key. 0, or -1 with err. */
+static int lc_up(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
+{
+    if (lc->stage != LS_SAGA && weft_ledger_prepare(lc->pg, err, errlen) != 0)
+        return -1;
+    if (PQsetnonblocking(lc->pg, 1) != 0) {
+        snprintf(err, errlen, "%s", PQerrorMessage(lc->pg));
+        return -1;
+    }
+    lc_unwatch(d, lc);
+    lc->io.fd = PQsocket(lc->pg);
+    lc_watch(d, lc, EPOLLIN);
+    return 0;
+}
+
+/* Connecting failed or took too long: the connection goes, and the next
+ * attempt starts a second later. */
+static void lc_connect_failed(dsp_t *d, lconn_t *lc, const char *why)
+{
+    weft_warn("postgresql unavailable for the %s connection, retrying: %s", lc_name(lc), why);
+    lc->connecting = 0;
+    lc_unwatch(d, lc);
+    PQfinish(lc->pg);
+    lc->pg = NULL;
+    lc->retry_at = now_ms() + 1000;
+}
+
+/* A step of the connection's connecting (from lc_on_io). */
+static void lc_connect_step(dsp_t *d, lconn_t *lc)
+{
+    char err[512];
+    int rc = conn_poll(d, lc->pg, PQconnectPoll, &lc->io, &lc->events);
+    if (rc == 0)
+        return;
+    if (rc < 0) {
+        snprintf(err, sizeof(err), "%s", PQerrorMessage(lc->pg));
+        lc_connect_failed(d, lc, err);
+        return;
+    }
+    lc->connecting = 0;
+    if (lc_up(d, lc, err, sizeof(err)) != 0) {
+        lc_connect_failed(d, lc, err);
+        return;
+    }
+    weft_info("postgresql connected for the %s connection", lc_name(lc));
+}
+
+/* Connects the stage's connection at start-up, waiting for it. 0, or -1
+ * with err. */
+static int lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
+{
+    lc->pg = PQconnectdb(weft_config_get(d->cfg, "pg.conninfo", ""));
+    if (!lc->pg || PQstatus(lc->pg) != CONNECTION_OK) {
+        snprintf(err, errlen, "%s", lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+        return -1;
+    }
+    return lc_up(d, lc, err, errlen);
+}
+
+/* 1 when the stage's connection is up. A lost (or not yet opened) one is
+ * connected without waiting for it: PQconnectStart here, lc_on_io carries
+ * it on; meanwhile, and for a second after a failure, this says no. */
 static int lc_usable(dsp_t *d, lconn_t *lc)
 {
+    if (lc->connecting)
+        return 0;
     if (lc->pg && PQstatus(lc->pg) == CONNECTION_OK)
         return 1;
     uint64_t now = now_ms();
     if (now < lc->retry_at)
         return 0;
     lc_unwatch(d, lc);
-    if (lc->pg) {
-        PQreset(lc->pg);
-    } else {
-        lc->pg = PQconnectdb(weft_config_get(d->cfg, "pg.conninfo", ""));
-    }
-    /* Left to itself, the planner hashes the whole ledger for each record
-     * batch while it is small to medium (measured: ~10x the cost at 50k
-     * rows, growing with the ledger); weft_ledger_prepare sets the session
-     * up so that every batch probes the primary key. */
-    char err[512];
-    const char *why = NULL;
-    if (!lc->pg)
-        why = "out of memory";
-    else if (PQstatus(lc->pg) != CONNECTION_OK)
-        why = PQerrorMessage(lc->pg);
-    else if (lc->stage != LS_SAGA && weft_ledger_prepare(lc->pg, err, sizeof(err)) != 0)
-        why = err;
-    else if (PQsetnonblocking(lc->pg, 1) != 0)
-        why = PQerrorMessage(lc->pg);
-    if (why) {
-        weft_warn("postgresql unavailable for the %s connection, retrying: %s", lc_name(lc), why);
-        lc->retry_at = now + 1000;
+    PQfinish(lc->pg);
+    lc->pg = PQconnectStart(weft_config_get(d->cfg, "pg.conninfo", ""));
+    if (!lc->pg || PQstatus(lc->pg) == CONNECTION_BAD) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+        lc_connect_failed(d, lc, why);
         return 0;
     }
+    lc->connecting = 1;
+    lc->connect_deadline = now + CONNECT_TIMEOUT_MS;
     lc->io.fd = PQsocket(lc->pg);
-    lc_watch(d, lc, EPOLLIN);
-    return 1;
+    lc_watch(d, lc, EPOLLOUT);
+    return 0;
 }
 
 /* The queue the stage's connections take their batches from. */
@@ -1362,6 +1502,10 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
     dsp_t *d = lc->d;
     if (!lc->pg)
         return;
+    if (lc->connecting) {
+        lc_connect_step(d, lc);
+        return;
+    }
     if (events & EPOLLOUT) {
         lc_flush(d, lc);
         if (lc->n == 0 || !lc->pg)
@@ -1422,7 +1566,7 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
 /* 1 when the stage has a batch to send and may send it now. */
 static int lc_ready(dsp_t *d, lconn_t *lc)
 {
-    return lc_queue(d, lc)->n > 0 && lc->n == 0 && now_ms() >= lc->retry_at;
+    return lc_queue(d, lc)->n > 0 && lc->n == 0 && !lc->connecting && now_ms() >= lc->retry_at;
 }
 
 /* Takes the connection's next batch (up to LEDGER_BATCH jobs off the
@@ -1430,6 +1574,8 @@ static int lc_ready(dsp_t *d, lconn_t *lc)
  * not. */
 static size_t lc_begin(dsp_t *d, lconn_t *lc)
 {
+    if (lc->connecting && now_ms() >= lc->connect_deadline)
+        lc_connect_failed(d, lc, "timed out connecting");
     if (!lc_ready(d, lc) || !lc_usable(d, lc))
         return 0;
     jq_t *q = lc_queue(d, lc);
@@ -2156,10 +2302,13 @@ static void on_pg(weft_io_t *io, uint32_t events)
 {
     (void)events;
     dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, pg_io));
+    if (d->pg_connecting) {
+        pg_connect_step(d);
+        return;
+    }
     if (!PQconsumeInput(d->pg)) {
         weft_warn("postgresql connection lost: %s", PQerrorMessage(d->pg));
-        epoll_ctl(d->epfd, EPOLL_CTL_DEL, io->fd, NULL);
-        io->fd = -1;
+        io_unwatch(d, io, &d->pg_events);
         return;
     }
     hb_collect(d, 0);
@@ -2463,9 +2612,9 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
     for (int i = 0; i < d->n_lc; i++) {
         lconn_t *lc = &d->lc[i];
-        if (lc->stage != LS_SAGA && !lc_usable(d, lc)) {
-            snprintf(err, errlen, "cannot connect to PostgreSQL for the ledger: %s",
-                     lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+        char why[512];
+        if (lc->stage != LS_SAGA && lc_connect_now(d, lc, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "cannot connect to PostgreSQL for the ledger: %s", why);
             return 1;
         }
     }
@@ -2481,8 +2630,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
 
     d->pg_io.fd = PQsocket(d->pg);
     d->pg_io.handle = on_pg;
-    ev.data.ptr = &d->pg_io;
-    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->pg_io.fd, &ev);
+    io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
 
     /* Kafka when kafka.bootstrap.servers is set, NATS (JetStream and
      * core) when nats.url is; at least one of them. */

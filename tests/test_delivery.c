@@ -650,6 +650,66 @@ static void test_a_lost_catalog_connection_comes_back(void **state)
     assert_reloaded_with_max_attempts(8);
 }
 
+/* The pid in STATE/postgres.pid: the stack's postmaster. */
+static pid_t postmaster_pid(void)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/postgres.pid", fx.state_dir);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+/* PostgreSQL takes new connections and answers none (its postmaster is
+ * stopped; running backends go on), and the dispatcher's connections are
+ * cut. It connects again without waiting for PostgreSQL on its loop, so
+ * SIGTERM still stops it within its shutdown timeout. Once PostgreSQL
+ * answers again, a new dispatcher runs events. */
+static void test_an_unanswering_postgresql_holds_up_no_shutdown(void **state)
+{
+    (void)state;
+    PGconn *admin = PQconnectdb(fx.pg);
+    assert_int_equal(PQstatus(admin), CONNECTION_OK);
+    pid_t pm = postmaster_pid();
+    assert_true(pm > 1);
+    assert_int_equal(kill(pm, SIGSTOP), 0);
+    PGresult *r = PQexec(admin, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE backend_type = 'client backend'"
+                                "   AND pid <> pg_backend_pid()");
+    long cut = PQresultStatus(r) == PGRES_TUPLES_OK ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    /* An event makes the ledger connect again; the heartbeat makes the
+     * catalog connection do so within a second. */
+    fx_producer_t *p = fx_producer_new(&fx);
+    int produced = fx_produce(p, "d.poison", "k", "unanswered-1", "t", "{}", NULL) == 0 &&
+                   fx_producer_flush(p) == 0;
+    fx_producer_destroy(p);
+    usleep(3000 * 1000);
+    uint64_t t0 = fx_now_ms();
+    int rc = fx_run_stop(run_pid, 25000); /* SIGTERM; SIGKILL after 25 s */
+    uint64_t took = fx_now_ms() - t0;
+    kill(pm, SIGCONT);
+    PQfinish(admin);
+    run_log = "run-3.log";
+    run_pid = fx_run_start(&fx, run_log, RUN_SET);
+    print_message("cut %ld connections; SIGTERM to exit: %llu ms, status %d\n", cut,
+                  (unsigned long long)took, rc);
+    assert_true(cut >= 3); /* the catalog's and the ledger's, at least */
+    assert_true(produced);
+    assert_int_equal(rc, 0);
+    assert_true(took < 20000); /* shutdown_timeout_ms is 10000 */
+    assert_true(run_pid > 0);
+    fx_msg_t *res;
+    size_t rn;
+    assert_non_null(poison_result("unanswered-2", "{\"name\":\"back\"}", 60000, &res, &rn));
+    fx_msgs_free(res, rn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_stats_line_shows_where_jobs_wait),
         cmocka_unit_test(test_a_held_heartbeat_holds_up_nothing),
         cmocka_unit_test(test_a_lost_catalog_connection_comes_back),
+        cmocka_unit_test(test_an_unanswering_postgresql_holds_up_no_shutdown),
     };
     return cmocka_run_group_tests_name("delivery", tests, group_setup, group_teardown);
 }

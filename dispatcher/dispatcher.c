@@ -76,6 +76,7 @@
 #include "log.h"
 #include "nats.h"
 #include "pool.h"
+#include "migrate.h"
 #include "saga.h"
 #include "weft_io.h"
 
@@ -2598,6 +2599,8 @@ static int setup(dsp_t *d, char *err, size_t errlen)
         snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(d->pg));
         return 1;
     }
+    if (weft_migrate_check(d->pg, err, errlen) != 0)
+        return 1;
     PGresult *r = PQexec(d->pg, "LISTEN weft_catalog");
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);

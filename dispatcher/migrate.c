@@ -310,3 +310,30 @@ out:
     PQfinish(pg);
     return rc;
 }
+
+int weft_migrate_check(void *pgconn, char *errstr, size_t errlen)
+{
+    const char *params[1] = {WEFT_SCHEMA_LATEST};
+    PGresult *r =
+        PQexecParams(pgconn, "SELECT count(*) FROM weft.schema_migrations WHERE name = $1", 1, NULL,
+                     params, NULL, NULL, 0);
+    int rc = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (state && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0))
+            snprintf(errstr, errlen,
+                     "weft's schema is not in this database: run `weft migrate` first");
+        else
+            snprintf(errstr, errlen, "cannot read weft.schema_migrations: %s",
+                     PQresultErrorMessage(r));
+    } else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
+        snprintf(errstr, errlen,
+                 "weft's schema in this database is older than this weft (%s is not applied): "
+                 "run `weft migrate`, which applies weft's own migrations before yours",
+                 WEFT_SCHEMA_LATEST);
+    } else {
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}

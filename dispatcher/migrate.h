@@ -7,6 +7,12 @@
 
 #include <stddef.h>
 
+/* The newest of weft's own migrations (migrations/): the schema this
+ * build needs. `weft run` refuses a database that has not applied it
+ * (weft_migrate_check). test_migrate checks that it names the newest file
+ * of migrations/, so adding a migration without it fails the tests. */
+#define WEFT_SCHEMA_LATEST "0012_saga_batches.sql"
+
 typedef struct weft_migration {
     char *name; /* file name, the identity in the history table */
     char *path;
@@ -33,5 +39,10 @@ int weft_migrate_name_cmp(const char *a, const char *b);
  * applied; an edited applied file stops everything before any change). */
 int weft_migrate_apply(const char *conninfo, const weft_migration_list_t *list, int dry_run,
                        char *errstr, size_t errlen);
+
+/* 0 when the database on pg (a PGconn) has applied WEFT_SCHEMA_LATEST;
+ * -1 with errstr saying what to run when it has not, or why it could not
+ * tell. */
+int weft_migrate_check(void *pg, char *errstr, size_t errlen);
 
 #endif

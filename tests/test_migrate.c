@@ -14,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fixture.h"
+#include "migrate.h"
 
 static fx_t fx;
 static char dir[512];
@@ -195,6 +197,39 @@ static void test_bad_names_and_arguments(void **state)
     assert_non_null(strstr(out, "usage: weft migrate"));
 }
 
+/* `weft run` against a database whose weft schema is behind this build
+ * refuses at once (exit 1) and says to run `weft migrate`; and
+ * WEFT_SCHEMA_LATEST names the newest of weft's own migrations. */
+static void test_run_refuses_a_schema_behind_it(void **state)
+{
+    (void)state;
+    char path[700], err[512];
+    snprintf(path, sizeof(path), "%s/migrations", fx.src_dir);
+    weft_migration_list_t own = {0};
+    assert_int_equal(weft_migrate_scan_dir(&own, path, err, sizeof(err)), 0);
+    assert_true(own.n > 0);
+    assert_string_equal(own.v[own.n - 1].name, WEFT_SCHEMA_LATEST);
+    weft_migrate_list_free(&own);
+
+    free(fx_sql(&fx, "UPDATE weft.schema_migrations SET name = name || '.away'"
+                     " WHERE name = '" WEFT_SCHEMA_LATEST "'"));
+    pid_t pid = fx_run_start(&fx, "run-behind.log", NULL);
+    assert_true(pid > 0);
+    uint64_t end = fx_now_ms() + 20000;
+    while (fx_now_ms() < end) {
+        siginfo_t si = {0};
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+            break;
+        usleep(50 * 1000);
+    }
+    int rc = fx_run_stop(pid, 20000); /* reaps it; stops it if it still runs */
+    free(fx_sql(&fx, "UPDATE weft.schema_migrations SET name = '" WEFT_SCHEMA_LATEST "'"
+                     " WHERE name = '" WEFT_SCHEMA_LATEST ".away'"));
+    assert_int_equal(rc, 1);
+    assert_true(
+        fx_log_wait(&fx, "run-behind.log", WEFT_SCHEMA_LATEST " is not applied.*weft migrate", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_invalid_trigger_rows_are_rejected),
         cmocka_unit_test(test_invalid_function_rows_are_rejected),
         cmocka_unit_test(test_bad_names_and_arguments),
+        cmocka_unit_test(test_run_refuses_a_schema_behind_it),
     };
     return cmocka_run_group_tests_name("migrate", tests, group_setup, group_teardown);
 }

@@ -18,7 +18,7 @@
  *   -> the job is terminal.
  * The loop never waits for PostgreSQL: each batch goes on a connection
  * of its stage without waiting for its answer, and a lost connection is
- * made again the same way (PQconnectStart/PQresetStart, polled from the
+ * made again the same way (PQconnectStart, then PQconnectPoll from the
  * loop). What still waits: start-up, the statements right after a fresh
  * connection (LISTEN, the ledger's PREPAREs), a catalog reload, and on
  * the catalog connection the saga deadline check (once a second) and the
@@ -210,8 +210,7 @@ typedef struct lconn {
     size_t n;
     PGresult *res; /* its result, kept until the statement is over */
     uint64_t retry_at;
-    int connecting;            /* PQconnectStart .. PQconnectPoll in progress */
-    uint64_t connect_deadline; /* gives up connecting then */
+    uint64_t connect_deadline; /* while connecting: gives up then */
     uint64_t n_stmts, n_keys; /* batches sent and keys in them */
     /* How claims are sent. The first batch is an UPSERT (after a crash,
      * keys come back); an upsert that wins every key of its batch makes
@@ -237,8 +236,7 @@ typedef struct dsp {
     weft_io_t pg_io;
     uint32_t pg_events; /* what pg_io is registered for; 0: not registered */
     PGconn *pg; /* catalog (LISTEN), heartbeat, saga deadlines */
-    int pg_connecting; /* PQresetStart .. PQresetPoll in progress */
-    uint64_t pg_connect_deadline;
+    uint64_t pg_connect_deadline; /* while connecting: gives up then */
     /* the ledger's claims, then its records, then the saga transitions'
      * one connection (opened with the first transition) */
     lconn_t lc[2 * LEDGER_CONNS_MAX + 1];
@@ -1233,14 +1231,38 @@ static void io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur)
     io->fd = -1;
 }
 
-/* One step of a connection being made without waiting for it: poll is
- * PQconnectPoll or PQresetPoll. 1 connected; 0 in progress (the socket
+/* Whether the connection is being made (PQconnectStart, and
+ * PQconnectPoll from the loop since): neither up nor failed. */
+static int conn_pending(const PGconn *pg)
+{
+    ConnStatusType st = PQstatus(pg);
+    return pg && st != CONNECTION_OK && st != CONNECTION_BAD;
+}
+
+/* Starts making *pg anew without waiting for it; the socket is watched
+ * for writing, as libpq asks first, and *deadline set. 0; -1 with why. */
+static int conn_start(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline,
+                      char *why, size_t len)
+{
+    io_unwatch(d, io, cur);
+    PQfinish(*pg);
+    *pg = PQconnectStart(weft_config_get(d->cfg, "pg.conninfo", ""));
+    if (!*pg || PQstatus(*pg) == CONNECTION_BAD) {
+        snprintf(why, len, "%s", *pg ? PQerrorMessage(*pg) : "out of memory");
+        return -1;
+    }
+    *deadline = now_ms() + CONNECT_TIMEOUT_MS;
+    io->fd = PQsocket(*pg);
+    io_watch(d, io, cur, EPOLLOUT);
+    return 0;
+}
+
+/* One step of a connection being made: 1 up; 0 in progress (the socket
  * is watched for what libpq waits for); -1 failed. libpq may change the
  * socket between steps, so it is registered afresh each time. */
-static int conn_poll(dsp_t *d, PGconn *pg, PostgresPollingStatusType (*poll)(PGconn *),
-                     weft_io_t *io, uint32_t *cur)
+static int conn_poll(dsp_t *d, PGconn *pg, weft_io_t *io, uint32_t *cur)
 {
-    PostgresPollingStatusType st = poll(pg);
+    PostgresPollingStatusType st = PQconnectPoll(pg);
     io_unwatch(d, io, cur);
     if (st == PGRES_POLLING_FAILED)
         return -1;
@@ -1249,6 +1271,16 @@ static int conn_poll(dsp_t *d, PGconn *pg, PostgresPollingStatusType (*poll)(PGc
         return 1;
     io_watch(d, io, cur, st == PGRES_POLLING_WRITING ? EPOLLOUT : EPOLLIN);
     return 0;
+}
+
+/* A connection that failed or took too long goes; the next attempt starts
+ * a second later. */
+static void conn_drop(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at)
+{
+    io_unwatch(d, io, cur);
+    PQfinish(*pg);
+    *pg = NULL;
+    *retry_at = now_ms() + 1000;
 }
 
 /* The heartbeat is the only statement sent on the catalog connection
@@ -1264,9 +1296,7 @@ static void hb_collect(dsp_t *d, int wait);
 static void pg_connect_failed(dsp_t *d, const char *why)
 {
     weft_warn("postgresql unavailable, retrying: %s", why);
-    d->pg_connecting = 0;
-    io_unwatch(d, &d->pg_io, &d->pg_events);
-    d->pg_retry_at = now_ms() + 1000;
+    conn_drop(d, &d->pg, &d->pg_io, &d->pg_events, &d->pg_retry_at);
 }
 
 /* A step of the catalog connection's reconnection (from on_pg). Once up
@@ -1275,7 +1305,7 @@ static void pg_connect_failed(dsp_t *d, const char *why)
 static void pg_connect_step(dsp_t *d)
 {
     char why[512];
-    int rc = conn_poll(d, d->pg, PQresetPoll, &d->pg_io, &d->pg_events);
+    int rc = conn_poll(d, d->pg, &d->pg_io, &d->pg_events);
     if (rc == 0)
         return;
     if (rc < 0) {
@@ -1283,7 +1313,6 @@ static void pg_connect_step(dsp_t *d)
         pg_connect_failed(d, why);
         return;
     }
-    d->pg_connecting = 0;
     PGresult *r = PQexec(d->pg, "LISTEN weft_catalog");
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     snprintf(why, sizeof(why), "LISTEN: %s", PQresultErrorMessage(r));
@@ -1300,11 +1329,11 @@ static void pg_connect_step(dsp_t *d)
 /* The catalog connection is up and free for a statement: a heartbeat
  * still in flight is waited for first (statements on one connection run
  * one after another). A lost connection is made again without waiting
- * for it (PQresetStart; on_pg carries it on); meanwhile this says no. */
+ * for it (on_pg carries it on); meanwhile this says no. */
 static int pg_usable(dsp_t *d)
 {
     uint64_t now = now_ms();
-    if (d->pg_connecting) {
+    if (conn_pending(d->pg)) {
         if (now >= d->pg_connect_deadline)
             pg_connect_failed(d, "timed out connecting");
         return 0;
@@ -1313,19 +1342,10 @@ static int pg_usable(dsp_t *d)
         hb_collect(d, 1);
         return PQstatus(d->pg) == CONNECTION_OK;
     }
-    if (now < d->pg_retry_at)
-        return 0;
-    io_unwatch(d, &d->pg_io, &d->pg_events);
-    if (!PQresetStart(d->pg)) {
-        char why[512];
-        snprintf(why, sizeof(why), "%s", PQerrorMessage(d->pg));
+    char why[512];
+    if (now >= d->pg_retry_at && conn_start(d, &d->pg, &d->pg_io, &d->pg_events,
+                                            &d->pg_connect_deadline, why, sizeof(why)) != 0)
         pg_connect_failed(d, why);
-        return 0;
-    }
-    d->pg_connecting = 1;
-    d->pg_connect_deadline = now + CONNECT_TIMEOUT_MS;
-    d->pg_io.fd = PQsocket(d->pg);
-    io_watch(d, &d->pg_io, &d->pg_events, EPOLLOUT);
     return 0;
 }
 
@@ -1335,7 +1355,7 @@ static void lc_on_io(weft_io_t *io, uint32_t events);
 
 static const char *lc_name(const lconn_t *lc)
 {
-    static const char *const name[] = {"ledger's claim", "ledger's record", "saga"};
+    static const char *const name[] = {"ledger claim", "ledger record", "saga transition"};
     return name[lc->stage];
 }
 
@@ -1368,23 +1388,17 @@ static int lc_up(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
     return 0;
 }
 
-/* Connecting failed or took too long: the connection goes, and the next
- * attempt starts a second later. */
 static void lc_connect_failed(dsp_t *d, lconn_t *lc, const char *why)
 {
     weft_warn("postgresql unavailable for the %s connection, retrying: %s", lc_name(lc), why);
-    lc->connecting = 0;
-    lc_unwatch(d, lc);
-    PQfinish(lc->pg);
-    lc->pg = NULL;
-    lc->retry_at = now_ms() + 1000;
+    conn_drop(d, &lc->pg, &lc->io, &lc->events, &lc->retry_at);
 }
 
 /* A step of the connection's connecting (from lc_on_io). */
 static void lc_connect_step(dsp_t *d, lconn_t *lc)
 {
     char err[512];
-    int rc = conn_poll(d, lc->pg, PQconnectPoll, &lc->io, &lc->events);
+    int rc = conn_poll(d, lc->pg, &lc->io, &lc->events);
     if (rc == 0)
         return;
     if (rc < 0) {
@@ -1392,7 +1406,6 @@ static void lc_connect_step(dsp_t *d, lconn_t *lc)
         lc_connect_failed(d, lc, err);
         return;
     }
-    lc->connecting = 0;
     if (lc_up(d, lc, err, sizeof(err)) != 0) {
         lc_connect_failed(d, lc, err);
         return;
@@ -1413,37 +1426,24 @@ static int lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
 }
 
 /* 1 when the stage's connection is up. A lost (or not yet opened) one is
- * connected without waiting for it: PQconnectStart here, lc_on_io carries
- * it on; meanwhile, and for a second after a failure, this says no. */
+ * made without waiting for it (lc_on_io carries it on); meanwhile, and
+ * for a second after a failure, this says no. */
 static int lc_usable(dsp_t *d, lconn_t *lc)
 {
-    if (lc->connecting)
-        return 0;
-    if (lc->pg && PQstatus(lc->pg) == CONNECTION_OK)
+    if (PQstatus(lc->pg) == CONNECTION_OK)
         return 1;
-    uint64_t now = now_ms();
-    if (now < lc->retry_at)
-        return 0;
-    lc_unwatch(d, lc);
-    PQfinish(lc->pg);
-    lc->pg = PQconnectStart(weft_config_get(d->cfg, "pg.conninfo", ""));
-    if (!lc->pg || PQstatus(lc->pg) == CONNECTION_BAD) {
-        char why[512];
-        snprintf(why, sizeof(why), "%s", lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+    char why[512];
+    if (!conn_pending(lc->pg) && now_ms() >= lc->retry_at &&
+        conn_start(d, &lc->pg, &lc->io, &lc->events, &lc->connect_deadline, why, sizeof(why)) != 0)
         lc_connect_failed(d, lc, why);
-        return 0;
-    }
-    lc->connecting = 1;
-    lc->connect_deadline = now + CONNECT_TIMEOUT_MS;
-    lc->io.fd = PQsocket(lc->pg);
-    lc_watch(d, lc, EPOLLOUT);
     return 0;
 }
 
 /* The queue the stage's connections take their batches from. */
 static jq_t *lc_queue(dsp_t *d, const lconn_t *lc)
 {
-    return lc->stage == LS_CLAIM ? &d->claim_q : lc->stage == LS_RECORD ? &d->record_q : &d->saga_q;
+    jq_t *q[] = {&d->claim_q, &d->record_q, &d->saga_q};
+    return q[lc->stage];
 }
 
 /* The batch in flight goes back to the front of its queue, in order. */
@@ -1469,11 +1469,7 @@ static void lc_requeue(dsp_t *d, lconn_t *lc)
  * a failed statement was applied. */
 static void lc_failed(dsp_t *d, lconn_t *lc, const char *err)
 {
-    if (lc->stage == LS_SAGA)
-        weft_warn("saga transition failed, will retry: %s", err);
-    else
-        weft_warn("ledger %s of %zu keys failed, will retry: %s",
-                  lc->stage == LS_CLAIM ? "claim" : "record", lc->n, err);
+    weft_warn("%s batch of %zu failed, will retry: %s", lc_name(lc), lc->n, err);
     lc_requeue(d, lc);
     lc->retry_at = now_ms() + 500;
     if (PQstatus(lc->pg) != CONNECTION_OK)
@@ -1496,6 +1492,10 @@ static void lc_flush(dsp_t *d, lconn_t *lc)
 static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
 static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
 static int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+/* Hands on the jobs of the stage's batch whose answer is r, by stage:
+ * 0; -1 with err (send the batch again); 1 (claims: again as upserts). */
+static int (*const lc_answered[])(dsp_t *, lconn_t *, const PGresult *, char *,
+                                  size_t) = {claims_done, records_done, sagas_done};
 
 static void lc_on_io(weft_io_t *io, uint32_t events)
 {
@@ -1503,7 +1503,7 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
     dsp_t *d = lc->d;
     if (!lc->pg)
         return;
-    if (lc->connecting) {
+    if (conn_pending(lc->pg)) {
         lc_connect_step(d, lc);
         return;
     }
@@ -1547,9 +1547,7 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
             return;
         }
         /* The done functions check the statement's status too. */
-        int rc = lc->stage == LS_CLAIM    ? claims_done(d, lc, lc->res, e, sizeof(e))
-                 : lc->stage == LS_RECORD ? records_done(d, lc, lc->res, e, sizeof(e))
-                                          : sagas_done(d, lc, lc->res, e, sizeof(e));
+        int rc = lc_answered[lc->stage](d, lc, lc->res, e, sizeof(e));
         if (rc < 0) {
             lc_failed(d, lc, e); /* failed, or not this batch's answer: send it again */
             return;
@@ -1567,7 +1565,8 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
 /* 1 when the stage has a batch to send and may send it now. */
 static int lc_ready(dsp_t *d, lconn_t *lc)
 {
-    return lc_queue(d, lc)->n > 0 && lc->n == 0 && !lc->connecting && now_ms() >= lc->retry_at;
+    return lc_queue(d, lc)->n > 0 && lc->n == 0 && !conn_pending(lc->pg) &&
+           now_ms() >= lc->retry_at;
 }
 
 /* Takes the connection's next batch (up to LEDGER_BATCH jobs off the
@@ -1575,7 +1574,7 @@ static int lc_ready(dsp_t *d, lconn_t *lc)
  * not. */
 static size_t lc_begin(dsp_t *d, lconn_t *lc)
 {
-    if (lc->connecting && now_ms() >= lc->connect_deadline)
+    if (conn_pending(lc->pg) && now_ms() >= lc->connect_deadline)
         lc_connect_failed(d, lc, "timed out connecting");
     if (!lc_ready(d, lc) || !lc_usable(d, lc))
         return 0;
@@ -1841,16 +1840,18 @@ static void send_sagas(dsp_t *d, lconn_t *lc)
             q->content_type = ct && *ct ? ct : NULL;
         } else {
             int ok = j->rec == WEFT_REC_COMPLETED;
-            q->instance = weft_envelope_attr(env, "weftinstance");
-            q->step = t->step;
-            q->phase = t->compensate ? "compensate" : "do";
-            q->ok = j->rec != WEFT_REC_DEAD;
-            q->data = ok ? j->result : NULL;
-            q->len = ok ? j->result_len : 0;
-            q->content_type = ok && j->result_type && *j->result_type ? j->result_type : NULL;
-            q->reason = j->reason;
-            q->error = j->error;
-            q->attempts = j->attempts;
+            q->done = (weft_saga_outcome_t){
+                .instance = weft_envelope_attr(env, "weftinstance"),
+                .step = t->step,
+                .phase = t->compensate ? "compensate" : "do",
+                .ok = j->rec != WEFT_REC_DEAD,
+                .output = ok ? j->result : NULL,
+                .output_len = ok ? j->result_len : 0,
+                .output_type = ok && j->result_type && *j->result_type ? j->result_type : NULL,
+                .reason = j->reason,
+                .error = j->error,
+                .attempts = j->attempts,
+            };
         }
     }
     char err[1024];
@@ -1910,12 +1911,8 @@ static void flush_ledger(dsp_t *d, lstage_t stage)
         lconn_t *lc = &d->lc[i];
         if (lc->stage != stage)
             continue;
-        if (stage == LS_CLAIM)
-            send_claims(d, lc);
-        else if (stage == LS_RECORD)
-            send_records(d, lc);
-        else
-            send_sagas(d, lc);
+        static void (*const send[])(dsp_t *, lconn_t *) = {send_claims, send_records, send_sagas};
+        send[stage](d, lc);
     }
 }
 
@@ -2303,7 +2300,7 @@ static void on_pg(weft_io_t *io, uint32_t events)
 {
     (void)events;
     dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, pg_io));
-    if (d->pg_connecting) {
+    if (conn_pending(d->pg)) {
         pg_connect_step(d);
         return;
     }

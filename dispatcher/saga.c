@@ -97,99 +97,72 @@ static int collect_rows(const PGresult *r, int from, int to, int c, weft_saga_ev
     return 0;
 }
 
+/* Appends the rows of r (EVENT_COLUMNS, text format) to out. */
 static int collect(const PGresult *r, weft_saga_events_t *out, char *errstr, size_t errlen)
 {
     return collect_rows(r, 0, PQntuples(r), 0, out, errstr, errlen);
 }
 
-/* One statement of the state machine, ready for libpq. */
-typedef struct stmt {
-    const char *what, *sql;
-    int n;
-    const char *params[9];
-    int lengths[9];
-    int formats[9];
-    char num[2][16];
-} stmt_t;
-
-/* The answer r to the statement `what`: its events appended to out. 0;
- * -1 with errstr (try again); -2 when the state machine refused. */
-static int answer(const PGresult *r, const char *what, weft_saga_events_t *out, char *errstr,
-                  size_t errlen)
+/* P0001: the state machine refused (RAISE EXCEPTION): asking again
+ * gives the same answer. */
+static int refused(const char *sqlstate)
 {
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errlen, "%s: %s", what,
-                 r ? PQresultErrorMessage(r) : "no answer from PostgreSQL");
-        /* P0001: the state machine refused (RAISE EXCEPTION): asking again
-         * gives the same answer. */
-        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-        return state && strcmp(state, "P0001") == 0 ? -2 : -1;
-    }
-    return collect(r, out, errstr, errlen);
+    return sqlstate && strcmp(sqlstate, "P0001") == 0;
 }
 
-/* Runs the statement and collects the events it returns. */
-static int run(void *pgconn, const stmt_t *st, weft_saga_events_t *out, char *errstr, size_t errlen)
+/* Runs sql with params (bytea_param: index of one binary bytea parameter,
+ * or -1) and collects the events it returns. */
+static int run(void *pgconn, const char *what, const char *sql, int n, const char *const *params,
+               const int *lengths, int bytea_param, weft_saga_events_t *out, char *errstr,
+               size_t errlen)
 {
-    PGresult *r =
-        PQexecParams(pgconn, st->sql, st->n, NULL, st->params, st->lengths, st->formats, 0);
-    int rc = answer(r, st->what, out, errstr, errlen);
+    PGconn *pg = pgconn;
+    int formats[12] = {0};
+    if (bytea_param >= 0)
+        formats[bytea_param] = 1;
+    PGresult *r = PQexecParams(pg, sql, n, NULL, params, lengths, formats, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "%s: %s", what, PQresultErrorMessage(r));
+        int rc = refused(PQresultErrorField(r, PG_DIAG_SQLSTATE)) ? -2 : -1;
+        PQclear(r);
+        return rc;
+    }
+    int rc = collect(r, out, errstr, errlen);
     PQclear(r);
     return rc;
-}
-
-static void start_stmt(stmt_t *st, const char *instance, const char *saga, const char *trigger,
-                       const char *key, const void *data, size_t len, const char *content_type)
-{
-    *st = (stmt_t){
-        .what = "starting saga",
-        .sql = "SELECT " EVENT_COLUMNS " FROM weft.saga_start($1::uuid, $2, $3, $4, $5, $6)",
-        .n = 6,
-        .params = {instance, saga, trigger, key, data, content_type},
-        .lengths = {0, 0, 0, 0, (int)len, 0},
-        .formats = {0, 0, 0, 0, 1, 0},
-    };
-}
-
-static void step_stmt(stmt_t *st, const weft_saga_outcome_t *o)
-{
-    *st = (stmt_t){
-        .what = "moving saga",
-        .sql = "SELECT " EVENT_COLUMNS " FROM weft.saga_step_done($1::uuid, $2::int, $3,"
-               " $4::boolean, $5, $6, $7, $8, $9::int)",
-        .n = 9,
-        .lengths = {0, 0, 0, 0, (int)o->output_len, 0, 0, 0, 0},
-        .formats = {0, 0, 0, 0, 1, 0, 0, 0, 0},
-    };
-    snprintf(st->num[0], sizeof(st->num[0]), "%d", o->step);
-    snprintf(st->num[1], sizeof(st->num[1]), "%d", o->attempts);
-    const char *params[9] = {o->instance,
-                             st->num[0],
-                             o->phase,
-                             o->ok ? "true" : "false",
-                             o->output ? o->output : NULL,
-                             o->output_type,
-                             o->reason,
-                             o->error,
-                             st->num[1]};
-    memcpy(st->params, params, sizeof(params));
 }
 
 int weft_saga_start(void *pg, const char *instance, const char *saga, const char *trigger,
                     const char *key, const void *data, size_t len, const char *content_type,
                     weft_saga_events_t *out, char *errstr, size_t errlen)
 {
-    stmt_t st;
-    start_stmt(&st, instance, saga, trigger, key, data, len, content_type);
-    return run(pg, &st, out, errstr, errlen);
+    const char *params[6] = {instance, saga, trigger, key, data, content_type};
+    int lengths[6] = {0, 0, 0, 0, (int)len, 0};
+    return run(pg, "starting saga",
+               "SELECT " EVENT_COLUMNS " FROM weft.saga_start($1::uuid, $2, $3, $4, $5, $6)", 6,
+               params, lengths, 4, out, errstr, errlen);
 }
 
 int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
                         char *errstr, size_t errlen)
 {
-    stmt_t st;
-    step_stmt(&st, o);
-    return run(pg, &st, out, errstr, errlen);
+    char step[16], attempts[16];
+    snprintf(step, sizeof(step), "%d", o->step);
+    snprintf(attempts, sizeof(attempts), "%d", o->attempts);
+    const char *params[9] = {o->instance,
+                             step,
+                             o->phase,
+                             o->ok ? "true" : "false",
+                             o->output ? o->output : NULL,
+                             o->output_type,
+                             o->reason,
+                             o->error,
+                             attempts};
+    int lengths[9] = {0, 0, 0, 0, (int)o->output_len, 0, 0, 0, 0};
+    return run(pg, "moving saga",
+               "SELECT " EVENT_COLUMNS " FROM weft.saga_step_done($1::uuid, $2::int, $3,"
+               " $4::boolean, $5, $6, $7, $8, $9::int)",
+               9, params, lengths, 4, out, errstr, errlen);
 }
 
 void weft_saga_res_clear(weft_saga_res_t *r)
@@ -222,22 +195,27 @@ int weft_saga_batch_send(void *pg, const weft_saga_req_t *reqs, size_t n, char *
     int oom = 0;
     for (size_t i = 0; i < n && !oom; i++) {
         const weft_saga_req_t *q = &reqs[i];
+        const weft_saga_outcome_t *o = &q->done;
+        /* A start fills the columns of weft.saga_start, an outcome those
+         * of weft.saga_step_done (data: the start's data or the output). */
         int start = q->saga != NULL;
-        oom |= weft_pg_array_add_text(&a[B_INSTANCE], q->instance);
+        oom |= weft_pg_array_add_text(&a[B_INSTANCE], start ? q->instance : o->instance);
         oom |= weft_pg_array_add_text(&a[B_SAGA], q->saga);
         oom |= weft_pg_array_add_text(&a[B_TRIGGER], start ? q->trigger : NULL);
         oom |= weft_pg_array_add_text(&a[B_KEY], start ? q->key : NULL);
         oom |= start ? weft_pg_array_add(&a[B_STEP], "", 0, 1)
-                     : weft_pg_array_add_int(&a[B_STEP], q->step);
-        oom |= weft_pg_array_add_text(&a[B_PHASE], start ? NULL : q->phase);
+                     : weft_pg_array_add_int(&a[B_STEP], o->step);
+        oom |= weft_pg_array_add_text(&a[B_PHASE], start ? NULL : o->phase);
         oom |= start ? weft_pg_array_add(&a[B_OK], "", 0, 1)
-                     : weft_pg_array_add(&a[B_OK], q->ok ? "t" : "f", 1, 0);
-        oom |= weft_pg_array_add_bytea(&a[B_DATA], q->data, q->len, q->data == NULL);
-        oom |= weft_pg_array_add_text(&a[B_CTYPE], q->content_type);
-        oom |= weft_pg_array_add_text(&a[B_REASON], start ? NULL : q->reason);
-        oom |= weft_pg_array_add_text(&a[B_ERROR], start ? NULL : q->error);
+                     : weft_pg_array_add(&a[B_OK], o->ok ? "t" : "f", 1, 0);
+        const void *data = start ? q->data : o->output;
+        oom |=
+            weft_pg_array_add_bytea(&a[B_DATA], data, start ? q->len : o->output_len, data == NULL);
+        oom |= weft_pg_array_add_text(&a[B_CTYPE], start ? q->content_type : o->output_type);
+        oom |= weft_pg_array_add_text(&a[B_REASON], start ? NULL : o->reason);
+        oom |= weft_pg_array_add_text(&a[B_ERROR], start ? NULL : o->error);
         oom |= start ? weft_pg_array_add(&a[B_ATTEMPTS], "", 0, 1)
-                     : weft_pg_array_add_int(&a[B_ATTEMPTS], q->attempts);
+                     : weft_pg_array_add_int(&a[B_ATTEMPTS], o->attempts);
     }
     const char *params[B_N];
     for (int k = 0; k < B_N && !oom; k++) {
@@ -289,13 +267,8 @@ int weft_saga_batch_answer(const void *res, weft_saga_res_t *out, size_t n, char
         }
         weft_saga_res_t *o = &out[ord - 1];
         if (!PQgetisnull(r, at, 1)) {
-            /* P0001: the state machine refused (RAISE EXCEPTION): asking
-             * again gives the same answer. */
-            o->rc = strcmp(PQgetvalue(r, at, 1), "P0001") == 0 ? -2 : -1;
-            size_t len = strlen(PQgetvalue(r, at, 2)) + 16;
-            o->error = malloc(len);
-            if (o->error)
-                snprintf(o->error, len, "%s", PQgetvalue(r, at, 2));
+            o->rc = refused(PQgetvalue(r, at, 1)) ? -2 : -1;
+            o->error = strdup(PQgetvalue(r, at, 2));
         } else if (collect_rows(r, at, end, 3, &o->ev, errstr, errlen) != 0) {
             goto fail;
         }
@@ -312,13 +285,9 @@ int weft_saga_expire(void *pg, int max, weft_saga_events_t *out, char *errstr, s
 {
     char m[16];
     snprintf(m, sizeof(m), "%d", max);
-    const stmt_t st = {
-        .what = "expiring sagas",
-        .sql = "SELECT " EVENT_COLUMNS " FROM weft.saga_expire($1::int)",
-        .n = 1,
-        .params = {m},
-    };
-    return run(pg, &st, out, errstr, errlen);
+    const char *params[1] = {m};
+    return run(pg, "expiring sagas", "SELECT " EVENT_COLUMNS " FROM weft.saga_expire($1::int)", 1,
+               params, NULL, -1, out, errstr, errlen);
 }
 
 int weft_saga_published(void *pgconn, const weft_saga_events_t *e, char *errstr, size_t errlen)
@@ -369,17 +338,14 @@ int weft_saga_unpublished(void *pg, int age_ms, int max, weft_saga_events_t *out
     char age[16], m[16];
     snprintf(age, sizeof(age), "%d", age_ms);
     snprintf(m, sizeof(m), "%d", max);
+    const char *params[2] = {age, m};
     /* Only transitions that no source event would cause again. */
-    const stmt_t st = {
-        .what = "reading unpublished saga events",
-        .sql = "SELECT " EVENT_COLUMNS " FROM weft.saga_events"
+    return run(pg, "reading unpublished saga events",
+               "SELECT " EVENT_COLUMNS " FROM weft.saga_events"
                " WHERE published_at IS NULL AND cause = 'deadline'"
                "   AND at < now() - $1::int * interval '1 millisecond'"
                " ORDER BY instance, seq LIMIT $2::int",
-        .n = 2,
-        .params = {age, m},
-    };
-    return run(pg, &st, out, errstr, errlen);
+               2, params, NULL, -1, out, errstr, errlen);
 }
 
 size_t weft_saga_headers(const weft_saga_event_t *ev, weft_saga_hdrbuf_t *buf,

@@ -79,21 +79,16 @@ typedef struct weft_saga_outcome {
 int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
                         char *errstr, size_t errlen);
 
-/* One transition of a batch: a start (saga set, as weft_saga_start) or a
- * step or compensation that finished (saga NULL, as weft_saga_step_done:
- * step, phase, ok, reason, error, attempts). data is the start event's
- * data or the step's output. Pointers are needed only during the send. */
+/* One transition of a batch: a start (saga set: instance .. content_type,
+ * as weft_saga_start takes them) or a step or compensation that finished
+ * (saga NULL: done, as weft_saga_step_done takes it). Pointers are needed
+ * only during the send. */
 typedef struct weft_saga_req {
-    const char *instance;
-    const char *saga, *trigger, *key;
-    int step;
-    const char *phase;
-    int ok;
-    const char *reason, *error;
-    int attempts;
+    const char *instance, *saga, *trigger, *key;
     const void *data;
     size_t len;
     const char *content_type;
+    weft_saga_outcome_t done;
 } weft_saga_req_t;
 
 /* The answer to one transition of a batch. */

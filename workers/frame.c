@@ -8,6 +8,7 @@
 #include "frame.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -104,6 +105,28 @@ static ssize_t read_full(int fd, uint8_t *p, size_t n)
     return (ssize_t)got;
 }
 
+/* One read of what fd has ready, waiting in poll(POLLIN) when nothing is.
+ * Not a blocking read(): a reader blocked on a Unix stream socket sleeps on
+ * the socket's one wait queue, and the peer's every read of what this end
+ * sent (which frees send space) wakes it for nothing. A worker blocked for
+ * its next Invoke was woken by each read the dispatcher made of its
+ * Results; poll() wakes only for input (one worker and a reader of 16
+ * messages one at a time: 16 wakeups per round blocked in read(), 1 in
+ * poll()). */
+static ssize_t read_ready(int fd, uint8_t *p, size_t n)
+{
+    for (;;) {
+        ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+        if (r < 0 && errno == ENOTSOCK)
+            return read(fd, p, n); /* a pipe: blocking read, no such wakeups */
+        if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return r;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
 int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload)
 {
     uint8_t hdr[WEFT_FRAME_HEADER];
@@ -165,7 +188,7 @@ int weft_frame_next(int fd, weft_frame_buf_t *b, size_t *off, size_t max_payload
             want = WEFT_FRAME_HEADER + n - b->len;
         if (weft_frame_buf_reserve(b, want) < 0)
             return -1;
-        ssize_t r = read(fd, b->data + b->len, b->cap - b->len);
+        ssize_t r = read_ready(fd, b->data + b->len, b->cap - b->len);
         if (r < 0) {
             if (errno == EINTR)
                 continue;

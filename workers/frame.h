@@ -56,8 +56,9 @@ int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload);
 
 /* Buffered blocking reader: the next frame from fd, reading only when b
  * holds no whole frame after *off, and then as much as the fd has ready
- * (up to 64 KiB, or the rest of a larger frame) in one read(), so frames
- * sent back to back cost one read() for all of them. On 1 the payload is
+ * (up to 64 KiB, or the rest of a larger frame) in one read, so frames
+ * sent back to back cost one read for all of them. With nothing ready on
+ * a socket it waits in poll(POLLIN), which input alone wakes. On 1 the payload is
  * b->data[*payload_off .. *payload_off + *payload_len), valid until the next
  * call; *off has moved past it. 0 on EOF at a frame boundary, -1 with
  * errno set as for weft_frame_read(). Start with a zeroed b and *off 0. */

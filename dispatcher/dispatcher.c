@@ -1352,11 +1352,35 @@ static int pg_usable(dsp_t *d)
 /* ---- the ledger's connections ------------------------------------------ */
 
 static void lc_on_io(weft_io_t *io, uint32_t events);
+static void send_claims(dsp_t *d, lconn_t *lc);
+static void send_records(dsp_t *d, lconn_t *lc);
+static void send_sagas(dsp_t *d, lconn_t *lc);
+static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+static int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+
+/* What sets the stages apart, by lstage_t. */
+static const struct {
+    const char *name; /* in log lines */
+    size_t batch;     /* jobs per statement, at most */
+    /* The ledger's: prepares the ledger's statements, connects at start-up
+     * and counts in the stats line's batches (the saga stage connects with
+     * its first transition). */
+    int ledger;
+    /* Takes the stage's next batch off its queue and sends it. */
+    void (*send)(dsp_t *d, lconn_t *lc);
+    /* Hands on the jobs of the batch whose answer is r: 0; -1 with err
+     * (send the batch again); 1 (claims: again as upserts). */
+    int (*answered)(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+} STAGE[] = {
+    [LS_CLAIM] = {"ledger claim", LEDGER_BATCH, 1, send_claims, claims_done},
+    [LS_RECORD] = {"ledger record", LEDGER_BATCH, 1, send_records, records_done},
+    [LS_SAGA] = {"saga transition", SAGA_BATCH, 0, send_sagas, sagas_done},
+};
 
 static const char *lc_name(const lconn_t *lc)
 {
-    static const char *const name[] = {"ledger claim", "ledger record", "saga transition"};
-    return name[lc->stage];
+    return STAGE[lc->stage].name;
 }
 
 static void lc_watch(dsp_t *d, lconn_t *lc, uint32_t events)
@@ -1376,7 +1400,7 @@ static void lc_unwatch(dsp_t *d, lconn_t *lc)
  * up so that every batch probes the primary key. 0, or -1 with err. */
 static int lc_up(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
 {
-    if (lc->stage != LS_SAGA && weft_ledger_prepare(lc->pg, err, errlen) != 0)
+    if (STAGE[lc->stage].ledger && weft_ledger_prepare(lc->pg, err, errlen) != 0)
         return -1;
     if (PQsetnonblocking(lc->pg, 1) != 0) {
         snprintf(err, errlen, "%s", PQerrorMessage(lc->pg));
@@ -1489,14 +1513,6 @@ static void lc_flush(dsp_t *d, lconn_t *lc)
     lc_watch(d, lc, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
-static int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
-static int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
-static int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
-/* Hands on the jobs of the stage's batch whose answer is r, by stage:
- * 0; -1 with err (send the batch again); 1 (claims: again as upserts). */
-static int (*const lc_answered[])(dsp_t *, lconn_t *, const PGresult *, char *,
-                                  size_t) = {claims_done, records_done, sagas_done};
-
 static void lc_on_io(weft_io_t *io, uint32_t events)
 {
     lconn_t *lc = (lconn_t *)io;
@@ -1547,7 +1563,7 @@ static void lc_on_io(weft_io_t *io, uint32_t events)
             return;
         }
         /* The done functions check the statement's status too. */
-        int rc = lc_answered[lc->stage](d, lc, lc->res, e, sizeof(e));
+        int rc = STAGE[lc->stage].answered(d, lc, lc->res, e, sizeof(e));
         if (rc < 0) {
             lc_failed(d, lc, e); /* failed, or not this batch's answer: send it again */
             return;
@@ -1569,9 +1585,8 @@ static int lc_ready(dsp_t *d, lconn_t *lc)
            now_ms() >= lc->retry_at;
 }
 
-/* Takes the connection's next batch (up to LEDGER_BATCH jobs off the
- * stage's queue, SAGA_BATCH for sagas) when it may send one now; 0 when
- * not. */
+/* Takes the connection's next batch (up to the stage's batch of jobs off
+ * its queue) when it may send one now; 0 when not. */
 static size_t lc_begin(dsp_t *d, lconn_t *lc)
 {
     if (conn_pending(lc->pg) && now_ms() >= lc->connect_deadline)
@@ -1579,7 +1594,7 @@ static size_t lc_begin(dsp_t *d, lconn_t *lc)
     if (!lc_ready(d, lc) || !lc_usable(d, lc))
         return 0;
     jq_t *q = lc_queue(d, lc);
-    size_t n = 0, max = lc->stage == LS_SAGA ? SAGA_BATCH : LEDGER_BATCH;
+    size_t n = 0, max = STAGE[lc->stage].batch;
     job_t *j;
     while (n < max && (j = jq_pop(q)) != NULL)
         lc->jobs[n++] = j;
@@ -1911,8 +1926,7 @@ static void flush_ledger(dsp_t *d, lstage_t stage)
         lconn_t *lc = &d->lc[i];
         if (lc->stage != stage)
             continue;
-        static void (*const send[])(dsp_t *, lconn_t *) = {send_claims, send_records, send_sagas};
-        send[stage](d, lc);
+        STAGE[stage].send(d, lc);
     }
 }
 
@@ -2474,7 +2488,7 @@ static void stats(dsp_t *d, int force)
     uint64_t cs = 0, ck = 0, rs = 0, rk = 0;
     for (int i = 0; i < d->n_lc; i++) {
         const lconn_t *lc = &d->lc[i];
-        if (lc->stage == LS_SAGA)
+        if (!STAGE[lc->stage].ledger)
             continue;
         *(lc->stage == LS_CLAIM ? &cs : &rs) += lc->n_stmts;
         *(lc->stage == LS_CLAIM ? &ck : &rk) += lc->n_keys;
@@ -2613,7 +2627,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     for (int i = 0; i < d->n_lc; i++) {
         lconn_t *lc = &d->lc[i];
         char why[512];
-        if (lc->stage != LS_SAGA && lc_connect_now(d, lc, why, sizeof(why)) != 0) {
+        if (STAGE[lc->stage].ledger && lc_connect_now(d, lc, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "cannot connect to PostgreSQL for the ledger: %s", why);
             return 1;
         }

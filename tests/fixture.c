@@ -82,15 +82,26 @@ static void read_env_value(const char *file, const char *name, char *out, size_t
     fclose(f);
 }
 
+/* The broker kind the tests run on: WEFT_KAFKA (apache, the default, or
+ * mock), as ops/stack reads it. */
+static int kafka_is_mock(void)
+{
+    const char *k = getenv("WEFT_KAFKA");
+    return k && strcmp(k, "mock") == 0;
+}
+
 /* `ops/stack up` (which starts what is not running), then the addresses
- * from stack.env. */
+ * from stack.env. The mock creates the topics itself (they are its command
+ * line); Apache Kafka gets none from ops/stack (a JVM per topic is slow)
+ * and the fixture creates them with librdkafka's admin API. */
 static int stack_up(fx_t *fx, const char *topics)
 {
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
-             "WEFT_STATE_DIR='%s' WEFT_BUILD_DIR='%s/..' WEFT_MOCK_TOPICS='%s' "
-             "'%s/ops/stack' up >>'%s/stack.out' 2>&1",
-             fx->state_dir, fx->bin_dir, topics, fx->src_dir, fx->state_dir);
+             "WEFT_STATE_DIR='%s' WEFT_BUILD_DIR='%s/..' WEFT_KAFKA_TOPICS='%s' "
+             "WEFT_KAFKA_NODES=%d '%s/ops/stack' up >>'%s/stack.out' 2>&1",
+             fx->state_dir, fx->bin_dir, kafka_is_mock() ? topics : "", fx->kafka_nodes,
+             fx->src_dir, fx->state_dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "ops/stack up failed, see %s/stack.out\n", fx->state_dir);
         snprintf(cmd, sizeof(cmd), "cat '%s/stack.out' >&2", fx->state_dir);
@@ -98,21 +109,31 @@ static int stack_up(fx_t *fx, const char *topics)
             fprintf(stderr, "(could not show it)\n");
         return -1;
     }
-    char envf[512];
+    char envf[512], nodes[16];
     snprintf(envf, sizeof(envf), "%s/stack.env", fx->state_dir);
     read_env_value(envf, "WEFT_PG", fx->pg, sizeof(fx->pg));
     read_env_value(envf, "WEFT_KAFKA_BROKERS", fx->brokers, sizeof(fx->brokers));
     read_env_value(envf, "WEFT_NATS_URL", fx->nats, sizeof(fx->nats));
-    if (!fx->pg[0] || !fx->brokers[0]) {
+    read_env_value(envf, "WEFT_KAFKA_KIND", fx->kafka_kind, sizeof(fx->kafka_kind));
+    read_env_value(envf, "WEFT_KAFKA_NODES", nodes, sizeof(nodes));
+    if (!fx->pg[0] || !fx->brokers[0] || !fx->kafka_kind[0]) {
         fprintf(stderr, "stack.env is incomplete in %s\n", fx->state_dir);
         return -1;
     }
+    if (atoi(nodes) != fx->kafka_nodes) {
+        fprintf(stderr, "stack.env says %s Kafka nodes, the test asked for %d\n", nodes,
+                fx->kafka_nodes);
+        return -1;
+    }
+    if (strcmp(fx->kafka_kind, "mock") != 0 && topics && *topics)
+        return fx_kafka_create_topics(fx, topics);
     return 0;
 }
 
-int fx_up(fx_t *fx, const char *topics)
+int fx_up_cluster(fx_t *fx, const char *topics, int kafka_nodes)
 {
     memset(fx, 0, sizeof(*fx));
+    fx->kafka_nodes = kafka_nodes;
     env_or(fx->bin_dir, sizeof(fx->bin_dir), "WEFT_BIN_DIR", "build/bin");
     env_or(fx->src_dir, sizeof(fx->src_dir), "WEFT_SOURCE_DIR", ".");
     /* ops/test sets WEFT_TEST_STATE_ROOT (<tree>/test-state) so that each
@@ -128,6 +149,11 @@ int fx_up(fx_t *fx, const char *topics)
         return -1;
     }
     return stack_up(fx, topics);
+}
+
+int fx_up(fx_t *fx, const char *topics)
+{
+    return fx_up_cluster(fx, topics, 1);
 }
 
 int fx_up_migrated(fx_t *fx, const char *topics)
@@ -200,8 +226,8 @@ static void env_free(char **env)
 
 /* Starts `weft ARGS...` with stdout and stderr to outfile (truncated or
  * appended) and the stack's environment plus WEFT_SET=set. */
-static pid_t spawn_weft(const fx_t *fx, const char *const *args, const char *outfile,
-                        int append, const char *set)
+static pid_t spawn_weft(const fx_t *fx, const char *const *args, const char *outfile, int append,
+                        const char *set)
 {
     char path[600];
     snprintf(path, sizeof(path), "%s/weft", fx->bin_dir);
@@ -369,11 +395,10 @@ int fx_produce(fx_producer_t *p, const char *topic, const char *key, const char 
     }
     rd_kafka_resp_err_t err;
     for (;;) {
-        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
-                                RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                                RD_KAFKA_V_VALUE((void *)data, data ? strlen(data) : 0),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-                                RD_KAFKA_V_END);
+        err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+            RD_KAFKA_V_VALUE((void *)data, data ? strlen(data) : 0),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
         rd_kafka_poll(p->rk, 10);
@@ -387,8 +412,8 @@ int fx_produce(fx_producer_t *p, const char *topic, const char *key, const char 
     return 0;
 }
 
-int fx_produce_raw_header(fx_producer_t *p, const char *topic, const char *id,
-                          const char *hname, const void *hvalue, size_t hlen, const char *data)
+int fx_produce_raw_header(fx_producer_t *p, const char *topic, const char *id, const char *hname,
+                          const void *hvalue, size_t hlen, const char *data)
 {
     rd_kafka_headers_t *h = rd_kafka_headers_new(8);
     if (id) {
@@ -465,8 +490,8 @@ static char *hdr_str(rd_kafka_headers_t *h, const char *name)
     return s;
 }
 
-size_t fx_consume_until(fx_consumer_t *c, fx_msg_t **msgs, size_t *n, size_t *cap,
-                        fx_pred_fn pred, void *ctx, int timeout_ms)
+size_t fx_consume_until(fx_consumer_t *c, fx_msg_t **msgs, size_t *n, size_t *cap, fx_pred_fn pred,
+                        void *ctx, int timeout_ms)
 {
     uint64_t deadline = fx_now_ms() + (uint64_t)timeout_ms;
     while (!pred(*msgs, *n, ctx) && fx_now_ms() < deadline) {
@@ -859,6 +884,194 @@ int fx_kafka_fresh(fx_t *fx, const char *topics)
         return -1;
     fx->brokers[0] = '\0';
     return stack_up(fx, topics);
+}
+
+static int fx_node_cmd(const fx_t *fx, const char *verb, int node)
+{
+    char c[64];
+    snprintf(c, sizeof(c), "kafka-node-%s %d", verb, node);
+    return fx_stack_cmd(fx, c);
+}
+
+int fx_kafka_node_stop(const fx_t *fx, int node)
+{
+    return fx_node_cmd(fx, "stop", node);
+}
+
+int fx_kafka_node_kill(const fx_t *fx, int node)
+{
+    return fx_node_cmd(fx, "kill", node);
+}
+
+int fx_kafka_node_start(const fx_t *fx, int node)
+{
+    return fx_node_cmd(fx, "start", node);
+}
+
+/* ---- Kafka administration (librdkafka) ----------------------------------- */
+
+static rd_kafka_t *fx_admin_client(const fx_t *fx, rd_kafka_type_t type, const char *group)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", fx->brokers, err, sizeof(err));
+    if (group)
+        rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
+    if (!rk)
+        fprintf(stderr, "fixture: rd_kafka_new: %s\n", err);
+    return rk;
+}
+
+/* Partitions of topic with a leader, as the cluster's metadata says: -1
+ * when the topic is unknown, else how many of its partitions have one
+ * (*total: how many it has). */
+static int fx_partitions_led(rd_kafka_t *rk, const char *topic, int *total)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+    rd_kafka_topic_destroy(rkt);
+    int led = -1;
+    *total = 0;
+    if (!err && md->topic_cnt == 1 && !md->topics[0].err) {
+        led = 0;
+        *total = md->topics[0].partition_cnt;
+        for (int i = 0; i < md->topics[0].partition_cnt; i++)
+            if (md->topics[0].partitions[i].leader >= 0 && !md->topics[0].partitions[i].err)
+                led++;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return led;
+}
+
+int fx_kafka_create_topics(const fx_t *fx, const char *topics)
+{
+    if (strcmp(fx->kafka_kind, "mock") == 0) {
+        fprintf(stderr, "fx_kafka_create_topics: the mock takes its topics at start\n");
+        return -1;
+    }
+    rd_kafka_t *rk = fx_admin_client(fx, RD_KAFKA_PRODUCER, NULL);
+    if (!rk)
+        return -1;
+    int rf = fx->kafka_nodes < 3 ? fx->kafka_nodes : 3;
+    char buf[2048], *save = NULL, errstr[256];
+    snprintf(buf, sizeof(buf), "%s", topics);
+    rd_kafka_NewTopic_t *nt[64];
+    const char *names[64];
+    int n = 0;
+    for (char *t = strtok_r(buf, " ", &save); t && n < 64; t = strtok_r(NULL, " ", &save)) {
+        char *colon = strchr(t, ':');
+        int parts = colon ? atoi(colon + 1) : 1;
+        if (colon)
+            *colon = '\0';
+        names[n] = t;
+        nt[n] = rd_kafka_NewTopic_new(t, parts, rf, errstr, sizeof(errstr));
+        if (!nt[n]) {
+            fprintf(stderr, "fx_kafka_create_topics: %s: %s\n", t, errstr);
+            rd_kafka_NewTopic_destroy_array(nt, (size_t)n);
+            rd_kafka_destroy(rk);
+            return -1;
+        }
+        n++;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, 30000, errstr, sizeof(errstr));
+    rd_kafka_AdminOptions_set_request_timeout(opt, 30000, errstr, sizeof(errstr));
+    rd_kafka_CreateTopics(rk, nt, (size_t)n, opt, q);
+    int rc = -1;
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    if (!res) {
+        fprintf(stderr, "fx_kafka_create_topics: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "no answer within 60 s");
+    } else if (rd_kafka_event_error(ev)) {
+        fprintf(stderr, "fx_kafka_create_topics: %s\n", rd_kafka_event_error_string(ev));
+    } else {
+        size_t cnt;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        rc = 0;
+        for (size_t i = 0; i < cnt; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                fprintf(stderr, "fx_kafka_create_topics: %s: %s\n",
+                        rd_kafka_topic_result_name(tr[i]),
+                        rd_kafka_topic_result_error_string(tr[i]));
+                rc = -1;
+            }
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    /* Created means the controller has it; clients need every partition
+     * with a leader in the metadata of the brokers they ask. */
+    uint64_t deadline = fx_now_ms() + 30000;
+    for (int i = 0; rc == 0 && i < n;) {
+        int total, led = fx_partitions_led(rk, names[i], &total);
+        if (led > 0 && led == total) {
+            i++;
+            continue;
+        }
+        if (fx_now_ms() >= deadline) {
+            fprintf(stderr, "fx_kafka_create_topics: %s has no leader for every partition\n",
+                    names[i]);
+            rc = -1;
+        }
+        usleep(50000);
+    }
+    rd_kafka_NewTopic_destroy_array(nt, (size_t)n);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int fx_kafka_group_offsets(const fx_t *fx, const char *group, const char *topic,
+                           fx_kafka_offsets_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    rd_kafka_t *rk = fx_admin_client(fx, RD_KAFKA_CONSUMER, group);
+    if (!rk)
+        return -1;
+    int total, rc = -1;
+    if (fx_partitions_led(rk, topic, &total) < 0 || total <= 0 || total > FX_MAX_PARTITIONS) {
+        fprintf(stderr, "fx_kafka_group_offsets: no metadata for %s\n", topic);
+        rd_kafka_destroy(rk);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(total);
+    for (int p = 0; p < total; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p);
+    rd_kafka_resp_err_t err = rd_kafka_committed(rk, l, 10000);
+    if (err) {
+        fprintf(stderr, "fx_kafka_group_offsets: committed(%s): %s\n", group,
+                rd_kafka_err2str(err));
+        goto out;
+    }
+    out->partitions = total;
+    for (int i = 0; i < l->cnt; i++) {
+        int p = l->elems[i].partition;
+        int64_t lo, hi;
+        err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        if (err) {
+            fprintf(stderr, "fx_kafka_group_offsets: watermarks of %s[%d]: %s\n", topic, p,
+                    rd_kafka_err2str(err));
+            goto out;
+        }
+        out->low[p] = lo;
+        out->high[p] = hi;
+        /* No commit yet (RD_KAFKA_OFFSET_INVALID): nothing consumed. */
+        out->committed[p] = l->elems[i].offset >= 0 ? l->elems[i].offset : -1;
+        int64_t from = out->committed[p] >= 0 ? out->committed[p] : lo;
+        out->lag += hi - from;
+    }
+    rc = 0;
+out:
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    return rc;
 }
 
 /* ---- results of numbered inputs ------------------------------------------ */

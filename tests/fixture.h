@@ -1,8 +1,9 @@
 /*
  * fixture.h - integration test fixtures: a private stack (PostgreSQL,
- * nats-server, the mock Kafka cluster) per test program, started by
- * ops/stack in a temporary state directory and stopped at teardown; the
- * weft binary run as a real child process; Kafka produce/consume helpers.
+ * nats-server, Apache Kafka or, with WEFT_KAFKA=mock, the mock cluster) per
+ * test program, started by ops/stack in a temporary state directory and
+ * stopped at teardown; the weft binary run as a real child process; Kafka
+ * produce/consume/administration helpers.
  */
 #ifndef WEFT_FIXTURE_H
 #define WEFT_FIXTURE_H
@@ -18,11 +19,17 @@ typedef struct fx {
     char pg[512];
     char brokers[256];
     char nats[256];
+    char kafka_kind[16]; /* "apache" or "mock" (WEFT_KAFKA) */
+    int kafka_nodes;
 } fx_t;
 
-/* Starts a stack with the given mock topics ("name:parts name:parts").
+/* Starts a stack with the given topics ("name:parts name:parts"), created
+ * with replication factor min(nodes, 3). Apache Kafka unless WEFT_KAFKA=mock;
+ * auto-creation of topics is off, so a test creates every topic it uses.
  * Returns 0 or -1 (with a message on stderr). */
 int fx_up(fx_t *fx, const char *topics);
+/* fx_up with a Kafka cluster of kafka_nodes nodes (3: RF 3, min ISR 2). */
+int fx_up_cluster(fx_t *fx, const char *topics, int kafka_nodes);
 /* fx_up, then `weft migrate`. Returns 0 or -1 (with its output on stderr). */
 int fx_up_migrated(fx_t *fx, const char *topics);
 void fx_down(fx_t *fx);
@@ -51,8 +58,8 @@ int fx_produce(fx_producer_t *p, const char *topic, const char *key, const char 
                const char *type, const char *data, const char *const *extra_hdrs);
 /* Produces a message with one header given as raw bytes (may hold NUL, CR,
  * LF) besides the binary-mode CloudEvent headers of id (NULL: none). */
-int fx_produce_raw_header(fx_producer_t *p, const char *topic, const char *id,
-                          const char *hname, const void *hvalue, size_t hlen, const char *data);
+int fx_produce_raw_header(fx_producer_t *p, const char *topic, const char *id, const char *hname,
+                          const void *hvalue, size_t hlen, const char *data);
 int fx_producer_flush(fx_producer_t *p);
 void fx_producer_destroy(fx_producer_t *p);
 
@@ -71,8 +78,8 @@ fx_consumer_t *fx_consumer_new(const fx_t *fx, const char *topic);
 /* Appends messages to *msgs until pred(msgs, n, ctx) is true or timeout.
  * Returns the number of messages collected so far. */
 typedef int (*fx_pred_fn)(const fx_msg_t *msgs, size_t n, void *ctx);
-size_t fx_consume_until(fx_consumer_t *c, fx_msg_t **msgs, size_t *n, size_t *cap,
-                        fx_pred_fn pred, void *ctx, int timeout_ms);
+size_t fx_consume_until(fx_consumer_t *c, fx_msg_t **msgs, size_t *n, size_t *cap, fx_pred_fn pred,
+                        void *ctx, int timeout_ms);
 void fx_consumer_destroy(fx_consumer_t *c);
 void fx_msgs_free(fx_msg_t *msgs, size_t n);
 /* Value of header name in m->headers (static buffer), or NULL. */
@@ -134,9 +141,9 @@ void fx_nsub_destroy(fx_nsub_t *c);
 
 /* A durable consumer's state: -1 on error. */
 typedef struct fx_js_cstate {
-    long ack_pending;   /* delivered, not acknowledged */
-    long pending;       /* not delivered yet */
-    long redelivered;   /* messages delivered more than once */
+    long ack_pending; /* delivered, not acknowledged */
+    long pending;     /* not delivered yet */
+    long redelivered; /* messages delivered more than once */
 } fx_js_cstate_t;
 int fx_js_consumer_state(const fx_t *fx, const char *stream, const char *durable,
                          fx_js_cstate_t *st);
@@ -147,8 +154,33 @@ int fx_nats_up(const fx_t *fx);
 /* Stops PostgreSQL / starts it again on its port with its data. */
 int fx_pg_down(const fx_t *fx);
 int fx_pg_up(const fx_t *fx);
-/* Replaces the mock Kafka cluster with a new, empty one holding `topics`
- * (as for fx_up), on a new address: fx->brokers is updated. 0 or -1. */
+/* Replaces the Kafka cluster with a new, empty one holding `topics` (as
+ * for fx_up); fx->brokers is updated (the mock's address changes). 0 or -1. */
 int fx_kafka_fresh(fx_t *fx, const char *topics);
+
+/* Apache Kafka only. Creates topics ("name:parts ...", replication factor
+ * min(nodes, 3); existing ones are kept) and waits until every partition
+ * has a leader. 0 or -1. */
+int fx_kafka_create_topics(const fx_t *fx, const char *topics);
+/* Node N (1..kafka_nodes): stop (SIGTERM, controlled shutdown), kill
+ * (SIGKILL) or start again on its ports and data (returns once it answers
+ * metadata requests). 0 or -1. */
+int fx_kafka_node_stop(const fx_t *fx, int node);
+int fx_kafka_node_kill(const fx_t *fx, int node);
+int fx_kafka_node_start(const fx_t *fx, int node);
+
+/* A consumer group's committed offsets on a topic and the topic's
+ * watermarks, per partition; lag sums high - committed (high - low where
+ * the group has committed nothing). 0 or -1. */
+#define FX_MAX_PARTITIONS 64
+typedef struct fx_kafka_offsets {
+    int partitions;
+    int64_t committed[FX_MAX_PARTITIONS]; /* -1: nothing committed */
+    int64_t low[FX_MAX_PARTITIONS];
+    int64_t high[FX_MAX_PARTITIONS];
+    int64_t lag;
+} fx_kafka_offsets_t;
+int fx_kafka_group_offsets(const fx_t *fx, const char *group, const char *topic,
+                           fx_kafka_offsets_t *out);
 
 #endif

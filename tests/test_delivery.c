@@ -1,6 +1,6 @@
 /*
  * test_delivery.c - the delivery contract on Kafka, against a real
- * PostgreSQL, the mock cluster process and `weft run`: retries counted in
+ * PostgreSQL, Apache Kafka (or the mock) and `weft run`: retries counted in
  * the ledger across restarts, dead letters with reasons, re-drive, filters,
  * fan-out, per-key ordering, hot reload of triggers, bounded memory.
  */
@@ -418,7 +418,7 @@ static void test_memory_bounded_under_backlog(void **state)
 #else
     assert_true(kb < 256 * 1024);
 #endif
-    /* The event path's throughput on the mock broker, from the ledger's
+    /* The event path's throughput on the broker, from the ledger's
      * own timestamps: first claim to last recorded outcome. */
     long ms = fx_sql_long(&fx, "SELECT (extract(epoch FROM max(updated_at) - min(created_at)) "
                                "* 1000)::bigint FROM weft.ledger WHERE trigger = 'd-backlog'");

@@ -1,7 +1,7 @@
 /*
  * test_jetstream.c - the delivery contract on JetStream and core NATS,
  * against the stack's real nats-server -js (file store), a real
- * PostgreSQL, the Kafka mock for the mixed triggers, and `weft run` as a
+ * PostgreSQL, Kafka for the mixed triggers, and `weft run` as a
  * real child: one result per event, duplicates run nothing, kill -9 of the
  * dispatcher and a nats-server restart mid-stream lose nothing, retries
  * wait their backoff and end in the dead-letter subject, a function

@@ -1,6 +1,6 @@
 /*
  * test_saga_e2e.c - sagas through the real dispatcher: the order saga of
- * the README (orders.so) on the mock Kafka cluster and a real PostgreSQL.
+ * the README (orders.so) on Kafka and a real PostgreSQL.
  * The happy path; a permanent failure at each step with compensations in
  * reverse order exactly once; a failing compensation ends 'stuck' with a
  * dead letter; a replayed start event starts nothing new; kill -9 during a

@@ -20,6 +20,9 @@ VALUES ('c-bulk', 'c.bulk', 'c-upper', 'c.bulk.out', 'c.dlq'),
        ('c-int', 'c.int', 'c-upper', 'c.int.out', 'c.dlq');
 INSERT INTO weft.triggers (name, topic, event_type, function, result_topic, dead_letter_topic)
 VALUES ('c-dry', 'c.dry', 'keep', 'c-upper', 'c.dry.out', 'c.dlq');
+-- Replay by time (--from-time/--to-time; dry runs on real Kafka).
+INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic)
+VALUES ('c-time', 'c.time', 'c-upper', 'c.time.out', 'c.dlq');
 
 -- Publishing to JetStream and core NATS (the stream CJS is created by the
 -- test before the dispatcher starts).

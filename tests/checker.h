@@ -1,0 +1,70 @@
+/*
+ * checker.h - the delivery contract, checked from the outside.
+ *
+ * After a run in which inputs "<pfx>-<i>" (i < n) were published to a
+ * trigger's topic, reads what is on the broker and in the ledger and
+ * counts every way the contract can break: an input without a terminal
+ * outcome, an input with two different result ids, a result whose body is
+ * not its input's, a good input dead-lettered, attempts past the bound, a
+ * consumer group whose committed offsets never reach the end of the input.
+ * Nothing here stops at the count it hopes for: results are read until
+ * every input has one or the timeout passes, and then for a settle time
+ * more, so duplicates and strays that arrive late are counted too.
+ *
+ * Inputs carry {"fail":"<mode>","n":<i>} (workers/examples/faulty.c reads
+ * the mode; "sleep-N" succeeds after N ms, returning the data unchanged).
+ */
+#ifndef WEFT_CHECKER_H
+#define WEFT_CHECKER_H
+
+#include "fixture.h"
+
+typedef struct fx_check {
+    int inputs;           /* n */
+    int with_result;      /* inputs with at least one result */
+    int conflicts;        /* inputs with two or more distinct result ids */
+    long result_msgs;     /* result messages of our inputs (copies included) */
+    long stray;           /* result messages of no input of ours */
+    int bad_content;      /* results whose body is not their input's */
+    long dead_letters;    /* messages on the dead-letter topic */
+    long dead_rows;       /* weft.dead_letters rows of the trigger */
+    long ledger_rows;     /* weft.ledger rows of the trigger */
+    long not_completed;   /* ledger rows of the trigger not 'completed' */
+    long max_attempts;    /* the highest attempt count in the ledger */
+    long lag;             /* input high watermarks minus the group's commits */
+    int first_missing;    /* an input without a result, or -1 */
+} fx_check_t;
+
+typedef struct fx_check_spec {
+    const char *pfx;
+    int n;
+    const char *in_topic;
+    const char *out_topic;
+    const char *dlq_topic;
+    const char *trigger;
+    const char *group;  /* the dispatchers' consumer group */
+    int timeout_ms;     /* for every input to have a result, and lag to drain */
+    int settle_ms;      /* further reading for late copies */
+} fx_check_spec_t;
+
+/* Publishes inputs [from, to) of pfx to topic (keys "k<i % 97>"), data
+ * {"fail":"<mode>","n":<i>}. 0 or -1. */
+int fx_check_publish(fx_producer_t *p, const char *topic, const char *pfx, const char *mode,
+                     int from, int to);
+
+/* Reads the outcome of spec's run into res. 0, or -1 when something could
+ * not be read at all (a broker or database error: see stderr). */
+int fx_check_run(const fx_t *fx, const fx_check_spec_t *spec, fx_check_t *res);
+
+/* Prints res on stderr under a title. */
+void fx_check_print(const char *title, const fx_check_t *res);
+
+/* The group's committed offsets behind the input's high watermarks, summed
+ * over the topic's partitions (a partition with no commit counts from its
+ * low watermark). -1 on error. */
+long fx_group_lag(const fx_t *fx, const char *group, const char *topic);
+
+/* The broker id leading partition of topic, or -1. */
+int fx_partition_leader(const fx_t *fx, const char *topic, int partition);
+
+#endif

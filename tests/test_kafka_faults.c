@@ -1,0 +1,198 @@
+/*
+ * test_kafka_faults.c - the delivery contract on a real Apache Kafka broker
+ * under the faults only a real cluster allows: consumer-group rebalances
+ * under load (a member joins, one leaves cleanly, one is killed with
+ * SIGKILL), the broker restarted under load, and a result topic that does
+ * not exist while the broker's auto-creation is off.
+ *
+ * Every test ends with the same checker (checker.h): each input has exactly
+ * one distinct result id and its own body, nothing is lost, attempts stay
+ * within max_attempts, the group's committed offsets reach the end of the
+ * input (lag drains to zero), and no good input is dead-lettered.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checker.h"
+#include "fixture.h"
+
+#define TOPICS "rb.in:8 rb.out:4 rb.dlq:1 br.in:4 br.out:4 br.dlq:1 mt.in:2 mt.dlq:1"
+/* A killed member's partitions move after its session times out: 6 s. */
+#define RUN_SET                                                                                    \
+    "dispatcher.shutdown_timeout_ms=15000;kafka.session.timeout.ms=6000;"                          \
+    "kafka.heartbeat.interval.ms=500"
+#define GROUP "weft"
+
+static fx_t fx;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (fx_up(&fx, TOPICS) != 0)
+        return -1;
+    char out[4096], dir[700];
+    snprintf(dir, sizeof(dir), "%s/tests/migrations/faults", fx.src_dir);
+    const char *args[] = {"migrate", "--dir", dir, NULL};
+    int rc = fx_weft(&fx, out, sizeof(out), args);
+    if (rc != 0) {
+        fprintf(stderr, "weft migrate failed (%d): %s\n", rc, out);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    fx_down(&fx);
+    return 0;
+}
+
+/* The contract, for a run in which no input was poison. */
+static void assert_contract(const fx_check_t *r, int n, long max_attempts)
+{
+    assert_int_equal(r->with_result, n);
+    assert_int_equal(r->first_missing, -1);
+    assert_int_equal(r->conflicts, 0);
+    assert_int_equal(r->stray, 0);
+    assert_int_equal(r->bad_content, 0);
+    assert_int_equal(r->dead_letters, 0);
+    assert_int_equal(r->dead_rows, 0);
+    assert_int_equal(r->ledger_rows, n);
+    assert_int_equal(r->not_completed, 0);
+    assert_true(r->max_attempts >= 1 && r->max_attempts <= max_attempts);
+    assert_int_equal(r->lag, 0);
+}
+
+static void publish(fx_producer_t *p, const char *topic, const char *pfx, int from, int to)
+{
+    assert_int_equal(fx_check_publish(p, topic, pfx, "sleep-1", from, to), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+}
+
+/* Two dispatchers share the group; while 20,000 events flow a third joins,
+ * one leaves with SIGTERM and one is killed with SIGKILL. The revoked
+ * partitions' work in flight must not give any input a second result id,
+ * and what the killed member had claimed is taken over once its lease
+ * runs out, within max_attempts. */
+static void test_rebalance_under_load(void **state)
+{
+    (void)state;
+    const int N = 20000, CHUNK = N / 4;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_non_null(p);
+    pid_t a = fx_run_start(&fx, "rb-a.log", RUN_SET);
+    pid_t b = fx_run_start(&fx, "rb-b.log", RUN_SET);
+    assert_true(a > 0 && b > 0);
+    assert_true(fx_log_wait(&fx, "rb-a.log", "partition assigned topic=rb.in", 60000));
+    assert_true(fx_log_wait(&fx, "rb-b.log", "partition assigned topic=rb.in", 60000));
+
+    publish(p, "rb.in", "rb", 0, CHUNK);
+    pid_t c = fx_run_start(&fx, "rb-c.log", RUN_SET);
+    assert_true(c > 0);
+    publish(p, "rb.in", "rb", CHUNK, 2 * CHUNK);
+    assert_true(fx_log_wait(&fx, "rb-c.log", "partition assigned topic=rb.in", 60000));
+    /* The work is still flowing when the members change. */
+    long done = fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'rb' "
+                                 "AND status = 'completed'");
+    print_message("completed when the third member had joined: %ld of %d\n", done, 2 * CHUNK);
+    assert_true(done < 2 * CHUNK);
+
+    assert_int_equal(fx_run_stop(a, 30000), 0);
+    publish(p, "rb.in", "rb", 2 * CHUNK, 3 * CHUNK);
+    usleep(500000);
+    fx_run_kill9(b);
+    publish(p, "rb.in", "rb", 3 * CHUNK, N);
+
+    fx_check_spec_t spec = {"rb", N, "rb.in", "rb.out", "rb.dlq", "rb", GROUP, 180000, 3000};
+    fx_check_t r;
+    assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
+    fx_check_print("rebalance", &r);
+    print_message("result copies beyond one per input (same id, re-emitted): %ld\n",
+                  r.result_msgs - r.with_result);
+    assert_contract(&r, N, 3);
+    assert_int_equal(fx_run_stop(c, 30000), 0);
+    fx_producer_destroy(p);
+}
+
+/* The single broker stopped and started again (same data, same port)
+ * while events flow: the dispatcher rides it out, nothing is lost, run
+ * twice or dead-lettered. */
+static void test_broker_restart_under_load(void **state)
+{
+    (void)state;
+    const int N = 6000;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_non_null(p);
+    pid_t d = fx_run_start(&fx, "br.log", RUN_SET);
+    assert_true(d > 0);
+    assert_true(fx_log_wait(&fx, "br.log", "partition assigned topic=br.in", 60000));
+    publish(p, "br.in", "br", 0, N / 2);
+    usleep(500000);
+    long done = fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'br' "
+                                 "AND status = 'completed'");
+    print_message("completed when the broker stopped: %ld of %d\n", done, N / 2);
+    assert_true(done < N / 2);
+    assert_int_equal(fx_kafka_node_stop(&fx, 1), 0);
+    sleep(3);
+    assert_int_equal(fx_kafka_node_start(&fx, 1), 0);
+    publish(p, "br.in", "br", N / 2, N);
+
+    fx_check_spec_t spec = {"br", N, "br.in", "br.out", "br.dlq", "br", GROUP, 180000, 3000};
+    fx_check_t r;
+    assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
+    fx_check_print("broker restart", &r);
+    assert_contract(&r, N, 3);
+    assert_int_equal(fx_run_stop(d, 30000), 0);
+    fx_producer_destroy(p);
+}
+
+/* The result topic does not exist and the broker does not create topics:
+ * the dispatcher says so clearly, dead-letters nothing and commits
+ * nothing past the inputs whose results could not be sent. Once the topic
+ * exists, the held results go out and the lag drains. */
+static void test_missing_result_topic_holds_its_partition(void **state)
+{
+    (void)state;
+    const int N = 20;
+    fx_producer_t *p = fx_producer_new(&fx);
+    assert_non_null(p);
+    pid_t d = fx_run_start(&fx, "mt.log", RUN_SET);
+    assert_true(d > 0);
+    assert_true(fx_log_wait(&fx, "mt.log", "partition assigned topic=mt.in", 60000));
+    publish(p, "mt.in", "mt", 0, N);
+    assert_true(fx_log_wait(&fx, "mt.log", "topic=mt.out.*does not exist", 60000));
+    /* Held: a few seconds later still nothing committed, nothing dead. */
+    sleep(3);
+    assert_int_equal(fx_group_lag(&fx, GROUP, "mt.in"), N);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
+                                      "'mt'"),
+                     0);
+    assert_int_equal(fx_kafka_create_topic(&fx, "mt.out", 2), 0);
+
+    fx_check_spec_t spec = {"mt", N, "mt.in", "mt.out", "mt.dlq", "mt", GROUP, 120000, 2000};
+    fx_check_t r;
+    assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
+    fx_check_print("missing result topic", &r);
+    assert_contract(&r, N, 3);
+    assert_int_equal(fx_run_stop(d, 30000), 0);
+    fx_producer_destroy(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rebalance_under_load),
+        cmocka_unit_test(test_broker_restart_under_load),
+        cmocka_unit_test(test_missing_result_topic_holds_its_partition),
+    };
+    return cmocka_run_group_tests_name("kafka_faults", tests, group_setup, group_teardown);
+}

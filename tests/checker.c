@@ -124,39 +124,8 @@ static rd_kafka_t *client(const fx_t *fx, const char *group)
 
 long fx_group_lag(const fx_t *fx, const char *group, const char *topic)
 {
-    rd_kafka_t *rk = client(fx, group);
-    if (!rk)
-        return -1;
-    long lag = -1;
-    const rd_kafka_metadata_t *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 &&
-        !md->topics[0].err) {
-        int np = md->topics[0].partition_cnt;
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(np);
-        for (int p = 0; p < np; p++)
-            rd_kafka_topic_partition_list_add(l, topic, md->topics[0].partitions[p].id);
-        if (rd_kafka_committed(rk, l, 10000) == 0) {
-            lag = 0;
-            for (int p = 0; p < l->cnt; p++) {
-                int64_t lo, hi;
-                if (rd_kafka_query_watermark_offsets(rk, topic, l->elems[p].partition, &lo, &hi,
-                                                     10000)) {
-                    lag = -1;
-                    break;
-                }
-                int64_t at = l->elems[p].offset >= 0 ? l->elems[p].offset : lo;
-                lag += hi - at;
-            }
-        }
-        rd_kafka_topic_partition_list_destroy(l);
-    }
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    if (rkt)
-        rd_kafka_topic_destroy(rkt);
-    rd_kafka_destroy(rk);
-    return lag;
+    fx_kafka_offsets_t o;
+    return fx_kafka_group_offsets(fx, group, topic, &o) == 0 ? (long)o.lag : -1;
 }
 
 int fx_partition_leader(const fx_t *fx, const char *topic, int partition)

@@ -112,12 +112,32 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
              "kafka %s: %s", fac, buf);
 }
 
+/* A topic the broker does not have. With auto-creation off (as on most
+ * production clusters) it is an operator's mistake that creating the topic
+ * mends: the message is held and retried, never given up on. */
+static int unknown_topic(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
+static void unknown_topic_error(char *errstr, size_t errlen, const char *topic)
+{
+    snprintf(errstr, errlen,
+             "topic=%s does not exist on the broker (create it; auto-creation is off): "
+             "held, retrying",
+             topic);
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     weft_kafka_t *k = opaque;
-    k->cbs.delivered(k->cbs.opaque, m->_private,
-                     m->err ? rd_kafka_err2str(m->err) : NULL);
+    char err[512];
+    if (m->err && unknown_topic(m->err))
+        unknown_topic_error(err, sizeof(err), rd_kafka_topic_name(m->rkt));
+    else if (m->err)
+        snprintf(err, sizeof(err), "%s", rd_kafka_err2str(m->err));
+    k->cbs.delivered(k->cbs.opaque, m->_private, m->err ? err : NULL);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -521,9 +541,12 @@ int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size
         RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
-        *retriable = err == RD_KAFKA_RESP_ERR__QUEUE_FULL;
-        snprintf(errstr, errlen, "rd_kafka_producev() failed topic=%s: %s", topic,
-                 rd_kafka_err2str(err));
+        *retriable = err == RD_KAFKA_RESP_ERR__QUEUE_FULL || unknown_topic(err);
+        if (unknown_topic(err))
+            unknown_topic_error(errstr, errlen, topic);
+        else
+            snprintf(errstr, errlen, "rd_kafka_producev() failed topic=%s: %s", topic,
+                     rd_kafka_err2str(err));
         return -1;
     }
     return 0;

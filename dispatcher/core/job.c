@@ -260,17 +260,23 @@ int lease_ms_for(const job_t *j)
     return (j->trig->fn ? j->trig->fn->timeout_ms : 1000) + LEASE_MARGIN_MS;
 }
 
-/* Exponential backoff with jitter: b = initial * multiplier^(attempt-1),
- * capped at backoff_max_ms, and the delay is random in
- * [b * (1 - jitter), b] so that retries of many events spread out. */
+int weft_job_backoff_ms(int initial_ms, double multiplier, int max_ms, double jitter, int attempts,
+                        double u)
+{
+    double b = initial_ms;
+    for (int i = 1; i < attempts && b < max_ms; i++)
+        b *= multiplier;
+    if (b > max_ms)
+        b = max_ms;
+    return (int)(b * (1.0 - jitter * u));
+}
+
+/* Exponential backoff with jitter (weft_job_backoff_ms), the jitter drawn
+ * here, so that retries of many events spread out. */
 int backoff_ms(const weft_trigger_t *t, int attempts)
 {
-    double b = t->backoff_initial_ms;
-    for (int i = 1; i < attempts && b < t->backoff_max_ms; i++)
-        b *= t->backoff_multiplier;
-    if (b > t->backoff_max_ms)
-        b = t->backoff_max_ms;
-    return (int)(b * (1.0 - t->backoff_jitter * ((double)rand() / RAND_MAX)));
+    return weft_job_backoff_ms(t->backoff_initial_ms, t->backoff_multiplier, t->backoff_max_ms,
+                               t->backoff_jitter, attempts, (double)rand() / RAND_MAX);
 }
 
 /* ---- claiming ---------------------------------------------------------- */
@@ -282,40 +288,94 @@ static int event_expired(const job_t *j)
     return realtime_ms() - j->msg->km.timestamp_ms > j->trig->max_event_age_ms;
 }
 
+weft_job_next_t weft_job_after_claim(const weft_job_claim_t *c, const char **reason)
+{
+    *reason = NULL;
+    switch (c->kind) {
+    case WEFT_CLAIM_RUN:
+        if (c->bad_input)
+            return WEFT_JOB_FAIL;
+        if (c->expired) {
+            *reason = "expired";
+            return WEFT_JOB_FAIL;
+        }
+        if (c->attempts > c->max_attempts) {
+            /* Earlier attempts were cut short (crashes, restarts). */
+            *reason = "max_attempts";
+            return WEFT_JOB_FAIL;
+        }
+        if (c->saga_start)
+            return WEFT_JOB_START_SAGA;
+        if (c->saga_step && !c->instance_valid) {
+            *reason = "malformed";
+            return WEFT_JOB_FAIL;
+        }
+        return WEFT_JOB_RUN;
+    case WEFT_CLAIM_COMPLETED:
+        return WEFT_JOB_REEMIT;
+    case WEFT_CLAIM_DROPPED:
+        return c->saga_step ? WEFT_JOB_DROP_STEP : WEFT_JOB_DROP;
+    case WEFT_CLAIM_DEAD:
+        return WEFT_JOB_REPUBLISH_DEAD;
+    case WEFT_CLAIM_BUSY:
+    default:
+        return WEFT_JOB_WAIT;
+    }
+}
+
+weft_rec_kind_t weft_job_after_attempt(weft_rec_kind_t rec, int attempts, int max_attempts)
+{
+    return rec == WEFT_REC_RETRY && attempts >= max_attempts ? WEFT_REC_DEAD : rec;
+}
+
 void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
 {
     j->attempts = res->attempts;
-    switch (res->kind) {
-    case WEFT_CLAIM_RUN:
-        if (j->preset_reason) {
+    weft_job_claim_t c = {
+        .kind = res->kind,
+        .attempts = j->attempts,
+        .max_attempts = j->trig->max_attempts,
+        .bad_input = j->preset_reason != NULL,
+        .saga_start = j->trig->saga != NULL,
+        .saga_step = j->trig->step_saga != NULL,
+    };
+    /* Only asked when they can change the answer: the clock and the
+     * envelope lookup cost on every claim otherwise. */
+    if (c.kind == WEFT_CLAIM_RUN && !c.bad_input)
+        c.expired = event_expired(j);
+    if (c.kind == WEFT_CLAIM_RUN && c.saga_step)
+        c.instance_valid = weft_uuid_valid(weft_envelope_attr(&j->msg->env, "weftinstance"));
+    const char *reason;
+    switch (weft_job_after_claim(&c, &reason)) {
+    case WEFT_JOB_FAIL:
+        if (c.bad_input) {
             job_fail_now(d, j, j->preset_reason, j->msg->env_err);
-        } else if (event_expired(j)) {
+        } else if (strcmp(reason, "expired") == 0) {
             char e[200];
             snprintf(e, sizeof(e), "event is older than max_event_age_ms=%lld",
                      (long long)j->trig->max_event_age_ms);
-            job_fail_now(d, j, "expired", e);
-        } else if (j->attempts > j->trig->max_attempts) {
-            /* Earlier attempts were cut short (crashes, restarts). */
+            job_fail_now(d, j, reason, e);
+        } else if (strcmp(reason, "max_attempts") == 0) {
             char e[1200];
             snprintf(e, sizeof(e), "%s (attempts exhausted: %d of %d)",
                      res->last_error ? res->last_error : "no error recorded", j->attempts - 1,
                      j->trig->max_attempts);
             j->attempts--;
-            job_fail_now(d, j, "max_attempts", e);
-        } else if (j->trig->saga) {
-            /* Starting a saga runs no function: the start is the outcome
-             * (the transition happens once it is recorded). */
-            j->rec = WEFT_REC_COMPLETED;
-            job_record(d, j);
-        } else if (j->trig->step_saga &&
-                   !weft_uuid_valid(weft_envelope_attr(&j->msg->env, "weftinstance"))) {
-            job_fail_now(d, j, "malformed",
-                         "a saga step event needs a weftinstance attribute (a UUID)");
+            job_fail_now(d, j, reason, e);
         } else {
-            job_invoke(d, j);
+            job_fail_now(d, j, reason, "a saga step event needs a weftinstance attribute (a UUID)");
         }
         return;
-    case WEFT_CLAIM_COMPLETED:
+    case WEFT_JOB_START_SAGA:
+        /* Starting a saga runs no function: the start is the outcome
+         * (the transition happens once it is recorded). */
+        j->rec = WEFT_REC_COMPLETED;
+        job_record(d, j);
+        return;
+    case WEFT_JOB_RUN:
+        job_invoke(d, j);
+        return;
+    case WEFT_JOB_REEMIT:
         d->n_reemitted++;
         j->rec = WEFT_REC_COMPLETED;
         free(j->result);
@@ -332,15 +392,14 @@ void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
             weft_fmt_copy(j->result_id, sizeof(j->result_id), res->result_id);
         emit_outcome(d, j);
         return;
-    case WEFT_CLAIM_DROPPED:
-        if (j->trig->step_saga) {
-            j->rec = WEFT_REC_DROPPED;
-            emit_outcome(d, j);
-            return;
-        }
+    case WEFT_JOB_DROP_STEP:
+        j->rec = WEFT_REC_DROPPED;
+        emit_outcome(d, j);
+        return;
+    case WEFT_JOB_DROP:
         job_terminal(d, j);
         return;
-    case WEFT_CLAIM_DEAD:
+    case WEFT_JOB_REPUBLISH_DEAD:
         /* Dead-lettered before, maybe not yet published: publish again
          * (consumers deduplicate on ce_weftdlqid). */
         j->rec = WEFT_REC_DEAD;
@@ -351,7 +410,7 @@ void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
         weft_fmt_copy(j->last_failure, sizeof(j->last_failure), res->last_failure);
         emit_outcome(d, j);
         return;
-    case WEFT_CLAIM_BUSY:
+    case WEFT_JOB_WAIT:
     default:
         weft_info("key held by another owner, waiting trigger=%s topic=%s partition=%d "
                   "offset=%lld lease_left_ms=%lld",

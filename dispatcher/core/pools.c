@@ -127,7 +127,8 @@ void pools_gc(dsp_t *d)
  * allowed attempt is recorded as dead here, whatever produced it. */
 void job_record(dsp_t *d, job_t *j)
 {
-    if (j->rec == WEFT_REC_RETRY && j->attempts >= j->trig->max_attempts) {
+    if (j->rec == WEFT_REC_RETRY &&
+        weft_job_after_attempt(j->rec, j->attempts, j->trig->max_attempts) == WEFT_REC_DEAD) {
         char e[1400];
         snprintf(e, sizeof(e), "%s (after %d attempts)", j->error ? j->error : "", j->attempts);
         j->rec = WEFT_REC_DEAD;

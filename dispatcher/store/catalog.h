@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { WEFT_BROKER_KAFKA = 0, WEFT_BROKER_JETSTREAM, WEFT_BROKER_NATS } weft_broker_t;
+#include "broker.h"
 
 typedef struct weft_function {
     char *name;

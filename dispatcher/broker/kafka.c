@@ -153,13 +153,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_assign(rk, NULL);
 }
 
-static rd_kafka_conf_t *make_conf(const weft_config_t *cfg, const char *only, const char *skip,
-                                  char *errstr, size_t errlen)
+int weft_kafka_conf_apply(void *conf, const weft_config_t *cfg, const char *client, char *errstr,
+                          size_t errlen)
+{
+    int consumer = strcmp(client, "consumer.") == 0;
+    set_ctx_t sc = {conf, client, consumer ? "producer." : "consumer.", errstr, errlen, 0};
+    weft_config_each(cfg, "kafka.", set_one, &sc);
+    return sc.failed ? -1 : 0;
+}
+
+static rd_kafka_conf_t *make_conf(const weft_config_t *cfg, const char *only, char *errstr,
+                                  size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    set_ctx_t sc = {conf, only, skip, errstr, errlen, 0};
-    weft_config_each(cfg, "kafka.", set_one, &sc);
-    if (sc.failed) {
+    if (weft_kafka_conf_apply(conf, cfg, only, errstr, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -198,7 +205,7 @@ static int conf_force(rd_kafka_conf_t *conf, const char *key, const char *value,
 static int make_producer(weft_kafka_t *k, const weft_config_t *cfg, char *errstr,
                          size_t errlen)
 {
-    rd_kafka_conf_t *pc = make_conf(cfg, "producer.", "consumer.", errstr, errlen);
+    rd_kafka_conf_t *pc = make_conf(cfg, "producer.", errstr, errlen);
     if (!pc)
         return -1;
     /* linger.ms=0: a result is sent as soon as it is produced, no batching
@@ -298,7 +305,7 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
     /* Consumer: a defaulted config, then the user's kafka.* on top, then
      * the settings weft's guarantees depend on, which cannot be changed. */
     rd_kafka_conf_t *cc = rd_kafka_conf_new();
-    if (conf_default(cc, "group.id", "weft", errstr, errlen) ||
+    if (conf_default(cc, "group.id", WEFT_KAFKA_GROUP_DEFAULT, errstr, errlen) ||
         conf_default(cc, "auto.offset.reset", "earliest", errstr, errlen) ||
         conf_default(cc, "auto.commit.interval.ms", "1000", errstr, errlen) ||
         conf_default(cc, "queued.max.messages.kbytes", "16384", errstr, errlen) ||
@@ -314,13 +321,9 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
         rd_kafka_conf_destroy(cc);
         goto fail;
     }
-    {
-        set_ctx_t sc = {cc, "consumer.", "producer.", errstr, errlen, 0};
-        weft_config_each(cfg, "kafka.", set_one, &sc);
-        if (sc.failed) {
-            rd_kafka_conf_destroy(cc);
-            goto fail;
-        }
+    if (weft_kafka_conf_apply(cc, cfg, "consumer.", errstr, errlen) != 0) {
+        rd_kafka_conf_destroy(cc);
+        goto fail;
     }
     if (conf_force(cc, "enable.auto.offset.store", "false", errstr, errlen) ||
         conf_force(cc, "enable.auto.commit", "true", errstr, errlen) ||

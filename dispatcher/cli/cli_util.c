@@ -10,6 +10,7 @@
  */
 #include "cli.h"
 #include "eventkey.h"
+#include "kafka.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -726,7 +727,7 @@ char *weft_cli_message_key(const weft_header_t *hdrs, size_t n_hdrs, int env_ok,
 const char *weft_cli_group_id(const weft_config_t *cfg)
 {
     return weft_config_get(cfg, "kafka.consumer.group.id",
-                           weft_config_get(cfg, "kafka.group.id", "weft"));
+                           weft_config_get(cfg, "kafka.group.id", WEFT_KAFKA_GROUP_DEFAULT));
 }
 
 static void progress_draw(weft_cli_progress_t *p, int final)

@@ -95,11 +95,9 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     }
     if (weft_migrate_check(d->pg, err, errlen) != 0)
         return 1;
-    PGresult *r = PQexec(d->pg, "LISTEN weft_catalog");
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!ok) {
-        snprintf(err, errlen, "LISTEN failed: %s", PQerrorMessage(d->pg));
+    char lerr[512];
+    if (weft_catalog_listen(d->pg, lerr, sizeof(lerr)) != 0) {
+        snprintf(err, errlen, "LISTEN failed: %s", lerr);
         return 1;
     }
     d->cat = weft_catalog_load(d->pg, err, errlen);

@@ -110,11 +110,9 @@ void pg_connect_step(dsp_t *d)
         pg_connect_failed(d, why);
         return;
     }
-    PGresult *r = PQexec(d->pg, "LISTEN weft_catalog");
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    snprintf(why, sizeof(why), "LISTEN: %s", PQresultErrorMessage(r));
-    PQclear(r);
-    if (!ok) {
+    char lerr[480];
+    if (weft_catalog_listen(d->pg, lerr, sizeof(lerr)) != 0) {
+        snprintf(why, sizeof(why), "LISTEN: %s", lerr);
         pg_connect_failed(d, why);
         return;
     }

@@ -15,6 +15,16 @@
 
 #include "hash.h"
 
+int weft_catalog_listen(void *pg, char *errstr, size_t errlen)
+{
+    PGresult *r = PQexec(pg, "LISTEN weft_catalog");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        snprintf(errstr, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
 weft_catalog_t *weft_catalog_new(void)
 {
     weft_catalog_t *cat = calloc(1, sizeof(*cat));

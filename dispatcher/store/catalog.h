@@ -113,6 +113,12 @@ typedef struct weft_catalog {
  * reference. */
 weft_catalog_t *weft_catalog_load(void *pg, char *errstr, size_t errlen);
 
+/* Listens on pg (a PGconn *) for the notifications that the catalog
+ * changed (weft_catalog, sent by the triggers on weft.functions and
+ * weft.triggers): reload on each. Blocks for the statement. 0, or -1 with
+ * errstr (PostgreSQL's message). */
+int weft_catalog_listen(void *pg, char *errstr, size_t errlen);
+
 /* An empty catalog, for tests and for building one by hand. */
 weft_catalog_t *weft_catalog_new(void);
 /* Adds copies of fn / trig (trig->function names an added function). */

@@ -75,6 +75,7 @@
 #include "eventkey.h"
 #include "fmt.h"
 #include "hash.h"
+#include "heartbeat.h"
 #include "job.h"
 #include "json.h"
 #include "broker.h"

@@ -88,16 +88,9 @@ void heartbeat(dsp_t *d)
         weft_buf_free(&b);
         return;
     }
-    char pid[16];
-    snprintf(pid, sizeof(pid), "%d", (int)getpid());
-    const char *params[4] = {d->owner, d->host, pid, b.p};
-    if (!PQsendQueryParams(
-            d->pg,
-            "INSERT INTO weft.dispatchers (owner, host, pid, status) VALUES ($1, $2, "
-            "$3::int, $4::jsonb) ON CONFLICT (owner) DO UPDATE SET heartbeat_at = "
-            "now(), status = EXCLUDED.status",
-            4, NULL, params, NULL, NULL, 0))
-        weft_debug("status heartbeat failed: %s", PQerrorMessage(d->pg));
+    char err[512];
+    if (weft_heartbeat_send(d->pg, d->owner, d->host, (int)getpid(), b.p, err, sizeof(err)) != 0)
+        weft_debug("status heartbeat failed: %s", err);
     weft_buf_free(&b);
 }
 

@@ -93,7 +93,9 @@ typedef struct common_opts {
     int n_sets;
 } common_opts_t;
 
-static weft_config_t *load_config(const common_opts_t *o)
+/* Loads the configuration (file, environment, --set) and starts logging
+ * as component at log.level. */
+static weft_config_t *load_config(const common_opts_t *o, const char *component)
 {
     char err[1024];
     weft_config_t *cfg = weft_config_new();
@@ -118,7 +120,7 @@ static weft_config_t *load_config(const common_opts_t *o)
                  ls);
         goto fail;
     }
-    weft_log_init("weft", lvl);
+    weft_log_init(component, lvl);
     return cfg;
 fail:
     fprintf(stderr, "weft: %s\n", err);
@@ -155,13 +157,9 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "weft run: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
-    weft_config_t *cfg = load_config(&o);
+    weft_config_t *cfg = load_config(&o, "dispatcher");
     if (!cfg)
         return 2;
-    weft_log_init("dispatcher", WEFT_LOG_INFO);
-    weft_log_level_t lvl = WEFT_LOG_INFO;
-    weft_log_level_parse(weft_config_get(cfg, "log.level", "info"), &lvl);
-    weft_log_init("dispatcher", lvl);
     int rc = weft_dispatcher_run(cfg);
     weft_config_destroy(cfg);
     return rc;
@@ -211,7 +209,7 @@ static int cmd_migrate(int argc, char **argv)
                 argv[optind]);
         return 2;
     }
-    weft_config_t *cfg = load_config(&o);
+    weft_config_t *cfg = load_config(&o, "weft");
     if (!cfg)
         return 2;
     const char *conninfo = weft_config_get(cfg, "pg.conninfo", NULL);
@@ -271,7 +269,7 @@ static int cmd_dlq(int argc, char **argv)
     char *rest[256];
     int n = split_config_opts(argc, argv, &o, rest, 256);
     int wants_help = n < 2 || strcmp(rest[1], "--help") == 0 || strcmp(rest[1], "-h") == 0;
-    weft_config_t *cfg = wants_help ? weft_config_new() : load_config(&o);
+    weft_config_t *cfg = wants_help ? weft_config_new() : load_config(&o, "weft");
     if (!cfg)
         return 2;
     int rc = weft_dlq_main(cfg, n, rest);
@@ -279,40 +277,35 @@ static int cmd_dlq(int argc, char **argv)
     return rc;
 }
 
-/* `weft publish | replay | triggers | status [--config FILE] [--set K=V]
- * ...`: the config options are taken out here (anywhere on the line), the
- * rest goes to the command's cli_*.c. Help needs no configuration. */
-typedef int (*cli_main_fn)(weft_config_t *cfg, int argc, char **argv);
+/* `weft publish | replay | triggers | status | sagas [--config FILE]
+ * [--set K=V] ...`: the config options are taken out here (anywhere on
+ * the line), the rest goes to the command's file in cli/. Help needs no
+ * configuration. A command that adjusts the configuration it was given
+ * (publish and replay set producer timeouts) has main; the others, which
+ * only read it, have main_ro. */
+typedef struct cli_cmd {
+    const char *name;
+    int (*main)(weft_config_t *cfg, int argc, char **argv);
+    int (*main_ro)(const weft_config_t *cfg, int argc, char **argv);
+    void (*usage)(FILE *f);
+} cli_cmd_t;
 
-static int cli_publish(weft_config_t *cfg, int argc, char **argv)
-{
-    return weft_publish_main(cfg, argc, argv);
-}
-static int cli_replay(weft_config_t *cfg, int argc, char **argv)
-{
-    return weft_replay_main(cfg, argc, argv);
-}
-static int cli_triggers(weft_config_t *cfg, int argc, char **argv)
-{
-    return weft_triggers_main(cfg, argc, argv);
-}
-static int cli_status(weft_config_t *cfg, int argc, char **argv)
-{
-    return weft_status_main(cfg, argc, argv);
-}
-static int cli_sagas(weft_config_t *cfg, int argc, char **argv)
-{
-    return weft_sagas_main(cfg, argc, argv);
-}
+static const cli_cmd_t cli_cmds[] = {
+    {"publish", weft_publish_main, NULL, weft_publish_usage},
+    {"replay", weft_replay_main, NULL, weft_replay_usage},
+    {"triggers", NULL, weft_triggers_main, weft_triggers_usage},
+    {"status", NULL, weft_status_main, weft_status_usage},
+    {"sagas", NULL, weft_sagas_main, weft_sagas_usage},
+};
 
-static int cmd_cli(int argc, char **argv, cli_main_fn fn, void (*usage)(FILE *))
+static int cmd_cli(int argc, char **argv, const cli_cmd_t *cmd)
 {
     common_opts_t o = {0};
     char *rest[256];
     int n = split_config_opts(argc, argv, &o, rest, 256);
     for (int i = 0; i < n; i++) {
         if (strcmp(rest[i], "--help") == 0 || strcmp(rest[i], "-h") == 0) {
-            usage(stdout);
+            cmd->usage(stdout);
             return 0;
         }
     }
@@ -320,10 +313,10 @@ static int cmd_cli(int argc, char **argv, cli_main_fn fn, void (*usage)(FILE *))
         fprintf(stderr, "weft %s: too many arguments\n", argv[0]);
         return 2;
     }
-    weft_config_t *cfg = load_config(&o);
+    weft_config_t *cfg = load_config(&o, "weft");
     if (!cfg)
         return 2;
-    int rc = fn(cfg, n, rest);
+    int rc = cmd->main ? cmd->main(cfg, n, rest) : cmd->main_ro(cfg, n, rest);
     weft_config_destroy(cfg);
     return rc;
 }
@@ -351,16 +344,9 @@ int main(int argc, char **argv)
         return weft_invoke_main(argc - 1, argv + 1);
     if (strcmp(cmd, "dlq") == 0)
         return cmd_dlq(argc - 1, argv + 1);
-    if (strcmp(cmd, "publish") == 0)
-        return cmd_cli(argc - 1, argv + 1, cli_publish, weft_publish_usage);
-    if (strcmp(cmd, "replay") == 0)
-        return cmd_cli(argc - 1, argv + 1, cli_replay, weft_replay_usage);
-    if (strcmp(cmd, "triggers") == 0)
-        return cmd_cli(argc - 1, argv + 1, cli_triggers, weft_triggers_usage);
-    if (strcmp(cmd, "status") == 0)
-        return cmd_cli(argc - 1, argv + 1, cli_status, weft_status_usage);
-    if (strcmp(cmd, "sagas") == 0)
-        return cmd_cli(argc - 1, argv + 1, cli_sagas, weft_sagas_usage);
+    for (size_t i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
+        if (strcmp(cmd, cli_cmds[i].name) == 0)
+            return cmd_cli(argc - 1, argv + 1, &cli_cmds[i]);
     fprintf(stderr, "weft: unknown command \"%s\"\n\n", cmd);
     usage_main(stderr);
     return 2;

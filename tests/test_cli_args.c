@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "envelope.h"
+#include "eventkey.h"
 
 static void test_urls(void **state)
 {
@@ -249,27 +250,44 @@ static void test_lines_documents(void **state)
     weft_cli_event_free(&ev);
 }
 
+/* The idempotency key of a consumed Kafka message, as the dispatcher and
+ * `weft replay` derive it (weft_event_key): the weft-key header, else "ce:"
+ * source 0x1f id of a decoded CloudEvent, else "kafka:TOPIC/PARTITION/OFFSET". */
+static char *message_key(const weft_header_t *hdrs, size_t n_hdrs, int env_ok, int env_plain,
+                         const char *ce_source, const char *ce_id, const char *topic,
+                         int32_t partition, int64_t offset)
+{
+    weft_bmsg_t m = {.broker = WEFT_BROKER_KAFKA,
+                     .topic = topic,
+                     .partition = partition,
+                     .offset = offset,
+                     .hdrs = (weft_header_t *)hdrs,
+                     .n_hdrs = n_hdrs};
+    int ce = env_ok && !env_plain;
+    return weft_event_key(&m, ce ? ce_source : NULL, ce ? ce_id : NULL, NULL, NULL);
+}
+
 static void test_message_key_rule(void **state)
 {
     (void)state;
     weft_header_t wk[] = {{"ce_id", "1", 1}, {"weft-key", "mine", 4}};
-    char *k = weft_cli_message_key(wk, 2, 1, 0, "/s", "1", "t", 0, 5);
+    char *k = message_key(wk, 2, 1, 0, "/s", "1", "t", 0, 5);
     assert_string_equal(k, "mine");
     free(k);
-    k = weft_cli_message_key(wk, 1, 1, 0, "/s", "1", "t", 0, 5);
+    k = message_key(wk, 1, 1, 0, "/s", "1", "t", 0, 5);
     assert_string_equal(k, "ce:/s\x1f"
                            "1");
     free(k);
     /* A plain message (or one that did not decode): its coordinates. */
-    k = weft_cli_message_key(NULL, 0, 1, 1, "kafka://t", "t/0/5", "t", 0, 5);
+    k = message_key(NULL, 0, 1, 1, "kafka://t", "t/0/5", "t", 0, 5);
     assert_string_equal(k, "kafka:t/0/5");
     free(k);
-    k = weft_cli_message_key(NULL, 0, 0, 0, "", "", "t", 2, 9);
+    k = message_key(NULL, 0, 0, 0, "", "", "t", 2, 9);
     assert_string_equal(k, "kafka:t/2/9");
     free(k);
     /* An empty or NUL-holding weft-key is ignored, as by the dispatcher. */
     weft_header_t badk[] = {{"weft-key", "a\0b", 3}};
-    k = weft_cli_message_key(badk, 1, 1, 0, "/s", "1", "t", 0, 5);
+    k = message_key(badk, 1, 1, 0, "/s", "1", "t", 0, 5);
     assert_string_equal(k, "ce:/s\x1f"
                            "1");
     free(k);

@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { WEFT_BROKER_KAFKA = 0, WEFT_BROKER_JETSTREAM, WEFT_BROKER_NATS } weft_broker_t;
+#include "broker.h"
+#include "match.h"
 
 typedef struct weft_function {
     char *name;
@@ -39,18 +40,6 @@ typedef struct weft_function {
     char *run_as_group; /* NULL: the user's primary group */
     char version[65];   /* hash of every field that needs a pool restart */
 } weft_function_t;
-
-typedef enum { WEFT_FILTER_EXACT = 0, WEFT_FILTER_PREFIX, WEFT_FILTER_SUFFIX } weft_filter_op_t;
-
-typedef struct weft_filter {
-    char *attribute; /* "type", "subject", "source", "id" or an extension */
-    weft_filter_op_t op;
-    char *value;
-} weft_filter_t;
-
-/* Looks up a CloudEvents attribute of the event being matched; NULL when
- * absent. */
-typedef const char *(*weft_attr_fn)(void *ev, const char *name);
 
 typedef struct weft_trigger {
     char *name;
@@ -113,6 +102,12 @@ typedef struct weft_catalog {
  * reference. */
 weft_catalog_t *weft_catalog_load(void *pg, char *errstr, size_t errlen);
 
+/* Listens on pg (a PGconn *) for the notifications that the catalog
+ * changed (weft_catalog, sent by the triggers on weft.functions and
+ * weft.triggers): reload on each. Blocks for the statement. 0, or -1 with
+ * errstr (PostgreSQL's message). */
+int weft_catalog_listen(void *pg, char *errstr, size_t errlen);
+
 /* An empty catalog, for tests and for building one by hand. */
 weft_catalog_t *weft_catalog_new(void);
 /* Adds copies of fn / trig (trig->function names an added function). */
@@ -128,21 +123,12 @@ int weft_catalog_link(weft_catalog_t *cat, char *errstr, size_t errlen);
 void weft_catalog_ref(weft_catalog_t *cat);
 void weft_catalog_unref(weft_catalog_t *cat);
 
-/* 1 when trig fires for an event on topic: its event_type (type "" for
- * plain messages) and every filter hold. attr looks up other attributes
- * (may be NULL when the trigger has no filters). */
-int weft_trigger_matches(const weft_trigger_t *trig, weft_broker_t broker, const char *topic,
-                         const char *type, weft_attr_fn attr, void *ev);
-
 /* Adds a filter to the last added trigger (for tests and the loader). */
 int weft_catalog_add_filter(weft_catalog_t *cat, const char *trigger, const char *attribute,
                             weft_filter_op_t op, const char *value);
 /* Parses "kafka" / "jetstream" / "nats"; returns -1 for anything else. */
 int weft_broker_parse(const char *s, weft_broker_t *out);
 const char *weft_broker_name(weft_broker_t b);
-
-/* Parses "exact" / "prefix" / "suffix". */
-int weft_filter_op_parse(const char *s, weft_filter_op_t *op);
 
 /* Triggers on topic regardless of type (for messages that cannot be
  * decoded: each of them dead-letters the message). */

@@ -1,14 +1,16 @@
 /*
- * cli_replay.c - `weft replay`: re-dispatch a range of a Kafka topic.
+ * cli_replay.c - `weft replay`: re-dispatch a range of a Kafka topic or a
+ * JetStream subject.
  *
  * Runs in the CLI process. The range is read with this process's own
- * consumer through assign() (cli_kafka.c): the dispatcher's consumer group
- * is never joined and its committed offsets never move. Each event of the
+ * consumer (Kafka: assign() through cli_kafka.c; JetStream: a reader of
+ * nats.c): the dispatcher's consumer group is never joined and its
+ * committed offsets never move. Each event of the
  * range that a trigger would take is republished to its source topic with
  * its original key, value and headers plus:
  *
  *   weft-key             the idempotency key the dispatcher derived for the
- *                        original (same rule as message_key()), so the
+ *                        original (the same weft_event_key()), so the
  *                        copy claims the same ledger row
  *   weft-replay-trigger  with --trigger: only that trigger considers it
  *   weft-replay-id       the replay's id (provenance)

@@ -9,7 +9,7 @@
  * the operator's: every error says what was wrong with which argument.
  */
 #include "cli.h"
-#include "eventkey.h"
+#include "kafka.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -709,24 +709,10 @@ char *weft_cli_event_json(const weft_cli_event_t *ev, size_t *len)
 
 /* ---- shared by the commands -------------------------------------------------- */
 
-char *weft_cli_message_key(const weft_header_t *hdrs, size_t n_hdrs, int env_ok, int env_plain,
-                           const char *ce_source, const char *ce_id, const char *topic,
-                           int32_t partition, int64_t offset)
-{
-    weft_bmsg_t m = {.broker = WEFT_BROKER_KAFKA,
-                     .topic = topic,
-                     .partition = partition,
-                     .offset = offset,
-                     .hdrs = (weft_header_t *)hdrs,
-                     .n_hdrs = n_hdrs};
-    int ce = env_ok && !env_plain;
-    return weft_event_key(&m, ce ? ce_source : NULL, ce ? ce_id : NULL, NULL, NULL);
-}
-
 const char *weft_cli_group_id(const weft_config_t *cfg)
 {
     return weft_config_get(cfg, "kafka.consumer.group.id",
-                           weft_config_get(cfg, "kafka.group.id", "weft"));
+                           weft_config_get(cfg, "kafka.group.id", WEFT_KAFKA_GROUP_DEFAULT));
 }
 
 static void progress_draw(weft_cli_progress_t *p, int final)

@@ -173,13 +173,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_assign(rk, NULL);
 }
 
-static rd_kafka_conf_t *make_conf(const weft_config_t *cfg, const char *only, const char *skip,
-                                  char *errstr, size_t errlen)
+int weft_kafka_conf_apply(void *conf, const weft_config_t *cfg, const char *client, char *errstr,
+                          size_t errlen)
+{
+    int consumer = strcmp(client, "consumer.") == 0;
+    set_ctx_t sc = {conf, client, consumer ? "producer." : "consumer.", errstr, errlen, 0};
+    weft_config_each(cfg, "kafka.", set_one, &sc);
+    return sc.failed ? -1 : 0;
+}
+
+static rd_kafka_conf_t *make_conf(const weft_config_t *cfg, const char *only, char *errstr,
+                                  size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    set_ctx_t sc = {conf, only, skip, errstr, errlen, 0};
-    weft_config_each(cfg, "kafka.", set_one, &sc);
-    if (sc.failed) {
+    if (weft_kafka_conf_apply(conf, cfg, only, errstr, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -218,7 +225,7 @@ static int conf_force(rd_kafka_conf_t *conf, const char *key, const char *value,
 static int make_producer(weft_kafka_t *k, const weft_config_t *cfg, char *errstr,
                          size_t errlen)
 {
-    rd_kafka_conf_t *pc = make_conf(cfg, "producer.", "consumer.", errstr, errlen);
+    rd_kafka_conf_t *pc = make_conf(cfg, "producer.", errstr, errlen);
     if (!pc)
         return -1;
     /* linger.ms=0: a result is sent as soon as it is produced, no batching
@@ -325,7 +332,7 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
      * re-emitted for inputs whose offsets the revoked owner could not
      * commit, against 5,863 to 11,124 with librdkafka's eager default
      * (range,roundrobin); no input got a second result id with either. */
-    if (conf_default(cc, "group.id", "weft", errstr, errlen) ||
+    if (conf_default(cc, "group.id", WEFT_KAFKA_GROUP_DEFAULT, errstr, errlen) ||
         conf_default(cc, "partition.assignment.strategy", "cooperative-sticky", errstr,
                      errlen) ||
         conf_default(cc, "auto.offset.reset", "earliest", errstr, errlen) ||
@@ -343,13 +350,9 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
         rd_kafka_conf_destroy(cc);
         goto fail;
     }
-    {
-        set_ctx_t sc = {cc, "consumer.", "producer.", errstr, errlen, 0};
-        weft_config_each(cfg, "kafka.", set_one, &sc);
-        if (sc.failed) {
-            rd_kafka_conf_destroy(cc);
-            goto fail;
-        }
+    if (weft_kafka_conf_apply(cc, cfg, "consumer.", errstr, errlen) != 0) {
+        rd_kafka_conf_destroy(cc);
+        goto fail;
     }
     if (conf_force(cc, "enable.auto.offset.store", "false", errstr, errlen) ||
         conf_force(cc, "enable.auto.commit", "true", errstr, errlen) ||

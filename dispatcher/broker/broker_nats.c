@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "catalog.h"
 #include "log.h"
 #include "nats.h"
 #include "nats_msg.h"

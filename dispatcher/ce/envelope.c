@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "json.h"
-#include "nats.h"
+#include "nats_headers.h"
 
 typedef Io__Cloudevents__V1__CloudEvent ce_t;
 typedef Io__Cloudevents__V1__CloudEvent__AttributesEntry ce_entry_t;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "catalog.h"
 #include "kafka.h"
 #include "log.h"
 #include "tracker.h"

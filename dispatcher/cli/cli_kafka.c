@@ -19,34 +19,6 @@ struct weft_clik {
     rd_kafka_t *rk;
 };
 
-typedef struct conf_ctx {
-    rd_kafka_conf_t *conf;
-    char *errstr;
-    size_t errlen;
-    int failed;
-} conf_ctx_t;
-
-static int conf_one(const char *key, const char *value, void *opaque)
-{
-    conf_ctx_t *cc = opaque;
-    const char *k = key + strlen("kafka.");
-    if (strncmp(k, "producer.", 9) == 0)
-        return 0;
-    if (strncmp(k, "consumer.", 9) == 0)
-        k += 9;
-    /* Producer-only settings given under kafka.* apply to the producer. */
-    if (strcmp(k, "group.id") == 0 || strcmp(k, "linger.ms") == 0 ||
-        strcmp(k, "enable.idempotence") == 0 || strcmp(k, "acks") == 0)
-        return 0;
-    char err[512];
-    if (rd_kafka_conf_set(cc->conf, k, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        snprintf(cc->errstr, cc->errlen, "kafka config %s: %s", key, err);
-        cc->failed = 1;
-        return 1;
-    }
-    return 0;
-}
-
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
@@ -64,10 +36,9 @@ weft_clik_t *weft_clik_new(const weft_config_t *cfg, const char *group, char *er
         return NULL;
     }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    conf_ctx_t cc = {conf, errstr, errlen, 0};
-    weft_config_each(cfg, "kafka.", conf_one, &cc);
+    int failed = weft_kafka_conf_apply(conf, cfg, "consumer.", errstr, errlen) != 0;
     char err[512];
-    if (cc.failed ||
+    if (failed ||
         rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) !=
             RD_KAFKA_CONF_OK ||
@@ -77,7 +48,7 @@ weft_clik_t *weft_clik_new(const weft_config_t *cfg, const char *group, char *er
             RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err)) !=
             RD_KAFKA_CONF_OK) {
-        if (!cc.failed)
+        if (!failed)
             snprintf(errstr, errlen, "kafka config: %s", err);
         rd_kafka_conf_destroy(conf);
         return NULL;

@@ -29,6 +29,19 @@ typedef struct weft_kafka_cbs {
     void *opaque;
 } weft_kafka_cbs_t;
 
+/* The consumer group of the dispatcher when kafka.group.id (or
+ * kafka.consumer.group.id) is not set; the CLI reads its offsets. */
+#define WEFT_KAFKA_GROUP_DEFAULT "weft"
+
+/* The one place that decides which of weft's kafka.* settings reach a
+ * librdkafka client: client is "consumer." or "producer."; a plain
+ * kafka.KEY goes to both unless only the other client knows KEY, and
+ * kafka.<client>.KEY goes to that client only. Applies them to conf (an
+ * rd_kafka_conf_t *) over what the caller set before. 0, or -1 with
+ * errstr naming the setting librdkafka refused. */
+int weft_kafka_conf_apply(void *conf, const weft_config_t *cfg, const char *client, char *errstr,
+                          size_t errlen);
+
 /* Creates the clients from the config (kafka.*, kafka.consumer.*,
  * kafka.producer.*). wake_fd becomes readable when either client has
  * something to serve. */

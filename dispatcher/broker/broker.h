@@ -28,9 +28,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog.h"
 #include "config.h"
 #include "envelope.h"
+
+/* Where a trigger consumes, and where results and dead letters go. */
+typedef enum { WEFT_BROKER_KAFKA = 0, WEFT_BROKER_JETSTREAM, WEFT_BROKER_NATS } weft_broker_t;
+
+/* The catalog (catalog.h) is only passed through here. */
+typedef struct weft_catalog weft_catalog_t;
 
 /* One consumed message. Pointers stay valid until the message is finished. */
 typedef struct weft_bmsg {

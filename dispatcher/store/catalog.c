@@ -15,6 +15,16 @@
 
 #include "hash.h"
 
+int weft_catalog_listen(void *pg, char *errstr, size_t errlen)
+{
+    PGresult *r = PQexec(pg, "LISTEN weft_catalog");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        snprintf(errstr, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
 weft_catalog_t *weft_catalog_new(void)
 {
     weft_catalog_t *cat = calloc(1, sizeof(*cat));
@@ -559,19 +569,6 @@ fail:
     return NULL;
 }
 
-int weft_filter_op_parse(const char *s, weft_filter_op_t *op)
-{
-    if (strcmp(s, "exact") == 0)
-        *op = WEFT_FILTER_EXACT;
-    else if (strcmp(s, "prefix") == 0)
-        *op = WEFT_FILTER_PREFIX;
-    else if (strcmp(s, "suffix") == 0)
-        *op = WEFT_FILTER_SUFFIX;
-    else
-        return -1;
-    return 0;
-}
-
 int weft_catalog_add_filter(weft_catalog_t *cat, const char *trigger, const char *attribute,
                             weft_filter_op_t op, const char *value)
 {
@@ -596,40 +593,6 @@ int weft_catalog_add_filter(weft_catalog_t *cat, const char *trigger, const char
     }
     t->n_filters++;
     return 0;
-}
-
-static int filter_holds(const weft_filter_t *f, const char *v)
-{
-    if (!v)
-        return 0;
-    size_t vl = strlen(v), fl = strlen(f->value);
-    switch (f->op) {
-    case WEFT_FILTER_PREFIX:
-        return vl >= fl && memcmp(v, f->value, fl) == 0;
-    case WEFT_FILTER_SUFFIX:
-        return vl >= fl && memcmp(v + vl - fl, f->value, fl) == 0;
-    case WEFT_FILTER_EXACT:
-    default:
-        return strcmp(v, f->value) == 0;
-    }
-}
-
-int weft_trigger_matches(const weft_trigger_t *trig, weft_broker_t broker, const char *topic,
-                         const char *type, weft_attr_fn attr, void *ev)
-{
-    if (trig->broker != broker || strcmp(trig->topic, topic) != 0)
-        return 0;
-    if (trig->event_type && strcmp(trig->event_type, type ? type : "") != 0)
-        return 0;
-    for (size_t i = 0; i < trig->n_filters; i++) {
-        const weft_filter_t *f = &trig->filters[i];
-        const char *v = strcmp(f->attribute, "type") == 0 ? (type ? type : "")
-                        : attr                             ? attr(ev, f->attribute)
-                                                           : NULL;
-        if (!filter_holds(f, v))
-            return 0;
-    }
-    return 1;
 }
 
 size_t weft_catalog_on_topic(const weft_catalog_t *cat, weft_broker_t broker, const char *topic,

@@ -130,14 +130,6 @@ void weft_cli_uuid4(char out[37]);
 
 /* ---- shared by the commands -------------------------------------------------- */
 
-/* The idempotency key the dispatcher derives for a consumed message (see
- * message_key() in dispatcher.c): the weft-key header, else "ce:" source
- * 0x1f id of a decoded CloudEvent, else "kafka:TOPIC/PARTITION/OFFSET".
- * Returns a malloc()ed string. */
-char *weft_cli_message_key(const weft_header_t *hdrs, size_t n_hdrs, int env_ok, int env_plain,
-                           const char *ce_source, const char *ce_id, const char *topic,
-                           int32_t partition, int64_t offset);
-
 /* Kafka's consumer group of the dispatcher: kafka.consumer.group.id, then
  * kafka.group.id, then "weft" (as kafka.c configures it). */
 const char *weft_cli_group_id(const weft_config_t *cfg);

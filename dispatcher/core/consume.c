@@ -1,0 +1,238 @@
+/*
+ * consume.c - taking messages from the adapters: decoding, matching
+ * triggers (one job per matching trigger), admission, and backpressure at
+ * dispatcher.max_inflight.
+ *
+ * Runs on the dispatcher loop thread. Invariant: at most max_inflight
+ * messages are held; at the bound the loop stops taking messages and,
+ * after PAUSE_AFTER_MS, pauses every adapter until half the bound.
+ */
+#include "internal.h"
+
+/* ---- consuming --------------------------------------------------------- */
+
+/* The weft-generation header: decimal 0..INT32_MAX; anything else is 0
+ * (the live generation), so a bad header can never skip the ledger. */
+static int parse_generation(const void *v, size_t len)
+{
+    const char *s = v;
+    long long g = 0;
+    if (len == 0 || len > 10)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        g = g * 10 + (s[i] - '0');
+    }
+    return g <= INT32_MAX ? (int)g : 0;
+}
+
+static const char *env_attr(void *ev, const char *name)
+{
+    return weft_envelope_attr(ev, name);
+}
+
+/* The triggers a message may run: a JetStream message belongs to the
+ * trigger whose consumer fetched it; Kafka and core NATS messages fan out
+ * to every trigger on their topic. */
+static size_t candidates(dsp_t *d, const weft_bmsg_t *km, const weft_trigger_t **out, size_t max)
+{
+    if (km->broker != WEFT_BROKER_JETSTREAM)
+        return weft_catalog_on_topic(d->cat, km->broker, km->topic, out, max);
+    for (size_t i = 0; i < d->cat->n_trigs && max > 0; i++) {
+        const weft_trigger_t *t = &d->cat->trigs[i];
+        if (t->broker == WEFT_BROKER_JETSTREAM && km->trigger &&
+            strcmp(t->name, km->trigger) == 0) {
+            out[0] = t;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
+{
+    d->n_consumed++;
+    msg_t *m = calloc(1, sizeof(*m));
+    if (!m) {
+        /* It will be redelivered (the adapter does not acknowledge it). */
+        weft_error("out of memory, dropping local copy topic=%s partition=%d offset=%lld",
+                   km->topic, (int)km->partition, (long long)km->offset);
+        weft_adapter_finish(bk, km, WEFT_FINISH_RELEASE, 0);
+        return;
+    }
+    m->km = *km;
+    m->bk = bk;
+    m->finish = WEFT_FINISH_ACK;
+    m->consumed_us = now_us();
+    if (km->timestamp_ms > 0) {
+        int64_t age = realtime_ms() - km->timestamp_ms;
+        weft_lat_add(&d->lat[T_AGE], age > 0 ? (uint64_t)age * 1000 : 0);
+    }
+    d->inflight_msgs++;
+    m->pending = 1; /* held until every job is admitted */
+
+    char plain_id[600], plain_src[300];
+    weft_plain_coords(km, d->owner, plain_id, sizeof(plain_id), plain_src, sizeof(plain_src));
+    const char *preset = NULL;
+    if ((int64_t)km->value_len > d->max_event_bytes) {
+        m->env_status = WEFT_ENV_MALFORMED;
+        memset(&m->env, 0, sizeof(m->env));
+        snprintf(m->env_err, sizeof(m->env_err), "message of %zu bytes exceeds %lld bytes",
+                 km->value_len, (long long)d->max_event_bytes);
+        preset = "oversized";
+    } else {
+        m->env_status = weft_envelope_decode_binding(
+            &m->env, km->broker == WEFT_BROKER_KAFKA ? WEFT_BINDING_KAFKA : WEFT_BINDING_NATS,
+            km->hdrs, km->n_hdrs, km->value, km->value_len, plain_id, plain_src, m->env_err,
+            sizeof(m->env_err));
+        if (m->env_status == WEFT_ENV_MALFORMED)
+            preset = "malformed";
+        else if (m->env_status == WEFT_ENV_UNSUPPORTED)
+            preset = "unsupported";
+    }
+    int ce = m->env_status == WEFT_ENV_OK && m->env.mode != WEFT_ENV_PLAIN;
+    m->key = weft_event_key(&m->km, ce ? m->env.ce->source : NULL, ce ? m->env.ce->id : NULL,
+                            plain_src, plain_id);
+    if (!m->key) {
+        weft_error("out of memory building a key topic=%s partition=%d offset=%lld", km->topic,
+                   (int)km->partition, (long long)km->offset);
+        m->pending = 0;
+        d->inflight_msgs--;
+        /* Not finished: the offset will not pass it / it is not acked, and
+         * the message is redelivered. */
+        msg_free(d, m, WEFT_FINISH_RELEASE);
+        return;
+    }
+
+    const weft_trigger_t *on_topic[256];
+    size_t n = candidates(d, &m->km, on_topic, 256);
+    if (m->km.broker == WEFT_BROKER_JETSTREAM && n == 0) {
+        /* Its trigger was disabled or changed meanwhile: not ours to
+         * decide; JetStream redelivers it to the consumer's next owner. */
+        m->finish = WEFT_FINISH_RELEASE;
+    }
+    int matched = 0;
+    /* A re-driven dead letter or a replayed event is for the trigger named
+     * in its header only; a replay with --reexecute also names the ledger
+     * generation to run under. */
+    char only[256] = "";
+    for (size_t i = 0; i < m->km.n_hdrs; i++) {
+        const weft_header_t *h = &m->km.hdrs[i];
+        if ((strcmp(h->name, "weft-redrive-trigger") == 0 ||
+             strcmp(h->name, "weft-replay-trigger") == 0) &&
+            h->value && h->len < sizeof(only)) {
+            memcpy(only, h->value, h->len);
+            only[h->len] = '\0';
+        } else if (strcmp(h->name, "weft-generation") == 0 && h->value) {
+            m->generation = parse_generation(h->value, h->len);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const weft_trigger_t *t = on_topic[i];
+        if (only[0] && strcmp(only, t->name) != 0)
+            continue;
+        if (!preset &&
+            !weft_trigger_matches(t, m->km.broker, m->km.topic, weft_envelope_attr(&m->env, "type"),
+                                  env_attr, &m->env))
+            continue;
+        job_t *j = job_new(d, m, t);
+        if (!j) {
+            weft_error("out of memory creating a job trigger=%s", t->name);
+            continue;
+        }
+        j->preset_reason = preset;
+        if (preset)
+            weft_warn("undecodable message trigger=%s topic=%s partition=%d offset=%lld "
+                      "reason=%s error=\"%s\"",
+                      t->name, m->km.topic, (int)m->km.partition, (long long)m->km.offset, preset,
+                      m->env_err);
+        job_admit(d, j);
+        matched++;
+    }
+    if (!matched)
+        d->n_unmatched++;
+    msg_job_done(d, m);
+}
+
+static int trigger_bound(const dsp_t *d, int half);
+
+static int at_bound(const dsp_t *d)
+{
+    return d->inflight_msgs >= (size_t)d->max_inflight || trigger_bound(d, 0);
+}
+
+void consume(dsp_t *d)
+{
+    static weft_bmsg_t batch[CONSUME_BATCH];
+    /* At the bound and not paused: leave the messages in the adapters'
+     * queues (see the top of the file). */
+    if (!d->paused && at_bound(d))
+        return;
+    for (size_t a = 0; a < d->n_adapters; a++) {
+        weft_adapter_t *bk = d->adapters[a];
+        for (int round = 0; round < 4; round++) {
+            size_t room = CONSUME_BATCH;
+            if (!d->stopping && d->inflight_msgs < (size_t)d->max_inflight &&
+                (size_t)d->max_inflight - d->inflight_msgs < room)
+                room = (size_t)d->max_inflight - d->inflight_msgs;
+            int fatal = 0;
+            /* When paused or stopping we still poll (rebalances, liveness);
+             * messages already fetched are kept, and the bound is soft by
+             * at most the prefetch queue. */
+            size_t n = weft_adapter_consume(bk, batch, room, &fatal);
+            if (fatal)
+                d->stopping = 1;
+            for (size_t i = 0; i < n; i++)
+                take_message(d, bk, &batch[i]);
+            if (n < room)
+                break;
+        }
+    }
+}
+
+/* 1 when some trigger reached its max_inflight (2: its half). */
+static int trigger_bound(const dsp_t *d, int half)
+{
+    for (size_t i = 0; i < d->cat->n_trigs; i++) {
+        const weft_trigger_t *t = &d->cat->trigs[i];
+        if (t->inflight >= (half ? t->max_inflight / 2 + 1 : t->max_inflight))
+            return 1;
+    }
+    return 0;
+}
+
+/* Pausing is all-or-nothing over the assigned partitions: simple, and the
+ * poll loop keeps running, so group membership and retries go on. */
+void backpressure(dsp_t *d)
+{
+    int want = -1;
+    uint64_t now = now_ms();
+    int full = at_bound(d);
+    if (full && !d->held_since) {
+        d->held_since = now;
+        d->n_held++;
+        if (now - d->held_logged_at >= 10000) {
+            d->held_logged_at = now;
+            weft_info("consumption held at the in-flight bound inflight=%zu (more is taken as "
+                      "soon as there is room; this is logged at most every 10 s)",
+                      d->inflight_msgs);
+        }
+    } else if (!full && !d->paused)
+        d->held_since = 0;
+    if (!d->paused && full && now - d->held_since >= PAUSE_AFTER_MS)
+        want = 1;
+    else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2 && !trigger_bound(d, 1))
+        want = 0;
+    if (want < 0)
+        return;
+    int ok = 1;
+    for (size_t a = 0; a < d->n_adapters; a++)
+        ok &= weft_adapter_pause(d->adapters[a], want) == 0;
+    if (ok) {
+        d->paused = want;
+        if (!want)
+            d->held_since = 0;
+        weft_info("%s consumption inflight=%zu", want ? "paused" : "resumed", d->inflight_msgs);
+    }
+}

@@ -1,0 +1,150 @@
+/*
+ * timers.c - what the loop does besides events: backoff waits that fall
+ * due, reaping children, signals, broker wake-ups, catalog notifications
+ * and reloads.
+ *
+ * Runs on the dispatcher loop thread. Signal handling is a signalfd read
+ * by the loop (no handler code runs in signal context).
+ */
+#include "internal.h"
+
+/* ---- timers, signals, catalog ------------------------------------------ */
+
+uint64_t run_waits(dsp_t *d)
+{
+    uint64_t now = now_ms(), next = UINT64_MAX;
+    jq_t keep = {0};
+    job_t *j;
+    while ((j = jq_pop(&d->wait_q)) != NULL) {
+        if (j->due_ms > now) {
+            if (j->due_ms < next)
+                next = j->due_ms;
+            jq_push(&keep, j);
+            continue;
+        }
+        if (j->after_wait == ACT_EMIT) {
+            job_emit(d, j);
+        } else if (j->after_wait == ACT_SAGA) {
+            emit_outcome(d, j);
+        } else {
+            claim_enqueue(d, j);
+        }
+    }
+    d->wait_q = keep;
+    return next;
+}
+
+static void reap_children(dsp_t *d)
+{
+    pid_t pid;
+    int st;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        int owned = 0;
+        for (fn_pool_t *p = d->pools; p && !owned; p = p->next)
+            owned = weft_pool_reaped(p->pool, pid, st);
+        if (!owned)
+            weft_debug("reaped unknown child pid=%d", (int)pid);
+    }
+}
+
+void on_signal(weft_io_t *io, uint32_t events)
+{
+    (void)events;
+    dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, sig_io));
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD) {
+            reap_children(d);
+        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            if (!d->stopping)
+                weft_info("shutting down signal=%s", strsignal((int)si.ssi_signo));
+            d->stopping = 1;
+        }
+    }
+}
+
+void on_broker(weft_io_t *io, uint32_t events)
+{
+    (void)io;
+    (void)events;
+    /* Served from the loop body. */
+}
+
+/* A notification can reach the catalog connection while one of its own
+ * statements runs (heartbeat, saga, catalog load): libpq then reads it
+ * with the statement's result and the socket never turns readable for it.
+ * So the loop asks libpq for parsed notifications every turn (after the
+ * handlers, on_pg's input included), not only when the socket wakes it. */
+void take_notifies(dsp_t *d)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(d->pg)) != NULL) {
+        d->catalog_dirty = 1;
+        PQfreemem(n);
+    }
+}
+
+void on_pg(weft_io_t *io, uint32_t events)
+{
+    (void)events;
+    dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, pg_io));
+    if (conn_pending(d->pg)) {
+        pg_connect_step(d);
+        return;
+    }
+    if (!PQconsumeInput(d->pg)) {
+        weft_warn("postgresql connection lost: %s", PQerrorMessage(d->pg));
+        io_unwatch(d, io, &d->pg_events);
+        return;
+    }
+    hb_collect(d, 0);
+}
+
+/* Every adapter consumes what the catalog's triggers need; a trigger of a
+ * broker that is not configured is reported at each load. */
+static void sync_adapters(dsp_t *d)
+{
+    char err[512];
+    for (size_t a = 0; a < d->n_adapters; a++)
+        if (weft_adapter_sync(d->adapters[a], d->cat, err, sizeof(err)) != 0)
+            weft_error("%s: %s", d->adapters[a]->name, err);
+    for (size_t i = 0; i < d->cat->n_trigs; i++) {
+        const weft_trigger_t *t = &d->cat->trigs[i];
+        if (!d->bk[t->broker])
+            weft_error("trigger not consumed: no %s connection is configured (%s) trigger=%s",
+                       weft_broker_name(t->broker),
+                       t->broker == WEFT_BROKER_KAFKA ? "kafka.bootstrap.servers" : "nats.url",
+                       t->name);
+    }
+}
+
+void reload_catalog(dsp_t *d)
+{
+    d->catalog_dirty = 0;
+    char err[1024];
+    weft_catalog_t *cat = weft_catalog_load(d->pg, err, sizeof(err));
+    if (!cat) {
+        weft_error("catalog reload failed, keeping the current one: %s", err);
+        return;
+    }
+    weft_catalog_unref(d->cat);
+    d->cat = cat;
+    weft_info("catalog loaded triggers=%zu functions=%zu", cat->n_trigs, cat->n_fns);
+    for (size_t i = 0; i < cat->n_trigs; i++) {
+        const weft_trigger_t *t = &cat->trigs[i];
+        weft_info("trigger name=%s source=%s topic=%s type=%s function=%s result_topic=%s%s%s "
+                  "dlq=%s%s%s max_attempts=%d",
+                  t->name, weft_broker_name(t->broker), t->topic,
+                  t->event_type ? t->event_type : "*", t->function,
+                  t->result_topic ? t->result_topic : "-", t->result_broker != t->broker ? "@" : "",
+                  t->result_broker != t->broker ? weft_broker_name(t->result_broker) : "",
+                  t->dead_letter_topic, t->dead_letter_broker != t->broker ? "@" : "",
+                  t->dead_letter_broker != t->broker ? weft_broker_name(t->dead_letter_broker) : "",
+                  t->max_attempts);
+    }
+    pools_reconcile(d);
+    sync_adapters(d);
+}
+
+/* Reads the results of the heartbeat in flight: those already received
+ * (wait 0, from on_pg), or all of them (wait 1, before another statement). */

@@ -1,5 +1,5 @@
 /*
- * test_exec_proto.c - the exec runtime's payloads (workers/exec_proto.c):
+ * test_exec_proto.c - the exec runtime's payloads (workers/proto/exec_proto.c):
  * requests are compact one-line JSON in the CloudEvents JSON format, and
  * replies are parsed strictly enough that a broken program is caught, but
  * leniently where the protocol says so (unknown members, defaults).

@@ -1,5 +1,5 @@
 /*
- * test_frame.c - the worker's frame reader (workers/frame.c): frames sent
+ * test_frame.c - the worker's frame reader (workers/proto/frame.c): frames sent
  * back to back come out one by one, a frame split across writes is put
  * together, EOF is told from a truncated frame, pipes work as well as
  * sockets, and a reader waiting for its next frame is woken by input only.

@@ -8,6 +8,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -45,7 +46,7 @@ int weft_loop_open(weft_loop_t *loop, const int *signals, size_t n, char *errstr
     sigemptyset(&loop->mask);
     for (size_t i = 0; i < n; i++)
         sigaddset(&loop->mask, signals[i]);
-    sigprocmask(SIG_BLOCK, &loop->mask, &loop->old_mask);
+    pthread_sigmask(SIG_BLOCK, &loop->mask, &loop->old_mask);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0) {
         snprintf(errstr, errlen, "epoll_create1() failed: %s", strerror(errno));
@@ -104,5 +105,5 @@ void weft_loop_close(weft_loop_t *loop)
     if (loop->epfd >= 0)
         close(loop->epfd);
     loop->sig.fd = loop->epfd = -1;
-    sigprocmask(SIG_SETMASK, &loop->old_mask, NULL);
+    pthread_sigmask(SIG_SETMASK, &loop->old_mask, NULL);
 }

@@ -32,7 +32,9 @@ struct weft_loop {
     sigset_t mask, old_mask;
 };
 
-/* Blocks the n signals (restored by weft_loop_close), creates the epoll
+/* Blocks the n signals in the calling thread (pthread_sigmask: call it
+ * before starting threads, which inherit the mask, so that none of them
+ * takes the signals; weft_loop_close restores the mask), creates the epoll
  * set and the signalfd. Set on_signal, on_child and opaque before the
  * first weft_loop_run_once. 0, or -1 with errstr filled (nothing left
  * open). */

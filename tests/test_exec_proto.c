@@ -1,5 +1,5 @@
 /*
- * test_exec_proto.c - the exec runtime's payloads (workers/exec_proto.c):
+ * test_exec_proto.c - the exec runtime's payloads (workers/proto/exec_proto.c):
  * requests are compact one-line JSON in the CloudEvents JSON format, and
  * replies are parsed strictly enough that a broken program is caught, but
  * leniently where the protocol says so (unknown members, defaults).
@@ -25,11 +25,11 @@ static char *request_for(Io__Cloudevents__V1__CloudEvent *ce)
     inv.trigger = "t";
     inv.attempt = 2;
     inv.deadline_ms = 1500;
-    weft_frame_buf_t b = {0};
+    weft_buf_t b = {0};
     assert_int_equal(weft_exec_request(&inv, &b), 0);
     assert_true(weft_json_valid(b.data, b.len));
     assert_null(memchr(b.data, '\n', b.len)); /* readable as one line */
-    return (char *)b.data;                    /* NUL-terminated by weft_exec_buf_put */
+    return (char *)b.data;                    /* NUL-terminated by weft_buf_append */
 }
 
 static void test_request_text_and_escapes(void **state)

@@ -1,5 +1,5 @@
 /*
- * test_frame.c - the worker's frame reader (workers/frame.c): frames sent
+ * test_frame.c - the worker's frame reader (workers/proto/frame.c): frames sent
  * back to back come out one by one, a frame split across writes is put
  * together, EOF is told from a truncated frame, pipes work as well as
  * sockets, and a reader waiting for its next frame is woken by input only.
@@ -31,7 +31,7 @@ static void put_frame(int fd, const char *payload)
 }
 
 /* The next frame's payload as a string ("" at EOF). */
-static char *next(int fd, weft_frame_buf_t *b, size_t *off, int *rc)
+static char *next(int fd, weft_buf_t *b, size_t *off, int *rc)
 {
     static char out[256];
     size_t poff = 0, plen = 0;
@@ -54,7 +54,7 @@ static void frames_in_order(int rd, int wr)
     assert_int_equal(weft_frame_write_all(wr, (const uint8_t *)"\0\0\0\4fo", 6), 0);
     assert_int_equal(weft_frame_write_all(wr, (const uint8_t *)"ur", 2), 0);
     close(wr);
-    weft_frame_buf_t b = {0};
+    weft_buf_t b = {0};
     size_t off = 0;
     int rc;
     assert_string_equal(next(rd, &b, &off, &rc), "one");
@@ -64,7 +64,7 @@ static void frames_in_order(int rd, int wr)
     assert_string_equal(next(rd, &b, &off, &rc), "four");
     next(rd, &b, &off, &rc);
     assert_int_equal(rc, 0); /* EOF at a frame boundary */
-    weft_frame_buf_free(&b);
+    weft_buf_free(&b);
     close(rd);
 }
 
@@ -91,13 +91,13 @@ static void test_eof_inside_a_frame_is_eproto(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     assert_int_equal(weft_frame_write_all(sv[1], (const uint8_t *)"\0\0\0\11abc", 7), 0);
     close(sv[1]);
-    weft_frame_buf_t b = {0};
+    weft_buf_t b = {0};
     size_t off = 0;
     int rc;
     next(sv[0], &b, &off, &rc);
     assert_int_equal(rc, -1);
     assert_int_equal(errno, EPROTO);
-    weft_frame_buf_free(&b);
+    weft_buf_free(&b);
     close(sv[0]);
 }
 
@@ -121,7 +121,7 @@ static void test_a_waiting_reader_is_woken_by_input_only(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(sv[0]);
-        weft_frame_buf_t b = {0};
+        weft_buf_t b = {0};
         size_t off = 0, poff, plen;
         struct rusage before, after;
         getrusage(RUSAGE_SELF, &before);

@@ -9,11 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* An incremental SHA-256 (libcrypto's EVP): init, update any number of
+ * times, final, which releases what init took. */
 typedef struct weft_sha256 {
-    uint32_t h[8];
-    uint64_t len;
-    uint8_t buf[64];
-    size_t fill;
+    struct evp_md_ctx_st *ctx;
 } weft_sha256_t;
 
 void weft_sha256_init(weft_sha256_t *s);

@@ -38,21 +38,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "loop.h"
 #include "pool.h"
-#include "weft_io.h"
 
 extern char **environ;
 
 static struct {
-    int epfd;
-    weft_io_t sig_io;
+    weft_loop_t loop;
     weft_pool_t *pool;
     char worker[PATH_MAX];
     char noop_process[PATH_MAX];
@@ -63,9 +61,7 @@ static struct {
 
 static uint64_t now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return weft_clock_mono_us();
 }
 
 static void on_done(void *opaque, const weft_outcome_t *out, void *ctx)
@@ -77,27 +73,16 @@ static void on_done(void *opaque, const weft_outcome_t *out, void *ctx)
         g.failed++;
 }
 
-static void on_sigchld(weft_io_t *io, uint32_t events)
+static void on_child(weft_loop_t *loop, pid_t pid, int status)
 {
-    struct signalfd_siginfo si;
-    (void)events;
-    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-        ;
-    int st;
-    pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-        if (g.pool)
-            weft_pool_reaped(g.pool, pid, st);
+    (void)loop;
+    if (g.pool)
+        weft_pool_reaped(g.pool, pid, status);
 }
 
 static void loop_once(int timeout_ms)
 {
-    struct epoll_event evs[32];
-    int n = epoll_wait(g.epfd, evs, 32, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        weft_io_t *io = evs[i].data.ptr;
-        io->handle(io, evs[i].events);
-    }
+    weft_loop_run_once(&g.loop, timeout_ms);
     weft_pool_tick(g.pool, now_us() / 1000);
 }
 
@@ -137,7 +122,7 @@ static weft_pool_t *new_pool(weft_pool_mode_t mode, const char *file, const char
         .worker_path = g.worker,
         .pipeline_depth = depth,
     };
-    weft_pool_t *pool = weft_pool_new(&cfg, g.epfd, on_done, NULL, err, sizeof(err));
+    weft_pool_t *pool = weft_pool_new(&cfg, g.loop.epfd, on_done, NULL, err, sizeof(err));
     if (!pool) {
         fprintf(stderr, "weft-bench-pool: %s\n", err);
         exit(1);
@@ -352,15 +337,13 @@ int main(int argc, char **argv)
     else
         snprintf(g.functions, sizeof(g.functions), "%.4000s/../functions", dir);
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    g.epfd = epoll_create1(EPOLL_CLOEXEC);
-    g.sig_io.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    g.sig_io.handle = on_sigchld;
-    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = &g.sig_io};
-    epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.sig_io.fd, &ee);
+    static const int signals[] = {SIGCHLD};
+    char err[256];
+    if (weft_loop_open(&g.loop, signals, 1, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft-bench-pool: %s\n", err);
+        return 1;
+    }
+    g.loop.on_child = on_child;
 
     g_ev.id = "bench-1";
     g_ev.source = "/weft/bench";

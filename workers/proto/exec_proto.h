@@ -27,6 +27,7 @@
 #include "frame.h"
 #include "frames.pb-c.h"
 #include "json.h" /* validation, UTF-8, base64: shared with the dispatcher */
+#include "buf.h"
 #include "weft_function.h"
 
 /* Longest length line a reader accepts: 10 digits and the newline. */
@@ -34,7 +35,7 @@
 
 /* Appends the request payload for inv (no length prefix, no trailing
  * newline) to out. 0, or -1 when out of memory. */
-int weft_exec_request(const Weft__V1__Invoke *inv, weft_frame_buf_t *out);
+int weft_exec_request(const Weft__V1__Invoke *inv, weft_buf_t *out);
 
 /* Parses a reply payload into *res (res->data is malloc()ed, the caller
  * frees it) and returns the disposition (WEFT_OK .. WEFT_DROP), or -1 with
@@ -43,19 +44,19 @@ int weft_exec_reply_parse(const uint8_t *p, size_t len, weft_result_t *res, char
                           size_t errlen);
 
 /* Appends s as a JSON string; invalid UTF-8 bytes become U+FFFD. 0 or -1. */
-int weft_exec_json_string(weft_frame_buf_t *b, const void *s, size_t len);
-
-/* Appends len bytes / a NUL-terminated string / printf output. 0 or -1. */
-int weft_exec_buf_put(weft_frame_buf_t *b, const void *p, size_t len);
-int weft_exec_buf_puts(weft_frame_buf_t *b, const char *s);
-int weft_exec_buf_printf(weft_frame_buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int weft_exec_json_string(weft_buf_t *b, const void *s, size_t len);
 
 /* Appends valid JSON text [p, p+len) without insignificant whitespace. */
-int weft_exec_json_compact(weft_frame_buf_t *b, const uint8_t *p, size_t len);
+int weft_exec_json_compact(weft_buf_t *b, const uint8_t *p, size_t len);
 
 /* RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as protobuf's JSON
  * mapping prints a Timestamp; malloc()ed, NULL on ENOMEM. */
 char *weft_exec_rfc3339(int64_t seconds, int32_t nanos);
+
+/* Transitional names for workers/invoke.c, which another change moves to
+ * the CLI: remove once it says weft_buf_*. */
+#define weft_exec_buf_put weft_buf_append
+#define weft_exec_buf_puts weft_buf_puts
+#define weft_exec_buf_printf weft_buf_printf
 
 #endif

@@ -1,16 +1,22 @@
 /*
- * json.c - a bounded, allocation-free JSON scanner (RFC 8259), string,
- * UTF-8 and base64 helpers. Used on untrusted bytes in the dispatcher (event
- * envelopes, dead-letter headers), the CLI and the workers (exec replies):
- * one codec, so they cannot disagree about what is valid.
+ * json.c - a bounded, allocation-free JSON scanner (RFC 8259) and the
+ * string escaping and unescaping weft needs. Used on untrusted bytes in the
+ * dispatcher (event envelopes, dead-letter headers), the CLI and the
+ * workers (exec replies): one codec, so they cannot disagree about what is
+ * valid.
+ *
+ * Why a scanner and not a JSON library's tree: weft passes JSON values
+ * through byte for byte (a structured event's data, a number attribute, an
+ * exec reply's data, compacted only), so it needs each value's span in the
+ * input, which jansson and json-c do not give; see workers/base/README.md.
  *
  * Invariant: the scanner never reads past the length it was given and
  * never recurses deeper than JSON_MAX_DEPTH, so hostile input costs at most
  * linear time and bounded stack.
  */
 #include "json.h"
+#include "utf8.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +32,7 @@ typedef struct scan {
 
 static void skip_ws(scan_t *sc)
 {
-    while (sc->s < sc->end &&
-           (*sc->s == ' ' || *sc->s == '\t' || *sc->s == '\n' || *sc->s == '\r'))
+    while (sc->s < sc->end && (*sc->s == ' ' || *sc->s == '\t' || *sc->s == '\n' || *sc->s == '\r'))
         sc->s++;
 }
 
@@ -40,75 +45,6 @@ int weft_hex_value(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
-}
-
-size_t weft_utf8_seq(const unsigned char *p, size_t avail)
-{
-    uint8_t c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-int weft_utf8_valid(const void *p, size_t len)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i < len;) {
-        /* ASCII, the common case, eight bytes at a time. */
-        if (len - i >= 8) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (!(w & 0x8080808080808080ull)) {
-                i += 8;
-                continue;
-            }
-        }
-        size_t n = weft_utf8_seq(s + i, len - i);
-        if (!n)
-            return 0;
-        i += n;
-    }
-    return 1;
-}
-
-char *weft_utf8_sanitize(char *s)
-{
-    if (!s)
-        return NULL;
-    size_t len = strlen(s);
-    for (size_t i = 0; i < len;) {
-        size_t n = weft_utf8_seq((const unsigned char *)s + i, len - i);
-        if (!n) {
-            s[i++] = '?';
-            continue;
-        }
-        i += n;
-    }
-    return s;
 }
 
 static int scan_string(scan_t *sc)
@@ -507,8 +443,8 @@ static char *unescape(const weft_json_val_t *val, size_t *out_len, int allow_nul
             p += 4;
             if (cp >= 0xd800 && cp <= 0xdbff) {
                 uint32_t lo;
-                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
-                    read_hex4(p + 2, end, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || read_hex4(p + 2, end, &lo) != 0 ||
+                    lo < 0xdc00 || lo > 0xdfff)
                     goto bad;
                 p += 6;
                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -541,53 +477,6 @@ char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len)
 char *weft_json_unescape_bytes(const weft_json_val_t *val, size_t *out_len)
 {
     return unescape(val, out_len, 1);
-}
-
-int weft_buf_reserve(weft_buf_t *b, size_t len)
-{
-    if (b->len + len + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 256;
-        while (ncap < b->len + len + 1)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np)
-            return -1;
-        b->p = np;
-        b->cap = ncap;
-    }
-    return 0;
-}
-
-int weft_buf_append(weft_buf_t *b, const void *data, size_t len)
-{
-    if (weft_buf_reserve(b, len) != 0)
-        return -1;
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-int weft_buf_printf(weft_buf_t *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof(tmp))
-        return weft_buf_append(b, tmp, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = weft_buf_append(b, big, (size_t)n);
-    free(big);
-    return rc;
 }
 
 int weft_json_append_string(weft_buf_t *b, const char *s, size_t len)
@@ -625,87 +514,4 @@ int weft_json_append_string(weft_buf_t *b, const char *s, size_t len)
     if (weft_buf_append(b, s + len - run, run) != 0)
         return -1;
     return weft_buf_append(b, "\"", 1);
-}
-
-void weft_buf_free(weft_buf_t *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int weft_base64_append(weft_buf_t *b, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    char q[4];
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        q[0] = b64_chars[v >> 18];
-        q[1] = b64_chars[(v >> 12) & 63];
-        q[2] = i + 1 < len ? b64_chars[(v >> 6) & 63] : '=';
-        q[3] = i + 2 < len ? b64_chars[v & 63] : '=';
-        if (weft_buf_append(b, q, 4) != 0)
-            return -1;
-    }
-    return len == 0 ? weft_buf_append(b, "", 0) : 0;
-}
-
-char *weft_base64_encode(const void *p, size_t len)
-{
-    weft_buf_t b = {0};
-    if (weft_base64_append(&b, p, len) != 0) {
-        weft_buf_free(&b);
-        return NULL;
-    }
-    return b.p;
-}
-
-static int b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-unsigned char *weft_base64_decode(const char *s, size_t len, size_t *out_len)
-{
-    while (len && s[len - 1] == '=')
-        len--;
-    if (len % 4 == 1)
-        return NULL;
-    unsigned char *out = malloc(len / 4 * 3 + 3);
-    if (!out)
-        return NULL;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_value((unsigned char)s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    *out_len = o;
-    return out;
 }

@@ -44,49 +44,6 @@ int weft_frame_peek(const uint8_t *buf, size_t len, size_t max_payload, size_t *
     return len - WEFT_FRAME_HEADER >= n ? 1 : 0;
 }
 
-int weft_frame_buf_reserve(weft_frame_buf_t *b, size_t more)
-{
-    if (b->cap - b->len >= more)
-        return 0;
-    size_t want = b->cap ? b->cap : 4096;
-    while (want - b->len < more)
-        want *= 2;
-    uint8_t *p = realloc(b->data, want);
-    if (!p) {
-        errno = ENOMEM;
-        return -1;
-    }
-    b->data = p;
-    b->cap = want;
-    return 0;
-}
-
-void weft_frame_buf_consume(weft_frame_buf_t *b, size_t n)
-{
-    if (n >= b->len) {
-        b->len = 0;
-        return;
-    }
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
-}
-
-void weft_frame_buf_trim(weft_frame_buf_t *b, size_t keep)
-{
-    if (b->len == 0 && b->cap > keep) {
-        free(b->data);
-        b->data = NULL;
-        b->cap = 0;
-    }
-}
-
-void weft_frame_buf_free(weft_frame_buf_t *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
 /* Reads exactly n bytes; returns n, the short count at EOF, or -1. */
 static ssize_t read_full(int fd, uint8_t *p, size_t n)
 {
@@ -127,7 +84,7 @@ static ssize_t read_ready(int fd, uint8_t *p, size_t n)
     }
 }
 
-int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload)
+int weft_frame_read(int fd, weft_buf_t *b, size_t max_payload)
 {
     uint8_t hdr[WEFT_FRAME_HEADER];
     size_t n;
@@ -142,7 +99,7 @@ int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload)
         errno = EPROTO;
         return -1;
     }
-    if (weft_frame_buf_reserve(b, n ? n : 1) < 0)
+    if (weft_buf_reserve(b, n ? n : 1) < 0)
         return -1;
     r = read_full(fd, b->data, n);
     if (r < 0)
@@ -155,14 +112,14 @@ int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload)
     return 1;
 }
 
-int weft_frame_buffered(const weft_frame_buf_t *b, size_t off, size_t max_payload)
+int weft_frame_buffered(const weft_buf_t *b, size_t off, size_t max_payload)
 {
     size_t n;
     return b->len > off && weft_frame_peek(b->data + off, b->len - off, max_payload, &n) == 1;
 }
 
-int weft_frame_next(int fd, weft_frame_buf_t *b, size_t *off, size_t max_payload,
-                    size_t *payload_off, size_t *payload_len)
+int weft_frame_next(int fd, weft_buf_t *b, size_t *off, size_t max_payload, size_t *payload_off,
+                    size_t *payload_len)
 {
     for (;;) {
         size_t n = 0;
@@ -179,14 +136,14 @@ int weft_frame_next(int fd, weft_frame_buf_t *b, size_t *off, size_t max_payload
             return 1;
         }
         /* Keep the partial frame only; release a buffer one big frame grew. */
-        weft_frame_buf_consume(b, *off);
+        weft_buf_consume(b, *off);
         *off = 0;
         if (b->len == 0)
-            weft_frame_buf_trim(b, 1024 * 1024);
+            weft_buf_trim(b, 1024 * 1024);
         size_t want = 64 * 1024;
         if (b->len >= WEFT_FRAME_HEADER && WEFT_FRAME_HEADER + n - b->len > want)
             want = WEFT_FRAME_HEADER + n - b->len;
-        if (weft_frame_buf_reserve(b, want) < 0)
+        if (weft_buf_reserve(b, want) < 0)
             return -1;
         ssize_t r = read_ready(fd, b->data + b->len, b->cap - b->len);
         if (r < 0) {

@@ -37,7 +37,8 @@
 #include <unistd.h>
 
 #include "exec_proto.h"
-#include "pool.h"
+#include "channel.h"
+#include "clock.h"
 #include "runtime.h"
 
 #define ERRLINE_MAX 4000
@@ -57,16 +58,14 @@ typedef struct exec_runtime {
     size_t max_frame;
     pid_t pid; /* 0: no program running */
     int in_fd, out_fd, err_fd;
-    weft_frame_buf_t errline;
-    weft_frame_buf_t req;
-    weft_frame_buf_t rep;
+    weft_buf_t errline;
+    weft_buf_t req;
+    weft_buf_t rep;
 } exec_runtime_t;
 
 static uint64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return weft_clock_mono_ms();
 }
 
 static void close_fd(int *fd)
@@ -81,25 +80,25 @@ static void close_fd(int *fd)
 
 static void relay_flush(exec_runtime_t *rt)
 {
-    weft_frame_buf_t *b = &rt->errline;
+    weft_buf_t *b = &rt->errline;
     if (!b->len)
         return;
     size_t n = b->len;
     if (n && b->data[n - 1] == '\r')
         n--;
-    weft_worker_log("fn", (long)rt->pid, "info", "%.*s", (int)n, (const char *)b->data);
+    weft_worker_log("fn", (long)rt->pid, WEFT_LOG_INFO, "%.*s", (int)n, (const char *)b->data);
     b->len = 0;
 }
 
 static void relay_bytes(exec_runtime_t *rt, const uint8_t *p, size_t len)
 {
-    weft_frame_buf_t *b = &rt->errline;
+    weft_buf_t *b = &rt->errline;
     for (size_t i = 0; i < len; i++) {
         if (p[i] == '\n') {
             relay_flush(rt);
             continue;
         }
-        if (weft_frame_buf_reserve(b, 1) < 0)
+        if (weft_buf_reserve(b, 1) < 0)
             return;
         b->data[b->len++] = p[i];
         if (b->len >= ERRLINE_MAX)
@@ -198,8 +197,8 @@ static int prog_start(exec_runtime_t *rt, char *errstr, size_t errlen)
     set_nonblock(rt->err_fd);
     rt->rep.len = 0;
     rt->errline.len = 0;
-    weft_worker_log("worker", (long)getpid(), "info", "program started program_pid=%ld entry=%s",
-                    (long)pid, rt->entry);
+    weft_worker_log("worker", (long)getpid(), WEFT_LOG_INFO,
+                    "program started program_pid=%ld entry=%s", (long)pid, rt->entry);
     return 0;
 fail:
     close_fd(&in[0]);
@@ -320,23 +319,23 @@ static int exec_invoke(weft_runtime_t *base, const weft_call_t *call, weft_resul
 
     rt->req.len = 0;
     char hdr[32];
-    weft_frame_buf_t body = {0};
+    weft_buf_t body = {0};
     if (weft_exec_request(call->inv, &body) < 0) {
-        weft_frame_buf_free(&body);
+        weft_buf_free(&body);
         snprintf(crash, crashlen, "memory");
         snprintf(res->error, sizeof(res->error), "out of memory building the request");
         return WEFT_FAIL;
     }
     int hn = snprintf(hdr, sizeof(hdr), "%zu\n", body.len);
-    if (weft_exec_buf_put(&rt->req, hdr, (size_t)hn) < 0 ||
-        weft_exec_buf_put(&rt->req, body.data, body.len) < 0 ||
-        weft_exec_buf_put(&rt->req, "\n", 1) < 0) {
-        weft_frame_buf_free(&body);
+    if (weft_buf_append(&rt->req, hdr, (size_t)hn) < 0 ||
+        weft_buf_append(&rt->req, body.data, body.len) < 0 ||
+        weft_buf_append(&rt->req, "\n", 1) < 0) {
+        weft_buf_free(&body);
         snprintf(crash, crashlen, "memory");
         snprintf(res->error, sizeof(res->error), "out of memory building the request");
         return WEFT_FAIL;
     }
-    weft_frame_buf_free(&body);
+    weft_buf_free(&body);
 
     size_t sent = 0, hlen = 0, plen = 0;
     int ended = 0, bad = 0, too_large = 0;
@@ -388,7 +387,7 @@ static int exec_invoke(weft_runtime_t *base, const weft_call_t *call, weft_resul
                 close_fd(&rt->in_fd); /* EPIPE: the program is gone or closed stdin */
         }
         if (pfd[out_i].revents) {
-            if (weft_frame_buf_reserve(&rt->rep, 64 * 1024) < 0) {
+            if (weft_buf_reserve(&rt->rep, 64 * 1024) < 0) {
                 snprintf(crash, crashlen, "memory");
                 snprintf(res->error, sizeof(res->error), "out of memory reading the reply");
                 prog_kill(rt);
@@ -407,13 +406,13 @@ static int exec_invoke(weft_runtime_t *base, const weft_call_t *call, weft_resul
         prog_reap(rt, EXIT_GRACE_MS, &status);
         describe_end(status, crash, crashlen, res->error, sizeof(res->error),
                      "in the middle of an invocation");
-        weft_worker_log("worker", (long)getpid(), "warn", "%s", res->error);
+        weft_worker_log("worker", (long)getpid(), WEFT_LOG_WARN, "%s", res->error);
         return WEFT_FAIL;
     }
     if (bad) {
         snprintf(crash, crashlen, "bad_frame");
         snprintf(res->error, sizeof(res->error), "bad reply from the function program: %s", err);
-        weft_worker_log("worker", (long)getpid(), "warn", "%s, restarting it", res->error);
+        weft_worker_log("worker", (long)getpid(), WEFT_LOG_WARN, "%s, restarting it", res->error);
         prog_kill(rt);
         return WEFT_FAIL;
     }
@@ -423,7 +422,8 @@ static int exec_invoke(weft_runtime_t *base, const weft_call_t *call, weft_resul
                  WEFT_POOL_RESULT_TOO_LARGE "reply of %zu bytes exceeds the limit of %zu for "
                                             "max_result_bytes %zu",
                  plen, rt->max_frame, rt->max_result);
-        weft_worker_log("worker", (long)getpid(), "warn", "%s, restarting the program", res->error);
+        weft_worker_log("worker", (long)getpid(), WEFT_LOG_WARN, "%s, restarting the program",
+                        res->error);
         prog_kill(rt);
         return WEFT_FAIL;
     }
@@ -433,22 +433,22 @@ static int exec_invoke(weft_runtime_t *base, const weft_call_t *call, weft_resul
     if (disp < 0) {
         snprintf(crash, crashlen, "bad_frame");
         snprintf(res->error, sizeof(res->error), "bad reply from the function program: %s", err);
-        weft_worker_log("worker", (long)getpid(), "warn", "%s, restarting it", res->error);
+        weft_worker_log("worker", (long)getpid(), WEFT_LOG_WARN, "%s, restarting it", res->error);
         prog_kill(rt);
         return WEFT_FAIL;
     }
     if (rt->rep.len > used || sent < rt->req.len) {
         /* Answered before reading the whole request, or wrote more than one
          * reply: the result stands, but the stream is out of step. */
-        weft_worker_log("worker", (long)getpid(), "warn",
+        weft_worker_log("worker", (long)getpid(), WEFT_LOG_WARN,
                         "function program is out of step with the protocol (%s), restarting it",
                         rt->rep.len > used ? "extra bytes after its reply"
                                            : "replied before reading the request");
         prog_kill(rt);
     }
     rt->rep.len = 0;
-    weft_frame_buf_trim(&rt->rep, 1024 * 1024);
-    weft_frame_buf_trim(&rt->req, 0);
+    weft_buf_trim(&rt->rep, 1024 * 1024);
+    weft_buf_trim(&rt->req, 0);
     rt->req.len = 0;
     return disp;
 }
@@ -476,7 +476,7 @@ static void exec_idle_io(weft_runtime_t *base)
         char reason[32], error[256];
         describe_end(status, reason, sizeof(reason), error, sizeof(error),
                      "while idle; restarting it at the next invocation");
-        weft_worker_log("worker", (long)getpid(), "warn", "%s", error);
+        weft_worker_log("worker", (long)getpid(), WEFT_LOG_WARN, "%s", error);
     }
 }
 
@@ -487,9 +487,9 @@ static void exec_close(weft_runtime_t *base)
         int status;
         prog_reap(rt, EXIT_GRACE_MS, &status); /* EOF on stdin asks it to exit */
     }
-    weft_frame_buf_free(&rt->errline);
-    weft_frame_buf_free(&rt->req);
-    weft_frame_buf_free(&rt->rep);
+    weft_buf_free(&rt->errline);
+    weft_buf_free(&rt->req);
+    weft_buf_free(&rt->rep);
     free(rt->entry);
     free(rt->function);
     free(rt);

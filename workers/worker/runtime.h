@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "frames.pb-c.h"
+#include "log.h"
 #include "weft_function.h"
 
 typedef struct weft_runtime weft_runtime_t;
@@ -91,7 +92,7 @@ static inline void weft_runtime_close(weft_runtime_t *rt)
 
 /* The worker's log line writer (worker.c): `ts level component[pid] message
  * function=NAME`, one write() per line. */
-void weft_worker_log(const char *component, long pid, const char *level, const char *fmt, ...)
+void weft_worker_log(const char *component, long pid, weft_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 #endif

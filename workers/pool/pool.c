@@ -74,11 +74,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "frame.h"
+#include "log.h"
 #include "frames.pb-c.h"
 #include "weft_io.h"
 
-#define CHANNEL_FD 3
 #define BACKOFF_MIN_MS 50u
 #define BACKOFF_MAX_MS 5000u
 #define KILL_GRACE_MS 1000u
@@ -144,7 +145,7 @@ typedef struct pool_worker {
     size_t out_off;        /* bytes of unsent->frame already sent */
     uint64_t run_start_us; /* when the running invocation could start */
     uint32_t ep_events;
-    weft_frame_buf_t in;
+    weft_buf_t in;
     uint64_t deadline_ms; /* 0: none */
     uint64_t idle_since_ms;
     int stopping;        /* channel closed, waiting for the process to end */
@@ -184,12 +185,12 @@ struct weft_pool {
     pool_worker_t *workers;
     pool_inv_t *head, *tail; /* FIFO of invocations waiting for a worker */
     size_t queued;
-    size_t running;   /* workers with an invocation running */
-    size_t pipelined; /* invocations queued behind a running one */
-    int depth;        /* pipeline_depth */
+    size_t running;     /* workers with an invocation running */
+    size_t pipelined;   /* invocations queued behind a running one */
+    int depth;          /* pipeline_depth */
     uint64_t budget_us; /* pipeline_budget_us */
-    uint64_t svc16;   /* moving average of service times, 1/16 us */
-    int svc_known;    /* one Result measured at least */
+    uint64_t svc16;     /* moving average of service times, 1/16 us */
+    int svc_known;      /* one Result measured at least */
     uint64_t next_seq;
     uint32_t backoff_ms;    /* next hold after an abnormal end */
     uint64_t hold_until_ms; /* no worker is started before this */
@@ -209,45 +210,32 @@ struct weft_pool {
 
 static uint64_t now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return weft_clock_mono_us();
 }
 
 static uint64_t now_ms(void)
 {
-    return now_us() / 1000u;
+    return weft_clock_mono_ms();
 }
 
-static void plog(const weft_pool_t *pool, pid_t pid, const char *level, const char *fmt, ...)
+static void plog(const weft_pool_t *pool, pid_t pid, weft_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* House log format; one write() per line so it does not interleave with the
- * workers' own lines on the shared stderr. */
-static void plog(const weft_pool_t *pool, pid_t pid, const char *level, const char *fmt, ...)
+/* The house log line, ending in the pool's fields. It is written with one
+ * write() so it does not interleave with the workers' own lines on the
+ * shared stderr. */
+static void plog(const weft_pool_t *pool, pid_t pid, weft_log_level_t level, const char *fmt, ...)
 {
-    if (pool->quiet && (strcmp(level, "info") == 0 || strcmp(level, "debug") == 0))
+    if (pool->quiet && level <= WEFT_LOG_INFO)
         return;
-    char line[2048];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s pool[%ld] ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level, (long)getpid());
+    char suffix[128];
+    int n = snprintf(suffix, sizeof(suffix), " function=%.60s", pool->function);
+    if (pid > 0)
+        snprintf(suffix + n, sizeof(suffix) - (size_t)n, " pid=%ld", (long)pid);
     va_list ap;
     va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    weft_log_vline(level, "pool", (long)getpid(), suffix, fmt, ap);
     va_end(ap);
-    if ((size_t)n >= sizeof(line) - 128)
-        n = (int)sizeof(line) - 128;
-    n += snprintf(line + n, sizeof(line) - (size_t)n, " function=%.60s", pool->function);
-    if (pid > 0)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " pid=%ld", (long)pid);
-    line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;
 }
 
 static uint32_t next_backoff(weft_pool_t *pool)
@@ -441,8 +429,8 @@ static void worker_requeue(pool_worker_t *wk)
     if (!pool->tail)
         pool->tail = last;
     pool->queued += n;
-    plog(pool, wk->pid, "info", "%zu invocations queued on the worker go back to the pool queue",
-         n);
+    plog(pool, wk->pid, WEFT_LOG_INFO,
+         "%zu invocations queued on the worker go back to the pool queue", n);
 }
 
 /* Takes the running invocation off a worker that is lost (the caller
@@ -482,7 +470,7 @@ static void worker_set_events(pool_worker_t *wk, uint32_t events)
         return;
     struct epoll_event ee = {.events = events, .data.ptr = &wk->io};
     if (epoll_ctl(wk->pool->epfd, EPOLL_CTL_MOD, wk->io.fd, &ee) < 0)
-        plog(wk->pool, wk->pid, "error", "epoll_ctl() failed: %s", strerror(errno));
+        plog(wk->pool, wk->pid, WEFT_LOG_ERROR, "epoll_ctl() failed: %s", strerror(errno));
     else
         wk->ep_events = events;
 }
@@ -495,7 +483,7 @@ static void channel_close(pool_worker_t *wk)
         wk->io.fd = -1;
     }
     wk->ep_events = 0;
-    weft_frame_buf_free(&wk->in);
+    weft_buf_free(&wk->in);
     /* Nothing more is sent: the running invocation's frame is not needed
      * (those queued behind it are requeued with theirs). */
     if (wk->inv) {
@@ -531,7 +519,7 @@ static void worker_retire(pool_worker_t *wk, uint64_t now, const char *why)
 {
     if (wk->stopping || wk->pid <= 0)
         return;
-    plog(wk->pool, wk->pid, "info", "stopping worker: %s", why);
+    plog(wk->pool, wk->pid, WEFT_LOG_INFO, "stopping worker: %s", why);
     worker_requeue(wk); /* only idle workers are retired; this is a guard */
     channel_close(wk);
     wk->stopping = 1;
@@ -549,7 +537,7 @@ static void bad_frame(pool_worker_t *wk, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    plog(wk->pool, wk->pid, "warn", "bad frame from worker, terminating it: %s", why);
+    plog(wk->pool, wk->pid, WEFT_LOG_WARN, "bad frame from worker, terminating it: %s", why);
     pid_t pid = wk->pid;
     pool_inv_t *inv = worker_detach(wk);
     worker_terminate(wk, now_ms());
@@ -610,7 +598,7 @@ static void worker_flush(pool_worker_t *wk)
             worker_set_events(wk, EPOLLIN | EPOLLOUT);
             return;
         }
-        plog(wk->pool, wk->pid, "warn", "send() failed on worker channel: %s",
+        plog(wk->pool, wk->pid, WEFT_LOG_WARN, "send() failed on worker channel: %s",
              strerror(w < 0 ? errno : EPIPE));
         worker_terminate(wk, now_ms());
         return;
@@ -654,7 +642,7 @@ static void worker_on_frame(pool_worker_t *wk, size_t off, size_t plen)
         wk->idle_since_ms = now;
         uint64_t took = now - wk->started_ms;
         if (took >= 1000)
-            plog(pool, wk->pid, "info", "worker ready after %.3f s", (double)took / 1000.0);
+            plog(pool, wk->pid, WEFT_LOG_INFO, "worker ready after %.3f s", (double)took / 1000.0);
         return;
     }
     if (!wk->inv || wk->unsent == wk->inv) {
@@ -769,14 +757,14 @@ static int worker_read(pool_worker_t *wk)
             continue; /* the loop stops if the frame closed the channel */
         }
         if (off) {
-            weft_frame_buf_consume(&wk->in, off);
+            weft_buf_consume(&wk->in, off);
             off = 0;
         }
         size_t want = READ_CHUNK;
         if (wk->in.len >= WEFT_FRAME_HEADER && WEFT_FRAME_HEADER + plen - wk->in.len > want)
             want = WEFT_FRAME_HEADER + plen - wk->in.len; /* one allocation per big frame */
-        if (weft_frame_buf_reserve(&wk->in, want) < 0) {
-            plog(wk->pool, wk->pid, "error", "out of memory reading a %zu byte frame", plen);
+        if (weft_buf_reserve(&wk->in, want) < 0) {
+            plog(wk->pool, wk->pid, WEFT_LOG_ERROR, "out of memory reading a %zu byte frame", plen);
             pid_t pid = wk->pid;
             pool_inv_t *inv = worker_detach(wk);
             worker_terminate(wk, now_ms());
@@ -797,16 +785,17 @@ static int worker_read(pool_worker_t *wk)
         /* EOF or reset: the worker is exiting, or closed fd 3 and must not
          * be trusted further. Its invocation is reported once it is reaped. */
         if (wk->in.len)
-            plog(wk->pool, wk->pid, "warn", "worker closed its channel in the middle of a frame");
+            plog(wk->pool, wk->pid, WEFT_LOG_WARN,
+                 "worker closed its channel in the middle of a frame");
         worker_terminate(wk, now_ms());
         return results;
     }
     if (wk->io.fd < 0)
         return results; /* channel_close freed the buffer */
     if (off)
-        weft_frame_buf_consume(&wk->in, off);
+        weft_buf_consume(&wk->in, off);
     if (wk->in.len == 0)
-        weft_frame_buf_trim(&wk->in, INBUF_KEEP);
+        weft_buf_trim(&wk->in, INBUF_KEEP);
     return results;
 }
 
@@ -837,8 +826,8 @@ static int worker_spawn(weft_pool_t *pool, pool_worker_t *wk, uint64_t now, char
         (void)fcntl(sv[1], F_SETFL, fl & ~O_NONBLOCK);
     /* The file actions write fds 0, 1 and 3: the worker end must not sit on
      * one of them (it can when the caller runs with low fds closed). */
-    if (sv[1] <= CHANNEL_FD) {
-        int fd = fcntl(sv[1], F_DUPFD_CLOEXEC, CHANNEL_FD + 1);
+    if (sv[1] <= WEFT_CHANNEL_FD) {
+        int fd = fcntl(sv[1], F_DUPFD_CLOEXEC, WEFT_CHANNEL_FD + 1);
         close(sv[1]);
         if (fd < 0) {
             snprintf(errstr, errlen, "fcntl(F_DUPFD) failed: %s", strerror(errno));
@@ -886,10 +875,10 @@ static int worker_spawn(weft_pool_t *pool, pool_worker_t *wk, uint64_t now, char
     sigset_t empty, dfl;
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_adddup2(&fa, sv[1], CHANNEL_FD);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], WEFT_CHANNEL_FD);
     posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
-    posix_spawn_file_actions_addclosefrom_np(&fa, CHANNEL_FD + 1);
+    posix_spawn_file_actions_addclosefrom_np(&fa, WEFT_CHANNEL_FD + 1);
     sigemptyset(&empty);
     sigemptyset(&dfl);
     static const int defaults[] = {SIGTERM, SIGINT,  SIGCHLD, SIGPIPE, SIGHUP,
@@ -925,12 +914,12 @@ static int worker_spawn(weft_pool_t *pool, pool_worker_t *wk, uint64_t now, char
     wk->out_off = 0;
     struct epoll_event ee = {.events = EPOLLIN, .data.ptr = &wk->io};
     if (epoll_ctl(pool->epfd, EPOLL_CTL_ADD, sv[0], &ee) < 0) {
-        plog(pool, pid, "error", "epoll_ctl() failed: %s", strerror(errno));
+        plog(pool, pid, WEFT_LOG_ERROR, "epoll_ctl() failed: %s", strerror(errno));
         worker_terminate(wk, now);
         return 0; /* the process exists: it is reaped like any other */
     }
     wk->ep_events = EPOLLIN;
-    plog(pool, pid, "info", "worker started");
+    plog(pool, pid, WEFT_LOG_INFO, "worker started");
     return 0;
 }
 
@@ -944,7 +933,7 @@ static int spawn_some(weft_pool_t *pool, int n, uint64_t now)
             continue;
         char err[256];
         if (worker_spawn(pool, wk, now, err, sizeof(err)) < 0) {
-            plog(pool, 0, "error", "%s", err);
+            plog(pool, 0, WEFT_LOG_ERROR, "%s", err);
             snprintf(pool->spawn_error, sizeof(pool->spawn_error), "%s", err);
             pool->spawn_failed = 1;
             pool->hold_until_ms = now + next_backoff(pool);
@@ -960,16 +949,16 @@ static void log_end(const weft_pool_t *pool, const pool_worker_t *wk, pid_t pid,
 {
     double secs = (double)(now - wk->started_ms) / 1000.0;
     if (WIFEXITED(status))
-        plog(pool, pid, WEXITSTATUS(status) == 0 || wk->retiring ? "info" : "warn",
+        plog(pool, pid, WEXITSTATUS(status) == 0 || wk->retiring ? WEFT_LOG_INFO : WEFT_LOG_WARN,
              "worker exited with code %d after %.3f s", WEXITSTATUS(status), secs);
     else if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         int ours = (wk->term_sent && sig == SIGTERM) || (wk->killed && sig == SIGKILL);
-        plog(pool, pid, ours ? "info" : "warn", "worker killed by signal %d after %.3f s", sig,
-             secs);
+        plog(pool, pid, ours ? WEFT_LOG_INFO : WEFT_LOG_WARN,
+             "worker killed by signal %d after %.3f s", sig, secs);
     } else
-        plog(pool, pid, "warn", "worker ended with status 0x%x after %.3f s", (unsigned)status,
-             secs);
+        plog(pool, pid, WEFT_LOG_WARN, "worker ended with status 0x%x after %.3f s",
+             (unsigned)status, secs);
 }
 
 static int worker_idle(const pool_worker_t *wk)
@@ -1109,7 +1098,7 @@ static void pool_scale(weft_pool_t *pool, uint64_t now)
                 int n = imin(imin(pool->spawn_rate, deficit), room);
                 int got = spawn_some(pool, n, now);
                 if (got > 1 || pool->spawn_rate > 1)
-                    plog(pool, 0, "info",
+                    plog(pool, 0, WEFT_LOG_INFO,
                          "spawning %d workers (round of %d; %d idle, %d busy, %d waiting)", got,
                          pool->spawn_rate, c.idle, c.busy, waiting);
                 pool->spawn_rate = imin(pool->spawn_rate * 2, pool->max_spawn_rate);
@@ -1142,7 +1131,7 @@ static void enter_quarantine(weft_pool_t *pool, uint64_t now, uint64_t span_ms)
     pool->quarantine_until_ms = now + pool->quarantine_ms;
     pool->n_quarantines++;
     pool->storm_n = pool->storm_pos = 0;
-    plog(pool, 0, "error",
+    plog(pool, 0, WEFT_LOG_ERROR,
          "crash storm: %d abnormal ends within %.3f s, pool quarantined for %.3f s "
          "(no workers started, invocations answered with reason quarantined)",
          pool->storm_count, (double)span_ms / 1000.0, (double)pool->quarantine_ms / 1000.0);
@@ -1268,7 +1257,7 @@ static int build_env(weft_pool_t *pool, const weft_pool_config_t *cfg, char *err
             continue;
         }
         if (env_protected(e, nlen)) {
-            plog(pool, 0, "warn",
+            plog(pool, 0, WEFT_LOG_WARN,
                  "env %s is not copied into workers: weft's and libpq's "
                  "variables never are (give NAME=VALUE to set one)",
                  e);
@@ -1551,7 +1540,7 @@ int weft_pool_reaped(weft_pool_t *pool, pid_t pid, int status)
     if (config) {
         pool->backoff_ms = BACKOFF_MAX_MS;
         pool->hold_until_ms = now + BACKOFF_MAX_MS;
-        plog(pool, pid, "error",
+        plog(pool, pid, WEFT_LOG_ERROR,
              "configuration error: worker cannot load the function, next attempt in %u ms "
              "entry=%s",
              BACKOFF_MAX_MS, pool->entry);
@@ -1601,7 +1590,7 @@ void weft_pool_tick(weft_pool_t *pool, uint64_t now)
         pool->hold_until_ms = 0;
         pool->spawn_rate = 1;
         pool->next_round_ms = 0;
-        plog(pool, 0, "info", "quarantine over after %u ms, starting workers again",
+        plog(pool, 0, WEFT_LOG_INFO, "quarantine over after %u ms, starting workers again",
              pool->quarantine_ms);
     }
     for (int i = 0; i < pool->max_workers; i++) {
@@ -1614,7 +1603,7 @@ void weft_pool_tick(weft_pool_t *pool, uint64_t now)
             worker_read(wk);
         }
         if (wk->inv && wk->deadline_ms && now >= wk->deadline_ms) {
-            plog(pool, wk->pid, "warn",
+            plog(pool, wk->pid, WEFT_LOG_WARN,
                  "invocation timed out after %u ms, terminating worker seq=%" PRIu64,
                  pool->timeout_ms, wk->inv->seq);
             pid_t pid = wk->pid;
@@ -1626,12 +1615,12 @@ void weft_pool_tick(weft_pool_t *pool, uint64_t now)
         }
         if (wk->pid > 0 && !wk->ready && !wk->stopping &&
             now >= wk->started_ms + STARTUP_TIMEOUT_MS) {
-            plog(pool, wk->pid, "warn", "worker not ready %u ms after start, terminating it",
+            plog(pool, wk->pid, WEFT_LOG_WARN, "worker not ready %u ms after start, terminating it",
                  STARTUP_TIMEOUT_MS);
             worker_terminate(wk, now);
         }
         if (wk->pid > 0 && wk->stopping && !wk->term_sent && now >= wk->term_at_ms) {
-            plog(pool, wk->pid, "warn",
+            plog(pool, wk->pid, WEFT_LOG_WARN,
                  "worker still running %u ms after it was asked to exit, "
                  "sending SIGTERM",
                  RETIRE_GRACE_MS);
@@ -1640,8 +1629,8 @@ void weft_pool_tick(weft_pool_t *pool, uint64_t now)
             wk->kill_at_ms = now + KILL_GRACE_MS;
         }
         if (wk->pid > 0 && wk->term_sent && !wk->killed && now >= wk->kill_at_ms) {
-            plog(pool, wk->pid, "warn", "worker still running %u ms after SIGTERM, sending SIGKILL",
-                 KILL_GRACE_MS);
+            plog(pool, wk->pid, WEFT_LOG_WARN,
+                 "worker still running %u ms after SIGTERM, sending SIGKILL", KILL_GRACE_MS);
             worker_signal(wk, SIGKILL);
             wk->killed = 1;
         }

@@ -21,7 +21,7 @@
  * be regained), PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, RLIMIT_CORE 0,
  * RLIMIT_AS when a memory limit is set, the channel made close-on-exec.
  *
- * Exit codes (pool.h): 0 channel closed, 1 channel I/O error,
+ * Exit codes (channel.h): 0 channel closed, 1 channel I/O error,
  * 2 configuration error (the function cannot be loaded or initialised),
  * 3 undecodable frame from the dispatcher, 4 out of memory outside the
  * function. A function that crashes takes the process with it; the pool
@@ -45,12 +45,11 @@
 #include <unistd.h>
 
 #include "exec_proto.h"
+#include "channel.h"
 #include "frame.h"
 #include "frames.pb-c.h"
-#include "pool.h"
+#include "log.h"
 #include "runtime.h"
-
-#define CHANNEL_FD 3
 
 #if defined(__SANITIZE_ADDRESS__)
 #define WORKER_ASAN 1
@@ -63,58 +62,41 @@
 static const char *g_function = "";
 static int g_quiet; /* --quiet: the worker's own info lines are dropped */
 
-static void vlog_line(const char *component, long pid, const char *level, const char *fmt,
-                      va_list ap) __attribute__((format(printf, 4, 0)));
-
-/* One write() per line so lines from many workers sharing stderr do not
- * interleave. */
-static void vlog_line(const char *component, long pid, const char *level, const char *fmt,
-                      va_list ap)
+/* The house log line (log.c), ending in function=NAME once the function is
+ * known; --quiet drops the worker's own info lines, not the function's. */
+void weft_worker_log(const char *component, long pid, weft_log_level_t level, const char *fmt, ...)
 {
-    char line[4400];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%ld] ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level, component, pid);
-    n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    if ((size_t)n >= sizeof(line) - 64)
-        n = (int)sizeof(line) - 64;
-    if (*g_function)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " function=%.40s", g_function);
-    line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;
-}
-
-void weft_worker_log(const char *component, long pid, const char *level, const char *fmt, ...)
-{
-    if (g_quiet && strcmp(component, "worker") == 0 && strcmp(level, "info") == 0)
+    if (g_quiet && level == WEFT_LOG_INFO && strcmp(component, "worker") == 0)
         return;
+    char suffix[64] = "";
+    if (*g_function)
+        snprintf(suffix, sizeof(suffix), " function=%.40s", g_function);
     va_list ap;
     va_start(ap, fmt);
-    vlog_line(component, pid, level, fmt, ap);
+    weft_log_vline(level, component, pid, suffix, fmt, ap);
     va_end(ap);
 }
 
-static void wlog(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wlog(weft_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static void wlog(const char *level, const char *fmt, ...)
+static void wlog(weft_log_level_t level, const char *fmt, ...)
 {
-    if (g_quiet && strcmp(level, "info") == 0)
+    if (g_quiet && level == WEFT_LOG_INFO)
         return;
+    char suffix[64] = "";
+    if (*g_function)
+        snprintf(suffix, sizeof(suffix), " function=%.40s", g_function);
     va_list ap;
     va_start(ap, fmt);
-    vlog_line("worker", (long)getpid(), level, fmt, ap);
+    weft_log_vline(level, "worker", (long)getpid(), suffix, fmt, ap);
     va_end(ap);
 }
 
 static void die_nomem(void) __attribute__((noreturn));
 static void die_nomem(void)
 {
-    wlog("error", "out of memory");
+    wlog(WEFT_LOG_ERROR, "out of memory");
     _exit(WEFT_WORKER_EXIT_NOMEM);
 }
 
@@ -300,7 +282,7 @@ static int parse_u64(const char *s, uint64_t *out)
 static void usage_exit(const char *why) __attribute__((noreturn));
 static void usage_exit(const char *why)
 {
-    wlog("error", "%s", why);
+    wlog(WEFT_LOG_ERROR, "%s", why);
     fprintf(stderr, "usage: weft-worker --runtime shared_object|exec --entry /abs/path "
                     "[--symbol NAME] [--max-result-bytes N] [--function NAME] "
                     "[--memory-mb N] [--ppid PID] [--run-as-user USER] "
@@ -394,7 +376,7 @@ static int lookup_user(const char *name, uid_t *uid, gid_t *gid)
     }
     struct passwd *pw = getpwnam(name);
     if (!pw) {
-        wlog("error", "run-as user %s does not exist", name);
+        wlog(WEFT_LOG_ERROR, "run-as user %s does not exist", name);
         return -1;
     }
     *uid = pw->pw_uid;
@@ -413,7 +395,7 @@ static int lookup_group(const char *name, gid_t *gid)
     }
     struct group *gr = getgrnam(name);
     if (!gr) {
-        wlog("error", "run-as group %s does not exist", name);
+        wlog(WEFT_LOG_ERROR, "run-as group %s does not exist", name);
         return -1;
     }
     *gid = gr->gr_gid;
@@ -437,15 +419,15 @@ static void drop_privileges(const worker_opts_t *o)
     if (o->run_as_group && lookup_group(o->run_as_group, &gid) < 0)
         exit(WEFT_WORKER_EXIT_CONFIG);
     if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0) {
-        wlog("error", "setgid(%ld) failed: %s", (long)gid, strerror(errno));
+        wlog(WEFT_LOG_ERROR, "setgid(%ld) failed: %s", (long)gid, strerror(errno));
         exit(WEFT_WORKER_EXIT_CONFIG);
     }
     if (o->run_as_user && setresuid(uid, uid, uid) != 0) {
-        wlog("error", "setuid(%ld) failed: %s", (long)uid, strerror(errno));
+        wlog(WEFT_LOG_ERROR, "setuid(%ld) failed: %s", (long)uid, strerror(errno));
         exit(WEFT_WORKER_EXIT_CONFIG);
     }
     if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
-        wlog("error", "privileges could be regained after dropping to uid %ld", (long)uid);
+        wlog(WEFT_LOG_ERROR, "privileges could be regained after dropping to uid %ld", (long)uid);
         exit(WEFT_WORKER_EXIT_CONFIG);
     }
 }
@@ -495,25 +477,26 @@ static void harden(const worker_opts_t *o)
 {
     drop_privileges(o);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        wlog("warn", "prctl(PR_SET_NO_NEW_PRIVS) failed: %s", strerror(errno));
+        wlog(WEFT_LOG_WARN, "prctl(PR_SET_NO_NEW_PRIVS) failed: %s", strerror(errno));
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-        wlog("warn", "prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
+        wlog(WEFT_LOG_WARN, "prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
     if (o->ppid > 0 && getppid() != (pid_t)o->ppid) {
-        wlog("info", "parent %ld is gone, exiting", o->ppid);
+        wlog(WEFT_LOG_INFO, "parent %ld is gone, exiting", o->ppid);
         _exit(0);
     }
     struct rlimit rl = {0, 0};
     if (setrlimit(RLIMIT_CORE, &rl) != 0)
-        wlog("warn", "setrlimit(RLIMIT_CORE) failed: %s", strerror(errno));
+        wlog(WEFT_LOG_WARN, "setrlimit(RLIMIT_CORE) failed: %s", strerror(errno));
     if (o->memory_mb) {
 #ifdef WORKER_ASAN
         /* ASan reserves terabytes of shadow address space up front. */
-        wlog("warn", "memory limit not applied in an AddressSanitizer build memory_mb=%" PRIu64,
+        wlog(WEFT_LOG_WARN,
+             "memory limit not applied in an AddressSanitizer build memory_mb=%" PRIu64,
              o->memory_mb);
 #else
         rl.rlim_cur = rl.rlim_max = (rlim_t)o->memory_mb * 1024 * 1024;
         if (setrlimit(RLIMIT_AS, &rl) != 0) {
-            wlog("error", "setrlimit(RLIMIT_AS) failed: %s", strerror(errno));
+            wlog(WEFT_LOG_ERROR, "setrlimit(RLIMIT_AS) failed: %s", strerror(errno));
             exit(WEFT_WORKER_EXIT_CONFIG);
         }
         if (strcmp(o->runtime, "shared_object") == 0)
@@ -521,16 +504,16 @@ static void harden(const worker_opts_t *o)
 #endif
     }
 
-    int fl = fcntl(CHANNEL_FD, F_GETFD);
+    int fl = fcntl(WEFT_CHANNEL_FD, F_GETFD);
     if (fl < 0) {
-        wlog("error", "channel fd %d is not open", CHANNEL_FD);
+        wlog(WEFT_LOG_ERROR, "channel fd %d is not open", WEFT_CHANNEL_FD);
         exit(WEFT_WORKER_EXIT_CONFIG);
     }
     /* Anything the function execs must not inherit the channel. */
-    (void)fcntl(CHANNEL_FD, F_SETFD, fl | FD_CLOEXEC);
-    fl = fcntl(CHANNEL_FD, F_GETFL);
+    (void)fcntl(WEFT_CHANNEL_FD, F_SETFD, fl | FD_CLOEXEC);
+    fl = fcntl(WEFT_CHANNEL_FD, F_GETFL);
     if (fl >= 0 && (fl & O_NONBLOCK))
-        (void)fcntl(CHANNEL_FD, F_SETFL, fl & ~O_NONBLOCK);
+        (void)fcntl(WEFT_CHANNEL_FD, F_SETFL, fl & ~O_NONBLOCK);
 }
 
 static Weft__V1__Result__Disposition disposition_of(int rc)
@@ -586,7 +569,7 @@ static int serve_one(weft_runtime_t *rt, const worker_opts_t *o, const Weft__V1_
                      WEFT_POOL_RESULT_TOO_LARGE
                      "result of %zu bytes exceeds max_result_bytes %" PRIu64,
                      res.data_len, o->max_result_bytes);
-            wlog("warn", "%s", res.error);
+            wlog(WEFT_LOG_WARN, "%s", res.error);
             out.disposition = WEFT__V1__RESULT__DISPOSITION__FAIL;
             out.error = res.error;
         } else {
@@ -600,7 +583,7 @@ static int serve_one(weft_runtime_t *rt, const worker_opts_t *o, const Weft__V1_
         out.error = res.error;
     }
 
-    int w = weft_frame_write_msg(CHANNEL_FD, &out.base);
+    int w = weft_frame_write_msg(WEFT_CHANNEL_FD, &out.base);
     int saved = errno;
     free(res.data);
     free(attrs);
@@ -625,7 +608,7 @@ int main(int argc, char **argv)
             ? weft_runtime_exec_open(o.entry, o.function, o.max_result_bytes, err, sizeof(err))
             : weft_runtime_so_open(o.entry, o.symbol, err, sizeof(err));
     if (!rt) {
-        wlog("error", "%s entry=%s", err, o.entry);
+        wlog(WEFT_LOG_ERROR, "%s entry=%s", err, o.entry);
         exit(WEFT_WORKER_EXIT_CONFIG);
     }
 
@@ -633,8 +616,8 @@ int main(int argc, char **argv)
      * The pool hands out no invocation before it, so a slow weft_init does
      * not eat into the first invocation's deadline. */
     Weft__V1__Result hello = WEFT__V1__RESULT__INIT;
-    if (weft_frame_write_msg(CHANNEL_FD, &hello.base) < 0) {
-        wlog("error", "send() failed on channel: %s", strerror(errno));
+    if (weft_frame_write_msg(WEFT_CHANNEL_FD, &hello.base) < 0) {
+        wlog(WEFT_LOG_ERROR, "send() failed on channel: %s", strerror(errno));
         exit(1);
     }
 
@@ -645,7 +628,7 @@ int main(int argc, char **argv)
      * an invocation's deadline when the Result before it arrives, so a
      * Result kept while the next call runs long would be charged to the
      * wrong invocation. */
-    weft_frame_buf_t in = {0};
+    weft_buf_t in = {0};
     size_t off = 0;
     for (;;) {
         /* While waiting for the next frame, keep relaying what an exec
@@ -653,7 +636,7 @@ int main(int argc, char **argv)
         int ifd;
         while (!weft_frame_buffered(&in, off, WEFT_FRAME_MAX) &&
                (ifd = weft_runtime_idle_fd(rt)) >= 0) {
-            struct pollfd pfd[2] = {{.fd = CHANNEL_FD, .events = POLLIN},
+            struct pollfd pfd[2] = {{.fd = WEFT_CHANNEL_FD, .events = POLLIN},
                                     {.fd = ifd, .events = POLLIN}};
             if (poll(pfd, 2, -1) < 0) {
                 if (errno == EINTR)
@@ -666,17 +649,17 @@ int main(int argc, char **argv)
                 break;
         }
         size_t poff, plen;
-        int r = weft_frame_next(CHANNEL_FD, &in, &off, WEFT_FRAME_MAX, &poff, &plen);
+        int r = weft_frame_next(WEFT_CHANNEL_FD, &in, &off, WEFT_FRAME_MAX, &poff, &plen);
         if (r == 0)
             break;
         if (r < 0) {
             if (errno == ENOMEM)
                 die_nomem();
             if (errno == EPROTO) {
-                wlog("error", "bad frame from dispatcher: truncated or oversized");
+                wlog(WEFT_LOG_ERROR, "bad frame from dispatcher: truncated or oversized");
                 exit(WEFT_WORKER_EXIT_PROTOCOL);
             }
-            wlog("error", "read() failed on channel: %s", strerror(errno));
+            wlog(WEFT_LOG_ERROR, "read() failed on channel: %s", strerror(errno));
             exit(1);
         }
         g_alloc_failed = 0;
@@ -684,7 +667,8 @@ int main(int argc, char **argv)
         if (!inv && g_alloc_failed)
             die_nomem();
         if (!inv || !inv->event) {
-            wlog("error", "bad frame from dispatcher: cannot decode Invoke of %zu bytes", plen);
+            wlog(WEFT_LOG_ERROR, "bad frame from dispatcher: cannot decode Invoke of %zu bytes",
+                 plen);
             exit(WEFT_WORKER_EXIT_PROTOCOL);
         }
         int w = serve_one(rt, &o, inv);
@@ -692,14 +676,14 @@ int main(int argc, char **argv)
         if (w < 0) {
             if (errno == EPIPE || errno == ECONNRESET) {
                 /* The pool closed the channel: it gave up on this call. */
-                wlog("info", "channel closed while sending a result, exiting");
+                wlog(WEFT_LOG_INFO, "channel closed while sending a result, exiting");
                 break;
             }
-            wlog("error", "send() failed on channel: %s", strerror(errno));
+            wlog(WEFT_LOG_ERROR, "send() failed on channel: %s", strerror(errno));
             exit(1);
         }
     }
-    weft_frame_buf_free(&in);
+    weft_buf_free(&in);
     weft_runtime_close(rt);
     return 0;
 }

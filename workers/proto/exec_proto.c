@@ -12,7 +12,10 @@
  * compacted), so the one-line reading of a request always works.
  */
 #include "exec_proto.h"
+#include "base64.h"
+#include "clock.h"
 #include "json.h"
+#include "utf8.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -22,38 +25,9 @@
 #include <strings.h>
 #include <time.h>
 
+/* ---- JSON text ----------------------------------------------------------- */
 
-/* ---- buffers -------------------------------------------------------------- */
-
-int weft_exec_buf_put(weft_frame_buf_t *b, const void *p, size_t len)
-{
-    if (weft_frame_buf_reserve(b, len + 1) < 0)
-        return -1;
-    if (len)
-        memcpy(b->data + b->len, p, len);
-    b->len += len;
-    b->data[b->len] = '\0'; /* handy for debugging; not counted */
-    return 0;
-}
-
-int weft_exec_buf_puts(weft_frame_buf_t *b, const char *s)
-{
-    return weft_exec_buf_put(b, s, strlen(s));
-}
-
-int weft_exec_buf_printf(weft_frame_buf_t *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return -1; /* only used for numbers and short names */
-    return weft_exec_buf_put(b, tmp, (size_t)n);
-}
-
-int weft_exec_json_compact(weft_frame_buf_t *b, const uint8_t *p, size_t len)
+int weft_exec_json_compact(weft_buf_t *b, const uint8_t *p, size_t len)
 {
     size_t i = 0;
     while (i < len) {
@@ -67,7 +41,7 @@ int weft_exec_json_compact(weft_frame_buf_t *b, const uint8_t *p, size_t len)
             while (j < len && p[j] != '"' && p[j] != ' ' && p[j] != '\t' && p[j] != '\n' &&
                    p[j] != '\r')
                 j++;
-            if (weft_exec_buf_put(b, p + i, j - i) < 0)
+            if (weft_buf_append(b, p + i, j - i) < 0)
                 return -1;
             i = j;
             continue;
@@ -78,17 +52,17 @@ int weft_exec_json_compact(weft_frame_buf_t *b, const uint8_t *p, size_t len)
             j += p[j] == '\\' ? 2 : 1;
         if (j < len)
             j++;
-        if (weft_exec_buf_put(b, p + i, j - i) < 0)
+        if (weft_buf_append(b, p + i, j - i) < 0)
             return -1;
         i = j;
     }
     return 0;
 }
 
-int weft_exec_json_string(weft_frame_buf_t *b, const void *str, size_t len)
+int weft_exec_json_string(weft_buf_t *b, const void *str, size_t len)
 {
     const uint8_t *s = str;
-    if (weft_exec_buf_put(b, "\"", 1) < 0)
+    if (weft_buf_append(b, "\"", 1) < 0)
         return -1;
     size_t run = 0, i = 0;
     while (i < len) {
@@ -117,7 +91,7 @@ int weft_exec_json_string(weft_frame_buf_t *b, const void *str, size_t len)
             }
         }
         if (e) {
-            if (weft_exec_buf_put(b, s + i - run, run) < 0 || weft_exec_buf_puts(b, e) < 0)
+            if (weft_buf_append(b, s + i - run, run) < 0 || weft_buf_puts(b, e) < 0)
                 return -1;
             run = 0;
             i += n;
@@ -126,33 +100,16 @@ int weft_exec_json_string(weft_frame_buf_t *b, const void *str, size_t len)
         run += n;
         i += n;
     }
-    if (weft_exec_buf_put(b, s + len - run, run) < 0)
+    if (weft_buf_append(b, s + len - run, run) < 0)
         return -1;
-    return weft_exec_buf_put(b, "\"", 1);
+    return weft_buf_append(b, "\"", 1);
 }
 
 char *weft_exec_rfc3339(int64_t seconds, int32_t nanos)
 {
-    char *out = malloc(48);
-    if (!out)
-        return NULL;
-    struct tm tm;
-    time_t secs = (time_t)seconds;
-    if (!gmtime_r(&secs, &tm)) {
-        out[0] = '\0';
-        return out;
-    }
-    int n = snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (nanos > 0 && nanos < 1000000000) {
-        if (nanos % 1000000 == 0)
-            n += snprintf(out + n, 48 - (size_t)n, ".%03d", (int)(nanos / 1000000));
-        else if (nanos % 1000 == 0)
-            n += snprintf(out + n, 48 - (size_t)n, ".%06d", (int)(nanos / 1000));
-        else
-            n += snprintf(out + n, 48 - (size_t)n, ".%09d", (int)nanos);
-    }
-    snprintf(out + n, 48 - (size_t)n, "Z");
+    char *out = malloc(WEFT_RFC3339_MAX);
+    if (out)
+        weft_clock_rfc3339(out, WEFT_RFC3339_MAX, seconds, nanos, WEFT_RFC3339_AUTO);
     return out;
 }
 
@@ -163,17 +120,17 @@ typedef Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue attr_value_t;
 /* Appends an attribute value in the CloudEvents JSON format: Boolean and
  * Integer as JSON literals, Binary as base64, Timestamp as RFC 3339, the
  * rest as strings. */
-static int put_attr_value(weft_frame_buf_t *b, const attr_value_t *v)
+static int put_attr_value(weft_buf_t *b, const attr_value_t *v)
 {
     if (!v)
-        return weft_exec_buf_puts(b, "\"\"");
+        return weft_buf_puts(b, "\"\"");
     const char *s = NULL;
     char *tmp = NULL;
     switch (v->attr_case) {
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN:
-        return weft_exec_buf_puts(b, v->ce_boolean ? "true" : "false");
+        return weft_buf_puts(b, v->ce_boolean ? "true" : "false");
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER:
-        return weft_exec_buf_printf(b, "%" PRId32, v->ce_integer);
+        return weft_buf_printf(b, "%" PRId32, v->ce_integer);
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING:
         s = v->ce_string;
         break;
@@ -205,10 +162,10 @@ static int put_attr_value(weft_frame_buf_t *b, const attr_value_t *v)
     return rc;
 }
 
-static int put_member(weft_frame_buf_t *b, const char *name, const char *val)
+static int put_member(weft_buf_t *b, const char *name, const char *val)
 {
-    if (weft_exec_buf_puts(b, ",") < 0 || weft_exec_json_string(b, name, strlen(name)) < 0 ||
-        weft_exec_buf_puts(b, ":") < 0)
+    if (weft_buf_puts(b, ",") < 0 || weft_exec_json_string(b, name, strlen(name)) < 0 ||
+        weft_buf_puts(b, ":") < 0)
         return -1;
     return weft_exec_json_string(b, val ? val : "", val ? strlen(val) : 0);
 }
@@ -243,7 +200,7 @@ static const char *attr_plain(const attr_value_t *v)
  * that really is JSON is embedded as is, compacted; text that is not JSON
  * becomes a string; every other byte sequence is base64 in data_base64, as
  * the CloudEvents JSON format prescribes. */
-static int put_data(weft_frame_buf_t *b, const Io__Cloudevents__V1__CloudEvent *ce, const char *ct)
+static int put_data(weft_buf_t *b, const Io__Cloudevents__V1__CloudEvent *ce, const char *ct)
 {
     const uint8_t *p = NULL;
     size_t len = 0;
@@ -271,31 +228,31 @@ static int put_data(weft_frame_buf_t *b, const Io__Cloudevents__V1__CloudEvent *
         return 0;
     int json_ct = !ct || !*ct || weft_json_content_type(ct);
     if (json_ct && weft_json_valid(p, len)) {
-        if (weft_exec_buf_puts(b, ",\"data\":") < 0)
+        if (weft_buf_puts(b, ",\"data\":") < 0)
             return -1;
         return weft_exec_json_compact(b, p, len);
     }
     if (text) {
-        if (weft_exec_buf_puts(b, ",\"data\":") < 0)
+        if (weft_buf_puts(b, ",\"data\":") < 0)
             return -1;
         return weft_exec_json_string(b, p, len);
     }
     char *b64 = weft_base64_encode(p, len);
     if (!b64)
         return -1;
-    int rc = weft_exec_buf_puts(b, ",\"data_base64\":\"") < 0 || weft_exec_buf_puts(b, b64) < 0 ||
-                     weft_exec_buf_puts(b, "\"") < 0
+    int rc = weft_buf_puts(b, ",\"data_base64\":\"") < 0 || weft_buf_puts(b, b64) < 0 ||
+                     weft_buf_puts(b, "\"") < 0
                  ? -1
                  : 0;
     free(b64);
     return rc;
 }
 
-int weft_exec_request(const Weft__V1__Invoke *inv, weft_frame_buf_t *b)
+int weft_exec_request(const Weft__V1__Invoke *inv, weft_buf_t *b)
 {
     const Io__Cloudevents__V1__CloudEvent *ce = inv->event;
     const char *sv = ce && ce->spec_version && *ce->spec_version ? ce->spec_version : "1.0";
-    if (weft_exec_buf_puts(b, "{\"event\":{\"specversion\":") < 0 ||
+    if (weft_buf_puts(b, "{\"event\":{\"specversion\":") < 0 ||
         weft_exec_json_string(b, sv, strlen(sv)) < 0)
         return -1;
     const char *ct = NULL;
@@ -309,21 +266,20 @@ int weft_exec_request(const Weft__V1__Invoke *inv, weft_frame_buf_t *b)
                 continue;
             if (strcmp(e->key, "datacontenttype") == 0)
                 ct = attr_plain(e->value);
-            if (weft_exec_buf_puts(b, ",") < 0 ||
-                weft_exec_json_string(b, e->key, strlen(e->key)) < 0 ||
-                weft_exec_buf_puts(b, ":") < 0 || put_attr_value(b, e->value) < 0)
+            if (weft_buf_puts(b, ",") < 0 || weft_exec_json_string(b, e->key, strlen(e->key)) < 0 ||
+                weft_buf_puts(b, ":") < 0 || put_attr_value(b, e->value) < 0)
                 return -1;
         }
         if (put_data(b, ce, ct) < 0)
             return -1;
     }
-    if (weft_exec_buf_puts(b, "},\"trigger\":") < 0)
+    if (weft_buf_puts(b, "},\"trigger\":") < 0)
         return -1;
     const char *trig = inv->trigger ? inv->trigger : "";
     if (weft_exec_json_string(b, trig, strlen(trig)) < 0)
         return -1;
-    return weft_exec_buf_printf(b, ",\"attempt\":%" PRIu32 ",\"deadline_ms\":%" PRIu32 "}",
-                                inv->attempt, inv->deadline_ms);
+    return weft_buf_printf(b, ",\"attempt\":%" PRIu32 ",\"deadline_ms\":%" PRIu32 "}", inv->attempt,
+                           inv->deadline_ms);
 }
 
 /* ---- replies -------------------------------------------------------------- */
@@ -467,9 +423,9 @@ int weft_exec_reply_parse(const uint8_t *p, size_t len, weft_result_t *res, char
             res->data = s;
             res->data_len = n;
         } else {
-            weft_frame_buf_t out = {0};
+            weft_buf_t out = {0};
             if (weft_exec_json_compact(&out, (const uint8_t *)data.p, data.len) < 0) {
-                weft_frame_buf_free(&out);
+                weft_buf_free(&out);
                 snprintf(errstr, errlen, "out of memory");
                 return -1;
             }

@@ -16,17 +16,12 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "buf.h"
+
 #define WEFT_FRAME_HEADER 4
 /* Hard ceiling for any frame, whatever the configured limits: the length
  * prefix is 32 bits and nothing weft sends comes near 1 GiB. */
 #define WEFT_FRAME_MAX ((size_t)1 << 30)
-
-/* A growable byte buffer; zero-initialise it. */
-typedef struct weft_frame_buf {
-    uint8_t *data;
-    size_t len;
-    size_t cap;
-} weft_frame_buf_t;
 
 /* Packs msg behind a length prefix into a new malloc()ed buffer; *len gets
  * the whole frame size. NULL when out of memory or larger than
@@ -39,20 +34,11 @@ uint8_t *weft_frame_pack(const ProtobufCMessage *msg, size_t *len);
  * after that). */
 int weft_frame_peek(const uint8_t *buf, size_t len, size_t max_payload, size_t *payload_len);
 
-/* Makes room for at least `more` bytes after b->len. 0, or -1 (ENOMEM). */
-int weft_frame_buf_reserve(weft_frame_buf_t *b, size_t more);
-/* Drops the first n bytes. */
-void weft_frame_buf_consume(weft_frame_buf_t *b, size_t n);
-/* Releases the storage when it grew past keep bytes, so one big frame does
- * not pin memory for the life of a worker. */
-void weft_frame_buf_trim(weft_frame_buf_t *b, size_t keep);
-void weft_frame_buf_free(weft_frame_buf_t *b);
-
 /* Blocking read of exactly one frame from fd into b (b is reset first; the
  * payload is b->data[0 .. b->len)). Returns 1 on a frame, 0 on EOF before
  * any byte, -1 with errno set otherwise: EPROTO for EOF inside a frame or a
  * payload over max_payload, ENOMEM, or the read() error. */
-int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload);
+int weft_frame_read(int fd, weft_buf_t *b, size_t max_payload);
 
 /* Buffered blocking reader: the next frame from fd, reading only when b
  * holds no whole frame after *off, and then as much as the fd has ready
@@ -62,12 +48,12 @@ int weft_frame_read(int fd, weft_frame_buf_t *b, size_t max_payload);
  * b->data[*payload_off .. *payload_off + *payload_len), valid until the next
  * call; *off has moved past it. 0 on EOF at a frame boundary, -1 with
  * errno set as for weft_frame_read(). Start with a zeroed b and *off 0. */
-int weft_frame_next(int fd, weft_frame_buf_t *b, size_t *off, size_t max_payload,
-                    size_t *payload_off, size_t *payload_len);
+int weft_frame_next(int fd, weft_buf_t *b, size_t *off, size_t max_payload, size_t *payload_off,
+                    size_t *payload_len);
 
 /* 1 when b holds a whole frame after off (weft_frame_next will not read),
  * 0 otherwise. */
-int weft_frame_buffered(const weft_frame_buf_t *b, size_t off, size_t max_payload);
+int weft_frame_buffered(const weft_buf_t *b, size_t off, size_t max_payload);
 
 /* Blocking write of all len bytes (send() with MSG_NOSIGNAL when fd is a
  * socket, so a closed peer is EPIPE, not a signal). 0, or -1 with errno. */
@@ -78,5 +64,11 @@ int weft_frame_write_all(int fd, const uint8_t *buf, size_t len);
  * a frame buffer first (a worker's result is not held twice). 0, or -1 with
  * errno set (EMSGSIZE when over WEFT_FRAME_MAX). */
 int weft_frame_write_msg(int fd, const ProtobufCMessage *msg);
+
+/* Transitional names of the buffer (buf.h) for workers/invoke.c, which
+ * another change moves to the CLI: remove once it says weft_buf_*. */
+typedef weft_buf_t weft_frame_buf_t;
+#define weft_frame_buf_reserve weft_buf_reserve
+#define weft_frame_buf_free weft_buf_free
 
 #endif

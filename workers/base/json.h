@@ -1,14 +1,21 @@
 /*
- * json.h - the small amount of JSON, UTF-8 and base64 weft needs, shared by
- * the dispatcher and the workers: validate a document (UTF-8 included), walk
- * the members of a top-level object, unescape strings, write escaped
- * strings, encode and decode base64. Input is never trusted: every function
- * is bounded by the length it is given and by a nesting limit.
+ * json.h - the small amount of JSON weft needs, shared by the dispatcher
+ * and the workers: validate a document (UTF-8 included), walk the members
+ * of a top-level object, unescape strings, write escaped strings. Input is
+ * never trusted: every function is bounded by the length it is given and
+ * by a nesting limit.
  */
 #ifndef WEFT_JSON_H
 #define WEFT_JSON_H
 
 #include <stddef.h>
+
+#include "buf.h"
+/* Transitional: files that include json.h for the buffer, UTF-8 or base64
+ * helpers still find them here; new code includes buf.h, utf8.h and
+ * base64.h itself. */
+#include "base64.h"
+#include "utf8.h"
 
 typedef enum {
     WEFT_JSON_STRING,
@@ -38,17 +45,8 @@ int weft_json_valid(const void *s, size_t len);
  * (parameters such as charset ignored). */
 int weft_json_content_type(const char *ct);
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-size_t weft_utf8_seq(const unsigned char *p, size_t avail);
-int weft_utf8_valid(const void *p, size_t len);
-
 /* The value of one hex digit (either case), or -1. */
 int weft_hex_value(char c);
-/* Replaces, in place, every byte that does not start a valid UTF-8
- * sequence of the NUL-terminated s with '?'. Returns s (NULL for NULL). */
-char *weft_utf8_sanitize(char *s);
-
 /* Calls fn for each member of the top-level object in s. key is the
  * unescaped member name (NUL-terminated, temporary). Returns 0, -1 on a
  * syntax error (errstr filled), or fn's non-zero return value. */
@@ -69,25 +67,8 @@ char *weft_json_unescape(const weft_json_val_t *val, size_t *out_len);
 /* The same for data: \u0000 is allowed (out_len counts every byte). */
 char *weft_json_unescape_bytes(const weft_json_val_t *val, size_t *out_len);
 
-/* Appends s as a quoted, escaped JSON string to buf (growing it). Returns 0
+/* Appends s as a quoted, escaped JSON string to b (growing it). Returns 0
  * or -1 when out of memory. */
-typedef struct weft_buf {
-    char *p;
-    size_t len, cap;
-} weft_buf_t;
-int weft_buf_append(weft_buf_t *b, const void *data, size_t len);
-/* Makes room for len more bytes (and the NUL) without changing b->len. */
-int weft_buf_reserve(weft_buf_t *b, size_t len);
-int weft_buf_printf(weft_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int weft_json_append_string(weft_buf_t *b, const char *s, size_t len);
-void weft_buf_free(weft_buf_t *b);
-
-/* Appends the standard base64 of [p, p+len) (with padding). 0 or -1. */
-int weft_base64_append(weft_buf_t *b, const void *p, size_t len);
-/* The standard base64 of [p, p+len) as a new NUL-terminated string. */
-char *weft_base64_encode(const void *p, size_t len);
-/* Decodes standard or URL-safe base64, padding optional, into a new
- * malloc()ed buffer; NULL when malformed or out of memory. */
-unsigned char *weft_base64_decode(const char *s, size_t len, size_t *out_len);
 
 #endif

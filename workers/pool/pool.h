@@ -100,6 +100,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "channel.h"
 #include "cloudevents.pb-c.h"
 
 typedef struct weft_pool weft_pool_t;
@@ -154,18 +155,8 @@ typedef struct weft_outcome {
     pid_t pid; /* the worker that ran it; 0 when none did */
 } weft_outcome_t;
 
-/* Error prefix of the FAIL a worker sends for an oversized result. */
-#define WEFT_POOL_RESULT_TOO_LARGE "result_too_large: "
-
-/* weft-worker exit codes. 0: the channel closed (normal end). 1: I/O error
- * on the channel. The pool respawns in every case, with backoff; after a
- * configuration error it waits the longest backoff (5 s). */
-#define WEFT_WORKER_EXIT_CONFIG 2   /* cannot load or initialise the function */
-#define WEFT_WORKER_EXIT_PROTOCOL 3 /* undecodable frame from the dispatcher */
-#define WEFT_WORKER_EXIT_NOMEM 4    /* out of memory outside the function */
-
-/* max_result_bytes used when the configuration says 0. */
-#define WEFT_POOL_DEFAULT_MAX_RESULT (1024u * 1024u)
+/* Exit codes, the result-size default and the error prefix the worker
+ * shares with the pool: channel.h. */
 
 /* Called once per submitted invocation, from weft_pool_tick,
  * weft_pool_reaped or the channel handler (never from inside
@@ -233,21 +224,21 @@ typedef struct weft_pool_config {
                                      * copies the dispatcher's value (if set;
                                      * never for WEFT_* and PG* names) */
     size_t n_env;
-    const char *run_as_user;   /* NULL: the dispatcher's user */
-    const char *run_as_group;  /* NULL: the user's primary group */
-    int quiet;                 /* log only warnings and errors */
-    uint32_t timeout_ms;       /* per invocation, wall clock, counted from the
-                                * moment a worker can start it (see
-                                * "Pipelining"); 0 = no deadline */
-    uint32_t memory_mb;        /* RLIMIT_AS per worker; 0 = unlimited */
-    uint32_t max_result_bytes; /* 0 = WEFT_POOL_DEFAULT_MAX_RESULT */
-    const char *worker_path;   /* the weft-worker binary */
-    int pipeline_depth;        /* most invocations one worker holds at once
-                                * under a backlog (1 running + the rest
-                                * queued behind it); 0 =
-                                * WEFT_POOL_DEFAULT_PIPELINE_DEPTH, 1 = no
-                                * pipelining; at most
-                                * WEFT_POOL_MAX_PIPELINE_DEPTH */
+    const char *run_as_user;     /* NULL: the dispatcher's user */
+    const char *run_as_group;    /* NULL: the user's primary group */
+    int quiet;                   /* log only warnings and errors */
+    uint32_t timeout_ms;         /* per invocation, wall clock, counted from the
+                                  * moment a worker can start it (see
+                                  * "Pipelining"); 0 = no deadline */
+    uint32_t memory_mb;          /* RLIMIT_AS per worker; 0 = unlimited */
+    uint32_t max_result_bytes;   /* 0 = WEFT_POOL_DEFAULT_MAX_RESULT */
+    const char *worker_path;     /* the weft-worker binary */
+    int pipeline_depth;          /* most invocations one worker holds at once
+                                  * under a backlog (1 running + the rest
+                                  * queued behind it); 0 =
+                                  * WEFT_POOL_DEFAULT_PIPELINE_DEPTH, 1 = no
+                                  * pipelining; at most
+                                  * WEFT_POOL_MAX_PIPELINE_DEPTH */
     uint32_t pipeline_budget_us; /* the expected work one worker may hold
                                   * when pipelining (the pool's moving
                                   * average of service times, times the

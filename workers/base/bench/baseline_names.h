@@ -1,0 +1,50 @@
+/*
+ * baseline_names.h - forced into every file of the baseline copy that
+ * weft-bench-codec builds beside the current code (see CMakeLists.txt):
+ * each public name of the old codec files gets the prefix old_, so both
+ * versions link into one program and run interleaved.
+ */
+#define weft_json_validate old_weft_json_validate
+#define weft_json_valid old_weft_json_valid
+#define weft_json_content_type old_weft_json_content_type
+#define weft_utf8_seq old_weft_utf8_seq
+#define weft_utf8_valid old_weft_utf8_valid
+#define weft_hex_value old_weft_hex_value
+#define weft_utf8_sanitize old_weft_utf8_sanitize
+#define weft_json_object_each old_weft_json_object_each
+#define weft_json_array_each old_weft_json_array_each
+#define weft_json_unescape old_weft_json_unescape
+#define weft_json_unescape_bytes old_weft_json_unescape_bytes
+#define weft_buf_append old_weft_buf_append
+#define weft_buf_reserve old_weft_buf_reserve
+#define weft_buf_printf old_weft_buf_printf
+#define weft_buf_free old_weft_buf_free
+#define weft_json_append_string old_weft_json_append_string
+#define weft_base64_append old_weft_base64_append
+#define weft_base64_encode old_weft_base64_encode
+#define weft_base64_decode old_weft_base64_decode
+#define weft_frame_pack old_weft_frame_pack
+#define weft_frame_peek old_weft_frame_peek
+#define weft_frame_buf_reserve old_weft_frame_buf_reserve
+#define weft_frame_buf_consume old_weft_frame_buf_consume
+#define weft_frame_buf_trim old_weft_frame_buf_trim
+#define weft_frame_buf_free old_weft_frame_buf_free
+#define weft_frame_read old_weft_frame_read
+#define weft_frame_next old_weft_frame_next
+#define weft_frame_buffered old_weft_frame_buffered
+#define weft_frame_write_all old_weft_frame_write_all
+#define weft_frame_write_msg old_weft_frame_write_msg
+#define weft_exec_request old_weft_exec_request
+#define weft_exec_reply_parse old_weft_exec_reply_parse
+#define weft_exec_json_string old_weft_exec_json_string
+#define weft_exec_buf_put old_weft_exec_buf_put
+#define weft_exec_buf_puts old_weft_exec_buf_puts
+#define weft_exec_buf_printf old_weft_exec_buf_printf
+#define weft_exec_json_compact old_weft_exec_json_compact
+#define weft_exec_rfc3339 old_weft_exec_rfc3339
+#define weft_sha256_init old_weft_sha256_init
+#define weft_sha256_update old_weft_sha256_update
+#define weft_sha256_final old_weft_sha256_final
+#define weft_sha256_hex old_weft_sha256_hex
+#define weft_uuid_from old_weft_uuid_from
+#define weft_uuid_valid old_weft_uuid_valid

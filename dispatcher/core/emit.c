@@ -22,11 +22,23 @@ static void add_hdr(weft_header_t *h, size_t *n, const char *name, const char *v
     (*n)++;
 }
 
+/* Every held event retries each second, so a missing topic under a
+ * backlog would write thousands of identical lines a second: one line a
+ * second says it, with how many failures it stands for. */
 static void emit_failed(dsp_t *d, job_t *j, const char *err)
 {
-    weft_warn("emit failed, retrying in 1 s trigger=%s topic=%s partition=%d offset=%lld: %s",
-              j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
-              (long long)j->msg->km.offset, err);
+    uint64_t now = now_ms();
+    if (now >= d->emit_fail_logged_ms + 1000) {
+        weft_warn("emit failed, retrying in 1 s trigger=%s topic=%s partition=%d offset=%lld "
+                  "failures_since_last_line=%llu: %s",
+                  j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+                  (long long)j->msg->km.offset, (unsigned long long)d->emit_fail_unlogged + 1,
+                  err);
+        d->emit_fail_logged_ms = now;
+        d->emit_fail_unlogged = 0;
+    } else {
+        d->emit_fail_unlogged++;
+    }
     job_wait(d, j, 1000, ACT_EMIT);
 }
 

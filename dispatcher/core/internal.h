@@ -236,6 +236,8 @@ typedef enum { T_AGE, T_CLAIM, T_RUN, T_RECORD, T_PRODUCE, T_TOTAL, T_N } timed_
 
 typedef struct dsp {
     weft_config_t *cfg;
+    uint64_t emit_fail_logged_ms; /* when emit_failed last wrote a line */
+    uint64_t emit_fail_unlogged;  /* failures since, not written */
     int epfd;
     weft_io_t sig_io;
     weft_io_t bk_io[2];

@@ -188,6 +188,20 @@ static void test_missing_result_topic_holds_its_partition(void **state)
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
                                       "'mt'"),
                      0);
+    /* Twenty events held for seconds, each retried every second: the log
+     * says so once a second, not once per event per second. */
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "grep -c 'emit failed' '%s/mt.log' > '%s/mt.count'", fx.state_dir,
+             fx.state_dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "%s/mt.count", fx.state_dir);
+    FILE *f = fopen(cmd, "r");
+    int lines = -1;
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%d", &lines), 1);
+    fclose(f);
+    print_message("emit-failure lines while held: %d\n", lines);
+    assert_true(lines >= 1 && lines <= 8);
     assert_int_equal(fx_kafka_create_topics(&fx, "mt.out:2"), 0);
 
     fx_check_spec_t spec = {"mt", N, "mt.in", "mt.out", "mt.dlq", "mt", GROUP, 120000, 2000};

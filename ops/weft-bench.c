@@ -2,8 +2,9 @@
  * weft-bench.c - the benchmark behind ops/bench: weft against its ceilings,
  * side by side, in one run, on one private local stack.
  *
- * Runs (each on the same mock Kafka cluster, same partition count, events
- * of ~200 bytes in binary CloudEvents mode, preloaded before the run starts):
+ * Runs (each on its own empty Kafka broker - Apache Kafka by default, the
+ * mock with WEFT_KAFKA=mock - same partition count, events of ~200 bytes in
+ * binary CloudEvents mode, preloaded before the run starts):
  *
  *   ceiling     a raw consume -> produce passthrough without weft: librdkafka
  *               consumer group, idempotent producer, offsets stored after
@@ -105,18 +106,26 @@ static struct {
 
 static fx_t fx;
 static char functions_dir[600];
-static char mock_topics[1024]; /* the mock's topics, for a fresh broker */
+static char bench_topics[1024]; /* the topics, for a fresh broker */
+static char broker_desc[128];   /* which broker the table measured */
 
 /* fetch.wait.max.ms of every consumer of the bench (the collector, the
  * passthroughs, and weft's own through weft_set). A real broker answers a
  * fetch as soon as data arrives, so there the setting only bounds idle
- * polling; librdkafka's mock cluster instead holds every empty fetch for
- * the full MaxWait (rdkafka_mock_handlers.c: "If there was no data, delay
- * up to MaxWait"), so a message produced meanwhile waits up to this long at
- * each consumer it passes. 1 ms keeps that artifact out of the latency
- * figures at the cost of ~1,000 empty fetches per second per idle consumer,
- * which the mock answers cheaply. */
-#define BENCH_FETCH_WAIT_MS "1"
+ * polling (librdkafka's default, 500 ms); librdkafka's mock cluster instead
+ * holds every empty fetch for the full MaxWait (rdkafka_mock_handlers.c:
+ * "If there was no data, delay up to MaxWait"), so a message produced
+ * meanwhile waits up to this long at each consumer it passes. 1 ms keeps
+ * that artifact out of the mock's latency figures at the cost of ~1,000
+ * empty fetches per second per idle consumer, which the mock answers
+ * cheaply (and Apache Kafka's JVM would not). Set in main. */
+static const char *fetch_wait_ms = "500";
+static char weft_set[256];
+
+static int on_mock(void)
+{
+    return strcmp(fx.kafka_kind, "mock") == 0;
+}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -434,7 +443,7 @@ static void preload(const char *topic, long n)
         if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) ==
                 RD_KAFKA_RESP_ERR_NO_ERROR &&
             lo > 0)
-            die("preloading %s: the mock broker trimmed %lld messages of partition %d (it "
+            die("preloading %s: the broker trimmed %lld messages of partition %d (the mock "
                 "keeps ~5 MiB per partition); use fewer events",
                 topic, (long long)lo, p);
     }
@@ -465,7 +474,7 @@ static void *collect_main(void *arg)
     rd_kafka_conf_t *conf = conf_new();
     conf_set(conf, "group.id", "weft-bench-collector");
     conf_set(conf, "enable.auto.commit", "false");
-    conf_set(conf, "fetch.wait.max.ms", BENCH_FETCH_WAIT_MS);
+    conf_set(conf, "fetch.wait.max.ms", fetch_wait_ms);
     conf_set(conf, "enable.partition.eof", "true");
     char err[256];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
@@ -666,25 +675,28 @@ static rd_kafka_conf_t *passthrough_consumer_conf(const char *group)
     conf_set(cc, "auto.offset.reset", "earliest");
     conf_set(cc, "session.timeout.ms", "6000");
     conf_set(cc, "heartbeat.interval.ms", "500");
-    conf_set(cc, "fetch.wait.max.ms", BENCH_FETCH_WAIT_MS);
+    conf_set(cc, "fetch.wait.max.ms", fetch_wait_ms);
     return cc;
 }
 
-/* Every Kafka run after the first starts on a new, empty mock broker with
- * the same topics. The mock keeps every message it was sent (up to ~5 MiB
- * a partition): after the ceiling run it held ~600 MiB, and this virtual
- * machine's kernel memory monitor (kdamond) then stalled it for 20-30 ms
- * every ~0.54 s, which became the low-load p99 of every later run (the
- * floor's 4 -> 15-20 ms). */
+/* Every Kafka run after the first starts on a new, empty broker with the
+ * same topics (ops/stack kafka-down deletes Apache Kafka's data). The mock
+ * keeps every message it was sent (up to ~5 MiB a partition): after the
+ * ceiling run it held ~600 MiB, and this virtual machine's kernel memory
+ * monitor (kdamond) then stalled it for 20-30 ms every ~0.54 s, which
+ * became the low-load p99 of every later run (the floor's 4 -> 15-20 ms).
+ * Apache Kafka keeps them on disk, but its log segments, page cache and
+ * consumer groups would still carry one run's traces into the next. */
 static void kafka_run_begin(void)
 {
     static int kafka_runs;
     if (kafka_runs++ == 0)
         return;
     uint64_t t0 = now_us();
-    if (fx_kafka_fresh(&fx, mock_topics) != 0)
-        die("could not replace the mock broker (see %s/stack.out)", fx.state_dir);
-    say("a fresh mock broker at %s in %.1f s", fx.brokers, (double)(now_us() - t0) / 1e6);
+    if (fx_kafka_fresh(&fx, bench_topics) != 0)
+        die("could not replace the Kafka broker (see %s/stack.out)", fx.state_dir);
+    say("a fresh %s broker at %s in %.1f s", fx.kafka_kind, fx.brokers,
+        (double)(now_us() - t0) / 1e6);
 }
 
 static void run_ceiling(row_t *r)
@@ -795,10 +807,6 @@ static void run_ceiling(row_t *r)
 }
 
 /* ---- runs 2, 3 and the backlog: weft run ---------------------------------- */
-
-static const char *weft_set =
-    "kafka.session.timeout.ms=6000;kafka.heartbeat.interval.ms=500;"
-    "kafka.consumer.fetch.wait.max.ms=" BENCH_FETCH_WAIT_MS ";log.level=info";
 
 /* Every weft run starts from the same state: an empty ledger and a fresh
  * checkpoint. Otherwise a run inherits the rows of the runs before it
@@ -1568,9 +1576,34 @@ static void write_migration(void)
 static int parts_for(long n)
 {
     /* The mock broker keeps at most 5 MiB per partition (older messages
-     * are dropped): ~330 bytes per event on its log, with room to spare. */
+     * are dropped): ~330 bytes per event on its log, with room to spare.
+     * Apache Kafka keeps them all (retention is a week): 4 partitions. */
+    if (!on_mock())
+        return 4;
     long p = (n * 400) / (4l << 20) + 1;
     return p < 4 ? 4 : (int)p;
+}
+
+/* "Apache Kafka 4.1.1 (KRaft, 1 node)" from ops/kafka/pom.xml, or the mock. */
+static void describe_broker(void)
+{
+    if (on_mock()) {
+        snprintf(broker_desc, sizeof(broker_desc),
+                 "weft-kafka-mock (librdkafka's mock cluster, in memory)");
+        return;
+    }
+    char path[700], buf[8192], version[32] = "?";
+    snprintf(path, sizeof(path), "%s/ops/kafka/pom.xml", fx.src_dir);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+    const char *v = strstr(buf, "<kafka.version>");
+    if (v)
+        sscanf(v + strlen("<kafka.version>"), "%31[^<]", version);
+    snprintf(broker_desc, sizeof(broker_desc), "Apache Kafka %s (KRaft, %d node%s)", version,
+             fx.kafka_nodes, fx.kafka_nodes == 1 ? "" : "s");
 }
 
 static void usage(FILE *f)
@@ -1595,6 +1628,8 @@ static void usage(FILE *f)
             "(e.g. --set kafka.producer.linger.ms=5 to see what batching results buys).\n"
             "--perf DIR: record the dispatcher with `perf record -g` during weft-so,\n"
             "weft-exec, weft-js and latency-half into DIR/RUN.perf.data.\n"
+            "Broker: Apache Kafka (ops/stack's default); WEFT_KAFKA=mock measures\n"
+            "weft-kafka-mock instead. The table says which one it measured.\n"
             "Needs WEFT_BIN_DIR, WEFT_FUNCTIONS_DIR and WEFT_SOURCE_DIR (ops/bench sets them).\n");
 }
 
@@ -1609,6 +1644,7 @@ static row_t *ceiling_for(const row_t *r)
 static void print_table(void)
 {
     row_t *fork_r = row_find("fork-exec");
+    printf("\nbroker: %s\n", broker_desc);
     printf("\n%-13s %10s %9s %8s %8s %9s %9s %8s %8s %8s %8s %6s  %s\n", "run", "events/s",
            "vs ceil", "vs fork", "events", "seconds", "cpu/ev", "pg/ev", "p50", "p99", "p99.9",
            "busy", "RSS");
@@ -1679,7 +1715,8 @@ static void json_num(const char *k, double v, int last)
 static void print_json(void)
 {
     row_t *fork_r = row_find("fork-exec");
-    printf("{\"cores\":%d,\"partitions\":%d,\"latency_partitions\":%d,\"pool_size\":%d,",
+    printf("{\"broker\":\"%s\",\"broker_kind\":\"%s\",", broker_desc, fx.kafka_kind);
+    printf("\"cores\":%d,\"partitions\":%d,\"latency_partitions\":%d,\"pool_size\":%d,",
            (int)sysconf(_SC_NPROCESSORS_ONLN), opt.partitions, opt.lat_partitions, opt.pool_size);
     printf("\"pairs\":[");
     for (int i = 0; i < n_pairs && paired(); i++) {
@@ -1789,6 +1826,9 @@ int main(int argc, char **argv)
     snprintf(functions_dir, sizeof(functions_dir), "%s", fd ? fd : "build/functions");
     signal(SIGPIPE, SIG_IGN);
 
+    /* The fixture reads WEFT_KAFKA too; the partition counts depend on it. */
+    const char *kind = getenv("WEFT_KAFKA");
+    snprintf(fx.kafka_kind, sizeof(fx.kafka_kind), "%s", kind && *kind ? kind : "apache");
     /* Partitions enough for the largest preload of the runs asked for. */
     long biggest = 1;
     if (want("ceiling") && opt.n_ceiling > biggest)
@@ -1799,8 +1839,8 @@ int main(int argc, char **argv)
         biggest = opt.n_exec;
     opt.partitions = parts_for(biggest);
     int bl_parts = want("backlog") ? parts_for(opt.n_backlog) : 4;
-    char *topics = mock_topics;
-    snprintf(mock_topics, sizeof(mock_topics),
+    char *topics = bench_topics;
+    snprintf(bench_topics, sizeof(bench_topics),
              "bench.pt.in:%d bench.pt.out:%d bench.so.in:%d bench.so.out:%d bench.ex.in:%d "
              "bench.ex.out:%d bench.lat.in:%d bench.lat.out:%d bench.fork.in:%d "
              "bench.fork.out:%d bench.bl.in:%d bench.bl.out:%d bench.ptl.in:%d "
@@ -1813,6 +1853,14 @@ int main(int argc, char **argv)
         opt.partitions, opt.lat_partitions, bl_parts);
     if (fx_up(&fx, topics) != 0)
         return 1;
+    describe_broker();
+    if (on_mock())
+        fetch_wait_ms = "1";
+    snprintf(weft_set, sizeof(weft_set),
+             "kafka.session.timeout.ms=6000;kafka.heartbeat.interval.ms=500;"
+             "kafka.consumer.fetch.wait.max.ms=%s;log.level=info",
+             fetch_wait_ms);
+    say("broker: %s", broker_desc);
     const char *margs[] = {"migrate", NULL};
     char out[4096];
     if (fx_weft(&fx, out, sizeof(out), margs) != 0)

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -831,6 +832,71 @@ static void test_no_default_at_a_call(void **state)
     }
 }
 
+/* ---- the weft binary -------------------------------------------------------- */
+
+/* Runs "$WEFT_BIN_DIR/weft ARGS" (stderr to stdout) into out; its exit
+ * status. */
+static int run_weft(const char *args, char *out, size_t outlen)
+{
+    const char *bin = getenv("WEFT_BIN_DIR");
+    if (!bin || !*bin)
+        fail_msg("WEFT_BIN_DIR is not set (ctest sets it)");
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s/weft' %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, outlen - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A bad setting stops weft before it connects anywhere: exit 2 and the
+ * key, the value and the range on stderr. */
+static void test_weft_rejects_bad_settings(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    assert_int_equal(run_weft("run --set pg.conninfo=host=/nonexistent "
+                              "--set dispatcher.max_inflight=0",
+                              out, sizeof(out)),
+                     2);
+    assert_non_null(
+        strstr(out, "config key dispatcher.max_inflight: 0 is out of range [1, 10000000]"));
+    assert_int_equal(run_weft("run --set dispatcher.max_inflite=5", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "config key dispatcher.max_inflite: unknown key"));
+    setenv("WEFT_SET", "log.level=loud", 1);
+    assert_int_equal(run_weft("status", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "config key log.level: \"loud\" is not one of"));
+    unsetenv("WEFT_SET");
+}
+
+/* --help-config needs no configuration and prints the table; --markdown
+ * prints what README.md carries. */
+static void test_weft_help_config(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    setenv("WEFT_SET", "no.such.key=1", 1); /* not read: help comes first */
+    assert_int_equal(run_weft("run --help-config", out, sizeof(out)), 0);
+    size_t n;
+    const weft_config_def_t *d = weft_config_defs(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strstr(out, d[i].key))
+            fail_msg("weft run --help-config does not list %s", d[i].key);
+    assert_int_equal(run_weft("run --help-config --markdown", out, sizeof(out)), 0);
+    char *gen = NULL;
+    size_t gen_len = 0;
+    FILE *f = open_memstream(&gen, &gen_len);
+    assert_non_null(f);
+    weft_config_print(f, WEFT_CONFIG_MARKDOWN);
+    assert_int_equal(fclose(f), 0);
+    assert_string_equal(out, gen);
+    free(gen);
+    assert_int_equal(run_weft("run --markdown", out, sizeof(out)), 2);
+    unsetenv("WEFT_SET");
+}
+
 #define CFG_TEST(f) cmocka_unit_test_setup_teardown(f, cfg_setup, cfg_teardown)
 
 int main(void)
@@ -864,6 +930,8 @@ int main(void)
         CFG_TEST(test_table_accessors),
         CFG_TEST(test_readme_matches_table),
         CFG_TEST(test_no_default_at_a_call),
+        CFG_TEST(test_weft_rejects_bad_settings),
+        CFG_TEST(test_weft_help_config),
     };
     return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);
 }

@@ -22,9 +22,6 @@
 #ifndef WEFT_VERSION
 #define WEFT_VERSION "0.0.0"
 #endif
-#ifndef WEFT_MIGRATIONS_DIR
-#define WEFT_MIGRATIONS_DIR "migrations"
-#endif
 
 #ifdef WEFT_JEMALLOC
 /* Read by jemalloc at startup (MALLOC_CONF in the environment still wins).
@@ -60,10 +57,14 @@ static void usage_main(FILE *f)
 static void usage_run(FILE *f)
 {
     fprintf(f, "usage: weft run [--config FILE] [--set KEY=VALUE ...]\n"
+               "       weft run --help-config [--markdown]\n"
                "\n"
                "Runs the dispatcher in the foreground until SIGTERM or SIGINT, then\n"
                "finishes in-flight work (dispatcher.shutdown_timeout_ms), commits and\n"
                "exits 0.\n"
+               "\n"
+               "--help-config prints every configuration key with its type, default,\n"
+               "range and meaning (--markdown: as the README's reference table).\n"
                "\n"
                "examples:\n"
                "  weft run --config /etc/weft/weft.conf\n"
@@ -84,7 +85,7 @@ static void usage_migrate(FILE *f)
             "examples:\n"
             "  weft migrate\n"
             "  weft migrate --dir ./triggers --dry-run\n",
-            WEFT_MIGRATIONS_DIR);
+            weft_config_def_find("migrations.dir")->def);
 }
 
 typedef struct common_opts {
@@ -113,8 +114,12 @@ static weft_config_t *load_config(const common_opts_t *o, const char *component)
             weft_config_destroy(cfg);
             return NULL;
         }
+    /* Unknown keys and bad values stop every command here, before
+     * anything starts. */
+    if (weft_config_validate(cfg, err, sizeof(err)) != 0)
+        goto fail;
     weft_log_level_t lvl = WEFT_LOG_INFO;
-    const char *ls = weft_config_get(cfg, "log.level", "info");
+    const char *ls = weft_config_str(cfg, "log.level");
     if (weft_log_level_parse(ls, &lvl) != 0) {
         snprintf(err, sizeof(err), "log.level: unknown level \"%s\" (debug, info, warn, error)",
                  ls);
@@ -131,10 +136,11 @@ fail:
 static int cmd_run(int argc, char **argv)
 {
     common_opts_t o = {0};
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"set", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    int help_config = 0, markdown = 0;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},         {"help-config", no_argument, NULL, 'H'},
+        {"markdown", no_argument, NULL, 'm'},     {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
         switch (c) {
@@ -148,6 +154,12 @@ static int cmd_run(int argc, char **argv)
         case 'h':
             usage_run(stdout);
             return 0;
+        case 'H':
+            help_config = 1;
+            break;
+        case 'm':
+            markdown = 1;
+            break;
         default:
             usage_run(stderr);
             return 2;
@@ -156,6 +168,14 @@ static int cmd_run(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "weft run: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
+    }
+    if (markdown && !help_config) {
+        fprintf(stderr, "weft run: --markdown goes with --help-config\n");
+        return 2;
+    }
+    if (help_config) {
+        weft_config_print(stdout, markdown ? WEFT_CONFIG_MARKDOWN : WEFT_CONFIG_TEXT);
+        return 0;
     }
     weft_config_t *cfg = load_config(&o, "dispatcher");
     if (!cfg)
@@ -212,7 +232,7 @@ static int cmd_migrate(int argc, char **argv)
     weft_config_t *cfg = load_config(&o, "weft");
     if (!cfg)
         return 2;
-    const char *conninfo = weft_config_get(cfg, "pg.conninfo", NULL);
+    const char *conninfo = weft_config_str(cfg, "pg.conninfo");
     if (!conninfo) {
         fprintf(stderr, "weft migrate: pg.conninfo is not set (config file or WEFT_PG)\n");
         weft_config_destroy(cfg);
@@ -221,7 +241,7 @@ static int cmd_migrate(int argc, char **argv)
     weft_migration_list_t list = {0};
     char err[2048];
     int rc = 0;
-    const char *own = weft_config_get(cfg, "migrations.dir", WEFT_MIGRATIONS_DIR);
+    const char *own = weft_config_str(cfg, "migrations.dir");
     if (weft_migrate_scan_dir(&list, own, err, sizeof(err)) != 0) {
         rc = 2;
         goto out;

@@ -4,6 +4,12 @@
  * integers, and the environment overrides (WEFT_PG, WEFT_KAFKA_BROKERS,
  * WEFT_NATS_URL, WEFT_LOG_LEVEL, WEFT_FUNCTIONS_DIR, WEFT_SET).
  *
+ * The table of settings (config_table.c): defaults inside their ranges,
+ * unique keys, validation of what is set, the table's defaults behind
+ * weft_config_str/_int, the README's reference equal to the generated one,
+ * and no default written at a call in dispatcher/ (its sources are read
+ * from WEFT_SOURCE_DIR).
+ *
  * Config files are written to a private mkdtemp() directory that the group
  * teardown removes. Every test that sets environment variables clears them
  * again (the group setup starts from a clean slate too).
@@ -14,9 +20,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -477,6 +486,417 @@ static void test_env_weft_set_bad_entry(void **state)
     assert_string_equal(err, "WEFT_SET: invalid key \"bad key\"");
 }
 
+/* ---- the table (config_table.c) ------------------------------------------ */
+
+static int is_number(weft_config_type_t t)
+{
+    return t == WEFT_CONFIG_INT || t == WEFT_CONFIG_MS || t == WEFT_CONFIG_BYTES;
+}
+
+static void test_table_keys_unique(void **state)
+{
+    (void)state;
+    size_t n;
+    const weft_config_def_t *d = weft_config_defs(&n);
+    assert_true(n > 10);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(d[i].key);
+        assert_non_null(d[i].help);
+        assert_true(strlen(d[i].help) > 0);
+        assert_null(strchr(d[i].help, '\n'));
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(d[i].key, d[j].key) == 0)
+                fail_msg("key %s is in the table twice", d[i].key);
+        if (d[i].type == WEFT_CONFIG_PREFIX) {
+            assert_int_equal(d[i].key[strlen(d[i].key) - 1], '.');
+            assert_null(d[i].def);
+        } else {
+            assert_ptr_equal(weft_config_def_find(d[i].key), &d[i]);
+        }
+    }
+    assert_null(weft_config_def_find("kafka."));
+    assert_null(weft_config_def_find("no.such.key"));
+}
+
+/* Is value one of the enum's comma-separated values? */
+static int enum_lists(const char *values, const char *value)
+{
+    size_t vl = strlen(value);
+    for (const char *p = values; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, value, vl) == 0 && (p[vl] == ',' || p[vl] == '\0'))
+            return 1;
+    return 0;
+}
+
+static void test_table_defaults_in_range(void **state)
+{
+    (void)state;
+    size_t n;
+    const weft_config_def_t *d = weft_config_defs(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (is_number(d[i].type)) {
+            if (!d[i].def)
+                fail_msg("number %s has no default", d[i].key);
+            char *end;
+            long long v = strtoll(d[i].def, &end, 10);
+            if (*end || v < d[i].min || v > d[i].max || d[i].min > d[i].max)
+                fail_msg("%s: default %s is outside [%lld, %lld]", d[i].key, d[i].def,
+                         (long long)d[i].min, (long long)d[i].max);
+        } else if (d[i].type == WEFT_CONFIG_ENUM) {
+            assert_non_null(d[i].values);
+            if (!d[i].def || !enum_lists(d[i].values, d[i].def))
+                fail_msg("%s: default is not one of %s", d[i].key, d[i].values);
+        }
+    }
+}
+
+/* Every default, set as a value, passes validation; no key set at all
+ * passes too. */
+static void test_table_defaults_validate(void **state)
+{
+    weft_config_t *cfg = *state;
+    char err[256] = "";
+    assert_int_equal(weft_config_validate(cfg, err, sizeof(err)), 0);
+    size_t n;
+    const weft_config_def_t *d = weft_config_defs(&n);
+    for (size_t i = 0; i < n; i++)
+        if (d[i].def)
+            assert_int_equal(weft_config_set(cfg, d[i].key, d[i].def), 0);
+    if (weft_config_validate(cfg, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+}
+
+static void test_table_validate_rejects(void **state)
+{
+    weft_config_t *cfg = *state;
+    static const struct {
+        const char *key, *value, *err;
+    } bad[] = {
+        {"dispatcher.max_inflight", "0",
+         "config key dispatcher.max_inflight: 0 is out of range [1, 10000000]"},
+        {"dispatcher.ledger_connections", "5",
+         "config key dispatcher.ledger_connections: 5 is out of range [1, 4]"},
+        {"nats.fetch_batch", "lots", "config key nats.fetch_batch: \"lots\" is not an integer"},
+        {"dispatcher.shutdown_timeout_ms", "10s",
+         "config key dispatcher.shutdown_timeout_ms: \"10s\" is not an integer"},
+        {"log.level", "loud",
+         "config key log.level: \"loud\" is not one of debug, info, warn, error"},
+        {"dispatcher.max_inflite", "10",
+         "config key dispatcher.max_inflite: unknown key (weft run --help-config lists them)"},
+        {"nats.user", "x", "config key nats.user: unknown key (weft run --help-config lists them)"},
+        {"kafka", "x", "config key kafka: unknown key (weft run --help-config lists them)"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        weft_config_t *c = weft_config_new();
+        char err[256] = "";
+        assert_int_equal(weft_config_set(c, "pg.conninfo", "host=db"), 0);
+        assert_int_equal(weft_config_set(c, bad[i].key, bad[i].value), 0);
+        assert_int_equal(weft_config_validate(c, err, sizeof(err)), -1);
+        assert_string_equal(err, bad[i].err);
+        weft_config_destroy(c);
+    }
+    /* Pass-through keys are the library's to check; log levels ignore case. */
+    char err[256] = "";
+    assert_int_equal(weft_config_set(cfg, "kafka.anything.at.all", "x"), 0);
+    assert_int_equal(weft_config_set(cfg, "kafka.consumer.session.timeout.ms", "6000"), 0);
+    assert_int_equal(weft_config_set(cfg, "log.level", "DEBUG"), 0);
+    assert_int_equal(weft_config_set(cfg, "dispatcher.max_inflight", "10000000"), 0);
+    assert_int_equal(weft_config_set(cfg, "dispatcher.shutdown_timeout_ms", "0"), 0);
+    if (weft_config_validate(cfg, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+}
+
+static void test_table_accessors(void **state)
+{
+    weft_config_t *cfg = *state;
+    char err[256] = "";
+    int64_t v = 0;
+    /* Unset: the table's default. */
+    assert_int_equal(weft_config_int(cfg, "dispatcher.max_inflight", &v, err, sizeof(err)), 0);
+    assert_int_equal(v, strtoll(weft_config_def_find("dispatcher.max_inflight")->def, NULL, 10));
+    assert_string_equal(weft_config_str(cfg, "log.level"), "info");
+    assert_string_equal(weft_config_str(cfg, "kafka.group.id"), "weft");
+    assert_null(weft_config_str(cfg, "pg.conninfo"));
+    /* Set: the value, checked against the table's range. */
+    weft_config_set(cfg, "dispatcher.max_inflight", "7");
+    assert_int_equal(weft_config_int(cfg, "dispatcher.max_inflight", &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 7);
+    weft_config_set(cfg, "nats.fetch_batch", "1025");
+    assert_int_equal(weft_config_int(cfg, "nats.fetch_batch", &v, err, sizeof(err)), -1);
+    assert_string_equal(err, "config key nats.fetch_batch: 1025 is out of range [1, 1024]");
+    weft_config_set(cfg, "kafka.group.id", "g2");
+    assert_string_equal(weft_config_str(cfg, "kafka.group.id"), "g2");
+}
+
+/* Reads a whole file; NULL if it cannot. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *b = malloc(cap);
+    size_t got;
+    while (b && (got = fread(b + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (len + 1 == cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb)
+                free(b);
+            b = nb;
+        }
+    }
+    fclose(f);
+    if (b)
+        b[len] = '\0';
+    return b;
+}
+
+static const char *source_dir(void)
+{
+    const char *src = getenv("WEFT_SOURCE_DIR");
+    return src && *src ? src : ".";
+}
+
+#define README_BEGIN "<!-- Generated by `weft run --help-config --markdown`"
+#define README_END "<!-- End of the generated configuration reference. -->\n"
+
+/* README.md carries `weft run --help-config --markdown` between its
+ * markers, byte for byte: the reference cannot drift from the table. */
+static void test_readme_matches_table(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/README.md", source_dir());
+    char *readme = slurp(path);
+    if (!readme)
+        fail_msg("cannot read %s (WEFT_SOURCE_DIR)", path);
+    char *begin = strstr(readme, README_BEGIN);
+    if (!begin)
+        fail_msg("README.md has no generated configuration reference (%s)", README_BEGIN);
+    char *body = strstr(begin, "-->\n");
+    assert_non_null(body);
+    body += 4;
+    char *end = strstr(body, README_END);
+    if (!end)
+        fail_msg("README.md: the generated reference has no end marker");
+    *end = '\0';
+
+    char *gen = NULL;
+    size_t gen_len = 0;
+    FILE *f = open_memstream(&gen, &gen_len);
+    assert_non_null(f);
+    weft_config_print(f, WEFT_CONFIG_MARKDOWN);
+    assert_int_equal(fclose(f), 0);
+    if (strcmp(body, gen) != 0)
+        fail_msg("README.md's configuration reference differs from the table: run "
+                 "`weft run --help-config --markdown` and put its output between the markers.\n"
+                 "README:\n%s\ngenerated:\n%s",
+                 body, gen);
+    free(gen);
+    free(readme);
+}
+
+/* ---- no default written at a call ---------------------------------------- */
+
+typedef struct scan {
+    int calls;         /* weft_config_str/_int calls seen */
+    char used[64][64]; /* the keys they read */
+    int n_used;
+    int bad;
+} scan_t;
+
+static scan_t scan;
+
+/* The text of the call's argument list starting at open (at '('), up to
+ * its closing ')'. */
+static size_t call_len(const char *open)
+{
+    int depth = 0;
+    for (const char *p = open; *p; p++) {
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+        } else if (*p == '(') {
+            depth++;
+        } else if (*p == ')' && --depth == 0) {
+            return (size_t)(p - open + 1);
+        }
+    }
+    return strlen(open);
+}
+
+static void scan_file(const char *path, const char *name)
+{
+    char *src = slurp(path);
+    if (!src)
+        return;
+    /* The accessors' own files define them. */
+    int own = strcmp(name, "config.c") == 0 || strcmp(name, "config_table.c") == 0 ||
+              strcmp(name, "config.h") == 0;
+    static const char *const accessors[] = {"weft_config_str(", "weft_config_int("};
+    for (size_t a = 0; a < 2 && !own; a++) {
+        for (const char *p = strstr(src, accessors[a]); p; p = strstr(p + 1, accessors[a])) {
+            if (p > src && (p[-1] == '_' || p[-1] == '*'))
+                continue;
+            const char *arg = strchr(p, ',');
+            if (!arg)
+                continue;
+            arg++;
+            while (*arg == ' ' || *arg == '\n')
+                arg++;
+            const char *q = *arg == '"' ? strchr(arg + 1, '"') : NULL;
+            if (!q || q - arg - 1 >= 64) {
+                fprintf(stderr, "%s: %.*s: the key is not a literal\n", path, 60, p);
+                scan.bad++;
+                continue;
+            }
+            char key[64];
+            snprintf(key, sizeof(key), "%.*s", (int)(q - arg - 1), arg + 1);
+            if (!weft_config_def_find(key)) {
+                fprintf(stderr, "%s: reads %s, which is not in config_table.c\n", path, key);
+                scan.bad++;
+            }
+            if (scan.n_used < 64)
+                snprintf(scan.used[scan.n_used++], 64, "%s", key);
+            scan.calls++;
+        }
+    }
+    /* The raw reads: only without a default (pass-through keys). */
+    for (const char *p = strstr(src, "weft_config_get"); p && !own;
+         p = strstr(p + 1, "weft_config_get")) {
+        const char *open = p + strlen("weft_config_get");
+        if (strncmp(open, "_int(", 5) == 0) {
+            fprintf(stderr, "%s: weft_config_get_int with a default of its own\n", path);
+            scan.bad++;
+            continue;
+        }
+        if (*open != '(')
+            continue;
+        size_t len = call_len(open);
+        const char *last = open + len - 1; /* ')' */
+        const char *comma = last;
+        int depth = 0;
+        for (const char *c = last - 1; c > open; c--) {
+            if (*c == ')')
+                depth++;
+            else if (*c == '(')
+                depth--;
+            else if (*c == ',' && depth == 0) {
+                comma = c;
+                break;
+            }
+        }
+        const char *def = comma + 1;
+        while (*def == ' ' || *def == '\n')
+            def++;
+        if (strncmp(def, "NULL)", 5) != 0) {
+            fprintf(stderr, "%s: %.*s: a default written at the call\n", path, (int)len + 15, p);
+            scan.bad++;
+        }
+    }
+    free(src);
+}
+
+static int scan_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    size_t l = strlen(path);
+    if (type == FTW_F && l > 2 &&
+        (strcmp(path + l - 2, ".c") == 0 || strcmp(path + l - 2, ".h") == 0))
+        scan_file(path, path + ftw->base);
+    return 0;
+}
+
+static void test_no_default_at_a_call(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/dispatcher", source_dir());
+    memset(&scan, 0, sizeof(scan));
+    assert_int_equal(nftw(dir, scan_one, 16, FTW_PHYS), 0);
+    assert_true(scan.calls > 10);
+    assert_int_equal(scan.bad, 0);
+    /* and every row of the table is read somewhere */
+    size_t n;
+    const weft_config_def_t *d = weft_config_defs(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (d[i].type == WEFT_CONFIG_PREFIX)
+            continue;
+        int found = 0;
+        for (int j = 0; j < scan.n_used && !found; j++)
+            found = strcmp(scan.used[j], d[i].key) == 0;
+        if (!found)
+            fail_msg("%s is in the table but nothing reads it", d[i].key);
+    }
+}
+
+/* ---- the weft binary -------------------------------------------------------- */
+
+/* Runs "$WEFT_BIN_DIR/weft ARGS" (stderr to stdout) into out; its exit
+ * status. */
+static int run_weft(const char *args, char *out, size_t outlen)
+{
+    const char *bin = getenv("WEFT_BIN_DIR");
+    if (!bin || !*bin)
+        fail_msg("WEFT_BIN_DIR is not set (ctest sets it)");
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s/weft' %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, outlen - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A bad setting stops weft before it connects anywhere: exit 2 and the
+ * key, the value and the range on stderr. */
+static void test_weft_rejects_bad_settings(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    assert_int_equal(run_weft("run --set pg.conninfo=host=/nonexistent "
+                              "--set dispatcher.max_inflight=0",
+                              out, sizeof(out)),
+                     2);
+    assert_non_null(
+        strstr(out, "config key dispatcher.max_inflight: 0 is out of range [1, 10000000]"));
+    assert_int_equal(run_weft("run --set dispatcher.max_inflite=5", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "config key dispatcher.max_inflite: unknown key"));
+    setenv("WEFT_SET", "log.level=loud", 1);
+    assert_int_equal(run_weft("status", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "config key log.level: \"loud\" is not one of"));
+    unsetenv("WEFT_SET");
+}
+
+/* --help-config needs no configuration and prints the table; --markdown
+ * prints what README.md carries. */
+static void test_weft_help_config(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    setenv("WEFT_SET", "no.such.key=1", 1); /* not read: help comes first */
+    assert_int_equal(run_weft("run --help-config", out, sizeof(out)), 0);
+    size_t n;
+    const weft_config_def_t *d = weft_config_defs(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strstr(out, d[i].key))
+            fail_msg("weft run --help-config does not list %s", d[i].key);
+    assert_int_equal(run_weft("run --help-config --markdown", out, sizeof(out)), 0);
+    char *gen = NULL;
+    size_t gen_len = 0;
+    FILE *f = open_memstream(&gen, &gen_len);
+    assert_non_null(f);
+    weft_config_print(f, WEFT_CONFIG_MARKDOWN);
+    assert_int_equal(fclose(f), 0);
+    assert_string_equal(out, gen);
+    free(gen);
+    assert_int_equal(run_weft("run --markdown", out, sizeof(out)), 2);
+    unsetenv("WEFT_SET");
+}
+
 #define CFG_TEST(f) cmocka_unit_test_setup_teardown(f, cfg_setup, cfg_teardown)
 
 int main(void)
@@ -503,6 +923,15 @@ int main(void)
         CFG_TEST(test_env_unset_changes_nothing),
         CFG_TEST(test_env_weft_set),
         CFG_TEST(test_env_weft_set_bad_entry),
+        CFG_TEST(test_table_keys_unique),
+        CFG_TEST(test_table_defaults_in_range),
+        CFG_TEST(test_table_defaults_validate),
+        CFG_TEST(test_table_validate_rejects),
+        CFG_TEST(test_table_accessors),
+        CFG_TEST(test_readme_matches_table),
+        CFG_TEST(test_no_default_at_a_call),
+        CFG_TEST(test_weft_rejects_bad_settings),
+        CFG_TEST(test_weft_help_config),
     };
     return cmocka_run_group_tests_name("config", tests, group_setup, group_teardown);
 }

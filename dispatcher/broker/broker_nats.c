@@ -1284,13 +1284,13 @@ static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus 
 weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapter_cbs_t *cbs,
                                       char *errstr, size_t errlen)
 {
-    const char *url = weft_config_get(cfg, "nats.url", NULL);
+    const char *url = weft_config_str(cfg, "nats.url");
     if (!url) {
         snprintf(errstr, errlen, "nats.url is not set (config file or WEFT_NATS_URL)");
         return NULL;
     }
     int64_t batch;
-    if (weft_config_get_int(cfg, "nats.fetch_batch", 256, 1, 1024, &batch, errstr, errlen))
+    if (weft_config_int(cfg, "nats.fetch_batch", &batch, errstr, errlen))
         return NULL;
     nadapter_t *na = calloc(1, sizeof(*na));
     if (!na) {
@@ -1305,7 +1305,7 @@ weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapt
     na->wake[0] = na->wake[1] = -1;
     pthread_mutex_init(&na->mu, NULL);
     pthread_cond_init(&na->cv, NULL);
-    na->queue_group = strdup(weft_config_get(cfg, "nats.queue_group", "weft"));
+    na->queue_group = strdup(weft_config_str(cfg, "nats.queue_group"));
     if (!na->queue_group || pipe2(na->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(errstr, errlen, "pipe2() failed: %s", strerror(errno));
         goto fail;

@@ -240,8 +240,9 @@ static int make_producer(weft_kafka_t *k, const weft_config_t *cfg, char *errstr
     }
     /* make_conf applied user keys before our default; re-apply linger.ms
      * if the user gave it. */
-    const char *lg = weft_config_get(cfg, "kafka.producer.linger.ms",
-                                     weft_config_get(cfg, "kafka.linger.ms", NULL));
+    const char *lg = weft_config_get(cfg, "kafka.producer.linger.ms", NULL);
+    if (!lg)
+        lg = weft_config_get(cfg, "kafka.linger.ms", NULL);
     if (lg && conf_force(pc, "linger.ms", lg, errstr, errlen)) {
         rd_kafka_conf_destroy(pc);
         return -1;
@@ -277,7 +278,7 @@ static weft_kafka_t *kafka_alloc(const weft_config_t *cfg, const weft_kafka_cbs_
         free(k);
         return NULL;
     }
-    if (!weft_config_get(cfg, "kafka.bootstrap.servers", NULL)) {
+    if (!weft_config_str(cfg, "kafka.bootstrap.servers")) {
         snprintf(errstr, errlen,
                  "kafka.bootstrap.servers is not set (config file or WEFT_KAFKA_BROKERS)");
         weft_kafka_destroy(k, 0);
@@ -332,9 +333,8 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
      * re-emitted for inputs whose offsets the revoked owner could not
      * commit, against 5,863 to 11,124 with librdkafka's eager default
      * (range,roundrobin); no input got a second result id with either. */
-    if (conf_default(cc, "group.id", WEFT_KAFKA_GROUP_DEFAULT, errstr, errlen) ||
-        conf_default(cc, "partition.assignment.strategy", "cooperative-sticky", errstr,
-                     errlen) ||
+    if (conf_default(cc, "group.id", weft_config_str(cfg, "kafka.group.id"), errstr, errlen) ||
+        conf_default(cc, "partition.assignment.strategy", "cooperative-sticky", errstr, errlen) ||
         conf_default(cc, "auto.offset.reset", "earliest", errstr, errlen) ||
         conf_default(cc, "auto.commit.interval.ms", "1000", errstr, errlen) ||
         conf_default(cc, "queued.max.messages.kbytes", "16384", errstr, errlen) ||

@@ -29,10 +29,6 @@ typedef struct weft_kafka_cbs {
     void *opaque;
 } weft_kafka_cbs_t;
 
-/* The consumer group of the dispatcher when kafka.group.id (or
- * kafka.consumer.group.id) is not set; the CLI reads its offsets. */
-#define WEFT_KAFKA_GROUP_DEFAULT "weft"
-
 /* The one place that decides which of weft's kafka.* settings reach a
  * librdkafka client: client is "consumer." or "producer."; a plain
  * kafka.KEY goes to both unless only the other client knows KEY, and

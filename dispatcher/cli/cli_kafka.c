@@ -30,7 +30,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 weft_clik_t *weft_clik_new(const weft_config_t *cfg, const char *group, char *errstr, size_t errlen)
 {
-    if (!weft_config_get(cfg, "kafka.bootstrap.servers", NULL)) {
+    if (!weft_config_str(cfg, "kafka.bootstrap.servers")) {
         snprintf(errstr, errlen,
                  "kafka.bootstrap.servers is not set (config file or WEFT_KAFKA_BROKERS)");
         return NULL;

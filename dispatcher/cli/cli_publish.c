@@ -234,7 +234,7 @@ static int sink_open(sink_t *sk, weft_config_t *cfg, const pub_opts_t *o, pub_st
     sk->timeout_ms = timeout_ms;
     char err[512];
     if (sk->broker != WEFT_BROKER_KAFKA) {
-        const char *url = weft_config_get(cfg, "nats.url", NULL);
+        const char *url = weft_config_str(cfg, "nats.url");
         if (!url) {
             fprintf(stderr, "weft publish: nats.url is not set (config file or WEFT_NATS_URL)\n");
             return -2;

@@ -1354,7 +1354,7 @@ static int run_replay(rp_t *r, const rp_args_t *a)
         return 2;
     }
     if (js) {
-        const char *url = weft_config_get(r->cfg, "nats.url", NULL);
+        const char *url = weft_config_str(r->cfg, "nats.url");
         if (!url) {
             fprintf(stderr, "weft replay: nats.url is not set (config file or WEFT_NATS_URL)\n");
             return 2;

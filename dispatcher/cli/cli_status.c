@@ -122,7 +122,7 @@ static int read_js_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t *
         l->topic = strdup(lag_key(trigs, i, key, sizeof(key)));
         l->lag = -1;
         if (!nc) {
-            const char *url = weft_config_get(cfg, "nats.url", NULL);
+            const char *url = weft_config_str(cfg, "nats.url");
             if (!url) {
                 fprintf(stderr, "weft status: JetStream lag unknown: nats.url is not set (config "
                                 "file or WEFT_NATS_URL)\n");

@@ -711,8 +711,8 @@ char *weft_cli_event_json(const weft_cli_event_t *ev, size_t *len)
 
 const char *weft_cli_group_id(const weft_config_t *cfg)
 {
-    return weft_config_get(cfg, "kafka.consumer.group.id",
-                           weft_config_get(cfg, "kafka.group.id", WEFT_KAFKA_GROUP_DEFAULT));
+    const char *g = weft_config_get(cfg, "kafka.consumer.group.id", NULL);
+    return g ? g : weft_config_str(cfg, "kafka.group.id");
 }
 
 static void progress_draw(weft_cli_progress_t *p, int final)
@@ -810,7 +810,7 @@ int weft_cli_read_file(const char *path, uint8_t **out, size_t *len, char *errst
 
 void *weft_cli_pg_connect(const weft_config_t *cfg, const char *cmd)
 {
-    const char *conninfo = weft_config_get(cfg, "pg.conninfo", NULL);
+    const char *conninfo = weft_config_str(cfg, "pg.conninfo");
     if (!conninfo) {
         fprintf(stderr, "%s: pg.conninfo is not set (config file or WEFT_PG)\n", cmd);
         return NULL;

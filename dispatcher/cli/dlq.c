@@ -51,7 +51,7 @@ static void usage(FILE *f)
 
 static PGconn *connect_pg(const weft_config_t *cfg)
 {
-    const char *conninfo = weft_config_get(cfg, "pg.conninfo", NULL);
+    const char *conninfo = weft_config_str(cfg, "pg.conninfo");
     if (!conninfo) {
         fprintf(stderr, "weft dlq: pg.conninfo is not set (config file or WEFT_PG)\n");
         return NULL;
@@ -464,7 +464,7 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
             k = weft_kafka_producer_new(cfg, &cbs, err, sizeof(err));
             rc = k ? 0 : 1;
         } else if (strcmp(broker, "kafka") != 0 && !nc) {
-            const char *url = weft_config_get(cfg, "nats.url", NULL);
+            const char *url = weft_config_str(cfg, "nats.url");
             if (!url)
                 snprintf(err, sizeof(err), "nats.url is not set (config file or WEFT_NATS_URL)");
             nc = url ? weft_nats_connect(url, 10000, err, sizeof(err)) : NULL;

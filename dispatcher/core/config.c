@@ -189,18 +189,11 @@ int weft_config_load_file(weft_config_t *cfg, const char *path, char *errstr, si
 
 int weft_config_load_env(weft_config_t *cfg, char *errstr, size_t errlen)
 {
-    static const struct {
-        const char *env, *key;
-    } named[] = {
-        {"WEFT_PG", "pg.conninfo"},
-        {"WEFT_KAFKA_BROKERS", "kafka.bootstrap.servers"},
-        {"WEFT_NATS_URL", "nats.url"},
-        {"WEFT_LOG_LEVEL", "log.level"},
-        {"WEFT_FUNCTIONS_DIR", "functions.dir"},
-    };
-    for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
-        const char *v = getenv(named[i].env);
-        if (v && *v && weft_config_set(cfg, named[i].key, v) != 0) {
+    size_t n;
+    const weft_config_def_t *defs = weft_config_defs(&n);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = defs[i].env ? getenv(defs[i].env) : NULL;
+        if (v && *v && weft_config_set(cfg, defs[i].key, v) != 0) {
             snprintf(errstr, errlen, "out of memory");
             return -1;
         }

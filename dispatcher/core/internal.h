@@ -205,7 +205,7 @@ typedef struct outbox {
 typedef enum { LS_CLAIM = 0, LS_RECORD = 1, LS_SAGA = 2 } lstage_t;
 
 #define LEDGER_BATCH 1000
-#define LEDGER_CONNS_MAX 4 /* per stage */
+#define LEDGER_CONNS_MAX WEFT_LEDGER_CONNECTIONS_MAX /* per stage (config.h) */
 #define SAGA_BATCH 500
 
 typedef struct lconn {

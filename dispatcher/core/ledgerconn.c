@@ -81,7 +81,7 @@ static void lc_connect_step(dsp_t *d, lconn_t *lc)
  * with err. */
 int lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
 {
-    lc->pg = PQconnectdb(weft_config_get(d->cfg, "pg.conninfo", ""));
+    lc->pg = PQconnectdb(weft_config_str(d->cfg, "pg.conninfo"));
     if (!lc->pg || PQstatus(lc->pg) != CONNECTION_OK) {
         snprintf(err, errlen, "%s", lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
         return -1;

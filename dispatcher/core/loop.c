@@ -29,23 +29,19 @@ static void exe_dir(char *out, size_t len)
 static int setup(dsp_t *d, char *err, size_t errlen)
 {
     int64_t v;
-    if (weft_config_get_int(d->cfg, "dispatcher.max_inflight", 10000, 1, 10000000, &v, err, errlen))
+    if (weft_config_int(d->cfg, "dispatcher.max_inflight", &v, err, errlen))
         return 2;
     d->max_inflight = v;
-    if (weft_config_get_int(d->cfg, "dispatcher.max_event_bytes", 1048576, 1, 1 << 30, &v, err,
-                            errlen))
+    if (weft_config_int(d->cfg, "dispatcher.max_event_bytes", &v, err, errlen))
         return 2;
     d->max_event_bytes = v;
-    if (weft_config_get_int(d->cfg, "dispatcher.shutdown_timeout_ms", 10000, 0, 3600000, &v, err,
-                            errlen))
+    if (weft_config_int(d->cfg, "dispatcher.shutdown_timeout_ms", &v, err, errlen))
         return 2;
     d->shutdown_ms = v;
-    if (weft_config_get_int(d->cfg, "dispatcher.stats_interval_ms", 10000, 100, 3600000, &v, err,
-                            errlen))
+    if (weft_config_int(d->cfg, "dispatcher.stats_interval_ms", &v, err, errlen))
         return 2;
     d->stats_ms = v;
-    if (weft_config_get_int(d->cfg, "dispatcher.ledger_connections", 2, 1, LEDGER_CONNS_MAX, &v,
-                            err, errlen))
+    if (weft_config_int(d->cfg, "dispatcher.ledger_connections", &v, err, errlen))
         return 2;
     d->n_lc = 2 * (int)v + 1;
     for (int i = 0; i < d->n_lc; i++) {
@@ -56,12 +52,13 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     }
     char dir[PATH_MAX];
     exe_dir(dir, sizeof(dir));
-    snprintf(d->worker_path, sizeof(d->worker_path), "%s",
-             weft_config_get(d->cfg, "workers.path", ""));
+    /* workers.path and functions.dir unset: beside the weft binary. */
+    const char *wpath = weft_config_str(d->cfg, "workers.path");
+    snprintf(d->worker_path, sizeof(d->worker_path), "%s", wpath ? wpath : "");
     if (!d->worker_path[0] && snprintf(d->worker_path, sizeof(d->worker_path), "%s/weft-worker",
                                        dir) >= (int)sizeof(d->worker_path))
         return 2;
-    const char *fdir = weft_config_get(d->cfg, "functions.dir", NULL);
+    const char *fdir = weft_config_str(d->cfg, "functions.dir");
     int fl = fdir ? snprintf(d->functions_dir, sizeof(d->functions_dir), "%s", fdir)
                   : snprintf(d->functions_dir, sizeof(d->functions_dir), "%s/../functions", dir);
     if (fl < 0 || (size_t)fl >= sizeof(d->functions_dir)) {
@@ -83,7 +80,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     snprintf(d->owner, sizeof(d->owner), "%s/%d/%08lx", host, (int)getpid(),
              (unsigned long)(ts.tv_nsec ^ (long)rand()));
 
-    const char *conninfo = weft_config_get(d->cfg, "pg.conninfo", NULL);
+    const char *conninfo = weft_config_str(d->cfg, "pg.conninfo");
     if (!conninfo) {
         snprintf(err, errlen, "pg.conninfo is not set (config file or WEFT_PG)");
         return 2;
@@ -130,8 +127,8 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     /* Kafka when kafka.bootstrap.servers is set, NATS (JetStream and
      * core) when nats.url is; at least one of them. */
     weft_adapter_cbs_t cbs = {on_delivered, d};
-    int want_kafka = weft_config_get(d->cfg, "kafka.bootstrap.servers", NULL) != NULL;
-    int want_nats = weft_config_get(d->cfg, "nats.url", NULL) != NULL;
+    int want_kafka = weft_config_str(d->cfg, "kafka.bootstrap.servers") != NULL;
+    int want_nats = weft_config_str(d->cfg, "nats.url") != NULL;
     if (want_kafka || !want_nats) {
         weft_adapter_t *k = weft_adapter_kafka_new(d->cfg, &cbs, err, errlen);
         if (!k)

@@ -45,7 +45,7 @@ int conn_start(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *de
 {
     io_unwatch(d, io, cur);
     PQfinish(*pg);
-    *pg = PQconnectStart(weft_config_get(d->cfg, "pg.conninfo", ""));
+    *pg = PQconnectStart(weft_config_str(d->cfg, "pg.conninfo"));
     if (!*pg || PQstatus(*pg) == CONNECTION_BAD) {
         snprintf(why, len, "%s", *pg ? PQerrorMessage(*pg) : "out of memory");
         return -1;

@@ -1,7 +1,7 @@
 /*
  * noop_exec.c - noop_exec, the exec-runtime twin of noop.so for the
  * benchmark (ops/bench): a compiled program speaking the exec protocol
- * (README, "The exec protocol") that answers every request with
+ * (workers/proto/EXEC_PROTOCOL.md) that answers every request with
  * {"disposition":"ok"} and no data. It measures what the exec runtime
  * itself costs, without an interpreter's start or JSON parsing.
  */

@@ -59,7 +59,7 @@
  *     an empty FIFO.
  *
  * Workers are started with posix_spawn() of the small weft-worker binary
- * (never a plain fork() of the threaded dispatcher, see README "Processes"),
+ * (never a plain fork() of the threaded dispatcher, see dispatcher/DESIGN.md "Processes and fork safety"),
  * each with one channel: a SOCK_STREAM socketpair whose worker end becomes
  * fd 3 in the worker. Frames are weft.v1.Invoke / weft.v1.Result
  * (schemas/frames.proto), each prefixed by a 4-byte big-endian length.

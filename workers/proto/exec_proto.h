@@ -8,7 +8,7 @@
  *
  * and the payload is one JSON object. Requests carry the CloudEvent in the
  * CloudEvents 1.0 JSON format plus weft's fields; replies carry the
- * disposition and the result. README "The exec protocol" is the reference;
+ * disposition and the result. workers/proto/EXEC_PROTOCOL.md is the reference;
  * this header only states what the C side guarantees:
  *
  *   - a request payload is compact JSON, valid UTF-8, without any raw

@@ -1,8 +1,8 @@
 /*
  * runtime_exec.c - the exec runtime of weft-worker: the function is a
  * long-lived program in any language, started once per worker and spoken to
- * over its stdin/stdout with the exec protocol (exec_proto.h, README "The
- * exec protocol"). One program instance serves many events, one at a time.
+ * over its stdin/stdout with the exec protocol (exec_proto.h,
+ * workers/proto/EXEC_PROTOCOL.md). One program instance serves many events, one at a time.
  *
  * Runs in the weft-worker process only, single-threaded. The worker is a
  * fresh exec image holding no secrets and no threads, so a plain fork()

@@ -90,9 +90,4 @@ static inline void weft_runtime_close(weft_runtime_t *rt)
         rt->ops->close(rt);
 }
 
-/* The worker's log line writer (worker.c): `ts level component[pid] message
- * function=NAME`, one write() per line. */
-void weft_worker_log(const char *component, long pid, weft_log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 #endif

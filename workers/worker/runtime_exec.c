@@ -40,6 +40,7 @@
 #include "channel.h"
 #include "clock.h"
 #include "runtime.h"
+#include "worker_log.h"
 
 #define ERRLINE_MAX 4000
 /* How long a program may take to exit after EOF on its stdin. */

@@ -50,6 +50,7 @@
 #include "frames.pb-c.h"
 #include "log.h"
 #include "runtime.h"
+#include "worker_log.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define WORKER_ASAN 1
@@ -59,39 +60,8 @@
 #endif
 #endif
 
-static const char *g_function = "";
-static int g_quiet; /* --quiet: the worker's own info lines are dropped */
-
-/* The house log line (log.c), ending in function=NAME once the function is
- * known; --quiet drops the worker's own info lines, not the function's. */
-void weft_worker_log(const char *component, long pid, weft_log_level_t level, const char *fmt, ...)
-{
-    if (g_quiet && level == WEFT_LOG_INFO && strcmp(component, "worker") == 0)
-        return;
-    char suffix[64] = "";
-    if (*g_function)
-        snprintf(suffix, sizeof(suffix), " function=%.40s", g_function);
-    va_list ap;
-    va_start(ap, fmt);
-    weft_log_vline(level, component, pid, suffix, fmt, ap);
-    va_end(ap);
-}
-
-static void wlog(weft_log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void wlog(weft_log_level_t level, const char *fmt, ...)
-{
-    if (g_quiet && level == WEFT_LOG_INFO)
-        return;
-    char suffix[64] = "";
-    if (*g_function)
-        snprintf(suffix, sizeof(suffix), " function=%.40s", g_function);
-    va_list ap;
-    va_start(ap, fmt);
-    weft_log_vline(level, "worker", (long)getpid(), suffix, fmt, ap);
-    va_end(ap);
-}
+/* The worker's own lines: `worker[pid] ... function=NAME`. */
+#define wlog(level, ...) weft_worker_log("worker", (long)getpid(), level, __VA_ARGS__)
 
 static void die_nomem(void) __attribute__((noreturn));
 static void die_nomem(void)
@@ -347,7 +317,7 @@ static void parse_args(int argc, char **argv, worker_opts_t *o)
             o->run_as_group = *optarg ? optarg : NULL;
             break;
         case 'q':
-            g_quiet = 1;
+            weft_worker_log_quiet(1);
             break;
         default:
             usage_exit("invalid arguments");
@@ -600,7 +570,7 @@ int main(int argc, char **argv)
 
     parse_args(argc, argv, &o);
     if (o.function)
-        g_function = o.function;
+        weft_worker_log_function(o.function);
     harden(&o);
 
     weft_runtime_t *rt =

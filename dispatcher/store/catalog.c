@@ -15,7 +15,7 @@
 
 #include "hash.h"
 
-int weft_catalog_listen(void *pg, char *errstr, size_t errlen)
+int weft_catalog_listen(weft_pg_conn_t *pg, char *errstr, size_t errlen)
 {
     PGresult *r = PQexec(pg, "LISTEN weft_catalog");
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -414,7 +414,7 @@ static int load_saga_steps(PGconn *pg, weft_catalog_t *cat, char *errstr, size_t
     return 0;
 }
 
-weft_catalog_t *weft_catalog_load(void *pgconn, char *errstr, size_t errlen)
+weft_catalog_t *weft_catalog_load(weft_pg_conn_t *pgconn, char *errstr, size_t errlen)
 {
     PGconn *pg = pgconn;
     weft_catalog_t *cat = weft_catalog_new();

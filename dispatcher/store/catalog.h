@@ -7,6 +7,7 @@
 #ifndef WEFT_CATALOG_H
 #define WEFT_CATALOG_H
 
+#include "pg.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,13 +101,13 @@ typedef struct weft_catalog {
 /* Loads the enabled triggers and the functions they use. pg is a PGconn *.
  * Returns NULL with errstr filled on error. The catalog starts with one
  * reference. */
-weft_catalog_t *weft_catalog_load(void *pg, char *errstr, size_t errlen);
+weft_catalog_t *weft_catalog_load(weft_pg_conn_t *pg, char *errstr, size_t errlen);
 
 /* Listens on pg (a PGconn *) for the notifications that the catalog
  * changed (weft_catalog, sent by the triggers on weft.functions and
  * weft.triggers): reload on each. Blocks for the statement. 0, or -1 with
  * errstr (PostgreSQL's message). */
-int weft_catalog_listen(void *pg, char *errstr, size_t errlen);
+int weft_catalog_listen(weft_pg_conn_t *pg, char *errstr, size_t errlen);
 
 /* An empty catalog, for tests and for building one by hand. */
 weft_catalog_t *weft_catalog_new(void);

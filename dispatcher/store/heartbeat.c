@@ -11,7 +11,7 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 
-int weft_heartbeat_send(void *pg, const char *owner, const char *host, int pid,
+int weft_heartbeat_send(weft_pg_conn_t *pg, const char *owner, const char *host, int pid,
                         const char *status_json, char *errstr, size_t errlen)
 {
     char pids[16];

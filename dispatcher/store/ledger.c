@@ -225,7 +225,7 @@ static char *dup_val(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
-int weft_ledger_claim_send(void *pgconn, const char *owner, weft_claim_mode_t mode,
+int weft_ledger_claim_send(weft_pg_conn_t *pgconn, const char *owner, weft_claim_mode_t mode,
                            const weft_claim_req_t *reqs, size_t n, char *errstr, size_t errlen)
 {
     weft_buf_t a[4] = {{0}};
@@ -308,7 +308,7 @@ static int claim_fresh_result(const PGresult *r, size_t n, weft_claim_res_t *out
     return 0;
 }
 
-int weft_ledger_claim_result(const void *pgresult, weft_claim_mode_t mode,
+int weft_ledger_claim_result(const weft_pg_result_t *pgresult, weft_claim_mode_t mode,
                              const weft_claim_req_t *reqs, size_t n, weft_claim_res_t *out,
                              char *errstr, size_t errlen)
 {
@@ -476,7 +476,7 @@ static const char *rec_status(weft_rec_kind_t k)
     }
 }
 
-int weft_ledger_record_send(void *pgconn, const char *owner, const weft_record_t *recs,
+int weft_ledger_record_send(weft_pg_conn_t *pgconn, const char *owner, const weft_record_t *recs,
                             size_t n, char *errstr, size_t errlen)
 {
     PGconn *pg = pgconn;
@@ -516,7 +516,7 @@ int weft_ledger_record_send(void *pgconn, const char *owner, const weft_record_t
     return send_arrays(pg, ST_RECORD, a, NA, owner, oom, "recording outcomes", errstr, errlen);
 }
 
-int weft_ledger_prepare(void *pgconn, char *errstr, size_t errlen)
+int weft_ledger_prepare(weft_pg_conn_t *pgconn, char *errstr, size_t errlen)
 {
     static const char *const sql[ST_N] = {CLAIM_SQL, CLAIM_FRESH_SQL, RECORD_SQL,
                                           RECORD_DONE_SQL};
@@ -537,7 +537,7 @@ int weft_ledger_prepare(void *pgconn, char *errstr, size_t errlen)
     return 0;
 }
 
-int weft_ledger_record_result(const void *pgresult, size_t n, weft_record_res_t *out,
+int weft_ledger_record_result(const weft_pg_result_t *pgresult, size_t n, weft_record_res_t *out,
                               char *errstr, size_t errlen)
 {
     const PGresult *r = pgresult;

@@ -14,6 +14,7 @@
 #ifndef WEFT_LEDGER_H
 #define WEFT_LEDGER_H
 
+#include "pg.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,7 +24,7 @@
  * primary key at any ledger size, and a cached plan outlives the ledger
  * size it was made for). Again after every (re)connection. 0, or -1 with
  * errstr. */
-int weft_ledger_prepare(void *pg, char *errstr, size_t errlen);
+int weft_ledger_prepare(weft_pg_conn_t *pg, char *errstr, size_t errlen);
 
 typedef struct weft_claim_req {
     const char *trigger;
@@ -65,7 +66,7 @@ typedef enum { WEFT_CLAIM_UPSERT = 0, WEFT_CLAIM_FRESH } weft_claim_mode_t;
 
 /* Sends the claim of n keys for owner on pg (a PGconn *). Returns 0, or
  * -1 with errstr (nothing was sent). */
-int weft_ledger_claim_send(void *pg, const char *owner, weft_claim_mode_t mode,
+int weft_ledger_claim_send(weft_pg_conn_t *pg, const char *owner, weft_claim_mode_t mode,
                            const weft_claim_req_t *reqs, size_t n, char *errstr, size_t errlen);
 /* Reads the claim's result (a PGresult *) of the n keys reqs that were
  * sent with mode (reqs is not read for FRESH, where every key has the
@@ -73,7 +74,7 @@ int weft_ledger_claim_send(void *pg, const char *owner, weft_claim_mode_t mode,
  * claim found a key that already has a row (nothing was claimed: claim
  * the batch again with WEFT_CLAIM_UPSERT); or -1 with errstr (the batch
  * must be claimed again). */
-int weft_ledger_claim_result(const void *res, weft_claim_mode_t mode, const weft_claim_req_t *reqs,
+int weft_ledger_claim_result(const weft_pg_result_t *res, weft_claim_mode_t mode, const weft_claim_req_t *reqs,
                              size_t n, weft_claim_res_t *out, char *errstr, size_t errlen);
 
 typedef enum {
@@ -118,10 +119,10 @@ typedef struct weft_record_res {
 
 /* Sends the recording of n outcomes, like weft_ledger_claim_send. The
  * records' pointers are needed only during the call. */
-int weft_ledger_record_send(void *pg, const char *owner, const weft_record_t *recs, size_t n,
+int weft_ledger_record_send(weft_pg_conn_t *pg, const char *owner, const weft_record_t *recs, size_t n,
                             char *errstr, size_t errlen);
 /* Reads the recording's result: out[i] answers recs[i]. 0 or -1. */
-int weft_ledger_record_result(const void *res, size_t n, weft_record_res_t *out, char *errstr,
+int weft_ledger_record_result(const weft_pg_result_t *res, size_t n, weft_record_res_t *out, char *errstr,
                               size_t errlen);
 
 /* Appends one element to a PostgreSQL array literal under construction

@@ -311,7 +311,7 @@ out:
     return rc;
 }
 
-int weft_migrate_check(void *pgconn, char *errstr, size_t errlen)
+int weft_migrate_check(weft_pg_conn_t *pgconn, char *errstr, size_t errlen)
 {
     const char *params[1] = {WEFT_SCHEMA_LATEST};
     PGresult *r =

@@ -5,6 +5,7 @@
 #ifndef WEFT_MIGRATE_H
 #define WEFT_MIGRATE_H
 
+#include "pg.h"
 #include <stddef.h>
 
 /* The newest of weft's own migrations (migrations/): the schema this
@@ -43,6 +44,6 @@ int weft_migrate_apply(const char *conninfo, const weft_migration_list_t *list, 
 /* 0 when the database on pg (a PGconn) has applied WEFT_SCHEMA_LATEST;
  * -1 with errstr saying what to run when it has not, or why it could not
  * tell. */
-int weft_migrate_check(void *pg, char *errstr, size_t errlen);
+int weft_migrate_check(weft_pg_conn_t *pg, char *errstr, size_t errlen);
 
 #endif

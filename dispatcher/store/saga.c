@@ -112,7 +112,7 @@ static int refused(const char *sqlstate)
 
 /* Runs sql with params (bytea_param: index of one binary bytea parameter,
  * or -1) and collects the events it returns. */
-static int run(void *pgconn, const char *what, const char *sql, int n, const char *const *params,
+static int run(weft_pg_conn_t *pgconn, const char *what, const char *sql, int n, const char *const *params,
                const int *lengths, int bytea_param, weft_saga_events_t *out, char *errstr,
                size_t errlen)
 {
@@ -132,7 +132,7 @@ static int run(void *pgconn, const char *what, const char *sql, int n, const cha
     return rc;
 }
 
-int weft_saga_start(void *pg, const char *instance, const char *saga, const char *trigger,
+int weft_saga_start(weft_pg_conn_t *pg, const char *instance, const char *saga, const char *trigger,
                     const char *key, const void *data, size_t len, const char *content_type,
                     weft_saga_events_t *out, char *errstr, size_t errlen)
 {
@@ -143,7 +143,7 @@ int weft_saga_start(void *pg, const char *instance, const char *saga, const char
                params, lengths, 4, out, errstr, errlen);
 }
 
-int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
+int weft_saga_step_done(weft_pg_conn_t *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
                         char *errstr, size_t errlen)
 {
     char step[16], attempts[16];
@@ -188,7 +188,7 @@ enum {
     B_N
 };
 
-int weft_saga_batch_send(void *pg, const weft_saga_req_t *reqs, size_t n, char *errstr,
+int weft_saga_batch_send(weft_pg_conn_t *pg, const weft_saga_req_t *reqs, size_t n, char *errstr,
                          size_t errlen)
 {
     weft_buf_t a[B_N] = {0};
@@ -240,7 +240,7 @@ int weft_saga_batch_send(void *pg, const weft_saga_req_t *reqs, size_t n, char *
 
 /* Columns of weft.saga_transitions: ord, err_state, err_message, then
  * EVENT_COLUMNS. */
-int weft_saga_batch_answer(const void *res, weft_saga_res_t *out, size_t n, char *errstr,
+int weft_saga_batch_answer(const weft_pg_result_t *res, weft_saga_res_t *out, size_t n, char *errstr,
                            size_t errlen)
 {
     const PGresult *r = res;
@@ -281,7 +281,7 @@ fail:
     return -1;
 }
 
-int weft_saga_expire(void *pg, int max, weft_saga_events_t *out, char *errstr, size_t errlen)
+int weft_saga_expire(weft_pg_conn_t *pg, int max, weft_saga_events_t *out, char *errstr, size_t errlen)
 {
     char m[16];
     snprintf(m, sizeof(m), "%d", max);
@@ -290,7 +290,7 @@ int weft_saga_expire(void *pg, int max, weft_saga_events_t *out, char *errstr, s
                params, NULL, -1, out, errstr, errlen);
 }
 
-int weft_saga_published(void *pgconn, const weft_saga_events_t *e, char *errstr, size_t errlen)
+int weft_saga_published(weft_pg_conn_t *pgconn, const weft_saga_events_t *e, char *errstr, size_t errlen)
 {
     if (!e || e->n == 0)
         return 0;
@@ -332,7 +332,7 @@ int weft_saga_published(void *pgconn, const weft_saga_events_t *e, char *errstr,
     return rc;
 }
 
-int weft_saga_unpublished(void *pg, int age_ms, int max, weft_saga_events_t *out, char *errstr,
+int weft_saga_unpublished(weft_pg_conn_t *pg, int age_ms, int max, weft_saga_events_t *out, char *errstr,
                           size_t errlen)
 {
     char age[16], m[16];

@@ -20,6 +20,7 @@
 #ifndef WEFT_SAGA_H
 #define WEFT_SAGA_H
 
+#include "pg.h"
 #include <stddef.h>
 
 #include "envelope.h"
@@ -56,7 +57,7 @@ void weft_saga_instance_id(char out[37], const char *trigger, int generation, co
  * PostgreSQL failed (try again); -2 when the state machine refused (an
  * unknown saga or instance: trying again cannot help). The same for the
  * calls below. */
-int weft_saga_start(void *pg, const char *instance, const char *saga, const char *trigger,
+int weft_saga_start(weft_pg_conn_t *pg, const char *instance, const char *saga, const char *trigger,
                     const char *key, const void *data, size_t len, const char *content_type,
                     weft_saga_events_t *out, char *errstr, size_t errlen);
 
@@ -76,7 +77,7 @@ typedef struct weft_saga_outcome {
 
 /* Moves the saga one transition; out gets its events (none for a result
  * the saga no longer waits for). */
-int weft_saga_step_done(void *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
+int weft_saga_step_done(weft_pg_conn_t *pg, const weft_saga_outcome_t *o, weft_saga_events_t *out,
                         char *errstr, size_t errlen);
 
 /* One transition of a batch: a start (saga set: instance .. content_type,
@@ -105,25 +106,25 @@ void weft_saga_res_clear(weft_saga_res_t *r);
  * it suits a non-blocking connection. Each transition runs in a
  * subtransaction of its own, so one that fails leaves the others
  * applied. 0; -1 with errstr. */
-int weft_saga_batch_send(void *pg, const weft_saga_req_t *reqs, size_t n, char *errstr,
+int weft_saga_batch_send(weft_pg_conn_t *pg, const weft_saga_req_t *reqs, size_t n, char *errstr,
                          size_t errlen);
 
 /* Reads the batch's answer (its PGresult): out[i] answers reqs[i]. 0; -1
  * with errstr when the statement failed as a whole (nothing of it was
  * applied: send it again). */
-int weft_saga_batch_answer(const void *res, weft_saga_res_t *out, size_t n, char *errstr,
+int weft_saga_batch_answer(const weft_pg_result_t *res, weft_saga_res_t *out, size_t n, char *errstr,
                            size_t errlen);
 
 /* Fails and compensates up to max running instances past their deadline;
  * out gets the events of all of them, grouped by instance. */
-int weft_saga_expire(void *pg, int max, weft_saga_events_t *out, char *errstr, size_t errlen);
+int weft_saga_expire(weft_pg_conn_t *pg, int max, weft_saga_events_t *out, char *errstr, size_t errlen);
 
 /* Records that these events were acknowledged by their broker. */
-int weft_saga_published(void *pg, const weft_saga_events_t *e, char *errstr, size_t errlen);
+int weft_saga_published(weft_pg_conn_t *pg, const weft_saga_events_t *e, char *errstr, size_t errlen);
 
 /* Events never acknowledged, older than age_ms (a dispatcher died between
  * a deadline transition and its publication): publish them again. */
-int weft_saga_unpublished(void *pg, int age_ms, int max, weft_saga_events_t *out, char *errstr,
+int weft_saga_unpublished(weft_pg_conn_t *pg, int age_ms, int max, weft_saga_events_t *out, char *errstr,
                           size_t errlen);
 
 /* Storage for the formatted header values of one event. */

@@ -4,6 +4,12 @@
  */
 #include "checker.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,7 +161,7 @@ static long sql_long(const fx_t *fx, const char *what, const char *table, const 
 {
     char sql[512];
     snprintf(sql, sizeof(sql), "SELECT %s FROM weft.%s WHERE trigger = '%s'%s%s", what, table,
-             trigger, and ? " AND " : "", and ? and : "");
+             trigger, and? " AND " : "", and? and : "");
     return fx_sql_long(fx, sql);
 }
 
@@ -198,8 +204,7 @@ int fx_check_run(const fx_t *fx, const fx_check_spec_t *spec, fx_check_t *res)
 
     res->dead_rows = sql_long(fx, "count(*)", "dead_letters", spec->trigger, NULL);
     res->ledger_rows = sql_long(fx, "count(*)", "ledger", spec->trigger, NULL);
-    res->not_completed =
-        sql_long(fx, "count(*)", "ledger", spec->trigger, "status <> 'completed'");
+    res->not_completed = sql_long(fx, "count(*)", "ledger", spec->trigger, "status <> 'completed'");
     res->max_attempts = sql_long(fx, "coalesce(max(attempts), 0)", "ledger", spec->trigger, NULL);
 
     /* Lag drains: the dispatchers commit what they finished, within the
@@ -223,4 +228,48 @@ void fx_check_print(const char *title, const fx_check_t *r)
             title, r->inputs, r->with_result, r->conflicts, r->result_msgs, r->stray,
             r->bad_content, r->dead_letters, r->dead_rows, r->ledger_rows, r->not_completed,
             r->max_attempts, r->lag, r->first_missing);
+}
+
+int fx_check_setup(fx_t *fx, const char *topics, int kafka_nodes, const char *migrations)
+{
+    if (fx_up_cluster(fx, topics, kafka_nodes) != 0)
+        return -1;
+    char out[4096], dir[700];
+    snprintf(dir, sizeof(dir), "%s/tests/migrations/%s", fx->src_dir, migrations);
+    const char *args[] = {"migrate", "--dir", dir, NULL};
+    int rc = fx_weft(fx, out, sizeof(out), args);
+    if (rc != 0) {
+        fprintf(stderr, "weft migrate failed (%d): %s\n", rc, out);
+        return -1;
+    }
+    return 0;
+}
+
+void fx_check_need_apache(const fx_t *fx)
+{
+    if (strcmp(fx->kafka_kind, "apache") != 0) {
+        print_message("skipped: needs Apache Kafka (WEFT_KAFKA=%s)\n", fx->kafka_kind);
+        skip();
+    }
+}
+
+void fx_check_publish_all(fx_producer_t *p, const char *topic, const char *pfx, int from, int to)
+{
+    assert_int_equal(fx_check_publish(p, topic, pfx, "sleep-1", from, to), 0);
+    assert_int_equal(fx_producer_flush(p), 0);
+}
+
+void fx_check_assert(const fx_check_t *r, int n, long max_attempts)
+{
+    assert_int_equal(r->with_result, n);
+    assert_int_equal(r->first_missing, -1);
+    assert_int_equal(r->conflicts, 0);
+    assert_int_equal(r->stray, 0);
+    assert_int_equal(r->bad_content, 0);
+    assert_int_equal(r->dead_letters, 0);
+    assert_int_equal(r->dead_rows, 0);
+    assert_int_equal(r->ledger_rows, n);
+    assert_int_equal(r->not_completed, 0);
+    assert_true(r->max_attempts >= 1 && r->max_attempts <= max_attempts);
+    assert_int_equal(r->lag, 0);
 }

@@ -20,19 +20,19 @@
 #include "fixture.h"
 
 typedef struct fx_check {
-    int inputs;           /* n */
-    int with_result;      /* inputs with at least one result */
-    int conflicts;        /* inputs with two or more distinct result ids */
-    long result_msgs;     /* result messages of our inputs (copies included) */
-    long stray;           /* result messages of no input of ours */
-    int bad_content;      /* results whose body is not their input's */
-    long dead_letters;    /* messages on the dead-letter topic */
-    long dead_rows;       /* weft.dead_letters rows of the trigger */
-    long ledger_rows;     /* weft.ledger rows of the trigger */
-    long not_completed;   /* ledger rows of the trigger not 'completed' */
-    long max_attempts;    /* the highest attempt count in the ledger */
-    long lag;             /* input high watermarks minus the group's commits */
-    int first_missing;    /* an input without a result, or -1 */
+    int inputs;         /* n */
+    int with_result;    /* inputs with at least one result */
+    int conflicts;      /* inputs with two or more distinct result ids */
+    long result_msgs;   /* result messages of our inputs (copies included) */
+    long stray;         /* result messages of no input of ours */
+    int bad_content;    /* results whose body is not their input's */
+    long dead_letters;  /* messages on the dead-letter topic */
+    long dead_rows;     /* weft.dead_letters rows of the trigger */
+    long ledger_rows;   /* weft.ledger rows of the trigger */
+    long not_completed; /* ledger rows of the trigger not 'completed' */
+    long max_attempts;  /* the highest attempt count in the ledger */
+    long lag;           /* input high watermarks minus the group's commits */
+    int first_missing;  /* an input without a result, or -1 */
 } fx_check_t;
 
 typedef struct fx_check_spec {
@@ -42,9 +42,9 @@ typedef struct fx_check_spec {
     const char *out_topic;
     const char *dlq_topic;
     const char *trigger;
-    const char *group;  /* the dispatchers' consumer group */
-    int timeout_ms;     /* for every input to have a result, and lag to drain */
-    int settle_ms;      /* further reading for late copies */
+    const char *group; /* the dispatchers' consumer group */
+    int timeout_ms;    /* for every input to have a result, and lag to drain */
+    int settle_ms;     /* further reading for late copies */
 } fx_check_spec_t;
 
 /* Publishes inputs [from, to) of pfx to topic (keys "k<i % 97>"), data
@@ -55,6 +55,25 @@ int fx_check_publish(fx_producer_t *p, const char *topic, const char *pfx, const
 /* Reads the outcome of spec's run into res. 0, or -1 when something could
  * not be read at all (a broker or database error: see stderr). */
 int fx_check_run(const fx_t *fx, const fx_check_spec_t *spec, fx_check_t *res);
+
+/* A failure test's group setup: a stack with kafka_nodes Kafka nodes and
+ * the topics, then `weft migrate --dir tests/migrations/<migrations>`.
+ * 0 or -1 (with the reason on stderr). */
+int fx_check_setup(fx_t *fx, const char *topics, int kafka_nodes, const char *migrations);
+
+/* Skips the running cmocka test unless the stack runs Apache Kafka: the
+ * mock cannot restart or lose a node. */
+void fx_check_need_apache(const fx_t *fx);
+
+/* fx_check_publish, then waits until the broker has every event (cmocka
+ * assertions). */
+void fx_check_publish_all(fx_producer_t *p, const char *topic, const char *pfx, int from, int to);
+
+/* cmocka assertions of the whole contract for a run of n good inputs:
+ * each has exactly one distinct result id and its own body, nothing
+ * stray, nothing dead-lettered, every ledger row completed within
+ * max_attempts, lag zero. */
+void fx_check_assert(const fx_check_t *res, int n, long max_attempts);
 
 /* Prints res on stderr under a title. */
 void fx_check_print(const char *title, const fx_check_t *res);

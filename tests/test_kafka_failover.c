@@ -32,17 +32,7 @@ static fx_t fx;
 static int group_setup(void **state)
 {
     (void)state;
-    if (fx_up_cluster(&fx, TOPICS, 3) != 0)
-        return -1;
-    char out[4096], dir[700];
-    snprintf(dir, sizeof(dir), "%s/tests/migrations/failover", fx.src_dir);
-    const char *args[] = {"migrate", "--dir", dir, NULL};
-    int rc = fx_weft(&fx, out, sizeof(out), args);
-    if (rc != 0) {
-        fprintf(stderr, "weft migrate failed (%d): %s\n", rc, out);
-        return -1;
-    }
-    return 0;
+    return fx_check_setup(&fx, TOPICS, 3, "failover");
 }
 
 static int group_teardown(void **state)
@@ -50,36 +40,6 @@ static int group_teardown(void **state)
     (void)state;
     fx_down(&fx);
     return 0;
-}
-
-/* These faults need Apache Kafka: the mock cannot restart or lose a node. */
-static void need_apache(void)
-{
-    if (strcmp(fx.kafka_kind, "apache") != 0) {
-        print_message("skipped: needs Apache Kafka (WEFT_KAFKA=%s)\n", fx.kafka_kind);
-        skip();
-    }
-}
-
-static void assert_contract(const fx_check_t *r, int n, long max_attempts)
-{
-    assert_int_equal(r->with_result, n);
-    assert_int_equal(r->first_missing, -1);
-    assert_int_equal(r->conflicts, 0);
-    assert_int_equal(r->stray, 0);
-    assert_int_equal(r->bad_content, 0);
-    assert_int_equal(r->dead_letters, 0);
-    assert_int_equal(r->dead_rows, 0);
-    assert_int_equal(r->ledger_rows, n);
-    assert_int_equal(r->not_completed, 0);
-    assert_true(r->max_attempts >= 1 && r->max_attempts <= max_attempts);
-    assert_int_equal(r->lag, 0);
-}
-
-static void publish(fx_producer_t *p, const char *topic, const char *pfx, int from, int to)
-{
-    assert_int_equal(fx_check_publish(p, topic, pfx, "sleep-1", from, to), 0);
-    assert_int_equal(fx_producer_flush(p), 0);
 }
 
 /* Kills the leader of partition 0 of `victim_topic` while the trigger of
@@ -96,12 +56,12 @@ static void failover(const char *pfx, const char *in, const char *out, const cha
     char pat[128];
     snprintf(pat, sizeof(pat), "partition assigned topic=%s", in);
     assert_true(fx_log_wait(&fx, log, pat, 60000));
-    publish(p, in, pfx, 0, N / 2);
+    fx_check_publish_all(p, in, pfx, 0, N / 2);
     int leader = fx_partition_leader(&fx, victim_topic, 0);
     print_message("killing node %d, the leader of %s [0]\n", leader, victim_topic);
     assert_true(leader >= 1 && leader <= 3);
     assert_int_equal(fx_kafka_node_kill(&fx, leader), 0);
-    publish(p, in, pfx, N / 2, N);
+    fx_check_publish_all(p, in, pfx, N / 2, N);
     /* A new leader was elected among the two in-sync replicas left. */
     int now = fx_partition_leader(&fx, victim_topic, 0);
     print_message("new leader of %s [0]: %d\n", victim_topic, now);
@@ -111,7 +71,7 @@ static void failover(const char *pfx, const char *in, const char *out, const cha
     fx_check_t r;
     assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
     fx_check_print(pfx, &r);
-    assert_contract(&r, N, 3);
+    fx_check_assert(&r, N, 3);
     assert_int_equal(fx_run_stop(d, 30000), 0);
     assert_int_equal(fx_kafka_node_start(&fx, leader), 0);
     fx_producer_destroy(p);
@@ -120,14 +80,14 @@ static void failover(const char *pfx, const char *in, const char *out, const cha
 static void test_input_leader_killed_under_load(void **state)
 {
     (void)state;
-    need_apache();
+    fx_check_need_apache(&fx);
     failover("fo1", "fo1.in", "fo1.out", "fo1.dlq", "fo-in", "fo1.in", "fo1.log");
 }
 
 static void test_result_leader_killed_under_load(void **state)
 {
     (void)state;
-    need_apache();
+    fx_check_need_apache(&fx);
     failover("fo2", "fo2.in", "fo2.out", "fo2.dlq", "fo-out", "fo2.out", "fo2.log");
 }
 

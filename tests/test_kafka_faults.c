@@ -36,17 +36,7 @@ static fx_t fx;
 static int group_setup(void **state)
 {
     (void)state;
-    if (fx_up(&fx, TOPICS) != 0)
-        return -1;
-    char out[4096], dir[700];
-    snprintf(dir, sizeof(dir), "%s/tests/migrations/faults", fx.src_dir);
-    const char *args[] = {"migrate", "--dir", dir, NULL};
-    int rc = fx_weft(&fx, out, sizeof(out), args);
-    if (rc != 0) {
-        fprintf(stderr, "weft migrate failed (%d): %s\n", rc, out);
-        return -1;
-    }
-    return 0;
+    return fx_check_setup(&fx, TOPICS, 1, "faults");
 }
 
 static int group_teardown(void **state)
@@ -57,36 +47,6 @@ static int group_teardown(void **state)
 }
 
 /* The contract, for a run in which no input was poison. */
-/* These faults need Apache Kafka: the mock cannot restart or lose a node. */
-static void need_apache(void)
-{
-    if (strcmp(fx.kafka_kind, "apache") != 0) {
-        print_message("skipped: needs Apache Kafka (WEFT_KAFKA=%s)\n", fx.kafka_kind);
-        skip();
-    }
-}
-
-static void assert_contract(const fx_check_t *r, int n, long max_attempts)
-{
-    assert_int_equal(r->with_result, n);
-    assert_int_equal(r->first_missing, -1);
-    assert_int_equal(r->conflicts, 0);
-    assert_int_equal(r->stray, 0);
-    assert_int_equal(r->bad_content, 0);
-    assert_int_equal(r->dead_letters, 0);
-    assert_int_equal(r->dead_rows, 0);
-    assert_int_equal(r->ledger_rows, n);
-    assert_int_equal(r->not_completed, 0);
-    assert_true(r->max_attempts >= 1 && r->max_attempts <= max_attempts);
-    assert_int_equal(r->lag, 0);
-}
-
-static void publish(fx_producer_t *p, const char *topic, const char *pfx, int from, int to)
-{
-    assert_int_equal(fx_check_publish(p, topic, pfx, "sleep-1", from, to), 0);
-    assert_int_equal(fx_producer_flush(p), 0);
-}
-
 /* Two dispatchers share the group; while 20,000 events flow a third joins,
  * one leaves with SIGTERM and one is killed with SIGKILL. The revoked
  * partitions' work in flight must not give any input a second result id,
@@ -95,7 +55,7 @@ static void publish(fx_producer_t *p, const char *topic, const char *pfx, int fr
 static void test_rebalance_under_load(void **state)
 {
     (void)state;
-    need_apache();
+    fx_check_need_apache(&fx);
     const int N = 20000, CHUNK = N / 4;
     fx_producer_t *p = fx_producer_new(&fx);
     assert_non_null(p);
@@ -105,10 +65,10 @@ static void test_rebalance_under_load(void **state)
     assert_true(fx_log_wait(&fx, "rb-a.log", "partition assigned", 60000));
     assert_true(fx_log_wait(&fx, "rb-b.log", "partition assigned", 60000));
 
-    publish(p, "rb.in", "rb", 0, CHUNK);
+    fx_check_publish_all(p, "rb.in", "rb", 0, CHUNK);
     pid_t c = fx_run_start(&fx, "rb-c.log", RUN_SET);
     assert_true(c > 0);
-    publish(p, "rb.in", "rb", CHUNK, 2 * CHUNK);
+    fx_check_publish_all(p, "rb.in", "rb", CHUNK, 2 * CHUNK);
     assert_true(fx_log_wait(&fx, "rb-c.log", "partition assigned", 60000));
     /* The work is still flowing when the members change. */
     long done = fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'rb' "
@@ -117,10 +77,10 @@ static void test_rebalance_under_load(void **state)
     assert_true(done < 2 * CHUNK);
 
     assert_int_equal(fx_run_stop(a, 30000), 0);
-    publish(p, "rb.in", "rb", 2 * CHUNK, 3 * CHUNK);
+    fx_check_publish_all(p, "rb.in", "rb", 2 * CHUNK, 3 * CHUNK);
     usleep(500000);
     fx_run_kill9(b);
-    publish(p, "rb.in", "rb", 3 * CHUNK, N);
+    fx_check_publish_all(p, "rb.in", "rb", 3 * CHUNK, N);
 
     fx_check_spec_t spec = {"rb", N, "rb.in", "rb.out", "rb.dlq", "rb", GROUP, 180000, 3000};
     fx_check_t r;
@@ -128,7 +88,7 @@ static void test_rebalance_under_load(void **state)
     fx_check_print("rebalance", &r);
     print_message("result copies beyond one per input (same id, re-emitted): %ld\n",
                   r.result_msgs - r.with_result);
-    assert_contract(&r, N, 3);
+    fx_check_assert(&r, N, 3);
     assert_int_equal(fx_run_stop(c, 30000), 0);
     fx_producer_destroy(p);
 }
@@ -139,14 +99,14 @@ static void test_rebalance_under_load(void **state)
 static void test_broker_restart_under_load(void **state)
 {
     (void)state;
-    need_apache();
+    fx_check_need_apache(&fx);
     const int N = 6000;
     fx_producer_t *p = fx_producer_new(&fx);
     assert_non_null(p);
     pid_t d = fx_run_start(&fx, "br.log", RUN_SET);
     assert_true(d > 0);
     assert_true(fx_log_wait(&fx, "br.log", "partition assigned topic=br.in", 60000));
-    publish(p, "br.in", "br", 0, N / 2);
+    fx_check_publish_all(p, "br.in", "br", 0, N / 2);
     usleep(500000);
     long done = fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'br' "
                                  "AND status = 'completed'");
@@ -155,13 +115,13 @@ static void test_broker_restart_under_load(void **state)
     assert_int_equal(fx_kafka_node_stop(&fx, 1), 0);
     sleep(3);
     assert_int_equal(fx_kafka_node_start(&fx, 1), 0);
-    publish(p, "br.in", "br", N / 2, N);
+    fx_check_publish_all(p, "br.in", "br", N / 2, N);
 
     fx_check_spec_t spec = {"br", N, "br.in", "br.out", "br.dlq", "br", GROUP, 180000, 3000};
     fx_check_t r;
     assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
     fx_check_print("broker restart", &r);
-    assert_contract(&r, N, 3);
+    fx_check_assert(&r, N, 3);
     assert_int_equal(fx_run_stop(d, 30000), 0);
     fx_producer_destroy(p);
 }
@@ -173,14 +133,14 @@ static void test_broker_restart_under_load(void **state)
 static void test_missing_result_topic_holds_its_partition(void **state)
 {
     (void)state;
-    need_apache();
+    fx_check_need_apache(&fx);
     const int N = 20;
     fx_producer_t *p = fx_producer_new(&fx);
     assert_non_null(p);
     pid_t d = fx_run_start(&fx, "mt.log", RUN_SET);
     assert_true(d > 0);
     assert_true(fx_log_wait(&fx, "mt.log", "partition assigned topic=mt.in", 60000));
-    publish(p, "mt.in", "mt", 0, N);
+    fx_check_publish_all(p, "mt.in", "mt", 0, N);
     assert_true(fx_log_wait(&fx, "mt.log", "topic=mt.out.*does not exist", 60000));
     /* Held: a few seconds later still nothing committed, nothing dead. */
     sleep(3);
@@ -208,7 +168,7 @@ static void test_missing_result_topic_holds_its_partition(void **state)
     fx_check_t r;
     assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
     fx_check_print("missing result topic", &r);
-    assert_contract(&r, N, 3);
+    fx_check_assert(&r, N, 3);
     assert_int_equal(fx_run_stop(d, 30000), 0);
     fx_producer_destroy(p);
 }

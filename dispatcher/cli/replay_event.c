@@ -128,20 +128,6 @@ static int is_weft_header(const char *name)
     return 0;
 }
 
-static int parse_gen(const void *v, size_t len)
-{
-    const char *s = v;
-    long long g = 0;
-    if (!v || len == 0 || len > 10)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        g = g * 10 + (s[i] - '0');
-    }
-    return g <= INT32_MAX ? (int)g : 0;
-}
-
 /* One event of the range: which triggers take it, and (unless a dry run)
  * its copy. Returns 0, or -1 when it cannot be queued. */
 int replay_event(rp_t *r, weft_kmsg_t *km)
@@ -175,7 +161,7 @@ int replay_event(rp_t *r, weft_kmsg_t *km)
             memcpy(orig_only, h->value, h->len);
             orig_only[h->len] = '\0';
         } else if (strcmp(h->name, "weft-generation") == 0) {
-            orig_gen = parse_gen(h->value, h->len);
+            orig_gen = weft_event_generation(h->value, h->len);
         }
     }
     int gen = r->reexecute ? r->generation : orig_gen;

@@ -9,22 +9,9 @@
  */
 #include "internal.h"
 
-/* ---- setup and the loop ------------------------------------------------ */
+#include "exe.h"
 
-static void exe_dir(char *out, size_t len)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0) {
-        snprintf(out, len, ".");
-        return;
-    }
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    snprintf(out, len, "%s", self);
-}
+/* ---- setup and the loop ------------------------------------------------ */
 
 static int setup(dsp_t *d, char *err, size_t errlen)
 {
@@ -55,7 +42,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
         d->lc[i].io.handle = lc_on_io;
     }
     char dir[PATH_MAX];
-    exe_dir(dir, sizeof(dir));
+    weft_exe_dir(dir, sizeof(dir));
     snprintf(d->worker_path, sizeof(d->worker_path), "%s",
              weft_config_get(d->cfg, "workers.path", ""));
     if (!d->worker_path[0] && snprintf(d->worker_path, sizeof(d->worker_path), "%s/weft-worker",

@@ -30,7 +30,6 @@
 #include "catalog.h"
 #include "log.h"
 #include "nats.h"
-#include "nats_msg.h"
 #include "broker_nats_internal.h"
 
 /* ---- records ------------------------------------------------------------ */

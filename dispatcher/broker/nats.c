@@ -6,7 +6,7 @@
  * Runs in CLI processes (publish) and, for the message builder, on the
  * dispatcher's loop thread. The NATS client library starts its own threads when
  * connected, so a process that holds a weft_nats_t starts children only
- * with posix_spawn (DESIGN.md, fork safety), as workers/pool.c does.
+ * with posix_spawn (DESIGN.md, fork safety), as workers/pool/pool_process.c does.
  *
  * Invariant: nothing with CR, LF or NUL in a header name or value is
  * handed to nats.c; CloudEvents attribute values are percent-encoded, so

@@ -1,7 +1,8 @@
 /*
  * nats_msg.h - a nats.c message from weft's headers, for nats.c (the CLI
- * client) and broker_nats.c (the dispatcher's adapter) only: the one place
- * headers are mapped to NATS (weft_nats_header_encode) on the way out.
+ * client) and broker_nats_publish.c (the dispatcher's adapter) only: the
+ * one place headers are mapped to NATS (weft_nats_header_encode) on the
+ * way out.
  */
 #ifndef WEFT_NATS_MSG_H
 #define WEFT_NATS_MSG_H

@@ -3,6 +3,7 @@
  */
 #include "eventkey.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,4 +75,18 @@ char *weft_event_key(const weft_bmsg_t *m, const char *ce_source, const char *ce
     }
     const char *p[] = {plain_src, "/", plain_id};
     return weft_fmt_join(p, 3);
+}
+
+int weft_event_generation(const void *v, size_t len)
+{
+    const char *s = v;
+    long long g = 0;
+    if (!v || len == 0 || len > 10)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        g = g * 10 + (s[i] - '0');
+    }
+    return g <= INT32_MAX ? (int)g : 0;
 }

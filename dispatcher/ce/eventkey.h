@@ -27,4 +27,10 @@ void weft_plain_coords(const weft_bmsg_t *m, const char *owner, char *id, size_t
 char *weft_event_key(const weft_bmsg_t *m, const char *ce_source, const char *ce_id,
                      const char *plain_src, const char *plain_id);
 
+/* The weft-generation header's value (set by `weft replay --reexecute`
+ * and re-drives): decimal 0..INT32_MAX; anything else, or no value, is 0
+ * (the live generation), so a bad header can never skip the ledger. The
+ * dispatcher and `weft replay` read it with this one rule. */
+int weft_event_generation(const void *v, size_t len);
+
 #endif

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exe.h"
 #include "exec_proto.h"
 #include "pool.h"
 #include "weft_io.h"
@@ -201,21 +202,6 @@ static uint8_t *load_data(const char *arg, size_t *len, char *errstr, size_t err
     return p;
 }
 
-static void exe_dir(char *out, size_t len)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0) {
-        snprintf(out, len, ".");
-        return;
-    }
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    snprintf(out, len, "%s", self[0] ? self : "/");
-}
-
 static int is_file(const char *p)
 {
     struct stat st;
@@ -240,7 +226,7 @@ static int resolve_function(const invoke_opts_t *o, char *entry, size_t len)
         char dir[PATH_MAX + 32], exe[PATH_MAX];
         const char *d = o->functions_dir ? o->functions_dir : getenv("WEFT_FUNCTIONS_DIR");
         if (!d || !*d) {
-            exe_dir(exe, sizeof(exe));
+            weft_exe_dir(exe, sizeof(exe));
             snprintf(dir, sizeof(dir), "%s/../functions", exe);
             d = dir;
         }
@@ -447,7 +433,7 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
     if (o->worker) {
         snprintf(worker, sizeof(worker), "%s", o->worker);
     } else {
-        exe_dir(dir, sizeof(dir));
+        weft_exe_dir(dir, sizeof(dir));
         snprintf(worker, sizeof(worker), "%s/weft-worker", dir);
     }
     const char *name = strrchr(o->function, '/') ? strrchr(o->function, '/') + 1 : o->function;

@@ -11,22 +11,6 @@
 
 /* ---- consuming --------------------------------------------------------- */
 
-/* The weft-generation header: decimal 0..INT32_MAX; anything else is 0
- * (the live generation), so a bad header can never skip the ledger. */
-static int parse_generation(const void *v, size_t len)
-{
-    const char *s = v;
-    long long g = 0;
-    if (len == 0 || len > 10)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        g = g * 10 + (s[i] - '0');
-    }
-    return g <= INT32_MAX ? (int)g : 0;
-}
-
 static const char *env_attr(void *ev, const char *name)
 {
     return weft_envelope_attr(ev, name);
@@ -125,7 +109,7 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
             memcpy(only, h->value, h->len);
             only[h->len] = '\0';
         } else if (strcmp(h->name, "weft-generation") == 0 && h->value) {
-            m->generation = parse_generation(h->value, h->len);
+            m->generation = weft_event_generation(h->value, h->len);
         }
     }
     for (size_t i = 0; i < n; i++) {

@@ -9,22 +9,9 @@
  */
 #include "internal.h"
 
-/* ---- setup and the loop ------------------------------------------------ */
+#include "exe.h"
 
-static void exe_dir(char *out, size_t len)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0) {
-        snprintf(out, len, ".");
-        return;
-    }
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    snprintf(out, len, "%s", self);
-}
+/* ---- setup and the loop ------------------------------------------------ */
 
 static int setup(dsp_t *d, char *err, size_t errlen)
 {
@@ -51,7 +38,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
         d->lc[i].io.handle = lc_on_io;
     }
     char dir[PATH_MAX];
-    exe_dir(dir, sizeof(dir));
+    weft_exe_dir(dir, sizeof(dir));
     /* workers.path and functions.dir unset: beside the weft binary. */
     const char *wpath = weft_config_str(d->cfg, "workers.path");
     snprintf(d->worker_path, sizeof(d->worker_path), "%s", wpath ? wpath : "");

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "exe.h"
 #include "loop.h"
 #include "pool.h"
 
@@ -274,17 +275,6 @@ static double fork_exec(int n, int parallel)
     return n / ((double)(now_us() - t0) / 1e6);
 }
 
-static void exe_dir(char *out, size_t len)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[n > 0 ? n : 0] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    snprintf(out, len, "%s", self);
-}
-
 int main(int argc, char **argv)
 {
     int quick = 0, tp_only = 0, depths[16], n_depths = 0;
@@ -329,7 +319,7 @@ int main(int argc, char **argv)
         }
     }
     char dir[PATH_MAX];
-    exe_dir(dir, sizeof(dir));
+    weft_exe_dir(dir, sizeof(dir));
     snprintf(g.worker, sizeof(g.worker), "%.4000s/weft-worker", dir);
     snprintf(g.noop_process, sizeof(g.noop_process), "%.4000s/weft-bench-noop", dir);
     if (fdir)

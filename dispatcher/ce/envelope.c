@@ -17,6 +17,7 @@
 #include "ce_attr.h"
 #include "json.h"
 #include "nats_headers.h"
+#include "wire.h"
 
 typedef Io__Cloudevents__V1__CloudEvent ce_t;
 typedef Io__Cloudevents__V1__CloudEvent__AttributesEntry ce_entry_t;
@@ -188,13 +189,13 @@ static weft_env_status_t decode_binary(weft_envelope_t *env, weft_binding_t bind
                                        size_t len, char *errstr, size_t errlen)
 {
     env->mode = WEFT_ENV_BINARY;
-    const char *prefix = binding == WEFT_BINDING_NATS ? "ce-" : "ce_";
+    const char *prefix = binding == WEFT_BINDING_NATS ? WEFT_CE_NATS_PREFIX : WEFT_CE_KAFKA_PREFIX;
     for (size_t i = 0; i < n_hdrs; i++) {
         const weft_header_t *h = &hdrs[i];
         const char *attr = NULL;
-        if (strncasecmp(h->name, prefix, 3) == 0)
-            attr = h->name + 3;
-        else if (header_is(h, "content-type"))
+        if (strncasecmp(h->name, prefix, WEFT_CE_PREFIX_LEN) == 0)
+            attr = h->name + WEFT_CE_PREFIX_LEN;
+        else if (header_is(h, WEFT_CE_CONTENT_TYPE))
             attr = "datacontenttype";
         else
             continue;
@@ -208,7 +209,7 @@ static weft_env_status_t decode_binary(weft_envelope_t *env, weft_binding_t bind
         }
         char *v;
         /* ce- values are percent-encoded on NATS; Content-Type is not. */
-        if (binding == WEFT_BINDING_NATS && !header_is(h, "content-type")) {
+        if (binding == WEFT_BINDING_NATS && !header_is(h, WEFT_CE_CONTENT_TYPE)) {
             size_t dl;
             char *dec = weft_nats_pct_decode(h->value, h->len, &dl);
             if (!dec) {
@@ -404,7 +405,7 @@ weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_bindin
     if (!value)
         len = 0;
 
-    const weft_header_t *ct = find_header(hdrs, n_hdrs, "content-type");
+    const weft_header_t *ct = find_header(hdrs, n_hdrs, WEFT_CE_CONTENT_TYPE);
     char ctbuf[128] = "";
     if (ct && ct->value) {
         size_t n = ct->len < sizeof(ctbuf) - 1 ? ct->len : sizeof(ctbuf) - 1;
@@ -423,9 +424,9 @@ weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_bindin
         snprintf(errstr, errlen, "unsupported CloudEvents format %s", ctbuf);
         return WEFT_ENV_UNSUPPORTED;
     }
-    const char *prefix = binding == WEFT_BINDING_NATS ? "ce-" : "ce_";
+    const char *prefix = binding == WEFT_BINDING_NATS ? WEFT_CE_NATS_PREFIX : WEFT_CE_KAFKA_PREFIX;
     for (size_t i = 0; i < n_hdrs; i++)
-        if (strncasecmp(hdrs[i].name, prefix, 3) == 0)
+        if (strncasecmp(hdrs[i].name, prefix, WEFT_CE_PREFIX_LEN) == 0)
             return decode_binary(env, binding, hdrs, n_hdrs, value, len, errstr, errlen);
 
     /* Plain message: identity is its broker coordinates. */

@@ -28,6 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "catalog.h"
+#include "envelope.h"
+#include "exec_proto.h"
 #include "pool.h"
 #include "weft_io.h"
 
@@ -193,6 +196,11 @@ static void start_pool(const char *fn, int size, uint32_t timeout_ms, uint32_t m
     assert_non_null(g.pool);
 }
 
+static const char *env_attr(void *ev, const char *name)
+{
+    return weft_envelope_attr(ev, name);
+}
+
 typedef struct attr_spec {
     const char *name;
     Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue val;
@@ -202,12 +210,12 @@ static void submit_full(const void *data, size_t len, rec_t *r, uint32_t attempt
                         const attr_spec_t *attrs, size_t n_attrs, const char *trigger)
 {
     Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry entries[8];
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry *ptrs[8];
-    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue vals[8];
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry entries[12];
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry *ptrs[12];
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue vals[12];
     char err[256] = "";
 
-    assert_true(n_attrs <= 8);
+    assert_true(n_attrs <= 12);
     ce.id = "ev-1";
     ce.source = "/tests/pool";
     ce.spec_version = "1.0";
@@ -541,6 +549,170 @@ static void test_event_mapping(void **state)
                     "attr.raw=aGkhPw==\n"
                     "trigger=orders-to-mail\nattempt=3\ndata_len=5\n");
     rec_clear(&r, 1);
+}
+
+/* A trigger filter, the exec protocol and the C ABI must see the same
+ * text for an attribute, or a filter passes an event whose function sees
+ * something else. One event with every attribute type goes three ways:
+ * decoded as the dispatcher decodes it and matched by exact filters (one
+ * trigger per attribute), written as an exec request, and handed to a
+ * real worker running describe.so. */
+static void test_filter_and_function_see_same_text(void **state)
+{
+    (void)state;
+    typedef Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue val_t;
+    enum { N = 9 };
+    static const struct {
+        const char *name, *text;
+        int literal; /* a JSON literal in the exec request, not a string */
+    } want[N] = {
+        {"subject", "orders/42", 0},
+        {"tenant", "acme", 0},
+        {"count", "-7", 1},
+        {"flag", "true", 1},
+        {"link", "https://example.org/o?id=42", 0},
+        {"ref", "../orders/42#x", 0},
+        {"raw", "aGkhPw==", 0},
+        {"time", "2026-11-21T18:00:00.120Z", 0},
+        {"at", "2026-11-21T18:00:00.123456789Z", 0},
+    };
+    Google__Protobuf__Timestamp ts_ms = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    ts_ms.seconds = 1795284000;
+    ts_ms.nanos = 120000000;
+    Google__Protobuf__Timestamp ts_ns = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    ts_ns.seconds = 1795284000;
+    ts_ns.nanos = 123456789;
+    attr_spec_t a[N];
+    a[0] = str_attr("subject", "orders/42");
+    a[1] = str_attr("tenant", "acme");
+    for (size_t i = 2; i < N; i++)
+        a[i] = (attr_spec_t){want[i].name,
+                             IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT};
+    a[2].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
+    a[2].val.ce_integer = -7;
+    a[3].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN;
+    a[3].val.ce_boolean = 1;
+    a[4].val.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI;
+    a[4].val.ce_uri = "https://example.org/o?id=42";
+    a[5].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF;
+    a[5].val.ce_uri_ref = "../orders/42#x";
+    a[6].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES;
+    a[6].val.ce_bytes.data = (uint8_t *)"hi!?";
+    a[6].val.ce_bytes.len = 4;
+    a[7].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP;
+    a[7].val.ce_timestamp = &ts_ms;
+    a[8].val.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP;
+    a[8].val.ce_timestamp = &ts_ns;
+
+    /* The event, as a producer sends it in protobuf structured mode. */
+    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry entries[N], *ptrs[N];
+    val_t vals[N];
+    ce.id = "ev-1";
+    ce.source = "/tests/pool";
+    ce.spec_version = "1.0";
+    ce.type = "org.weft.test";
+    for (size_t i = 0; i < N; i++) {
+        io__cloudevents__v1__cloud_event__attributes_entry__init(&entries[i]);
+        vals[i] = a[i].val;
+        entries[i].key = (char *)a[i].name;
+        entries[i].value = &vals[i];
+        ptrs[i] = &entries[i];
+    }
+    ce.n_attributes = N;
+    ce.attributes = ptrs;
+    size_t plen = io__cloudevents__v1__cloud_event__get_packed_size(&ce);
+    uint8_t *packed = malloc(plen);
+    assert_non_null(packed);
+    io__cloudevents__v1__cloud_event__pack(&ce, packed);
+
+    /* 1. What a filter matches: the dispatcher's decoding, and an exact
+     * filter per attribute on the text the function should see. */
+    static const char ct[] = "application/cloudevents+protobuf";
+    weft_header_t hdr = {"content-type", ct, sizeof(ct) - 1};
+    weft_envelope_t env;
+    char err[256] = "";
+    assert_int_equal(weft_envelope_decode(&env, &hdr, 1, packed, plen, "p", "s", err, sizeof(err)),
+                     WEFT_ENV_OK);
+    weft_catalog_t *cat = weft_catalog_new();
+    assert_non_null(cat);
+    weft_function_t fn = {.name = "describe", .entry = "describe.so", .timeout_ms = 1000};
+    assert_int_equal(weft_catalog_add_function(cat, &fn), 0);
+    for (size_t i = 0; i < N; i++) {
+        weft_trigger_t t = {.name = (char *)want[i].name,
+                            .broker = WEFT_BROKER_KAFKA,
+                            .topic = "t",
+                            .function = "describe",
+                            .max_attempts = 1};
+        assert_int_equal(weft_catalog_add_trigger(cat, &t), 0);
+        assert_int_equal(weft_catalog_add_filter(cat, want[i].name, want[i].name, WEFT_FILTER_EXACT,
+                                                 want[i].text),
+                         0);
+    }
+    assert_int_equal(weft_catalog_link(cat, err, sizeof(err)), 0);
+    int differ = 0; /* every difference is reported before the test fails */
+    for (size_t i = 0; i < N; i++) {
+        const weft_trigger_t *t = NULL;
+        for (size_t k = 0; k < cat->n_trigs; k++)
+            if (strcmp(cat->trigs[k].name, want[i].name) == 0)
+                t = &cat->trigs[k];
+        assert_non_null(t);
+        if (!weft_trigger_matches(t, WEFT_BROKER_KAFKA, "t", "org.weft.test", env_attr, &env)) {
+            const char *seen = weft_envelope_attr(&env, want[i].name);
+            print_error("filter sees %s=%s, want %s\n", want[i].name, seen ? seen : "(absent)",
+                        want[i].text);
+            differ++;
+        }
+    }
+
+    /* 2. What the exec protocol carries. */
+    Weft__V1__Invoke inv = WEFT__V1__INVOKE__INIT;
+    inv.event = &ce;
+    inv.trigger = "t";
+    weft_buf_t req = {0};
+    assert_int_equal(weft_exec_request(&inv, &req), 0);
+    assert_int_equal(weft_buf_append(&req, "", 1), 0);
+    for (size_t i = 0; i < N; i++) {
+        char member[160];
+        snprintf(member, sizeof(member), want[i].literal ? "\"%s\":%s" : "\"%s\":\"%s\"",
+                 want[i].name, want[i].text);
+        if (!strstr((const char *)req.p, member)) {
+            print_error("exec request lacks %s: %s\n", member, (const char *)req.p);
+            differ++;
+        }
+    }
+
+    /* 3. What the C ABI hands the function (describe.so prints it). */
+    rec_t r = {0};
+    start_pool("describe", 1, 5000, 0);
+    submit_full("x", 1, &r, 1, a, N, "t");
+    assert_int_equal(wait_recs(&r, 1, WAIT_MS), 0);
+    assert_int_equal(r.kind, WEFT_OUTCOME_OK);
+    char *seen = strndup((const char *)r.data, r.len);
+    assert_non_null(seen);
+    for (size_t i = 0; i < N; i++) {
+        int ctx_attr = strcmp(want[i].name, "subject") == 0 || strcmp(want[i].name, "time") == 0;
+        char line[160];
+        snprintf(line, sizeof(line), "\n%s%s=%s\n", ctx_attr ? "" : "attr.", want[i].name,
+                 want[i].text);
+        if (!strstr(seen, line)) {
+            print_error("function lacks %s in:\n%s\n", line + 1, seen);
+            differ++;
+        }
+    }
+    free(seen);
+    assert_int_equal(differ, 0);
+    rec_clear(&r, 1);
+    weft_buf_free(&req);
+    weft_catalog_unref(cat);
+    weft_envelope_free(&env);
+    free(packed);
 }
 
 static void test_crash_is_reported_and_worker_replaced(void **state)
@@ -1890,6 +2062,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_on_two_workers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispositions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_and_function_see_same_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_is_reported_and_worker_replaced, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_timeout_while_other_worker_serves, setup, teardown),

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "nats.h"
 #include "nats_msg.h"
+#include "wire.h"
 
 #include <nats/nats.h>
 #include <pthread.h>
@@ -67,7 +68,7 @@ int weft_nats_msg_build(natsMsg **out, const char *subject, const weft_header_t 
         }
     }
     if (dropped[0])
-        natsMsgHeader_Add(msg, "weft-dropped-headers", dropped);
+        natsMsgHeader_Add(msg, WEFT_HDR_DROPPED, dropped);
     *out = msg;
     return 0;
 }

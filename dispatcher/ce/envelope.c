@@ -13,10 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "ce_attr.h"
 #include "json.h"
 #include "nats_headers.h"
+#include "wire.h"
 
 typedef Io__Cloudevents__V1__CloudEvent ce_t;
 typedef Io__Cloudevents__V1__CloudEvent__AttributesEntry ce_entry_t;
@@ -184,18 +185,17 @@ static int has_nul(const void *p, size_t n)
 }
 
 static weft_env_status_t decode_binary(weft_envelope_t *env, weft_binding_t binding,
-                                       const weft_header_t *hdrs, size_t n_hdrs,
-                                       const void *value, size_t len, char *errstr,
-                                       size_t errlen)
+                                       const weft_header_t *hdrs, size_t n_hdrs, const void *value,
+                                       size_t len, char *errstr, size_t errlen)
 {
     env->mode = WEFT_ENV_BINARY;
-    const char *prefix = binding == WEFT_BINDING_NATS ? "ce-" : "ce_";
+    const char *prefix = binding == WEFT_BINDING_NATS ? WEFT_CE_NATS_PREFIX : WEFT_CE_KAFKA_PREFIX;
     for (size_t i = 0; i < n_hdrs; i++) {
         const weft_header_t *h = &hdrs[i];
         const char *attr = NULL;
-        if (strncasecmp(h->name, prefix, 3) == 0)
-            attr = h->name + 3;
-        else if (header_is(h, "content-type"))
+        if (strncasecmp(h->name, prefix, WEFT_CE_PREFIX_LEN) == 0)
+            attr = h->name + WEFT_CE_PREFIX_LEN;
+        else if (header_is(h, WEFT_CE_CONTENT_TYPE))
             attr = "datacontenttype";
         else
             continue;
@@ -209,12 +209,11 @@ static weft_env_status_t decode_binary(weft_envelope_t *env, weft_binding_t bind
         }
         char *v;
         /* ce- values are percent-encoded on NATS; Content-Type is not. */
-        if (binding == WEFT_BINDING_NATS && !header_is(h, "content-type")) {
+        if (binding == WEFT_BINDING_NATS && !header_is(h, WEFT_CE_CONTENT_TYPE)) {
             size_t dl;
             char *dec = weft_nats_pct_decode(h->value, h->len, &dl);
             if (!dec) {
-                snprintf(errstr, errlen, "header \"%s\" is not validly percent-encoded",
-                         h->name);
+                snprintf(errstr, errlen, "header \"%s\" is not validly percent-encoded", h->name);
                 return WEFT_ENV_MALFORMED;
             }
             v = arena_strndup(&env->arena, dec, dl);
@@ -387,18 +386,18 @@ static weft_env_status_t decode_protobuf(weft_envelope_t *env, const void *value
 
 weft_env_status_t weft_envelope_decode(weft_envelope_t *env, const weft_header_t *hdrs,
                                        size_t n_hdrs, const void *value, size_t len,
-                                       const char *plain_id, const char *plain_source,
-                                       char *errstr, size_t errlen)
+                                       const char *plain_id, const char *plain_source, char *errstr,
+                                       size_t errlen)
 {
-    return weft_envelope_decode_binding(env, WEFT_BINDING_KAFKA, hdrs, n_hdrs, value, len,
-                                        plain_id, plain_source, errstr, errlen);
+    return weft_envelope_decode_binding(env, WEFT_BINDING_KAFKA, hdrs, n_hdrs, value, len, plain_id,
+                                        plain_source, errstr, errlen);
 }
 
 weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_binding_t binding,
                                                const weft_header_t *hdrs, size_t n_hdrs,
-                                               const void *value, size_t len,
-                                               const char *plain_id, const char *plain_source,
-                                               char *errstr, size_t errlen)
+                                               const void *value, size_t len, const char *plain_id,
+                                               const char *plain_source, char *errstr,
+                                               size_t errlen)
 {
     memset(env, 0, sizeof(*env));
     io__cloudevents__v1__cloud_event__init(&env->own);
@@ -406,7 +405,7 @@ weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_bindin
     if (!value)
         len = 0;
 
-    const weft_header_t *ct = find_header(hdrs, n_hdrs, "content-type");
+    const weft_header_t *ct = find_header(hdrs, n_hdrs, WEFT_CE_CONTENT_TYPE);
     char ctbuf[128] = "";
     if (ct && ct->value) {
         size_t n = ct->len < sizeof(ctbuf) - 1 ? ct->len : sizeof(ctbuf) - 1;
@@ -425,9 +424,9 @@ weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_bindin
         snprintf(errstr, errlen, "unsupported CloudEvents format %s", ctbuf);
         return WEFT_ENV_UNSUPPORTED;
     }
-    const char *prefix = binding == WEFT_BINDING_NATS ? "ce-" : "ce_";
+    const char *prefix = binding == WEFT_BINDING_NATS ? WEFT_CE_NATS_PREFIX : WEFT_CE_KAFKA_PREFIX;
     for (size_t i = 0; i < n_hdrs; i++)
-        if (strncasecmp(hdrs[i].name, prefix, 3) == 0)
+        if (strncasecmp(hdrs[i].name, prefix, WEFT_CE_PREFIX_LEN) == 0)
             return decode_binary(env, binding, hdrs, n_hdrs, value, len, errstr, errlen);
 
     /* Plain message: identity is its broker coordinates. */
@@ -467,33 +466,17 @@ const char *weft_envelope_attr(weft_envelope_t *env, const char *name)
     for (size_t i = 0; i < ce->n_attributes; i++) {
         if (strcmp(ce->attributes[i]->key, name) != 0)
             continue;
-        ce_value_t *v = ce->attributes[i]->value;
-        char tmp[64];
-        switch (v->attr_case) {
-        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING:
-            return v->ce_string;
-        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI:
-            return v->ce_uri;
-        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
-            return v->ce_uri_ref;
-        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN:
-            return v->ce_boolean ? "true" : "false";
-        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER:
-            snprintf(tmp, sizeof(tmp), "%d", (int)v->ce_integer);
-            return arena_strndup(&env->arena, tmp, strlen(tmp));
-        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP:
-            if (v->ce_timestamp) {
-                time_t t = (time_t)v->ce_timestamp->seconds;
-                struct tm tm;
-                if (!gmtime_r(&t, &tm) ||
-                    strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-                    return NULL;
-                return arena_strndup(&env->arena, tmp, strlen(tmp));
-            }
+        /* The text weft_ce_attr_text gives the exec protocol and the C ABI
+         * too; formatted values are kept in the arena. */
+        const char *text;
+        char *owned;
+        if (weft_ce_attr_text(ce->attributes[i]->value, &text, &owned) <= 0)
             return NULL;
-        default:
-            return NULL;
-        }
+        if (!owned)
+            return text;
+        char *kept = arena_strndup(&env->arena, owned, strlen(owned));
+        free(owned);
+        return kept;
     }
     return NULL;
 }

@@ -66,7 +66,9 @@ weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_bindin
                                                char *errstr, size_t errlen);
 
 /* An attribute as a string ("id", "source", "type", "specversion",
- * "subject", "time", "datacontenttype", or an extension); NULL if absent. */
+ * "subject", "time", "datacontenttype", or an extension); NULL if absent
+ * or without text. The text is weft_ce_attr_text's (ce_attr.h), the one
+ * the exec protocol carries and the C ABI hands the function. */
 const char *weft_envelope_attr(weft_envelope_t *env, const char *name);
 
 /* Data bytes (binary or text). */

@@ -11,6 +11,7 @@
 #include "fmt.h"
 #include "json.h"
 #include "nats.h"
+#include "wire.h"
 
 void weft_plain_coords(const weft_bmsg_t *m, const char *owner, char *id, size_t idlen,
                        char *src, size_t srclen)
@@ -47,7 +48,7 @@ char *weft_event_key(const weft_bmsg_t *m, const char *ce_source, const char *ce
     char *k = NULL;
     for (size_t i = 0; i < m->n_hdrs; i++) {
         const weft_header_t *h = &m->hdrs[i];
-        if (strcmp(h->name, "weft-key") != 0 || !h->value || h->len == 0 || h->len > 1024 ||
+        if (strcmp(h->name, WEFT_HDR_KEY) != 0 || !h->value || h->len == 0 || h->len > 1024 ||
             memchr(h->value, '\0', h->len))
             continue;
         size_t len = h->len;

@@ -17,6 +17,7 @@
 
 #include "envelope.h"
 #include "json.h"
+#include "wire.h"
 
 static int pct_keep(unsigned char c)
 {
@@ -101,13 +102,15 @@ int weft_nats_header_encode(const char *name, const void *value, size_t len, cha
      * attribute itself and gets encoded. "ce-x" is already NATS's wire
      * form (a header of a message that came from NATS, kept in its dead
      * letter): copied like any other header, never encoded twice. */
-    if (strncasecmp(name, "ce_", 3) == 0 && name[3]) {
-        if (!weft_ce_attr_name_valid(name + 3, strlen(name + 3))) {
+    if (strncasecmp(name, WEFT_CE_KAFKA_PREFIX, WEFT_CE_PREFIX_LEN) == 0 &&
+        name[WEFT_CE_PREFIX_LEN]) {
+        const char *attr = name + WEFT_CE_PREFIX_LEN;
+        if (!weft_ce_attr_name_valid(attr, strlen(attr))) {
             snprintf(errstr, errlen, "invalid CloudEvents attribute name in header \"%.100s\"",
                      name);
             return -1;
         }
-        if (asprintf(name_out, "ce-%s", name + 3) < 0) {
+        if (asprintf(name_out, WEFT_CE_NATS_PREFIX "%s", attr) < 0) {
             *name_out = NULL;
             snprintf(errstr, errlen, "out of memory");
             return -1;
@@ -122,7 +125,8 @@ int weft_nats_header_encode(const char *name, const void *value, size_t len, cha
             snprintf(errstr, errlen, "header %.100s holds CR, LF or NUL", name);
             return -1;
         }
-        *name_out = strdup(strcasecmp(name, "content-type") == 0 ? "Content-Type" : name);
+        *name_out =
+            strdup(strcasecmp(name, WEFT_CE_CONTENT_TYPE) == 0 ? WEFT_CE_NATS_CONTENT_TYPE : name);
         *value_out = malloc(len + 1);
         if (*value_out) {
             memcpy(*value_out, value ? value : "", len);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "encode.h"
 #include "json.h"
 
 /* ---- broker URLs ---------------------------------------------------------- */
@@ -637,39 +638,25 @@ oom:
 
 size_t weft_cli_event_headers(const weft_cli_event_t *ev, weft_header_t *hdrs)
 {
-    /* The names ("ce_" + attribute) live in this table: hdrs is valid
-     * until the next call, long enough for a produce, which copies. */
-    static __thread char names[WEFT_CLI_MAX_ATTRS][72];
-    size_t n = 0;
+    /* The header names live in this table: hdrs is valid until the next
+     * call, long enough for a produce, which copies. */
+    static __thread weft_ce_hname_t names[WEFT_CLI_MAX_ATTRS];
+    weft_ce_pair_t pairs[WEFT_CLI_MAX_ATTRS];
+    size_t np = 0, n = 0;
     static const char *const order[] = {"specversion", "id", "source", "type"};
     /* Required attributes first, as producers conventionally write them. */
-    for (size_t o = 0; o < 4; o++) {
-        for (size_t i = 0; i < ev->n_attrs; i++) {
-            if (strcmp(ev->attrs[i].name, order[o]) != 0)
-                continue;
-            snprintf(names[n], sizeof(names[n]), "ce_%s", ev->attrs[i].name);
-            hdrs[n].name = names[n];
-            hdrs[n].value = ev->attrs[i].value;
-            hdrs[n].len = strlen(ev->attrs[i].value);
-            n++;
-        }
-    }
+    for (size_t o = 0; o < 4; o++)
+        for (size_t i = 0; i < ev->n_attrs; i++)
+            if (strcmp(ev->attrs[i].name, order[o]) == 0)
+                pairs[np++] = (weft_ce_pair_t){ev->attrs[i].name, ev->attrs[i].value};
     for (size_t i = 0; i < ev->n_attrs; i++) {
-        const char *k = ev->attrs[i].name;
         int req = 0;
         for (size_t o = 0; o < 4; o++)
-            req |= strcmp(k, order[o]) == 0;
-        if (req)
-            continue;
-        if (strcmp(k, "datacontenttype") == 0)
-            snprintf(names[n], sizeof(names[n]), "content-type");
-        else
-            snprintf(names[n], sizeof(names[n]), "ce_%s", k);
-        hdrs[n].name = names[n];
-        hdrs[n].value = ev->attrs[i].value;
-        hdrs[n].len = strlen(ev->attrs[i].value);
-        n++;
+            req |= strcmp(ev->attrs[i].name, order[o]) == 0;
+        if (!req)
+            pairs[np++] = (weft_ce_pair_t){ev->attrs[i].name, ev->attrs[i].value};
     }
+    weft_ce_binary_headers(pairs, np, hdrs, &n, WEFT_CLI_MAX_ATTRS, names);
     return n;
 }
 

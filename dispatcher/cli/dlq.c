@@ -19,10 +19,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "encode.h"
 #include "json.h"
 #include "kafka.h"
 #include "nats.h"
 #include "ledger.h"
+#include "wire.h"
 
 static void usage(FILE *f)
 {
@@ -346,7 +348,8 @@ static int header_element(const weft_json_val_t *val, void *opaque)
         free(oh.value);
         return -1;
     }
-    if (strncmp(oh.name, "ce_weft", 7) == 0 || strncmp(oh.name, "weft-", 5) == 0) {
+    if (strncmp(oh.name, WEFT_CE_KAFKA_OWN, WEFT_CE_OWN_LEN) == 0 ||
+        strncmp(oh.name, WEFT_HDR_PREFIX, WEFT_HDR_PREFIX_LEN) == 0) {
         free(oh.name);
         free(oh.value);
         return 0;
@@ -529,17 +532,20 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
         int on_nats = strcmp(broker, "kafka") != 0;
         /* NATS header values cannot carry every byte a key may hold (keys
          * join their parts with 0x1f): weft-key is percent-encoded there,
-         * as ce- values are, and the dispatcher decodes it. */
-        char *wkey = on_nats ? weft_nats_pct_encode(newkey ? newkey : key,
-                                                    strlen(newkey ? newkey : key))
-                             : NULL;
-        const char *kv = wkey ? wkey : newkey ? newkey : key;
-        hc.h[hc.n++] = (weft_header_t){"weft-key", kv, strlen(kv)};
-        hc.h[hc.n++] = (weft_header_t){"weft-redrive-id", id, strlen(id)};
-        hc.h[hc.n++] = (weft_header_t){"weft-redrive-trigger", trig, strlen(trig)};
-        /* A dead letter of a replay's generation is re-driven under it. */
-        if (strcmp(gen, "0") != 0)
-            hc.h[hc.n++] = (weft_header_t){"weft-generation", gen, strlen(gen)};
+         * as ce- values are, and the dispatcher decodes it. A dead letter
+         * of a replay's generation is re-driven under it. */
+        char *wkey;
+        if (weft_ce_republish_headers(WEFT_REPUBLISH_REDRIVE,
+                                      on_nats ? WEFT_BINDING_NATS : WEFT_BINDING_KAFKA,
+                                      newkey ? newkey : key, id, trig, gen, hc.h, &hc.n,
+                                      &wkey) != 0) {
+            fprintf(stderr, "weft dlq redrive: out of memory\n");
+            PQclear(v);
+            hc_free(&hc);
+            free(newkey);
+            rc = 1;
+            break;
+        }
         int retriable;
         const char *mkey = PQgetisnull(v, 0, 1) ? NULL : PQgetvalue(v, 0, 1);
         int sent;
@@ -552,7 +558,7 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
             /* Its own Nats-Msg-Id, one per dead letter (it replaces the
              * original's, which JetStream would drop as a duplicate). */
             char msg_id[48];
-            snprintf(msg_id, sizeof(msg_id), "weft-redrive-%s", id);
+            snprintf(msg_id, sizeof(msg_id), WEFT_MSGID_REDRIVE "%s", id);
             if (strcmp(broker, "jetstream") == 0)
                 sent = weft_nats_js_publish(nc, PQgetvalue(r, i, 4), msg_id, hc.h, hc.n,
                                             PQgetvalue(v, 0, 0), (size_t)PQgetlength(v, 0, 0),

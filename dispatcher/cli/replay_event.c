@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "encode.h"
 #include "eventkey.h"
 #include "nats.h"
 #include "cli_kafka.h"
@@ -31,6 +32,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "replay.h"
+#include "wire.h"
 
 #define ACK_TIMEOUT_MS 30000
 #define CHECKPOINT_EVENTS 500
@@ -119,9 +121,9 @@ out:
 
 static int is_weft_header(const char *name)
 {
-    static const char *const own[] = {"weft-key",        "weft-replay-trigger",
-                                      "weft-replay-id",  "weft-redrive-trigger",
-                                      "weft-redrive-id", "weft-generation"};
+    static const char *const own[] = {WEFT_HDR_KEY,        WEFT_HDR_REPLAY_TRIGGER,
+                                      WEFT_HDR_REPLAY_ID,  WEFT_HDR_REDRIVE_TRIGGER,
+                                      WEFT_HDR_REDRIVE_ID, WEFT_HDR_GENERATION};
     for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
         if (strcmp(name, own[i]) == 0)
             return 1;
@@ -155,12 +157,12 @@ int replay_event(rp_t *r, weft_kmsg_t *km)
     int orig_gen = 0;
     for (size_t i = 0; i < km->n_hdrs; i++) {
         const weft_header_t *h = &km->hdrs[i];
-        if ((strcmp(h->name, "weft-redrive-trigger") == 0 ||
-             strcmp(h->name, "weft-replay-trigger") == 0) &&
+        if ((strcmp(h->name, WEFT_HDR_REDRIVE_TRIGGER) == 0 ||
+             strcmp(h->name, WEFT_HDR_REPLAY_TRIGGER) == 0) &&
             h->value && h->len < sizeof(orig_only)) {
             memcpy(orig_only, h->value, h->len);
             orig_only[h->len] = '\0';
-        } else if (strcmp(h->name, "weft-generation") == 0) {
+        } else if (strcmp(h->name, WEFT_HDR_GENERATION) == 0) {
             orig_gen = weft_event_generation(h->value, h->len);
         }
     }
@@ -209,23 +211,18 @@ int replay_event(rp_t *r, weft_kmsg_t *km)
     for (size_t i = 0; i < km->n_hdrs; i++)
         if (!is_weft_header(km->hdrs[i].name))
             hdrs[nh++] = km->hdrs[i];
-    /* On NATS weft-key is percent-encoded like the ce- values. */
-    char *wkey = js ? weft_nats_pct_encode(key, strlen(key)) : NULL;
-    if (js && !wkey) {
+    /* weft-key, the replay's id and trigger, the generation (on NATS
+     * the key is percent-encoded like the ce- values). */
+    const char *only = r->only ? r->only->name : orig_only[0] ? orig_only : NULL;
+    char genbuf[16], *wkey;
+    snprintf(genbuf, sizeof(genbuf), "%d", gen);
+    if (weft_ce_republish_headers(WEFT_REPUBLISH_REPLAY,
+                                  js ? WEFT_BINDING_NATS : WEFT_BINDING_KAFKA, key, r->idbuf,
+                                  only, gen > 0 ? genbuf : NULL, hdrs, &nh, &wkey) != 0) {
         free(hdrs);
         free(key);
         fprintf(stderr, "weft replay: out of memory\n");
         return -1;
-    }
-    hdrs[nh++] = (weft_header_t){"weft-key", wkey ? wkey : key, strlen(wkey ? wkey : key)};
-    const char *only = r->only ? r->only->name : orig_only[0] ? orig_only : NULL;
-    if (only)
-        hdrs[nh++] = (weft_header_t){"weft-replay-trigger", only, strlen(only)};
-    hdrs[nh++] = (weft_header_t){"weft-replay-id", r->idbuf, strlen(r->idbuf)};
-    char genbuf[16];
-    if (gen > 0) {
-        snprintf(genbuf, sizeof(genbuf), "%d", gen);
-        hdrs[nh++] = (weft_header_t){"weft-generation", genbuf, strlen(genbuf)};
     }
     int retriable;
     if (js) {
@@ -234,7 +231,8 @@ int replay_event(rp_t *r, weft_kmsg_t *km)
          * source message, so that a resumed replay does not store a copy
          * twice. */
         char msg_id[96];
-        snprintf(msg_id, sizeof(msg_id), "weft-replay-%s-%lld", r->idbuf, (long long)km->offset);
+        snprintf(msg_id, sizeof(msg_id), WEFT_MSGID_REPLAY "%s-%lld", r->idbuf,
+                 (long long)km->offset);
         rc = weft_nats_js_publish(r->nc, km->topic, msg_id, hdrs, nh, km->value, km->value_len,
                                   ACK_TIMEOUT_MS, NULL, NULL, err, sizeof(err));
         if (rc == 0)

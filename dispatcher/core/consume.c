@@ -103,12 +103,12 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
     char only[256] = "";
     for (size_t i = 0; i < m->km.n_hdrs; i++) {
         const weft_header_t *h = &m->km.hdrs[i];
-        if ((strcmp(h->name, "weft-redrive-trigger") == 0 ||
-             strcmp(h->name, "weft-replay-trigger") == 0) &&
+        if ((strcmp(h->name, WEFT_HDR_REDRIVE_TRIGGER) == 0 ||
+             strcmp(h->name, WEFT_HDR_REPLAY_TRIGGER) == 0) &&
             h->value && h->len < sizeof(only)) {
             memcpy(only, h->value, h->len);
             only[h->len] = '\0';
-        } else if (strcmp(h->name, "weft-generation") == 0 && h->value) {
+        } else if (strcmp(h->name, WEFT_HDR_GENERATION) == 0 && h->value) {
             m->generation = weft_event_generation(h->value, h->len);
         }
     }

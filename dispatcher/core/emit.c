@@ -10,17 +10,9 @@
  */
 #include "internal.h"
 
-/* ---- emitting results and dead letters -------------------------------- */
+#include "encode.h"
 
-static void add_hdr(weft_header_t *h, size_t *n, const char *name, const char *value)
-{
-    if (*n >= EMIT_MAX_HEADERS || !value)
-        return;
-    h[*n].name = name;
-    h[*n].value = value;
-    h[*n].len = strlen(value);
-    (*n)++;
-}
+/* ---- emitting results and dead letters -------------------------------- */
 
 /* Every held event retries each second, so a missing topic under a
  * backlog would write thousands of identical lines a second: one line a
@@ -108,6 +100,7 @@ void job_emit(dsp_t *d, job_t *j)
     const weft_trigger_t *t = j->trig;
     msg_t *m = j->msg;
     weft_header_t hdrs[EMIT_MAX_HEADERS];
+    weft_ce_hname_t names[16];
     size_t nh = 0;
     const char *topic;
     const void *value;
@@ -139,17 +132,18 @@ void job_emit(dsp_t *d, job_t *j)
             weft_fmt_copy(type_buf, sizeof(type_buf), "weft.result");
         weft_fmt_cat(source, sizeof(source), sp, 2);
         now_rfc3339(time_buf, sizeof(time_buf));
-        add_hdr(hdrs, &nh, "ce_specversion", "1.0");
-        add_hdr(hdrs, &nh, "ce_id", j->result_id);
-        add_hdr(hdrs, &nh, "ce_source", source);
-        add_hdr(hdrs, &nh, "ce_type", type_buf);
-        add_hdr(hdrs, &nh, "ce_time", time_buf);
-        add_hdr(hdrs, &nh, "ce_weftinputid", weft_envelope_attr(&m->env, "id"));
-        add_hdr(hdrs, &nh, "ce_wefttrigger", t->name);
-        if (subj && *subj)
-            add_hdr(hdrs, &nh, "ce_subject", subj);
-        if (j->result_type && *j->result_type)
-            add_hdr(hdrs, &nh, "content-type", j->result_type);
+        const weft_ce_pair_t ce[] = {
+            {"specversion", "1.0"},
+            {"id", j->result_id},
+            {"source", source},
+            {"type", type_buf},
+            {"time", time_buf},
+            {WEFT_CE_INPUTID, weft_envelope_attr(&m->env, "id")},
+            {WEFT_CE_TRIGGER, t->name},
+            {"subject", subj && *subj ? subj : NULL},
+            {"datacontenttype", j->result_type && *j->result_type ? j->result_type : NULL},
+        };
+        weft_ce_binary_headers(ce, sizeof(ce) / sizeof(ce[0]), hdrs, &nh, EMIT_MAX_HEADERS, names);
     } else if (j->rec == WEFT_REC_DEAD) {
         topic = t->dead_letter_topic;
         sink = t->dead_letter_broker;
@@ -158,34 +152,34 @@ void job_emit(dsp_t *d, job_t *j)
         /* The dead letter's own id: one per dead letter, stable when it is
          * published again. */
         if (j->dl_id) {
-            snprintf(msg_id, sizeof(msg_id), "weft-dlq-%lld", (long long)j->dl_id);
+            snprintf(msg_id, sizeof(msg_id), WEFT_MSGID_DLQ "%lld", (long long)j->dl_id);
             id = msg_id;
         }
         /* The original headers, minus any weft failure metadata from an
          * earlier life (a re-driven event), then ours. */
         for (size_t i = 0; i < m->km.n_hdrs && nh < EMIT_MAX_HEADERS - 17; i++)
-            if (strncasecmp(m->km.hdrs[i].name, "ce_weft", 7) != 0 &&
-                strncasecmp(m->km.hdrs[i].name, "ce-weft", 7) != 0)
+            if (strncasecmp(m->km.hdrs[i].name, WEFT_CE_KAFKA_OWN, WEFT_CE_OWN_LEN) != 0 &&
+                strncasecmp(m->km.hdrs[i].name, WEFT_CE_NATS_OWN, WEFT_CE_OWN_LEN) != 0)
                 hdrs[nh++] = m->km.hdrs[i];
         snprintf(attempts_buf, sizeof(attempts_buf), "%d", j->attempts);
         snprintf(part_buf, sizeof(part_buf), "%d", (int)m->km.partition);
         snprintf(off_buf, sizeof(off_buf), "%lld", (long long)m->km.offset);
         snprintf(dlid_buf, sizeof(dlid_buf), "%lld", (long long)j->dl_id);
-        add_hdr(hdrs, &nh, "ce_weftreason", j->reason ? j->reason : "unknown");
-        add_hdr(hdrs, &nh, "ce_wefterror", j->error ? j->error : "");
-        add_hdr(hdrs, &nh, "ce_weftattempts", attempts_buf);
-        add_hdr(hdrs, &nh, "ce_wefttrigger", t->name);
-        add_hdr(hdrs, &nh, "ce_weftsrctopic", m->km.topic);
-        if (m->km.broker != WEFT_BROKER_KAFKA)
-            add_hdr(hdrs, &nh, "ce_weftsrcbroker", weft_broker_name(m->km.broker));
-        add_hdr(hdrs, &nh, "ce_weftsrcpartition", part_buf);
-        add_hdr(hdrs, &nh, "ce_weftsrcoffset", off_buf);
-        if (j->first_failure[0])
-            add_hdr(hdrs, &nh, "ce_weftfirstfailure", j->first_failure);
-        if (j->last_failure[0])
-            add_hdr(hdrs, &nh, "ce_weftlastfailure", j->last_failure);
-        if (j->dl_id)
-            add_hdr(hdrs, &nh, "ce_weftdlqid", dlid_buf);
+        const weft_ce_pair_t ce[] = {
+            {WEFT_CE_REASON, j->reason ? j->reason : "unknown"},
+            {WEFT_CE_ERROR, j->error ? j->error : ""},
+            {WEFT_CE_ATTEMPTS, attempts_buf},
+            {WEFT_CE_TRIGGER, t->name},
+            {WEFT_CE_SRCTOPIC, m->km.topic},
+            {WEFT_CE_SRCBROKER,
+             m->km.broker != WEFT_BROKER_KAFKA ? weft_broker_name(m->km.broker) : NULL},
+            {WEFT_CE_SRCPARTITION, part_buf},
+            {WEFT_CE_SRCOFFSET, off_buf},
+            {WEFT_CE_FIRSTFAILURE, j->first_failure[0] ? j->first_failure : NULL},
+            {WEFT_CE_LASTFAILURE, j->last_failure[0] ? j->last_failure : NULL},
+            {WEFT_CE_DLQID, j->dl_id ? dlid_buf : NULL},
+        };
+        weft_ce_binary_headers(ce, sizeof(ce) / sizeof(ce[0]), hdrs, &nh, EMIT_MAX_HEADERS, names);
     } else {
         goto saga_events;
     }
@@ -299,7 +293,7 @@ static int moves_saga(const job_t *j)
     if (t->saga)
         return j->rec == WEFT_REC_COMPLETED; /* undecodable: dead-lettered, no saga */
     return t->step_saga && /* no instance: dead-lettered as malformed when claimed */
-           weft_uuid_valid(weft_envelope_attr(&j->msg->env, "weftinstance"));
+           weft_uuid_valid(weft_envelope_attr(&j->msg->env, WEFT_CE_INSTANCE));
 }
 
 /* Emits a recorded outcome: for a job that moves a saga, after its

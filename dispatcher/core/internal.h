@@ -72,6 +72,7 @@
 
 #include "catalog.h"
 #include "envelope.h"
+#include "wire.h"
 #include "eventkey.h"
 #include "fmt.h"
 #include "hash.h"

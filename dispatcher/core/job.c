@@ -344,7 +344,7 @@ void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     if (c.kind == WEFT_CLAIM_RUN && !c.bad_input)
         c.expired = event_expired(j);
     if (c.kind == WEFT_CLAIM_RUN && c.saga_step)
-        c.instance_valid = weft_uuid_valid(weft_envelope_attr(&j->msg->env, "weftinstance"));
+        c.instance_valid = weft_uuid_valid(weft_envelope_attr(&j->msg->env, WEFT_CE_INSTANCE));
     const char *reason;
     switch (weft_job_after_claim(&c, &reason)) {
     case WEFT_JOB_FAIL:

@@ -251,7 +251,7 @@ void send_sagas(dsp_t *d, lconn_t *lc)
         } else {
             int ok = j->rec == WEFT_REC_COMPLETED;
             q->done = (weft_saga_outcome_t){
-                .instance = weft_envelope_attr(env, "weftinstance"),
+                .instance = weft_envelope_attr(env, WEFT_CE_INSTANCE),
                 .step = t->step,
                 .phase = t->compensate ? "compensate" : "do",
                 .ok = j->rec != WEFT_REC_DEAD,

@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "json.h"
 #include "ledger.h"
+#include "wire.h"
 
 #define EVENT_COLUMNS                                                                          \
     "instance::text, seq, cause, topic, id, type, coalesce(step, 0), phase, data, content_type,"  \
@@ -361,21 +362,20 @@ size_t weft_saga_headers(const weft_saga_event_t *ev, weft_saga_hdrbuf_t *buf,
              (int)(ts.tv_nsec / 1000000));
     snprintf(buf->source, sizeof(buf->source), "/weft/sagas/%s", ev->saga);
     snprintf(buf->step, sizeof(buf->step), "%d", ev->step);
-#define H(name_, val_) (hdrs[n++] = (weft_header_t){(name_), (val_), strlen(val_)})
-    H("ce_specversion", "1.0");
-    H("ce_id", ev->id);
-    H("ce_source", buf->source);
-    H("ce_type", ev->type);
-    H("ce_time", buf->time);
-    H("ce_subject", ev->instance);
-    H("ce_weftsaga", ev->saga);
-    H("ce_weftinstance", ev->instance);
-    if (ev->phase) {
-        H("ce_weftstep", buf->step);
-        H("ce_weftphase", ev->phase);
-    }
-    if (ev->content_type)
-        H("content-type", ev->content_type);
-#undef H
+    const weft_ce_pair_t ce[] = {
+        {"specversion", "1.0"},
+        {"id", ev->id},
+        {"source", buf->source},
+        {"type", ev->type},
+        {"time", buf->time},
+        {"subject", ev->instance},
+        {WEFT_CE_SAGA, ev->saga},
+        {WEFT_CE_INSTANCE, ev->instance},
+        {WEFT_CE_STEP, ev->phase ? buf->step : NULL},
+        {WEFT_CE_PHASE, ev->phase},
+        {"datacontenttype", ev->content_type},
+    };
+    weft_ce_binary_headers(ce, sizeof(ce) / sizeof(ce[0]), hdrs, &n, WEFT_SAGA_MAX_HEADERS,
+                           buf->names);
     return n;
 }

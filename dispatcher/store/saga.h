@@ -23,7 +23,7 @@
 #include "pg.h"
 #include <stddef.h>
 
-#include "envelope.h"
+#include "encode.h"
 
 /* One event a transition publishes. */
 typedef struct weft_saga_event {
@@ -128,13 +128,14 @@ int weft_saga_unpublished(weft_pg_conn_t *pg, int age_ms, int max, weft_saga_eve
                           size_t errlen);
 
 /* Storage for the formatted header values of one event. */
+#define WEFT_SAGA_MAX_HEADERS 12
+
 typedef struct weft_saga_hdrbuf {
     char time[64];
     char source[96];
     char step[16];
+    weft_ce_hname_t names[WEFT_SAGA_MAX_HEADERS];
 } weft_saga_hdrbuf_t;
-
-#define WEFT_SAGA_MAX_HEADERS 12
 
 /* The event's binary-mode CloudEvents headers (Kafka names; the NATS
  * adapter maps them): ce_id, ce_source /weft/sagas/SAGA, ce_type, ce_time,

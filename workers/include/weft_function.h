@@ -56,7 +56,11 @@ enum {
     WEFT_DROP = 3,
 };
 
-/* One CloudEvents extension (or optional) attribute, as a string. */
+/* One CloudEvents extension (or optional) attribute, as a string: the
+ * text a trigger filter compares and the exec protocol carries. Boolean
+ * "true"/"false", Integer in decimal, Binary in base64, Timestamp in RFC
+ * 3339 UTC with the fraction received (none, 3, 6 or 9 digits); strings,
+ * URIs and URI-references as they are. ev->time follows the same rule. */
 typedef struct weft_attr {
     const char *name;
     const char *value;

@@ -12,8 +12,9 @@
  * compacted), so the one-line reading of a request always works.
  */
 #include "exec_proto.h"
+
 #include "base64.h"
-#include "clock.h"
+#include "ce_attr.h"
 #include "json.h"
 #include "utf8.h"
 
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 /* ---- JSON text ----------------------------------------------------------- */
 
@@ -105,60 +105,31 @@ int weft_exec_json_string(weft_buf_t *b, const void *str, size_t len)
     return weft_buf_append(b, "\"", 1);
 }
 
-char *weft_exec_rfc3339(int64_t seconds, int32_t nanos)
-{
-    char *out = malloc(WEFT_RFC3339_MAX);
-    if (out)
-        weft_clock_rfc3339(out, WEFT_RFC3339_MAX, seconds, nanos, WEFT_RFC3339_AUTO);
-    return out;
-}
-
 /* ---- requests ------------------------------------------------------------- */
 
 typedef Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue attr_value_t;
 
 /* Appends an attribute value in the CloudEvents JSON format: Boolean and
- * Integer as JSON literals, Binary as base64, Timestamp as RFC 3339, the
- * rest as strings. */
+ * Integer as JSON literals, everything else as a JSON string; the text is
+ * weft_ce_attr_text's, the one a trigger filter matches (Binary as base64,
+ * Timestamp as RFC 3339 with its fraction). No text: "". */
 static int put_attr_value(weft_buf_t *b, const attr_value_t *v)
 {
-    if (!v)
+    const char *s;
+    char *owned;
+    int rc = weft_ce_attr_text(v, &s, &owned);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
         return weft_buf_puts(b, "\"\"");
-    const char *s = NULL;
-    char *tmp = NULL;
-    switch (v->attr_case) {
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN:
-        return weft_buf_puts(b, v->ce_boolean ? "true" : "false");
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER:
-        return weft_buf_printf(b, "%" PRId32, v->ce_integer);
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING:
-        s = v->ce_string;
-        break;
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI:
-        s = v->ce_uri;
-        break;
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
-        s = v->ce_uri_ref;
-        break;
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES:
-        s = tmp = weft_base64_encode(v->ce_bytes.data, v->ce_bytes.len);
-        if (!tmp)
-            return -1;
-        break;
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP:
-        if (v->ce_timestamp) {
-            s = tmp = weft_exec_rfc3339(v->ce_timestamp->seconds, v->ce_timestamp->nanos);
-            if (!tmp)
-                return -1;
-        }
-        break;
-    default:
-        break;
-    }
-    if (!s)
-        s = "";
-    int rc = weft_exec_json_string(b, s, strlen(s));
-    free(tmp);
+    if (v->attr_case ==
+            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN ||
+        v->attr_case ==
+            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER)
+        rc = weft_buf_puts(b, s);
+    else
+        rc = weft_exec_json_string(b, s, strlen(s));
+    free(owned);
     return rc;
 }
 

@@ -49,10 +49,6 @@ int weft_exec_json_string(weft_buf_t *b, const void *s, size_t len);
 /* Appends valid JSON text [p, p+len) without insignificant whitespace. */
 int weft_exec_json_compact(weft_buf_t *b, const uint8_t *p, size_t len);
 
-/* RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as protobuf's JSON
- * mapping prints a Timestamp; malloc()ed, NULL on ENOMEM. */
-char *weft_exec_rfc3339(int64_t seconds, int32_t nanos);
-
 /* Transitional names for workers/invoke.c, which another change moves to
  * the CLI: remove once it says weft_buf_*. */
 #define weft_exec_buf_put weft_buf_append

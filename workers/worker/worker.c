@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "exec_proto.h"
+#include "ce_attr.h"
 #include "channel.h"
 #include "frame.h"
 #include "frames.pb-c.h"
@@ -123,35 +124,21 @@ static void scratch_free(scratch_t *s)
     s->n = 0;
 }
 
+/* The attribute's text as a function sees it: weft_ce_attr_text's, the
+ * same a trigger filter matches; "" when it has none. */
 static const char *attr_string(const Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue *v,
                                scratch_t *s)
 {
-    if (!v)
+    const char *text;
+    char *owned;
+    int rc = weft_ce_attr_text(v, &text, &owned);
+    if (rc < 0)
+        die_nomem();
+    if (rc == 0)
         return "";
-    switch (v->attr_case) {
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN:
-        return v->ce_boolean ? "true" : "false";
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER: {
-        char *p = scratch_keep(s, malloc(16));
-        snprintf(p, 16, "%" PRId32, v->ce_integer);
-        return p;
-    }
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING:
-        return v->ce_string ? v->ce_string : "";
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI:
-        return v->ce_uri ? v->ce_uri : "";
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
-        return v->ce_uri_ref ? v->ce_uri_ref : "";
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES:
-        /* CloudEvents' JSON format carries Binary attributes as base64. */
-        return scratch_keep(s, weft_base64_encode(v->ce_bytes.data, v->ce_bytes.len));
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP:
-        return v->ce_timestamp ? scratch_keep(s, weft_exec_rfc3339(v->ce_timestamp->seconds,
-                                                                   v->ce_timestamp->nanos))
-                               : "";
-    default:
-        return "";
-    }
+    if (owned)
+        scratch_keep(s, owned);
+    return text;
 }
 
 static const char *str_or_empty(const char *p)

@@ -1,0 +1,70 @@
+/*
+ * wire.h - every name weft writes on, or reads from, a broker message
+ * outside the CloudEvents attributes a producer sends: the binary-mode
+ * prefixes, weft's own extension attributes (ce_weft*), and weft's own
+ * headers (weft-*). Tests keep their literals: they check the wire.
+ *
+ * Attribute names are given without a prefix ("weftreason"); their Kafka
+ * header is WEFT_CE_KAFKA_PREFIX + name ("ce_weftreason"), their NATS
+ * header WEFT_CE_NATS_PREFIX + name (nats_headers.c maps one to the other).
+ */
+#ifndef WEFT_WIRE_H
+#define WEFT_WIRE_H
+
+/* CloudEvents binary mode: the prefix of an attribute's header, its
+ * length, and the header that carries datacontenttype. */
+#define WEFT_CE_KAFKA_PREFIX "ce_"
+#define WEFT_CE_NATS_PREFIX "ce-"
+#define WEFT_CE_PREFIX_LEN 3
+#define WEFT_CE_CONTENT_TYPE "content-type"
+#define WEFT_CE_NATS_CONTENT_TYPE "Content-Type"
+
+/* weft's own extension attributes start with this; on Kafka their headers
+ * start with WEFT_CE_KAFKA_OWN, on NATS with WEFT_CE_NATS_OWN. */
+#define WEFT_CE_OWN_PREFIX "weft"
+#define WEFT_CE_KAFKA_OWN WEFT_CE_KAFKA_PREFIX WEFT_CE_OWN_PREFIX
+#define WEFT_CE_NATS_OWN WEFT_CE_NATS_PREFIX WEFT_CE_OWN_PREFIX
+#define WEFT_CE_OWN_LEN 7
+
+/* On a result event. */
+#define WEFT_CE_INPUTID "weftinputid"
+#define WEFT_CE_TRIGGER "wefttrigger"
+/* On a dead letter. */
+#define WEFT_CE_REASON "weftreason"
+#define WEFT_CE_ERROR "wefterror"
+#define WEFT_CE_ATTEMPTS "weftattempts"
+#define WEFT_CE_SRCTOPIC "weftsrctopic"
+#define WEFT_CE_SRCBROKER "weftsrcbroker"
+#define WEFT_CE_SRCPARTITION "weftsrcpartition"
+#define WEFT_CE_SRCOFFSET "weftsrcoffset"
+#define WEFT_CE_FIRSTFAILURE "weftfirstfailure"
+#define WEFT_CE_LASTFAILURE "weftlastfailure"
+#define WEFT_CE_DLQID "weftdlqid"
+/* On a saga event (and read back from a step event). */
+#define WEFT_CE_SAGA "weftsaga"
+#define WEFT_CE_INSTANCE "weftinstance"
+#define WEFT_CE_STEP "weftstep"
+#define WEFT_CE_PHASE "weftphase"
+
+/* weft's own headers (not CloudEvents attributes) on an event published
+ * again: its idempotency key, the replay or re-drive that sent it and the
+ * trigger it is for, and the replay generation. All start with
+ * WEFT_HDR_PREFIX. */
+#define WEFT_HDR_PREFIX "weft-"
+#define WEFT_HDR_PREFIX_LEN 5
+#define WEFT_HDR_KEY "weft-key"
+#define WEFT_HDR_GENERATION "weft-generation"
+#define WEFT_HDR_REPLAY_TRIGGER "weft-replay-trigger"
+#define WEFT_HDR_REPLAY_ID "weft-replay-id"
+#define WEFT_HDR_REDRIVE_TRIGGER "weft-redrive-trigger"
+#define WEFT_HDR_REDRIVE_ID "weft-redrive-id"
+/* Added by the NATS adapter: the names of headers it could not carry. */
+#define WEFT_HDR_DROPPED "weft-dropped-headers"
+
+/* JetStream message ids (Nats-Msg-Id) weft gives what it publishes again:
+ * prefix + the dead letter's id, the re-drive's id, or replay id-offset. */
+#define WEFT_MSGID_DLQ "weft-dlq-"
+#define WEFT_MSGID_REDRIVE "weft-redrive-"
+#define WEFT_MSGID_REPLAY "weft-replay-"
+
+#endif

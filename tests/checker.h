@@ -19,6 +19,14 @@
 
 #include "fixture.h"
 
+/* The dispatchers' settings in the failure tests: a killed member's
+ * partitions move after its session times out (6 s). */
+#define FX_CHECK_RUN_SET                                                                           \
+    "dispatcher.shutdown_timeout_ms=15000;kafka.session.timeout.ms=6000;"                          \
+    "kafka.heartbeat.interval.ms=500"
+/* Their consumer group: weft's default. */
+#define FX_CHECK_GROUP "weft"
+
 typedef struct fx_check {
     int inputs;         /* n */
     int with_result;    /* inputs with at least one result */

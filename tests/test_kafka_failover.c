@@ -22,10 +22,6 @@
 #include "fixture.h"
 
 #define TOPICS "fo1.in:4 fo1.out:4 fo1.dlq:1 fo2.in:4 fo2.out:4 fo2.dlq:1"
-#define RUN_SET                                                                                    \
-    "dispatcher.shutdown_timeout_ms=15000;kafka.session.timeout.ms=6000;"                          \
-    "kafka.heartbeat.interval.ms=500"
-#define GROUP "weft"
 
 static fx_t fx;
 
@@ -51,7 +47,7 @@ static void failover(const char *pfx, const char *in, const char *out, const cha
     const int N = 6000;
     fx_producer_t *p = fx_producer_new(&fx);
     assert_non_null(p);
-    pid_t d = fx_run_start(&fx, log, RUN_SET);
+    pid_t d = fx_run_start(&fx, log, FX_CHECK_RUN_SET);
     assert_true(d > 0);
     char pat[128];
     snprintf(pat, sizeof(pat), "partition assigned topic=%s", in);
@@ -67,7 +63,7 @@ static void failover(const char *pfx, const char *in, const char *out, const cha
     print_message("new leader of %s [0]: %d\n", victim_topic, now);
     assert_true(now >= 1 && now <= 3 && now != leader);
 
-    fx_check_spec_t spec = {pfx, N, in, out, dlq, trigger, GROUP, 180000, 3000};
+    fx_check_spec_t spec = {pfx, N, in, out, dlq, trigger, FX_CHECK_GROUP, 180000, 3000};
     fx_check_t r;
     assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
     fx_check_print(pfx, &r);

@@ -25,11 +25,6 @@
 #include "fixture.h"
 
 #define TOPICS "rb.in:8 rb.out:4 rb.dlq:1 br.in:4 br.out:4 br.dlq:1 mt.in:2 mt.dlq:1"
-/* A killed member's partitions move after its session times out: 6 s. */
-#define RUN_SET                                                                                    \
-    "dispatcher.shutdown_timeout_ms=15000;kafka.session.timeout.ms=6000;"                          \
-    "kafka.heartbeat.interval.ms=500"
-#define GROUP "weft"
 
 static fx_t fx;
 
@@ -59,14 +54,14 @@ static void test_rebalance_under_load(void **state)
     const int N = 20000, CHUNK = N / 4;
     fx_producer_t *p = fx_producer_new(&fx);
     assert_non_null(p);
-    pid_t a = fx_run_start(&fx, "rb-a.log", RUN_SET);
-    pid_t b = fx_run_start(&fx, "rb-b.log", RUN_SET);
+    pid_t a = fx_run_start(&fx, "rb-a.log", FX_CHECK_RUN_SET);
+    pid_t b = fx_run_start(&fx, "rb-b.log", FX_CHECK_RUN_SET);
     assert_true(a > 0 && b > 0);
     assert_true(fx_log_wait(&fx, "rb-a.log", "partition assigned", 60000));
     assert_true(fx_log_wait(&fx, "rb-b.log", "partition assigned", 60000));
 
     fx_check_publish_all(p, "rb.in", "rb", 0, CHUNK);
-    pid_t c = fx_run_start(&fx, "rb-c.log", RUN_SET);
+    pid_t c = fx_run_start(&fx, "rb-c.log", FX_CHECK_RUN_SET);
     assert_true(c > 0);
     fx_check_publish_all(p, "rb.in", "rb", CHUNK, 2 * CHUNK);
     assert_true(fx_log_wait(&fx, "rb-c.log", "partition assigned", 60000));
@@ -82,7 +77,8 @@ static void test_rebalance_under_load(void **state)
     fx_run_kill9(b);
     fx_check_publish_all(p, "rb.in", "rb", 3 * CHUNK, N);
 
-    fx_check_spec_t spec = {"rb", N, "rb.in", "rb.out", "rb.dlq", "rb", GROUP, 180000, 3000};
+    fx_check_spec_t spec = {"rb",           N,      "rb.in", "rb.out", "rb.dlq", "rb",
+                            FX_CHECK_GROUP, 180000, 3000};
     fx_check_t r;
     assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
     fx_check_print("rebalance", &r);
@@ -103,7 +99,7 @@ static void test_broker_restart_under_load(void **state)
     const int N = 6000;
     fx_producer_t *p = fx_producer_new(&fx);
     assert_non_null(p);
-    pid_t d = fx_run_start(&fx, "br.log", RUN_SET);
+    pid_t d = fx_run_start(&fx, "br.log", FX_CHECK_RUN_SET);
     assert_true(d > 0);
     assert_true(fx_log_wait(&fx, "br.log", "partition assigned topic=br.in", 60000));
     fx_check_publish_all(p, "br.in", "br", 0, N / 2);
@@ -117,7 +113,8 @@ static void test_broker_restart_under_load(void **state)
     assert_int_equal(fx_kafka_node_start(&fx, 1), 0);
     fx_check_publish_all(p, "br.in", "br", N / 2, N);
 
-    fx_check_spec_t spec = {"br", N, "br.in", "br.out", "br.dlq", "br", GROUP, 180000, 3000};
+    fx_check_spec_t spec = {"br",           N,      "br.in", "br.out", "br.dlq", "br",
+                            FX_CHECK_GROUP, 180000, 3000};
     fx_check_t r;
     assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
     fx_check_print("broker restart", &r);
@@ -137,14 +134,14 @@ static void test_missing_result_topic_holds_its_partition(void **state)
     const int N = 20;
     fx_producer_t *p = fx_producer_new(&fx);
     assert_non_null(p);
-    pid_t d = fx_run_start(&fx, "mt.log", RUN_SET);
+    pid_t d = fx_run_start(&fx, "mt.log", FX_CHECK_RUN_SET);
     assert_true(d > 0);
     assert_true(fx_log_wait(&fx, "mt.log", "partition assigned topic=mt.in", 60000));
     fx_check_publish_all(p, "mt.in", "mt", 0, N);
     assert_true(fx_log_wait(&fx, "mt.log", "topic=mt.out.*does not exist", 60000));
     /* Held: a few seconds later still nothing committed, nothing dead. */
     sleep(3);
-    assert_int_equal(fx_group_lag(&fx, GROUP, "mt.in"), N);
+    assert_int_equal(fx_group_lag(&fx, FX_CHECK_GROUP, "mt.in"), N);
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
                                       "'mt'"),
                      0);
@@ -164,7 +161,8 @@ static void test_missing_result_topic_holds_its_partition(void **state)
     assert_true(lines >= 1 && lines <= 8);
     assert_int_equal(fx_kafka_create_topics(&fx, "mt.out:2"), 0);
 
-    fx_check_spec_t spec = {"mt", N, "mt.in", "mt.out", "mt.dlq", "mt", GROUP, 120000, 2000};
+    fx_check_spec_t spec = {"mt",           N,      "mt.in", "mt.out", "mt.dlq", "mt",
+                            FX_CHECK_GROUP, 120000, 2000};
     fx_check_t r;
     assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
     fx_check_print("missing result topic", &r);

@@ -253,10 +253,18 @@ void fx_check_need_apache(const fx_t *fx)
     }
 }
 
-void fx_check_publish_all(fx_producer_t *p, const char *topic, const char *pfx, int from, int to)
+void fx_check_publish_all(fx_producer_t *p, const char *topic, const char *pfx, const char *mode,
+                          int from, int to)
 {
-    assert_int_equal(fx_check_publish(p, topic, pfx, "sleep-1", from, to), 0);
+    assert_int_equal(fx_check_publish(p, topic, pfx, mode, from, to), 0);
     assert_int_equal(fx_producer_flush(p), 0);
+}
+
+int fx_check_teardown(void **state)
+{
+    (void)state;
+    fx_run_kill_all();
+    return 0;
 }
 
 void fx_check_assert(const fx_check_t *r, int n, long max_attempts)

@@ -19,6 +19,12 @@
 
 #include "fixture.h"
 
+/* Work whose pace does not depend on the machine: faulty.so sleeps 5 ms
+ * per event, so a dispatcher with a pool of 2 finishes at most 400 events
+ * a second, and a backlog published at once is still in flight seconds
+ * later, however fast the machine is. */
+#define FX_CHECK_SLOW "sleep-5"
+
 /* The dispatchers' settings in the failure tests: a killed member's
  * partitions move after its session times out (6 s). */
 #define FX_CHECK_RUN_SET                                                                           \
@@ -73,9 +79,15 @@ int fx_check_setup(fx_t *fx, const char *topics, int kafka_nodes, const char *mi
  * mock cannot restart or lose a node. */
 void fx_check_need_apache(const fx_t *fx);
 
-/* fx_check_publish, then waits until the broker has every event (cmocka
- * assertions). */
-void fx_check_publish_all(fx_producer_t *p, const char *topic, const char *pfx, int from, int to);
+/* fx_check_publish with mode, then waits until the broker has every event
+ * (cmocka assertions). */
+void fx_check_publish_all(fx_producer_t *p, const char *topic, const char *pfx, const char *mode,
+                          int from, int to);
+
+/* A cmocka teardown for each failure test: a test that failed half-way
+ * leaves its dispatchers in the group, where they would keep the next
+ * test's partitions; they are killed. */
+int fx_check_teardown(void **state);
 
 /* cmocka assertions of the whole contract for a run of n good inputs:
  * each has exactly one distinct result id and its own body, nothing

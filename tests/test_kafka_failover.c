@@ -52,12 +52,12 @@ static void failover(const char *pfx, const char *in, const char *out, const cha
     char pat[128];
     snprintf(pat, sizeof(pat), "partition assigned topic=%s", in);
     assert_true(fx_log_wait(&fx, log, pat, 60000));
-    fx_check_publish_all(p, in, pfx, 0, N / 2);
+    fx_check_publish_all(p, in, pfx, "sleep-1", 0, N / 2);
     int leader = fx_partition_leader(&fx, victim_topic, 0);
     print_message("killing node %d, the leader of %s [0]\n", leader, victim_topic);
     assert_true(leader >= 1 && leader <= 3);
     assert_int_equal(fx_kafka_node_kill(&fx, leader), 0);
-    fx_check_publish_all(p, in, pfx, N / 2, N);
+    fx_check_publish_all(p, in, pfx, "sleep-1", N / 2, N);
     /* A new leader was elected among the two in-sync replicas left. */
     int now = fx_partition_leader(&fx, victim_topic, 0);
     print_message("new leader of %s [0]: %d\n", victim_topic, now);
@@ -90,8 +90,8 @@ static void test_result_leader_killed_under_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_input_leader_killed_under_load),
-        cmocka_unit_test(test_result_leader_killed_under_load),
+        cmocka_unit_test_teardown(test_input_leader_killed_under_load, fx_check_teardown),
+        cmocka_unit_test_teardown(test_result_leader_killed_under_load, fx_check_teardown),
     };
     return cmocka_run_group_tests_name("kafka_failover", tests, group_setup, group_teardown);
 }

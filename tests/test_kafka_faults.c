@@ -60,10 +60,10 @@ static void test_rebalance_under_load(void **state)
     assert_true(fx_log_wait(&fx, "rb-a.log", "partition assigned", 60000));
     assert_true(fx_log_wait(&fx, "rb-b.log", "partition assigned", 60000));
 
-    fx_check_publish_all(p, "rb.in", "rb", 0, CHUNK);
+    fx_check_publish_all(p, "rb.in", "rb", FX_CHECK_SLOW, 0, CHUNK);
     pid_t c = fx_run_start(&fx, "rb-c.log", FX_CHECK_RUN_SET);
     assert_true(c > 0);
-    fx_check_publish_all(p, "rb.in", "rb", CHUNK, 2 * CHUNK);
+    fx_check_publish_all(p, "rb.in", "rb", FX_CHECK_SLOW, CHUNK, 2 * CHUNK);
     assert_true(fx_log_wait(&fx, "rb-c.log", "partition assigned", 60000));
     /* The work is still flowing when the members change. */
     long done = fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'rb' "
@@ -72,10 +72,10 @@ static void test_rebalance_under_load(void **state)
     assert_true(done < 2 * CHUNK);
 
     assert_int_equal(fx_run_stop(a, 30000), 0);
-    fx_check_publish_all(p, "rb.in", "rb", 2 * CHUNK, 3 * CHUNK);
+    fx_check_publish_all(p, "rb.in", "rb", FX_CHECK_SLOW, 2 * CHUNK, 3 * CHUNK);
     usleep(500000);
     fx_run_kill9(b);
-    fx_check_publish_all(p, "rb.in", "rb", 3 * CHUNK, N);
+    fx_check_publish_all(p, "rb.in", "rb", FX_CHECK_SLOW, 3 * CHUNK, N);
 
     fx_check_spec_t spec = {"rb",           N,      "rb.in", "rb.out", "rb.dlq", "rb",
                             FX_CHECK_GROUP, 180000, 3000};
@@ -102,7 +102,7 @@ static void test_broker_restart_under_load(void **state)
     pid_t d = fx_run_start(&fx, "br.log", FX_CHECK_RUN_SET);
     assert_true(d > 0);
     assert_true(fx_log_wait(&fx, "br.log", "partition assigned topic=br.in", 60000));
-    fx_check_publish_all(p, "br.in", "br", 0, N / 2);
+    fx_check_publish_all(p, "br.in", "br", FX_CHECK_SLOW, 0, N / 2);
     usleep(500000);
     long done = fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'br' "
                                  "AND status = 'completed'");
@@ -111,7 +111,7 @@ static void test_broker_restart_under_load(void **state)
     assert_int_equal(fx_kafka_node_stop(&fx, 1), 0);
     sleep(3);
     assert_int_equal(fx_kafka_node_start(&fx, 1), 0);
-    fx_check_publish_all(p, "br.in", "br", N / 2, N);
+    fx_check_publish_all(p, "br.in", "br", FX_CHECK_SLOW, N / 2, N);
 
     fx_check_spec_t spec = {"br",           N,      "br.in", "br.out", "br.dlq", "br",
                             FX_CHECK_GROUP, 180000, 3000};
@@ -137,7 +137,7 @@ static void test_missing_result_topic_holds_its_partition(void **state)
     pid_t d = fx_run_start(&fx, "mt.log", FX_CHECK_RUN_SET);
     assert_true(d > 0);
     assert_true(fx_log_wait(&fx, "mt.log", "partition assigned topic=mt.in", 60000));
-    fx_check_publish_all(p, "mt.in", "mt", 0, N);
+    fx_check_publish_all(p, "mt.in", "mt", "sleep-1", 0, N);
     assert_true(fx_log_wait(&fx, "mt.log", "topic=mt.out.*does not exist", 60000));
     /* Held: a few seconds later still nothing committed, nothing dead. */
     sleep(3);
@@ -177,9 +177,9 @@ int main(void)
     if (getenv("WEFT_TEST_FILTER"))
         cmocka_set_test_filter(getenv("WEFT_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rebalance_under_load),
-        cmocka_unit_test(test_broker_restart_under_load),
-        cmocka_unit_test(test_missing_result_topic_holds_its_partition),
+        cmocka_unit_test_teardown(test_rebalance_under_load, fx_check_teardown),
+        cmocka_unit_test_teardown(test_broker_restart_under_load, fx_check_teardown),
+        cmocka_unit_test_teardown(test_missing_result_topic_holds_its_partition, fx_check_teardown),
     };
     return cmocka_run_group_tests_name("kafka_faults", tests, group_setup, group_teardown);
 }

@@ -16,6 +16,8 @@
  */
 #include "invoke.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -124,12 +126,6 @@ static int usage_error(const char *fmt, ...)
     return 2;
 }
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
@@ -255,7 +251,7 @@ static void on_done(void *opaque, const weft_outcome_t *out, void *ctx)
     invoke_state_t *st = opaque;
     (void)ctx;
     st->done = 1;
-    st->answered_us = mono_us();
+    st->answered_us = weft_clock_mono_us();
     st->kind = out->kind;
     st->pid = out->pid;
     if (out->len) {
@@ -454,7 +450,7 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
         .worker_path = worker,
     };
     char err[512];
-    uint64_t t0 = mono_us();
+    uint64_t t0 = weft_clock_mono_us();
     pool = weft_pool_new(&cfg, epfd, on_done, NULL, err, sizeof(err));
     if (!pool) {
         fprintf(stderr, "weft invoke: %s\n", err);
@@ -489,9 +485,9 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
             weft_pool_stats_t ps;
             weft_pool_stats(pool, &ps);
             if (ps.running)
-                st.dispatched_us = mono_us();
+                st.dispatched_us = weft_clock_mono_us();
         }
-        weft_pool_tick(pool, mono_us() / 1000);
+        weft_pool_tick(pool, weft_clock_mono_us() / 1000);
     }
     if (interrupted) {
         fprintf(stderr, "weft invoke: interrupted\n");

@@ -9,6 +9,8 @@
  */
 #include "migrate.h"
 
+#include "clock.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -169,9 +171,7 @@ static int exec_ok(PGconn *pg, const char *sql, char *errstr, size_t errlen)
 
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return (double)weft_clock_mono_us() / 1e3;
 }
 
 static void chomp(char *s)

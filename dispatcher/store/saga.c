@@ -4,6 +4,8 @@
  */
 #include "saga.h"
 
+#include "clock.h"
+
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,13 +355,7 @@ size_t weft_saga_headers(const weft_saga_event_t *ev, weft_saga_hdrbuf_t *buf,
                          weft_header_t *hdrs)
 {
     size_t n = 0;
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(buf->time, sizeof(buf->time), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(ts.tv_nsec / 1000000));
+    weft_clock_rfc3339_now(buf->time, sizeof(buf->time));
     snprintf(buf->source, sizeof(buf->source), "/weft/sagas/%s", ev->saga);
     snprintf(buf->step, sizeof(buf->step), "%d", ev->step);
     const weft_ce_pair_t ce[] = {

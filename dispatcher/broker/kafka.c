@@ -326,15 +326,16 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
     /* Consumer: a defaulted config, then the user's kafka.* on top, then
      * the settings weft's guarantees depend on, which cannot be changed. */
     rd_kafka_conf_t *cc = rd_kafka_conf_new();
-    /* cooperative-sticky: a member joining or leaving moves only the
-     * partitions that must move, so work in flight elsewhere is not
-     * revoked. Measured in test_rebalance_under_load (20,000 events, a
-     * member joining, one leaving, one killed): 376 and 2,041 results
-     * re-emitted for inputs whose offsets the revoked owner could not
-     * commit, against 5,863 to 11,124 with librdkafka's eager default
-     * (range,roundrobin); no input got a second result id with either. */
+    /* The assignor stays librdkafka's eager default (range,roundrobin).
+     * cooperative-sticky re-emitted far fewer results in
+     * test_rebalance_under_load (376 and 2,041 copies against 5,863 to
+     * 11,124; no second result id with either), but Debian's librdkafka
+     * 2.0.2 can crash or hang in rd_kafka_consumer_close while a
+     * cooperative rebalance is under way (librdkafka issues 4312, fixed in
+     * 2.2.0, and 4527, fixed in 2.4.0), and a dispatcher stopped during a
+     * rolling deploy is exactly that. Set kafka.partition.assignment.strategy
+     * with a newer librdkafka. */
     if (conf_default(cc, "group.id", weft_config_str(cfg, "kafka.group.id"), errstr, errlen) ||
-        conf_default(cc, "partition.assignment.strategy", "cooperative-sticky", errstr, errlen) ||
         conf_default(cc, "auto.offset.reset", "earliest", errstr, errlen) ||
         conf_default(cc, "auto.commit.interval.ms", "1000", errstr, errlen) ||
         conf_default(cc, "queued.max.messages.kbytes", "16384", errstr, errlen) ||

@@ -3,9 +3,9 @@
  * pools, catalog), the epoll loop, and the ordered shutdown.
  *
  * Runs in the `weft run` process on its one loop thread. Invariant: this
- * process never fork()s (library threads, credentials): workers are
+ * process never forks (library threads, credentials): workers are
  * posix_spawn()ed. Shutdown drains in-flight jobs for at most
- * dispatcher.shutdown_ms before the adapters and pools are closed.
+ * dispatcher.shutdown_timeout_ms before the adapters and pools are closed.
  */
 #include "internal.h"
 

@@ -414,9 +414,8 @@ static int load_saga_steps(PGconn *pg, weft_catalog_t *cat, char *errstr, size_t
     return 0;
 }
 
-weft_catalog_t *weft_catalog_load(weft_pg_conn_t *pgconn, char *errstr, size_t errlen)
+weft_catalog_t *weft_catalog_load(weft_pg_conn_t *pg, char *errstr, size_t errlen)
 {
-    PGconn *pg = pgconn;
     weft_catalog_t *cat = weft_catalog_new();
     if (!cat) {
         snprintf(errstr, errlen, "out of memory");

@@ -225,7 +225,7 @@ static char *dup_val(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
-int weft_ledger_claim_send(weft_pg_conn_t *pgconn, const char *owner, weft_claim_mode_t mode,
+int weft_ledger_claim_send(weft_pg_conn_t *pg, const char *owner, weft_claim_mode_t mode,
                            const weft_claim_req_t *reqs, size_t n, char *errstr, size_t errlen)
 {
     weft_buf_t a[4] = {{0}};
@@ -235,7 +235,7 @@ int weft_ledger_claim_send(weft_pg_conn_t *pgconn, const char *owner, weft_claim
               weft_pg_array_add_int(&a[1], reqs[i].generation) ||
               weft_pg_array_add_text(&a[2], reqs[i].key) ||
               weft_pg_array_add_int(&a[3], reqs[i].lease_ms);
-    return send_arrays(pgconn, mode == WEFT_CLAIM_FRESH ? ST_CLAIM_FRESH : ST_CLAIM, a, 4, owner,
+    return send_arrays(pg, mode == WEFT_CLAIM_FRESH ? ST_CLAIM_FRESH : ST_CLAIM, a, 4, owner,
                        oom, "claiming keys", errstr, errlen);
 }
 
@@ -308,11 +308,10 @@ static int claim_fresh_result(const PGresult *r, size_t n, weft_claim_res_t *out
     return 0;
 }
 
-int weft_ledger_claim_result(const weft_pg_result_t *pgresult, weft_claim_mode_t mode,
+int weft_ledger_claim_result(const weft_pg_result_t *r, weft_claim_mode_t mode,
                              const weft_claim_req_t *reqs, size_t n, weft_claim_res_t *out,
                              char *errstr, size_t errlen)
 {
-    const PGresult *r = pgresult;
     if (mode == WEFT_CLAIM_FRESH)
         return claim_fresh_result(r, n, out, errstr, errlen);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || (size_t)PQntuples(r) > n) {
@@ -476,10 +475,9 @@ static const char *rec_status(weft_rec_kind_t k)
     }
 }
 
-int weft_ledger_record_send(weft_pg_conn_t *pgconn, const char *owner, const weft_record_t *recs,
+int weft_ledger_record_send(weft_pg_conn_t *pg, const char *owner, const weft_record_t *recs,
                             size_t n, char *errstr, size_t errlen)
 {
-    PGconn *pg = pgconn;
     size_t n_done = 0;
     while (n_done < n && recs[n_done].kind == WEFT_REC_COMPLETED)
         n_done++;
@@ -516,11 +514,10 @@ int weft_ledger_record_send(weft_pg_conn_t *pgconn, const char *owner, const wef
     return send_arrays(pg, ST_RECORD, a, NA, owner, oom, "recording outcomes", errstr, errlen);
 }
 
-int weft_ledger_prepare(weft_pg_conn_t *pgconn, char *errstr, size_t errlen)
+int weft_ledger_prepare(weft_pg_conn_t *pg, char *errstr, size_t errlen)
 {
     static const char *const sql[ST_N] = {CLAIM_SQL, CLAIM_FRESH_SQL, RECORD_SQL,
                                           RECORD_DONE_SQL};
-    PGconn *pg = pgconn;
     PGresult *r = PQexec(pg, "SET enable_hashjoin = off; SET enable_mergejoin = off;"
                              " SET enable_seqscan = off");
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -537,10 +534,9 @@ int weft_ledger_prepare(weft_pg_conn_t *pgconn, char *errstr, size_t errlen)
     return 0;
 }
 
-int weft_ledger_record_result(const weft_pg_result_t *pgresult, size_t n, weft_record_res_t *out,
+int weft_ledger_record_result(const weft_pg_result_t *r, size_t n, weft_record_res_t *out,
                               char *errstr, size_t errlen)
 {
-    const PGresult *r = pgresult;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(errstr, errlen, "recording outcomes: %s", PQresultErrorMessage(r));
         return -1;

@@ -115,11 +115,10 @@ static int refused(const char *sqlstate)
 
 /* Runs sql with params (bytea_param: index of one binary bytea parameter,
  * or -1) and collects the events it returns. */
-static int run(weft_pg_conn_t *pgconn, const char *what, const char *sql, int n, const char *const *params,
+static int run(weft_pg_conn_t *pg, const char *what, const char *sql, int n, const char *const *params,
                const int *lengths, int bytea_param, weft_saga_events_t *out, char *errstr,
                size_t errlen)
 {
-    PGconn *pg = pgconn;
     int formats[12] = {0};
     if (bytea_param >= 0)
         formats[bytea_param] = 1;
@@ -293,7 +292,7 @@ int weft_saga_expire(weft_pg_conn_t *pg, int max, weft_saga_events_t *out, char 
                params, NULL, -1, out, errstr, errlen);
 }
 
-int weft_saga_published(weft_pg_conn_t *pgconn, const weft_saga_events_t *e, char *errstr, size_t errlen)
+int weft_saga_published(weft_pg_conn_t *pg, const weft_saga_events_t *e, char *errstr, size_t errlen)
 {
     if (!e || e->n == 0)
         return 0;
@@ -318,7 +317,7 @@ int weft_saga_published(weft_pg_conn_t *pgconn, const weft_saga_events_t *e, cha
     seqs[b++] = '}';
     seqs[b] = '\0';
     const char *params[2] = {ids, seqs};
-    PGresult *r = PQexecParams(pgconn,
+    PGresult *r = PQexecParams(pg,
                                "UPDATE weft.saga_events e SET published_at = now()"
                                " FROM unnest($1::uuid[], $2::int[]) AS p(instance, seq)"
                                " WHERE e.instance = p.instance AND e.seq = p.seq"

@@ -37,11 +37,11 @@ static int group_setup(void **state)
     (void)state;
     if (fx_up(&fx, TOPICS) != 0)
         return -1;
-    if (fx_js_stream(&fx, "JSIN", "js.in js.f.in js.slow.in js.j2k.in js.rp.in") != 0 ||
-        fx_js_stream(&fx, "JSOUT", "js.out js.f.out js.slow.out js.k.out js.rp.out") != 0 ||
+    if (fx_js_stream(&fx, "JSIN", "js.in js.f.in js.slow.in js.j2k.in js.rp.in js.d.in") != 0 ||
+        fx_js_stream(&fx, "JSOUT", "js.out js.f.out js.slow.out js.k.out js.rp.out js.d.out") !=
+            0 ||
         fx_js_stream(&fx, "JSDLQ", "js.dlq js.f.dlq js.k.dlq") != 0 ||
-        fx_js_stream(&fx, "JSSAGA",
-                     "js.saga.orders js.saga.steps js.saga.events js.saga.dlq") != 0)
+        fx_js_stream(&fx, "JSSAGA", "js.saga.orders js.saga.steps js.saga.events js.saga.dlq") != 0)
         return -1;
     char out[4096], dir[700];
     snprintf(dir, sizeof(dir), "%s/tests/migrations/jetstream", fx.src_dir);
@@ -520,8 +520,7 @@ static void test_js_replay_by_time_and_sequence(void **state)
     long long from_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     usleep(200 * 1000);
     for (int i = 0; i < 2; i++)
-        assert_int_equal(fx_nats_publish(p, 1, "js.rp.in", late[i], "t", "{\"n\":\"b\"}", NULL),
-                         0);
+        assert_int_equal(fx_nats_publish(p, 1, "js.rp.in", late[i], "t", "{\"n\":\"b\"}", NULL), 0);
     want = 5;
     fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 60000);
     assert_int_equal((int)n, 5);
@@ -541,8 +540,8 @@ static void test_js_replay_by_time_and_sequence(void **state)
     /* --reexecute from the time between the two groups: the late two run
      * again under a new generation. */
     snprintf(from, sizeof(from), "@%lld", from_ms);
-    const char *rx[] = {"replay", "--trigger", "js-replay", "--from-time", from, "--reexecute",
-                        "--yes", NULL};
+    const char *rx[] = {"replay", "--trigger",   "js-replay", "--from-time",
+                        from,     "--reexecute", "--yes",     NULL};
     rc = fx_weft(&fx, out, sizeof(out), rx);
     print_message("weft replay --from-time: %d\n%s", rc, out);
     assert_int_equal(rc, 0);
@@ -785,6 +784,170 @@ static void test_core_nats_round_trip(void **state)
     fx_nats_destroy(p);
 }
 
+/* ---- core NATS: retries, dead letters, sagas (issue 25, bug 2) ---------- */
+
+static int never_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    (void)msgs;
+    (void)n;
+    (void)ctx;
+    return 0;
+}
+
+/* Collects until pred holds (or timeout_ms), then settle_ms more, so that
+ * a copy arriving late or twice is counted too: compare counts after this,
+ * never the count a collector stopped at. */
+static void nsub_settle(fx_nsub_t *c, fx_msg_t **msgs, size_t *n, size_t *cap, fx_pred_fn pred,
+                        void *ctx, int timeout_ms, int settle_ms)
+{
+    fx_nsub_until(c, msgs, n, cap, pred, ctx, timeout_ms);
+    fx_nsub_until(c, msgs, n, cap, never_pred, NULL, settle_ms);
+}
+
+static size_t count_header(const fx_msg_t *msgs, size_t n, const char *hdr, const char *value)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = fx_header(&msgs[i], hdr);
+        k += v && strcmp(v, value) == 0;
+    }
+    return k;
+}
+
+typedef struct hdr_ctx {
+    const char *hdr, *value;
+    size_t want;
+} hdr_ctx_t;
+
+static int hdr_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    hdr_ctx_t *hc = ctx;
+    return count_header(msgs, n, hc->hdr, hc->value) >= hc->want;
+}
+
+/* Core NATS keeps nothing for a subject nobody subscribes to: publishes a
+ * probe event until its result is back on out. The dispatcher subscribes
+ * to every core subject in one catalog sync, before it emits anything, so
+ * once one result is back all its subscriptions are live. */
+static void core_wait_subscribed(fx_nats_t *p, fx_nsub_t *out, const char *subject,
+                                 const char *probe_id, fx_msg_t **msgs, size_t *n, size_t *cap)
+{
+    count_ctx_t cc = {.input_id = probe_id, .want = 1};
+    uint64_t deadline = fx_now_ms() + 60000;
+    while (cc.got == 0 && fx_now_ms() < deadline) {
+        assert_int_equal(fx_nats_publish(p, 0, subject, probe_id, "t", "{\"ok\":true}", NULL), 0);
+        fx_nsub_until(out, msgs, n, cap, count_pred, &cc, 500);
+    }
+    assert_true(cc.got >= 1);
+}
+
+/* A retryable failure on a core NATS trigger waits in the dispatcher (core
+ * NATS cannot redeliver) and runs again: an event that fails twice gives
+ * one result after three attempts; one that always fails gives exactly one
+ * dead letter (max_attempts) and its ledger row ends 'dead'. */
+static void test_core_nats_retries_wait_in_the_dispatcher(void **state)
+{
+    (void)state;
+    pid_t pid = fx_run_start(&fx, "run-core-retry.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_nsub_t *out = fx_nsub_new(&fx, "core.f.out", 0);
+    fx_nsub_t *dlq = fx_nsub_new(&fx, "core.f.dlq", 0);
+    assert_non_null(out);
+    assert_non_null(dlq);
+    fx_nats_t *p = fx_nats_new(&fx);
+    fx_msg_t *res = NULL, *dl = NULL;
+    size_t rn = 0, rcap = 0, dn = 0, dcap = 0;
+    core_wait_subscribed(p, out, "core.f.in", "cprobe-1", &res, &rn, &rcap);
+    assert_int_equal(
+        fx_nats_publish(p, 0, "core.f.in", "cflaky-1", "t", "{\"fail\":\"retry-until-3\"}", NULL),
+        0);
+    assert_int_equal(
+        fx_nats_publish(p, 0, "core.f.in", "cdead-1", "t", "{\"fail\":\"retry\"}", NULL), 0);
+    count_ctx_t cc = {.input_id = "cflaky-1", .want = 1};
+    nsub_settle(out, &res, &rn, &rcap, count_pred, &cc, 60000, 2000);
+    hdr_ctx_t hc = {.hdr = "ce-id", .value = "cdead-1", .want = 1};
+    nsub_settle(dlq, &dl, &dn, &dcap, hdr_pred, &hc, 60000, 2000);
+
+    assert_int_equal(count_input(res, rn, "cflaky-1"), 1);
+    assert_int_equal(count_input(res, rn, "cdead-1"), 0);
+    assert_int_equal(count_header(dl, dn, "ce-id", "cdead-1"), 1);
+    assert_int_equal(count_header(dl, dn, "ce-id", "cflaky-1"), 0);
+    const fx_msg_t *m = find_by_header(dl, dn, "ce-id", "cdead-1");
+    assert_non_null(m);
+    assert_string_equal(fx_header(m, "ce-weftreason"), "max_attempts");
+    assert_string_equal(fx_header(m, "ce-weftattempts"), "3");
+    assert_string_equal(fx_header(m, "ce-weftsrcbroker"), "nats");
+    assert_string_equal(m->value, "{\"fail\":\"retry\"}");
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE key = "
+                                      "'ce:/weft/tests' || chr(31) || 'cflaky-1' AND "
+                                      "attempts = 3 AND status = 'completed'"),
+                     1);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE key = "
+                                      "'ce:/weft/tests' || chr(31) || 'cdead-1' AND "
+                                      "attempts = 3 AND status = 'dead'"),
+                     1);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
+                                      "'core-faulty' AND source_broker = 'nats' AND "
+                                      "reason = 'max_attempts'"),
+                     1);
+    /* The retries waited their backoff in the dispatcher: 200 ms, then
+     * 400 ms (no jitter). */
+    assert_true(fx_sql_long(&fx, "SELECT (extract(epoch FROM last_failure_at - "
+                                 "first_failure_at) * 1000)::bigint FROM weft.ledger WHERE "
+                                 "key = 'ce:/weft/tests' || chr(31) || 'cdead-1'") >= 600);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(res, rn);
+    fx_msgs_free(dl, dn);
+    fx_nsub_destroy(out);
+    fx_nsub_destroy(dlq);
+    fx_nats_destroy(p);
+}
+
+/* A saga whose steps travel on core NATS: a step that fails retryably
+ * (faulty.so, "retry-until-2") runs again and the saga completes. */
+static void test_core_nats_saga_step_retried(void **state)
+{
+    (void)state;
+    pid_t pid = fx_run_start(&fx, "run-core-saga.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_nsub_t *ev = fx_nsub_new(&fx, "core.saga.events", 0);
+    assert_non_null(ev);
+    fx_nats_t *p = fx_nats_new(&fx);
+    fx_msg_t *msgs = NULL;
+    size_t n = 0, cap = 0;
+    /* A probe order until its saga completes: the subscriptions are live. */
+    hdr_ctx_t hc = {.hdr = "ce-type", .value = "weft.saga.completed", .want = 1};
+    uint64_t deadline = fx_now_ms() + 60000;
+    while (!hdr_pred(msgs, n, &hc) && fx_now_ms() < deadline) {
+        assert_int_equal(fx_nats_publish(p, 0, "core.saga.orders", "cso-probe", "order",
+                                         "{\"order\":\"probe\"}", NULL),
+                         0);
+        fx_nsub_until(ev, &msgs, &n, &cap, hdr_pred, &hc, 500);
+    }
+    assert_true(hdr_pred(msgs, n, &hc));
+    assert_int_equal(fx_nats_publish(p, 0, "core.saga.orders", "cso-1", "order",
+                                     "{\"order\":\"cso-1\",\"fail\":\"retry-until-2\"}", NULL),
+                     0);
+    const char *done = "SELECT count(*) FROM weft.saga_instances WHERE saga = 'core-order' AND "
+                       "split_part(start_key, chr(31), 2) = 'cso-1' AND status = 'completed'";
+    deadline = fx_now_ms() + 60000;
+    while (fx_sql_long(&fx, done) < 1 && fx_now_ms() < deadline)
+        usleep(200 * 1000);
+    assert_int_equal(fx_sql_long(&fx, done), 1);
+    /* The step ran twice (the ledger of the step's trigger), and no step
+     * row is left unfinished. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT max(attempts) FROM weft.ledger WHERE trigger = "
+                                      "'saga:core-order:1:do'"),
+                     2);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
+                                      "'saga:core-order:1:do' AND status <> 'completed'"),
+                     0);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(msgs, n);
+    fx_nsub_destroy(ev);
+    fx_nats_destroy(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -797,8 +960,13 @@ int main(void)
         cmocka_unit_test(test_js_function_longer_than_ack_wait_runs_once),
         cmocka_unit_test(test_kafka_to_jetstream_and_back),
         cmocka_unit_test(test_core_nats_round_trip),
+        cmocka_unit_test(test_core_nats_retries_wait_in_the_dispatcher),
+        cmocka_unit_test(test_core_nats_saga_step_retried),
         cmocka_unit_test(test_js_kill9_then_restart_loses_nothing),
         cmocka_unit_test(test_js_nats_server_restart_mid_stream),
     };
+    /* WEFT_TEST_FILTER=name runs the matching tests only (while debugging). */
+    if (getenv("WEFT_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("WEFT_TEST_FILTER"));
     return cmocka_run_group_tests_name("jetstream", tests, group_setup, group_teardown);
 }

@@ -14,7 +14,8 @@
  *              server redelivers after the delay. Messages held by the
  *              dispatcher get in-progress acks, so AckWait never expires
  *              under a running function.
- *   core NATS  nothing to acknowledge: at-most-once.
+ *   core NATS  nothing to acknowledge: at-most-once. NAK is not used:
+ *              retries wait in the dispatcher, as on Kafka.
  *   RELEASE    (all) let go without acknowledging: the broker redelivers
  *              (Kafka after a restart/rebalance, JetStream after AckWait).
  *
@@ -53,13 +54,17 @@ typedef struct weft_bmsg {
     const char *trigger; /* JetStream: the trigger whose consumer delivered it */
     const char *stream;  /* JetStream: the stream */
     int64_t delivered;   /* JetStream: delivery count (1 = first) */
-    void *raw;           /* private to the adapter */
-    void *track;         /* private to the adapter */
+    /* 1: a retry is a NAK with delay and the broker redelivers (JetStream);
+     * 0: the dispatcher holds the message and waits itself (Kafka, core
+     * NATS: nothing would redeliver it). */
+    int redeliver;
+    void *raw;   /* private to the adapter */
+    void *track; /* private to the adapter */
 } weft_bmsg_t;
 
 typedef enum {
     WEFT_FINISH_ACK = 0, /* done: acknowledge / commit */
-    WEFT_FINISH_NAK,     /* redeliver after delay_ms (adapters with redeliver_retries) */
+    WEFT_FINISH_NAK,     /* redeliver after delay_ms (messages with redeliver set) */
     WEFT_FINISH_RELEASE, /* let go without acknowledging (shutdown) */
 } weft_finish_t;
 
@@ -108,9 +113,6 @@ typedef struct weft_adapter_ops {
 struct weft_adapter {
     const weft_adapter_ops_t *ops;
     const char *name;
-    /* 1: a retry is a NAK with delay and the broker redelivers (JetStream);
-     * 0: the dispatcher holds the message and waits itself. */
-    int redeliver_retries;
 };
 
 /* The adapters. Constructors return NULL with errstr filled. */

@@ -308,7 +308,6 @@ weft_adapter_t *weft_adapter_kafka_new(const weft_config_t *cfg, const weft_adap
     }
     ka->base.ops = &kafka_ops;
     ka->base.name = "kafka";
-    ka->base.redeliver_retries = 0;
     ka->cbs = *cbs;
     weft_kafka_cbs_t kcbs = {on_assigned, on_revoked, on_delivered, ka};
     ka->k = weft_kafka_new(cfg, &kcbs, errstr, errlen);

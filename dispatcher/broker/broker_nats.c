@@ -245,6 +245,7 @@ static size_t n_consume(weft_adapter_t *a, weft_bmsg_t *out, size_t max, int *fa
             m->trigger = r->con->trigger;
             m->stream = r->stream;
             m->delivered = (int64_t)r->delivered;
+            m->redeliver = 1;
         } else {
             m->offset = ++na->core_seq;
         }
@@ -528,7 +529,6 @@ weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapt
     }
     na->base.ops = &nats_ops;
     na->base.name = "nats";
-    na->base.redeliver_retries = 1;
     na->cbs = *cbs;
     na->fetch_batch = (int)batch;
     na->wake[0] = na->wake[1] = -1;

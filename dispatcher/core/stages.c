@@ -203,8 +203,8 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
                       "in_ms=%llu reason=%s%s",
                       j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
                       (long long)j->msg->km.offset, j->attempts, (unsigned long long)j->due_ms,
-                      j->reason ? j->reason : "", j->msg->bk->redeliver_retries ? " via=nak" : "");
-            if (j->msg->bk->redeliver_retries) {
+                      j->reason ? j->reason : "", j->msg->km.redeliver ? " via=nak" : "");
+            if (j->msg->km.redeliver) {
                 /* The broker redelivers after the delay (JetStream
                  * NakWithDelay); the ledger keeps the attempt count,
                  * and the lease covers the delay. A JetStream message

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cloudevents.pb-c.h"
 #include "fixture.h"
 
 #define TOPICS "js.kin:2 js.kout:2 js.kdlq:1"
@@ -948,6 +949,119 @@ static void test_core_nats_saga_step_retried(void **state)
     fx_nats_destroy(p);
 }
 
+/* ---- structured protobuf CloudEvents ------------------------------------ */
+
+typedef Io__Cloudevents__V1__CloudEvent ce_t;
+typedef Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue ce_val_t;
+typedef Io__Cloudevents__V1__CloudEvent__AttributesEntry ce_entry_t;
+
+/* The event of test_nats_structured_protobuf, packed (malloc()ed). */
+static uint8_t *pb_event(const char *id, size_t *len)
+{
+    ce_t ev;
+    io__cloudevents__v1__cloud_event__init(&ev);
+    ev.id = (char *)id;
+    ev.source = "/weft/tests/pb";
+    ev.spec_version = "1.0";
+    ev.type = "pb.order";
+    ev.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
+    ev.text_data = "{\"order\":7}";
+    const char *keys[] = {"subject", "datacontenttype", "tenant", "priority"};
+    ce_val_t vals[4];
+    ce_entry_t entries[4], *ptrs[4];
+    for (int i = 0; i < 4; i++) {
+        io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(&vals[i]);
+        vals[i].attr_case =
+            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+        io__cloudevents__v1__cloud_event__attributes_entry__init(&entries[i]);
+        entries[i].key = (char *)keys[i];
+        entries[i].value = &vals[i];
+        ptrs[i] = &entries[i];
+    }
+    vals[0].ce_string = "order/7";
+    vals[1].ce_string = "application/json";
+    vals[2].ce_string = "acme";
+    vals[3].attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
+    vals[3].ce_integer = 5;
+    ev.n_attributes = 4;
+    ev.attributes = ptrs;
+    *len = io__cloudevents__v1__cloud_event__get_packed_size(&ev);
+    uint8_t *buf = malloc(*len);
+    assert_non_null(buf);
+    assert_int_equal(io__cloudevents__v1__cloud_event__pack(&ev, buf), *len);
+    return buf;
+}
+
+/* What describe.so saw of the event, and the result's own attributes. */
+static void check_pb_result(const fx_msg_t *res, size_t n, const char *trigger)
+{
+    assert_int_equal(count_input(res, n, "pbs-1"), 1);
+    const fx_msg_t *m = find_by_header(res, n, "ce-weftinputid", "pbs-1");
+    assert_non_null(m);
+    static const char *const want[] = {
+        "id=pbs-1\nsource=/weft/tests/pb\nspecversion=1.0\ntype=pb.order\n",
+        "subject=order/7\n",
+        "datacontenttype=application/json\n",
+        "attr.tenant=acme\n",
+        "attr.priority=5\n",
+        "attempt=1\ndata_len=11\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(m->value, want[i]))
+            fail_msg("%s: the function did not see \"%s\" in:\n%s", trigger, want[i], m->value);
+    char tline[64];
+    snprintf(tline, sizeof(tline), "trigger=%s\n", trigger);
+    assert_non_null(strstr(m->value, tline));
+    assert_string_equal(fx_header(m, "ce-type"), "pb.order.result");
+    assert_string_equal(fx_header(m, "ce-subject"), "order/7");
+    assert_string_equal(fx_header(m, "ce-wefttrigger"), trigger);
+    assert_string_equal(fx_header(m, "Content-Type"), "text/plain");
+}
+
+/* A structured-mode protobuf CloudEvent (application/cloudevents+protobuf,
+ * the official field numbers) on core NATS and on JetStream: the function
+ * sees its attributes, extensions and data, and its result comes back. */
+static void test_nats_structured_protobuf(void **state)
+{
+    (void)state;
+    pid_t pid = fx_run_start(&fx, "run-pb.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_nsub_t *core = fx_nsub_new(&fx, "core.d.out", 0);
+    fx_nsub_t *js = fx_nsub_new(&fx, "js.d.out", 1);
+    assert_non_null(core);
+    assert_non_null(js);
+    fx_nats_t *p = fx_nats_new(&fx);
+    fx_msg_t *cres = NULL, *jres = NULL;
+    size_t cn = 0, ccap = 0, jn = 0, jcap = 0;
+    core_wait_subscribed(p, core, "core.d.in", "pbprobe-1", &cres, &cn, &ccap);
+    size_t len;
+    uint8_t *buf = pb_event("pbs-1", &len);
+    assert_int_equal(
+        fx_nats_publish_raw(p, 0, "core.d.in", "application/cloudevents+protobuf", NULL, buf, len),
+        0);
+    assert_int_equal(
+        fx_nats_publish_raw(p, 1, "js.d.in", "application/cloudevents+protobuf", NULL, buf, len),
+        0);
+    free(buf);
+    count_ctx_t cc = {.input_id = "pbs-1", .want = 1}, jc = cc;
+    nsub_settle(core, &cres, &cn, &ccap, count_pred, &cc, 60000, 1000);
+    nsub_settle(js, &jres, &jn, &jcap, count_pred, &jc, 60000, 1000);
+    check_pb_result(cres, cn, "core-describe");
+    check_pb_result(jres, jn, "js-describe");
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE key = "
+                                      "'ce:/weft/tests/pb' || chr(31) || 'pbs-1' AND "
+                                      "status = 'completed' AND attempts = 1 AND trigger IN "
+                                      "('core-describe', 'js-describe')"),
+                     2);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(cres, cn);
+    fx_msgs_free(jres, jn);
+    fx_nsub_destroy(core);
+    fx_nsub_destroy(js);
+    fx_nats_destroy(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -962,6 +1076,7 @@ int main(void)
         cmocka_unit_test(test_core_nats_round_trip),
         cmocka_unit_test(test_core_nats_retries_wait_in_the_dispatcher),
         cmocka_unit_test(test_core_nats_saga_step_retried),
+        cmocka_unit_test(test_nats_structured_protobuf),
         cmocka_unit_test(test_js_kill9_then_restart_loses_nothing),
         cmocka_unit_test(test_js_nats_server_restart_mid_stream),
     };

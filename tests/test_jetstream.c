@@ -26,7 +26,7 @@
 #include "cloudevents.pb-c.h"
 #include "fixture.h"
 
-#define TOPICS "js.kin:2 js.kout:2 js.kdlq:1"
+#define TOPICS "js.kin:2 js.kout:2 js.kdlq:1 js.kbig:1"
 #define RUN_SET                                                                                    \
     "dispatcher.shutdown_timeout_ms=10000;kafka.session.timeout.ms=6000;"                          \
     "kafka.heartbeat.interval.ms=500"
@@ -39,8 +39,8 @@ static int group_setup(void **state)
     if (fx_up(&fx, TOPICS) != 0)
         return -1;
     if (fx_js_stream(&fx, "JSIN", "js.in js.f.in js.slow.in js.j2k.in js.rp.in js.d.in") != 0 ||
-        fx_js_stream(&fx, "JSOUT", "js.out js.f.out js.slow.out js.k.out js.rp.out js.d.out") !=
-            0 ||
+        fx_js_stream(&fx, "JSOUT",
+                     "js.out js.f.out js.slow.out js.k.out js.rp.out js.d.out js.big.out") != 0 ||
         fx_js_stream(&fx, "JSDLQ", "js.dlq js.f.dlq js.k.dlq") != 0 ||
         fx_js_stream(&fx, "JSSAGA", "js.saga.orders js.saga.steps js.saga.events js.saga.dlq") != 0)
         return -1;
@@ -1062,6 +1062,146 @@ static void test_nats_structured_protobuf(void **state)
     fx_nats_destroy(p);
 }
 
+/* ---- oversized messages on NATS ----------------------------------------- */
+
+/* A message over dispatcher.max_event_bytes, on core NATS and on
+ * JetStream: one dead letter each with reason oversized and the original
+ * bytes, a weft.dead_letters row and a 'dead' ledger row; never a result,
+ * never a silent loss. */
+static void test_nats_oversized_input_dead_lettered(void **state)
+{
+    (void)state;
+    pid_t pid = fx_run_start(&fx, "run-big-in.log", RUN_SET ";dispatcher.max_event_bytes=65536");
+    assert_true(pid > 0);
+    fx_nsub_t *out = fx_nsub_new(&fx, "core.f.out", 0);
+    fx_nsub_t *cdlq = fx_nsub_new(&fx, "core.f.dlq", 0);
+    fx_nsub_t *jdlq = fx_nsub_new(&fx, "js.f.dlq", 1);
+    assert_non_null(out);
+    assert_non_null(cdlq);
+    assert_non_null(jdlq);
+    fx_nats_t *p = fx_nats_new(&fx);
+    fx_msg_t *res = NULL, *cdl = NULL, *jdl = NULL;
+    size_t rn = 0, rcap = 0, cn = 0, ccap = 0, jn = 0, jcap = 0;
+    core_wait_subscribed(p, out, "core.f.in", "bigprobe-1", &res, &rn, &rcap);
+    const size_t big = 100000;
+    char *data = malloc(big);
+    assert_non_null(data);
+    memset(data, 'x', big);
+    const char *core_hdrs[] = {"ce-specversion=1.0", "ce-id=cbig-1", "ce-source=/weft/tests",
+                               "ce-type=t", NULL};
+    const char *js_hdrs[] = {"ce-specversion=1.0", "ce-id=jbig-1", "ce-source=/weft/tests",
+                             "ce-type=t", NULL};
+    assert_int_equal(
+        fx_nats_publish_raw(p, 0, "core.f.in", "application/octet-stream", core_hdrs, data, big),
+        0);
+    assert_int_equal(
+        fx_nats_publish_raw(p, 1, "js.f.in", "application/octet-stream", js_hdrs, data, big), 0);
+    hdr_ctx_t ch = {.hdr = "ce-id", .value = "cbig-1", .want = 1};
+    hdr_ctx_t jh = {.hdr = "ce-id", .value = "jbig-1", .want = 1};
+    nsub_settle(cdlq, &cdl, &cn, &ccap, hdr_pred, &ch, 60000, 1000);
+    nsub_settle(jdlq, &jdl, &jn, &jcap, hdr_pred, &jh, 60000, 1000);
+    fx_nsub_until(out, &res, &rn, &rcap, never_pred, NULL, 500);
+    assert_int_equal(count_header(cdl, cn, "ce-id", "cbig-1"), 1);
+    assert_int_equal(count_header(jdl, jn, "ce-id", "jbig-1"), 1);
+    assert_int_equal(count_input(res, rn, "cbig-1"), 0);
+    const fx_msg_t *ms[] = {find_by_header(cdl, cn, "ce-id", "cbig-1"),
+                            find_by_header(jdl, jn, "ce-id", "jbig-1")};
+    for (int i = 0; i < 2; i++) {
+        assert_non_null(ms[i]);
+        assert_string_equal(fx_header(ms[i], "ce-weftreason"), "oversized");
+        assert_int_equal(ms[i]->value_len, big);
+        assert_memory_equal(ms[i]->value, data, big);
+    }
+    assert_string_equal(fx_header(ms[0], "ce-weftsrcbroker"), "nats");
+    assert_string_equal(fx_header(ms[1], "ce-weftsrcbroker"), "jetstream");
+    free(data);
+    /* Undecoded, an oversized event is keyed by its coordinates. */
+    const char *sel = "FROM weft.dead_letters d JOIN weft.ledger l ON l.trigger = d.trigger AND "
+                      "l.key = d.key WHERE d.reason = 'oversized' AND ((d.trigger = 'core-faulty' "
+                      "AND d.source_broker = 'nats') OR (d.trigger = 'js-faulty' AND "
+                      "d.source_broker = 'jetstream'))";
+    char sql[512];
+    snprintf(sql, sizeof(sql), "SELECT count(*) %s", sel);
+    assert_int_equal(fx_sql_long(&fx, sql), 2);
+    snprintf(sql, sizeof(sql), "SELECT count(*) %s AND l.status = 'dead' AND l.attempts = 1", sel);
+    assert_int_equal(fx_sql_long(&fx, sql), 2);
+    fx_js_cstate_t st;
+    wait_acked("JSIN", "faulty-durable", &st);
+    assert_int_equal(st.ack_pending, 0);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(res, rn);
+    fx_msgs_free(cdl, cn);
+    fx_msgs_free(jdl, jn);
+    fx_nsub_destroy(out);
+    fx_nsub_destroy(cdlq);
+    fx_nsub_destroy(jdlq);
+    fx_nats_destroy(p);
+}
+
+/* A result over the NATS server's max_payload (core NATS and JetStream)
+ * can never be published: each is dead-lettered with a reason that names
+ * the limit, once, instead of being retried every second forever with
+ * its source held. */
+static void test_nats_result_over_max_payload_dead_lettered(void **state)
+{
+    (void)state;
+    pid_t pid = fx_run_start(&fx, "run-big-out.log", RUN_SET);
+    assert_true(pid > 0);
+    fx_nsub_t *core = fx_nsub_new(&fx, "core.big.out", 0);
+    fx_nsub_t *js = fx_nsub_new(&fx, "js.big.out", 1);
+    assert_non_null(core);
+    assert_non_null(js);
+    const size_t spaces = 400000;
+    char *subj = malloc(spaces + sizeof("ce_subject="));
+    assert_non_null(subj);
+    strcpy(subj, "ce_subject=");
+    memset(subj + strlen(subj), ' ', spaces);
+    subj[sizeof("ce_subject=") - 1 + spaces] = '\0';
+    const char *hdrs[] = {subj, NULL};
+    fx_producer_t *kp = fx_producer_new(&fx);
+    assert_int_equal(fx_produce(kp, "js.kbig", "k", "kbig-1", "t", "{\"name\":\"big\"}", hdrs), 0);
+    assert_int_equal(fx_producer_flush(kp), 0);
+    free(subj);
+    fx_consumer_t *kc = fx_consumer_new(&fx, "js.kdlq");
+    fx_msg_t *dl = NULL, *cres = NULL, *jres = NULL;
+    size_t dn = 0, dcap = 0, cn = 0, ccap = 0, jn = 0, jcap = 0;
+    hdr_ctx_t hc = {.hdr = "ce_id", .value = "kbig-1", .want = 2};
+    fx_consume_until(kc, &dl, &dn, &dcap, hdr_pred, &hc, 60000);
+    fx_consume_until(kc, &dl, &dn, &dcap, never_pred, NULL, 2000);
+    fx_nsub_until(core, &cres, &cn, &ccap, never_pred, NULL, 500);
+    fx_nsub_until(js, &jres, &jn, &jcap, never_pred, NULL, 500);
+    assert_int_equal(count_header(dl, dn, "ce_id", "kbig-1"), 2);
+    assert_int_equal(count_header(dl, dn, "ce_wefttrigger", "k2n-big"), 1);
+    assert_int_equal(count_header(dl, dn, "ce_wefttrigger", "k2js-big"), 1);
+    for (size_t i = 0; i < dn; i++) {
+        /* fx_header answers in one static buffer: copies. */
+        char *reason =
+            fx_header(&dl[i], "ce_weftreason") ? strdup(fx_header(&dl[i], "ce_weftreason")) : NULL;
+        char *err =
+            fx_header(&dl[i], "ce_wefterror") ? strdup(fx_header(&dl[i], "ce_wefterror")) : NULL;
+        print_message("dead letter of %s: reason=%s error=%s\n",
+                      fx_header(&dl[i], "ce_wefttrigger"), reason ? reason : "(none)",
+                      err ? err : "(none)");
+        assert_non_null(reason);
+        assert_true(*reason != '\0');
+        assert_non_null(err);
+        assert_non_null(strstr(err, "max_payload"));
+        assert_string_equal(dl[i].value, "{\"name\":\"big\"}");
+        free(reason);
+        free(err);
+    }
+    assert_int_equal(count_input(cres, cn, "kbig-1"), 0);
+    assert_int_equal(count_input(jres, jn, "kbig-1"), 0);
+    assert_int_equal(fx_run_stop(pid, 60000), 0);
+    fx_msgs_free(dl, dn);
+    fx_msgs_free(cres, cn);
+    fx_msgs_free(jres, jn);
+    fx_consumer_destroy(kc);
+    fx_producer_destroy(kp);
+    fx_nsub_destroy(core);
+    fx_nsub_destroy(js);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1077,6 +1217,8 @@ int main(void)
         cmocka_unit_test(test_core_nats_retries_wait_in_the_dispatcher),
         cmocka_unit_test(test_core_nats_saga_step_retried),
         cmocka_unit_test(test_nats_structured_protobuf),
+        cmocka_unit_test(test_nats_oversized_input_dead_lettered),
+        cmocka_unit_test(test_nats_result_over_max_payload_dead_lettered),
         cmocka_unit_test(test_js_kill9_then_restart_loses_nothing),
         cmocka_unit_test(test_js_nats_server_restart_mid_stream),
     };

@@ -12,7 +12,8 @@
  * under na->mu) from before js_PublishMsgAsync until its PubAck, which
  * queues its completion; a core NATS message has no acknowledgement and
  * is reported delivered from serve, never from n_produce; a refused
- * publish gets no completion (n_produce returns the error).
+ * publish gets no completion (n_produce returns the error); a message over
+ * the server's max_payload is refused as never sendable (not retriable).
  */
 
 #include <errno.h>
@@ -103,6 +104,24 @@ static int build_emit(const weft_emit_t *em, natsMsg **out, char *errstr, size_t
                                em->drop_bad_headers, errstr, errlen);
 }
 
+/* The publish failed with s. A message over the server's max_payload
+ * (headers and data) can never be sent, so it is not retriable: the
+ * dispatcher makes it a failure with this reason instead of trying it
+ * again every second forever. */
+static void publish_failed(nadapter_t *na, const weft_emit_t *em, natsStatus s, const char *call,
+                           int *retriable, char *errstr, size_t errlen)
+{
+    if (s == NATS_MAX_PAYLOAD) {
+        *retriable = 0;
+        snprintf(errstr, errlen,
+                 "message to %s (%zu data bytes, %zu headers) is over the NATS server's "
+                 "max_payload of %lld bytes",
+                 em->topic, em->len, em->n_hdrs, (long long)natsConnection_GetMaxPayload(na->nc));
+        return;
+    }
+    snprintf(errstr, errlen, "%s subject=%s: %s", call, em->topic, nats_err(s));
+}
+
 int n_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque, int *retriable,
               char *errstr, size_t errlen)
 {
@@ -116,7 +135,8 @@ int n_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque, int *r
         natsStatus s = natsConnection_PublishMsg(na->nc, msg);
         natsMsg_Destroy(msg);
         if (s != NATS_OK) {
-            snprintf(errstr, errlen, "publishing to %s failed: %s", em->topic, nats_err(s));
+            publish_failed(na, em, s, "natsConnection_PublishMsg() failed", retriable, errstr,
+                           errlen);
             return -1;
         }
         /* No acknowledgement exists on core NATS: reported as delivered
@@ -162,6 +182,6 @@ int n_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque, int *r
     }
     pthread_mutex_unlock(&na->mu);
     natsMsg_Destroy(owned);
-    snprintf(errstr, errlen, "js_PublishMsgAsync() failed subject=%s: %s", em->topic, nats_err(s));
+    publish_failed(na, em, s, "js_PublishMsgAsync() failed", retriable, errstr, errlen);
     return -1;
 }

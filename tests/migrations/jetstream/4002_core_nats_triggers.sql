@@ -27,3 +27,13 @@ VALUES ('core-describe', 'nats', 'core.d.in', 'describe', 'core.d.out', 'core.d.
 INSERT INTO weft.triggers (name, source, topic, stream, ack_wait_ms, function, result_topic,
                            dead_letter_topic)
 VALUES ('js-describe', 'jetstream', 'js.d.in', 'JSIN', 3000, 'describe', 'js.d.out', 'js.dlq');
+
+-- Results over the NATS server's max_payload (1 MiB): a Kafka event whose
+-- subject holds 400,000 spaces is 400 kB on Kafka and 1.2 MB once
+-- percent-encoded in the result's ce-subject header. Its dead letters go
+-- to Kafka, which takes the original.
+INSERT INTO weft.triggers (name, source, topic, function, result_topic, result_broker,
+                           dead_letter_topic, dead_letter_broker, max_attempts)
+VALUES ('k2n-big', 'kafka', 'js.kbig', 'upper', 'core.big.out', 'nats', 'js.kdlq', 'kafka', 3),
+       ('k2js-big', 'kafka', 'js.kbig', 'upper', 'js.big.out', 'jetstream', 'js.kdlq', 'kafka',
+        3);

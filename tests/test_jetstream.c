@@ -84,6 +84,71 @@ static void wait_acked(const char *stream, const char *durable, fx_js_cstate_t *
     } while (fx_now_ms() < deadline);
 }
 
+typedef struct count_ctx {
+    const char *input_id;
+    int want;
+    int got;
+    size_t scanned;
+} count_ctx_t;
+
+static int count_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    count_ctx_t *cc = ctx;
+    for (; cc->scanned < n; cc->scanned++)
+        if (msgs[cc->scanned].input_id && strcmp(msgs[cc->scanned].input_id, cc->input_id) == 0)
+            cc->got++;
+    return cc->got >= cc->want;
+}
+
+static size_t count_input(const fx_msg_t *msgs, size_t n, const char *input_id)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += msgs[i].input_id && strcmp(msgs[i].input_id, input_id) == 0;
+    return k;
+}
+
+static int never_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    (void)msgs;
+    (void)n;
+    (void)ctx;
+    return 0;
+}
+
+/* Collects until pred holds (or timeout_ms), then settle_ms more, so that
+ * a copy arriving late or twice is counted too: compare counts after this,
+ * never the count a collector stopped at. */
+#define SETTLE_MS 1500
+
+static void nsub_settle(fx_nsub_t *c, fx_msg_t **msgs, size_t *n, size_t *cap, fx_pred_fn pred,
+                        void *ctx, int timeout_ms, int settle_ms)
+{
+    fx_nsub_until(c, msgs, n, cap, pred, ctx, timeout_ms);
+    fx_nsub_until(c, msgs, n, cap, never_pred, NULL, settle_ms);
+}
+
+static size_t count_header(const fx_msg_t *msgs, size_t n, const char *hdr, const char *value)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = fx_header(&msgs[i], hdr);
+        k += v && strcmp(v, value) == 0;
+    }
+    return k;
+}
+
+typedef struct hdr_ctx {
+    const char *hdr, *value;
+    size_t want;
+} hdr_ctx_t;
+
+static int hdr_pred(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    hdr_ctx_t *hc = ctx;
+    return count_header(msgs, n, hc->hdr, hc->value) >= hc->want;
+}
+
 static void test_js_one_result_per_event(void **state)
 {
     (void)state;
@@ -112,7 +177,11 @@ static void test_js_one_result_per_event(void **state)
     print_message("%d results; %zu events in %.3f s after the first result: %.0f events/s\n",
                   s.distinct, n - n0, (double)(t1 - t0) / 1000.0,
                   (double)(n - n0) * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1));
+    /* One result each: a re-emit carries the same Nats-Msg-Id, and
+     * JetStream drops it within its duplicate window. */
+    fx_nsub_until(c, &msgs, &n, &cap, never_pred, NULL, SETTLE_MS);
     assert_int_equal(s.distinct, N);
+    assert_int_equal(n, N);
     assert_int_equal(s.conflicts, 0);
     assert_int_equal(s.bad_content, 0);
     assert_int_equal(s.bad_msg_id, 0);
@@ -133,22 +202,6 @@ static void test_js_one_result_per_event(void **state)
     fx_seen_free(&s);
     fx_nsub_destroy(c);
     fx_nats_destroy(p);
-}
-
-typedef struct count_ctx {
-    const char *input_id;
-    int want;
-    int got;
-    size_t scanned;
-} count_ctx_t;
-
-static int count_pred(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    count_ctx_t *cc = ctx;
-    for (; cc->scanned < n; cc->scanned++)
-        if (msgs[cc->scanned].input_id && strcmp(msgs[cc->scanned].input_id, cc->input_id) == 0)
-            cc->got++;
-    return cc->got >= cc->want;
 }
 
 static void test_js_duplicate_runs_nothing(void **state)
@@ -200,8 +253,8 @@ static void test_js_duplicate_runs_nothing(void **state)
     /* Its re-emit carries the same event id, so JetStream dropped it as a
      * duplicate: the result stream keeps exactly one result, the stored
      * one. */
-    fx_nsub_until(c, &msgs, &n, &cap, count_pred, &cc, 2000);
-    assert_int_equal(cc.got, 1);
+    fx_nsub_until(c, &msgs, &n, &cap, never_pred, NULL, SETTLE_MS);
+    assert_int_equal(count_input(msgs, n, "dup-1"), 1);
     for (size_t i = 0; i < n; i++)
         if (msgs[i].input_id && strcmp(msgs[i].input_id, "dup-1") == 0)
             assert_string_equal(msgs[i].value, "{\"name\":\"USER 1\",\"n\":1}");
@@ -376,7 +429,7 @@ static void test_js_retries_then_dead_letter_subject(void **state)
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
     int want = 5;
-    fx_nsub_until(dlq, &msgs, &n, &cap, n_pred, &want, 60000);
+    nsub_settle(dlq, &msgs, &n, &cap, n_pred, &want, 60000, SETTLE_MS);
     assert_int_equal((int)n, 5);
 
     const fx_msg_t *m = find_by_header(msgs, n, "ce-id", "fatal-1");
@@ -425,7 +478,7 @@ static void test_js_retries_then_dead_letter_subject(void **state)
     fx_msg_t *res = NULL;
     size_t rn = 0, rcap = 0;
     int rwant = 3;
-    fx_nsub_until(out, &res, &rn, &rcap, n_pred, &rwant, 30000);
+    nsub_settle(out, &res, &rn, &rcap, n_pred, &rwant, 30000, SETTLE_MS);
     assert_int_equal((int)rn, 3);
     assert_non_null(find_by_header(res, rn, "ce-weftinputid", "flaky-1"));
     assert_non_null(find_by_header(res, rn, "ce-weftinputid", "struct-1"));
@@ -471,7 +524,9 @@ static void test_js_redrive_after_fix(void **state)
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
     int want = 4; /* the three results of the previous test, then this one */
-    fx_nsub_until(res, &msgs, &n, &cap, n_pred, &want, 60000);
+    nsub_settle(res, &msgs, &n, &cap, n_pred, &want, 60000, SETTLE_MS);
+    assert_int_equal((int)n, 4);
+    assert_int_equal(count_input(msgs, n, "fatal-1"), 1);
     const fx_msg_t *m = find_by_header(msgs, n, "ce-weftinputid", "fatal-1");
     assert_non_null(m);
     assert_string_equal(m->value, "{\"fail\":\"FATAL\"}");
@@ -486,14 +541,6 @@ static void test_js_redrive_after_fix(void **state)
     free(fx_sql(&fx, "UPDATE weft.triggers SET function = 'faulty' WHERE name = 'js-faulty'"));
     fx_msgs_free(msgs, n);
     fx_nsub_destroy(res);
-}
-
-static size_t count_input(const fx_msg_t *msgs, size_t n, const char *input_id)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += msgs[i].input_id && strcmp(msgs[i].input_id, input_id) == 0;
-    return k;
 }
 
 /* weft replay from JetStream: by time with --reexecute (the functions run
@@ -513,7 +560,7 @@ static void test_js_replay_by_time_and_sequence(void **state)
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
     int want = 3;
-    fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 60000);
+    nsub_settle(c, &msgs, &n, &cap, n_pred, &want, 60000, SETTLE_MS);
     assert_int_equal((int)n, 3);
     usleep(1500 * 1000);
     struct timespec ts;
@@ -523,7 +570,7 @@ static void test_js_replay_by_time_and_sequence(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(fx_nats_publish(p, 1, "js.rp.in", late[i], "t", "{\"n\":\"b\"}", NULL), 0);
     want = 5;
-    fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 60000);
+    nsub_settle(c, &msgs, &n, &cap, n_pred, &want, 60000, SETTLE_MS);
     assert_int_equal((int)n, 5);
 
     /* From a time after the last event: nothing to replay, and said so
@@ -548,7 +595,7 @@ static void test_js_replay_by_time_and_sequence(void **state)
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "2 events read, 2 republished"));
     want = 7;
-    fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 60000);
+    nsub_settle(c, &msgs, &n, &cap, n_pred, &want, 60000, SETTLE_MS);
     assert_int_equal((int)n, 7);
     assert_int_equal(count_input(msgs, n, "rp-b1"), 2);
     assert_int_equal(count_input(msgs, n, "rp-b2"), 2);
@@ -636,7 +683,7 @@ static void test_js_saga(void **state)
     /* jso-1: started, step.completed x2, completed; jso-2: started,
      * step.completed, step.failed, compensating, step.compensated, aborted */
     int want = 10;
-    fx_nsub_until(c, &msgs, &n, &cap, n_pred, &want, 30000);
+    nsub_settle(c, &msgs, &n, &cap, n_pred, &want, 30000, SETTLE_MS);
     assert_int_equal((int)n, 10);
     assert_non_null(find_by_header(msgs, n, "ce-type", "weft.saga.aborted"));
     assert_non_null(find_by_header(msgs, n, "ce-type", "weft.saga.completed"));
@@ -669,8 +716,8 @@ static void test_js_function_longer_than_ack_wait_runs_once(void **state)
     assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.ledger WHERE trigger = "
                                       "'js-slow'"),
                      1);
-    fx_nsub_until(out, &res, &rn, &rcap, count_pred, &cc, 1000);
-    assert_int_equal(cc.got, 1);
+    fx_nsub_until(out, &res, &rn, &rcap, never_pred, NULL, SETTLE_MS);
+    assert_int_equal(count_input(res, rn, "slow-1"), 1);
     assert_int_equal(fx_run_stop(pid, 60000), 0);
     fx_msgs_free(res, rn);
     fx_nsub_destroy(out);
@@ -700,7 +747,7 @@ static void test_kafka_to_jetstream_and_back(void **state)
     fx_msg_t *res = NULL;
     size_t rn = 0, rcap = 0;
     int want = 2;
-    fx_nsub_until(out, &res, &rn, &rcap, n_pred, &want, 60000);
+    nsub_settle(out, &res, &rn, &rcap, n_pred, &want, 60000, SETTLE_MS);
     assert_int_equal((int)rn, 2);
     const fx_msg_t *m = find_by_header(res, rn, "ce-weftinputid", "k2j-1");
     assert_non_null(m);
@@ -714,7 +761,7 @@ static void test_kafka_to_jetstream_and_back(void **state)
     fx_msg_t *dl = NULL;
     size_t dn = 0, dcap = 0;
     int dwant = 1;
-    fx_nsub_until(dlq, &dl, &dn, &dcap, n_pred, &dwant, 60000);
+    nsub_settle(dlq, &dl, &dn, &dcap, n_pred, &dwant, 60000, SETTLE_MS);
     assert_int_equal((int)dn, 1);
     m = find_by_header(dl, dn, "ce-id", "k2j-bad");
     assert_non_null(m);
@@ -735,7 +782,8 @@ static void test_kafka_to_jetstream_and_back(void **state)
     size_t kn = 0, kcap = 0;
     count_ctx_t cc = {.input_id = "j2k-1", .want = 1};
     fx_consume_until(kc, &km, &kn, &kcap, count_pred, &cc, 60000);
-    assert_int_equal(cc.got, 1);
+    fx_consume_until(kc, &km, &kn, &kcap, never_pred, NULL, SETTLE_MS);
+    assert_int_equal(count_input(km, kn, "j2k-1"), 1);
     assert_string_equal(km[0].value, "{\"name\":\"CY\"}");
     fx_js_cstate_t st;
     wait_acked("JSIN", "weft_j2k", &st);
@@ -786,45 +834,6 @@ static void test_core_nats_round_trip(void **state)
 }
 
 /* ---- core NATS: retries, dead letters, sagas (issue 25, bug 2) ---------- */
-
-static int never_pred(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    (void)msgs;
-    (void)n;
-    (void)ctx;
-    return 0;
-}
-
-/* Collects until pred holds (or timeout_ms), then settle_ms more, so that
- * a copy arriving late or twice is counted too: compare counts after this,
- * never the count a collector stopped at. */
-static void nsub_settle(fx_nsub_t *c, fx_msg_t **msgs, size_t *n, size_t *cap, fx_pred_fn pred,
-                        void *ctx, int timeout_ms, int settle_ms)
-{
-    fx_nsub_until(c, msgs, n, cap, pred, ctx, timeout_ms);
-    fx_nsub_until(c, msgs, n, cap, never_pred, NULL, settle_ms);
-}
-
-static size_t count_header(const fx_msg_t *msgs, size_t n, const char *hdr, const char *value)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *v = fx_header(&msgs[i], hdr);
-        k += v && strcmp(v, value) == 0;
-    }
-    return k;
-}
-
-typedef struct hdr_ctx {
-    const char *hdr, *value;
-    size_t want;
-} hdr_ctx_t;
-
-static int hdr_pred(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    hdr_ctx_t *hc = ctx;
-    return count_header(msgs, n, hc->hdr, hc->value) >= hc->want;
-}
 
 /* Core NATS keeps nothing for a subject nobody subscribes to: publishes a
  * probe event until its result is back on out. The dispatcher subscribes

@@ -6,9 +6,16 @@
  * dispatcher and a nats-server restart mid-stream lose nothing, retries
  * wait their backoff and end in the dead-letter subject, a function
  * running longer than AckWait is not redelivered, Kafka <-> JetStream
- * triggers, and a core NATS round trip.
+ * triggers, a core NATS round trip, core NATS retries and dead letters
+ * (they wait in the dispatcher) and a core NATS saga step's retry,
+ * structured protobuf CloudEvents, and oversized messages (over
+ * max_event_bytes in, over the server's max_payload out).
  *
- * Triggers: tests/migrations/jetstream/4001_jetstream_triggers.sql.
+ * Counts are taken over a settle time (nsub_settle): what arrives late or
+ * twice is counted, never only what a collector stopped at.
+ *
+ * Triggers: tests/migrations/jetstream/4001_jetstream_triggers.sql and
+ * 4002_core_nats_triggers.sql. WEFT_TEST_FILTER=pattern runs some tests.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -116,6 +116,7 @@ int n_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque, int *r
         natsStatus s = natsConnection_PublishMsg(na->nc, msg);
         natsMsg_Destroy(msg);
         if (s != NATS_OK) {
+            *retriable = s != NATS_MAX_PAYLOAD; /* the same bytes are refused again */
             snprintf(errstr, errlen, "publishing to %s failed: %s", em->topic, nats_err(s));
             return -1;
         }
@@ -162,6 +163,7 @@ int n_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque, int *r
     }
     pthread_mutex_unlock(&na->mu);
     natsMsg_Destroy(owned);
+    *retriable = s != NATS_MAX_PAYLOAD;
     snprintf(errstr, errlen, "js_PublishMsgAsync() failed subject=%s: %s", em->topic, nats_err(s));
     return -1;
 }

@@ -44,6 +44,7 @@ struct weft_kafka {
     int closed;
     ktopic_t *topics[KTOPIC_BUCKETS];
     int64_t broker_max_bytes; /* its message.max.bytes; 0: not asked; -1: asked, unknown */
+    int64_t producer_max_bytes; /* the producer's message.max.bytes; 0: not read yet */
     /* The delivery report being served is a refusal that producing the
      * same message again cannot mend (too large). */
     int dr_permanent;
@@ -660,9 +661,10 @@ int weft_kafka_describe_limits(weft_kafka_t *k, const char *const *topics, size_
 int64_t weft_kafka_max_bytes(weft_kafka_t *k, const char *topic)
 {
     char v[32];
-    int64_t lim = 0;
-    if (weft_kafka_producer_setting(k, "message.max.bytes", v, sizeof(v)) == 0)
-        lim = strtoll(v, NULL, 10);
+    if (k->producer_max_bytes == 0 &&
+        weft_kafka_producer_setting(k, "message.max.bytes", v, sizeof(v)) == 0)
+        k->producer_max_bytes = strtoll(v, NULL, 10);
+    int64_t lim = k->producer_max_bytes;
     if (k->broker_max_bytes > 0 && (lim <= 0 || k->broker_max_bytes < lim))
         lim = k->broker_max_bytes;
     ktopic_t *t = ktopic_find(k, topic);

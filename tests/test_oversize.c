@@ -1,10 +1,11 @@
 /*
  * test_oversize.c - outcomes the broker will not take, against a real
- * PostgreSQL, Apache Kafka, nats-server (JetStream) and `weft run`: a
- * result over its topic's limit is the function's failure and ends as a
- * dead letter; a dead letter over its topic's limit goes cut short with a
- * pointer to its weft.dead_letters row; the ledger, the log and the topics
- * agree, and no input is acknowledged before its outcome reached a topic.
+ * PostgreSQL, Apache Kafka, nats-server (JetStream and core NATS) and
+ * `weft run`: a result over its topic's limit is the function's failure
+ * and ends as a dead letter; a dead letter over its topic's limit goes
+ * cut short with a pointer to its weft.dead_letters row; the ledger, the
+ * log and the topics agree, and no input is acknowledged before its
+ * outcome reached a topic.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -381,6 +382,50 @@ static void test_jetstream_result_over_max_payload(void **state)
     fx_msgs_free(res, rn);
 }
 
+/* Core NATS: a result over max_payload, with one attempt allowed. Core
+ * NATS keeps nothing: the subscriptions start before the events. */
+static void test_core_nats_result_over_max_payload(void **state)
+{
+    (void)state;
+    fx_nsub_t *cd = fx_nsub_new(&fx, "o.core.dlq", 0);
+    fx_nsub_t *co = fx_nsub_new(&fx, "o.core.out", 0);
+    assert_non_null(cd);
+    assert_non_null(co);
+    fx_nats_t *n = fx_nats_new(&fx);
+    assert_non_null(n);
+    assert_int_equal(
+        fx_nats_publish(n, 0, "o.core.in", "core-big", "t", "{\"fail\":\"size-1500000\"}", NULL),
+        0);
+    assert_int_equal(
+        fx_nats_publish(n, 0, "o.core.in", "core-small", "t", "{\"fail\":\"size-1000\"}", NULL), 0);
+    fx_nats_destroy(n);
+
+    fx_msg_t *dl = NULL, *res = NULL;
+    size_t dn = 0, dcap = 0, rn = 0, rcap = 0;
+    want_n_t one = {1};
+    fx_nsub_until(cd, &dl, &dn, &dcap, have_n, &one, 60000);
+    fx_nsub_until(co, &res, &rn, &rcap, have_n, &one, 60000);
+    fx_nsub_until(cd, &dl, &dn, &dcap, never, NULL, SETTLE_MS);
+    fx_nsub_until(co, &res, &rn, &rcap, never, NULL, 100);
+    fx_nsub_destroy(cd);
+    fx_nsub_destroy(co);
+    assert_int_equal(dn, 1);
+    assert_int_equal(rn, 1);
+    assert_non_null(dl[0].ce_id);
+    assert_string_equal(dl[0].ce_id, "core-big");
+    assert_string_equal(fx_header(&dl[0], "ce-weftreason"), "max_attempts");
+    assert_non_null(strstr(fx_header(&dl[0], "ce-wefterror"), "result_too_large"));
+    assert_string_equal(res[0].input_id, "core-small");
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'o-core' "
+                                      "AND status = 'dead' AND key LIKE '%core-big'"),
+                     1);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
+                                      "'o-core' AND error LIKE 'result_too_large: %'"),
+                     1);
+    fx_msgs_free(dl, dn);
+    fx_msgs_free(res, rn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -388,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_kafka_one_megabyte_event_at_the_defaults),
         cmocka_unit_test(test_kafka_two_mib_input),
         cmocka_unit_test(test_jetstream_result_over_max_payload),
+        cmocka_unit_test(test_core_nats_result_over_max_payload),
     };
     return cmocka_run_group_tests_name("oversize", tests, group_setup, group_teardown);
 }

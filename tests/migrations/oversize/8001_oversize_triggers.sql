@@ -27,3 +27,9 @@ INSERT INTO weft.triggers (name, source, topic, stream, durable, ack_wait_ms, fu
                            backoff_initial_ms, backoff_max_ms, backoff_jitter)
 VALUES ('o-js', 'jetstream', 'o.js.in', 'OSIN', 'o-js-durable', 5000, 'o-size',
         'o.js.out', 'o.js.dlq', 2, 100, 200, 0);
+
+-- Core NATS: results over max_payload. One attempt: the result's failure
+-- is dead-lettered at once.
+INSERT INTO weft.triggers (name, source, topic, function, result_topic, dead_letter_topic,
+                           max_attempts)
+VALUES ('o-core', 'nats', 'o.core.in', 'o-size', 'o.core.out', 'o.core.dlq', 1);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <librdkafka/rdkafka.h>
+#include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,13 +88,37 @@ static int produce_big(const char *topic, const char *id, const char *value, siz
     return e || left ? -1 : 0;
 }
 
+/* A JetStream stream of one subject taking messages up to max bytes. */
+static int js_stream_max(const char *stream, const char *subject, int64_t max)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    if (natsConnection_ConnectTo(&nc, fx.nats) != NATS_OK)
+        return -1;
+    natsConnection_JetStream(&js, nc, NULL);
+    const char *subj[] = {subject};
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = stream;
+    sc.Subjects = subj;
+    sc.SubjectsLen = 1;
+    sc.MaxMsgSize = (int32_t)max;
+    jsStreamInfo *si = NULL;
+    natsStatus s = js_AddStream(&si, js, &sc, NULL, NULL);
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return s == NATS_OK ? 0 : -1;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
     if (fx_up(&fx, TOPICS) != 0 || create_topic("o.rt.out", "100000") != 0 ||
         create_topic("o.big", "3000000") != 0)
         return -1;
-    if (fx_js_stream(&fx, "OSIN", "o.js.in") != 0 || fx_js_stream(&fx, "OSOUT", "o.js.out") != 0 ||
+    if (fx_js_stream(&fx, "OSIN", "o.js.in o.jsm.in") != 0 ||
+        fx_js_stream(&fx, "OSOUT", "o.js.out") != 0 || js_stream_max("OSMAX", "o.jsm.out", 50000) ||
         fx_js_stream(&fx, "OSDLQ", "o.js.dlq") != 0)
         return -1;
     char out[4096], dir[700];
@@ -426,6 +451,55 @@ static void test_core_nats_result_over_max_payload(void **state)
     fx_msgs_free(res, rn);
 }
 
+/* JetStream: a result under max_payload but over its stream's own
+ * max_msg_size, which weft does not learn: the broker's refusal (error
+ * 10054) is permanent, the recorded result is replaced by a dead letter,
+ * recorded first (ledger completed -> dead, with its row). */
+static void test_jetstream_result_over_stream_max(void **state)
+{
+    (void)state;
+    fx_nats_t *n = fx_nats_new(&fx);
+    assert_non_null(n);
+    assert_int_equal(
+        fx_nats_publish(n, 1, "o.jsm.in", "jsm-big", "t", "{\"fail\":\"size-100000\"}", NULL), 0);
+    fx_nats_destroy(n);
+    fx_msg_t *dl = NULL;
+    size_t dn = 0, cap = 0;
+    fx_nsub_t *c = fx_nsub_new(&fx, "o.js.dlq", 1);
+    assert_non_null(c);
+    /* o.js.dlq holds js-big's dead letter already: count jsm-big's */
+    uint64_t deadline = fx_now_ms() + 60000;
+    size_t mine = 0;
+    while (mine == 0 && fx_now_ms() < deadline) {
+        fx_nsub_until(c, &dl, &dn, &cap, never, NULL, 500);
+        for (size_t i = mine = 0; i < dn; i++)
+            mine += dl[i].ce_id && strcmp(dl[i].ce_id, "jsm-big") == 0;
+    }
+    fx_nsub_until(c, &dl, &dn, &cap, never, NULL, SETTLE_MS);
+    fx_nsub_destroy(c);
+    const fx_msg_t *m = NULL;
+    for (size_t i = mine = 0; i < dn; i++)
+        if (dl[i].ce_id && strcmp(dl[i].ce_id, "jsm-big") == 0)
+            m = &dl[i], mine++;
+    assert_int_equal(mine, 1);
+    assert_string_equal(fx_header(m, "ce-weftreason"), "result_too_large");
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'o-jsmax' "
+                                      "AND status = 'dead' AND result IS NULL"),
+                     1);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
+                                      "'o-jsmax' AND reason = 'result_too_large'"),
+                     1);
+    assert_true(fx_log_wait(&fx, "run.log",
+                            "dead-lettered trigger=o-jsmax .*reason=result_too_large", 10000));
+    fx_js_cstate_t st;
+    deadline = fx_now_ms() + 60000;
+    do {
+        assert_int_equal(fx_js_consumer_state(&fx, "OSIN", "o-jsmax-durable", &st), 0);
+    } while ((st.ack_pending || st.pending) && fx_now_ms() < deadline && usleep(200000) == 0);
+    assert_int_equal(st.ack_pending, 0);
+    fx_msgs_free(dl, dn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_kafka_two_mib_input),
         cmocka_unit_test(test_jetstream_result_over_max_payload),
         cmocka_unit_test(test_core_nats_result_over_max_payload),
+        cmocka_unit_test(test_jetstream_result_over_stream_max),
     };
     return cmocka_run_group_tests_name("oversize", tests, group_setup, group_teardown);
 }

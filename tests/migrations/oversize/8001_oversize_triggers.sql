@@ -33,3 +33,10 @@ VALUES ('o-js', 'jetstream', 'o.js.in', 'OSIN', 'o-js-durable', 5000, 'o-size',
 INSERT INTO weft.triggers (name, source, topic, function, result_topic, dead_letter_topic,
                            max_attempts)
 VALUES ('o-core', 'nats', 'o.core.in', 'o-size', 'o.core.out', 'o.core.dlq', 1);
+
+-- JetStream: results over their stream's own max_msg_size (OSMAX, 50,000
+-- bytes), which weft does not learn: refused at the PubAck.
+INSERT INTO weft.triggers (name, source, topic, stream, durable, ack_wait_ms, function,
+                           result_topic, dead_letter_topic, max_attempts)
+VALUES ('o-jsmax', 'jetstream', 'o.jsm.in', 'OSIN', 'o-jsmax-durable', 5000, 'o-size',
+        'o.jsm.out', 'o.js.dlq', 2);

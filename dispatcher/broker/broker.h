@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "config.h"
 #include "envelope.h"
@@ -106,6 +107,7 @@ typedef struct weft_adapter_ops {
     void (*serve)(weft_adapter_t *a);
     int (*pause)(weft_adapter_t *a, int pause);
     size_t (*outq)(const weft_adapter_t *a);
+    size_t (*max_bytes)(weft_adapter_t *a, const char *topic);
     void (*close)(weft_adapter_t *a, int timeout_ms);
     void (*destroy)(weft_adapter_t *a);
 } weft_adapter_ops_t;
@@ -151,6 +153,24 @@ static inline int weft_adapter_produce(weft_adapter_t *a, const weft_emit_t *em,
                                        int *retriable, char *errstr, size_t errlen)
 {
     return a->ops->produce(a, em, msg_opaque, retriable, errstr, errlen);
+}
+/* What a message weighs against a broker's size limit: value, key and
+ * each header's name and value with room for its framing (a Kafka
+ * record's varints, a NATS header line's ": " and CRLF). */
+static inline size_t weft_emit_size(const weft_emit_t *em)
+{
+    size_t n = em->len + em->key_len;
+    for (size_t i = 0; i < em->n_hdrs; i++)
+        n += strlen(em->hdrs[i].name) + em->hdrs[i].len + 10;
+    return n;
+}
+/* The largest weft_emit_size the broker takes on topic: the smallest of
+ * the limits the adapter learnt when it synced (Kafka: the producer's
+ * message.max.bytes, the broker's and the topic's; NATS: the server's
+ * max_payload), less the broker's own framing. 0: no limit known. */
+static inline size_t weft_adapter_max_bytes(weft_adapter_t *a, const char *topic)
+{
+    return a->ops->max_bytes ? a->ops->max_bytes(a, topic) : 0;
 }
 /* Delivery reports and periodic work; once per loop iteration. */
 static inline void weft_adapter_serve(weft_adapter_t *a)

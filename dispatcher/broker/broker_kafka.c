@@ -123,12 +123,52 @@ static void on_revoked(void *opaque, const char *topic, int32_t partition)
 static void on_delivered(void *opaque, void *msg_opaque, const char *err)
 {
     kadapter_t *ka = opaque;
-    ka->cbs.delivered(ka->cbs.opaque, msg_opaque, err, 1);
+    ka->cbs.delivered(ka->cbs.opaque, msg_opaque, err, !err || !weft_kafka_dr_permanent(ka->k));
 }
 
 static int k_wake_fd(weft_adapter_t *a)
 {
     return weft_kafka_wake_fd(((kadapter_t *)a)->k);
+}
+
+/* Record batch and record framing Kafka counts against its limits
+ * beyond what weft_emit_size counts. */
+#define KAFKA_FRAMING 128
+
+/* Learns the size limits of the topics results and dead letters go to
+ * (kafka.c asks each topic once), and says what they are. */
+static void sync_limits(kadapter_t *ka, const weft_catalog_t *cat)
+{
+    const char **sinks = calloc(2 * cat->n_trigs + 1, sizeof(*sinks));
+    size_t n = 0;
+    if (!sinks)
+        return;
+    for (size_t i = 0; i < cat->n_trigs; i++) {
+        const weft_trigger_t *t = &cat->trigs[i];
+        if (t->result_topic && t->result_broker == WEFT_BROKER_KAFKA)
+            sinks[n++] = t->result_topic;
+        if (t->dead_letter_topic && t->dead_letter_broker == WEFT_BROKER_KAFKA)
+            sinks[n++] = t->dead_letter_topic;
+    }
+    char err[512];
+    if (n && weft_kafka_describe_limits(ka->k, sinks, n, 10000, err, sizeof(err)) != 0)
+        weft_warn("cannot learn every topic's size limit (the producer's and broker's apply): %s",
+                  err);
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        for (size_t x = 0; x < i && !dup; x++)
+            dup = strcmp(sinks[x], sinks[i]) == 0;
+        if (!dup)
+            weft_info("size limit topic=%s max_bytes=%lld", sinks[i],
+                      (long long)weft_kafka_max_bytes(ka->k, sinks[i]));
+    }
+    free(sinks);
+}
+
+static size_t k_max_bytes(weft_adapter_t *a, const char *topic)
+{
+    int64_t lim = weft_kafka_max_bytes(((kadapter_t *)a)->k, topic);
+    return lim > KAFKA_FRAMING ? (size_t)(lim - KAFKA_FRAMING) : 0;
 }
 
 static int k_sync(weft_adapter_t *a, const weft_catalog_t *cat, char *errstr, size_t errlen)
@@ -146,6 +186,7 @@ static int k_sync(weft_adapter_t *a, const weft_catalog_t *cat, char *errstr, si
             weft_warn("cannot prepare dead-letter topic=%s trigger=%s", t->dead_letter_topic,
                       t->name);
     }
+    sync_limits(ka, cat);
     const char *topics[512];
     size_t n = weft_catalog_topics(cat, WEFT_BROKER_KAFKA, topics, 512);
     int same = n == ka->n_topics;
@@ -294,6 +335,7 @@ static const weft_adapter_ops_t kafka_ops = {
     .serve = k_serve,
     .pause = k_pause,
     .outq = k_outq,
+    .max_bytes = k_max_bytes,
     .close = k_close,
     .destroy = k_destroy,
 };

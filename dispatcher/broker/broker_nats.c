@@ -329,6 +329,19 @@ static int n_pause(weft_adapter_t *a, int pause)
     return 0;
 }
 
+/* The server's max_payload counts a message's headers with its payload;
+ * beyond weft_emit_size, the NATS/1.0 line, the blank line ending the
+ * headers and Nats-Msg-Id. */
+#define NATS_FRAMING 128
+
+static size_t n_max_bytes(weft_adapter_t *a, const char *topic)
+{
+    (void)topic;
+    nadapter_t *na = (nadapter_t *)a;
+    int64_t lim = na->nc ? natsConnection_GetMaxPayload(na->nc) : 0;
+    return lim > NATS_FRAMING ? (size_t)(lim - NATS_FRAMING) : 0;
+}
+
 static size_t n_outq(const weft_adapter_t *a)
 {
     nadapter_t *na = (nadapter_t *)a;
@@ -475,6 +488,7 @@ static const weft_adapter_ops_t nats_ops = {
     .serve = n_serve,
     .pause = n_pause,
     .outq = n_outq,
+    .max_bytes = n_max_bytes,
     .close = n_close,
     .destroy = n_destroy,
 };

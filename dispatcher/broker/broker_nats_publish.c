@@ -65,6 +65,8 @@ void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *c
     (void)js;
     nadapter_t *na = closure;
     char err[512] = "";
+    /* over the stream's max_msg_size: the same bytes are refused again */
+    int retriable = !(pae && pae->ErrCode == JSStreamMessageExceedsMaximumErr);
     if (!pa) {
         if (pae)
             snprintf(err, sizeof(err), "JetStream publish to %s failed: %s%s%s",
@@ -83,7 +85,7 @@ void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *c
             npub_t *p = *pp;
             *pp = p->next;
             na->n_pubs--;
-            comp_push_locked(na, p->opaque, pa ? NULL : err, 1);
+            comp_push_locked(na, p->opaque, pa ? NULL : err, retriable);
             free(p);
             break;
         }

@@ -28,6 +28,7 @@
 #define KTOPIC_BUCKETS 64
 typedef struct ktopic {
     rd_kafka_topic_t *rkt;
+    int64_t max_bytes; /* its max.message.bytes; 0: not asked; -1: asked, unknown */
     struct ktopic *next;
     char name[]; /* the handle's topic */
 } ktopic_t;
@@ -42,6 +43,11 @@ struct weft_kafka {
     int subscribed;
     int closed;
     ktopic_t *topics[KTOPIC_BUCKETS];
+    int64_t broker_max_bytes; /* its message.max.bytes; 0: not asked; -1: asked, unknown */
+    int64_t producer_max_bytes; /* the producer's message.max.bytes; 0: not read yet */
+    /* The delivery report being served is a refusal that producing the
+     * same message again cannot mend (too large). */
+    int dr_permanent;
 };
 
 typedef struct set_ctx {
@@ -128,6 +134,20 @@ static void unknown_topic_error(char *errstr, size_t errlen, const char *topic)
              topic);
 }
 
+/* The broker refused the message for its size: the same bytes will be
+ * refused again, whatever the wait. */
+static int size_refused(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE;
+}
+
+int weft_kafka_dr_permanent(const weft_kafka_t *k)
+{
+    return k->dr_permanent;
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -136,8 +156,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (m->err && unknown_topic(m->err))
         unknown_topic_error(err, sizeof(err), rd_kafka_topic_name(m->rkt));
     else if (m->err)
-        snprintf(err, sizeof(err), "%s", rd_kafka_err2str(m->err));
+        snprintf(err, sizeof(err), "%s topic=%s", rd_kafka_err2str(m->err),
+                 rd_kafka_topic_name(m->rkt));
+    k->dr_permanent = size_refused(m->err);
     k->cbs.delivered(k->cbs.opaque, m->_private, m->err ? err : NULL);
+    k->dr_permanent = 0;
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -517,6 +540,7 @@ static rd_kafka_topic_t *producer_topic(weft_kafka_t *k, const char *topic)
     ktopic_t *t = malloc(sizeof(*t) + len + 1);
     if (!t)
         return NULL;
+    t->max_bytes = 0;
     t->rkt = rd_kafka_topic_new(k->producer, topic, NULL);
     if (!t->rkt) {
         free(t);
@@ -531,6 +555,122 @@ static rd_kafka_topic_t *producer_topic(weft_kafka_t *k, const char *topic)
 int weft_kafka_producer_prepare(weft_kafka_t *k, const char *topic)
 {
     return producer_topic(k, topic) ? 0 : -1;
+}
+
+/* ---- size limits -------------------------------------------------------- */
+
+static ktopic_t *ktopic_find(weft_kafka_t *k, const char *topic)
+{
+    ktopic_t *t = k->topics[weft_fnv1a_str(WEFT_FNV1A_INIT, topic) & (KTOPIC_BUCKETS - 1)];
+    while (t && strcmp(t->name, topic) != 0)
+        t = t->next;
+    return t;
+}
+
+/* A message larger than the broker takes is refused for good, so the
+ * limits are learnt before anything is produced: the producer's own
+ * message.max.bytes, the broker's message.max.bytes and each topic's
+ * max.message.bytes (DescribeConfigs; a topic without its own value
+ * reports the broker's default). Waits up to timeout_ms: it runs at start
+ * and on catalog reloads, where the loop waits anyway. A topic is asked
+ * once (again only if it did not exist yet): a broker that cannot answer
+ * (an old one, the mock) costs one wait, not one per reload, and the
+ * refusal of a message for its size is handled when it is reported. */
+int weft_kafka_describe_limits(weft_kafka_t *k, const char *const *topics, size_t n, int timeout_ms,
+                               char *errstr, size_t errlen)
+{
+    rd_kafka_ConfigResource_t **res = calloc(n + 1, sizeof(*res));
+    size_t nres = 0;
+    char errbuf[256], bid[16];
+    if (!res) {
+        snprintf(errstr, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ktopic_t *t = producer_topic(k, topics[i]) ? ktopic_find(k, topics[i]) : NULL;
+        if (t && t->max_bytes == 0) {
+            t->max_bytes = -1; /* asked */
+            res[nres++] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topics[i]);
+        }
+    }
+    int32_t broker = -1;
+    if (k->broker_max_bytes == 0) {
+        k->broker_max_bytes = -1;
+        broker = rd_kafka_controllerid(k->producer, timeout_ms);
+    }
+    if (broker >= 0) {
+        snprintf(bid, sizeof(bid), "%d", (int)broker);
+        res[nres++] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_BROKER, bid);
+    }
+    if (nres == 0) {
+        free(res);
+        return 0;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->producer);
+    rd_kafka_AdminOptions_t *opt =
+        rd_kafka_AdminOptions_new(k->producer, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, errbuf, sizeof(errbuf));
+    rd_kafka_DescribeConfigs(k->producer, res, nres, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    const rd_kafka_DescribeConfigs_result_t *r =
+        ev ? rd_kafka_event_DescribeConfigs_result(ev) : NULL;
+    int rc = 0;
+    if (!r || rd_kafka_event_error(ev)) {
+        snprintf(errstr, errlen, "rd_kafka_DescribeConfigs() failed: %s",
+                 ev ? rd_kafka_event_error_string(ev) : "no answer in time");
+        rc = -1;
+    } else {
+        size_t cnt;
+        const rd_kafka_ConfigResource_t **got = rd_kafka_DescribeConfigs_result_resources(r, &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            int is_topic = rd_kafka_ConfigResource_type(got[i]) == RD_KAFKA_RESOURCE_TOPIC;
+            const char *name = rd_kafka_ConfigResource_name(got[i]);
+            ktopic_t *t = is_topic ? ktopic_find(k, name) : NULL;
+            rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(got[i]);
+            if (err) {
+                snprintf(errstr, errlen, "describing %s %s: %s", is_topic ? "topic" : "broker",
+                         name, rd_kafka_ConfigResource_error_string(got[i]));
+                if (t && unknown_topic(err))
+                    t->max_bytes = 0; /* asked again once it exists */
+                rc = -1;
+                continue;
+            }
+            const char *want = is_topic ? "max.message.bytes" : "message.max.bytes";
+            size_t ne;
+            const rd_kafka_ConfigEntry_t **e = rd_kafka_ConfigResource_configs(got[i], &ne);
+            int64_t v = 0;
+            for (size_t x = 0; x < ne && !v; x++)
+                if (strcmp(rd_kafka_ConfigEntry_name(e[x]), want) == 0 &&
+                    rd_kafka_ConfigEntry_value(e[x]))
+                    v = strtoll(rd_kafka_ConfigEntry_value(e[x]), NULL, 10);
+            if (v > 0 && is_topic && t)
+                t->max_bytes = v;
+            else if (v > 0 && !is_topic)
+                k->broker_max_bytes = v;
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_ConfigResource_destroy_array(res, nres);
+    free(res);
+    return rc;
+}
+
+int64_t weft_kafka_max_bytes(weft_kafka_t *k, const char *topic)
+{
+    char v[32];
+    if (k->producer_max_bytes == 0 &&
+        weft_kafka_producer_setting(k, "message.max.bytes", v, sizeof(v)) == 0)
+        k->producer_max_bytes = strtoll(v, NULL, 10);
+    int64_t lim = k->producer_max_bytes;
+    if (k->broker_max_bytes > 0 && (lim <= 0 || k->broker_max_bytes < lim))
+        lim = k->broker_max_bytes;
+    ktopic_t *t = ktopic_find(k, topic);
+    if (t && t->max_bytes > 0 && (lim <= 0 || t->max_bytes < lim))
+        lim = t->max_bytes;
+    return lim;
 }
 
 int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size_t key_len,

@@ -56,6 +56,20 @@ int weft_kafka_producer_setting(weft_kafka_t *k, const char *key, char *out, siz
  * (weft_kafka_produce makes the handle itself otherwise). 0, or -1 when
  * librdkafka refuses the name or memory runs out. */
 int weft_kafka_producer_prepare(weft_kafka_t *k, const char *topic);
+/* Learns the size limits of the topics (made producer handles if not
+ * yet): each topic's max.message.bytes and, once, the broker's
+ * message.max.bytes, with one DescribeConfigs request waited for up to
+ * timeout_ms. A topic already known is not asked again. 0, or -1 with
+ * errstr (the limits learnt stay; the rest stay unknown). */
+int weft_kafka_describe_limits(weft_kafka_t *k, const char *const *topics, size_t n, int timeout_ms,
+                               char *errstr, size_t errlen);
+/* The largest record the producer, the broker and topic take (the
+ * smallest of the limits known), in bytes as Kafka counts a record
+ * batch; 0 when none is known. */
+int64_t weft_kafka_max_bytes(weft_kafka_t *k, const char *topic);
+/* Inside the delivered callback: whether the refusal being reported is
+ * for good (the message's size), so producing it again cannot help. */
+int weft_kafka_dr_permanent(const weft_kafka_t *k);
 /* Waits up to timeout_ms for every produced message's delivery report.
  * Returns the number still undelivered. */
 int weft_kafka_flush(weft_kafka_t *k, int timeout_ms);

@@ -40,6 +40,10 @@
 #define WEFT_CE_FIRSTFAILURE "weftfirstfailure"
 #define WEFT_CE_LASTFAILURE "weftlastfailure"
 #define WEFT_CE_DLQID "weftdlqid"
+/* A dead letter too large for its topic: the original body's size; the
+ * body sent is cut short (or empty), and the whole of it is in the
+ * weft.dead_letters row that WEFT_CE_DLQID names. */
+#define WEFT_CE_TRUNCATED "weftdlqtruncated"
 /* On a saga event (and read back from a step event). */
 #define WEFT_CE_SAGA "weftsaga"
 #define WEFT_CE_INSTANCE "weftinstance"

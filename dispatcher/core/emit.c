@@ -24,8 +24,7 @@ static void emit_failed(dsp_t *d, job_t *j, const char *err)
         weft_warn("emit failed, retrying in 1 s trigger=%s topic=%s partition=%d offset=%lld "
                   "failures_since_last_line=%llu: %s",
                   j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
-                  (long long)j->msg->km.offset, (unsigned long long)d->emit_fail_unlogged + 1,
-                  err);
+                  (long long)j->msg->km.offset, (unsigned long long)d->emit_fail_unlogged + 1, err);
         d->emit_fail_logged_ms = now;
         d->emit_fail_unlogged = 0;
     } else {
@@ -91,138 +90,294 @@ static void emit_saga_events(dsp_t *d, job_t *j)
     }
 }
 
-/* Produces the job's result (COMPLETED with a result topic) or its dead
- * letter (DEAD), and the events of its saga transition. A job with nothing
- * to emit becomes terminal here; otherwise when the broker reported every
- * message (on_delivered). */
-void job_emit(dsp_t *d, job_t *j)
+/* The message of a job's outcome, with the buffers its headers point
+ * into. */
+typedef struct emit_msg {
+    weft_emit_t em;
+    weft_header_t hdrs[EMIT_MAX_HEADERS];
+    weft_ce_hname_t names[16];
+    char time_buf[64], type_buf[1100], source[300];
+    char attempts_buf[16], part_buf[16], off_buf[24], dlid_buf[24], msg_id[48], cut_buf[24];
+} emit_msg_t;
+
+/* The result's id: derived from trigger, generation and key, so every
+ * copy of it carries the same one. */
+static void result_id_of(const job_t *j, char out[37])
+{
+    char gen[24];
+    weft_fmt_i64(gen, j->generation);
+    const char *parts[3] = {j->trig->name, gen, j->msg->key};
+    weft_uuid_from(out, parts, 3);
+}
+
+static void build_result(job_t *j, emit_msg_t *o)
 {
     const weft_trigger_t *t = j->trig;
     msg_t *m = j->msg;
-    weft_header_t hdrs[EMIT_MAX_HEADERS];
-    weft_ce_hname_t names[16];
     size_t nh = 0;
-    const char *topic;
-    const void *value;
-    size_t value_len;
-    char time_buf[64], type_buf[1100], source[300];
-    char attempts_buf[16], part_buf[16], off_buf[24], dlid_buf[24], msg_id[48];
-    weft_broker_t sink;
+    const char *in_type = weft_envelope_attr(&m->env, "type");
+    const char *subj = weft_envelope_attr(&m->env, "subject");
+    const char *tp[] = {in_type, ".result"}, *sp[] = {"/weft/triggers/", t->name};
+    if (t->result_type)
+        weft_fmt_copy(o->type_buf, sizeof(o->type_buf), t->result_type);
+    else if (in_type && *in_type)
+        weft_fmt_cat(o->type_buf, sizeof(o->type_buf), tp, 2);
+    else
+        weft_fmt_copy(o->type_buf, sizeof(o->type_buf), "weft.result");
+    weft_fmt_cat(o->source, sizeof(o->source), sp, 2);
+    now_rfc3339(o->time_buf, sizeof(o->time_buf));
+    const weft_ce_pair_t ce[] = {
+        {"specversion", "1.0"},
+        {"id", j->result_id},
+        {"source", o->source},
+        {"type", o->type_buf},
+        {"time", o->time_buf},
+        {WEFT_CE_INPUTID, weft_envelope_attr(&m->env, "id")},
+        {WEFT_CE_TRIGGER, t->name},
+        {"subject", subj && *subj ? subj : NULL},
+        {"datacontenttype", j->result_type && *j->result_type ? j->result_type : NULL},
+    };
+    weft_ce_binary_headers(ce, sizeof(ce) / sizeof(ce[0]), o->hdrs, &nh, EMIT_MAX_HEADERS,
+                           o->names);
+    o->em = (weft_emit_t){
+        .broker = t->result_broker,
+        .topic = t->result_topic,
+        .key = m->km.key,
+        .key_len = m->km.key_len,
+        .value = j->result,
+        .len = j->result_len,
+        .hdrs = o->hdrs,
+        .n_hdrs = nh,
+        .msg_id = j->result_id,
+    };
+}
+
+/* The dead letter: the original bytes and headers (minus any weft failure
+ * metadata from an earlier life, a re-driven event), then ours. keep: how
+ * many bytes of the body to send (cut short: the row has them all);
+ * orig_hdrs: whether the original headers go too. */
+static void build_dead(const job_t *j, emit_msg_t *o, size_t keep, int orig_hdrs)
+{
+    const weft_trigger_t *t = j->trig;
+    const msg_t *m = j->msg;
+    size_t nh = 0;
     const char *id = NULL;
+    /* The dead letter's own id: one per dead letter, stable when it is
+     * published again. */
+    if (j->dl_id) {
+        snprintf(o->msg_id, sizeof(o->msg_id), WEFT_MSGID_DLQ "%lld", (long long)j->dl_id);
+        id = o->msg_id;
+    }
+    for (size_t i = 0; orig_hdrs && i < m->km.n_hdrs && nh < EMIT_MAX_HEADERS - 18; i++)
+        if (strncasecmp(m->km.hdrs[i].name, WEFT_CE_KAFKA_OWN, WEFT_CE_OWN_LEN) != 0 &&
+            strncasecmp(m->km.hdrs[i].name, WEFT_CE_NATS_OWN, WEFT_CE_OWN_LEN) != 0)
+            o->hdrs[nh++] = m->km.hdrs[i];
+    int cut = keep < m->km.value_len;
+    if (keep > m->km.value_len)
+        keep = m->km.value_len;
+    snprintf(o->attempts_buf, sizeof(o->attempts_buf), "%d", j->attempts);
+    snprintf(o->part_buf, sizeof(o->part_buf), "%d", (int)m->km.partition);
+    snprintf(o->off_buf, sizeof(o->off_buf), "%lld", (long long)m->km.offset);
+    snprintf(o->dlid_buf, sizeof(o->dlid_buf), "%lld", (long long)j->dl_id);
+    snprintf(o->cut_buf, sizeof(o->cut_buf), "%zu", m->km.value_len);
+    const weft_ce_pair_t ce[] = {
+        {WEFT_CE_REASON, j->reason ? j->reason : "unknown"},
+        {WEFT_CE_ERROR, j->error ? j->error : ""},
+        {WEFT_CE_ATTEMPTS, o->attempts_buf},
+        {WEFT_CE_TRIGGER, t->name},
+        {WEFT_CE_SRCTOPIC, m->km.topic},
+        {WEFT_CE_SRCBROKER,
+         m->km.broker != WEFT_BROKER_KAFKA ? weft_broker_name(m->km.broker) : NULL},
+        {WEFT_CE_SRCPARTITION, o->part_buf},
+        {WEFT_CE_SRCOFFSET, o->off_buf},
+        {WEFT_CE_FIRSTFAILURE, j->first_failure[0] ? j->first_failure : NULL},
+        {WEFT_CE_LASTFAILURE, j->last_failure[0] ? j->last_failure : NULL},
+        {WEFT_CE_DLQID, j->dl_id ? o->dlid_buf : NULL},
+        {WEFT_CE_TRUNCATED, cut ? o->cut_buf : NULL},
+    };
+    weft_ce_binary_headers(ce, sizeof(ce) / sizeof(ce[0]), o->hdrs, &nh, EMIT_MAX_HEADERS,
+                           o->names);
+    o->em = (weft_emit_t){
+        .broker = t->dead_letter_broker,
+        .topic = t->dead_letter_topic,
+        .key = m->km.key,
+        .key_len = m->km.key_len,
+        .value = keep ? m->km.value : "",
+        .len = keep,
+        .hdrs = o->hdrs,
+        .n_hdrs = nh,
+        .msg_id = id,
+        .drop_bad_headers = 1,
+    };
+}
+
+/* Headers above this size are not carried by a dead letter sent as its
+ * metadata alone (its row keeps them). */
+#define DEAD_HEADERS_MAX 65536
+
+/* The dead letter in the shape its topic takes: whole if it fits, else
+ * its body cut to fit, else (or after the broker refused it for its size)
+ * its metadata alone. The weft.dead_letters row keeps every byte. 0, or
+ * -1 with err when even the metadata is over the limit. */
+static int build_dead_fit(dsp_t *d, const job_t *j, emit_msg_t *o, char *err, size_t errlen)
+{
+    const msg_t *m = j->msg;
+    weft_adapter_t *bk = d->bk[j->trig->dead_letter_broker];
+    size_t lim = bk ? weft_adapter_max_bytes(bk, j->trig->dead_letter_topic) : 0;
+    if (j->dl_shrink == 0) {
+        build_dead(j, o, SIZE_MAX, 1);
+        size_t size = weft_emit_size(&o->em);
+        if (!lim || size <= lim)
+            return 0;
+        /* the body's room: the limit less the rest, with the header
+         * that says it was cut */
+        size_t rest = size - m->km.value_len + strlen(WEFT_CE_TRUNCATED) + 40;
+        if (lim > rest) {
+            build_dead(j, o, lim - rest, 1);
+            if (weft_emit_size(&o->em) <= lim)
+                return 0;
+        }
+    }
+    /* metadata alone: without the body, and without the original headers
+     * too when they are what is too large */
+    build_dead(j, o, 0, 1);
+    if ((lim && weft_emit_size(&o->em) > lim) || weft_emit_size(&o->em) > DEAD_HEADERS_MAX)
+        build_dead(j, o, 0, 0);
+    if (lim && weft_emit_size(&o->em) > lim) {
+        snprintf(err, errlen,
+                 "dead letter too large even without its body: %zu bytes > topic limit %zu "
+                 "topic=%s",
+                 weft_emit_size(&o->em), lim, j->trig->dead_letter_topic);
+        return -1;
+    }
+    return 0;
+}
+
+int emit_result_fits(dsp_t *d, job_t *j, char *err, size_t errlen)
+{
+    const weft_trigger_t *t = j->trig;
+    weft_adapter_t *bk = t->result_topic ? d->bk[t->result_broker] : NULL;
+    size_t lim = bk ? weft_adapter_max_bytes(bk, t->result_topic) : 0;
+    if (!lim)
+        return 1;
+    /* Most results are far below the limit: a bound on the headers
+     * (build_result's buffers and the input's attributes they copy)
+     * settles it without building them. */
+    const char *attrs[] = {weft_envelope_attr(&j->msg->env, "id"),
+                           weft_envelope_attr(&j->msg->env, "subject"), j->result_type, t->name};
+    size_t bound = j->result_len + j->msg->km.key_len + 2048;
+    for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
+        bound += attrs[i] ? strlen(attrs[i]) : 0;
+    if (bound <= lim)
+        return 1;
+    if (!j->result_id[0])
+        result_id_of(j, j->result_id);
+    emit_msg_t *o = malloc(sizeof(*o));
+    if (!o)
+        return 1; /* the broker still says no, if it must */
+    build_result(j, o);
+    size_t size = weft_emit_size(&o->em);
+    free(o);
+    if (size <= lim)
+        return 1;
+    snprintf(err, errlen, "result_too_large: %zu bytes > topic limit %zu topic=%s", size, lim,
+             t->result_topic);
+    return 0;
+}
+
+/* A completed outcome whose result the broker will never take (too large
+ * for its topic, a header it cannot carry): the event gets a dead letter
+ * instead. The ledger row goes from completed to dead, with its
+ * weft.dead_letters row, before the dead letter is produced (records_done
+ * then emits it), so the log, the ledger and the topic say the same. */
+static void emit_replace(dsp_t *d, job_t *j, const char *reason, const char *err)
+{
+    weft_warn("result cannot be sent, dead-lettering trigger=%s topic=%s partition=%d "
+              "offset=%lld reason=%s: %s",
+              j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
+              (long long)j->msg->km.offset, reason, err);
+    j->rec = WEFT_REC_DEAD;
+    j->replacing = 1;
+    set_str(&j->reason, reason);
+    set_str(&j->error, err);
+    job_record(d, j);
+}
+
+/* Produces the job's result (COMPLETED with a result topic) or its dead
+ * letter (DEAD), and the events of its saga transition. A job with nothing
+ * to emit becomes terminal here; otherwise when the broker reported every
+ * message (on_delivered). Nothing here ends a job whose outcome reached
+ * no topic: what cannot be sent is held and tried again. */
+void job_emit(dsp_t *d, job_t *j)
+{
+    const weft_trigger_t *t = j->trig;
+    char err[512];
+    int retriable = 1;
 
     j->emit_pending = 0;
+    j->emit_permanent = 0;
     free(j->emit_err);
     j->emit_err = NULL;
     j->stage_us = now_us();
 
+    emit_msg_t *o = malloc(sizeof(*o));
+    if (!o) {
+        emit_failed(d, j, "out of memory");
+        return;
+    }
     if (j->rec == WEFT_REC_COMPLETED && t->result_topic) {
-        topic = t->result_topic;
-        sink = t->result_broker;
-        id = j->result_id;
-        value = j->result;
-        value_len = j->result_len;
-        const char *in_type = weft_envelope_attr(&m->env, "type");
-        const char *subj = weft_envelope_attr(&m->env, "subject");
-        const char *tp[] = {in_type, ".result"}, *sp[] = {"/weft/triggers/", t->name};
-        if (t->result_type)
-            weft_fmt_copy(type_buf, sizeof(type_buf), t->result_type);
-        else if (in_type && *in_type)
-            weft_fmt_cat(type_buf, sizeof(type_buf), tp, 2);
-        else
-            weft_fmt_copy(type_buf, sizeof(type_buf), "weft.result");
-        weft_fmt_cat(source, sizeof(source), sp, 2);
-        now_rfc3339(time_buf, sizeof(time_buf));
-        const weft_ce_pair_t ce[] = {
-            {"specversion", "1.0"},
-            {"id", j->result_id},
-            {"source", source},
-            {"type", type_buf},
-            {"time", time_buf},
-            {WEFT_CE_INPUTID, weft_envelope_attr(&m->env, "id")},
-            {WEFT_CE_TRIGGER, t->name},
-            {"subject", subj && *subj ? subj : NULL},
-            {"datacontenttype", j->result_type && *j->result_type ? j->result_type : NULL},
-        };
-        weft_ce_binary_headers(ce, sizeof(ce) / sizeof(ce[0]), hdrs, &nh, EMIT_MAX_HEADERS, names);
-    } else if (j->rec == WEFT_REC_DEAD) {
-        topic = t->dead_letter_topic;
-        sink = t->dead_letter_broker;
-        value = m->km.value;
-        value_len = m->km.value_len;
-        /* The dead letter's own id: one per dead letter, stable when it is
-         * published again. */
-        if (j->dl_id) {
-            snprintf(msg_id, sizeof(msg_id), WEFT_MSGID_DLQ "%lld", (long long)j->dl_id);
-            id = msg_id;
+        if (!emit_result_fits(d, j, err, sizeof(err))) {
+            /* a result stored before the limit was known, re-emitted */
+            free(o);
+            emit_replace(d, j, "result_too_large", err);
+            return;
         }
-        /* The original headers, minus any weft failure metadata from an
-         * earlier life (a re-driven event), then ours. */
-        for (size_t i = 0; i < m->km.n_hdrs && nh < EMIT_MAX_HEADERS - 17; i++)
-            if (strncasecmp(m->km.hdrs[i].name, WEFT_CE_KAFKA_OWN, WEFT_CE_OWN_LEN) != 0 &&
-                strncasecmp(m->km.hdrs[i].name, WEFT_CE_NATS_OWN, WEFT_CE_OWN_LEN) != 0)
-                hdrs[nh++] = m->km.hdrs[i];
-        snprintf(attempts_buf, sizeof(attempts_buf), "%d", j->attempts);
-        snprintf(part_buf, sizeof(part_buf), "%d", (int)m->km.partition);
-        snprintf(off_buf, sizeof(off_buf), "%lld", (long long)m->km.offset);
-        snprintf(dlid_buf, sizeof(dlid_buf), "%lld", (long long)j->dl_id);
-        const weft_ce_pair_t ce[] = {
-            {WEFT_CE_REASON, j->reason ? j->reason : "unknown"},
-            {WEFT_CE_ERROR, j->error ? j->error : ""},
-            {WEFT_CE_ATTEMPTS, attempts_buf},
-            {WEFT_CE_TRIGGER, t->name},
-            {WEFT_CE_SRCTOPIC, m->km.topic},
-            {WEFT_CE_SRCBROKER,
-             m->km.broker != WEFT_BROKER_KAFKA ? weft_broker_name(m->km.broker) : NULL},
-            {WEFT_CE_SRCPARTITION, part_buf},
-            {WEFT_CE_SRCOFFSET, off_buf},
-            {WEFT_CE_FIRSTFAILURE, j->first_failure[0] ? j->first_failure : NULL},
-            {WEFT_CE_LASTFAILURE, j->last_failure[0] ? j->last_failure : NULL},
-            {WEFT_CE_DLQID, j->dl_id ? dlid_buf : NULL},
-        };
-        weft_ce_binary_headers(ce, sizeof(ce) / sizeof(ce[0]), hdrs, &nh, EMIT_MAX_HEADERS, names);
+        build_result(j, o);
+    } else if (j->rec == WEFT_REC_DEAD) {
+        if (build_dead_fit(d, j, o, err, sizeof(err)) != 0) {
+            free(o);
+            emit_failed(d, j, err);
+            return;
+        }
     } else {
+        free(o);
         goto saga_events;
     }
-    char err[512];
-    int retriable = 1;
-    weft_adapter_t *bk = d->bk[sink];
-    weft_emit_t em = {
-        .broker = sink,
-        .topic = topic,
-        .key = m->km.key,
-        .key_len = m->km.key_len,
-        .value = value,
-        .len = value_len,
-        .hdrs = hdrs,
-        .n_hdrs = nh,
-        .msg_id = id,
-        .drop_bad_headers = j->rec == WEFT_REC_DEAD,
-    };
+    weft_adapter_t *bk = d->bk[o->em.broker];
     if (!bk) {
         snprintf(err, sizeof(err), "no %s connection is configured for topic %s",
-                 weft_broker_name(sink), topic);
-    } else if (weft_adapter_produce(bk, &em, j, &retriable, err, sizeof(err)) == 0) {
+                 weft_broker_name(o->em.broker), o->em.topic);
+    } else if (weft_adapter_produce(bk, &o->em, j, &retriable, err, sizeof(err)) == 0) {
+        free(o);
         j->emit_pending++;
         goto saga_events;
     }
+    free(o);
     if (retriable) {
         emit_failed(d, j, err); /* nothing produced yet */
         return;
     }
-    /* It can never be sent. A result becomes a dead letter (its reason
-     * says why); a dead letter that cannot be sent keeps its row in
-     * weft.dead_letters and ends here, so nothing stalls. */
+    /* It can never be sent as it is. A result becomes a dead letter; a
+     * dead letter goes again as its metadata alone; a dead letter refused
+     * even so is held (never acknowledged without an outcome on a topic). */
     if (j->rec == WEFT_REC_COMPLETED) {
-        weft_warn("result cannot be sent, dead-lettering trigger=%s topic=%s offset=%lld: %s",
-                  t->name, m->km.topic, (long long)m->km.offset, err);
-        j->rec = WEFT_REC_DEAD;
-        set_str(&j->reason, "invalid_header");
-        set_str(&j->error, err);
+        emit_replace(d, j,
+                     strcasestr(err, "too large") || strcasestr(err, "payload") ? "result_too_large"
+                                                                                : "invalid_header",
+                     err);
+        return;
+    }
+    if (j->dl_shrink == 0) {
+        weft_warn("dead letter refused, sending its metadata alone trigger=%s topic=%s "
+                  "offset=%lld dlq=%s: %s",
+                  t->name, j->msg->km.topic, (long long)j->msg->km.offset, t->dead_letter_topic,
+                  err);
+        j->dl_shrink = 1;
         job_emit(d, j);
         return;
     }
-    weft_error("dead letter cannot be sent trigger=%s topic=%s offset=%lld dlq=%s: %s", t->name,
-               m->km.topic, (long long)m->km.offset, topic, err);
+    emit_failed(d, j, err);
+    return;
 saga_events:
     emit_saga_events(d, j);
     if (j->emit_pending > 0) {
@@ -262,6 +417,8 @@ void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable
         return;
     }
     job_t *j = msg_opaque;
+    if (err && !retriable)
+        j->emit_permanent = 1;
     if (err && !j->emit_err) {
         j->emit_err = strdup(err);
         if (!j->emit_err)
@@ -273,9 +430,24 @@ void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable
         return;
     if (j->emit_err) {
         /* Produce everything again: the copies already delivered carry
-         * the same ids. */
+         * the same ids. A message the broker refused for its size is
+         * produced in a shape it takes: a result becomes a dead letter,
+         * a dead letter its metadata alone. */
         char e[512];
         snprintf(e, sizeof(e), "%s", j->emit_err ? j->emit_err : "out of memory");
+        if (j->emit_permanent && j->rec == WEFT_REC_COMPLETED && j->trig->result_topic) {
+            emit_replace(d, j, "result_too_large", e);
+            return;
+        }
+        if (j->emit_permanent && j->rec == WEFT_REC_DEAD && j->dl_shrink == 0) {
+            weft_warn("dead letter refused, sending its metadata alone trigger=%s topic=%s "
+                      "offset=%lld dlq=%s: %s",
+                      j->trig->name, j->msg->km.topic, (long long)j->msg->km.offset,
+                      j->trig->dead_letter_topic, e);
+            j->dl_shrink = 1;
+            job_emit(d, j);
+            return;
+        }
         emit_failed(d, j, e);
         return;
     }

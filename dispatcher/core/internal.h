@@ -152,11 +152,19 @@ typedef struct job {
     int retry_after_ms;
     /* dead letter details for the message */
     int64_t dl_id;
+    /* the dead letter's shape: 0 the whole message, cut to the topic's
+     * limit when too large; 1 (after the broker refused it for its size)
+     * its metadata only: no body (nor original headers, when large) */
+    int dl_shrink;
+    /* a completed outcome whose result no broker will take, being
+     * recorded again as dead (the ledger row goes completed -> dead) */
+    int replacing;
     char first_failure[40];
     char last_failure[40];
     /* produced messages not yet acknowledged, and whether one failed */
     size_t emit_pending;
     char *emit_err;
+    int emit_permanent; /* a report refused a message for good (its size) */
     /* sagas: the events of the transition this job caused */
     weft_saga_events_t sev;
     char *hkey; /* trigger \x1f generation \x1f key, in the active table */
@@ -338,6 +346,7 @@ void job_admit(dsp_t *d, job_t *j);
 
 /* emit.c */
 void job_emit(dsp_t *d, job_t *j);
+int emit_result_fits(dsp_t *d, job_t *j, char *err, size_t errlen);
 void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable);
 void emit_outcome(dsp_t *d, job_t *j);
 void saga_tick(dsp_t *d);

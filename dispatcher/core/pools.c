@@ -194,6 +194,16 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
             set_str(&j->reason, "invalid_header");
             set_str(&j->error, "the result's content type holds CR, LF or NUL, which NATS "
                                "headers cannot carry");
+        } else if (!emit_result_fits(d, j, err, sizeof(err))) {
+            /* The broker would refuse it: the function's failure, retried
+             * and then dead-lettered like any other, before a ledger row
+             * says completed. */
+            j->rec = WEFT_REC_RETRY;
+            set_str(&j->reason, "result_too_large");
+            set_str(&j->error, err);
+            free(j->result);
+            j->result = NULL;
+            j->result_len = 0;
         }
         break;
     case WEFT_OUTCOME_DROP:

@@ -147,6 +147,7 @@ void send_records(dsp_t *d, lconn_t *lc)
             r->value_len = m->km.value_len;
             r->headers_json = hjson[i] ? hjson[i] : "[]";
             r->dead_letter_topic = j->trig->dead_letter_topic;
+            r->replace_completed = j->replacing;
         }
     }
     char err[1024];
@@ -167,6 +168,8 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
     uint64_t now = now_us();
     for (size_t i = 0; i < n; i++) {
         job_t *j = lc->jobs[i];
+        int replacing = j->replacing;
+        j->replacing = 0;
         stage_done(d, j, T_RECORD, now);
         if (!res[i].applied) {
             /* Our lease ran out and someone else owns the key now:
@@ -187,7 +190,10 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
             break;
         case WEFT_REC_DEAD:
             j->dl_id = res[i].dead_letter_id;
-            emit_outcome(d, j);
+            if (replacing)
+                job_emit(d, j); /* its saga transition happened: its events go as they are */
+            else
+                emit_outcome(d, j);
             break;
         case WEFT_REC_DROPPED:
             d->n_dropped++;

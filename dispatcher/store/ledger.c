@@ -389,6 +389,7 @@ static const char RECORD_SQL[] =
     "), upd AS ("
     "  UPDATE weft.ledger l SET"
     "    status = CASE WHEN i.status = 'retry' THEN 'running'"
+    "                  WHEN i.status = 'replace' THEN 'dead'"
     "                  ELSE i.status END::weft.ledger_status,"
     "    result = i.result, result_type = i.result_type, result_id = i.result_id,"
     "    last_error = coalesce(i.error, l.last_error),"
@@ -400,8 +401,10 @@ static const char RECORD_SQL[] =
     "                  THEN clock_timestamp() + i.lease_ms * interval '1 millisecond' END,"
     "    updated_at = now()"
     "  FROM input i"
-    "  WHERE (l.trigger, l.generation, l.key, l.owner, l.status)"
-    "      = (i.trigger, i.generation, i.key, i.me, i.running)"
+    "  WHERE (l.trigger, l.generation, l.key) = (i.trigger, i.generation, i.key)"
+    "    AND ((l.owner, l.status) = (i.me, i.running)"
+    /* a completed result no broker takes becomes a dead letter */
+    "         OR (i.status = 'replace' AND l.status = 'completed'))"
     "  RETURNING i.ord, l.trigger, l.generation, l.key, l.attempts, l.first_failure_at,"
     "            l.last_failure_at, i.status AS in_status, i.reason AS in_reason,"
     "            i.error AS in_error, i.src_broker, i.src_topic, i.src_partition,"
@@ -416,7 +419,7 @@ static const char RECORD_SQL[] =
     "         coalesce(u.src_broker, 'kafka')::weft.broker, u.src_topic, u.src_partition,"
     "         u.src_offset, u.msg_key, u.value, coalesce(u.headers, '[]')::jsonb, u.dlq,"
     "         u.first_failure_at, u.last_failure_at"
-    "  FROM upd u WHERE u.in_status = 'dead'"
+    "  FROM upd u WHERE u.in_status IN ('dead', 'replace')"
     "  RETURNING id, trigger, generation, key"
     ")"
     " SELECT u.ord, u.attempts,"
@@ -461,7 +464,7 @@ static int record_done_send(PGconn *pg, const char *owner, const weft_record_t *
                        errlen);
 }
 
-static const char *rec_status(weft_rec_kind_t k)
+static const char *rec_status(weft_rec_kind_t k, int replace)
 {
     switch (k) {
     case WEFT_REC_COMPLETED:
@@ -469,7 +472,7 @@ static const char *rec_status(weft_rec_kind_t k)
     case WEFT_REC_DROPPED:
         return "dropped";
     case WEFT_REC_DEAD:
-        return "dead";
+        return replace ? "replace" : "dead";
     default:
         return "retry";
     }
@@ -494,7 +497,7 @@ int weft_ledger_record_send(weft_pg_conn_t *pg, const char *owner, const weft_re
         oom |= weft_pg_array_add_text(&a[0], rc_->trigger);
         oom |= weft_pg_array_add_int(&a[1], rc_->generation);
         oom |= weft_pg_array_add_text(&a[2], rc_->key);
-        oom |= weft_pg_array_add_text(&a[3], rec_status(rc_->kind));
+        oom |= weft_pg_array_add_text(&a[3], rec_status(rc_->kind, rc_->replace_completed));
         oom |= weft_pg_array_add_bytea(&a[4], rc_->result, rc_->result_len, !done);
         oom |= weft_pg_array_add_text(&a[5], done ? rc_->result_type : NULL);
         oom |= weft_pg_array_add_text(&a[6], done ? rc_->result_id : NULL);

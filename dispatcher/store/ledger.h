@@ -107,6 +107,9 @@ typedef struct weft_record {
     size_t value_len;
     const char *headers_json;
     const char *dead_letter_topic;
+    /* DEAD: the row is completed (its result no broker takes) and
+     * becomes dead, by whichever owner, with its dead-letter row */
+    int replace_completed;
 } weft_record_t;
 
 typedef struct weft_record_res {

@@ -17,6 +17,7 @@
  *   hang-hard        sleep forever ignoring SIGTERM (only SIGKILL ends it)
  *   sleep-N          sleep N ms, then succeed
  *   big              succeed with a 64 MiB result
+ *   size-N           succeed with an N-byte result ('x' repeated)
  *   garbage          write an undecodable frame on the channel, then sleep
  *   wrongseq         write a valid Result frame for seq 2^40 (not the
  *                    invocation running) on the channel, then sleep
@@ -222,6 +223,16 @@ int weft_handle(const weft_event_t *ev, weft_result_t *res)
         sleep_ms(strtoul(mode + 6, NULL, 10));
         return answer(res, "{\"pid\":%ld,\"start_us\":%llu,\"end_us\":%llu}", (long)getpid(),
                       (unsigned long long)start, (unsigned long long)mono_us());
+    }
+    if (strncmp(mode, "size-", 5) == 0) {
+        size_t n = strtoul(mode + 5, NULL, 10);
+        res->data = malloc(n ? n : 1);
+        if (!res->data)
+            return weft_result_error(res, WEFT_FAIL, "cannot allocate %zu bytes", n);
+        memset(res->data, 'x', n);
+        res->data_len = n;
+        snprintf(res->content_type, sizeof(res->content_type), "application/octet-stream");
+        return WEFT_OK;
     }
     if (strcmp(mode, "big") == 0) {
         res->data = malloc(BIG_RESULT);

@@ -5,8 +5,9 @@
  * at a time; rows still in progress (a claimed or retrying ledger row, a
  * running, compensating or stuck saga, an interrupted replay) and newer
  * rows survive; every DELETE finds its rows through an index; of two
- * dispatchers only one sweeps; and `weft replay` says when its range is
- * older than the ledger's retention.
+ * dispatchers only one sweeps; `weft replay` says when its range is
+ * older than the ledger's retention; `weft ledger prune` does the
+ * ledger's part at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -387,12 +388,41 @@ static void test_replay_warns_older_than_retention(void **state)
     assert_null(strstr(out, "warning"));
 }
 
+/* `weft ledger prune`: the ledger and ended replays only, terminal rows
+ * only; --dry-run deletes nothing; a duration without a unit is refused. */
+static void test_ledger_prune(void **state)
+{
+    (void)state;
+    seed();
+    const char *bad[] = {"ledger", "prune", "--older-than", "30", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), bad), 2);
+    const char *dry[] = {"ledger", "prune", "--older-than", "30d", "--dry-run", "--json", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), dry), 0);
+    print_message("%s", out);
+    assert_non_null(strstr(out, "\"dry_run\":true,\"ledger\":250,\"replays\":3,\"running\":2"));
+    assert_int_equal(count("SELECT count(*) FROM weft.ledger WHERE trigger = 'r-old'"), 250);
+    const char *real[] = {"ledger", "prune", "--older-than", "30d", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), real), 0);
+    print_message("%s", out);
+    assert_non_null(
+        strstr(out, "deleted 250 ledger rows and 3 replays finished more than 30d ago"));
+    assert_non_null(strstr(out, "kept 2 ledger rows of that age still running"));
+    assert_int_equal(count("SELECT count(*) FROM weft.ledger WHERE trigger = 'r-old'"), 0);
+    assert_int_equal(count("SELECT count(*) FROM weft.ledger WHERE trigger = 'r-keep'"), 53);
+    assert_int_equal(count("SELECT count(*) FROM weft.replays"), 2);
+    /* Dead letters and sagas keep their own retention. */
+    assert_int_equal(count("SELECT count(*) FROM weft.dead_letters WHERE trigger = 'r-old'"), 150);
+    assert_int_equal(count("SELECT count(*) FROM weft.saga_instances WHERE start_key LIKE 'old-%'"),
+                     30);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sweep_batches_terminal_only),
         cmocka_unit_test(test_sweep_skips_locked_rows),
         cmocka_unit_test(test_sweep_plan_uses_indexes),
+        cmocka_unit_test(test_ledger_prune),
         cmocka_unit_test(test_dispatchers_sweep),
         cmocka_unit_test(test_replay_warns_older_than_retention),
     };

@@ -145,6 +145,34 @@ int weft_retention_sweep(weft_pg_conn_t *pg, const weft_retention_t *rt,
     return rc;
 }
 
+int weft_retention_count_ledger(weft_pg_conn_t *pg, int64_t older_ms, int64_t *terminal,
+                                int64_t *running, int64_t *replays, char *errstr, size_t errlen)
+{
+    char ms[24];
+    snprintf(ms, sizeof(ms), "%lld", (long long)older_ms);
+    const char *params[1] = {ms};
+    PGresult *res = PQexecParams(
+        pg,
+        "SELECT count(*) FILTER (WHERE status <> 'running'"
+        "                          AND updated_at < now() - $1::bigint * interval '1 millisecond'),"
+        "       count(*) FILTER (WHERE status = 'running'),"
+        "       (SELECT count(*) FROM weft.replays WHERE status IN ('done', 'failed')"
+        "          AND updated_at < now() - $1::bigint * interval '1 millisecond')"
+        "  FROM weft.ledger WHERE created_at < now() - $1::bigint * interval '1 millisecond'",
+        1, NULL, params, NULL, NULL, 0);
+    int rc = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        *terminal = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        *running = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        *replays = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+        rc = 0;
+    } else {
+        snprintf(errstr, errlen, "counting old ledger rows: %s", PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    return rc;
+}
+
 /* The lock's class: "retn" (the CLI's replays use "weft"). A batch waits
  * at most lock_timeout for a lock it cannot skip (a cascaded saga row),
  * and never runs for more than statement_timeout. */

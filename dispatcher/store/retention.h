@@ -58,6 +58,13 @@ int weft_retention_sweep_result(const weft_pg_result_t *res, weft_retention_coun
 int weft_retention_sweep(weft_pg_conn_t *pg, const weft_retention_t *rt,
                          weft_retention_counts_t *out, char *errstr, size_t errlen);
 
+/* How many ledger rows are older than older_ms: terminal ones (what a
+ * sweep deletes) and 'running' ones (what it keeps), and how many ended
+ * replays. Reads the created_at index's range (`weft ledger prune
+ * --dry-run`). 0, or -1 with errstr. */
+int weft_retention_count_ledger(weft_pg_conn_t *pg, int64_t older_ms, int64_t *terminal,
+                                int64_t *running, int64_t *replays, char *errstr, size_t errlen);
+
 /* The sweep runs on one dispatcher of a group at a time: the one whose
  * sweep connection holds this session-level advisory lock. Sends (does
  * not wait for) the session's settings and the attempt to take it; the

@@ -27,6 +27,7 @@ CREATE INDEX IF NOT EXISTS dead_letters_created ON weft.dead_letters (created_at
 CREATE INDEX IF NOT EXISTS saga_instances_finished ON weft.saga_instances (finished_at)
     WHERE status IN ('completed', 'aborted');
 
--- Replays that ended ('interrupted' ones can still be resumed).
+-- Replays that are done ('interrupted' and 'failed' ones can still be
+-- resumed).
 CREATE INDEX IF NOT EXISTS replays_ended ON weft.replays (updated_at)
-    WHERE status IN ('done', 'failed');
+    WHERE status = 'done';

@@ -80,8 +80,8 @@ static long count(const char *text)
  *   saga instances: 25 completed and 5 aborted, 40 d (one with step runs
  *     and events) -> deleted; stuck, running, compensating (40 d) and 3
  *     completed an hour ago -> kept (6)
- *   replays: 3 done 40 d -> deleted; 1 interrupted 40 d, 1 done an hour
- *     ago -> kept
+ *   replays: 3 done 40 d -> deleted; 1 interrupted and 1 failed (both
+ *     resumable) 40 d, 1 done an hour ago -> kept
  * Saga deadlines lie a day ahead, so that a dispatcher's deadline check
  * leaves the running instance as it is. */
 #define OLD "now() - interval '40 days'"
@@ -132,7 +132,7 @@ static void seed(void)
     sql("INSERT INTO weft.replays (topic, status, updated_at)"
         " SELECT 'ret.in', 'done', " OLD " FROM generate_series(1, 3)"
         " UNION ALL SELECT 'ret.in', 'interrupted', " OLD
-        " UNION ALL SELECT 'ret.in', 'done', " NEW);
+        " UNION ALL SELECT 'ret.in', 'failed', " OLD " UNION ALL SELECT 'ret.in', 'done', " NEW);
 }
 
 /* What seed() leaves once every old terminal row is gone. */
@@ -158,8 +158,10 @@ static void assert_survivors(void)
     assert_int_equal(count("SELECT count(*) FROM weft.saga_step_runs"
                            " WHERE instance = md5('keeprunning')::uuid"),
                      1);
-    assert_int_equal(count("SELECT count(*) FROM weft.replays"), 2);
-    assert_int_equal(count("SELECT count(*) FROM weft.replays WHERE status = 'interrupted'"), 1);
+    assert_int_equal(count("SELECT count(*) FROM weft.replays"), 3);
+    assert_int_equal(count("SELECT count(*) FROM weft.replays WHERE status IN ('interrupted',"
+                           " 'failed')"),
+                     2);
 }
 
 /* One statement deletes at most a batch per table (a tenth for sagas and
@@ -409,7 +411,7 @@ static void test_ledger_prune(void **state)
     assert_non_null(strstr(out, "kept 2 ledger rows of that age still running"));
     assert_int_equal(count("SELECT count(*) FROM weft.ledger WHERE trigger = 'r-old'"), 0);
     assert_int_equal(count("SELECT count(*) FROM weft.ledger WHERE trigger = 'r-keep'"), 53);
-    assert_int_equal(count("SELECT count(*) FROM weft.replays"), 2);
+    assert_int_equal(count("SELECT count(*) FROM weft.replays"), 3);
     /* Dead letters and sagas keep their own retention. */
     assert_int_equal(count("SELECT count(*) FROM weft.dead_letters WHERE trigger = 'r-old'"), 150);
     assert_int_equal(count("SELECT count(*) FROM weft.saga_instances WHERE start_key LIKE 'old-%'"),

@@ -1,6 +1,6 @@
 /*
  * cli_ledger.c - `weft ledger prune`: delete finished ledger rows (and
- * ended replays) older than a given age now, in the batches the
+ * done replays) older than a given age now, in the batches the
  * dispatchers' retention uses (store/retention.c), for an operator who
  * wants space back at once or keeps retention.ledger at 0.
  *
@@ -28,7 +28,7 @@ void weft_ledger_usage(FILE *f)
     fprintf(f, "usage: weft ledger prune [--older-than DURATION] [--dry-run] [--json]\n"
                "\n"
                "Deletes the ledger rows that finished (completed, dropped or dead) more\n"
-               "than DURATION ago, and replays that ended as long ago, now, in batches of\n"
+               "than DURATION ago, and replays done as long ago, now, in batches of\n"
                "retention.batch, oldest first. Rows still running (claimed, or waiting\n"
                "for a retry) are never deleted. The dispatchers do the same on their own\n"
                "(retention.ledger); this is for space back at once.\n"

@@ -78,7 +78,7 @@ static const weft_config_def_t defs[] = {
     /* Retention (store/retention.c): one dispatcher of a group deletes old
      * terminal rows, a batch per table at a time. */
     {"retention.ledger", WEFT_CONFIG_DURATION, "30d", NULL, 0, DURATION_MAX, NULL, NULL,
-     "ledger rows finished (completed, dropped, dead) longer ago are deleted, and ended "
+     "ledger rows finished (completed, dropped, dead) longer ago are deleted, and done "
      "replays; a redelivered or replayed event older than this runs again; 0 keeps them"},
     {"retention.dead_letters", WEFT_CONFIG_DURATION, "30d", NULL, 0, DURATION_MAX, NULL, NULL,
      "rows of `weft.dead_letters` older than this are deleted (the dead-letter topic keeps its "

@@ -75,10 +75,10 @@ static const char SWEEP_SQL[] =
     "), r AS ("
     "  DELETE FROM weft.replays WHERE id = ANY (ARRAY("
     "    SELECT id FROM weft.replays"
-    "     WHERE status IN ('done', 'failed')"
+    "     WHERE status = 'done'"
     "       AND updated_at < now() - $1::bigint * interval '1 millisecond'"
     "     ORDER BY updated_at LIMIT $7::int FOR UPDATE SKIP LOCKED))"
-    "    AND status IN ('done', 'failed')"
+    "    AND status = 'done'"
     "  RETURNING 1"
     ")"
     " SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM d), (SELECT count(*) FROM s),"
@@ -156,7 +156,7 @@ int weft_retention_count_ledger(weft_pg_conn_t *pg, int64_t older_ms, int64_t *t
         "SELECT count(*) FILTER (WHERE status <> 'running'"
         "                          AND updated_at < now() - $1::bigint * interval '1 millisecond'),"
         "       count(*) FILTER (WHERE status = 'running'),"
-        "       (SELECT count(*) FROM weft.replays WHERE status IN ('done', 'failed')"
+        "       (SELECT count(*) FROM weft.replays WHERE status = 'done'"
         "          AND updated_at < now() - $1::bigint * interval '1 millisecond')"
         "  FROM weft.ledger WHERE created_at < now() - $1::bigint * interval '1 millisecond'",
         1, NULL, params, NULL, NULL, 0);

@@ -1,13 +1,14 @@
 /*
  * retention.h - deleting old terminal rows: the ledger's, the dead
  * letters', ended saga instances (with their step runs and events) and
- * ended replays, oldest first, a small batch per statement, each found
+ * done replays, oldest first, a small batch per statement, each found
  * through an index on its time column (migrations/0013_retention.sql).
  *
  * Only terminal rows go: ledger rows 'completed', 'dropped' or 'dead'
  * (never 'running': claimed, or waiting for a retry), saga instances
  * 'completed' or 'aborted' (never running, compensating or stuck),
- * replays 'done' or 'failed'. A row another transaction holds locked is
+ * replays 'done' (never running, interrupted or failed: those can be
+ * resumed). A row another transaction holds locked is
  * skipped (FOR UPDATE SKIP LOCKED), so a sweep never waits for the
  * dispatchers' claims and records, and they wait for it at most for one
  * batch. The trade-off: an event whose ledger row is gone runs again when
@@ -59,7 +60,7 @@ int weft_retention_sweep(weft_pg_conn_t *pg, const weft_retention_t *rt,
                          weft_retention_counts_t *out, char *errstr, size_t errlen);
 
 /* How many ledger rows are older than older_ms: terminal ones (what a
- * sweep deletes) and 'running' ones (what it keeps), and how many ended
+ * sweep deletes) and 'running' ones (what it keeps), and how many done
  * replays. Reads the created_at index's range (`weft ledger prune
  * --dry-run`). 0, or -1 with errstr. */
 int weft_retention_count_ledger(weft_pg_conn_t *pg, int64_t older_ms, int64_t *terminal,

@@ -47,6 +47,7 @@ static void usage_main(FILE *f)
                "  sagas     saga instances and the timeline of one\n"
                "  invoke    run a function once, locally, and print its result\n"
                "  dlq       list, show and re-drive dead letters\n"
+               "  ledger    prune: delete finished ledger rows older than an age now\n"
                "  version   print the version\n"
                "\n"
                "Run 'weft COMMAND --help' for a command's options.\n"
@@ -316,6 +317,7 @@ static const cli_cmd_t cli_cmds[] = {
     {"triggers", NULL, weft_triggers_main, weft_triggers_usage},
     {"status", NULL, weft_status_main, weft_status_usage},
     {"sagas", NULL, weft_sagas_main, weft_sagas_usage},
+    {"ledger", NULL, weft_ledger_main, weft_ledger_usage},
 };
 
 static int cmd_cli(int argc, char **argv, const cli_cmd_t *cmd)

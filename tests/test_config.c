@@ -490,7 +490,8 @@ static void test_env_weft_set_bad_entry(void **state)
 
 static int is_number(weft_config_type_t t)
 {
-    return t == WEFT_CONFIG_INT || t == WEFT_CONFIG_MS || t == WEFT_CONFIG_BYTES;
+    return t == WEFT_CONFIG_INT || t == WEFT_CONFIG_MS || t == WEFT_CONFIG_BYTES ||
+           t == WEFT_CONFIG_DURATION;
 }
 
 static void test_table_keys_unique(void **state)
@@ -537,8 +538,15 @@ static void test_table_defaults_in_range(void **state)
         if (is_number(d[i].type)) {
             if (!d[i].def)
                 fail_msg("number %s has no default", d[i].key);
-            char *end;
+            char *end = "";
+            int64_t ms = 0;
             long long v = strtoll(d[i].def, &end, 10);
+            if (d[i].type == WEFT_CONFIG_DURATION) {
+                if (weft_config_parse_duration(d[i].def, &ms) != 0)
+                    fail_msg("%s: default %s is not a duration", d[i].key, d[i].def);
+                v = ms;
+                end = "";
+            }
             if (*end || v < d[i].min || v > d[i].max || d[i].min > d[i].max)
                 fail_msg("%s: default %s is outside [%lld, %lld]", d[i].key, d[i].def,
                          (long long)d[i].min, (long long)d[i].max);
@@ -581,6 +589,14 @@ static void test_table_validate_rejects(void **state)
          "config key dispatcher.shutdown_timeout_ms: \"10s\" is not an integer"},
         {"log.level", "loud",
          "config key log.level: \"loud\" is not one of debug, info, warn, error"},
+        {"retention.ledger", "30",
+         "config key retention.ledger: \"30\" is not a duration (a number and ms, s, m, h or "
+         "d, e.g. 30d; or 0)"},
+        {"retention.sagas", "-1d",
+         "config key retention.sagas: \"-1d\" is not a duration (a number and ms, s, m, h or "
+         "d, e.g. 30d; or 0)"},
+        {"retention.dead_letters", "3651d",
+         "config key retention.dead_letters: 3651d is out of range [0, 3650d]"},
         {"dispatcher.max_inflite", "10",
          "config key dispatcher.max_inflite: unknown key (weft run --help-config lists them)"},
         {"nats.user", "x", "config key nats.user: unknown key (weft run --help-config lists them)"},
@@ -626,6 +642,25 @@ static void test_table_accessors(void **state)
     assert_string_equal(err, "config key nats.fetch_batch: 1025 is out of range [1, 1024]");
     weft_config_set(cfg, "kafka.group.id", "g2");
     assert_string_equal(weft_config_str(cfg, "kafka.group.id"), "g2");
+    /* Durations are read in ms; a unit is required but for 0. */
+    assert_int_equal(weft_config_int(cfg, "retention.ledger", &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 30LL * 86400000);
+    static const struct {
+        const char *text;
+        int64_t ms;
+    } durs[] = {{"0", 0}, {"250ms", 250}, {"90s", 90000}, {"15m", 900000}, {"12h", 43200000},
+                {"7d", 604800000}};
+    for (size_t i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+        weft_config_set(cfg, "retention.sagas", durs[i].text);
+        assert_int_equal(weft_config_int(cfg, "retention.sagas", &v, err, sizeof(err)), 0);
+        assert_int_equal(v, durs[i].ms);
+    }
+    static const char *const bad[] = {"7", "7 d", "d", "7w", "1.5h", "", "+7d"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t ms;
+        if (weft_config_parse_duration(bad[i], &ms) == 0)
+            fail_msg("\"%s\" was taken as a duration", bad[i]);
+    }
 }
 
 /* Reads a whole file; NULL if it cannot. */

@@ -21,12 +21,15 @@ int weft_publish_main(weft_config_t *cfg, int argc, char **argv);
 int weft_replay_main(weft_config_t *cfg, int argc, char **argv);
 int weft_triggers_main(const weft_config_t *cfg, int argc, char **argv);
 int weft_status_main(const weft_config_t *cfg, int argc, char **argv);
+/* `weft ledger prune` (cli_ledger.c). */
+int weft_ledger_main(const weft_config_t *cfg, int argc, char **argv);
 
 /* Help texts (stdout for --help, stderr for a usage error). */
 void weft_publish_usage(FILE *f);
 void weft_replay_usage(FILE *f);
 void weft_triggers_usage(FILE *f);
 void weft_status_usage(FILE *f);
+void weft_ledger_usage(FILE *f);
 
 /* ---- broker URLs ---------------------------------------------------------- */
 

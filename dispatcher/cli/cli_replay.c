@@ -54,6 +54,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "replay.h"
+#include "retention.h"
 
 /* pg_advisory_lock(LOCK_CLASS, id) is held by the process working on a
  * replay: 0x77656674, "weft". */
@@ -80,6 +81,10 @@ void weft_replay_usage(FILE *f)
             "generation and the results get new ids (after fixing a function); it says\n"
             "how many events that is and asks first (--yes skips the question, and is\n"
             "required when stdin is not a terminal).\n"
+            "\n"
+            "Ledger rows finished longer ago than retention.ledger (default 30d) are\n"
+            "deleted: such an old event runs again instead of re-emitting. The summary\n"
+            "(and --dry-run) says how many events of the range are that old.\n"
             "\n"
             "RANGE (default: everything in the topic now; the end is fixed at the start):\n"
             "  --from-offset N | P:N[,P:N...]   first offset (every partition, or those named)\n"
@@ -311,9 +316,10 @@ static void print_summary(const rp_t *r, const char *status)
             weft_buf_append(&b, "null", 4);
         weft_buf_append(&b, "", 1);
         printf("%s,\"generation\":%d,\"total\":%lld,\"read\":%lld,\"published\":%lld,"
-               "\"reemit\":%lld,\"run\":%lld,\"dead\":%lld,\"dropped\":%lld,\"skipped\":%lld}\n",
+               "\"reemit\":%lld,\"run\":%lld,\"dead\":%lld,\"dropped\":%lld,\"skipped\":%lld,"
+               "\"older_than_retention\":%lld}\n",
                b.p, r->generation, (long long)range_total(r), r->c.read, r->c.published,
-               r->c.reemit, r->c.run, r->c.dead, r->c.dropped, r->c.skipped);
+               r->c.reemit, r->c.run, r->c.dead, r->c.dropped, r->c.skipped, r->c.older);
         weft_buf_free(&b);
         return;
     }
@@ -339,6 +345,37 @@ static void print_summary(const rp_t *r, const char *status)
     printf("  %s%-30s %lld\n", w, "dead-letter again", r->c.dead);
     printf("  %s%-30s %lld\n", w, "do nothing (dropped before)", r->c.dropped);
     printf("  %s%-30s %lld\n", w, "skip (no matching trigger)", r->c.skipped);
+    if (r->c.older)
+        printf("warning: %lld events are older than the ledger's retention (retention.ledger = "
+               "%s):\n  one whose ledger row was deleted %s instead of re-emitting its result\n",
+               r->c.older, weft_config_str(r->cfg, "retention.ledger"),
+               r->dry_run ? "would run again (counted above as such)" : "ran again");
+}
+
+/* Events older than retention.ledger may have lost their ledger rows, and
+ * then run again instead of re-emitting (store/LEDGER.md "Retention"):
+ * the read loops count them, and a --from-time before the cutoff is
+ * said at once. 0, or 2 (a bad retention.ledger). */
+static int retention_cutoff(rp_t *r, const rp_args_t *a)
+{
+    weft_retention_t rt;
+    char err[512];
+    if (weft_retention_config(r->cfg, &rt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft replay: %s\n", err);
+        return 2;
+    }
+    if (r->reexecute || rt.ledger_ms == 0 || rt.batch == 0)
+        return 0;
+    int64_t now = weft_cli_now_ms(), from;
+    r->retention_cutoff_ms = now - rt.ledger_ms;
+    if (a->from_time && weft_cli_parse_time(a->from_time, now, &from, err, sizeof(err)) == 0 &&
+        from < r->retention_cutoff_ms)
+        fprintf(stderr,
+                "weft replay: warning: --from-time is older than the ledger's retention "
+                "(retention.ledger = %s): events older than that whose ledger rows were deleted "
+                "run again instead of re-emitting their results\n",
+                weft_config_str(r->cfg, "retention.ledger"));
+    return 0;
 }
 
 static int list_replays(const weft_config_t *cfg, int json)
@@ -552,6 +589,8 @@ static int run_replay(rp_t *r, const rp_args_t *a)
             return 2;
         }
     }
+    if ((rc = retention_cutoff(r, a)) != 0)
+        return rc;
     if (!a->resume) {
         if ((rc = js ? build_range_js(r, a) : build_range(r, a)) != 0)
             return rc;

@@ -32,6 +32,8 @@ typedef struct rp_part {
 
 typedef struct rp_counts {
     long long read, published, reemit, run, dead, dropped, skipped;
+    /* matched events older than the ledger's retention (not saved) */
+    long long older;
 } rp_counts_t;
 
 /* A matched (trigger, generation, key) waiting to be classified. */
@@ -63,6 +65,10 @@ typedef struct rp {
     char stream[256];
     weft_nats_t *nc;
     int64_t to_time_ms; /* JetStream --to-time: stop after it (0: none) */
+    /* Events with a broker timestamp before this may have lost their
+     * ledger rows to retention (0: retention.ledger is off, or
+     * --reexecute, which runs everything anyway). */
+    int64_t retention_cutoff_ms;
     long delivered, failed, produced_batch;
     char last_err[256];
     char idbuf[24], genbuf[16];

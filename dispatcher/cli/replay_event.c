@@ -196,6 +196,9 @@ int replay_event(rp_t *r, weft_kmsg_t *km)
         free(key);
         return rc;
     }
+    if (r->retention_cutoff_ms > 0 && km->timestamp_ms > 0 &&
+        km->timestamp_ms < r->retention_cutoff_ms)
+        r->c.older++;
     if (r->dry_run || rc != 0) {
         free(key);
         return rc;

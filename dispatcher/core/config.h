@@ -46,13 +46,14 @@ int weft_config_each(const weft_config_t *cfg, const char *prefix, weft_config_e
 
 /* The table (config_table.c). */
 typedef enum weft_config_type {
-    WEFT_CONFIG_INT,    /* a count */
-    WEFT_CONFIG_MS,     /* milliseconds */
-    WEFT_CONFIG_BYTES,  /* bytes */
-    WEFT_CONFIG_STRING, /* any text */
-    WEFT_CONFIG_PATH,   /* a file or directory */
-    WEFT_CONFIG_ENUM,   /* one of values (case does not matter) */
-    WEFT_CONFIG_PREFIX, /* keys under key are passed through to a library */
+    WEFT_CONFIG_INT,      /* a count */
+    WEFT_CONFIG_MS,       /* milliseconds */
+    WEFT_CONFIG_BYTES,    /* bytes */
+    WEFT_CONFIG_DURATION, /* a number and a unit (ms, s, m, h, d), or 0; read in ms */
+    WEFT_CONFIG_STRING,   /* any text */
+    WEFT_CONFIG_PATH,     /* a file or directory */
+    WEFT_CONFIG_ENUM,     /* one of values (case does not matter) */
+    WEFT_CONFIG_PREFIX,   /* keys under key are passed through to a library */
 } weft_config_type_t;
 
 typedef struct weft_config_def {
@@ -80,6 +81,10 @@ const weft_config_def_t *weft_config_def_find(const char *key);
 const char *weft_config_str(const weft_config_t *cfg, const char *key);
 int weft_config_int(const weft_config_t *cfg, const char *key, int64_t *out, char *errstr,
                     size_t errlen);
+
+/* A duration's text ("30d", "12h", "90s", "250ms", "0") in ms. A number
+ * without a unit other than 0 is refused. 0, or -1. */
+int weft_config_parse_duration(const char *s, int64_t *ms);
 
 /* Every key set is in the table (or under a pass-through prefix) and its
  * value has the row's type and lies in its range. 0, or -1 with errstr

@@ -28,6 +28,9 @@
 #define WEFT_MIGRATIONS_DIR "migrations"
 #endif
 
+/* Durations: at most ten years (in ms). */
+#define DURATION_MAX 315360000000LL
+
 /* clang-format off */
 static const weft_config_def_t defs[] = {
     {"pg.conninfo", WEFT_CONFIG_STRING, NULL, "(required)", 0, 0, NULL, "WEFT_PG",
@@ -72,6 +75,20 @@ static const weft_config_def_t defs[] = {
      NULL, "the worker binary"},
     {"migrations.dir", WEFT_CONFIG_PATH, WEFT_MIGRATIONS_DIR, "the source tree's migrations/",
      0, 0, NULL, NULL, "weft's own schema, applied by `weft migrate`"},
+    /* Retention (store/retention.c): one dispatcher of a group deletes old
+     * terminal rows, a batch per table at a time. */
+    {"retention.ledger", WEFT_CONFIG_DURATION, "30d", NULL, 0, DURATION_MAX, NULL, NULL,
+     "ledger rows finished (completed, dropped, dead) longer ago are deleted, and done "
+     "replays; a redelivered or replayed event older than this runs again; 0 keeps them"},
+    {"retention.dead_letters", WEFT_CONFIG_DURATION, "30d", NULL, 0, DURATION_MAX, NULL, NULL,
+     "rows of `weft.dead_letters` older than this are deleted (the dead-letter topic keeps its "
+     "own retention); 0 keeps them"},
+    {"retention.sagas", WEFT_CONFIG_DURATION, "30d", NULL, 0, DURATION_MAX, NULL, NULL,
+     "saga instances completed or aborted longer ago are deleted with their steps and events "
+     "(never running, compensating or stuck ones); 0 keeps them"},
+    {"retention.batch", WEFT_CONFIG_INT, "1000", NULL, 0, 100000, NULL, NULL,
+     "rows per table deleted by one statement, once a second while old rows remain, else once "
+     "a minute; 0 turns retention off"},
     {"log.level", WEFT_CONFIG_ENUM, "info", NULL, 0, 0, "debug,info,warn,error",
      "WEFT_LOG_LEVEL", "the lowest level written to stderr"},
 };
@@ -119,7 +136,79 @@ static const weft_config_def_t *must_find(const char *key)
 
 static int is_number(weft_config_type_t t)
 {
-    return t == WEFT_CONFIG_INT || t == WEFT_CONFIG_MS || t == WEFT_CONFIG_BYTES;
+    return t == WEFT_CONFIG_INT || t == WEFT_CONFIG_MS || t == WEFT_CONFIG_BYTES ||
+           t == WEFT_CONFIG_DURATION;
+}
+
+/* The units of a duration, largest first (the reference prints a range
+ * in the largest unit that divides it). */
+static const struct {
+    const char *unit;
+    int64_t ms;
+} units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+
+/* "30d", "12h", "90s", "250ms" or "0" in ms. A number without a unit is
+ * refused: "30" meaning 30 ms where days were meant would delete every
+ * row older than 30 ms. 0, or -1. */
+int weft_config_parse_duration(const char *s, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0 || *s == '-' || *s == '+')
+        return -1;
+    if (*end == '\0') {
+        if (v != 0)
+            return -1;
+        *ms = 0;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            if (v > INT64_MAX / units[i].ms)
+                return -1;
+            *ms = v * units[i].ms;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void fmt_duration(char *out, size_t len, int64_t ms)
+{
+    if (ms == 0) {
+        snprintf(out, len, "0");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (ms % units[i].ms == 0) {
+            snprintf(out, len, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+            return;
+        }
+    }
+}
+
+static int duration_int(const weft_config_t *cfg, const weft_config_def_t *d, int64_t *out,
+                        char *errstr, size_t errlen)
+{
+    const char *s = weft_config_get(cfg, d->key, d->def);
+    int64_t v;
+    if (weft_config_parse_duration(s, &v) != 0) {
+        snprintf(errstr, errlen,
+                 "config key %s: \"%s\" is not a duration (a number and ms, s, m, h or d, "
+                 "e.g. 30d; or 0)",
+                 d->key, s);
+        return -1;
+    }
+    if (v < d->min || v > d->max) {
+        char lo[32], hi[32];
+        fmt_duration(lo, sizeof(lo), d->min);
+        fmt_duration(hi, sizeof(hi), d->max);
+        snprintf(errstr, errlen, "config key %s: %s is out of range [%s, %s]", d->key, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 const char *weft_config_str(const weft_config_t *cfg, const char *key)
@@ -136,6 +225,8 @@ int weft_config_int(const weft_config_t *cfg, const char *key, int64_t *out, cha
         fprintf(stderr, "weft: BUG: configuration key %s is not a number\n", key);
         abort();
     }
+    if (d->type == WEFT_CONFIG_DURATION)
+        return duration_int(cfg, d, out, errstr, errlen);
     return weft_config_get_int(cfg, key, strtoll(d->def, NULL, 10), d->min, d->max, out, errstr,
                                errlen);
 }
@@ -165,6 +256,8 @@ static const char *type_name(weft_config_type_t t)
         return "ms";
     case WEFT_CONFIG_BYTES:
         return "bytes";
+    case WEFT_CONFIG_DURATION:
+        return "duration";
     case WEFT_CONFIG_STRING:
         return "string";
     case WEFT_CONFIG_PATH:
@@ -197,7 +290,12 @@ static void fmt_num(char *out, size_t len, int64_t n)
 static void fmt_range(char *out, size_t len, const weft_config_def_t *d)
 {
     out[0] = '\0';
-    if (is_number(d->type)) {
+    if (d->type == WEFT_CONFIG_DURATION) {
+        char lo[32], hi[32];
+        fmt_duration(lo, sizeof(lo), d->min);
+        fmt_duration(hi, sizeof(hi), d->max);
+        snprintf(out, len, "%s-%s", lo, hi);
+    } else if (is_number(d->type)) {
         char lo[32], hi[32];
         fmt_num(lo, sizeof(lo), d->min);
         fmt_num(hi, sizeof(hi), d->max);

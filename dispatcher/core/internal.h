@@ -86,6 +86,7 @@
 #include "nats.h"
 #include "pool.h"
 #include "migrate.h"
+#include "retention.h"
 #include "saga.h"
 #include "weft_io.h"
 
@@ -237,6 +238,27 @@ typedef struct lconn {
     weft_claim_mode_t claim_mode;
 } lconn_t;
 
+/* The retention sweep (retention.c): a connection of its own, one
+ * statement in flight at a time, and the schedule of the next. */
+typedef enum { RS_IDLE = 0, RS_LOCK, RS_SWEEP } rstate_t;
+
+typedef struct ret {
+    weft_io_t io; /* epoll registration of pg */
+    PGconn *pg;
+    uint32_t events; /* registered epoll events; 0: not registered */
+    uint64_t retry_at, connect_deadline;
+    weft_retention_t rt;
+    int enabled;
+    int leader; /* this connection holds the group's sweep lock */
+    rstate_t state;
+    PGresult *res;    /* the last result of the statement in flight */
+    uint64_t next_at; /* when the next statement may go */
+    /* deleted since the last log line (one a minute at most) */
+    weft_retention_counts_t unlogged;
+    uint64_t batches_unlogged;
+    uint64_t logged_at;
+} ret_t;
+
 /* The stages the stats line times: how long the jobs that left each one
  * during the interval spent in it. AGE is an event's age when consumed
  * (now against its broker timestamp); TOTAL runs from consumption to the
@@ -293,6 +315,7 @@ typedef struct dsp {
     /* sagas: deadline checks and re-publication of unacknowledged events */
     outbox_t *outboxes;
     uint64_t saga_expire_at, saga_republish_at;
+    ret_t ret;
 } dsp_t;
 
 /* The last job of an ordering key's chain (ordered triggers). */
@@ -398,6 +421,11 @@ void on_broker(weft_io_t *io, uint32_t events);
 void take_notifies(dsp_t *d);
 void on_pg(weft_io_t *io, uint32_t events);
 void reload_catalog(dsp_t *d);
+
+/* retention.c */
+int retention_setup(dsp_t *d, char *err, size_t errlen);
+void retention_tick(dsp_t *d);
+void retention_close(dsp_t *d);
 
 /* stats.c */
 void stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now);

@@ -28,6 +28,8 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     if (weft_config_int(d->cfg, "dispatcher.stats_interval_ms", &v, err, errlen))
         return 2;
     d->stats_ms = v;
+    if (retention_setup(d, err, errlen) != 0)
+        return 2;
     if (weft_config_int(d->cfg, "dispatcher.ledger_connections", &v, err, errlen))
         return 2;
     d->n_lc = 2 * (int)v + 1;
@@ -196,6 +198,7 @@ static void teardown(dsp_t *d)
     }
     free(d->order_tab);
     weft_catalog_unref(d->cat);
+    retention_close(d);
     if (d->pg) {
         if (hb_in_flight(d)) {
             /* A heartbeat held up by a lock must not hold up the exit. */
@@ -285,6 +288,7 @@ int weft_dispatcher_run(weft_config_t *cfg)
         pools_gc(d);
         backpressure(d);
         saga_tick(d);
+        retention_tick(d);
         heartbeat(d);
         stats(d, 0);
         if (d->stopping) {

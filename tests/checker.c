@@ -333,7 +333,8 @@ int fx_check_run_mixed(const fx_t *fx, const fx_check_spec_t *spec, const fx_che
     uint64_t until = fx_now_ms() + (uint64_t)spec->timeout_ms;
     while ((long)dlq.n < dlq_on_topic && fx_now_ms() < until)
         reader_read(&dlq, never_dead, &s, 100);
-    reader_read(&dlq, never_dead, &s, spec->settle_ms);
+    /* The results' settle time has passed already: a shorter one here. */
+    reader_read(&dlq, never_dead, &s, spec->settle_ms / 2);
     for (int i = 0; i < spec->n; i++) {
         if (!s.first_id[i] && !is_poison(&s, i) && res->first_missing < 0)
             res->first_missing = i;
@@ -442,11 +443,13 @@ long fx_check_frontier(const fx_t *fx, const fx_check_spec_t *spec, const fx_che
         free(f.done);
         return -1;
     }
-    /* Nothing runs now: what was acknowledged is on the broker already. */
-    reader_read(&out, frontier_pred, &f, 5000);
+    /* Nothing runs now: what was acknowledged is on the broker already.
+     * The reading stops once every input below the mark is found, so
+     * the generous bounds cost only a run that breaks the promise. */
+    reader_read(&out, frontier_pred, &f, 30000);
     f.scanned = 0;
     f.dead = 1;
-    reader_read(&dlq, frontier_pred, &f, 3000);
+    reader_read(&dlq, frontier_pred, &f, 15000);
     for (long i = 0; i < *frontier; i++)
         if (!f.done[i]) {
             fprintf(stderr, "checker: input %s-%ld is below the mark (%ld) without an outcome\n",

@@ -47,6 +47,19 @@ typedef struct fx_check {
     long max_attempts;  /* the highest attempt count in the ledger */
     long lag;           /* input high watermarks minus the group's commits */
     int first_missing;  /* an input without a result, or -1 */
+    /* Runs with poison inputs (spec.poison) and JetStream. */
+    int poison;         /* poison inputs among the n */
+    int dead_inputs;    /* inputs with at least one dead letter */
+    int dead_conflicts; /* inputs with two or more distinct dead-letter ids */
+    int both;           /* inputs with a result and a dead letter */
+    int good_dead;      /* good inputs dead-lettered */
+    int poison_result;  /* poison inputs with a result */
+    int bad_reason;     /* dead letters whose reason or error is not spec's */
+    int no_outcome;     /* inputs with neither a result nor a dead letter */
+    long stray_dead;    /* dead letters of no input of ours */
+    long dead_read;     /* dead letters read (all on the topic: dead_letters) */
+    long completed;     /* ledger rows of the trigger 'completed' */
+    long dead_status;   /* ledger rows of the trigger 'dead' */
 } fx_check_t;
 
 typedef struct fx_check_spec {
@@ -61,6 +74,17 @@ typedef struct fx_check_spec {
     int settle_ms;     /* further reading for late copies */
 } fx_check_spec_t;
 
+/* More of a run, for fx_check_run_mixed (all zero: a Kafka run of good
+ * inputs only, as fx_check_run reads). */
+typedef struct fx_check_more {
+    int js;                      /* the topics are JetStream subjects */
+    const char *stream;          /* js: the input's stream, */
+    const char *durable;         /* and the trigger's durable consumer */
+    const unsigned char *poison; /* per input: 1 when it must be dead-lettered */
+    const char *reason;          /* the poison's dead-letter reason (a prefix), or NULL */
+    const char *error;           /* a part of its dead-letter error, or NULL */
+} fx_check_more_t;
+
 /* Publishes inputs [from, to) of pfx to topic (keys "k<i % 97>"), data
  * {"fail":"<mode>","n":<i>}. 0 or -1. */
 int fx_check_publish(fx_producer_t *p, const char *topic, const char *pfx, const char *mode,
@@ -69,6 +93,9 @@ int fx_check_publish(fx_producer_t *p, const char *topic, const char *pfx, const
 /* Reads the outcome of spec's run into res. 0, or -1 when something could
  * not be read at all (a broker or database error: see stderr). */
 int fx_check_run(const fx_t *fx, const fx_check_spec_t *spec, fx_check_t *res);
+/* fx_check_run for a run on either broker, with poison inputs. */
+int fx_check_run_mixed(const fx_t *fx, const fx_check_spec_t *spec, const fx_check_more_t *more,
+                       fx_check_t *res);
 
 /* A failure test's group setup: a stack with kafka_nodes Kafka nodes and
  * the topics, then `weft migrate --dir tests/migrations/<migrations>`.
@@ -94,6 +121,22 @@ int fx_check_teardown(void **state);
  * stray, nothing dead-lettered, every ledger row completed within
  * max_attempts, lag zero. */
 void fx_check_assert(const fx_check_t *res, int n, long max_attempts);
+
+/* cmocka assertions of the whole contract for a run whose poison inputs
+ * (more->poison) must each end as exactly one dead letter and whose good
+ * inputs must each end as exactly one distinct result: one terminal
+ * outcome per input, nothing good dead-lettered, the reason as more says,
+ * attempts within max_attempts, lag zero. */
+void fx_check_assert_mixed(const fx_check_t *res, long max_attempts);
+
+/* No offset or ack passed unfinished work: with no dispatcher running,
+ * reads how far the source is marked done (Kafka: the group's commit on
+ * the input's single partition; JetStream: the consumer's ack floor, the
+ * input stream holding only spec's inputs, in order) and returns how many
+ * inputs below it have no terminal outcome on the broker (0 is right), or
+ * -1 when something could not be read. *frontier gets the mark. */
+long fx_check_frontier(const fx_t *fx, const fx_check_spec_t *spec, const fx_check_more_t *more,
+                       long *frontier);
 
 /* Prints res on stderr under a title. */
 void fx_check_print(const char *title, const fx_check_t *res);

@@ -8,6 +8,7 @@
  * message it produced was acknowledged; a failed produce becomes a retry,
  * never a lost outcome.
  */
+#include "crashpoint.h"
 #include "internal.h"
 
 #include "encode.h"
@@ -396,6 +397,7 @@ static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err);
 /* Everything the job produced was acknowledged. */
 static void job_emitted(dsp_t *d, job_t *j)
 {
+    WEFT_CRASH_POINT("after_produce", 1);
     stage_done(d, j, T_PRODUCE, now_us());
     if (j->rec == WEFT_REC_DEAD) {
         d->n_dead++;

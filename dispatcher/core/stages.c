@@ -7,6 +7,7 @@
  * claim -> invoke -> record -> (saga transition) -> produce -> finish
  * (DESIGN.md, "The path of one event").
  */
+#include "crashpoint.h"
 #include "internal.h"
 
 /* ---- claiming (stage) ------------------------------------------------ */
@@ -55,6 +56,7 @@ int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errl
         return rc;
     }
     lc->n = 0;
+    WEFT_CRASH_POINT("after_claim", n);
     int all_won = 1;
     uint64_t now = now_us();
     for (size_t i = 0; i < n; i++) {
@@ -100,6 +102,7 @@ void send_records(dsp_t *d, lconn_t *lc)
     size_t n = lc_begin(d, lc);
     if (n == 0)
         return;
+    WEFT_CRASH_POINT("after_invoke", n);
     static weft_record_t recs[LEDGER_BATCH];
     static char *hjson[LEDGER_BATCH];
     for (size_t i = 0; i < n; i++) {
@@ -165,6 +168,7 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
     if (weft_ledger_record_result(r, n, res, err, errlen) != 0)
         return -1;
     lc->n = 0;
+    WEFT_CRASH_POINT("after_record", n);
     uint64_t now = now_us();
     for (size_t i = 0; i < n; i++) {
         job_t *j = lc->jobs[i];

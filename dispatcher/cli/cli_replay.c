@@ -341,6 +341,29 @@ static void print_summary(const rp_t *r, const char *status)
     printf("  %s%-30s %lld\n", w, "skip (no matching trigger)", r->c.skipped);
 }
 
+/* --json on an empty range: the summary's shape (status "empty", every
+ * count 0, no replay created: id 0) with the note the text output prints,
+ * so that a script parses the answer whatever the range held. */
+static void print_empty_json(const rp_t *r, const char *note)
+{
+    weft_buf_t b = {0};
+    weft_buf_printf(&b, "{\"id\":0,\"status\":\"empty\",\"dry_run\":%s,\"topic\":",
+                    r->dry_run ? "true" : "false");
+    weft_json_append_string(&b, r->topic, strlen(r->topic));
+    weft_buf_append(&b, ",\"trigger\":", 11);
+    if (r->only)
+        weft_json_append_string(&b, r->only->name, strlen(r->only->name));
+    else
+        weft_buf_append(&b, "null", 4);
+    weft_buf_printf(&b,
+                    ",\"generation\":0,\"total\":0,\"read\":0,\"published\":0,\"reemit\":0,"
+                    "\"run\":0,\"dead\":0,\"dropped\":0,\"skipped\":0,\"note\":");
+    weft_json_append_string(&b, note, strlen(note));
+    weft_buf_append(&b, "}\n", 3);
+    fputs(b.p, stdout);
+    weft_buf_free(&b);
+}
+
 static int list_replays(const weft_config_t *cfg, int json)
 {
     PGconn *pg = weft_cli_pg_connect(cfg, "weft replay");
@@ -557,7 +580,13 @@ static int run_replay(rp_t *r, const rp_args_t *a)
             return rc;
         int64_t total = range_total(r);
         if (total == 0) {
-            printf("nothing to replay: the range of %s://%s holds no event\n", scheme, r->topic);
+            char note[600];
+            snprintf(note, sizeof(note), "nothing to replay: the range of %s://%s holds no event",
+                     scheme, r->topic);
+            if (r->json)
+                print_empty_json(r, note);
+            else
+                printf("%s\n", note);
             return 0;
         }
         if (r->reexecute && !r->dry_run && (rc = confirm(r, a, total)) != 0)

@@ -83,6 +83,7 @@
 #include "latency.h"
 #include "ledger.h"
 #include "log.h"
+#include "loop.h"
 #include "nats.h"
 #include "pool.h"
 #include "migrate.h"
@@ -239,9 +240,9 @@ typedef struct dsp {
     weft_config_t *cfg;
     uint64_t emit_fail_logged_ms; /* when emit_failed last wrote a line */
     uint64_t emit_fail_unlogged;  /* failures since, not written */
-    int epfd;
-    weft_io_t sig_io;
+    weft_loop_t loop; /* epoll set and signalfd (workers/base/loop.h) */
     weft_io_t bk_io[2];
+    uint32_t bk_events[2];
     weft_io_t pg_io;
     uint32_t pg_events;           /* what pg_io is registered for; 0: not registered */
     PGconn *pg;                   /* catalog (LISTEN), heartbeat, saga deadlines */
@@ -271,6 +272,8 @@ typedef struct dsp {
     uint64_t held_logged_at;
     uint64_t n_held; /* times the bound was reached */
     int stopping;
+    int stop_signal; /* the SIGTERM/SIGINT that set stopping; 0: none */
+    int exit_code;   /* 1 once a fatal error stopped the loop (see loop.c) */
     int catalog_dirty;
     uint64_t pg_retry_at;
     char worker_path[PATH_MAX];
@@ -384,7 +387,8 @@ void backpressure(dsp_t *d);
 
 /* timers.c */
 uint64_t run_waits(dsp_t *d);
-void on_signal(weft_io_t *io, uint32_t events);
+void on_signal(weft_loop_t *loop, int signo);
+void on_child(weft_loop_t *loop, pid_t pid, int status);
 void on_broker(weft_io_t *io, uint32_t events);
 void take_notifies(dsp_t *d);
 void on_pg(weft_io_t *io, uint32_t events);

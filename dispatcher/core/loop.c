@@ -2,7 +2,8 @@
  * loop.c - `weft run`: setup (configuration, connections, adapters,
  * pools, catalog), the epoll loop, and the ordered shutdown.
  *
- * Runs in the `weft run` process on its one loop thread. Invariant: this
+ * Runs in the `weft run` process on its one loop thread (the epoll +
+ * signalfd skeleton of workers/base/loop.h). Invariant: this
  * process never forks (library threads, credentials): workers are
  * posix_spawn()ed. Shutdown drains in-flight jobs for at most
  * dispatcher.shutdown_timeout_ms before the adapters and pools are closed.
@@ -88,7 +89,6 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     if (!d->cat)
         return 1;
 
-    d->epfd = epoll_create1(EPOLL_CLOEXEC);
     for (int i = 0; i < d->n_lc; i++) {
         lconn_t *lc = &d->lc[i];
         char why[512];
@@ -97,16 +97,6 @@ static int setup(dsp_t *d, char *err, size_t errlen)
             return 1;
         }
     }
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGCHLD);
-    d->sig_io.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    d->sig_io.handle = on_signal;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->sig_io};
-    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->sig_io.fd, &ev);
-
     d->pg_io.fd = PQsocket(d->pg);
     d->pg_io.handle = on_pg;
     io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
@@ -133,8 +123,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     for (size_t a = 0; a < d->n_adapters; a++) {
         d->bk_io[a].fd = weft_adapter_wake_fd(d->adapters[a]);
         d->bk_io[a].handle = on_broker;
-        ev.data.ptr = &d->bk_io[a];
-        epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->bk_io[a].fd, &ev);
+        io_watch(d, &d->bk_io[a], &d->bk_events[a], EPOLLIN);
     }
 
     d->active_cap = 1;
@@ -221,10 +210,33 @@ static void teardown(dsp_t *d)
         if (d->lc[i].pg)
             PQfinish(d->lc[i].pg);
     }
-    if (d->sig_io.fd > 0)
-        close(d->sig_io.fd);
-    if (d->epfd > 0)
-        close(d->epfd);
+    /* The stop is decided: a second SIGTERM now must not turn the exit
+     * code into death by a signal when the mask is restored. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    weft_loop_close(&d->loop);
+}
+
+/* A stop that no signal asked for is an error: exit 1 and say why, so
+ * that a supervisor restarts the dispatcher (exit codes: STYLE.md). The
+ * adapters' fatal state is an atomic read, so asking every turn is free. */
+static void check_fatal(dsp_t *d)
+{
+    if (d->exit_code)
+        return;
+    char why[600];
+    for (size_t a = 0; a < d->n_adapters; a++) {
+        if (weft_adapter_fatal(d->adapters[a], why, sizeof(why))) {
+            weft_error("stopping: fatal %s error: %s; exit code 1", d->adapters[a]->name, why);
+            d->exit_code = 1;
+            d->stopping = 1;
+            return;
+        }
+    }
+    if (d->stopping && !d->stop_signal) {
+        weft_error("stopping after a fatal error (see the lines above); exit code 1");
+        d->exit_code = 1;
+    }
 }
 
 int weft_dispatcher_run(weft_config_t *cfg)
@@ -234,16 +246,20 @@ int weft_dispatcher_run(weft_config_t *cfg)
         return 1;
     d->cfg = cfg;
     d->pg_io.fd = -1;
-    /* Blocked from the start (and read through a signalfd later) so that a
-     * SIGTERM during startup still ends in a clean shutdown. */
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* The signals are blocked from the start (before librdkafka's and
+     * libpq's threads exist) and read through the loop's signalfd, so that
+     * a SIGTERM during startup still ends in a clean shutdown. */
+    static const int signals[] = {SIGTERM, SIGINT, SIGCHLD};
     char err[1024] = "";
+    if (weft_loop_open(&d->loop, signals, 3, err, sizeof(err)) != 0) {
+        weft_error("%s", err);
+        free(d);
+        return 1;
+    }
+    d->loop.on_signal = on_signal;
+    d->loop.on_child = on_child;
+    d->loop.opaque = d;
+    signal(SIGPIPE, SIG_IGN);
     int rc = setup(d, err, sizeof(err));
     if (rc != 0) {
         weft_error("%s", err);
@@ -252,7 +268,6 @@ int weft_dispatcher_run(weft_config_t *cfg)
         return rc;
     }
     uint64_t stop_deadline = 0;
-    int exit_code = 0;
     for (;;) {
         uint64_t next_due = run_waits(d);
         /* A batch that could go now: do not sleep. */
@@ -263,17 +278,13 @@ int weft_dispatcher_run(weft_config_t *cfg)
             timeout = 0;
         else if (next_due != UINT64_MAX && next_due - now < (uint64_t)timeout)
             timeout = next_due > now ? (int)(next_due - now) : 0;
-        struct epoll_event evs[64];
-        int n = epoll_wait(d->epfd, evs, 64, timeout);
-        for (int i = 0; i < n; i++) {
-            weft_io_t *io = evs[i].data.ptr;
-            io->handle(io, evs[i].events);
-        }
+        weft_loop_run_once(&d->loop, timeout);
         take_notifies(d);
         if (d->catalog_dirty && pg_usable(d))
             reload_catalog(d);
         if (!d->stopping)
             consume(d);
+        check_fatal(d);
         flush_ledger(d, LS_CLAIM);
         now = now_ms();
         for (fn_pool_t *p = d->pools; p; p = p->next)
@@ -304,7 +315,8 @@ int weft_dispatcher_run(weft_config_t *cfg)
     }
     stats(d, 1);
     teardown(d);
+    int exit_code = d->exit_code;
     free(d);
-    weft_info("dispatcher stopped");
+    weft_info("dispatcher stopped exit_code=%d", exit_code);
     return exit_code;
 }

@@ -15,19 +15,12 @@
  * registered for, 0 when it is not). */
 void io_watch(dsp_t *d, weft_io_t *io, uint32_t *cur, uint32_t events)
 {
-    if (io->fd < 0 || *cur == events)
-        return;
-    struct epoll_event ev = {.events = events, .data.ptr = io};
-    epoll_ctl(d->epfd, *cur ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &ev);
-    *cur = events;
+    weft_loop_watch(&d->loop, io, cur, events);
 }
 
 void io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur)
 {
-    if (io->fd >= 0 && *cur)
-        epoll_ctl(d->epfd, EPOLL_CTL_DEL, io->fd, NULL);
-    *cur = 0;
-    io->fd = -1;
+    weft_loop_unwatch(&d->loop, io, cur);
 }
 
 /* Whether the connection is being made (PQconnectStart, and

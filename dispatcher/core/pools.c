@@ -84,7 +84,7 @@ void pools_reconcile(dsp_t *d)
             .worker_path = d->worker_path,
         };
         char err[512];
-        weft_pool_t *pool = weft_pool_new(&pc, d->epfd, on_invoked, d, err, sizeof(err));
+        weft_pool_t *pool = weft_pool_new(&pc, d->loop.epfd, on_invoked, d, err, sizeof(err));
         if (!pool) {
             weft_error("cannot start pool function=%s: %s", fn->name, err);
             continue;

@@ -34,33 +34,27 @@ uint64_t run_waits(dsp_t *d)
     return next;
 }
 
-static void reap_children(dsp_t *d)
+/* A child ended (the loop reaped it): its pool, if one owns it. */
+void on_child(weft_loop_t *loop, pid_t pid, int st)
 {
-    pid_t pid;
-    int st;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-        int owned = 0;
-        for (fn_pool_t *p = d->pools; p && !owned; p = p->next)
-            owned = weft_pool_reaped(p->pool, pid, st);
-        if (!owned)
-            weft_debug("reaped unknown child pid=%d", (int)pid);
-    }
+    dsp_t *d = loop->opaque;
+    int owned = 0;
+    for (fn_pool_t *p = d->pools; p && !owned; p = p->next)
+        owned = weft_pool_reaped(p->pool, pid, st);
+    if (!owned)
+        weft_debug("reaped unknown child pid=%d", (int)pid);
 }
 
-void on_signal(weft_io_t *io, uint32_t events)
+void on_signal(weft_loop_t *loop, int signo)
 {
-    (void)events;
-    dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, sig_io));
-    struct signalfd_siginfo si;
-    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGCHLD) {
-            reap_children(d);
-        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-            if (!d->stopping)
-                weft_info("shutting down signal=%s", strsignal((int)si.ssi_signo));
-            d->stopping = 1;
-        }
-    }
+    dsp_t *d = loop->opaque;
+    if (signo != SIGTERM && signo != SIGINT)
+        return;
+    if (!d->stopping)
+        weft_info("shutting down signal=%s", strsignal(signo));
+    d->stopping = 1;
+    if (!d->stop_signal)
+        d->stop_signal = signo;
 }
 
 void on_broker(weft_io_t *io, uint32_t events)

@@ -355,9 +355,8 @@ static void print_empty_json(const rp_t *r, const char *note)
         weft_json_append_string(&b, r->only->name, strlen(r->only->name));
     else
         weft_buf_append(&b, "null", 4);
-    weft_buf_printf(&b,
-                    ",\"generation\":0,\"total\":0,\"read\":0,\"published\":0,\"reemit\":0,"
-                    "\"run\":0,\"dead\":0,\"dropped\":0,\"skipped\":0,\"note\":");
+    weft_buf_printf(&b, ",\"generation\":0,\"total\":0,\"read\":0,\"published\":0,\"reemit\":0,"
+                        "\"run\":0,\"dead\":0,\"dropped\":0,\"skipped\":0,\"note\":");
     weft_json_append_string(&b, note, strlen(note));
     weft_buf_append(&b, "}\n", 3);
     fputs(b.p, stdout);

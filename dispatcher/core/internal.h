@@ -240,7 +240,7 @@ typedef struct dsp {
     weft_config_t *cfg;
     uint64_t emit_fail_logged_ms; /* when emit_failed last wrote a line */
     uint64_t emit_fail_unlogged;  /* failures since, not written */
-    weft_loop_t loop; /* epoll set and signalfd (workers/base/loop.h) */
+    weft_loop_t loop;             /* epoll set and signalfd (workers/base/loop.h) */
     weft_io_t bk_io[2];
     uint32_t bk_events[2];
     weft_io_t pg_io;

@@ -27,24 +27,33 @@
 
 void weft_status_usage(FILE *f)
 {
-    fprintf(f, "usage: weft status [--json]\n"
-               "\n"
-               "Shows, per trigger: the consumer lag (Kafka: events published and not yet\n"
-               "committed by the dispatchers' group; JetStream: messages the trigger's durable\n"
-               "consumer has not delivered or not had acknowledged), events in flight, and\n"
-               "outcomes in the last minute and in total: completed, failed attempts,\n"
-               "dead-lettered, dropped. Then each function's pool (workers idle, busy,\n"
-               "starting, stopping; queued invocations; crashes, timeouts) summed over live\n"
-               "dispatchers, and the dispatchers with their last heartbeat. Lag is unknown\n"
-               "(and the exit code 1) when Kafka or NATS cannot be reached within 10 s.\n"
-               "\n"
-               "examples:\n"
-               "  weft status\n"
-               "  weft status --json | jq '.triggers[] | select(.lag > 1000)'\n");
+    fprintf(
+        f,
+        "usage: weft status [--json]\n"
+        "\n"
+        "Shows, per trigger: the consumer lag (Kafka: events published and not yet\n"
+        "committed by the dispatchers' group; JetStream: messages the trigger's durable\n"
+        "consumer has not delivered or not had acknowledged), events in flight, events\n"
+        "waiting for a retry, and events in the last minute and in total: completed,\n"
+        "ever failed (at least one failed attempt, however they ended), dead-lettered,\n"
+        "dropped (cli/CLI.md defines each column). Then each function's pool (workers idle, busy,\n"
+        "starting, stopping; queued invocations; crashes, timeouts) summed over live\n"
+        "dispatchers, and the dispatchers with their last heartbeat. Lag is unknown\n"
+        "(and the exit code 1) when Kafka or NATS cannot be reached within 10 s.\n"
+        "\n"
+        "examples:\n"
+        "  weft status\n"
+        "  weft status --json | jq '.triggers[] | select(.lag > 1000)'\n");
 }
 
 /* One pass over the ledger and one over the dead letters for all
- * triggers (the ledger's key leads with the idempotency key, 0011). */
+ * triggers (the ledger's key leads with the idempotency key, 0011).
+ * Every column counts events (ledger rows, dead letters), never attempts:
+ * failed is the events with at least one failed attempt (first_failure_at),
+ * however they ended; its last minute, those whose latest failure is that
+ * recent. Retrying: events whose last attempt failed and that wait for (or
+ * run) another. In flight: the events of the trigger that live
+ * dispatchers hold, from their heartbeats. CLI.md names each column. */
 #define TRIGGER_SQL                                                                                \
     "WITH l AS (SELECT trigger,"                                                                   \
     "   count(*) FILTER (WHERE status = 'completed'"                                               \
@@ -300,11 +309,11 @@ static void print_json(PGresult *tr, PGresult *po, PGresult *di, const topic_lag
 static void print_text(PGresult *tr, PGresult *po, PGresult *di, const topic_lag_t *lags, size_t nl,
                        const char *group)
 {
-    printf("TRIGGERS (lag: Kafka group \"%s\", JetStream durable consumers; outcomes last "
+    printf("TRIGGERS (lag: Kafka group \"%s\", JetStream durable consumers; events, last "
            "minute / total)\n",
            group);
     printf("%-24s %-28s %8s %9s %8s %17s %15s %15s %15s\n", "TRIGGER", "SOURCE", "LAG", "IN-FLIGHT",
-           "RETRYING", "COMPLETED", "FAILED", "DEAD", "DROPPED");
+           "RETRYING", "COMPLETED", "EVER FAILED", "DEAD", "DROPPED");
     for (int i = 0; i < PQntuples(tr); i++) {
         char src[300], lag[32], c[4][48];
         snprintf(src, sizeof(src), "%s://%s%s", PQgetvalue(tr, i, 1), PQgetvalue(tr, i, 2),

@@ -21,7 +21,7 @@
  *   -> the job is terminal.
  * The loop never waits for PostgreSQL: each batch goes on a connection
  * of its stage without waiting for its answer, and a lost connection is
- * made again the same way (PQconnectStart, then PQconnectPoll from the
+ * made again the same way (started, then stepped from the
  * loop). What still waits: start-up, the statements right after a fresh
  * connection (LISTEN, the ledger's PREPAREs), a catalog reload, and on
  * the catalog connection the saga deadline check (once a second) and the
@@ -58,7 +58,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -83,8 +82,10 @@
 #include "latency.h"
 #include "ledger.h"
 #include "log.h"
+#include "match.h"
 #include "loop.h"
 #include "nats.h"
+#include "pgconn.h"
 #include "pool.h"
 #include "migrate.h"
 #include "saga.h"
@@ -214,11 +215,11 @@ typedef struct lconn {
     weft_io_t io; /* first: the epoll registration points here */
     struct dsp *d;
     lstage_t stage;
-    PGconn *pg;
+    weft_pg_conn_t *pg;
     uint32_t events;           /* registered epoll events; 0: not registered */
     job_t *jobs[LEDGER_BATCH]; /* the batch in flight */
     size_t n;
-    PGresult *res; /* its result, kept until the statement is over */
+    weft_pg_result_t *res; /* its result, kept until the statement is over */
     uint64_t retry_at;
     uint64_t connect_deadline; /* while connecting: gives up then */
     uint64_t n_stmts, n_keys;  /* batches sent and keys in them */
@@ -245,7 +246,7 @@ typedef struct dsp {
     uint32_t bk_events[2];
     weft_io_t pg_io;
     uint32_t pg_events;           /* what pg_io is registered for; 0: not registered */
-    PGconn *pg;                   /* catalog (LISTEN), heartbeat, saga deadlines */
+    weft_pg_conn_t *pg;           /* catalog (LISTEN), heartbeat, saga deadlines */
     uint64_t pg_connect_deadline; /* while connecting: gives up then */
     /* the ledger's claims, then its records, then the saga transitions'
      * one connection (opened with the first transition) */
@@ -309,7 +310,7 @@ typedef struct lstage_def {
     void (*send)(dsp_t *d, lconn_t *lc);
     /* Hands on the jobs of the batch whose answer is r: 0; -1 with err
      * (send the batch again); 1 (claims: again as upserts). */
-    int (*answered)(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+    int (*answered)(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
 } lstage_def_t;
 extern const lstage_def_t STAGE[];
 
@@ -352,14 +353,13 @@ void job_record(dsp_t *d, job_t *j);
 void job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error);
 void job_invoke(dsp_t *d, job_t *j);
 
-/* pgconn.c */
+/* pgwatch.c */
 void io_watch(dsp_t *d, weft_io_t *io, uint32_t *cur, uint32_t events);
 void io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur);
-int conn_pending(const PGconn *pg);
-int conn_start(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline, char *why,
-               size_t len);
-int conn_poll(dsp_t *d, PGconn *pg, weft_io_t *io, uint32_t *cur);
-void conn_drop(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at);
+int conn_start(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline,
+               char *why, size_t len);
+int conn_poll(dsp_t *d, weft_pg_conn_t *pg, weft_io_t *io, uint32_t *cur);
+void conn_drop(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at);
 int hb_in_flight(const dsp_t *d);
 void pg_connect_step(dsp_t *d);
 int pg_usable(dsp_t *d);
@@ -373,11 +373,11 @@ void lc_sent(dsp_t *d, lconn_t *lc, int rc, const char *err);
 
 /* stages.c */
 void send_claims(dsp_t *d, lconn_t *lc);
-int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+int claims_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
 void send_records(dsp_t *d, lconn_t *lc);
-int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+int records_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
 void send_sagas(dsp_t *d, lconn_t *lc);
-int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+int sagas_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
 void flush_ledger(dsp_t *d, lstage_t stage);
 int ledger_ready(dsp_t *d);
 

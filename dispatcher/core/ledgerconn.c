@@ -42,12 +42,11 @@ static int lc_up(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
 {
     if (STAGE[lc->stage].ledger && weft_ledger_prepare(lc->pg, err, errlen) != 0)
         return -1;
-    if (PQsetnonblocking(lc->pg, 1) != 0) {
-        snprintf(err, errlen, "%s", PQerrorMessage(lc->pg));
+    if (weft_pgconn_nonblocking(lc->pg, err, errlen) != 0) {
         return -1;
     }
     lc_unwatch(d, lc);
-    lc->io.fd = PQsocket(lc->pg);
+    lc->io.fd = weft_pgconn_socket(lc->pg);
     lc_watch(d, lc, EPOLLIN);
     return 0;
 }
@@ -66,7 +65,7 @@ static void lc_connect_step(dsp_t *d, lconn_t *lc)
     if (rc == 0)
         return;
     if (rc < 0) {
-        snprintf(err, sizeof(err), "%s", PQerrorMessage(lc->pg));
+        snprintf(err, sizeof(err), "%s", weft_pgconn_error(lc->pg));
         lc_connect_failed(d, lc, err);
         return;
     }
@@ -81,9 +80,8 @@ static void lc_connect_step(dsp_t *d, lconn_t *lc)
  * with err. */
 int lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
 {
-    lc->pg = PQconnectdb(weft_config_str(d->cfg, "pg.conninfo"));
-    if (!lc->pg || PQstatus(lc->pg) != CONNECTION_OK) {
-        snprintf(err, errlen, "%s", lc->pg ? PQerrorMessage(lc->pg) : "out of memory");
+    lc->pg = weft_pgconn_connect(weft_config_str(d->cfg, "pg.conninfo"), err, errlen);
+    if (!lc->pg) {
         return -1;
     }
     return lc_up(d, lc, err, errlen);
@@ -94,10 +92,10 @@ int lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen)
  * for a second after a failure, this says no. */
 static int lc_usable(dsp_t *d, lconn_t *lc)
 {
-    if (PQstatus(lc->pg) == CONNECTION_OK)
+    if (weft_pgconn_ok(lc->pg))
         return 1;
     char why[512];
-    if (!conn_pending(lc->pg) && now_ms() >= lc->retry_at &&
+    if (!weft_pgconn_pending(lc->pg) && now_ms() >= lc->retry_at &&
         conn_start(d, &lc->pg, &lc->io, &lc->events, &lc->connect_deadline, why, sizeof(why)) != 0)
         lc_connect_failed(d, lc, why);
     return 0;
@@ -124,7 +122,7 @@ static void lc_requeue(dsp_t *d, lconn_t *lc)
     }
     lc->n = 0;
     if (lc->res) {
-        PQclear(lc->res);
+        weft_pgresult_free(lc->res);
         lc->res = NULL;
     }
 }
@@ -136,17 +134,17 @@ static void lc_failed(dsp_t *d, lconn_t *lc, const char *err)
     weft_warn("%s batch of %zu failed, will retry: %s", lc_name(lc), lc->n, err);
     lc_requeue(d, lc);
     lc->retry_at = now_ms() + 500;
-    if (PQstatus(lc->pg) != CONNECTION_OK)
+    if (!weft_pgconn_ok(lc->pg))
         lc_unwatch(d, lc);
 }
 
 /* Writes what libpq still holds; watches for writability meanwhile. */
 static void lc_flush(dsp_t *d, lconn_t *lc)
 {
-    int rc = PQflush(lc->pg);
+    int rc = weft_pgconn_flush(lc->pg);
     if (rc < 0) {
         char e[512];
-        snprintf(e, sizeof(e), "%s", PQerrorMessage(lc->pg));
+        snprintf(e, sizeof(e), "%s", weft_pgconn_error(lc->pg));
         lc_failed(d, lc, e);
         return;
     }
@@ -159,7 +157,7 @@ void lc_on_io(weft_io_t *io, uint32_t events)
     dsp_t *d = lc->d;
     if (!lc->pg)
         return;
-    if (conn_pending(lc->pg)) {
+    if (weft_pgconn_pending(lc->pg)) {
         lc_connect_step(d, lc);
         return;
     }
@@ -168,9 +166,9 @@ void lc_on_io(weft_io_t *io, uint32_t events)
         if (lc->n == 0 || !lc->pg)
             return;
     }
-    if (!PQconsumeInput(lc->pg)) {
+    if (weft_pgconn_read(lc->pg) != 0) {
         char e[512];
-        snprintf(e, sizeof(e), "%s", PQerrorMessage(lc->pg));
+        snprintf(e, sizeof(e), "%s", weft_pgconn_error(lc->pg));
         if (lc->n)
             lc_failed(d, lc, e);
         else
@@ -178,12 +176,12 @@ void lc_on_io(weft_io_t *io, uint32_t events)
         lc_unwatch(d, lc);
         return;
     }
-    while (!PQisBusy(lc->pg)) {
-        PGresult *r = PQgetResult(lc->pg);
+    while (weft_pgconn_result_ready(lc->pg)) {
+        weft_pg_result_t *r = weft_pgconn_result(lc->pg);
         if (r) {
             /* One statement, one result; anything more is cleared. */
             if (lc->res)
-                PQclear(r);
+                weft_pgresult_free(r);
             else
                 lc->res = r;
             continue;
@@ -191,14 +189,14 @@ void lc_on_io(weft_io_t *io, uint32_t events)
         /* The statement is over. */
         if (lc->n == 0) {
             if (lc->res) {
-                PQclear(lc->res);
+                weft_pgresult_free(lc->res);
                 lc->res = NULL;
             }
             return;
         }
         char e[1024];
         if (!lc->res) {
-            snprintf(e, sizeof(e), "%s", PQerrorMessage(lc->pg));
+            snprintf(e, sizeof(e), "%s", weft_pgconn_error(lc->pg));
             lc_failed(d, lc, e);
             return;
         }
@@ -212,7 +210,7 @@ void lc_on_io(weft_io_t *io, uint32_t events)
             lc_requeue(d, lc); /* claimed again at once, as an upsert */
             return;
         }
-        PQclear(lc->res);
+        weft_pgresult_free(lc->res);
         lc->res = NULL;
         return;
     }
@@ -221,7 +219,7 @@ void lc_on_io(weft_io_t *io, uint32_t events)
 /* 1 when the stage has a batch to send and may send it now. */
 int lc_ready(dsp_t *d, lconn_t *lc)
 {
-    return lc_queue(d, lc)->n > 0 && lc->n == 0 && !conn_pending(lc->pg) &&
+    return lc_queue(d, lc)->n > 0 && lc->n == 0 && !weft_pgconn_pending(lc->pg) &&
            now_ms() >= lc->retry_at;
 }
 
@@ -229,7 +227,7 @@ int lc_ready(dsp_t *d, lconn_t *lc)
  * its queue) when it may send one now; 0 when not. */
 size_t lc_begin(dsp_t *d, lconn_t *lc)
 {
-    if (conn_pending(lc->pg) && now_ms() >= lc->connect_deadline)
+    if (weft_pgconn_pending(lc->pg) && now_ms() >= lc->connect_deadline)
         lc_connect_failed(d, lc, "timed out connecting");
     if (!lc_ready(d, lc) || !lc_usable(d, lc))
         return 0;

@@ -73,9 +73,10 @@ static int setup(dsp_t *d, char *err, size_t errlen)
         snprintf(err, errlen, "pg.conninfo is not set (config file or WEFT_PG)");
         return 2;
     }
-    d->pg = PQconnectdb(conninfo);
-    if (PQstatus(d->pg) != CONNECTION_OK) {
-        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(d->pg));
+    char cerr[512];
+    d->pg = weft_pgconn_connect(conninfo, cerr, sizeof(cerr));
+    if (!d->pg) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", cerr);
         return 1;
     }
     if (weft_migrate_check(d->pg, err, errlen) != 0)
@@ -97,7 +98,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
             return 1;
         }
     }
-    d->pg_io.fd = PQsocket(d->pg);
+    d->pg_io.fd = weft_pgconn_socket(d->pg);
     d->pg_io.handle = on_pg;
     io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
 
@@ -188,27 +189,16 @@ static void teardown(dsp_t *d)
     if (d->pg) {
         if (hb_in_flight(d)) {
             /* A heartbeat held up by a lock must not hold up the exit. */
-            PGcancel *c = PQgetCancel(d->pg);
-            char e[256];
-            if (c) {
-                PQcancel(c, e, sizeof(e));
-                PQfreeCancel(c);
-            }
+            weft_pgconn_cancel(d->pg);
             hb_collect(d, 1);
         }
-        if (d->owner[0] && PQstatus(d->pg) == CONNECTION_OK) {
-            PQclear(PQexec(d->pg, "SET lock_timeout = 2000"));
-            const char *params[1] = {d->owner};
-            PQclear(PQexecParams(d->pg, "DELETE FROM weft.dispatchers WHERE owner = $1", 1, NULL,
-                                 params, NULL, NULL, 0));
-        }
-        PQfinish(d->pg);
+        if (d->owner[0] && weft_pgconn_ok(d->pg))
+            weft_heartbeat_remove(d->pg, d->owner);
+        weft_pgconn_close(d->pg);
     }
     for (int i = 0; i < d->n_lc; i++) {
-        if (d->lc[i].res)
-            PQclear(d->lc[i].res);
-        if (d->lc[i].pg)
-            PQfinish(d->lc[i].pg);
+        weft_pgresult_free(d->lc[i].res);
+        weft_pgconn_close(d->lc[i].pg);
     }
     /* The stop is decided: a second SIGTERM now must not turn the exit
      * code into death by a signal when the mask is restored. */

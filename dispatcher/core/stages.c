@@ -41,7 +41,7 @@ void send_claims(dsp_t *d, lconn_t *lc)
  * as an upsert (nothing was handed on either way). The batch leaves the
  * connection first; lc->jobs stays intact until the loop takes the
  * connection's next batch. */
-int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
+int claims_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen)
 {
     static weft_claim_res_t res[LEDGER_BATCH];
     static weft_claim_req_t reqs[LEDGER_BATCH];
@@ -157,7 +157,7 @@ void send_records(dsp_t *d, lconn_t *lc)
 }
 
 /* Hands on the jobs of a record batch, like claims_done. */
-int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
+int records_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen)
 {
     static weft_record_res_t res[LEDGER_BATCH];
     size_t n = lc->n;
@@ -272,7 +272,7 @@ void send_sagas(dsp_t *d, lconn_t *lc)
  * each keeps its transition's events and emits. A transition the state
  * machine refused is logged, and its job emits its own outcome without
  * saga events; one that failed otherwise is asked again in a second. */
-int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
+int sagas_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen)
 {
     static weft_saga_res_t res[SAGA_BATCH];
     size_t n = lc->n;

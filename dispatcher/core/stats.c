@@ -18,13 +18,13 @@ void stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now)
 
 void hb_collect(dsp_t *d, int wait)
 {
-    while (hb_in_flight(d) && (wait || !PQisBusy(d->pg))) {
-        PGresult *r = PQgetResult(d->pg);
+    while (hb_in_flight(d) && (wait || weft_pgconn_result_ready(d->pg))) {
+        weft_pg_result_t *r = weft_pgconn_result(d->pg);
         if (!r)
             break;
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            weft_debug("status heartbeat failed: %s", PQresultErrorMessage(r));
-        PQclear(r);
+        if (!weft_pgresult_command_ok(r))
+            weft_debug("status heartbeat failed: %s", weft_pgresult_error(r));
+        weft_pgresult_free(r);
     }
 }
 

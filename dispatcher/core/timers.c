@@ -71,23 +71,20 @@ void on_broker(weft_io_t *io, uint32_t events)
  * handlers, on_pg's input included), not only when the socket wakes it. */
 void take_notifies(dsp_t *d)
 {
-    PGnotify *n;
-    while ((n = PQnotifies(d->pg)) != NULL) {
+    while (weft_pgconn_notified(d->pg))
         d->catalog_dirty = 1;
-        PQfreemem(n);
-    }
 }
 
 void on_pg(weft_io_t *io, uint32_t events)
 {
     (void)events;
     dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, pg_io));
-    if (conn_pending(d->pg)) {
+    if (weft_pgconn_pending(d->pg)) {
         pg_connect_step(d);
         return;
     }
-    if (!PQconsumeInput(d->pg)) {
-        weft_warn("postgresql connection lost: %s", PQerrorMessage(d->pg));
+    if (weft_pgconn_read(d->pg) != 0) {
+        weft_warn("postgresql connection lost: %s", weft_pgconn_error(d->pg));
         io_unwatch(d, io, &d->pg_events);
         return;
     }

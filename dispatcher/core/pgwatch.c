@@ -1,7 +1,8 @@
 /*
- * pgconn.c - PostgreSQL connections the loop never waits for: epoll
- * registration, PQconnectStart/PQconnectPoll driven from the loop, and the
- * catalog connection (LISTEN weft_catalog, heartbeat, saga deadlines).
+ * pgwatch.c - PostgreSQL connections the loop never waits for: their
+ * sockets in the loop's epoll set, a connection made step by step from the
+ * loop (store/pgconn.h holds the libpq side), and the catalog connection
+ * (LISTEN weft_catalog, heartbeat, saga deadlines).
  *
  * Runs on the dispatcher loop thread. Invariant: a lost connection is made
  * again without blocking the loop; a (re)connection that has not finished
@@ -23,28 +24,16 @@ void io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur)
     weft_loop_unwatch(&d->loop, io, cur);
 }
 
-/* Whether the connection is being made (PQconnectStart, and
- * PQconnectPoll from the loop since): neither up nor failed. */
-int conn_pending(const PGconn *pg)
-{
-    ConnStatusType st = PQstatus(pg);
-    return pg && st != CONNECTION_OK && st != CONNECTION_BAD;
-}
-
 /* Starts making *pg anew without waiting for it; the socket is watched
  * for writing, as libpq asks first, and *deadline set. 0; -1 with why. */
-int conn_start(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline, char *why,
-               size_t len)
+int conn_start(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline,
+               char *why, size_t len)
 {
     io_unwatch(d, io, cur);
-    PQfinish(*pg);
-    *pg = PQconnectStart(weft_config_str(d->cfg, "pg.conninfo"));
-    if (!*pg || PQstatus(*pg) == CONNECTION_BAD) {
-        snprintf(why, len, "%s", *pg ? PQerrorMessage(*pg) : "out of memory");
+    if (weft_pgconn_start(pg, weft_config_str(d->cfg, "pg.conninfo"), why, len) != 0)
         return -1;
-    }
     *deadline = now_ms() + CONNECT_TIMEOUT_MS;
-    io->fd = PQsocket(*pg);
+    io->fd = weft_pgconn_socket(*pg);
     io_watch(d, io, cur, EPOLLOUT);
     return 0;
 }
@@ -52,25 +41,26 @@ int conn_start(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *de
 /* One step of a connection being made: 1 up; 0 in progress (the socket
  * is watched for what libpq waits for); -1 failed. libpq may change the
  * socket between steps, so it is registered afresh each time. */
-int conn_poll(dsp_t *d, PGconn *pg, weft_io_t *io, uint32_t *cur)
+int conn_poll(dsp_t *d, weft_pg_conn_t *pg, weft_io_t *io, uint32_t *cur)
 {
-    PostgresPollingStatusType st = PQconnectPoll(pg);
+    uint32_t events = 0;
+    int rc = weft_pgconn_poll(pg, &events);
     io_unwatch(d, io, cur);
-    if (st == PGRES_POLLING_FAILED)
+    if (rc < 0)
         return -1;
-    io->fd = PQsocket(pg);
-    if (st == PGRES_POLLING_OK)
+    io->fd = weft_pgconn_socket(pg);
+    if (rc > 0)
         return 1;
-    io_watch(d, io, cur, st == PGRES_POLLING_WRITING ? EPOLLOUT : EPOLLIN);
+    io_watch(d, io, cur, events);
     return 0;
 }
 
 /* A connection that failed or took too long goes; the next attempt starts
  * a second later. */
-void conn_drop(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at)
+void conn_drop(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at)
 {
     io_unwatch(d, io, cur);
-    PQfinish(*pg);
+    weft_pgconn_close(*pg);
     *pg = NULL;
     *retry_at = now_ms() + 1000;
 }
@@ -80,7 +70,7 @@ void conn_drop(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *re
  * so until its last result is read, and never on a lost connection. */
 int hb_in_flight(const dsp_t *d)
 {
-    return PQtransactionStatus(d->pg) == PQTRANS_ACTIVE;
+    return weft_pgconn_in_command(d->pg);
 }
 
 static void pg_connect_failed(dsp_t *d, const char *why)
@@ -99,7 +89,7 @@ void pg_connect_step(dsp_t *d)
     if (rc == 0)
         return;
     if (rc < 0) {
-        snprintf(why, sizeof(why), "%s", PQerrorMessage(d->pg));
+        snprintf(why, sizeof(why), "%s", weft_pgconn_error(d->pg));
         pg_connect_failed(d, why);
         return;
     }
@@ -121,14 +111,14 @@ void pg_connect_step(dsp_t *d)
 int pg_usable(dsp_t *d)
 {
     uint64_t now = now_ms();
-    if (conn_pending(d->pg)) {
+    if (weft_pgconn_pending(d->pg)) {
         if (now >= d->pg_connect_deadline)
             pg_connect_failed(d, "timed out connecting");
         return 0;
     }
-    if (PQstatus(d->pg) == CONNECTION_OK) {
+    if (weft_pgconn_ok(d->pg)) {
         hb_collect(d, 1);
-        return PQstatus(d->pg) == CONNECTION_OK;
+        return weft_pgconn_ok(d->pg);
     }
     char why[512];
     if (now >= d->pg_retry_at && conn_start(d, &d->pg, &d->pg_io, &d->pg_events,

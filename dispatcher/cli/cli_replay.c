@@ -297,7 +297,8 @@ static int confirm(const rp_t *r, const rp_args_t *a, int64_t total)
     return 0;
 }
 
-static void print_summary(const rp_t *r, const char *status)
+/* note: a sentence for --json (an empty range says so in it), or NULL. */
+static void print_summary(const rp_t *r, const char *status, const char *note)
 {
     if (r->json) {
         printf("{\"id\":%lld,\"status\":\"%s\",\"dry_run\":%s,\"topic\":", r->id, status,
@@ -309,6 +310,10 @@ static void print_summary(const rp_t *r, const char *status)
             weft_json_append_string(&b, r->only->name, strlen(r->only->name));
         else
             weft_buf_append(&b, "null", 4);
+        if (note) {
+            weft_buf_append(&b, ",\"note\":", 8);
+            weft_json_append_string(&b, note, strlen(note));
+        }
         weft_buf_append(&b, "", 1);
         printf("%s,\"generation\":%d,\"total\":%lld,\"read\":%lld,\"published\":%lld,"
                "\"reemit\":%lld,\"run\":%lld,\"dead\":%lld,\"dropped\":%lld,\"skipped\":%lld}\n",
@@ -339,28 +344,6 @@ static void print_summary(const rp_t *r, const char *status)
     printf("  %s%-30s %lld\n", w, "dead-letter again", r->c.dead);
     printf("  %s%-30s %lld\n", w, "do nothing (dropped before)", r->c.dropped);
     printf("  %s%-30s %lld\n", w, "skip (no matching trigger)", r->c.skipped);
-}
-
-/* --json on an empty range: the summary's shape (status "empty", every
- * count 0, no replay created: id 0) with the note the text output prints,
- * so that a script parses the answer whatever the range held. */
-static void print_empty_json(const rp_t *r, const char *note)
-{
-    weft_buf_t b = {0};
-    weft_buf_printf(&b, "{\"id\":0,\"status\":\"empty\",\"dry_run\":%s,\"topic\":",
-                    r->dry_run ? "true" : "false");
-    weft_json_append_string(&b, r->topic, strlen(r->topic));
-    weft_buf_append(&b, ",\"trigger\":", 11);
-    if (r->only)
-        weft_json_append_string(&b, r->only->name, strlen(r->only->name));
-    else
-        weft_buf_append(&b, "null", 4);
-    weft_buf_printf(&b, ",\"generation\":0,\"total\":0,\"read\":0,\"published\":0,\"reemit\":0,"
-                        "\"run\":0,\"dead\":0,\"dropped\":0,\"skipped\":0,\"note\":");
-    weft_json_append_string(&b, note, strlen(note));
-    weft_buf_append(&b, "}\n", 3);
-    fputs(b.p, stdout);
-    weft_buf_free(&b);
 }
 
 static int list_replays(const weft_config_t *cfg, int json)
@@ -582,8 +565,10 @@ static int run_replay(rp_t *r, const rp_args_t *a)
             char note[600];
             snprintf(note, sizeof(note), "nothing to replay: the range of %s://%s holds no event",
                      scheme, r->topic);
+            /* --json answers JSON here too: the summary, status "empty"
+             * (no replay was created: id 0, every count 0). */
             if (r->json)
-                print_empty_json(r, note);
+                print_summary(r, "empty", note);
             else
                 printf("%s\n", note);
             return 0;
@@ -626,16 +611,16 @@ static int run_replay(rp_t *r, const rp_args_t *a)
     sigaction(SIGTERM, &sa, NULL);
     rc = js ? read_loop_js(r) : read_loop(r);
     if (r->dry_run) {
-        print_summary(r, rc == 0 ? "done" : "failed");
+        print_summary(r, rc == 0 ? "done" : "failed", NULL);
         return rc == 0 ? 0 : rc == 1 ? 130 : 1;
     }
     if (rc == 0) {
         set_status(r, "done", NULL);
-        print_summary(r, "done");
+        print_summary(r, "done", NULL);
         return 0;
     }
     set_status(r, rc == 1 ? "interrupted" : "failed", rc == 1 ? NULL : "see the command's output");
-    print_summary(r, rc == 1 ? "interrupted" : "failed");
+    print_summary(r, rc == 1 ? "interrupted" : "failed", NULL);
     fprintf(stderr, "weft replay: %s at %lld of %lld events; go on with: weft replay --resume %s\n",
             rc == 1 ? "interrupted" : "stopped", (long long)progress_done(r),
             (long long)range_total(r), r->idbuf);

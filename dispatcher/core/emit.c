@@ -19,7 +19,7 @@
  * second says it, with how many failures it stands for. */
 static void emit_failed(dsp_t *d, job_t *j, const char *err)
 {
-    uint64_t now = now_ms();
+    uint64_t now = dsp_now_ms();
     if (now >= d->emit_fail_logged_ms + 1000) {
         weft_warn("emit failed, retrying in 1 s trigger=%s topic=%s partition=%d offset=%lld "
                   "failures_since_last_line=%llu: %s",
@@ -31,7 +31,7 @@ static void emit_failed(dsp_t *d, job_t *j, const char *err)
     } else {
         d->emit_fail_unlogged++;
     }
-    job_wait(d, j, 1000, ACT_EMIT);
+    dsp_job_wait(d, j, 1000, ACT_EMIT);
 }
 
 static void job_emitted(dsp_t *d, job_t *j);
@@ -94,8 +94,8 @@ static void emit_saga_events(dsp_t *d, job_t *j)
 /* Produces the job's result (COMPLETED with a result topic) or its dead
  * letter (DEAD), and the events of its saga transition. A job with nothing
  * to emit becomes terminal here; otherwise when the broker reported every
- * message (on_delivered). */
-void job_emit(dsp_t *d, job_t *j)
+ * message (dsp_on_delivered). */
+void dsp_job_emit(dsp_t *d, job_t *j)
 {
     const weft_trigger_t *t = j->trig;
     msg_t *m = j->msg;
@@ -113,7 +113,7 @@ void job_emit(dsp_t *d, job_t *j)
     j->emit_pending = 0;
     free(j->emit_err);
     j->emit_err = NULL;
-    j->stage_us = now_us();
+    j->stage_us = dsp_now_us();
 
     if (j->rec == WEFT_REC_COMPLETED && t->result_topic) {
         topic = t->result_topic;
@@ -131,7 +131,7 @@ void job_emit(dsp_t *d, job_t *j)
         else
             weft_fmt_copy(type_buf, sizeof(type_buf), "weft.result");
         weft_fmt_cat(source, sizeof(source), sp, 2);
-        now_rfc3339(time_buf, sizeof(time_buf));
+        dsp_now_rfc3339(time_buf, sizeof(time_buf));
         const weft_ce_pair_t ce[] = {
             {"specversion", "1.0"},
             {"id", j->result_id},
@@ -216,9 +216,9 @@ void job_emit(dsp_t *d, job_t *j)
         weft_warn("result cannot be sent, dead-lettering trigger=%s topic=%s offset=%lld: %s",
                   t->name, m->km.topic, (long long)m->km.offset, err);
         j->rec = WEFT_REC_DEAD;
-        set_str(&j->reason, "invalid_header");
-        set_str(&j->error, err);
-        job_emit(d, j);
+        dsp_set_str(&j->reason, "invalid_header");
+        dsp_set_str(&j->error, err);
+        dsp_job_emit(d, j);
         return;
     }
     weft_error("dead letter cannot be sent trigger=%s topic=%s offset=%lld dlq=%s: %s", t->name,
@@ -241,7 +241,7 @@ static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err);
 /* Everything the job produced was acknowledged. */
 static void job_emitted(dsp_t *d, job_t *j)
 {
-    stage_done(d, j, T_PRODUCE, now_us());
+    dsp_stage_done(d, j, T_PRODUCE, dsp_now_us());
     if (j->rec == WEFT_REC_DEAD) {
         d->n_dead++;
         weft_warn("dead-lettered trigger=%s topic=%s partition=%d offset=%lld reason=%s "
@@ -250,10 +250,10 @@ static void job_emitted(dsp_t *d, job_t *j)
                   (long long)j->msg->km.offset, j->reason ? j->reason : "", j->attempts,
                   j->trig->dead_letter_topic, j->error ? j->error : "");
     }
-    job_terminal(d, j);
+    dsp_job_terminal(d, j);
 }
 
-void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable)
+void dsp_on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable)
 {
     dsp_t *d = opaque;
     (void)retriable;
@@ -298,15 +298,15 @@ static int moves_saga(const job_t *j)
 
 /* Emits a recorded outcome: for a job that moves a saga, after its
  * transition (the saga stage asks PostgreSQL for it). */
-void emit_outcome(dsp_t *d, job_t *j)
+void dsp_emit_outcome(dsp_t *d, job_t *j)
 {
     weft_saga_events_free(&j->sev);
     if (!moves_saga(j)) {
-        job_emit(d, j);
+        dsp_job_emit(d, j);
         return;
     }
     j->state = J_SAGA;
-    jq_push(&d->saga_q, j);
+    dsp_jq_push(&d->saga_q, j);
 }
 
 /* Events of transitions no consumed event owns (a deadline passing, or
@@ -349,7 +349,7 @@ static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err)
         o->failed = 1;
     if (o->pending > 0 && --o->pending > 0)
         return; /* more reports to come */
-    if (!o->failed && pg_usable(d)) {
+    if (!o->failed && dsp_pg_usable(d)) {
         char e[512];
         if (weft_saga_published(d->pg, &o->ev, e, sizeof(e)) != 0)
             weft_warn("%s", e);
@@ -366,12 +366,12 @@ static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err)
 
 /* Once a second: fail and compensate saga instances past their deadline;
  * every 10 s: publish again what a dispatcher that died could not. */
-void saga_tick(dsp_t *d)
+void dsp_saga_tick(dsp_t *d)
 {
     if (!d->cat || d->cat->n_sagas == 0 || d->stopping)
         return;
-    uint64_t now = now_ms();
-    if (now < d->saga_expire_at || now < d->pg_retry_at || !pg_usable(d))
+    uint64_t now = dsp_now_ms();
+    if (now < d->saga_expire_at || now < d->pg_retry_at || !dsp_pg_usable(d))
         return;
     d->saga_expire_at = now + 1000;
     char err[1024];

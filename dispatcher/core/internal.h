@@ -312,93 +312,93 @@ typedef struct lstage_def {
      * (send the batch again); 1 (claims: again as upserts). */
     int (*answered)(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
 } lstage_def_t;
-extern const lstage_def_t STAGE[];
+extern const lstage_def_t DSP_STAGE[];
 
 /* clock.c */
-uint64_t now_us(void);
-uint64_t now_ms(void);
-int64_t realtime_ms(void);
-void now_rfc3339(char *out, size_t len);
+uint64_t dsp_now_us(void);
+uint64_t dsp_now_ms(void);
+int64_t dsp_realtime_ms(void);
+void dsp_now_rfc3339(char *out, size_t len);
 
 /* job.c */
-void jq_push(jq_t *q, job_t *j);
-job_t *jq_pop(jq_t *q);
-void job_enter(job_t *j, job_state_t state);
-void claim_enqueue(dsp_t *d, job_t *j);
-job_t *active_find(dsp_t *d, const char *hkey);
-void active_add(dsp_t *d, job_t *j);
-ochain_t **order_find(dsp_t *d, const char *okey);
-void msg_free(dsp_t *d, msg_t *m, weft_finish_t how);
-void msg_job_done(dsp_t *d, msg_t *m);
-void job_free(dsp_t *d, job_t *j);
-void job_terminal(dsp_t *d, job_t *j);
-void set_str(char **dst, const char *src);
-void job_wait(dsp_t *d, job_t *j, uint64_t delay_ms, job_act_t act);
-int lease_ms_for(const job_t *j);
-int backoff_ms(const weft_trigger_t *t, int attempts);
-void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res);
-job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t);
-void job_admit(dsp_t *d, job_t *j);
+void dsp_jq_push(jq_t *q, job_t *j);
+job_t *dsp_jq_pop(jq_t *q);
+void dsp_job_enter(job_t *j, job_state_t state);
+void dsp_claim_enqueue(dsp_t *d, job_t *j);
+job_t *dsp_active_find(dsp_t *d, const char *hkey);
+void dsp_active_add(dsp_t *d, job_t *j);
+ochain_t **dsp_order_find(dsp_t *d, const char *okey);
+void dsp_msg_free(dsp_t *d, msg_t *m, weft_finish_t how);
+void dsp_msg_job_done(dsp_t *d, msg_t *m);
+void dsp_job_free(dsp_t *d, job_t *j);
+void dsp_job_terminal(dsp_t *d, job_t *j);
+void dsp_set_str(char **dst, const char *src);
+void dsp_job_wait(dsp_t *d, job_t *j, uint64_t delay_ms, job_act_t act);
+int dsp_lease_ms_for(const job_t *j);
+int dsp_backoff_ms(const weft_trigger_t *t, int attempts);
+void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res);
+job_t *dsp_job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t);
+void dsp_job_admit(dsp_t *d, job_t *j);
 
 /* emit.c */
-void job_emit(dsp_t *d, job_t *j);
-void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable);
-void emit_outcome(dsp_t *d, job_t *j);
-void saga_tick(dsp_t *d);
+void dsp_job_emit(dsp_t *d, job_t *j);
+void dsp_on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable);
+void dsp_emit_outcome(dsp_t *d, job_t *j);
+void dsp_saga_tick(dsp_t *d);
 
 /* pools.c */
-void pools_reconcile(dsp_t *d);
-void pools_gc(dsp_t *d);
-void job_record(dsp_t *d, job_t *j);
-void job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error);
-void job_invoke(dsp_t *d, job_t *j);
+void dsp_pools_reconcile(dsp_t *d);
+void dsp_pools_gc(dsp_t *d);
+void dsp_job_record(dsp_t *d, job_t *j);
+void dsp_job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error);
+void dsp_job_invoke(dsp_t *d, job_t *j);
 
 /* pgwatch.c */
-void io_watch(dsp_t *d, weft_io_t *io, uint32_t *cur, uint32_t events);
-void io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur);
-int conn_start(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline,
-               char *why, size_t len);
-int conn_poll(dsp_t *d, weft_pg_conn_t *pg, weft_io_t *io, uint32_t *cur);
-void conn_drop(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at);
-int hb_in_flight(const dsp_t *d);
-void pg_connect_step(dsp_t *d);
-int pg_usable(dsp_t *d);
+void dsp_io_watch(dsp_t *d, weft_io_t *io, uint32_t *cur, uint32_t events);
+void dsp_io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur);
+int dsp_conn_start(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline,
+                   char *why, size_t len);
+int dsp_conn_poll(dsp_t *d, weft_pg_conn_t *pg, weft_io_t *io, uint32_t *cur);
+void dsp_conn_drop(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at);
+int dsp_hb_in_flight(const dsp_t *d);
+void dsp_pg_connect_step(dsp_t *d);
+int dsp_pg_usable(dsp_t *d);
 
 /* ledgerconn.c */
-int lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen);
-void lc_on_io(weft_io_t *io, uint32_t events);
-int lc_ready(dsp_t *d, lconn_t *lc);
-size_t lc_begin(dsp_t *d, lconn_t *lc);
-void lc_sent(dsp_t *d, lconn_t *lc, int rc, const char *err);
+int dsp_lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen);
+void dsp_lc_on_io(weft_io_t *io, uint32_t events);
+int dsp_lc_ready(dsp_t *d, lconn_t *lc);
+size_t dsp_lc_begin(dsp_t *d, lconn_t *lc);
+void dsp_lc_sent(dsp_t *d, lconn_t *lc, int rc, const char *err);
 
 /* stages.c */
-void send_claims(dsp_t *d, lconn_t *lc);
-int claims_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
-void send_records(dsp_t *d, lconn_t *lc);
-int records_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
-void send_sagas(dsp_t *d, lconn_t *lc);
-int sagas_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
-void flush_ledger(dsp_t *d, lstage_t stage);
-int ledger_ready(dsp_t *d);
+void dsp_send_claims(dsp_t *d, lconn_t *lc);
+int dsp_claims_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
+void dsp_send_records(dsp_t *d, lconn_t *lc);
+int dsp_records_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
+void dsp_send_sagas(dsp_t *d, lconn_t *lc);
+int dsp_sagas_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
+void dsp_flush_ledger(dsp_t *d, lstage_t stage);
+int dsp_ledger_ready(dsp_t *d);
 
 /* consume.c */
-void consume(dsp_t *d);
-void backpressure(dsp_t *d);
+void dsp_consume(dsp_t *d);
+void dsp_backpressure(dsp_t *d);
 
 /* timers.c */
-uint64_t run_waits(dsp_t *d);
-void on_signal(weft_loop_t *loop, int signo);
-void on_child(weft_loop_t *loop, pid_t pid, int status);
-void on_broker(weft_io_t *io, uint32_t events);
-void take_notifies(dsp_t *d);
-void on_pg(weft_io_t *io, uint32_t events);
-void reload_catalog(dsp_t *d);
+uint64_t dsp_run_waits(dsp_t *d);
+void dsp_on_signal(weft_loop_t *loop, int signo);
+void dsp_on_child(weft_loop_t *loop, pid_t pid, int status);
+void dsp_on_broker(weft_io_t *io, uint32_t events);
+void dsp_take_notifies(dsp_t *d);
+void dsp_on_pg(weft_io_t *io, uint32_t events);
+void dsp_reload_catalog(dsp_t *d);
 
 /* stats.c */
-void stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now);
-void hb_collect(dsp_t *d, int wait);
-void heartbeat(dsp_t *d);
-void stats(dsp_t *d, int force);
-size_t busy_jobs(const dsp_t *d);
+void dsp_stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now);
+void dsp_hb_collect(dsp_t *d, int wait);
+void dsp_heartbeat(dsp_t *d);
+void dsp_stats(dsp_t *d, int force);
+size_t dsp_busy_jobs(const dsp_t *d);
 
 #endif

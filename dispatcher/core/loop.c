@@ -36,7 +36,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
         d->lc[i].d = d;
         d->lc[i].stage = i < (int)v ? LS_CLAIM : i < 2 * (int)v ? LS_RECORD : LS_SAGA;
         d->lc[i].io.fd = -1;
-        d->lc[i].io.handle = lc_on_io;
+        d->lc[i].io.handle = dsp_lc_on_io;
     }
     char dir[PATH_MAX];
     weft_exe_dir(dir, sizeof(dir));
@@ -93,18 +93,18 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     for (int i = 0; i < d->n_lc; i++) {
         lconn_t *lc = &d->lc[i];
         char why[512];
-        if (STAGE[lc->stage].ledger && lc_connect_now(d, lc, why, sizeof(why)) != 0) {
+        if (DSP_STAGE[lc->stage].ledger && dsp_lc_connect_now(d, lc, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "cannot connect to PostgreSQL for the ledger: %s", why);
             return 1;
         }
     }
     d->pg_io.fd = weft_pgconn_socket(d->pg);
-    d->pg_io.handle = on_pg;
-    io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
+    d->pg_io.handle = dsp_on_pg;
+    dsp_io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
 
     /* Kafka when kafka.bootstrap.servers is set, NATS (JetStream and
      * core) when nats.url is; at least one of them. */
-    weft_adapter_cbs_t cbs = {on_delivered, d};
+    weft_adapter_cbs_t cbs = {dsp_on_delivered, d};
     int want_kafka = weft_config_str(d->cfg, "kafka.bootstrap.servers") != NULL;
     int want_nats = weft_config_str(d->cfg, "nats.url") != NULL;
     if (want_kafka || !want_nats) {
@@ -123,8 +123,8 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     }
     for (size_t a = 0; a < d->n_adapters; a++) {
         d->bk_io[a].fd = weft_adapter_wake_fd(d->adapters[a]);
-        d->bk_io[a].handle = on_broker;
-        io_watch(d, &d->bk_io[a], &d->bk_events[a], EPOLLIN);
+        d->bk_io[a].handle = dsp_on_broker;
+        dsp_io_watch(d, &d->bk_io[a], &d->bk_events[a], EPOLLIN);
     }
 
     d->active_cap = 1;
@@ -138,7 +138,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     }
     weft_info("dispatcher starting owner=%s max_inflight=%lld workers=%s functions_dir=%s",
               d->owner, (long long)d->max_inflight, d->worker_path, d->functions_dir);
-    reload_catalog(d);
+    dsp_reload_catalog(d);
     return 0;
 }
 
@@ -160,9 +160,9 @@ static void teardown(dsp_t *d)
     while (d->all_jobs) {
         job_t *j = d->all_jobs;
         msg_t *m = j->msg;
-        job_free(d, j);
+        dsp_job_free(d, j);
         if (--m->pending == 0)
-            msg_free(d, m, WEFT_FINISH_RELEASE);
+            dsp_msg_free(d, m, WEFT_FINISH_RELEASE);
     }
     /* Only now: librdkafka waits for every message it handed out. */
     for (size_t a = 0; a < d->n_adapters; a++)
@@ -187,10 +187,10 @@ static void teardown(dsp_t *d)
     free(d->order_tab);
     weft_catalog_unref(d->cat);
     if (d->pg) {
-        if (hb_in_flight(d)) {
+        if (dsp_hb_in_flight(d)) {
             /* A heartbeat held up by a lock must not hold up the exit. */
             weft_pgconn_cancel(d->pg);
-            hb_collect(d, 1);
+            dsp_hb_collect(d, 1);
         }
         if (d->owner[0] && weft_pgconn_ok(d->pg))
             weft_heartbeat_remove(d->pg, d->owner);
@@ -246,8 +246,8 @@ int weft_dispatcher_run(weft_config_t *cfg)
         free(d);
         return 1;
     }
-    d->loop.on_signal = on_signal;
-    d->loop.on_child = on_child;
+    d->loop.on_signal = dsp_on_signal;
+    d->loop.on_child = dsp_on_child;
     d->loop.opaque = d;
     signal(SIGPIPE, SIG_IGN);
     int rc = setup(d, err, sizeof(err));
@@ -259,51 +259,51 @@ int weft_dispatcher_run(weft_config_t *cfg)
     }
     uint64_t stop_deadline = 0;
     for (;;) {
-        uint64_t next_due = run_waits(d);
+        uint64_t next_due = dsp_run_waits(d);
         /* A batch that could go now: do not sleep. */
-        int busy = ledger_ready(d);
+        int busy = dsp_ledger_ready(d);
         int timeout = 50;
-        uint64_t now = now_ms();
+        uint64_t now = dsp_now_ms();
         if (busy)
             timeout = 0;
         else if (next_due != UINT64_MAX && next_due - now < (uint64_t)timeout)
             timeout = next_due > now ? (int)(next_due - now) : 0;
         weft_loop_run_once(&d->loop, timeout);
-        take_notifies(d);
-        if (d->catalog_dirty && pg_usable(d))
-            reload_catalog(d);
+        dsp_take_notifies(d);
+        if (d->catalog_dirty && dsp_pg_usable(d))
+            dsp_reload_catalog(d);
         if (!d->stopping)
-            consume(d);
+            dsp_consume(d);
         check_fatal(d);
-        flush_ledger(d, LS_CLAIM);
-        now = now_ms();
+        dsp_flush_ledger(d, LS_CLAIM);
+        now = dsp_now_ms();
         for (fn_pool_t *p = d->pools; p; p = p->next)
             weft_pool_tick(p->pool, now);
-        flush_ledger(d, LS_RECORD);
-        flush_ledger(d, LS_SAGA);
+        dsp_flush_ledger(d, LS_RECORD);
+        dsp_flush_ledger(d, LS_SAGA);
         for (size_t a = 0; a < d->n_adapters; a++)
             weft_adapter_serve(d->adapters[a]);
-        pools_gc(d);
-        backpressure(d);
-        saga_tick(d);
-        heartbeat(d);
-        stats(d, 0);
+        dsp_pools_gc(d);
+        dsp_backpressure(d);
+        dsp_saga_tick(d);
+        dsp_heartbeat(d);
+        dsp_stats(d, 0);
         if (d->stopping) {
             if (stop_deadline == 0) {
-                stop_deadline = now_ms() + (uint64_t)d->shutdown_ms;
+                stop_deadline = dsp_now_ms() + (uint64_t)d->shutdown_ms;
                 weft_info("draining in-flight work timeout_ms=%lld", (long long)d->shutdown_ms);
             }
-            if (busy_jobs(d) == 0)
+            if (dsp_busy_jobs(d) == 0)
                 break;
-            if (now_ms() >= stop_deadline) {
+            if (dsp_now_ms() >= stop_deadline) {
                 weft_warn("shutdown timeout with work in flight; it will be redelivered "
                           "busy=%zu",
-                          busy_jobs(d));
+                          dsp_busy_jobs(d));
                 break;
             }
         }
     }
-    stats(d, 1);
+    dsp_stats(d, 1);
     teardown(d);
     int exit_code = d->exit_code;
     free(d);

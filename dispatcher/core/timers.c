@@ -10,24 +10,24 @@
 
 /* ---- timers, signals, catalog ------------------------------------------ */
 
-uint64_t run_waits(dsp_t *d)
+uint64_t dsp_run_waits(dsp_t *d)
 {
-    uint64_t now = now_ms(), next = UINT64_MAX;
+    uint64_t now = dsp_now_ms(), next = UINT64_MAX;
     jq_t keep = {0};
     job_t *j;
-    while ((j = jq_pop(&d->wait_q)) != NULL) {
+    while ((j = dsp_jq_pop(&d->wait_q)) != NULL) {
         if (j->due_ms > now) {
             if (j->due_ms < next)
                 next = j->due_ms;
-            jq_push(&keep, j);
+            dsp_jq_push(&keep, j);
             continue;
         }
         if (j->after_wait == ACT_EMIT) {
-            job_emit(d, j);
+            dsp_job_emit(d, j);
         } else if (j->after_wait == ACT_SAGA) {
-            emit_outcome(d, j);
+            dsp_emit_outcome(d, j);
         } else {
-            claim_enqueue(d, j);
+            dsp_claim_enqueue(d, j);
         }
     }
     d->wait_q = keep;
@@ -35,7 +35,7 @@ uint64_t run_waits(dsp_t *d)
 }
 
 /* A child ended (the loop reaped it): its pool, if one owns it. */
-void on_child(weft_loop_t *loop, pid_t pid, int st)
+void dsp_on_child(weft_loop_t *loop, pid_t pid, int st)
 {
     dsp_t *d = loop->opaque;
     int owned = 0;
@@ -45,7 +45,7 @@ void on_child(weft_loop_t *loop, pid_t pid, int st)
         weft_debug("reaped unknown child pid=%d", (int)pid);
 }
 
-void on_signal(weft_loop_t *loop, int signo)
+void dsp_on_signal(weft_loop_t *loop, int signo)
 {
     dsp_t *d = loop->opaque;
     if (signo != SIGTERM && signo != SIGINT)
@@ -57,7 +57,7 @@ void on_signal(weft_loop_t *loop, int signo)
         d->stop_signal = signo;
 }
 
-void on_broker(weft_io_t *io, uint32_t events)
+void dsp_on_broker(weft_io_t *io, uint32_t events)
 {
     (void)io;
     (void)events;
@@ -68,27 +68,27 @@ void on_broker(weft_io_t *io, uint32_t events)
  * statements runs (heartbeat, saga, catalog load): libpq then reads it
  * with the statement's result and the socket never turns readable for it.
  * So the loop asks libpq for parsed notifications every turn (after the
- * handlers, on_pg's input included), not only when the socket wakes it. */
-void take_notifies(dsp_t *d)
+ * handlers, dsp_on_pg's input included), not only when the socket wakes it. */
+void dsp_take_notifies(dsp_t *d)
 {
     while (weft_pgconn_notified(d->pg))
         d->catalog_dirty = 1;
 }
 
-void on_pg(weft_io_t *io, uint32_t events)
+void dsp_on_pg(weft_io_t *io, uint32_t events)
 {
     (void)events;
     dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, pg_io));
     if (weft_pgconn_pending(d->pg)) {
-        pg_connect_step(d);
+        dsp_pg_connect_step(d);
         return;
     }
     if (weft_pgconn_read(d->pg) != 0) {
         weft_warn("postgresql connection lost: %s", weft_pgconn_error(d->pg));
-        io_unwatch(d, io, &d->pg_events);
+        dsp_io_unwatch(d, io, &d->pg_events);
         return;
     }
-    hb_collect(d, 0);
+    dsp_hb_collect(d, 0);
 }
 
 /* Every adapter consumes what the catalog's triggers need; a trigger of a
@@ -109,7 +109,7 @@ static void sync_adapters(dsp_t *d)
     }
 }
 
-void reload_catalog(dsp_t *d)
+void dsp_reload_catalog(dsp_t *d)
 {
     d->catalog_dirty = 0;
     char err[1024];
@@ -133,9 +133,9 @@ void reload_catalog(dsp_t *d)
                   t->dead_letter_broker != t->broker ? weft_broker_name(t->dead_letter_broker) : "",
                   t->max_attempts);
     }
-    pools_reconcile(d);
+    dsp_pools_reconcile(d);
     sync_adapters(d);
 }
 
 /* Reads the results of the heartbeat in flight: those already received
- * (wait 0, from on_pg), or all of them (wait 1, before another statement). */
+ * (wait 0, from dsp_on_pg), or all of them (wait 1, before another statement). */

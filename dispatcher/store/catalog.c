@@ -756,3 +756,13 @@ char *weft_catalog_list_json(weft_pg_conn_t *pg, const char *topic, const char *
         snprintf(errstr, errlen, "out of memory\n");
     return json;
 }
+
+int weft_catalog_trigger_exists(weft_pg_conn_t *pg, const char *name)
+{
+    const char *params[1] = {name};
+    PGresult *res = PQexecParams(pg, "SELECT 1 FROM weft.triggers WHERE name = $1", 1, NULL, params,
+                                 NULL, NULL, 0);
+    int rc = PQresultStatus(res) != PGRES_TUPLES_OK ? -1 : PQntuples(res) == 1;
+    PQclear(res);
+    return rc;
+}

@@ -182,6 +182,9 @@ typedef struct weft_trigger_list {
 int weft_catalog_list(weft_pg_conn_t *pg, const char *topic, const char *source,
                       weft_trigger_list_t *out, char *errstr, size_t errlen);
 void weft_trigger_list_free(weft_trigger_list_t *l);
+/* 1 when weft.triggers has a trigger of that name (enabled or not), 0
+ * when not, -1 when the query failed. */
+int weft_catalog_trigger_exists(weft_pg_conn_t *pg, const char *name);
 /* The same triggers as one JSON array (every column of the trigger and
  * its function's pool); a new string, or NULL with errstr. */
 char *weft_catalog_list_json(weft_pg_conn_t *pg, const char *topic, const char *source,

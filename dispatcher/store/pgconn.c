@@ -3,7 +3,8 @@
  * never waits for (pgconn.h): PQconnectStart/PQconnectPoll steps, sending
  * and reading without blocking, notifications.
  *
- * Runs in the `weft run` process on its loop thread. Invariant: only
+ * Runs in the `weft run` process on its loop thread (and the result
+ * accessors in the CLI). Invariant: only
  * weft_pgconn_connect and weft_pgconn_cancel wait for the server; each
  * other call is one libpq call that returns at once, so the loop glue in
  * core/ adds no round trip and no copy to the claim/record path.
@@ -12,6 +13,8 @@
 
 #include <libpq-fe.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 
 weft_pg_conn_t *weft_pgconn_connect(const char *conninfo, char *errstr, size_t errlen)
@@ -123,6 +126,47 @@ int weft_pgresult_command_ok(const weft_pg_result_t *r)
 const char *weft_pgresult_error(const weft_pg_result_t *r)
 {
     return PQresultErrorMessage(r);
+}
+
+int weft_pgresult_rows(const weft_pg_result_t *r)
+{
+    return PQntuples(r);
+}
+
+const char *weft_pgresult_value(const weft_pg_result_t *r, int row, int col)
+{
+    return PQgetvalue(r, row, col);
+}
+
+int weft_pgresult_isnull(const weft_pg_result_t *r, int row, int col)
+{
+    return PQgetisnull(r, row, col);
+}
+
+int weft_pgresult_length(const weft_pg_result_t *r, int row, int col)
+{
+    return PQgetlength(r, row, col);
+}
+
+/* PQunescapeBytea's buffer is libpq's (PQfreemem): copied into one the
+ * caller frees with free(). */
+unsigned char *weft_pgresult_bytea(const weft_pg_result_t *r, int row, int col, size_t *len)
+{
+    *len = 0;
+    if (PQgetisnull(r, row, col))
+        return NULL;
+    size_t n = 0;
+    unsigned char *v = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+    if (!v)
+        return NULL;
+    unsigned char *out = malloc(n + 1);
+    if (out) {
+        memcpy(out, v, n);
+        out[n] = 0;
+        *len = n;
+    }
+    PQfreemem(v);
+    return out;
 }
 
 int weft_pgconn_notified(weft_pg_conn_t *pg)

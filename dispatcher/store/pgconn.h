@@ -60,6 +60,16 @@ void weft_pgresult_free(weft_pg_result_t *r);
 /* 1 when the result is a success of a command without rows. */
 int weft_pgresult_command_ok(const weft_pg_result_t *r);
 const char *weft_pgresult_error(const weft_pg_result_t *r);
+/* The rows of a query's result (for the CLI, which prints them): their
+ * count, a value as text ("" for NULL), whether it is NULL, and a bytea
+ * value decoded (a new buffer the caller frees; NULL for NULL or no
+ * memory). */
+int weft_pgresult_rows(const weft_pg_result_t *r);
+const char *weft_pgresult_value(const weft_pg_result_t *r, int row, int col);
+int weft_pgresult_isnull(const weft_pg_result_t *r, int row, int col);
+/* The length of a value (binary results: its bytes). */
+int weft_pgresult_length(const weft_pg_result_t *r, int row, int col);
+unsigned char *weft_pgresult_bytea(const weft_pg_result_t *r, int row, int col, size_t *len);
 
 /* Takes (and frees) one notification already read; 1 when there was one. */
 int weft_pgconn_notified(weft_pg_conn_t *pg);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "pgconn.h"
 
 int weft_filter_op_parse(const char *s, weft_filter_op_t *op)
 {
@@ -687,24 +688,12 @@ size_t weft_catalog_topics(const weft_catalog_t *cat, weft_broker_t broker, cons
     " WHERE ($1::text IS NULL OR t.topic = $1)"                                                    \
     "   AND ($2::text IS NULL OR t.source::text = $2)"
 
-static PGresult *list_exec(PGconn *pg, const char *sql, const char *topic, const char *source,
-                           char *errstr, size_t errlen)
-{
-    const char *params[2] = {topic, source};
-    PGresult *r = PQexecParams(pg, sql, 2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errlen, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
 int weft_catalog_list(weft_pg_conn_t *pg, const char *topic, const char *source,
                       weft_trigger_list_t *out, char *errstr, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    PGresult *r = list_exec(pg, TRIGGERS_SQL, topic, source, errstr, errlen);
+    const char *params[2] = {topic, source};
+    PGresult *r = weft_pg_rows(pg, TRIGGERS_SQL, 2, params, 0, errstr, errlen);
     if (!r)
         return -1;
     size_t n = (size_t)PQntuples(r);
@@ -747,14 +736,8 @@ void weft_trigger_list_free(weft_trigger_list_t *l)
 char *weft_catalog_list_json(weft_pg_conn_t *pg, const char *topic, const char *source,
                              char *errstr, size_t errlen)
 {
-    PGresult *r = list_exec(pg, TRIGGERS_JSON_SQL, topic, source, errstr, errlen);
-    if (!r)
-        return NULL;
-    char *json = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (!json)
-        snprintf(errstr, errlen, "out of memory\n");
-    return json;
+    const char *params[2] = {topic, source};
+    return weft_pg_value(pg, TRIGGERS_JSON_SQL, 2, params, errstr, errlen);
 }
 
 int weft_catalog_trigger_exists(weft_pg_conn_t *pg, const char *name)

@@ -7,28 +7,17 @@
  */
 #include "deadletters.h"
 
+#include "pgconn.h"
+
 #include <libpq-fe.h>
 #include <stdio.h>
-
-static PGresult *rows(PGconn *pg, const char *sql, int n, const char *const *params, int binary,
-                      char *errstr, size_t errlen)
-{
-    PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, binary);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        if (errstr)
-            snprintf(errstr, errlen, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
 
 weft_pg_result_t *weft_deadletters_list(weft_pg_conn_t *pg, const char *trigger,
                                         const char *interval, const char *since, const char *limit,
                                         char *errstr, size_t errlen)
 {
     const char *params[4] = {trigger, interval, since, limit};
-    return rows(
+    return weft_pg_rows(
         pg,
         "SELECT id, trigger, reason, attempts, source_topic, coalesce(source_partition, -1),"
         "       coalesce(source_offset, -1),"
@@ -48,14 +37,15 @@ int weft_deadletters_show(weft_pg_conn_t *pg, const char *id, weft_pg_result_t *
 {
     const char *params[1] = {id};
     *value = NULL;
-    *row = rows(pg,
-                "SELECT id, trigger, generation, key, reason, error, attempts, source_broker,"
-                "       source_topic, source_partition, source_offset, dead_letter_topic,"
-                "       first_failure_at, last_failure_at, created_at, redriven_at, headers::text,"
-                "       encode(value, 'base64'), encode(message_key, 'escape'),"
-                "       coalesce(redrive_new_key::text, ''), length(value)"
-                "  FROM weft.dead_letters WHERE id = $1::bigint",
-                1, params, 0, errstr, errlen);
+    *row = weft_pg_rows(
+        pg,
+        "SELECT id, trigger, generation, key, reason, error, attempts, source_broker,"
+        "       source_topic, source_partition, source_offset, dead_letter_topic,"
+        "       first_failure_at, last_failure_at, created_at, redriven_at, headers::text,"
+        "       encode(value, 'base64'), encode(message_key, 'escape'),"
+        "       coalesce(redrive_new_key::text, ''), length(value)"
+        "  FROM weft.dead_letters WHERE id = $1::bigint",
+        1, params, 0, errstr, errlen);
     if (!*row)
         return -1;
     if (PQntuples(*row) == 0) {
@@ -64,8 +54,8 @@ int weft_deadletters_show(weft_pg_conn_t *pg, const char *id, weft_pg_result_t *
         return 1;
     }
     /* The value, binary, for display. */
-    *value = rows(pg, "SELECT value FROM weft.dead_letters WHERE id = $1::bigint", 1, params, 1,
-                  NULL, 0);
+    *value = weft_pg_rows(pg, "SELECT value FROM weft.dead_letters WHERE id = $1::bigint", 1,
+                          params, 1, NULL, 0);
     return 0;
 }
 
@@ -83,15 +73,16 @@ weft_pg_result_t *weft_deadletters_lock(weft_pg_conn_t *pg, const char *trigger,
                                         char *errstr, size_t errlen)
 {
     const char *params[2] = {trigger, ids};
-    return rows(pg,
-                "SELECT d.id, d.trigger, d.generation, d.key, d.source_topic, d.headers::text,"
-                "       d.message_key IS NOT NULL, d.source_broker::text"
-                "  FROM weft.dead_letters d"
-                " WHERE d.redriven_at IS NULL"
-                "   AND ($1::text IS NULL OR d.trigger = $1)"
-                "   AND ($2::bigint[] IS NULL OR d.id = ANY ($2::bigint[]))"
-                " ORDER BY d.id FOR UPDATE SKIP LOCKED",
-                2, params, 0, errstr, errlen);
+    return weft_pg_rows(
+        pg,
+        "SELECT d.id, d.trigger, d.generation, d.key, d.source_topic, d.headers::text,"
+        "       d.message_key IS NOT NULL, d.source_broker::text"
+        "  FROM weft.dead_letters d"
+        " WHERE d.redriven_at IS NULL"
+        "   AND ($1::text IS NULL OR d.trigger = $1)"
+        "   AND ($2::bigint[] IS NULL OR d.id = ANY ($2::bigint[]))"
+        " ORDER BY d.id FOR UPDATE SKIP LOCKED",
+        2, params, 0, errstr, errlen);
 }
 
 int weft_deadletters_mark(weft_pg_conn_t *pg, const char *id, const char *trigger,
@@ -119,8 +110,9 @@ int weft_deadletters_mark(weft_pg_conn_t *pg, const char *id, const char *trigge
 weft_pg_result_t *weft_deadletters_message(weft_pg_conn_t *pg, const char *id)
 {
     const char *vp[1] = {id};
-    PGresult *v = rows(pg, "SELECT value, message_key FROM weft.dead_letters WHERE id = $1::bigint",
-                       1, vp, 1, NULL, 0);
+    PGresult *v =
+        weft_pg_rows(pg, "SELECT value, message_key FROM weft.dead_letters WHERE id = $1::bigint",
+                     1, vp, 1, NULL, 0);
     if (v && PQntuples(v) != 1) {
         PQclear(v);
         return NULL;

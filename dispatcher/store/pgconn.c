@@ -169,6 +169,32 @@ unsigned char *weft_pgresult_bytea(const weft_pg_result_t *r, int row, int col, 
     return out;
 }
 
+weft_pg_result_t *weft_pg_rows(weft_pg_conn_t *pg, const char *sql, int n,
+                               const char *const *params, int binary, char *errstr, size_t errlen)
+{
+    PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, binary);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        if (errstr)
+            snprintf(errstr, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+char *weft_pg_value(weft_pg_conn_t *pg, const char *sql, int n, const char *const *params,
+                    char *errstr, size_t errlen)
+{
+    PGresult *r = weft_pg_rows(pg, sql, n, params, 0, errstr, errlen);
+    if (!r)
+        return NULL;
+    char *v = strdup(PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    if (!v)
+        snprintf(errstr, errlen, "out of memory\n");
+    return v;
+}
+
 int weft_pgconn_notified(weft_pg_conn_t *pg)
 {
     PGnotify *n = PQnotifies(pg);

@@ -71,6 +71,15 @@ int weft_pgresult_isnull(const weft_pg_result_t *r, int row, int col);
 int weft_pgresult_length(const weft_pg_result_t *r, int row, int col);
 unsigned char *weft_pgresult_bytea(const weft_pg_result_t *r, int row, int col, size_t *len);
 
+/* The store's own statements that wait (the CLI, start-up): runs sql with
+ * n text parameters (binary: results in binary) and returns its rows, or
+ * NULL with errstr (PostgreSQL's message) when it returned none. */
+weft_pg_result_t *weft_pg_rows(weft_pg_conn_t *pg, const char *sql, int n,
+                               const char *const *params, int binary, char *errstr, size_t errlen);
+/* The first value of sql's first row as a new string, or NULL with errstr. */
+char *weft_pg_value(weft_pg_conn_t *pg, const char *sql, int n, const char *const *params,
+                    char *errstr, size_t errlen);
+
 /* Takes (and frees) one notification already read; 1 when there was one. */
 int weft_pgconn_notified(weft_pg_conn_t *pg);
 /* Asks the server to cancel the command in progress (waits for the

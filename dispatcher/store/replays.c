@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "ledger.h"
+#include "pgconn.h"
 
 /* Fills errstr from r (or the connection) and frees r: -1. */
 static int failed(PGconn *pg, PGresult *r, char *errstr, size_t errlen)
@@ -222,24 +223,15 @@ int weft_replay_save(weft_pg_conn_t *pg, long long id, const weft_replay_part_t 
 
 char *weft_replay_list_json(weft_pg_conn_t *pg, char *errstr, size_t errlen)
 {
-    PGresult *res = PQexec(pg, LIST_JSON_SQL);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        failed(pg, res, errstr, errlen);
-        return NULL;
-    }
-    char *json = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    if (!json)
-        snprintf(errstr, errlen, "out of memory\n");
-    return json;
+    return weft_pg_value(pg, LIST_JSON_SQL, 0, NULL, errstr, errlen);
 }
 
 int weft_replay_list(weft_pg_conn_t *pg, weft_replay_list_t *out, char *errstr, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    PGresult *res = PQexec(pg, LIST_SQL);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        return failed(pg, res, errstr, errlen);
+    PGresult *res = weft_pg_rows(pg, LIST_SQL, 0, NULL, 0, errstr, errlen);
+    if (!res)
+        return -1;
     size_t n = (size_t)PQntuples(res);
     out->rows = calloc(n + 1, sizeof(*out->rows));
     if (!out->rows) {

@@ -5,6 +5,8 @@
  */
 #include "saga_admin.h"
 
+#include "pgconn.h"
+
 #include <libpq-fe.h>
 #include <stdio.h>
 
@@ -46,13 +48,7 @@ static const char EVENTS_SQL[] =
 weft_pg_result_t *weft_saga_admin_list(weft_pg_conn_t *pg, const char *const params[4],
                                        char *errstr, size_t errlen)
 {
-    PGresult *r = PQexecParams(pg, LIST_SQL, 4, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errlen, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
+    return weft_pg_rows(pg, LIST_SQL, 4, params, 0, errstr, errlen);
 }
 
 int weft_saga_admin_show(weft_pg_conn_t *pg, const char *id, weft_pg_result_t **head,
@@ -61,12 +57,9 @@ int weft_saga_admin_show(weft_pg_conn_t *pg, const char *id, weft_pg_result_t **
 {
     const char *p1[1] = {id};
     *head = *steps = *events = NULL;
-    PGresult *h = PQexecParams(pg, HEAD_SQL, 1, NULL, p1, NULL, NULL, 0);
-    if (PQresultStatus(h) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errlen, "%s", PQresultErrorMessage(h));
-        PQclear(h);
+    PGresult *h = weft_pg_rows(pg, HEAD_SQL, 1, p1, 0, errstr, errlen);
+    if (!h)
         return -1;
-    }
     if (PQntuples(h) == 0) {
         PQclear(h);
         return 1;

@@ -485,6 +485,10 @@ static void test_replay_by_time(void **state)
     assert_int_equal(
         sh_weft("replay --trigger c-time --dry-run --json --from-time @%lld", now_ms()), 0);
     assert_non_null(strstr(out, "holds no event"));
+    /* --json answers JSON on an empty range too. */
+    assert_true(weft_json_valid(out, strlen(out)));
+    assert_non_null(strstr(out, "\"status\":\"empty\""));
+    assert_int_equal(json_num(out, "read"), 0);
     /* A relative time works the same way: the last hour holds all five. */
     assert_int_equal(sh_weft("replay --trigger c-time --dry-run --json --from-time 1h"), 0);
     assert_int_equal(json_num(out, "read"), 5);

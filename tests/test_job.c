@@ -77,9 +77,9 @@ static msg_t *msg_new(dsp_t *d, const char *key, const char *mkey)
 
 static job_t *admit(dsp_t *d, msg_t *m, weft_trigger_t *t)
 {
-    job_t *j = job_new(d, m, t);
+    job_t *j = dsp_job_new(d, m, t);
     assert_non_null(j);
-    job_admit(d, j);
+    dsp_job_admit(d, j);
     return j;
 }
 
@@ -96,10 +96,10 @@ static void test_admit_new_key_is_claimed(void **state)
     assert_int_equal(a->state, J_CLAIM);
     assert_int_equal(b->state, J_CLAIM);
     assert_int_equal(t.inflight, 2);
-    assert_ptr_equal(jq_pop(&d->claim_q), a);
-    assert_ptr_equal(jq_pop(&d->claim_q), b);
-    job_terminal(d, a);
-    job_terminal(d, b);
+    assert_ptr_equal(dsp_jq_pop(&d->claim_q), a);
+    assert_ptr_equal(dsp_jq_pop(&d->claim_q), b);
+    dsp_job_terminal(d, a);
+    dsp_job_terminal(d, b);
     assert_int_equal(n_finished, 2);
     assert_int_equal(d->inflight_msgs, 0);
     assert_int_equal(t.inflight, 0);
@@ -122,17 +122,17 @@ static void test_admit_duplicate_follows_and_ends_with_leader(void **state)
     replay->generation = 2;
     admit(d, replay, &t);
     assert_int_equal(d->claim_q.n, 2);
-    assert_ptr_equal(jq_pop(&d->claim_q), a);
-    job_t *g2 = jq_pop(&d->claim_q);
+    assert_ptr_equal(dsp_jq_pop(&d->claim_q), a);
+    job_t *g2 = dsp_jq_pop(&d->claim_q);
     /* The leader's end finishes its follower's message too. */
-    job_terminal(d, a);
+    dsp_job_terminal(d, a);
     assert_int_equal(n_finished, 2);
     assert_int_equal(t.inflight, 1);
     /* The key is free again: a new copy is claimed, not followed. */
     job_t *again = admit(d, msg_new(d, "k1", "a"), &t);
     assert_int_equal(again->state, J_CLAIM);
-    job_terminal(d, jq_pop(&d->claim_q));
-    job_terminal(d, g2);
+    dsp_job_terminal(d, dsp_jq_pop(&d->claim_q));
+    dsp_job_terminal(d, g2);
     assert_int_equal(n_finished, 4);
     assert_int_equal(d->inflight_msgs, 0);
     dsp_free(d);
@@ -153,18 +153,18 @@ static void test_ordered_key_waits_for_previous_event(void **state)
     assert_int_equal(d->claim_q.n, 2);
     assert_int_equal(a2->state, J_ORDER);
     assert_int_equal(a3->state, J_ORDER);
-    assert_ptr_equal(jq_pop(&d->claim_q), a1);
-    assert_ptr_equal(jq_pop(&d->claim_q), b1);
+    assert_ptr_equal(dsp_jq_pop(&d->claim_q), a1);
+    assert_ptr_equal(dsp_jq_pop(&d->claim_q), b1);
     /* Each terminal outcome lets exactly the next event of its key go. */
-    job_terminal(d, a1);
+    dsp_job_terminal(d, a1);
     assert_int_equal(d->claim_q.n, 1);
-    assert_ptr_equal(jq_pop(&d->claim_q), a2);
+    assert_ptr_equal(dsp_jq_pop(&d->claim_q), a2);
     assert_int_equal(a3->state, J_ORDER);
-    job_terminal(d, b1);
+    dsp_job_terminal(d, b1);
     assert_int_equal(d->claim_q.n, 0);
-    job_terminal(d, a2);
-    assert_ptr_equal(jq_pop(&d->claim_q), a3);
-    job_terminal(d, a3);
+    dsp_job_terminal(d, a2);
+    assert_ptr_equal(dsp_jq_pop(&d->claim_q), a3);
+    dsp_job_terminal(d, a3);
     assert_int_equal(d->claim_q.n, 0);
     /* The chain is gone: the next event of A is claimed at once. */
     job_t *a4 = admit(d, msg_new(d, "e5", "A"), &t);
@@ -172,7 +172,7 @@ static void test_ordered_key_waits_for_previous_event(void **state)
     for (size_t i = 0; i < d->active_cap; i++)
         if (d->order_tab[i])
             assert_ptr_equal(d->order_tab[i]->tail, a4);
-    job_terminal(d, jq_pop(&d->claim_q));
+    dsp_job_terminal(d, dsp_jq_pop(&d->claim_q));
     for (size_t i = 0; i < d->active_cap; i++)
         assert_null(d->order_tab[i]);
     assert_int_equal(n_finished, 5);
@@ -187,8 +187,8 @@ static void test_unordered_trigger_does_not_chain(void **state)
     admit(d, msg_new(d, "e1", "A"), &t);
     admit(d, msg_new(d, "e2", "A"), &t);
     assert_int_equal(d->claim_q.n, 2);
-    job_terminal(d, jq_pop(&d->claim_q));
-    job_terminal(d, jq_pop(&d->claim_q));
+    dsp_job_terminal(d, dsp_jq_pop(&d->claim_q));
+    dsp_job_terminal(d, dsp_jq_pop(&d->claim_q));
     dsp_free(d);
 }
 
@@ -222,7 +222,7 @@ static void test_backoff_jitter_bounds(void **state)
                         .backoff_max_ms = 5000,
                         .backoff_jitter = 0.5};
     for (int i = 0; i < 1000; i++)
-        assert_in_range(backoff_ms(&t, 10), 2500, 5000);
+        assert_in_range(dsp_backoff_ms(&t, 10), 2500, 5000);
 }
 
 /* ---- claim answers and attempts ---------------------------------------- */

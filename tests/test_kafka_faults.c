@@ -2,8 +2,9 @@
  * test_kafka_faults.c - the delivery contract on a real Apache Kafka broker
  * under the faults only a real cluster allows: consumer-group rebalances
  * under load (a member joins, one leaves cleanly, one is killed with
- * SIGKILL), the broker restarted under load, and a result topic that does
- * not exist while the broker's auto-creation is off.
+ * SIGKILL), the broker restarted under load, a result topic that does
+ * not exist while the broker's auto-creation is off, and a fatal client
+ * error (a fenced static member), which must exit 1.
  *
  * Every test ends with the same checker (checker.h): each input has exactly
  * one distinct result id and its own body, nothing is lost, attempts stay
@@ -171,6 +172,31 @@ static void test_missing_result_topic_holds_its_partition(void **state)
     fx_producer_destroy(p);
 }
 
+/* A fatal client error stops the dispatcher with exit code 1 (a
+ * supervisor restarts it), and says why; SIGTERM still ends in 0. The real
+ * fatal error: a static group member (group.instance.id) fenced by a
+ * newer member with the same instance id, which librdkafka raises as
+ * ERR__FATAL (FENCED_INSTANCE_ID). A group of its own keeps the other
+ * tests' members out of it. */
+static void test_fenced_static_member_exits_1(void **state)
+{
+    (void)state;
+    fx_check_need_apache(&fx);
+    const char *set = FX_CHECK_RUN_SET ";kafka.group.id=weft-fenced;"
+                                       "kafka.group.instance.id=weft-fenced-1";
+    pid_t a = fx_run_start(&fx, "fenced-a.log", set);
+    assert_true(a > 0);
+    assert_true(fx_log_wait(&fx, "fenced-a.log", "partition assigned", 60000));
+    pid_t b = fx_run_start(&fx, "fenced-b.log", set);
+    assert_true(b > 0);
+    int rc = fx_run_wait(a, 90000);
+    print_message("the fenced dispatcher exited with %d\n", rc);
+    assert_int_equal(rc, 1);
+    assert_true(fx_log_wait(&fx, "fenced-a.log", "fatal kafka error.*FENCED_INSTANCE_ID", 1000));
+    assert_true(fx_log_wait(&fx, "fenced-b.log", "partition assigned", 60000));
+    assert_int_equal(fx_run_stop(b, 30000), 0);
+}
+
 int main(void)
 {
     /* WEFT_TEST_FILTER=name runs the matching tests only (while debugging). */
@@ -180,6 +206,7 @@ int main(void)
         cmocka_unit_test_teardown(test_rebalance_under_load, fx_check_teardown),
         cmocka_unit_test_teardown(test_broker_restart_under_load, fx_check_teardown),
         cmocka_unit_test_teardown(test_missing_result_topic_holds_its_partition, fx_check_teardown),
+        cmocka_unit_test_teardown(test_fenced_static_member_exits_1, fx_check_teardown),
     };
     return cmocka_run_group_tests_name("kafka_faults", tests, group_setup, group_teardown);
 }

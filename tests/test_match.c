@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "match.h"
 
 static void add_fn(weft_catalog_t *cat, const char *name)
 {

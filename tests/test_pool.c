@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "match.h"
 #include "envelope.h"
 #include "exec_proto.h"
 #include "pool.h"

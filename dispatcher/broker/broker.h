@@ -110,6 +110,8 @@ typedef struct weft_adapter_ops {
     size_t (*max_bytes)(weft_adapter_t *a, const char *topic);
     void (*close)(weft_adapter_t *a, int timeout_ms);
     void (*destroy)(weft_adapter_t *a);
+    /* May be NULL (the adapter has no fatal state). */
+    int (*fatal)(weft_adapter_t *a, char *why, size_t len);
 } weft_adapter_ops_t;
 
 struct weft_adapter {
@@ -193,6 +195,13 @@ static inline size_t weft_adapter_outq(const weft_adapter_t *a)
 static inline void weft_adapter_close(weft_adapter_t *a, int timeout_ms)
 {
     a->ops->close(a, timeout_ms);
+}
+/* 1 when the adapter's client failed for good (why says how): the
+ * dispatcher must stop and exit 1 so that its supervisor restarts it.
+ * Cheap (no call to the broker): asked once per loop turn. */
+static inline int weft_adapter_fatal(weft_adapter_t *a, char *why, size_t len)
+{
+    return a->ops->fatal ? a->ops->fatal(a, why, len) : 0;
 }
 /* NULL is a no-op. */
 static inline void weft_adapter_destroy(weft_adapter_t *a)

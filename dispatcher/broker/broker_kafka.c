@@ -326,6 +326,11 @@ static void k_destroy(weft_adapter_t *a)
     free(ka);
 }
 
+static int k_fatal(weft_adapter_t *a, char *why, size_t len)
+{
+    return weft_kafka_fatal(((kadapter_t *)a)->k, why, len);
+}
+
 static const weft_adapter_ops_t kafka_ops = {
     .wake_fd = k_wake_fd,
     .sync = k_sync,
@@ -338,6 +343,7 @@ static const weft_adapter_ops_t kafka_ops = {
     .max_bytes = k_max_bytes,
     .close = k_close,
     .destroy = k_destroy,
+    .fatal = k_fatal,
 };
 
 weft_adapter_t *weft_adapter_kafka_new(const weft_config_t *cfg, const weft_adapter_cbs_t *cbs,

@@ -5,7 +5,7 @@
  * Runs in the dispatcher. nats.c starts its own threads, and so does this
  * file; every thread here only moves messages between locked queues and
  * writes a byte to the wake pipe. Dispatcher state is touched only from
- * the loop thread, through consume / serve / finish.
+ * the loop thread, through dsp_consume / serve / finish.
  *
  * Threads:
  *   fetch (one per JetStream trigger)  binds the trigger's durable pull
@@ -40,7 +40,7 @@
  * Subscriptions are never destroyed before the adapter is: a message keeps
  * a pointer to its subscription until it is acknowledged.
  *
- * This file is the interface and the adapter's life (new, sync, consume,
+ * This file is the interface and the adapter's life (new, sync, dsp_consume,
  * finish, serve, close, destroy); the threads' code is beside it:
  * broker_nats_fetch.c (records, core NATS, JetStream fetch),
  * broker_nats_ack.c (the ops thread), broker_nats_publish.c (produce and
@@ -96,11 +96,11 @@ static int consumer_start(nadapter_t *na, const weft_trigger_t *t)
     c->max_inflight = t->max_inflight;
     c->max_attempts = t->max_attempts;
     if (!c->trigger || !c->stream || !c->durable || !c->subject) {
-        consumer_free(c);
+        weft_nats_adapter_consumer_free(c);
         return -1;
     }
-    if (pthread_create(&c->th, NULL, fetch_main, c) != 0) {
-        consumer_free(c);
+    if (pthread_create(&c->th, NULL, weft_nats_adapter_fetch_main, c) != 0) {
+        weft_nats_adapter_consumer_free(c);
         return -1;
     }
     c->started = 1;
@@ -193,11 +193,11 @@ static int n_sync(weft_adapter_t *a, const weft_catalog_t *cat, char *errstr, si
         }
         s->na = na;
         natsStatus st = natsConnection_QueueSubscribe(&s->sub, na->nc, s->subject, na->queue_group,
-                                                      on_core_msg, na);
-        /* Told when on_core_msg is done for good, so the adapter is freed
+                                                      weft_nats_adapter_on_core_msg, na);
+        /* Told when weft_nats_adapter_on_core_msg is done for good, so the adapter is freed
          * only after its last call (n_destroy). */
         if (st == NATS_OK)
-            st = natsSubscription_SetOnCompleteCB(s->sub, on_core_sub_done, s);
+            st = natsSubscription_SetOnCompleteCB(s->sub, weft_nats_adapter_on_core_sub_done, s);
         if (st != NATS_OK) {
             snprintf(errstr, errlen, "natsConnection_QueueSubscribe() failed subject=%s: %s",
                      s->subject, nats_err(st));
@@ -270,14 +270,14 @@ static void n_finish(weft_adapter_t *a, weft_bmsg_t *m, weft_finish_t how, int d
     if (!r)
         return;
     if (r->kind != WEFT_BROKER_JETSTREAM) {
-        rec_free(r);
+        weft_nats_adapter_rec_free(r);
         return;
     }
     r->how = how;
     r->delay_ms = delay_ms;
     r->next = NULL;
     pthread_mutex_lock(&na->mu);
-    held_del(na, r);
+    weft_nats_adapter_held_del(na, r);
     if (na->ops_tail)
         na->ops_tail->next = r;
     else
@@ -394,8 +394,8 @@ static void n_destroy(weft_adapter_t *a)
     while (r) {
         nrec_t *next = r->next;
         if (r->kind == WEFT_BROKER_JETSTREAM)
-            held_del(na, r);
-        rec_free(r);
+            weft_nats_adapter_held_del(na, r);
+        weft_nats_adapter_rec_free(r);
         r = next;
     }
     na->ops_stop = 1;
@@ -405,7 +405,7 @@ static void n_destroy(weft_adapter_t *a)
         pthread_join(na->ops_th, NULL);
     pthread_mutex_lock(&na->mu);
     if (na->ack_sub) {
-        /* on_ack_reply takes na->mu: wait (bounded) until nats.c says it
+        /* weft_nats_adapter_on_ack_reply takes na->mu: wait (bounded) until nats.c says it
          * has returned for the last time before the adapter goes. */
         pthread_mutex_unlock(&na->mu);
         natsSubscription_Unsubscribe(na->ack_sub);
@@ -419,15 +419,15 @@ static void n_destroy(weft_adapter_t *a)
         na->ack_sub = NULL;
     }
     while (na->ack_head) {
-        nrec_t *pend = ack_take_locked(na, na->ack_head->ack_id);
-        ack_failed(pend, "shutting down before the answer");
-        rec_free(pend);
+        nrec_t *pend = weft_nats_adapter_ack_take_locked(na, na->ack_head->ack_id);
+        weft_nats_adapter_ack_failed(pend, "shutting down before the answer");
+        weft_nats_adapter_rec_free(pend);
     }
     pthread_mutex_unlock(&na->mu);
     while (na->held) {
         nrec_t *h = na->held;
-        held_del(na, h);
-        rec_free(h);
+        weft_nats_adapter_held_del(na, h);
+        weft_nats_adapter_rec_free(h);
     }
     while (na->comp_head) {
         ncomp_t *c = na->comp_head;
@@ -447,9 +447,9 @@ static void n_destroy(weft_adapter_t *a)
     while (na->cons) {
         consumer_t *c = na->cons;
         na->cons = c->next;
-        consumer_free(c);
+        weft_nats_adapter_consumer_free(c);
     }
-    /* on_core_msg takes na->mu: wait (bounded) until nats.c says each
+    /* weft_nats_adapter_on_core_msg takes na->mu: wait (bounded) until nats.c says each
      * subscription's handler has returned for the last time. n_close
      * unsubscribed them. */
     pthread_mutex_lock(&na->mu);
@@ -484,7 +484,7 @@ static const weft_adapter_ops_t nats_ops = {
     .sync = n_sync,
     .consume = n_consume,
     .finish = n_finish,
-    .produce = n_produce,
+    .produce = weft_nats_adapter_produce,
     .serve = n_serve,
     .pause = n_pause,
     .outq = n_outq,
@@ -596,7 +596,7 @@ weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapt
     jsOptions_Init(&jo);
     jo.Wait = 5000;
     jo.PublishAsync.MaxPending = 65536;
-    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandler = weft_nats_adapter_on_pub_ack;
     jo.PublishAsync.AckHandlerClosure = na;
     jo.PublishAsync.StallWait = 50;
     s = natsConnection_JetStream(&na->js, na->nc, &jo);
@@ -612,17 +612,18 @@ weft_adapter_t *weft_adapter_nats_new(const weft_config_t *cfg, const weft_adapt
         char wild[160];
         snprintf(wild, sizeof(wild), "%s.*", inbox);
         natsInbox_Destroy(inbox);
-        s = natsConnection_Subscribe(&na->ack_sub, na->nc, wild, on_ack_reply, na);
+        s = natsConnection_Subscribe(&na->ack_sub, na->nc, wild, weft_nats_adapter_on_ack_reply,
+                                     na);
     }
     if (s == NATS_OK)
-        s = natsSubscription_SetOnCompleteCB(na->ack_sub, on_ack_sub_done, na);
+        s = natsSubscription_SetOnCompleteCB(na->ack_sub, weft_nats_adapter_on_ack_sub_done, na);
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(na->ack_sub, -1, -1);
     if (s != NATS_OK) {
         snprintf(errstr, errlen, "cannot subscribe to the ack inbox: %s", nats_err(s));
         goto fail;
     }
-    if (pthread_create(&na->ops_th, NULL, ops_main, na) != 0) {
+    if (pthread_create(&na->ops_th, NULL, weft_nats_adapter_ops_main, na) != 0) {
         snprintf(errstr, errlen, "pthread_create() failed");
         goto fail;
     }

@@ -4,7 +4,7 @@
  * subject under one inbox subscription), sends retries as NakWithDelay,
  * and in-progress acks every AckWait/3 for every message weft holds.
  *
- * Runs in the dispatcher: ops_main on the adapter's ops thread, the ack
+ * Runs in the dispatcher: weft_nats_adapter_ops_main on the adapter's ops thread, the ack
  * answers on nats.c's delivery thread.
  *
  * Invariants: an ack is sent only after the dispatcher finished the
@@ -50,7 +50,7 @@ static void ack_add_locked(nadapter_t *na, nrec_t *r, uint64_t now)
 
 /* Takes the pending ack id off the table; NULL when it is not there (it
  * was answered, or given up on, already). */
-nrec_t *ack_take_locked(nadapter_t *na, uint64_t id)
+nrec_t *weft_nats_adapter_ack_take_locked(nadapter_t *na, uint64_t id)
 {
     nrec_t **pp = &na->ack_buckets[id % ACK_BUCKETS];
     while (*pp && (*pp)->ack_id != id)
@@ -71,7 +71,7 @@ nrec_t *ack_take_locked(nadapter_t *na, uint64_t id)
     return r;
 }
 
-void ack_failed(const nrec_t *r, const char *why)
+void weft_nats_adapter_ack_failed(const nrec_t *r, const char *why)
 {
     weft_warn("JetStream ack failed (redelivered after AckWait, then re-emitted from the "
               "ledger) stream=%s seq=%llu: %s",
@@ -79,7 +79,8 @@ void ack_failed(const nrec_t *r, const char *why)
 }
 
 /* nats.c's delivery thread: the server's answer to one ack. */
-void on_ack_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+void weft_nats_adapter_on_ack_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                                    void *closure)
 {
     (void)nc;
     (void)sub;
@@ -88,19 +89,19 @@ void on_ack_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void 
     const char *dot = subj ? strrchr(subj, '.') : NULL;
     uint64_t id = dot ? strtoull(dot + 1, NULL, 10) : 0;
     pthread_mutex_lock(&na->mu);
-    nrec_t *r = id ? ack_take_locked(na, id) : NULL;
+    nrec_t *r = id ? weft_nats_adapter_ack_take_locked(na, id) : NULL;
     pthread_mutex_unlock(&na->mu);
     if (r) {
         if (natsMsg_IsNoResponders(msg))
-            ack_failed(r, "no responders (the consumer is gone)");
-        rec_free(r);
+            weft_nats_adapter_ack_failed(r, "no responders (the consumer is gone)");
+        weft_nats_adapter_rec_free(r);
     }
     natsMsg_Destroy(msg);
 }
 
-/* nats.c: the ack subscription is closed and on_ack_reply will not run
+/* nats.c: the ack subscription is closed and weft_nats_adapter_on_ack_reply will not run
  * again, so the adapter may be freed. */
-void on_ack_sub_done(void *closure)
+void weft_nats_adapter_on_ack_sub_done(void *closure)
 {
     nadapter_t *na = closure;
     pthread_mutex_lock(&na->mu);
@@ -115,8 +116,8 @@ static void ack_send(nadapter_t *na, nrec_t *r)
     const char *reply = natsMsg_GetReply(r->msg);
     char to[512], inbox[192];
     if (!reply || !*reply || strlen(reply) >= sizeof(to)) {
-        ack_failed(r, "the message has no ack subject");
-        rec_free(r);
+        weft_nats_adapter_ack_failed(r, "the message has no ack subject");
+        weft_nats_adapter_rec_free(r);
         return;
     }
     snprintf(to, sizeof(to), "%s", reply);
@@ -129,16 +130,16 @@ static void ack_send(nadapter_t *na, nrec_t *r)
     natsStatus s = natsConnection_PublishRequest(na->nc, to, inbox, "+ACK", 4);
     if (s != NATS_OK) {
         pthread_mutex_lock(&na->mu);
-        nrec_t *back = ack_take_locked(na, id);
+        nrec_t *back = weft_nats_adapter_ack_take_locked(na, id);
         pthread_mutex_unlock(&na->mu);
         if (back) {
-            ack_failed(back, nats_err(s));
-            rec_free(back);
+            weft_nats_adapter_ack_failed(back, nats_err(s));
+            weft_nats_adapter_rec_free(back);
         }
     }
 }
 
-void *ops_main(void *arg)
+void *weft_nats_adapter_ops_main(void *arg)
 {
     nadapter_t *na = arg;
     pthread_mutex_lock(&na->mu);
@@ -165,7 +166,7 @@ void *ops_main(void *arg)
         /* Acks without an answer in time. */
         nrec_t *expired = NULL;
         while (na->ack_head && now - na->ack_head->ack_sent >= ACK_WAIT_MS) {
-            nrec_t *r = ack_take_locked(na, na->ack_head->ack_id);
+            nrec_t *r = weft_nats_adapter_ack_take_locked(na, na->ack_head->ack_id);
             r->next = expired;
             expired = r;
         }
@@ -176,8 +177,8 @@ void *ops_main(void *arg)
         while (expired) {
             nrec_t *r = expired;
             expired = r->next;
-            ack_failed(r, "no answer in time");
-            rec_free(r);
+            weft_nats_adapter_ack_failed(r, "no answer in time");
+            weft_nats_adapter_rec_free(r);
         }
         while (batch) {
             nrec_t *r = batch;
@@ -194,7 +195,7 @@ void *ops_main(void *arg)
                               "seq=%llu: %s",
                               r->stream ? r->stream : "", (unsigned long long)r->seq, nats_err(s));
             }
-            rec_free(r);
+            weft_nats_adapter_rec_free(r);
         }
         pthread_mutex_lock(&na->mu);
         /* At the end, wait for the answers to what was sent (bounded by

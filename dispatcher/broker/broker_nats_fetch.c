@@ -34,7 +34,7 @@
 
 /* ---- records ------------------------------------------------------------ */
 
-void rec_free(nrec_t *r)
+void weft_nats_adapter_rec_free(nrec_t *r)
 {
     if (!r)
         return;
@@ -117,7 +117,7 @@ static void held_add(nadapter_t *na, nrec_t *r)
     na->held = r;
 }
 
-void held_del(nadapter_t *na, nrec_t *r)
+void weft_nats_adapter_held_del(nadapter_t *na, nrec_t *r)
 {
     if (r->hprev)
         r->hprev->hnext = r->hnext;
@@ -143,7 +143,8 @@ static void in_push(nadapter_t *na, nrec_t *r)
 /* nats.c's delivery thread. While the dispatcher is paused or the queue is
  * full this waits, so nats.c's own pending limit applies (and it drops as a
  * slow consumer: core NATS is at-most-once). */
-void on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+void weft_nats_adapter_on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                                   void *closure)
 {
     (void)nc;
     (void)sub;
@@ -158,7 +159,7 @@ void on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *
         wait_locked(na, 200);
     if (na->closing) {
         pthread_mutex_unlock(&na->mu);
-        rec_free(r);
+        weft_nats_adapter_rec_free(r);
         return;
     }
     in_push(na, r);
@@ -167,9 +168,9 @@ void on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *
     wake(na);
 }
 
-/* nats.c: the subscription is closed and on_core_msg will not run for it
+/* nats.c: the subscription is closed and weft_nats_adapter_on_core_msg will not run for it
  * again. */
-void on_core_sub_done(void *closure)
+void weft_nats_adapter_on_core_sub_done(void *closure)
 {
     coresub_t *s = closure;
     pthread_mutex_lock(&s->na->mu);
@@ -256,7 +257,7 @@ static int consumer_bind(consumer_t *c, char *err, size_t errlen)
     return 0;
 }
 
-void *fetch_main(void *arg)
+void *weft_nats_adapter_fetch_main(void *arg)
 {
     consumer_t *c = arg;
     nadapter_t *na = c->na;
@@ -319,7 +320,7 @@ void *fetch_main(void *arg)
             if (n < 1024)
                 recs[n++] = r;
             else
-                rec_free(r);
+                weft_nats_adapter_rec_free(r);
         }
         natsMsgList_Destroy(&list);
         pthread_mutex_lock(&na->mu);
@@ -339,7 +340,7 @@ void *fetch_main(void *arg)
     return NULL;
 }
 
-void consumer_free(consumer_t *c)
+void weft_nats_adapter_consumer_free(consumer_t *c)
 {
     if (c->sub)
         natsSubscription_Destroy(c->sub);

@@ -3,7 +3,7 @@
  * adapter's state, the record of a message weft holds, and the helpers
  * every thread uses. Not a public header: broker.h is the interface.
  *
- * broker_nats.c is the interface (sync, consume, finish, serve, close);
+ * broker_nats.c is the interface (sync, dsp_consume, finish, serve, close);
  * broker_nats_fetch.c the inbound side (records, core NATS subscriptions,
  * JetStream fetch threads); broker_nats_ack.c the ops thread (acks, naks,
  * in-progress); broker_nats_publish.c publishing and PubAck completions.
@@ -51,7 +51,7 @@ typedef struct coresub {
     char *subject;
     natsSubscription *sub;
     int retired;
-    int done; /* on_core_msg has returned for the last time (under na->mu) */
+    int done; /* weft_nats_adapter_on_core_msg has returned for the last time (under na->mu) */
     struct coresub *next;
 } coresub_t;
 
@@ -170,23 +170,26 @@ static inline const char *nats_err(natsStatus s)
 }
 
 /* broker_nats_fetch.c */
-void rec_free(nrec_t *r);
-void held_del(nadapter_t *na, nrec_t *r);
-void on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure);
-void on_core_sub_done(void *closure);
-void *fetch_main(void *arg);
-void consumer_free(consumer_t *c);
+void weft_nats_adapter_rec_free(nrec_t *r);
+void weft_nats_adapter_held_del(nadapter_t *na, nrec_t *r);
+void weft_nats_adapter_on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                                   void *closure);
+void weft_nats_adapter_on_core_sub_done(void *closure);
+void *weft_nats_adapter_fetch_main(void *arg);
+void weft_nats_adapter_consumer_free(consumer_t *c);
 
 /* broker_nats_ack.c */
-nrec_t *ack_take_locked(nadapter_t *na, uint64_t id);
-void ack_failed(const nrec_t *r, const char *why);
-void on_ack_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure);
-void on_ack_sub_done(void *closure);
-void *ops_main(void *arg);
+nrec_t *weft_nats_adapter_ack_take_locked(nadapter_t *na, uint64_t id);
+void weft_nats_adapter_ack_failed(const nrec_t *r, const char *why);
+void weft_nats_adapter_on_ack_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                                    void *closure);
+void weft_nats_adapter_on_ack_sub_done(void *closure);
+void *weft_nats_adapter_ops_main(void *arg);
 
 /* broker_nats_publish.c */
-void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
-int n_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque, int *retriable,
-              char *errstr, size_t errlen);
+void weft_nats_adapter_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+                                  void *closure);
+int weft_nats_adapter_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque,
+                              int *retriable, char *errstr, size_t errlen);
 
 #endif

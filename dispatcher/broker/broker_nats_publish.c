@@ -4,15 +4,15 @@
  * with a PubAck), and the completions serve() hands back to the
  * dispatcher.
  *
- * Runs in the dispatcher: n_produce on the loop thread, on_pub_ack on
- * nats.c's PubAck thread (which only queues a completion under na->mu and
- * wakes the loop).
+ * Runs in the dispatcher: weft_nats_adapter_produce on the loop thread,
+ * weft_nats_adapter_on_pub_ack on nats.c's PubAck thread (which only queues a completion under
+ * na->mu and wakes the loop).
  *
  * Invariants: a JetStream message sits in the pending table (na->pubs,
  * under na->mu) from before js_PublishMsgAsync until its PubAck, which
  * queues its completion; a core NATS message has no acknowledgement and
- * is reported delivered from serve, never from n_produce; a refused
- * publish gets no completion (n_produce returns the error); a message over
+ * is reported delivered from serve, never from weft_nats_adapter_produce; a refused
+ * publish gets no completion (weft_nats_adapter_produce returns the error); a message over
  * the server's max_payload is refused as never sendable (not retriable).
  */
 
@@ -60,7 +60,8 @@ static void comp_push_locked(nadapter_t *na, void *opaque, const char *err, int 
 
 /* nats.c's thread: a PubAck (or its failure / timeout) for a message
  * published with js_PublishMsgAsync. */
-void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+void weft_nats_adapter_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+                                  void *closure)
 {
     (void)js;
     nadapter_t *na = closure;
@@ -124,8 +125,8 @@ static void publish_failed(nadapter_t *na, const weft_emit_t *em, natsStatus s, 
     snprintf(errstr, errlen, "%s subject=%s: %s", call, em->topic, nats_err(s));
 }
 
-int n_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque, int *retriable,
-              char *errstr, size_t errlen)
+int weft_nats_adapter_produce(weft_adapter_t *a, const weft_emit_t *em, void *msg_opaque,
+                              int *retriable, char *errstr, size_t errlen)
 {
     nadapter_t *na = (nadapter_t *)a;
     *retriable = 0;

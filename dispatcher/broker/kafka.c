@@ -498,6 +498,21 @@ size_t weft_kafka_consume(weft_kafka_t *k, weft_kmsg_t *out, size_t max, int *fa
     return n;
 }
 
+int weft_kafka_fatal(weft_kafka_t *k, char *why, size_t len)
+{
+    rd_kafka_t *rk[2] = {k->consumer, k->producer};
+    for (int i = 0; i < 2; i++) {
+        char e[512];
+        rd_kafka_resp_err_t err = rk[i] ? rd_kafka_fatal_error(rk[i], e, sizeof(e)) : 0;
+        if (err) {
+            snprintf(why, len, "%s: %s (%s)", i ? "producer" : "consumer", e,
+                     rd_kafka_err2name(err));
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void weft_kafka_msg_free(weft_kmsg_t *m)
 {
     if (!m)

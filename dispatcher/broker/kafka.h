@@ -80,6 +80,11 @@ int weft_kafka_subscribe(weft_kafka_t *k, const char **topics, size_t n, char *e
 /* Reads up to max messages without blocking; returns the count. Consumer
  * errors are logged (fatal ones set *fatal). */
 size_t weft_kafka_consume(weft_kafka_t *k, weft_kmsg_t *out, size_t max, int *fatal);
+/* 1 when librdkafka raised a fatal error on the consumer or the producer
+ * (a fenced static group member, an idempotent producer's fatal error):
+ * the handle is unusable from then on; why holds librdkafka's text. An
+ * atomic read, no call to the broker. */
+int weft_kafka_fatal(weft_kafka_t *k, char *why, size_t len);
 void weft_kafka_msg_free(weft_kmsg_t *m);
 
 /* Fills km from a librdkafka message (rd_kafka_message_t *) it then owns:

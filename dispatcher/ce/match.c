@@ -11,21 +11,6 @@
 
 #include <string.h>
 
-#include "catalog.h"
-
-int weft_filter_op_parse(const char *s, weft_filter_op_t *op)
-{
-    if (strcmp(s, "exact") == 0)
-        *op = WEFT_FILTER_EXACT;
-    else if (strcmp(s, "prefix") == 0)
-        *op = WEFT_FILTER_PREFIX;
-    else if (strcmp(s, "suffix") == 0)
-        *op = WEFT_FILTER_SUFFIX;
-    else
-        return -1;
-    return 0;
-}
-
 static int filter_holds(const weft_filter_t *f, const char *v)
 {
     if (!v)

@@ -14,6 +14,8 @@
 #include "catalog.h"
 #include "config.h"
 #include "envelope.h"
+#include "match.h"
+#include "pg.h"
 
 /* argv[0] is the command name. Each returns the exit code: 0 ok, 1 runtime
  * error, 2 usage or configuration error (130 for an interrupted replay). */
@@ -156,7 +158,7 @@ void weft_cli_progress_end(weft_cli_progress_t *p);
 int weft_cli_read_file(const char *path, uint8_t **out, size_t *len, char *errstr, size_t errlen);
 
 /* Connects to PostgreSQL (pg.conninfo) or prints why not, prefixed with
- * cmd. Returns a PGconn * or NULL. */
-void *weft_cli_pg_connect(const weft_config_t *cfg, const char *cmd);
+ * cmd. Returns the connection (close it with weft_pgconn_close) or NULL. */
+weft_pg_conn_t *weft_cli_pg_connect(const weft_config_t *cfg, const char *cmd);
 
 #endif

@@ -11,12 +11,12 @@
  * either kept or deleted (each batch is one transaction).
  */
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "pgconn.h"
 #include "retention.h"
 
 /* A prune with retention.batch at 0 (retention off) still goes in
@@ -47,7 +47,8 @@ void weft_ledger_usage(FILE *f)
                "  weft ledger prune --older-than 14d\n");
 }
 
-static int prune(PGconn *pg, const weft_retention_t *rt, const char *age, int dry_run, int json)
+static int prune(weft_pg_conn_t *pg, const weft_retention_t *rt, const char *age, int dry_run,
+                 int json)
 {
     char err[512];
     int64_t terminal = 0, running = 0, replays = 0, batches = 0;
@@ -152,10 +153,10 @@ int weft_ledger_main(const weft_config_t *cfg, int argc, char **argv)
     rt.dead_letters_ms = rt.sagas_ms = 0;
     if (rt.batch <= 0)
         rt.batch = PRUNE_BATCH;
-    PGconn *pg = weft_cli_pg_connect(cfg, "weft ledger prune");
+    weft_pg_conn_t *pg = weft_cli_pg_connect(cfg, "weft ledger prune");
     if (!pg)
         return 1;
     int rc = prune(pg, &rt, older, dry_run, json);
-    PQfinish(pg);
+    weft_pgconn_close(pg);
     return rc;
 }

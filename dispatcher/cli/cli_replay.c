@@ -37,7 +37,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,12 +52,10 @@
 #include "kafka.h"
 #include "ledger.h"
 #include "log.h"
+#include "pgconn.h"
 #include "replay.h"
+#include "replays.h"
 #include "retention.h"
-
-/* pg_advisory_lock(LOCK_CLASS, id) is held by the process working on a
- * replay: 0x77656674, "weft". */
-#define LOCK_CLASS "2003134068"
 
 void weft_replay_usage(FILE *f)
 {
@@ -113,12 +110,12 @@ void weft_replay_usage(FILE *f)
             "  weft replay --resume 12\n");
 }
 
-volatile sig_atomic_t stop_requested;
+volatile sig_atomic_t weft_replay_stop_requested;
 
 static void on_stop(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    weft_replay_stop_requested = 1;
 }
 
 static void on_delivered(void *opaque, void *msg_opaque, const char *err)
@@ -142,16 +139,9 @@ static void on_noop(void *opaque, const char *topic, int32_t partition)
 
 static void set_status(rp_t *r, const char *status, const char *error)
 {
-    const char *params[3] = {r->idbuf, status, error};
-    PGresult *res = PQexecParams(r->pg,
-                                 "UPDATE weft.replays SET status = $2, error = $3,"
-                                 " updated_at = now(),"
-                                 " finished_at = CASE WHEN $2 = 'done' THEN now() END"
-                                 " WHERE id = $1::bigint",
-                                 3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fprintf(stderr, "weft replay: recording the replay's state: %s", PQresultErrorMessage(res));
-    PQclear(res);
+    char err[1024];
+    if (weft_replay_set_status(r->pg, r->id, status, error, err, sizeof(err)) != 0)
+        fprintf(stderr, "weft replay: recording the replay's state: %s", err);
 }
 
 static char *request_json(const rp_args_t *a)
@@ -175,68 +165,36 @@ static char *request_json(const rp_args_t *a)
     return b.p;
 }
 
+/* The partitions as the store takes them (a new array, or NULL). */
+static weft_replay_part_t *store_parts(const rp_t *r)
+{
+    weft_replay_part_t *ps = calloc(r->n_parts ? r->n_parts : 1, sizeof(*ps));
+    for (size_t i = 0; ps && i < r->n_parts; i++)
+        ps[i] = (weft_replay_part_t){r->parts[i].partition, r->parts[i].start, r->parts[i].end,
+                                     r->parts[i].next};
+    return ps;
+}
+
 /* Records the replay and its partitions; allocates its generation. */
 static int create_replay(rp_t *r, const rp_args_t *a)
 {
     char *req = request_json(a);
-    weft_buf_t parts = {0}, starts = {0}, ends = {0};
-    for (size_t i = 0; i < r->n_parts; i++) {
-        char p[16], s[24], e[24];
-        snprintf(p, sizeof(p), "%d", (int)r->parts[i].partition);
-        snprintf(s, sizeof(s), "%lld", (long long)r->parts[i].start);
-        snprintf(e, sizeof(e), "%lld", (long long)r->parts[i].end);
-        weft_pg_array_add(&parts, p, strlen(p), 0);
-        weft_pg_array_add(&starts, s, strlen(s), 0);
-        weft_pg_array_add(&ends, e, strlen(e), 0);
-    }
-    weft_buf_append(&parts, "}", 2);
-    weft_buf_append(&starts, "}", 2);
-    weft_buf_append(&ends, "}", 2);
-    const char *params[8] = {r->topic,
-                             r->only ? r->only->name : NULL,
-                             r->reexecute ? "true" : "false",
-                             req ? req : "{}",
-                             parts.p,
-                             starts.p,
-                             ends.p,
-                             weft_broker_name(r->broker)};
-    PGresult *res = PQexecParams(
-        r->pg,
-        "WITH r AS (INSERT INTO weft.replays (topic, trigger, reexecute, generation, request,"
-        "                                     broker)"
-        "           VALUES ($1, $2, $3::boolean,"
-        "                   CASE WHEN $3::boolean THEN nextval('weft.replay_generation')"
-        "                        ELSE 0 END, $4::jsonb, $8::weft.broker)"
-        "           RETURNING id, generation),"
-        "     p AS (INSERT INTO weft.replay_partitions"
-        "             (replay, partition, start_offset, end_offset, next_offset)"
-        "           SELECT r.id, u.p, u.s, u.e, u.s FROM r,"
-        "                  unnest($5::int[], $6::bigint[], $7::bigint[]) AS u(p, s, e))"
-        " SELECT id, generation FROM r",
-        8, NULL, params, NULL, NULL, 0);
+    weft_replay_part_t *ps = store_parts(r);
+    char err[1024] = "out of memory\n";
+    int rc = ps ? weft_replay_create(r->pg, r->topic, r->only ? r->only->name : NULL, r->reexecute,
+                                     req ? req : "{}", weft_broker_name(r->broker), ps, r->n_parts,
+                                     &r->id, &r->generation, err, sizeof(err))
+                : -1;
     free(req);
-    weft_buf_free(&parts);
-    weft_buf_free(&starts);
-    weft_buf_free(&ends);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        fprintf(stderr, "weft replay: recording the replay: %s", PQresultErrorMessage(res));
-        PQclear(res);
-        return -1;
-    }
-    r->id = atoll(PQgetvalue(res, 0, 0));
-    r->generation = atoi(PQgetvalue(res, 0, 1));
-    PQclear(res);
-    return 0;
+    free(ps);
+    if (rc != 0)
+        fprintf(stderr, "weft replay: recording the replay: %s", err);
+    return rc;
 }
 
 static int lock_replay(rp_t *r)
 {
-    const char *params[2] = {LOCK_CLASS, r->idbuf};
-    PGresult *res = PQexecParams(r->pg, "SELECT pg_try_advisory_lock($1::int, $2::int)", 2, NULL,
-                                 params, NULL, NULL, 0);
-    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && *PQgetvalue(res, 0, 0) == 't';
-    PQclear(res);
-    return ok ? 0 : -1;
+    return weft_replay_lock(r->pg, r->id) ? 0 : -1;
 }
 
 /* Finds the trigger to replay for, enabled and on Kafka. 0, 1 or 2. */
@@ -246,12 +204,7 @@ static int find_trigger(rp_t *r, const char *name)
         if (strcmp(r->cat->trigs[i].name, name) == 0)
             r->only = &r->cat->trigs[i];
     if (!r->only) {
-        const char *params[1] = {name};
-        PGresult *res = PQexecParams(r->pg, "SELECT 1 FROM weft.triggers WHERE name = $1", 1, NULL,
-                                     params, NULL, NULL, 0);
-        int exists = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-        PQclear(res);
-        if (exists)
+        if (weft_catalog_trigger_exists(r->pg, name) == 1)
             fprintf(stderr, "weft replay: trigger %s is disabled; enable it first\n", name);
         else
             fprintf(stderr, "weft replay: unknown trigger \"%s\" (weft triggers lists them)\n",
@@ -302,7 +255,8 @@ static int confirm(const rp_t *r, const rp_args_t *a, int64_t total)
     return 0;
 }
 
-static void print_summary(const rp_t *r, const char *status)
+/* note: a sentence for --json (an empty range says so in it), or NULL. */
+static void print_summary(const rp_t *r, const char *status, const char *note)
 {
     if (r->json) {
         printf("{\"id\":%lld,\"status\":\"%s\",\"dry_run\":%s,\"topic\":", r->id, status,
@@ -314,11 +268,15 @@ static void print_summary(const rp_t *r, const char *status)
             weft_json_append_string(&b, r->only->name, strlen(r->only->name));
         else
             weft_buf_append(&b, "null", 4);
+        if (note) {
+            weft_buf_append(&b, ",\"note\":", 8);
+            weft_json_append_string(&b, note, strlen(note));
+        }
         weft_buf_append(&b, "", 1);
         printf("%s,\"generation\":%d,\"total\":%lld,\"read\":%lld,\"published\":%lld,"
                "\"reemit\":%lld,\"run\":%lld,\"dead\":%lld,\"dropped\":%lld,\"skipped\":%lld,"
                "\"older_than_retention\":%lld}\n",
-               b.p, r->generation, (long long)range_total(r), r->c.read, r->c.published,
+               b.p, r->generation, (long long)weft_replay_range_total(r), r->c.read, r->c.published,
                r->c.reemit, r->c.run, r->c.dead, r->c.dropped, r->c.skipped, r->c.older);
         weft_buf_free(&b);
         return;
@@ -380,54 +338,36 @@ static int retention_cutoff(rp_t *r, const rp_args_t *a)
 
 static int list_replays(const weft_config_t *cfg, int json)
 {
-    PGconn *pg = weft_cli_pg_connect(cfg, "weft replay");
+    weft_pg_conn_t *pg = weft_cli_pg_connect(cfg, "weft replay");
     if (!pg)
         return 1;
-    const char *sql =
-        json ? "SELECT coalesce(json_agg(json_build_object('id', r.id, 'status', r.status,"
-               " 'topic', r.topic, 'trigger', r.trigger, 'reexecute', r.reexecute,"
-               " 'generation', r.generation, 'request', r.request, 'error', r.error,"
-               " 'total', (SELECT coalesce(sum(end_offset - start_offset), 0) FROM"
-               "   weft.replay_partitions WHERE replay = r.id),"
-               " 'done', (SELECT coalesce(sum(next_offset - start_offset), 0) FROM"
-               "   weft.replay_partitions WHERE replay = r.id),"
-               " 'read', r.read, 'published', r.published, 'reemit', r.reemit, 'run', r.run,"
-               " 'dead', r.dead, 'dropped', r.dropped, 'skipped', r.skipped,"
-               " 'created_at', r.created_at, 'updated_at', r.updated_at,"
-               " 'finished_at', r.finished_at) ORDER BY r.id), '[]'::json) FROM weft.replays r"
-             : "SELECT r.id, CASE WHEN r.status = 'running' AND NOT EXISTS (SELECT 1"
-               "   FROM pg_locks l WHERE l.locktype = 'advisory' AND l.classid = " LOCK_CLASS
-               "    AND l.objid = r.id AND l.objsubid = 2) THEN 'stopped' ELSE r.status END,"
-               " coalesce(r.trigger, '*'), r.topic, r.generation,"
-               " (SELECT coalesce(sum(next_offset - start_offset), 0) || '/' ||"
-               "         coalesce(sum(end_offset - start_offset), 0)"
-               "    FROM weft.replay_partitions WHERE replay = r.id),"
-               " r.reemit || '/' || r.run || '/' || r.dead || '/' || r.skipped,"
-               " to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
-               " r.request::text FROM weft.replays r ORDER BY r.id";
-    PGresult *res = PQexec(pg, sql);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft replay --list: %s", PQresultErrorMessage(res));
-        PQclear(res);
-        PQfinish(pg);
-        return 1;
-    }
+    char err[1024];
+    int rc = 0;
     if (json) {
-        printf("%s\n", PQgetvalue(res, 0, 0));
-    } else if (PQntuples(res) == 0) {
-        printf("no replays\n");
+        char *text = weft_replay_list_json(pg, err, sizeof(err));
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        rc = text ? 0 : 1;
     } else {
-        printf("%-6s %-12s %-20s %-24s %-4s %-15s %-20s %-19s %s\n", "ID", "STATUS", "TRIGGER",
-               "TOPIC", "GEN", "OFFSETS", "REEMIT/RUN/DEAD/SKIP", "CREATED (UTC)", "RANGE");
-        for (int i = 0; i < PQntuples(res); i++)
-            printf("%-6s %-12s %-20s %-24s %-4s %-15s %-20s %-19s %s\n", PQgetvalue(res, i, 0),
-                   PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-                   PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
-                   PQgetvalue(res, i, 7), PQgetvalue(res, i, 8));
+        weft_replay_list_t l;
+        rc = weft_replay_list(pg, &l, err, sizeof(err)) == 0 ? 0 : 1;
+        if (rc == 0 && l.n == 0) {
+            printf("no replays\n");
+        } else if (rc == 0) {
+            printf("%-6s %-12s %-20s %-24s %-4s %-15s %-20s %-19s %s\n", "ID", "STATUS", "TRIGGER",
+                   "TOPIC", "GEN", "OFFSETS", "REEMIT/RUN/DEAD/SKIP", "CREATED (UTC)", "RANGE");
+            for (size_t i = 0; i < l.n; i++)
+                printf("%-6s %-12s %-20s %-24s %-4s %-15s %-20s %-19s %s\n", l.rows[i][0],
+                       l.rows[i][1], l.rows[i][2], l.rows[i][3], l.rows[i][4], l.rows[i][5],
+                       l.rows[i][6], l.rows[i][7], l.rows[i][8]);
+        }
+        weft_replay_list_free(&l);
     }
-    PQclear(res);
-    PQfinish(pg);
-    return 0;
+    if (rc)
+        fprintf(stderr, "weft replay --list: %s", err);
+    weft_pgconn_close(pg);
+    return rc;
 }
 
 /* Loads an earlier replay to go on with. 0, 1 or 2. */
@@ -441,65 +381,49 @@ static int load_replay(rp_t *r, const char *id)
     }
     r->id = v;
     snprintf(r->idbuf, sizeof(r->idbuf), "%lld", v);
-    const char *params[1] = {r->idbuf};
-    PGresult *res = PQexecParams(r->pg,
-                                 "SELECT topic, trigger, reexecute, generation, status, read,"
-                                 " published, reemit, run, dead, dropped, skipped, broker"
-                                 " FROM weft.replays WHERE id = $1::bigint",
-                                 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    weft_replay_row_t row;
+    if (weft_replay_load(r->pg, r->id, &row) != 0) {
         fprintf(stderr, "weft replay: no replay %s (weft replay --list shows them)\n", id);
-        PQclear(res);
         return 1;
     }
-    if (strcmp(PQgetvalue(res, 0, 4), "done") == 0) {
+    if (strcmp(row.status, "done") == 0) {
         fprintf(stderr, "weft replay: replay %s is done; nothing to resume\n", id);
-        PQclear(res);
         return 1;
     }
     int rc = 0;
-    if (!PQgetisnull(res, 0, 1)) {
-        rc = find_trigger(r, PQgetvalue(res, 0, 1));
-    }
-    snprintf(r->topic, sizeof(r->topic), "%s", PQgetvalue(res, 0, 0));
-    weft_broker_parse(PQgetvalue(res, 0, 12), &r->broker);
+    if (row.trigger[0])
+        rc = find_trigger(r, row.trigger);
+    snprintf(r->topic, sizeof(r->topic), "%s", row.topic);
+    weft_broker_parse(row.broker, &r->broker);
     if (r->broker == WEFT_BROKER_JETSTREAM && !r->stream[0]) {
         const weft_trigger_t *on[1];
         if (weft_catalog_on_topic(r->cat, r->broker, r->topic, on, 1) == 0) {
             fprintf(stderr, "weft replay: no enabled trigger consumes jetstream://%s any more\n",
                     r->topic);
-            PQclear(res);
             return 1;
         }
         snprintf(r->stream, sizeof(r->stream), "%s", on[0]->stream ? on[0]->stream : "");
     }
-    r->reexecute = *PQgetvalue(res, 0, 2) == 't';
-    r->generation = atoi(PQgetvalue(res, 0, 3));
-    long long *cs[7] = {&r->c.read, &r->c.published, &r->c.reemit, &r->c.run,
-                        &r->c.dead, &r->c.dropped,   &r->c.skipped};
-    for (int i = 0; i < 7; i++)
-        *cs[i] = atoll(PQgetvalue(res, 0, 5 + i));
-    PQclear(res);
+    r->reexecute = row.reexecute;
+    r->generation = row.generation;
+    r->c = (rp_counts_t){row.c.read, row.c.published, row.c.reemit,  row.c.run,
+                         row.c.dead, row.c.dropped,   row.c.skipped, 0};
     if (rc != 0)
         return rc;
-    res = PQexecParams(r->pg,
-                       "SELECT partition, start_offset, end_offset, next_offset"
-                       "  FROM weft.replay_partitions WHERE replay = $1::bigint ORDER BY partition",
-                       1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft replay: %s", PQresultErrorMessage(res));
-        PQclear(res);
+    weft_replay_part_t *ps = NULL;
+    char err[1024];
+    if (weft_replay_load_parts(r->pg, r->id, &ps, &r->n_parts, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft replay: %s", err);
         return 1;
     }
-    r->n_parts = (size_t)PQntuples(res);
     r->parts = calloc(r->n_parts ? r->n_parts : 1, sizeof(*r->parts));
     for (size_t i = 0; r->parts && i < r->n_parts; i++) {
-        r->parts[i].partition = atoi(PQgetvalue(res, (int)i, 0));
-        r->parts[i].start = atoll(PQgetvalue(res, (int)i, 1));
-        r->parts[i].end = atoll(PQgetvalue(res, (int)i, 2));
-        r->parts[i].next = atoll(PQgetvalue(res, (int)i, 3));
+        r->parts[i].partition = ps[i].partition;
+        r->parts[i].start = ps[i].start;
+        r->parts[i].end = ps[i].end;
+        r->parts[i].next = ps[i].next;
     }
-    PQclear(res);
+    free(ps);
     return r->parts ? 0 : 1;
 }
 
@@ -592,11 +516,19 @@ static int run_replay(rp_t *r, const rp_args_t *a)
     if ((rc = retention_cutoff(r, a)) != 0)
         return rc;
     if (!a->resume) {
-        if ((rc = js ? build_range_js(r, a) : build_range(r, a)) != 0)
+        if ((rc = js ? weft_replay_range_js(r, a) : weft_replay_range_kafka(r, a)) != 0)
             return rc;
-        int64_t total = range_total(r);
+        int64_t total = weft_replay_range_total(r);
         if (total == 0) {
-            printf("nothing to replay: the range of %s://%s holds no event\n", scheme, r->topic);
+            char note[600];
+            snprintf(note, sizeof(note), "nothing to replay: the range of %s://%s holds no event",
+                     scheme, r->topic);
+            /* --json answers JSON here too: the summary, status "empty"
+             * (no replay was created: id 0, every count 0). */
+            if (r->json)
+                print_summary(r, "empty", note);
+            else
+                printf("%s\n", note);
             return 0;
         }
         if (r->reexecute && !r->dry_run && (rc = confirm(r, a, total)) != 0)
@@ -627,29 +559,30 @@ static int run_replay(rp_t *r, const rp_args_t *a)
     }
     if (!r->dry_run && !r->json)
         fprintf(stderr, "weft replay: replay %s of %s://%s: %lld of %lld %s to go\n", r->idbuf,
-                scheme, r->topic, (long long)(range_total(r) - progress_done(r)),
-                (long long)range_total(r), js ? "stream sequences" : "events");
+                scheme, r->topic,
+                (long long)(weft_replay_range_total(r) - weft_replay_progress_done(r)),
+                (long long)weft_replay_range_total(r), js ? "stream sequences" : "events");
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    rc = js ? read_loop_js(r) : read_loop(r);
+    rc = js ? weft_replay_read_js(r) : weft_replay_read_kafka(r);
     if (r->dry_run) {
-        print_summary(r, rc == 0 ? "done" : "failed");
+        print_summary(r, rc == 0 ? "done" : "failed", NULL);
         return rc == 0 ? 0 : rc == 1 ? 130 : 1;
     }
     if (rc == 0) {
         set_status(r, "done", NULL);
-        print_summary(r, "done");
+        print_summary(r, "done", NULL);
         return 0;
     }
     set_status(r, rc == 1 ? "interrupted" : "failed", rc == 1 ? NULL : "see the command's output");
-    print_summary(r, rc == 1 ? "interrupted" : "failed");
+    print_summary(r, rc == 1 ? "interrupted" : "failed", NULL);
     fprintf(stderr, "weft replay: %s at %lld of %lld events; go on with: weft replay --resume %s\n",
-            rc == 1 ? "interrupted" : "stopped", (long long)progress_done(r),
-            (long long)range_total(r), r->idbuf);
+            rc == 1 ? "interrupted" : "stopped", (long long)weft_replay_progress_done(r),
+            (long long)weft_replay_range_total(r), r->idbuf);
     return rc == 1 ? 130 : 1;
 }
 
@@ -803,6 +736,6 @@ int weft_replay_main(weft_config_t *cfg, int argc, char **argv)
     if (r.cat)
         weft_catalog_unref(r.cat);
     if (r.pg)
-        PQfinish(r.pg);
+        weft_pgconn_close(r.pg);
     return rc;
 }

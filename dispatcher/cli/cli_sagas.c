@@ -6,7 +6,6 @@
 #include "cli_sagas.h"
 
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,8 @@
 #include "cli.h"
 #include "hash.h"
 #include "json.h"
+#include "pgconn.h"
+#include "saga_admin.h"
 
 void weft_sagas_usage(FILE *f)
 {
@@ -48,7 +49,7 @@ static void print_json_str(const char *s)
     weft_buf_free(&b);
 }
 
-static int sagas_list(PGconn *pg, int argc, char **argv)
+static int sagas_list(weft_pg_conn_t *pg, int argc, char **argv)
 {
     static const struct option lo[] = {
         {"saga", required_argument, NULL, 's'},   {"status", required_argument, NULL, 't'},
@@ -107,36 +108,26 @@ static int sagas_list(PGconn *pg, int argc, char **argv)
         return 2;
     }
     const char *params[4] = {saga, status, since[0] ? since : NULL, limit};
-    PGresult *r = PQexecParams(
-        pg,
-        "SELECT id::text, saga, status::text, current_step, coalesce(failed_step::text, ''),"
-        "  to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-        "  to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-        "  coalesce(error, ''), trigger"
-        " FROM weft.saga_instances"
-        " WHERE ($1::text IS NULL OR saga = $1) AND ($2::text IS NULL OR status::text = $2)"
-        "   AND ($3::timestamptz IS NULL OR started_at >= $3::timestamptz)"
-        " ORDER BY started_at DESC, id LIMIT $4::int",
-        4, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft sagas list: %s", PQresultErrorMessage(r));
-        PQclear(r);
+    char err[1024];
+    weft_pg_result_t *r = weft_saga_admin_list(pg, params, err, sizeof(err));
+    if (!r) {
+        fprintf(stderr, "weft sagas list: %s", err);
         return 1;
     }
-    int n = PQntuples(r);
+    int n = weft_pgresult_rows(r);
     if (json) {
         printf("[");
         for (int i = 0; i < n; i++) {
-            printf("%s{\"id\":\"%s\",\"saga\":", i ? "," : "", PQgetvalue(r, i, 0));
-            print_json_str(PQgetvalue(r, i, 1));
+            printf("%s{\"id\":\"%s\",\"saga\":", i ? "," : "", weft_pgresult_value(r, i, 0));
+            print_json_str(weft_pgresult_value(r, i, 1));
             printf(",\"status\":\"%s\",\"current_step\":%s,\"failed_step\":%s,"
                    "\"started_at\":\"%s\",\"updated_at\":\"%s\",\"trigger\":",
-                   PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
-                   PQgetvalue(r, i, 4)[0] ? PQgetvalue(r, i, 4) : "null", PQgetvalue(r, i, 5),
-                   PQgetvalue(r, i, 6));
-            print_json_str(PQgetvalue(r, i, 8));
+                   weft_pgresult_value(r, i, 2), weft_pgresult_value(r, i, 3),
+                   weft_pgresult_value(r, i, 4)[0] ? weft_pgresult_value(r, i, 4) : "null",
+                   weft_pgresult_value(r, i, 5), weft_pgresult_value(r, i, 6));
+            print_json_str(weft_pgresult_value(r, i, 8));
             printf(",\"error\":");
-            print_json_str(PQgetvalue(r, i, 7)[0] ? PQgetvalue(r, i, 7) : NULL);
+            print_json_str(weft_pgresult_value(r, i, 7)[0] ? weft_pgresult_value(r, i, 7) : NULL);
             printf("}");
         }
         printf("]\n");
@@ -146,27 +137,25 @@ static int sagas_list(PGconn *pg, int argc, char **argv)
         printf("%-36s  %-16s %-12s %4s  %-24s  %s\n", "ID", "SAGA", "STATUS", "STEP", "STARTED",
                "ERROR");
         for (int i = 0; i < n; i++)
-            printf("%-36s  %-16s %-12s %4s  %-24s  %.60s\n", PQgetvalue(r, i, 0),
-                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-                   PQgetvalue(r, i, 4)[0] ? PQgetvalue(r, i, 4) : PQgetvalue(r, i, 3),
-                   PQgetvalue(r, i, 5), PQgetvalue(r, i, 7));
+            printf("%-36s  %-16s %-12s %4s  %-24s  %.60s\n", weft_pgresult_value(r, i, 0),
+                   weft_pgresult_value(r, i, 1), weft_pgresult_value(r, i, 2),
+                   weft_pgresult_value(r, i, 4)[0] ? weft_pgresult_value(r, i, 4)
+                                                   : weft_pgresult_value(r, i, 3),
+                   weft_pgresult_value(r, i, 5), weft_pgresult_value(r, i, 7));
     }
-    PQclear(r);
+    weft_pgresult_free(r);
     return 0;
 }
 
 /* A bytea column for display: the text when it is printable UTF-8 (cut
  * at max bytes), else its size; "-" when NULL or empty. */
-static void print_data(const PGresult *r, int row, int col, int max)
+static void print_data(const weft_pg_result_t *r, int row, int col, int max)
 {
     size_t len = 0;
-    unsigned char *v = PQgetisnull(r, row, col)
-                           ? NULL
-                           : PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &len);
+    unsigned char *v = weft_pgresult_bytea(r, row, col, &len);
     if (!v || len == 0) {
         printf("-");
-        if (v)
-            PQfreemem(v);
+        free(v);
         return;
     }
     int printable = weft_utf8_valid(v, len);
@@ -178,10 +167,10 @@ static void print_data(const PGresult *r, int row, int col, int max)
         printf("%.*s...", max, (const char *)v);
     else
         printf("%.*s", (int)len, (const char *)v);
-    PQfreemem(v);
+    free(v);
 }
 
-static int sagas_show(PGconn *pg, int argc, char **argv)
+static int sagas_show(weft_pg_conn_t *pg, int argc, char **argv)
 {
     static const struct option lo[] = {
         {"json", no_argument, NULL, 'j'},
@@ -206,124 +195,95 @@ static int sagas_show(PGconn *pg, int argc, char **argv)
         fprintf(stderr, "weft sagas show: '%s' is not a saga instance id (a UUID)\n", id);
         return 2;
     }
-    const char *p1[1] = {id};
-    PGresult *h = PQexecParams(
-        pg,
-        "SELECT saga, status::text, trigger, start_key, current_step,"
-        "  coalesce(failed_step::text, ''), coalesce(error, ''),"
-        "  to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-        "  coalesce(to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-        "           ''),"
-        "  to_char(deadline_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-        " FROM weft.saga_instances WHERE id = $1::uuid",
-        1, NULL, p1, NULL, NULL, 0);
-    if (PQresultStatus(h) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft sagas show: %s", PQresultErrorMessage(h));
-        PQclear(h);
-        return 1;
-    }
-    if (PQntuples(h) == 0) {
+    weft_pg_result_t *h = NULL, *s = NULL, *e = NULL;
+    char err[1024];
+    int found = weft_saga_admin_show(pg, id, &h, &s, &e, err, sizeof(err));
+    if (found == 1) {
         fprintf(stderr, "weft sagas show: no saga instance %s\n", id);
-        PQclear(h);
         return 1;
     }
-    PGresult *s = PQexecParams(
-        pg,
-        "SELECT r.position, coalesce(st.name, ''), r.phase, r.status,"
-        "  r.input, r.output, coalesce(r.error, ''),"
-        "  to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-        "  coalesce(to_char(r.finished_at AT TIME ZONE 'UTC',"
-        "                   'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), '')"
-        " FROM weft.saga_step_runs r JOIN weft.saga_instances i ON i.id = r.instance"
-        " LEFT JOIN weft.saga_steps st ON st.saga = i.saga AND st.position = r.position"
-        " WHERE r.instance = $1::uuid ORDER BY r.started_at, r.position",
-        1, NULL, p1, NULL, NULL, 0);
-    PGresult *e = PQexecParams(
-        pg,
-        "SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), type,"
-        "  coalesce(step::text, ''), coalesce(phase, ''), topic, id,"
-        "  data, published_at IS NOT NULL, cause"
-        " FROM weft.saga_events WHERE instance = $1::uuid ORDER BY seq",
-        1, NULL, p1, NULL, NULL, 0);
+
     int rc = 0;
-    if (PQresultStatus(s) != PGRES_TUPLES_OK || PQresultStatus(e) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft sagas show: %s",
-                PQresultStatus(s) != PGRES_TUPLES_OK ? PQresultErrorMessage(s)
-                                                     : PQresultErrorMessage(e));
+    if (found < 0) {
+        fprintf(stderr, "weft sagas show: %s", err);
         rc = 1;
     } else if (json) {
         printf("{\"id\":\"%s\",\"saga\":", id);
-        print_json_str(PQgetvalue(h, 0, 0));
-        printf(",\"status\":\"%s\",\"trigger\":", PQgetvalue(h, 0, 1));
-        print_json_str(PQgetvalue(h, 0, 2));
+        print_json_str(weft_pgresult_value(h, 0, 0));
+        printf(",\"status\":\"%s\",\"trigger\":", weft_pgresult_value(h, 0, 1));
+        print_json_str(weft_pgresult_value(h, 0, 2));
         printf(",\"start_key\":");
-        print_json_str(PQgetvalue(h, 0, 3));
-        printf(",\"current_step\":%s,\"failed_step\":%s,\"error\":", PQgetvalue(h, 0, 4),
-               PQgetvalue(h, 0, 5)[0] ? PQgetvalue(h, 0, 5) : "null");
-        print_json_str(PQgetvalue(h, 0, 6)[0] ? PQgetvalue(h, 0, 6) : NULL);
-        printf(",\"started_at\":\"%s\",\"finished_at\":", PQgetvalue(h, 0, 7));
-        print_json_str(PQgetvalue(h, 0, 8)[0] ? PQgetvalue(h, 0, 8) : NULL);
-        printf(",\"deadline_at\":\"%s\",\"steps\":[", PQgetvalue(h, 0, 9));
-        for (int i = 0; i < PQntuples(s); i++) {
-            printf("%s{\"step\":%s,\"name\":", i ? "," : "", PQgetvalue(s, i, 0));
-            print_json_str(PQgetvalue(s, i, 1));
-            printf(",\"phase\":\"%s\",\"status\":\"%s\",\"error\":", PQgetvalue(s, i, 2),
-                   PQgetvalue(s, i, 3));
-            print_json_str(PQgetvalue(s, i, 6)[0] ? PQgetvalue(s, i, 6) : NULL);
-            printf(",\"started_at\":\"%s\",\"finished_at\":", PQgetvalue(s, i, 7));
-            print_json_str(PQgetvalue(s, i, 8)[0] ? PQgetvalue(s, i, 8) : NULL);
+        print_json_str(weft_pgresult_value(h, 0, 3));
+        printf(",\"current_step\":%s,\"failed_step\":%s,\"error\":", weft_pgresult_value(h, 0, 4),
+               weft_pgresult_value(h, 0, 5)[0] ? weft_pgresult_value(h, 0, 5) : "null");
+        print_json_str(weft_pgresult_value(h, 0, 6)[0] ? weft_pgresult_value(h, 0, 6) : NULL);
+        printf(",\"started_at\":\"%s\",\"finished_at\":", weft_pgresult_value(h, 0, 7));
+        print_json_str(weft_pgresult_value(h, 0, 8)[0] ? weft_pgresult_value(h, 0, 8) : NULL);
+        printf(",\"deadline_at\":\"%s\",\"steps\":[", weft_pgresult_value(h, 0, 9));
+        for (int i = 0; i < weft_pgresult_rows(s); i++) {
+            printf("%s{\"step\":%s,\"name\":", i ? "," : "", weft_pgresult_value(s, i, 0));
+            print_json_str(weft_pgresult_value(s, i, 1));
+            printf(",\"phase\":\"%s\",\"status\":\"%s\",\"error\":", weft_pgresult_value(s, i, 2),
+                   weft_pgresult_value(s, i, 3));
+            print_json_str(weft_pgresult_value(s, i, 6)[0] ? weft_pgresult_value(s, i, 6) : NULL);
+            printf(",\"started_at\":\"%s\",\"finished_at\":", weft_pgresult_value(s, i, 7));
+            print_json_str(weft_pgresult_value(s, i, 8)[0] ? weft_pgresult_value(s, i, 8) : NULL);
             printf("}");
         }
         printf("],\"timeline\":[");
-        for (int i = 0; i < PQntuples(e); i++) {
+        for (int i = 0; i < weft_pgresult_rows(e); i++) {
             printf("%s{\"seq\":%s,\"at\":\"%s\",\"type\":\"%s\",\"step\":%s,\"phase\":",
-                   i ? "," : "", PQgetvalue(e, i, 0), PQgetvalue(e, i, 1), PQgetvalue(e, i, 2),
-                   PQgetvalue(e, i, 3)[0] ? PQgetvalue(e, i, 3) : "null");
-            print_json_str(PQgetvalue(e, i, 4)[0] ? PQgetvalue(e, i, 4) : NULL);
+                   i ? "," : "", weft_pgresult_value(e, i, 0), weft_pgresult_value(e, i, 1),
+                   weft_pgresult_value(e, i, 2),
+                   weft_pgresult_value(e, i, 3)[0] ? weft_pgresult_value(e, i, 3) : "null");
+            print_json_str(weft_pgresult_value(e, i, 4)[0] ? weft_pgresult_value(e, i, 4) : NULL);
             printf(",\"topic\":");
-            print_json_str(PQgetvalue(e, i, 5));
-            printf(",\"id\":\"%s\",\"cause\":", PQgetvalue(e, i, 6));
-            print_json_str(PQgetvalue(e, i, 9));
+            print_json_str(weft_pgresult_value(e, i, 5));
+            printf(",\"id\":\"%s\",\"cause\":", weft_pgresult_value(e, i, 6));
+            print_json_str(weft_pgresult_value(e, i, 9));
             printf("}");
         }
         printf("]}\n");
     } else {
-        printf("saga %s  instance %s\n", PQgetvalue(h, 0, 0), id);
-        printf("  status     %s", PQgetvalue(h, 0, 1));
-        if (PQgetvalue(h, 0, 5)[0])
-            printf(" (failed at step %s)", PQgetvalue(h, 0, 5));
-        printf("\n  trigger    %s\n  started    %s\n", PQgetvalue(h, 0, 2), PQgetvalue(h, 0, 7));
-        if (PQgetvalue(h, 0, 8)[0])
-            printf("  finished   %s\n", PQgetvalue(h, 0, 8));
+        printf("saga %s  instance %s\n", weft_pgresult_value(h, 0, 0), id);
+        printf("  status     %s", weft_pgresult_value(h, 0, 1));
+        if (weft_pgresult_value(h, 0, 5)[0])
+            printf(" (failed at step %s)", weft_pgresult_value(h, 0, 5));
+        printf("\n  trigger    %s\n  started    %s\n", weft_pgresult_value(h, 0, 2),
+               weft_pgresult_value(h, 0, 7));
+        if (weft_pgresult_value(h, 0, 8)[0])
+            printf("  finished   %s\n", weft_pgresult_value(h, 0, 8));
         else
-            printf("  deadline   %s\n", PQgetvalue(h, 0, 9));
-        if (PQgetvalue(h, 0, 6)[0])
-            printf("  error      %s\n", PQgetvalue(h, 0, 6));
+            printf("  deadline   %s\n", weft_pgresult_value(h, 0, 9));
+        if (weft_pgresult_value(h, 0, 6)[0])
+            printf("  error      %s\n", weft_pgresult_value(h, 0, 6));
         printf("\nsteps:\n");
-        for (int i = 0; i < PQntuples(s); i++) {
-            printf("  %2s %-14s %-10s %-9s in=", PQgetvalue(s, i, 0), PQgetvalue(s, i, 1),
-                   PQgetvalue(s, i, 2), PQgetvalue(s, i, 3));
+        for (int i = 0; i < weft_pgresult_rows(s); i++) {
+            printf("  %2s %-14s %-10s %-9s in=", weft_pgresult_value(s, i, 0),
+                   weft_pgresult_value(s, i, 1), weft_pgresult_value(s, i, 2),
+                   weft_pgresult_value(s, i, 3));
             print_data(s, i, 4, 60);
             printf(" out=");
             print_data(s, i, 5, 60);
-            if (PQgetvalue(s, i, 6)[0])
-                printf(" error=%s", PQgetvalue(s, i, 6));
+            if (weft_pgresult_value(s, i, 6)[0])
+                printf(" error=%s", weft_pgresult_value(s, i, 6));
             printf("\n");
         }
         printf("\ntimeline:\n");
-        for (int i = 0; i < PQntuples(e); i++) {
-            printf("  %s  %-27s", PQgetvalue(e, i, 1), PQgetvalue(e, i, 2));
-            if (PQgetvalue(e, i, 3)[0])
-                printf(" step %s/%s", PQgetvalue(e, i, 3), PQgetvalue(e, i, 4));
-            printf("  -> %s%s\n", PQgetvalue(e, i, 5),
-                   PQgetvalue(e, i, 8)[0] == 't' || strcmp(PQgetvalue(e, i, 9), "deadline") != 0
+        for (int i = 0; i < weft_pgresult_rows(e); i++) {
+            printf("  %s  %-27s", weft_pgresult_value(e, i, 1), weft_pgresult_value(e, i, 2));
+            if (weft_pgresult_value(e, i, 3)[0])
+                printf(" step %s/%s", weft_pgresult_value(e, i, 3), weft_pgresult_value(e, i, 4));
+            printf("  -> %s%s\n", weft_pgresult_value(e, i, 5),
+                   weft_pgresult_value(e, i, 8)[0] == 't' ||
+                           strcmp(weft_pgresult_value(e, i, 9), "deadline") != 0
                        ? ""
                        : " (not yet published)");
         }
     }
-    PQclear(h);
-    PQclear(s);
-    PQclear(e);
+    weft_pgresult_free(h);
+    weft_pgresult_free(s);
+    weft_pgresult_free(e);
     return rc;
 }
 
@@ -361,11 +321,11 @@ int weft_sagas_main(const weft_config_t *cfg, int argc, char **argv)
             return 2;
         }
     }
-    PGconn *pg = weft_cli_pg_connect(cfg, "weft sagas");
+    weft_pg_conn_t *pg = weft_cli_pg_connect(cfg, "weft sagas");
     if (!pg)
         return 1;
     int rc = strcmp(sub, "list") == 0 ? sagas_list(pg, argc - 1, argv + 1)
                                       : sagas_show(pg, argc - 1, argv + 1);
-    PQfinish(pg);
+    weft_pgconn_close(pg);
     return rc;
 }

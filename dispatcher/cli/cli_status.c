@@ -12,7 +12,6 @@
  * shown, lag as unknown, and the exit code is 1.
  */
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,74 +20,31 @@
 #include "cli_kafka.h"
 #include "json.h"
 #include "nats.h"
+#include "pgconn.h"
+#include "status.h"
 
 #define KAFKA_TIMEOUT_MS 10000
-#define ALIVE "heartbeat_at > now() - interval '5 seconds'"
 
 void weft_status_usage(FILE *f)
 {
-    fprintf(f, "usage: weft status [--json]\n"
-               "\n"
-               "Shows, per trigger: the consumer lag (Kafka: events published and not yet\n"
-               "committed by the dispatchers' group; JetStream: messages the trigger's durable\n"
-               "consumer has not delivered or not had acknowledged), events in flight, and\n"
-               "outcomes in the last minute and in total: completed, failed attempts,\n"
-               "dead-lettered, dropped. Then each function's pool (workers idle, busy,\n"
-               "starting, stopping; queued invocations; crashes, timeouts) summed over live\n"
-               "dispatchers, and the dispatchers with their last heartbeat. Lag is unknown\n"
-               "(and the exit code 1) when Kafka or NATS cannot be reached within 10 s.\n"
-               "\n"
-               "examples:\n"
-               "  weft status\n"
-               "  weft status --json | jq '.triggers[] | select(.lag > 1000)'\n");
+    fprintf(
+        f,
+        "usage: weft status [--json]\n"
+        "\n"
+        "Shows, per trigger: the consumer lag (Kafka: events published and not yet\n"
+        "committed by the dispatchers' group; JetStream: messages the trigger's durable\n"
+        "consumer has not delivered or not had acknowledged), events in flight, events\n"
+        "waiting for a retry, and events in the last minute and in total: completed,\n"
+        "ever failed (at least one failed attempt, however they ended), dead-lettered,\n"
+        "dropped (cli/CLI.md defines each column). Then each function's pool (workers idle, busy,\n"
+        "starting, stopping; queued invocations; crashes, timeouts) summed over live\n"
+        "dispatchers, and the dispatchers with their last heartbeat. Lag is unknown\n"
+        "(and the exit code 1) when Kafka or NATS cannot be reached within 10 s.\n"
+        "\n"
+        "examples:\n"
+        "  weft status\n"
+        "  weft status --json | jq '.triggers[] | select(.lag > 1000)'\n");
 }
-
-/* One pass over the ledger and one over the dead letters for all
- * triggers (the ledger's key leads with the idempotency key, 0011). */
-#define TRIGGER_SQL                                                                                \
-    "WITH l AS (SELECT trigger,"                                                                   \
-    "   count(*) FILTER (WHERE status = 'completed'"                                               \
-    "                      AND updated_at >= now() - interval '1 minute') AS done_1m,"             \
-    "   count(*) FILTER (WHERE status = 'completed') AS done,"                                     \
-    "   count(*) FILTER (WHERE last_failure_at >= now() - interval '1 minute') AS failed_1m,"      \
-    "   count(*) FILTER (WHERE first_failure_at IS NOT NULL) AS failed,"                           \
-    "   count(*) FILTER (WHERE status = 'dropped'"                                                 \
-    "                      AND updated_at >= now() - interval '1 minute') AS dropped_1m,"          \
-    "   count(*) FILTER (WHERE status = 'dropped') AS dropped,"                                    \
-    "   count(*) FILTER (WHERE status = 'running' AND last_error IS NOT NULL) AS retrying"         \
-    "   FROM weft.ledger GROUP BY trigger),"                                                       \
-    " dl AS (SELECT trigger,"                                                                      \
-    "   count(*) FILTER (WHERE created_at >= now() - interval '1 minute') AS dead_1m,"             \
-    "   count(*) AS dead FROM weft.dead_letters GROUP BY trigger)"                                 \
-    "SELECT t.name, t.source::text, t.topic, t.enabled, t.function,"                               \
-    " (SELECT coalesce(sum((d.status->'triggers'->t.name->>'inflight')::bigint), 0)"               \
-    "    FROM weft.dispatchers d WHERE d." ALIVE "),"                                              \
-    " coalesce(l.done_1m, 0), coalesce(l.done, 0), coalesce(l.failed_1m, 0),"                      \
-    " coalesce(l.failed, 0), coalesce(dl.dead_1m, 0), coalesce(dl.dead, 0),"                       \
-    " coalesce(l.dropped_1m, 0), coalesce(l.dropped, 0), coalesce(l.retrying, 0),"                 \
-    " coalesce(to_jsonb(t)->>'stream', ''),"                                                       \
-    " coalesce(to_jsonb(t)->>'durable', 'weft_' || replace(t.name, '.', '_'))"                     \
-    "  FROM weft.triggers t LEFT JOIN l ON l.trigger = t.name"                                     \
-    "  LEFT JOIN dl ON dl.trigger = t.name ORDER BY t.name"
-
-#define POOL_SQL                                                                                   \
-    "SELECT p.key, max(p.value->>'mode'),"                                                         \
-    " sum((p.value->>'workers')::bigint), sum((p.value->>'max_workers')::bigint),"                 \
-    " sum((p.value->>'idle')::bigint), sum((p.value->>'busy')::bigint),"                           \
-    " sum((p.value->>'starting')::bigint), sum((p.value->>'stopping')::bigint),"                   \
-    " sum((p.value->>'queued')::bigint), bool_or((p.value->>'quarantined')::boolean),"             \
-    " sum((p.value->>'invocations')::bigint), sum((p.value->>'crashes')::bigint),"                 \
-    " sum((p.value->>'timeouts')::bigint)"                                                         \
-    "  FROM weft.dispatchers d, jsonb_each(d.status->'pools') p"                                   \
-    " WHERE d." ALIVE " GROUP BY p.key ORDER BY p.key"
-
-#define DISPATCHER_SQL                                                                             \
-    "SELECT owner, host, pid,"                                                                     \
-    " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"                            \
-    " round(extract(epoch FROM now() - heartbeat_at)::numeric, 1), " ALIVE ","                     \
-    " coalesce(status->>'inflight_msgs', '0'), coalesce(status->>'waiting', '0'),"                 \
-    " coalesce(status->>'paused', 'false')"                                                        \
-    "  FROM weft.dispatchers ORDER BY owner"
 
 typedef struct topic_lag {
     char *topic;
@@ -98,28 +54,30 @@ typedef struct topic_lag {
 /* What a trigger's lag is filed under: its Kafka topic (the group's lag
  * is per topic), or "@TRIGGER" for JetStream (each trigger has its own
  * durable consumer). */
-static const char *lag_key(PGresult *tr, int i, char *buf, size_t len)
+static const char *lag_key(const weft_status_trigger_t *t, char *buf, size_t len)
 {
-    if (strcmp(PQgetvalue(tr, i, 1), "jetstream") == 0) {
-        snprintf(buf, len, "@%s", PQgetvalue(tr, i, 0));
+    if (strcmp(t->source, "jetstream") == 0) {
+        snprintf(buf, len, "@%s", t->name);
         return buf;
     }
-    return PQgetvalue(tr, i, 2);
+    return t->topic;
 }
 
 /* JetStream: messages the trigger's durable consumer has not delivered yet
  * plus those delivered and not acknowledged. */
-static int read_js_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t *out, size_t *n)
+static int read_js_lags(const weft_config_t *cfg, const weft_status_t *st, topic_lag_t *out,
+                        size_t *n)
 {
     weft_nats_t *nc = NULL;
     int rc = 0;
     char err[512];
-    for (int i = 0; i < PQntuples(trigs); i++) {
-        if (strcmp(PQgetvalue(trigs, i, 1), "jetstream") != 0 || *PQgetvalue(trigs, i, 3) != 't')
+    for (size_t i = 0; i < st->n_trigs; i++) {
+        const weft_status_trigger_t *t = &st->trigs[i];
+        if (strcmp(t->source, "jetstream") != 0 || !t->enabled)
             continue;
         topic_lag_t *l = &out[(*n)++];
         char key[300];
-        l->topic = strdup(lag_key(trigs, i, key, sizeof(key)));
+        l->topic = strdup(lag_key(t, key, sizeof(key)));
         l->lag = -1;
         if (!nc) {
             const char *url = weft_config_str(cfg, "nats.url");
@@ -136,10 +94,10 @@ static int read_js_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t *
         }
         uint64_t pending;
         int64_t ack_pending;
-        if (weft_nats_consumer_lag(nc, PQgetvalue(trigs, i, 15), PQgetvalue(trigs, i, 16),
-                                   &pending, &ack_pending, err, sizeof(err)) != 0) {
+        if (weft_nats_consumer_lag(nc, t->stream, t->durable, &pending, &ack_pending, err,
+                                   sizeof(err)) != 0) {
             /* No consumer yet: no dispatcher has run the trigger. */
-            fprintf(stderr, "weft status: lag of %s unknown: %s\n", PQgetvalue(trigs, i, 0), err);
+            fprintf(stderr, "weft status: lag of %s unknown: %s\n", t->name, err);
             continue;
         }
         l->lag = (long long)pending + (ack_pending > 0 ? ack_pending : 0);
@@ -150,22 +108,24 @@ static int read_js_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t *
 
 /* Lag of the group on each Kafka topic of an enabled trigger. Returns 0,
  * or -1 when some lag could not be read (reported on stderr). */
-static int read_lags(const weft_config_t *cfg, PGresult *trigs, topic_lag_t **out, size_t *n)
+static int read_lags(const weft_config_t *cfg, const weft_status_t *st, topic_lag_t **out,
+                     size_t *n)
 {
-    *out = calloc((size_t)PQntuples(trigs) + 1, sizeof(topic_lag_t));
+    *out = calloc(st->n_trigs + 1, sizeof(topic_lag_t));
     *n = 0;
     if (!*out)
         return -1;
-    int js_rc = read_js_lags(cfg, trigs, *out, n);
+    int js_rc = read_js_lags(cfg, st, *out, n);
     size_t n_js = *n;
-    for (int i = 0; i < PQntuples(trigs); i++) {
-        if (strcmp(PQgetvalue(trigs, i, 1), "kafka") != 0 || *PQgetvalue(trigs, i, 3) != 't')
+    for (size_t i = 0; i < st->n_trigs; i++) {
+        const weft_status_trigger_t *t = &st->trigs[i];
+        if (strcmp(t->source, "kafka") != 0 || !t->enabled)
             continue;
         int seen = 0;
         for (size_t k = 0; k < *n; k++)
-            seen |= strcmp((*out)[k].topic, PQgetvalue(trigs, i, 2)) == 0;
+            seen |= strcmp((*out)[k].topic, t->topic) == 0;
         if (!seen) {
-            (*out)[*n].topic = strdup(PQgetvalue(trigs, i, 2));
+            (*out)[*n].topic = strdup(t->topic);
             (*out)[*n].lag = -1;
             (*n)++;
         }
@@ -232,23 +192,28 @@ static long long lag_of(const topic_lag_t *lags, size_t n, const char *topic)
     return -1;
 }
 
-static void print_json(PGresult *tr, PGresult *po, PGresult *di, const topic_lag_t *lags, size_t nl,
+static void json_str(weft_buf_t *b, const char *s)
+{
+    weft_json_append_string(b, s, strlen(s));
+}
+
+static void print_json(const weft_status_t *st, const topic_lag_t *lags, size_t nl,
                        const char *group)
 {
     weft_buf_t b = {0};
     weft_buf_append(&b, "{\"group\":", 9);
-    weft_json_append_string(&b, group, strlen(group));
+    json_str(&b, group);
     weft_buf_append(&b, ",\"triggers\":[", 13);
-    for (int i = 0; i < PQntuples(tr); i++) {
+    for (size_t i = 0; i < st->n_trigs; i++) {
+        const weft_status_trigger_t *t = &st->trigs[i];
         char key[300];
-        long long lag = lag_of(lags, nl, lag_key(tr, i, key, sizeof(key)));
+        long long lag = lag_of(lags, nl, lag_key(t, key, sizeof(key)));
         weft_buf_printf(&b, "%s{\"name\":", i ? "," : "");
-        weft_json_append_string(&b, PQgetvalue(tr, i, 0), strlen(PQgetvalue(tr, i, 0)));
-        weft_buf_printf(&b, ",\"source\":\"%s\",\"topic\":", PQgetvalue(tr, i, 1));
-        weft_json_append_string(&b, PQgetvalue(tr, i, 2), strlen(PQgetvalue(tr, i, 2)));
-        weft_buf_printf(
-            &b, ",\"enabled\":%s,\"function\":", *PQgetvalue(tr, i, 3) == 't' ? "true" : "false");
-        weft_json_append_string(&b, PQgetvalue(tr, i, 4), strlen(PQgetvalue(tr, i, 4)));
+        json_str(&b, t->name);
+        weft_buf_printf(&b, ",\"source\":\"%s\",\"topic\":", t->source);
+        json_str(&b, t->topic);
+        weft_buf_printf(&b, ",\"enabled\":%s,\"function\":", t->enabled ? "true" : "false");
+        json_str(&b, t->function);
         if (lag >= 0)
             weft_buf_printf(&b, ",\"lag\":%lld", lag);
         else
@@ -258,105 +223,100 @@ static void print_json(PGresult *tr, PGresult *po, PGresult *di, const topic_lag
                         "\"last_minute\":{\"completed\":%s,\"failed\":%s,\"dead\":%s,"
                         "\"dropped\":%s},"
                         "\"total\":{\"completed\":%s,\"failed\":%s,\"dead\":%s,\"dropped\":%s}}",
-                        PQgetvalue(tr, i, 5), PQgetvalue(tr, i, 14), PQgetvalue(tr, i, 6),
-                        PQgetvalue(tr, i, 8), PQgetvalue(tr, i, 10), PQgetvalue(tr, i, 12),
-                        PQgetvalue(tr, i, 7), PQgetvalue(tr, i, 9), PQgetvalue(tr, i, 11),
-                        PQgetvalue(tr, i, 13));
+                        t->inflight, t->retrying, t->completed[0], t->failed[0], t->dead[0],
+                        t->dropped[0], t->completed[1], t->failed[1], t->dead[1], t->dropped[1]);
     }
     weft_buf_append(&b, "],\"pools\":[", 11);
-    for (int i = 0; po && i < PQntuples(po); i++) {
+    for (size_t i = 0; i < st->n_pools; i++) {
+        const weft_status_pool_t *p = &st->pools[i];
         weft_buf_printf(&b, "%s{\"function\":", i ? "," : "");
-        weft_json_append_string(&b, PQgetvalue(po, i, 0), strlen(PQgetvalue(po, i, 0)));
+        json_str(&b, p->function);
         weft_buf_printf(&b, ",\"mode\":");
-        weft_json_append_string(&b, PQgetvalue(po, i, 1), strlen(PQgetvalue(po, i, 1)));
+        json_str(&b, p->mode);
         weft_buf_printf(&b,
                         ",\"workers\":%s,\"max_workers\":%s,\"idle\":%s,\"busy\":%s,"
                         "\"starting\":%s,\"stopping\":%s,\"queued\":%s,\"quarantined\":%s,"
                         "\"invocations\":%s,\"crashes\":%s,\"timeouts\":%s}",
-                        PQgetvalue(po, i, 2), PQgetvalue(po, i, 3), PQgetvalue(po, i, 4),
-                        PQgetvalue(po, i, 5), PQgetvalue(po, i, 6), PQgetvalue(po, i, 7),
-                        PQgetvalue(po, i, 8), *PQgetvalue(po, i, 9) == 't' ? "true" : "false",
-                        PQgetvalue(po, i, 10), PQgetvalue(po, i, 11), PQgetvalue(po, i, 12));
+                        p->workers, p->max_workers, p->idle, p->busy, p->starting, p->stopping,
+                        p->queued, p->quarantined ? "true" : "false", p->invocations, p->crashes,
+                        p->timeouts);
     }
     weft_buf_append(&b, "],\"dispatchers\":[", 17);
-    for (int i = 0; di && i < PQntuples(di); i++) {
+    for (size_t i = 0; i < st->n_disps; i++) {
+        const weft_status_dispatcher_t *w = &st->disps[i];
         weft_buf_printf(&b, "%s{\"owner\":", i ? "," : "");
-        weft_json_append_string(&b, PQgetvalue(di, i, 0), strlen(PQgetvalue(di, i, 0)));
+        json_str(&b, w->owner);
         weft_buf_printf(&b, ",\"host\":");
-        weft_json_append_string(&b, PQgetvalue(di, i, 1), strlen(PQgetvalue(di, i, 1)));
+        json_str(&b, w->host);
         weft_buf_printf(&b,
                         ",\"pid\":%s,\"started_at\":\"%sZ\",\"heartbeat_age_s\":%s,"
                         "\"alive\":%s,\"inflight_msgs\":%s,\"waiting\":%s,\"paused\":%s}",
-                        PQgetvalue(di, i, 2), PQgetvalue(di, i, 3), PQgetvalue(di, i, 4),
-                        *PQgetvalue(di, i, 5) == 't' ? "true" : "false", PQgetvalue(di, i, 6),
-                        PQgetvalue(di, i, 7),
-                        strcmp(PQgetvalue(di, i, 8), "true") == 0 ? "true" : "false");
+                        w->pid, w->started_at, w->heartbeat_age_s, w->alive ? "true" : "false",
+                        w->inflight_msgs, w->waiting, w->paused ? "true" : "false");
     }
     weft_buf_append(&b, "]}\n", 4);
     fputs(b.p, stdout);
     weft_buf_free(&b);
 }
 
-static void print_text(PGresult *tr, PGresult *po, PGresult *di, const topic_lag_t *lags, size_t nl,
+static void print_text(const weft_status_t *st, const topic_lag_t *lags, size_t nl,
                        const char *group)
 {
-    printf("TRIGGERS (lag: Kafka group \"%s\", JetStream durable consumers; outcomes last "
+    printf("TRIGGERS (lag: Kafka group \"%s\", JetStream durable consumers; events, last "
            "minute / total)\n",
            group);
     printf("%-24s %-28s %8s %9s %8s %17s %15s %15s %15s\n", "TRIGGER", "SOURCE", "LAG", "IN-FLIGHT",
-           "RETRYING", "COMPLETED", "FAILED", "DEAD", "DROPPED");
-    for (int i = 0; i < PQntuples(tr); i++) {
+           "RETRYING", "COMPLETED", "EVER FAILED", "DEAD", "DROPPED");
+    for (size_t i = 0; i < st->n_trigs; i++) {
+        const weft_status_trigger_t *t = &st->trigs[i];
         char src[300], lag[32], c[4][48];
-        snprintf(src, sizeof(src), "%s://%s%s", PQgetvalue(tr, i, 1), PQgetvalue(tr, i, 2),
-                 *PQgetvalue(tr, i, 3) == 't' ? "" : " (off)");
+        snprintf(src, sizeof(src), "%s://%s%s", t->source, t->topic, t->enabled ? "" : " (off)");
         char key[300];
-        long long l = lag_of(lags, nl, lag_key(tr, i, key, sizeof(key)));
-        if (*PQgetvalue(tr, i, 3) != 't')
+        long long l = lag_of(lags, nl, lag_key(t, key, sizeof(key)));
+        if (!t->enabled)
             snprintf(lag, sizeof(lag), "-");
         else if (l >= 0)
             snprintf(lag, sizeof(lag), "%lld", l);
         else
             snprintf(lag, sizeof(lag), "?");
+        char *const *cols[4] = {t->completed, t->failed, t->dead, t->dropped};
         for (int k = 0; k < 4; k++)
-            snprintf(c[k], sizeof(c[k]), "%s / %s", PQgetvalue(tr, i, 6 + 2 * k),
-                     PQgetvalue(tr, i, 7 + 2 * k));
-        printf("%-24s %-28s %8s %9s %8s %17s %15s %15s %15s\n", PQgetvalue(tr, i, 0), src, lag,
-               PQgetvalue(tr, i, 5), PQgetvalue(tr, i, 14), c[0], c[1], c[2], c[3]);
+            snprintf(c[k], sizeof(c[k]), "%s / %s", cols[k][0], cols[k][1]);
+        printf("%-24s %-28s %8s %9s %8s %17s %15s %15s %15s\n", t->name, src, lag, t->inflight,
+               t->retrying, c[0], c[1], c[2], c[3]);
     }
-    if (PQntuples(tr) == 0)
+    if (st->n_trigs == 0)
         printf("(no triggers)\n");
     printf("\nPOOLS (live dispatchers)\n");
-    if (!po || PQntuples(po) == 0) {
+    if (st->n_pools == 0) {
         printf("(none: no dispatcher is running)\n");
     } else {
         printf("%-24s %-9s %8s %5s %5s %9s %9s %7s %12s %8s %9s %s\n", "FUNCTION", "MODE",
                "WORKERS", "IDLE", "BUSY", "STARTING", "STOPPING", "QUEUED", "INVOCATIONS",
                "CRASHES", "TIMEOUTS", "STATE");
-        for (int i = 0; i < PQntuples(po); i++) {
+        for (size_t i = 0; i < st->n_pools; i++) {
+            const weft_status_pool_t *p = &st->pools[i];
             char w[48];
-            snprintf(w, sizeof(w), "%s/%s", PQgetvalue(po, i, 2), PQgetvalue(po, i, 3));
-            printf("%-24s %-9s %8s %5s %5s %9s %9s %7s %12s %8s %9s %s\n", PQgetvalue(po, i, 0),
-                   PQgetvalue(po, i, 1), w, PQgetvalue(po, i, 4), PQgetvalue(po, i, 5),
-                   PQgetvalue(po, i, 6), PQgetvalue(po, i, 7), PQgetvalue(po, i, 8),
-                   PQgetvalue(po, i, 10), PQgetvalue(po, i, 11), PQgetvalue(po, i, 12),
-                   *PQgetvalue(po, i, 9) == 't' ? "quarantined" : "ok");
+            snprintf(w, sizeof(w), "%s/%s", p->workers, p->max_workers);
+            printf("%-24s %-9s %8s %5s %5s %9s %9s %7s %12s %8s %9s %s\n", p->function, p->mode, w,
+                   p->idle, p->busy, p->starting, p->stopping, p->queued, p->invocations,
+                   p->crashes, p->timeouts, p->quarantined ? "quarantined" : "ok");
         }
     }
     printf("\nDISPATCHERS\n");
-    if (!di || PQntuples(di) == 0) {
+    if (st->n_disps == 0) {
         printf("(none has reported: is weft run started?)\n");
         return;
     }
     printf("%-40s %-8s %-19s %10s %9s %8s %s\n", "OWNER", "PID", "STARTED (UTC)", "HEARTBEAT",
            "IN-FLIGHT", "WAITING", "STATE");
-    for (int i = 0; i < PQntuples(di); i++) {
+    for (size_t i = 0; i < st->n_disps; i++) {
+        const weft_status_dispatcher_t *w = &st->disps[i];
         char hb[32];
-        snprintf(hb, sizeof(hb), "%ss ago", PQgetvalue(di, i, 4));
-        const char *state = *PQgetvalue(di, i, 5) != 't'                ? "not running"
-                            : strcmp(PQgetvalue(di, i, 8), "true") == 0 ? "alive, paused"
-                                                                        : "alive";
-        printf("%-40s %-8s %-19s %10s %9s %8s %s\n", PQgetvalue(di, i, 0), PQgetvalue(di, i, 2),
-               PQgetvalue(di, i, 3), hb, PQgetvalue(di, i, 6), PQgetvalue(di, i, 7), state);
+        snprintf(hb, sizeof(hb), "%ss ago", w->heartbeat_age_s);
+        const char *state = !w->alive ? "not running" : w->paused ? "alive, paused" : "alive";
+        printf("%-40s %-8s %-19s %10s %9s %8s %s\n", w->owner, w->pid, w->started_at, hb,
+               w->inflight_msgs, w->waiting, state);
     }
 }
 
@@ -384,35 +344,29 @@ int weft_status_main(const weft_config_t *cfg, int argc, char **argv)
         fprintf(stderr, "weft status: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
-    PGconn *pg = weft_cli_pg_connect(cfg, "weft status");
+    weft_pg_conn_t *pg = weft_cli_pg_connect(cfg, "weft status");
     if (!pg)
         return 1;
-    PGresult *tr = PQexec(pg, TRIGGER_SQL);
-    PGresult *po = PQexec(pg, POOL_SQL);
-    PGresult *di = PQexec(pg, DISPATCHER_SQL);
+    weft_status_t st;
+    char err[2048];
     int rc = 0;
-    PGresult *all[3] = {tr, po, di};
-    for (int i = 0; i < 3; i++) {
-        if (PQresultStatus(all[i]) != PGRES_TUPLES_OK) {
-            fprintf(stderr, "weft status: %s", PQresultErrorMessage(all[i]));
-            rc = 1;
-        }
-    }
-    if (rc == 0) {
+    if (weft_status_read(pg, &st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft status: %s", err);
+        rc = 1;
+    } else {
         topic_lag_t *lags = NULL;
         size_t nl = 0;
-        if (read_lags(cfg, tr, &lags, &nl) != 0)
+        if (read_lags(cfg, &st, &lags, &nl) != 0)
             rc = 1;
         if (json)
-            print_json(tr, po, di, lags, nl, weft_cli_group_id(cfg));
+            print_json(&st, lags, nl, weft_cli_group_id(cfg));
         else
-            print_text(tr, po, di, lags, nl, weft_cli_group_id(cfg));
+            print_text(&st, lags, nl, weft_cli_group_id(cfg));
         for (size_t i = 0; lags && i < nl; i++)
             free(lags[i].topic);
         free(lags);
+        weft_status_free(&st);
     }
-    for (int i = 0; i < 3; i++)
-        PQclear(all[i]);
-    PQfinish(pg);
+    weft_pgconn_close(pg);
     return rc;
 }

@@ -7,12 +7,12 @@
  * weft.functions (disabled triggers included, marked as such).
  */
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "pgconn.h"
 
 void weft_triggers_usage(FILE *f)
 {
@@ -33,56 +33,6 @@ void weft_triggers_usage(FILE *f)
                "  weft triggers --topic kafka://orders --json | jq '.[].function'\n");
 }
 
-/* "BROKER://" before a result or dead-letter topic on another broker than
- * the trigger's source (columns result_broker / dead_letter_broker, read
- * through to_jsonb so this works with and without them), else "". */
-#define SINK(col)                                                                                  \
-    "CASE WHEN coalesce(to_jsonb(t)->>'" col "_broker', t.source::text) <> t.source::text"         \
-    " THEN (to_jsonb(t)->>'" col "_broker') || '://' ELSE '' END"
-
-#define TRIGGERS_SQL                                                                               \
-    "SELECT t.name, t.source::text, t.topic,"                                                      \
-    "       coalesce(nullif(concat_ws(' AND ',"                                                    \
-    "           CASE WHEN t.event_type IS NOT NULL THEN 'type=' || t.event_type END,"              \
-    "           (SELECT string_agg(fl.attribute || CASE fl.op WHEN 'exact' THEN '='"               \
-    "                   WHEN 'prefix' THEN '^=' ELSE '$=' END || fl.value, ' AND '"                \
-    "                   ORDER BY fl.attribute, fl.op, fl.value)"                                   \
-    "              FROM weft.trigger_filters fl WHERE fl.trigger = t.name)), ''), '*'),"           \
-    "       coalesce(t.function, 'saga ' || t.saga), coalesce(f.runtime::text, ''),"              \
-    "       f.pool_mode, f.pool_size,"                                                             \
-    "       coalesce(f.max_concurrency, f.pool_size),"                                             \
-    "       coalesce(" SINK(                                                                       \
-        "result") " || t.result_topic, ''),"                                                       \
-                  "       " SINK(                                                                  \
-                      "dead_letter") " || coalesce(t.dead_letter_topic, t.topic || '.dlq'),"       \
-                                     "       t.ordering, t.max_attempts, t.enabled, "              \
-                                     "coalesce(t.result_type, '')"                                 \
-                                     "  FROM weft.triggers t LEFT JOIN weft.functions f"           \
-                                     "    ON f.name = t.function"                                  \
-                                     " WHERE ($1::text IS NULL OR t.topic = $1)"                   \
-                                     "   AND ($2::text IS NULL OR t.source::text = $2)"            \
-                                     " ORDER BY t.source, t.topic, t.name"
-
-#define TRIGGERS_JSON_SQL                                                                          \
-    "SELECT coalesce(json_agg(json_build_object("                                                  \
-    "  'name', t.name, 'source', t.source, 'topic', t.topic, 'event_type', t.event_type,"          \
-    "  'filters', (SELECT coalesce(json_agg(json_build_object('attribute', fl.attribute,"          \
-    "                 'op', fl.op, 'value', fl.value) ORDER BY fl.attribute, fl.op, fl.value),"    \
-    "                 '[]'::json) FROM weft.trigger_filters fl WHERE fl.trigger = t.name),"        \
-    "  'function', t.function, 'saga', t.saga, 'runtime', f.runtime, 'pool_mode', f.pool_mode,"    \
-    "  'pool_size', f.pool_size, 'max_workers', coalesce(f.max_concurrency, f.pool_size),"         \
-    "  'timeout_ms', f.timeout_ms,"                                                                \
-    "  'result_topic', t.result_topic, 'result_type', t.result_type,"                              \
-    "  'dead_letter_topic', coalesce(t.dead_letter_topic, t.topic || '.dlq'),"                     \
-    "  'result_broker', CASE WHEN t.result_topic IS NOT NULL THEN"                                 \
-    "      coalesce(to_jsonb(t)->>'result_broker', t.source::text) END,"                           \
-    "  'dead_letter_broker', coalesce(to_jsonb(t)->>'dead_letter_broker', t.source::text),"        \
-    "  'ordering', t.ordering, 'max_attempts', t.max_attempts, 'max_inflight', t.max_inflight,"    \
-    "  'enabled', t.enabled) ORDER BY t.source, t.topic, t.name), '[]'::json)"                     \
-    "  FROM weft.triggers t LEFT JOIN weft.functions f ON f.name = t.function"                     \
-    " WHERE ($1::text IS NULL OR t.topic = $1)"                                                    \
-    "   AND ($2::text IS NULL OR t.source::text = $2)"
-
 enum {
     C_NAME,
     C_SOURCE,
@@ -96,9 +46,9 @@ enum {
     N_COLS
 };
 
-static void print_table(PGresult *r, const char *topic_url)
+static void print_table(const weft_trigger_list_t *l, const char *topic_url)
 {
-    int n = PQntuples(r);
+    int n = (int)l->n;
     static const char *const heads[N_COLS] = {"TRIGGER",  "SOURCE",   "FILTER",
                                               "FUNCTION", "RESULTS",  "DEAD LETTERS",
                                               "ORDER",    "ATTEMPTS", "ENABLED"};
@@ -108,21 +58,20 @@ static void print_table(PGresult *r, const char *topic_url)
         width[c] = (int)strlen(heads[c]);
     for (int i = 0; cells && i < n; i++) {
         char **row = &cells[i * N_COLS];
-        const char *pool_mode = PQgetvalue(r, i, 6);
-        if (asprintf(&row[C_NAME], "%s", PQgetvalue(r, i, 0)) < 0 ||
-            asprintf(&row[C_SOURCE], "%s://%s", PQgetvalue(r, i, 1), PQgetvalue(r, i, 2)) < 0 ||
-            asprintf(&row[C_FILTER], "%s", PQgetvalue(r, i, 3)) < 0 ||
-            (*PQgetvalue(r, i, 5)
-                 ? asprintf(&row[C_FUNCTION], "%s (%s, %s %s)", PQgetvalue(r, i, 4),
-                            PQgetvalue(r, i, 5), pool_mode,
-                            strcmp(pool_mode, "static") == 0 ? PQgetvalue(r, i, 7)
-                                                             : PQgetvalue(r, i, 8))
-                 : asprintf(&row[C_FUNCTION], "%s", PQgetvalue(r, i, 4))) < 0 ||
-            asprintf(&row[C_RESULTS], "%s", *PQgetvalue(r, i, 9) ? PQgetvalue(r, i, 9) : "-") < 0 ||
-            asprintf(&row[C_DLQ], "%s", PQgetvalue(r, i, 10)) < 0 ||
-            asprintf(&row[C_ORDER], "%s", PQgetvalue(r, i, 11)) < 0 ||
-            asprintf(&row[C_ATTEMPTS], "%s", PQgetvalue(r, i, 12)) < 0 ||
-            asprintf(&row[C_ENABLED], "%s", *PQgetvalue(r, i, 13) == 't' ? "yes" : "no") < 0) {
+        const weft_trigger_row_t *t = &l->rows[i];
+        if (asprintf(&row[C_NAME], "%s", t->name) < 0 ||
+            asprintf(&row[C_SOURCE], "%s://%s", t->source, t->topic) < 0 ||
+            asprintf(&row[C_FILTER], "%s", t->filter) < 0 ||
+            (*t->runtime
+                 ? asprintf(&row[C_FUNCTION], "%s (%s, %s %s)", t->function, t->runtime,
+                            t->pool_mode,
+                            strcmp(t->pool_mode, "static") == 0 ? t->pool_size : t->max_workers)
+                 : asprintf(&row[C_FUNCTION], "%s", t->function)) < 0 ||
+            asprintf(&row[C_RESULTS], "%s", *t->results ? t->results : "-") < 0 ||
+            asprintf(&row[C_DLQ], "%s", t->dead_letters) < 0 ||
+            asprintf(&row[C_ORDER], "%s", t->ordering) < 0 ||
+            asprintf(&row[C_ATTEMPTS], "%s", t->max_attempts) < 0 ||
+            asprintf(&row[C_ENABLED], "%s", t->enabled ? "yes" : "no") < 0) {
             fprintf(stderr, "weft triggers: out of memory\n");
             exit(1);
         }
@@ -133,7 +82,7 @@ static void print_table(PGresult *r, const char *topic_url)
     if (topic_url) {
         int enabled = 0;
         for (int i = 0; i < n; i++)
-            enabled += *PQgetvalue(r, i, 13) == 't';
+            enabled += l->rows[i].enabled;
         if (enabled == 0)
             printf("nothing runs for events published to %s: no enabled trigger consumes it\n",
                    topic_url);
@@ -206,23 +155,26 @@ int weft_triggers_main(const weft_config_t *cfg, int argc, char **argv)
     }
     if (topic)
         snprintf(topic_url, sizeof(topic_url), "%s://%s", source ? source : "kafka", topic);
-    PGconn *pg = weft_cli_pg_connect(cfg, "weft triggers");
+    weft_pg_conn_t *pg = weft_cli_pg_connect(cfg, "weft triggers");
     if (!pg)
         return 1;
-    const char *params[2] = {topic, source};
-    PGresult *r =
-        PQexecParams(pg, json ? TRIGGERS_JSON_SQL : TRIGGERS_SQL, 2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft triggers: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        PQfinish(pg);
-        return 1;
+    char err[1024];
+    int rc = 0;
+    if (json) {
+        char *text = weft_catalog_list_json(pg, topic, source, err, sizeof(err));
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        rc = text ? 0 : 1;
+    } else {
+        weft_trigger_list_t l;
+        rc = weft_catalog_list(pg, topic, source, &l, err, sizeof(err)) == 0 ? 0 : 1;
+        if (rc == 0)
+            print_table(&l, topic ? topic_url : NULL);
+        weft_trigger_list_free(&l);
     }
-    if (json)
-        printf("%s\n", PQgetvalue(r, 0, 0));
-    else
-        print_table(r, topic ? topic_url : NULL);
-    PQclear(r);
-    PQfinish(pg);
-    return 0;
+    if (rc)
+        fprintf(stderr, "weft triggers: %s", err);
+    weft_pgconn_close(pg);
+    return rc;
 }

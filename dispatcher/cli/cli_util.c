@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -22,6 +21,7 @@
 
 #include "encode.h"
 #include "json.h"
+#include "pgconn.h"
 
 /* ---- broker URLs ---------------------------------------------------------- */
 
@@ -795,7 +795,7 @@ int weft_cli_read_file(const char *path, uint8_t **out, size_t *len, char *errst
     return *out ? 0 : -1;
 }
 
-void *weft_cli_pg_connect(const weft_config_t *cfg, const char *cmd)
+weft_pg_conn_t *weft_cli_pg_connect(const weft_config_t *cfg, const char *cmd)
 {
     const char *conninfo = weft_config_str(cfg, "pg.conninfo");
     if (!conninfo) {
@@ -807,12 +807,10 @@ void *weft_cli_pg_connect(const weft_config_t *cfg, const char *cmd)
     if (!strstr(conninfo, "connect_timeout") && !strstr(conninfo, "://") &&
         asprintf(&ci, "%s connect_timeout=10", conninfo) < 0)
         ci = NULL;
-    PGconn *pg = PQconnectdb(ci ? ci : conninfo);
+    char err[1024];
+    weft_pg_conn_t *pg = weft_pgconn_connect(ci ? ci : conninfo, err, sizeof(err));
     free(ci);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "%s: cannot connect to PostgreSQL: %s", cmd, PQerrorMessage(pg));
-        PQfinish(pg);
-        return NULL;
-    }
+    if (!pg)
+        fprintf(stderr, "%s: cannot connect to PostgreSQL: %s", cmd, err);
     return pg;
 }

@@ -13,7 +13,6 @@
 #include "dlq.h"
 
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +20,10 @@
 
 #include "encode.h"
 #include "json.h"
+#include "deadletters.h"
 #include "kafka.h"
 #include "nats.h"
+#include "pgconn.h"
 #include "ledger.h"
 #include "wire.h"
 
@@ -51,19 +52,17 @@ static void usage(FILE *f)
             "  weft dlq redrive --id 42 --id 43 --new-key\n");
 }
 
-static PGconn *connect_pg(const weft_config_t *cfg)
+static weft_pg_conn_t *connect_pg(const weft_config_t *cfg)
 {
     const char *conninfo = weft_config_str(cfg, "pg.conninfo");
     if (!conninfo) {
         fprintf(stderr, "weft dlq: pg.conninfo is not set (config file or WEFT_PG)\n");
         return NULL;
     }
-    PGconn *pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "weft dlq: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
-        PQfinish(pg);
-        return NULL;
-    }
+    char err[1024];
+    weft_pg_conn_t *pg = weft_pgconn_connect(conninfo, err, sizeof(err));
+    if (!pg)
+        fprintf(stderr, "weft dlq: cannot connect to PostgreSQL: %s", err);
     return pg;
 }
 
@@ -89,7 +88,7 @@ static int since_is_duration(const char *s, char *out, size_t len)
 static int cmd_list(const weft_config_t *cfg, const char *trigger, const char *since,
                     long limit, int json)
 {
-    PGconn *pg = connect_pg(cfg);
+    weft_pg_conn_t *pg = connect_pg(cfg);
     if (!pg)
         return 1;
     char interval[64] = "";
@@ -101,40 +100,35 @@ static int cmd_list(const weft_config_t *cfg, const char *trigger, const char *s
         params[1] = interval;
     else
         params[2] = since;
-    PGresult *r = PQexecParams(
-        pg,
-        "SELECT id, trigger, reason, attempts, source_topic, coalesce(source_partition, -1),"
-        "       coalesce(source_offset, -1),"
-        "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
-        "       coalesce(to_char(redriven_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), ''),"
-        "       left(replace(replace(error, chr(10), ' '), chr(13), ' '), 60)"
-        "  FROM weft.dead_letters"
-        " WHERE ($1::text IS NULL OR trigger = $1)"
-        "   AND ($2::interval IS NULL OR created_at >= now() - $2::interval)"
-        "   AND ($3::timestamptz IS NULL OR created_at >= $3::timestamptz)"
-        " ORDER BY id LIMIT $4::bigint",
-        4, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft dlq list: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        PQfinish(pg);
+    char err[1024];
+    weft_pg_result_t *r =
+        weft_deadletters_list(pg, params[0], params[1], params[2], params[3], err, sizeof(err));
+    if (!r) {
+        fprintf(stderr, "weft dlq list: %s", err);
+        weft_pgconn_close(pg);
         return 1;
     }
-    int n = PQntuples(r);
+    int n = weft_pgresult_rows(r);
     if (json) {
         weft_buf_t b = {0};
         weft_buf_append(&b, "[", 1);
         for (int i = 0; i < n; i++) {
-            weft_buf_printf(&b, "%s{\"id\":%s,\"trigger\":", i ? "," : "", PQgetvalue(r, i, 0));
-            weft_json_append_string(&b, PQgetvalue(r, i, 1), strlen(PQgetvalue(r, i, 1)));
+            weft_buf_printf(&b, "%s{\"id\":%s,\"trigger\":", i ? "," : "",
+                            weft_pgresult_value(r, i, 0));
+            weft_json_append_string(&b, weft_pgresult_value(r, i, 1),
+                                    strlen(weft_pgresult_value(r, i, 1)));
             weft_buf_append(&b, ",\"reason\":", 10);
-            weft_json_append_string(&b, PQgetvalue(r, i, 2), strlen(PQgetvalue(r, i, 2)));
-            weft_buf_printf(&b, ",\"attempts\":%s,\"source_topic\":", PQgetvalue(r, i, 3));
-            weft_json_append_string(&b, PQgetvalue(r, i, 4), strlen(PQgetvalue(r, i, 4)));
-            weft_buf_printf(&b, ",\"source_partition\":%s,\"source_offset\":%s,\"created_at\":\"%s\","
-                                "\"redriven\":%s}",
-                            PQgetvalue(r, i, 5), PQgetvalue(r, i, 6), PQgetvalue(r, i, 7),
-                            *PQgetvalue(r, i, 8) ? "true" : "false");
+            weft_json_append_string(&b, weft_pgresult_value(r, i, 2),
+                                    strlen(weft_pgresult_value(r, i, 2)));
+            weft_buf_printf(&b, ",\"attempts\":%s,\"source_topic\":", weft_pgresult_value(r, i, 3));
+            weft_json_append_string(&b, weft_pgresult_value(r, i, 4),
+                                    strlen(weft_pgresult_value(r, i, 4)));
+            weft_buf_printf(&b,
+                            ",\"source_partition\":%s,\"source_offset\":%s,\"created_at\":\"%s\","
+                            "\"redriven\":%s}",
+                            weft_pgresult_value(r, i, 5), weft_pgresult_value(r, i, 6),
+                            weft_pgresult_value(r, i, 7),
+                            *weft_pgresult_value(r, i, 8) ? "true" : "false");
         }
         weft_buf_append(&b, "]\n", 2);
         fputs(b.p, stdout);
@@ -153,10 +147,10 @@ static int cmd_list(const weft_config_t *cfg, const char *trigger, const char *s
             for (int c = 0; c < 8; c++) {
                 int len;
                 if (cols[c] < 0)
-                    len = snprintf(src, sizeof(src), "%s/%s@%s", PQgetvalue(r, i, 4),
-                                   PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+                    len = snprintf(src, sizeof(src), "%s/%s@%s", weft_pgresult_value(r, i, 4),
+                                   weft_pgresult_value(r, i, 5), weft_pgresult_value(r, i, 6));
                 else
-                    len = (int)strlen(PQgetvalue(r, i, cols[c]));
+                    len = (int)strlen(weft_pgresult_value(r, i, cols[c]));
                 if (len > w[c])
                     w[c] = len;
             }
@@ -165,17 +159,19 @@ static int cmd_list(const weft_config_t *cfg, const char *trigger, const char *s
                w[2], heads[2], w[3], heads[3], w[4], heads[4], w[5], heads[5], w[6], heads[6],
                heads[7]);
         for (int i = 0; i < n; i++) {
-            snprintf(src, sizeof(src), "%s/%s@%s", PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
-                     PQgetvalue(r, i, 6));
-            printf("%-*s  %-*s  %-*s  %*s  %-*s  %-*s  %-*s  %s\n", w[0], PQgetvalue(r, i, 0),
-                   w[1], PQgetvalue(r, i, 1), w[2], PQgetvalue(r, i, 2), w[3],
-                   PQgetvalue(r, i, 3), w[4], src, w[5], PQgetvalue(r, i, 7), w[6],
-                   *PQgetvalue(r, i, 8) ? PQgetvalue(r, i, 8) : "-", PQgetvalue(r, i, 9));
+            snprintf(src, sizeof(src), "%s/%s@%s", weft_pgresult_value(r, i, 4),
+                     weft_pgresult_value(r, i, 5), weft_pgresult_value(r, i, 6));
+            printf("%-*s  %-*s  %-*s  %*s  %-*s  %-*s  %-*s  %s\n", w[0],
+                   weft_pgresult_value(r, i, 0), w[1], weft_pgresult_value(r, i, 1), w[2],
+                   weft_pgresult_value(r, i, 2), w[3], weft_pgresult_value(r, i, 3), w[4], src,
+                   w[5], weft_pgresult_value(r, i, 7), w[6],
+                   *weft_pgresult_value(r, i, 8) ? weft_pgresult_value(r, i, 8) : "-",
+                   weft_pgresult_value(r, i, 9));
         }
         printf("%d dead letter%s\n", n, n == 1 ? "" : "s");
     }
-    PQclear(r);
-    PQfinish(pg);
+    weft_pgresult_free(r);
+    weft_pgconn_close(pg);
     return 0;
 }
 
@@ -197,39 +193,27 @@ static int cmd_show(const weft_config_t *cfg, const char *id, int json)
         fprintf(stderr, "weft dlq show: \"%s\" is not a dead letter id (a number)\n", id);
         return 2;
     }
-    PGconn *pg = connect_pg(cfg);
+    weft_pg_conn_t *pg = connect_pg(cfg);
     if (!pg)
         return 1;
-    const char *params[1] = {id};
-    PGresult *r = PQexecParams(
-        pg,
-        "SELECT id, trigger, generation, key, reason, error, attempts, source_broker,"
-        "       source_topic, source_partition, source_offset, dead_letter_topic,"
-        "       first_failure_at, last_failure_at, created_at, redriven_at, headers::text,"
-        "       encode(value, 'base64'), encode(message_key, 'escape'),"
-        "       coalesce(redrive_new_key::text, ''), length(value)"
-        "  FROM weft.dead_letters WHERE id = $1::bigint",
-        1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft dlq show: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        PQfinish(pg);
+    weft_pg_result_t *r = NULL, *v = NULL;
+    char err[1024];
+    int found = weft_deadletters_show(pg, id, &r, &v, err, sizeof(err));
+    if (found < 0) {
+        fprintf(stderr, "weft dlq show: %s", err);
+        weft_pgconn_close(pg);
         return 1;
     }
-    if (PQntuples(r) == 0) {
+    if (found == 1) {
         fprintf(stderr, "weft dlq show: no dead letter with id %s\n", id);
-        PQclear(r);
-        PQfinish(pg);
+        weft_pgconn_close(pg);
         return 1;
     }
     /* The value, decoded, for display. */
-    PGresult *v = PQexecParams(pg, "SELECT value FROM weft.dead_letters WHERE id = $1::bigint", 1,
-                               NULL, params, NULL, NULL, 1);
-    const char *val = PQresultStatus(v) == PGRES_TUPLES_OK && PQntuples(v) && !PQgetisnull(v, 0, 0)
-                          ? PQgetvalue(v, 0, 0)
+    const char *val = v && weft_pgresult_rows(v) && !weft_pgresult_isnull(v, 0, 0)
+                          ? weft_pgresult_value(v, 0, 0)
                           : "";
-    size_t vlen = PQresultStatus(v) == PGRES_TUPLES_OK && PQntuples(v) ? (size_t)PQgetlength(v, 0, 0)
-                                                                         : 0;
+    size_t vlen = v && weft_pgresult_rows(v) ? (size_t)weft_pgresult_length(v, 0, 0) : 0;
     static const char *const names[] = {
         "id",       "trigger",           "generation",     "key",           "reason",
         "error",    "attempts",          "source_broker",  "source_topic",  "source_partition",
@@ -240,21 +224,24 @@ static int cmd_show(const weft_config_t *cfg, const char *id, int json)
         weft_buf_append(&b, "{", 1);
         for (int c = 0; c < 16; c++) {
             weft_buf_printf(&b, "%s\"%s\":", c ? "," : "", names[c]);
-            if (PQgetisnull(r, 0, c))
+            if (weft_pgresult_isnull(r, 0, c))
                 weft_buf_append(&b, "null", 4);
             else
-                weft_json_append_string(&b, PQgetvalue(r, 0, c), strlen(PQgetvalue(r, 0, c)));
+                weft_json_append_string(&b, weft_pgresult_value(r, 0, c),
+                                        strlen(weft_pgresult_value(r, 0, c)));
         }
-        weft_buf_printf(&b, ",\"headers\":%s,\"value_base64\":", PQgetvalue(r, 0, 16));
-        weft_json_append_string(&b, PQgetvalue(r, 0, 17), strlen(PQgetvalue(r, 0, 17)));
+        weft_buf_printf(&b, ",\"headers\":%s,\"value_base64\":", weft_pgresult_value(r, 0, 16));
+        weft_json_append_string(&b, weft_pgresult_value(r, 0, 17),
+                                strlen(weft_pgresult_value(r, 0, 17)));
         weft_buf_append(&b, "}\n", 2);
         fputs(b.p, stdout);
         weft_buf_free(&b);
     } else {
         for (int c = 0; c < 16; c++)
-            printf("%-18s %s\n", names[c], PQgetisnull(r, 0, c) ? "-" : PQgetvalue(r, 0, c));
-        printf("%-18s %s\n", "headers", PQgetvalue(r, 0, 16));
-        printf("%-18s %s bytes\n", "value", PQgetvalue(r, 0, 20));
+            printf("%-18s %s\n", names[c],
+                   weft_pgresult_isnull(r, 0, c) ? "-" : weft_pgresult_value(r, 0, c));
+        printf("%-18s %s\n", "headers", weft_pgresult_value(r, 0, 16));
+        printf("%-18s %s bytes\n", "value", weft_pgresult_value(r, 0, 20));
         if (vlen && printable(val, vlen)) {
             fwrite(val, 1, vlen, stdout);
             printf("\n");
@@ -264,9 +251,9 @@ static int cmd_show(const weft_config_t *cfg, const char *id, int json)
             printf("\n");
         }
     }
-    PQclear(v);
-    PQclear(r);
-    PQfinish(pg);
+    weft_pgresult_free(v);
+    weft_pgresult_free(r);
+    weft_pgconn_close(pg);
     return 0;
 }
 
@@ -383,20 +370,19 @@ static void hc_free(hdr_collect_t *hc)
     memset(hc, 0, sizeof(*hc));
 }
 
-static int pg_ok(PGconn *pg, const char *sql)
+static int pg_ok(weft_pg_conn_t *pg, const char *sql)
 {
-    PGresult *r = PQexec(pg, sql);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    char err[1024];
+    int ok = weft_deadletters_tx(pg, sql, err, sizeof(err)) == 0;
     if (!ok)
-        fprintf(stderr, "weft dlq redrive: %s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
+        fprintf(stderr, "weft dlq redrive: %s", err);
     return ok;
 }
 
 static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char **ids,
                        int n_ids, int new_key, int dry_run)
 {
-    PGconn *pg = connect_pg(cfg);
+    weft_pg_conn_t *pg = connect_pg(cfg);
     if (!pg)
         return 1;
     weft_buf_t idarr = {0};
@@ -407,7 +393,7 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
             fprintf(stderr, "weft dlq redrive: \"%s\" is not a dead letter id (a number)\n",
                     ids[i]);
             weft_buf_free(&idarr);
-            PQfinish(pg);
+            weft_pgconn_close(pg);
             return 2;
         }
         weft_pg_array_add(&idarr, ids[i], strlen(ids[i]), 0);
@@ -416,42 +402,33 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
         weft_buf_append(&idarr, "}", 1);
     if (!pg_ok(pg, "BEGIN")) {
         weft_buf_free(&idarr);
-        PQfinish(pg);
+        weft_pgconn_close(pg);
         return 1;
     }
     const char *params[2] = {trigger, n_ids ? idarr.p : NULL};
     /* Lock the dead letters; SKIP LOCKED leaves those another re-drive is
      * handling right now. */
-    PGresult *r = PQexecParams(
-        pg,
-        "SELECT d.id, d.trigger, d.generation, d.key, d.source_topic, d.headers::text,"
-        "       d.message_key IS NOT NULL, d.source_broker::text"
-        "  FROM weft.dead_letters d"
-        " WHERE d.redriven_at IS NULL"
-        "   AND ($1::text IS NULL OR d.trigger = $1)"
-        "   AND ($2::bigint[] IS NULL OR d.id = ANY ($2::bigint[]))"
-        " ORDER BY d.id FOR UPDATE SKIP LOCKED",
-        2, NULL, params, NULL, NULL, 0);
+    char lerr[1024];
+    weft_pg_result_t *r = weft_deadletters_lock(pg, params[0], params[1], lerr, sizeof(lerr));
     weft_buf_free(&idarr);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "weft dlq redrive: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        PQfinish(pg);
+    if (!r) {
+        fprintf(stderr, "weft dlq redrive: %s", lerr);
+        weft_pgconn_close(pg);
         return 1;
     }
-    int n = PQntuples(r);
+    int n = weft_pgresult_rows(r);
     if (n == 0) {
         printf("nothing to re-drive (no matching dead letter that was not re-driven)\n");
-        PQclear(r);
+        weft_pgresult_free(r);
         pg_ok(pg, "ROLLBACK");
-        PQfinish(pg);
+        weft_pgconn_close(pg);
         return 0;
     }
     if (dry_run) {
         printf("would re-drive %d dead letter%s\n", n, n == 1 ? "" : "s");
-        PQclear(r);
+        weft_pgresult_free(r);
         pg_ok(pg, "ROLLBACK");
-        PQfinish(pg);
+        weft_pgconn_close(pg);
         return 0;
     }
     rd_state_t st = {0};
@@ -462,7 +439,7 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
     weft_nats_t *nc = NULL;
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        const char *broker = PQgetvalue(r, i, 7);
+        const char *broker = weft_pgresult_value(r, i, 7);
         if (strcmp(broker, "kafka") == 0 && !k) {
             k = weft_kafka_producer_new(cfg, &cbs, err, sizeof(err));
             rc = k ? 0 : 1;
@@ -478,47 +455,30 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
         fprintf(stderr, "weft dlq redrive: %s\n", err);
         weft_kafka_destroy(k, 1000);
         weft_nats_destroy(nc);
-        PQclear(r);
+        weft_pgresult_free(r);
         pg_ok(pg, "ROLLBACK");
-        PQfinish(pg);
+        weft_pgconn_close(pg);
         return 1;
     }
     for (int i = 0; i < n && rc == 0; i++) {
-        const char *id = PQgetvalue(r, i, 0), *trig = PQgetvalue(r, i, 1);
-        const char *gen = PQgetvalue(r, i, 2), *key = PQgetvalue(r, i, 3);
+        const char *id = weft_pgresult_value(r, i, 0), *trig = weft_pgresult_value(r, i, 1);
+        const char *gen = weft_pgresult_value(r, i, 2), *key = weft_pgresult_value(r, i, 3);
         char *newkey = NULL;
         if (new_key && asprintf(&newkey, "redrive:%s:%s", id, key) < 0)
             newkey = NULL;
-        const char *up[5] = {id, trig, gen, key, new_key ? "true" : "false"};
         /* Keep the key: reset its ledger entry so it runs again (lease
          * already expired, attempts from zero). */
-        PGresult *u = PQexecParams(
-            pg,
-            "WITH l AS (UPDATE weft.ledger SET status = 'running', attempts = 0, owner = NULL,"
-            "             lease_until = now() - interval '1 second', result = NULL,"
-            "             updated_at = now()"
-            "           WHERE NOT $5::boolean AND trigger = $2 AND generation = $3::int"
-            "             AND key = $4 AND status = 'dead')"
-            " UPDATE weft.dead_letters SET redriven_at = now(), redrive_new_key = $5::boolean,"
-            "        redrive_topic = source_topic WHERE id = $1::bigint",
-            5, NULL, up, NULL, NULL, 0);
-        if (PQresultStatus(u) != PGRES_COMMAND_OK) {
-            fprintf(stderr, "weft dlq redrive: %s", PQresultErrorMessage(u));
+        if (weft_deadletters_mark(pg, id, trig, gen, key, new_key, err, sizeof(err)) != 0) {
+            fprintf(stderr, "weft dlq redrive: %s", err);
             rc = 1;
         }
-        PQclear(u);
         if (rc)
             break;
-        const char *vp[1] = {id};
-        PGresult *v = PQexecParams(pg,
-                                   "SELECT value, message_key FROM weft.dead_letters"
-                                   " WHERE id = $1::bigint",
-                                   1, NULL, vp, NULL, NULL, 1);
+        weft_pg_result_t *v = weft_deadletters_message(pg, id);
         hdr_collect_t hc = {0};
-        if (PQresultStatus(v) != PGRES_TUPLES_OK || PQntuples(v) != 1 ||
-            parse_headers(PQgetvalue(r, i, 5), &hc) != 0) {
+        if (!v || parse_headers(weft_pgresult_value(r, i, 5), &hc) != 0) {
             fprintf(stderr, "weft dlq redrive: cannot read dead letter %s\n", id);
-            PQclear(v);
+            weft_pgresult_free(v);
             hc_free(&hc);
             free(newkey);
             rc = 1;
@@ -528,7 +488,7 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
             hc.cap = hc.n + 4;
             hc.h = realloc(hc.h, hc.cap * sizeof(weft_header_t));
         }
-        const char *broker = PQgetvalue(r, i, 7);
+        const char *broker = weft_pgresult_value(r, i, 7);
         int on_nats = strcmp(broker, "kafka") != 0;
         /* NATS header values cannot carry every byte a key may hold (keys
          * join their parts with 0x1f): weft-key is percent-encoded there,
@@ -540,41 +500,44 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
                                       newkey ? newkey : key, id, trig, gen, hc.h, &hc.n,
                                       &wkey) != 0) {
             fprintf(stderr, "weft dlq redrive: out of memory\n");
-            PQclear(v);
+            weft_pgresult_free(v);
             hc_free(&hc);
             free(newkey);
             rc = 1;
             break;
         }
         int retriable;
-        const char *mkey = PQgetisnull(v, 0, 1) ? NULL : PQgetvalue(v, 0, 1);
+        const char *mkey = weft_pgresult_isnull(v, 0, 1) ? NULL : weft_pgresult_value(v, 0, 1);
         int sent;
         if (!on_nats) {
-            sent = weft_kafka_produce(k, PQgetvalue(r, i, 4), mkey,
-                                      mkey ? (size_t)PQgetlength(v, 0, 1) : 0,
-                                      PQgetvalue(v, 0, 0), (size_t)PQgetlength(v, 0, 0), hc.h,
-                                      hc.n, NULL, &retriable, err, sizeof(err));
+            sent = weft_kafka_produce(k, weft_pgresult_value(r, i, 4), mkey,
+                                      mkey ? (size_t)weft_pgresult_length(v, 0, 1) : 0,
+                                      weft_pgresult_value(v, 0, 0),
+                                      (size_t)weft_pgresult_length(v, 0, 0), hc.h, hc.n, NULL,
+                                      &retriable, err, sizeof(err));
         } else {
             /* Its own Nats-Msg-Id, one per dead letter (it replaces the
              * original's, which JetStream would drop as a duplicate). */
             char msg_id[48];
             snprintf(msg_id, sizeof(msg_id), WEFT_MSGID_REDRIVE "%s", id);
             if (strcmp(broker, "jetstream") == 0)
-                sent = weft_nats_js_publish(nc, PQgetvalue(r, i, 4), msg_id, hc.h, hc.n,
-                                            PQgetvalue(v, 0, 0), (size_t)PQgetlength(v, 0, 0),
-                                            10000, NULL, NULL, err, sizeof(err));
+                sent = weft_nats_js_publish(nc, weft_pgresult_value(r, i, 4), msg_id, hc.h, hc.n,
+                                            weft_pgresult_value(v, 0, 0),
+                                            (size_t)weft_pgresult_length(v, 0, 0), 10000, NULL,
+                                            NULL, err, sizeof(err));
             else
-                sent = weft_nats_publish(nc, PQgetvalue(r, i, 4), hc.h, hc.n,
-                                         PQgetvalue(v, 0, 0), (size_t)PQgetlength(v, 0, 0), err,
-                                         sizeof(err));
+                sent = weft_nats_publish(nc, weft_pgresult_value(r, i, 4), hc.h, hc.n,
+                                         weft_pgresult_value(v, 0, 0),
+                                         (size_t)weft_pgresult_length(v, 0, 0), err, sizeof(err));
             if (sent == 0)
                 st.delivered++;
         }
         if (sent != 0) {
-            fprintf(stderr, "weft dlq redrive: %s://%s: %s\n", broker, PQgetvalue(r, i, 4), err);
+            fprintf(stderr, "weft dlq redrive: %s://%s: %s\n", broker, weft_pgresult_value(r, i, 4),
+                    err);
             rc = 1;
         }
-        PQclear(v);
+        weft_pgresult_free(v);
         hc_free(&hc);
         free(newkey);
         free(wkey);
@@ -597,8 +560,8 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
     }
     weft_kafka_destroy(k, 1000);
     weft_nats_destroy(nc);
-    PQclear(r);
-    PQfinish(pg);
+    weft_pgresult_free(r);
+    weft_pgconn_close(pg);
     return rc;
 }
 

@@ -4,8 +4,8 @@
  * quickest way to try a function while writing it.
  *
  * Runs in the CLI process (the `weft` binary), single-threaded: it plays
- * the dispatcher for one static pool of one worker, with a small epoll loop
- * and a signalfd for SIGCHLD, SIGINT and SIGTERM, so the function runs
+ * the dispatcher for one static pool of one worker, on the base event loop
+ * (workers/base/loop.h: SIGCHLD, SIGINT, SIGTERM), so the function runs
  * exactly as it would under `weft run` (same worker binary, same hygiene,
  * same deadline and limits).
  *
@@ -27,8 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -36,6 +34,7 @@
 
 #include "exe.h"
 #include "exec_proto.h"
+#include "loop.h"
 #include "pool.h"
 #include "weft_io.h"
 
@@ -329,6 +328,27 @@ static int print_json(const invoke_opts_t *o, const char *runtime, const invoke_
     return 0;
 }
 
+/* The loop and what its signals decide: SIGINT/SIGTERM interrupt, an
+ * ended child goes to the pool. */
+typedef struct invoke_loop {
+    weft_loop_t loop;
+    weft_pool_t *pool;
+    int interrupted;
+} invoke_loop_t;
+
+static void invoke_on_signal(weft_loop_t *loop, int signo)
+{
+    if (signo == SIGINT || signo == SIGTERM)
+        ((invoke_loop_t *)loop->opaque)->interrupted = 1;
+}
+
+static void invoke_on_child(weft_loop_t *loop, pid_t pid, int status)
+{
+    invoke_loop_t *il = loop->opaque;
+    if (il->pool)
+        weft_pool_reaped(il->pool, pid, status);
+}
+
 static int build_and_run(const invoke_opts_t *o, const char *entry, const char *runtime,
                          const uint8_t *data, size_t len)
 {
@@ -405,25 +425,21 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
     ce.n_attributes = na;
     ce.attributes = ptrs;
 
-    /* The loop: SIGCHLD, SIGINT and SIGTERM through a signalfd. */
+    /* The loop: SIGCHLD, SIGINT and SIGTERM through the base loop's
+     * signalfd (workers/base/loop.h). */
     int rc = 1;
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigprocmask(SIG_BLOCK, &set, &old);
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
-    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    weft_io_t sig_io = {.handle = NULL, .fd = sfd};
+    static const int signals[] = {SIGCHLD, SIGINT, SIGTERM};
+    invoke_loop_t il = {0};
     weft_pool_t *pool = NULL;
     invoke_state_t st = {0};
-    if (epfd < 0 || sfd < 0) {
-        fprintf(stderr, "weft invoke: epoll/signalfd failed: %s\n", strerror(errno));
+    char err[512];
+    if (weft_loop_open(&il.loop, signals, 3, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft invoke: %s\n", err);
         goto out;
     }
-    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = &sig_io};
-    epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ee);
+    il.loop.on_signal = invoke_on_signal;
+    il.loop.on_child = invoke_on_child;
+    il.loop.opaque = &il;
 
     char worker[PATH_MAX + 32], dir[PATH_MAX];
     if (o->worker) {
@@ -449,9 +465,8 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
         .max_result_bytes = o->max_result_bytes,
         .worker_path = worker,
     };
-    char err[512];
     uint64_t t0 = weft_clock_mono_us();
-    pool = weft_pool_new(&cfg, epfd, on_done, NULL, err, sizeof(err));
+    pool = il.pool = weft_pool_new(&cfg, il.loop.epfd, on_done, NULL, err, sizeof(err));
     if (!pool) {
         fprintf(stderr, "weft invoke: %s\n", err);
         rc = 2;
@@ -462,25 +477,8 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
         fprintf(stderr, "weft invoke: %s\n", err);
         goto out;
     }
-    int interrupted = 0;
-    while (!st.done && !interrupted) {
-        struct epoll_event evs[8];
-        int n = epoll_wait(epfd, evs, 8, 10);
-        for (int i = 0; i < n; i++) {
-            weft_io_t *io = evs[i].data.ptr;
-            if (io != &sig_io) {
-                io->handle(io, evs[i].events);
-                continue;
-            }
-            struct signalfd_siginfo si;
-            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
-                    interrupted = 1;
-            int status;
-            pid_t pid;
-            while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-                weft_pool_reaped(pool, pid, status);
-        }
+    while (!st.done && !il.interrupted) {
+        weft_loop_run_once(&il.loop, 10);
         if (!st.dispatched_us) {
             weft_pool_stats_t ps;
             weft_pool_stats(pool, &ps);
@@ -489,7 +487,7 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
         }
         weft_pool_tick(pool, weft_clock_mono_us() / 1000);
     }
-    if (interrupted) {
+    if (il.interrupted) {
         fprintf(stderr, "weft invoke: interrupted\n");
         rc = 130;
         goto out;
@@ -532,17 +530,12 @@ static int build_and_run(const invoke_opts_t *o, const char *entry, const char *
     fflush(stdout);
 out:
     weft_pool_destroy(pool, 2000);
-    if (sfd >= 0) {
-        /* Children reaped by weft_pool_destroy leave nothing; drain any
-         * other. */
-        int status;
-        while (waitpid(-1, &status, WNOHANG) > 0)
-            ;
-        close(sfd);
-    }
-    if (epfd >= 0)
-        close(epfd);
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    /* Children reaped by weft_pool_destroy leave nothing; drain any
+     * other. */
+    int status;
+    while (waitpid(-1, &status, WNOHANG) > 0)
+        ;
+    weft_loop_close(&il.loop);
     for (int i = 0; i < o->n_exts; i++)
         free(ext_copies[i]);
     free(st.data);

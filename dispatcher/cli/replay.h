@@ -13,7 +13,6 @@
 
 #include <signal.h>
 #include <stdint.h>
-#include <libpq-fe.h>
 
 #include "cli.h"
 #include "cli_kafka.h"
@@ -22,7 +21,7 @@
 
 /* Set by SIGINT/SIGTERM (cli_replay.c): the read loops stop after saving
  * the position. */
-extern volatile sig_atomic_t stop_requested;
+extern volatile sig_atomic_t weft_replay_stop_requested;
 
 typedef struct rp_part {
     int32_t partition;
@@ -45,7 +44,7 @@ typedef struct rp_pending {
 
 typedef struct rp {
     weft_config_t *cfg;
-    PGconn *pg;
+    weft_pg_conn_t *pg;
     weft_catalog_t *cat;
     const weft_trigger_t *only;
     char topic[256];
@@ -91,21 +90,21 @@ typedef struct rp_args {
 } rp_args_t;
 
 /* replay_event.c */
-int replay_event(rp_t *r, weft_kmsg_t *km);
-int checkpoint(rp_t *r);
-rp_part_t *part_of(rp_t *r, int32_t partition);
-int64_t progress_done(const rp_t *r);
-int64_t range_total(const rp_t *r);
-void pace_event(const rp_t *r, rp_pace_t *pc, int64_t now);
-int pace_checkpoint(rp_t *r, rp_pace_t *pc, int64_t now);
-int loop_end(rp_t *r, weft_cli_progress_t *prog, int rc);
+int weft_replay_event(rp_t *r, weft_kmsg_t *km);
+int weft_replay_checkpoint(rp_t *r);
+rp_part_t *weft_replay_part_of(rp_t *r, int32_t partition);
+int64_t weft_replay_progress_done(const rp_t *r);
+int64_t weft_replay_range_total(const rp_t *r);
+void weft_replay_pace_event(const rp_t *r, rp_pace_t *pc, int64_t now);
+int weft_replay_pace_checkpoint(rp_t *r, rp_pace_t *pc, int64_t now);
+int weft_replay_loop_end(rp_t *r, weft_cli_progress_t *prog, int rc);
 
 /* replay_kafka.c and replay_jetstream.c: the range (fills r->parts; 0, 1
  * runtime or 2 usage) and the read loop. */
-int build_range(rp_t *r, const rp_args_t *a);
-int build_range_js(rp_t *r, const rp_args_t *a);
+int weft_replay_range_kafka(rp_t *r, const rp_args_t *a);
+int weft_replay_range_js(rp_t *r, const rp_args_t *a);
 /* Returns 0 (range done), 1 (stopped by a signal) or -1 (error). */
-int read_loop(rp_t *r);
-int read_loop_js(rp_t *r);
+int weft_replay_read_kafka(rp_t *r);
+int weft_replay_read_js(rp_t *r);
 
 #endif

@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +31,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "replay.h"
+#include "replays.h"
 #include "wire.h"
 
 #define ACK_TIMEOUT_MS 30000
@@ -73,45 +73,24 @@ static int classify_pending(rp_t *r)
         r->c.run += (long long)r->n_pend;
         goto out;
     }
-    weft_buf_t t = {0}, g = {0}, k = {0};
-    for (size_t i = 0; i < r->n_pend; i++) {
-        char gen[16];
-        snprintf(gen, sizeof(gen), "%d", r->pend[i].generation);
-        weft_pg_array_add(&t, r->pend[i].trigger, strlen(r->pend[i].trigger), 0);
-        weft_pg_array_add(&g, gen, strlen(gen), 0);
-        weft_pg_array_add(&k, r->pend[i].key, strlen(r->pend[i].key), 0);
+    const char **trigs = calloc(r->n_pend, sizeof(*trigs));
+    const char **keys = calloc(r->n_pend, sizeof(*keys));
+    int *gens = calloc(r->n_pend, sizeof(*gens));
+    char err[1024] = "out of memory\n";
+    for (size_t i = 0; trigs && keys && gens && i < r->n_pend; i++) {
+        trigs[i] = r->pend[i].trigger;
+        gens[i] = r->pend[i].generation;
+        keys[i] = r->pend[i].key;
     }
-    weft_buf_append(&t, "}", 2);
-    weft_buf_append(&g, "}", 2);
-    weft_buf_append(&k, "}", 2);
-    const char *params[3] = {t.p, g.p, k.p};
-    PGresult *res = PQexecParams(
-        r->pg,
-        "SELECT coalesce(l.status::text, '') FROM unnest($1::text[], $2::int[], $3::text[])"
-        "       WITH ORDINALITY AS u(t, g, k, ord)"
-        "  LEFT JOIN weft.ledger l ON l.trigger = u.t AND l.generation = u.g AND l.key = u.k"
-        " ORDER BY u.ord",
-        3, NULL, params, NULL, NULL, 0);
-    weft_buf_free(&t);
-    weft_buf_free(&g);
-    weft_buf_free(&k);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || (size_t)PQntuples(res) != r->n_pend) {
-        fprintf(stderr, "weft replay: reading the ledger: %s", PQresultErrorMessage(res));
+    if (!trigs || !keys || !gens ||
+        weft_replay_ledger_classify(r->pg, trigs, gens, keys, r->n_pend, &r->c.reemit, &r->c.dead,
+                                    &r->c.dropped, &r->c.run, err, sizeof(err)) != 0) {
+        fprintf(stderr, "weft replay: reading the ledger: %s", err);
         rc = -1;
-    } else {
-        for (int i = 0; i < PQntuples(res); i++) {
-            const char *st = PQgetvalue(res, i, 0);
-            if (strcmp(st, "completed") == 0)
-                r->c.reemit++;
-            else if (strcmp(st, "dead") == 0)
-                r->c.dead++;
-            else if (strcmp(st, "dropped") == 0)
-                r->c.dropped++;
-            else
-                r->c.run++;
-        }
     }
-    PQclear(res);
+    free(trigs);
+    free(keys);
+    free(gens);
 out:
     for (size_t i = 0; i < r->n_pend; i++)
         free(r->pend[i].key);
@@ -132,7 +111,7 @@ static int is_weft_header(const char *name)
 
 /* One event of the range: which triggers take it, and (unless a dry run)
  * its copy. Returns 0, or -1 when it cannot be queued. */
-int replay_event(rp_t *r, weft_kmsg_t *km)
+int weft_replay_event(rp_t *r, weft_kmsg_t *km)
 {
     r->c.read++;
     char plain_id[600], plain_src[300], err[512];
@@ -267,7 +246,7 @@ int replay_event(rp_t *r, weft_kmsg_t *km)
 /* Waits for the copies' acknowledgements, classifies, then saves positions
  * and counts in one statement. Positions never pass an unacknowledged
  * copy: nothing is saved unless every copy so far was acknowledged. */
-int checkpoint(rp_t *r)
+int weft_replay_checkpoint(rp_t *r)
 {
     if (!r->dry_run && r->produced_batch) {
         int left = weft_kafka_flush(r->prod, ACK_TIMEOUT_MS);
@@ -284,43 +263,23 @@ int checkpoint(rp_t *r)
         return -1;
     if (r->dry_run)
         return 0;
-    weft_buf_t parts = {0}, nexts = {0};
-    for (size_t i = 0; i < r->n_parts; i++) {
-        char p[16], n[24];
-        snprintf(p, sizeof(p), "%d", (int)r->parts[i].partition);
-        snprintf(n, sizeof(n), "%lld", (long long)r->parts[i].next);
-        weft_pg_array_add(&parts, p, strlen(p), 0);
-        weft_pg_array_add(&nexts, n, strlen(n), 0);
-    }
-    weft_buf_append(&parts, "}", 2);
-    weft_buf_append(&nexts, "}", 2);
-    char v[9][24];
-    long long vals[7] = {r->c.read, r->c.published, r->c.reemit, r->c.run,
-                         r->c.dead, r->c.dropped,   r->c.skipped};
-    for (int i = 0; i < 7; i++)
-        snprintf(v[i], sizeof(v[i]), "%lld", vals[i]);
-    const char *params[10] = {r->idbuf, parts.p, nexts.p, v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
-    PGresult *res = PQexecParams(
-        r->pg,
-        "WITH p AS (UPDATE weft.replay_partitions rp SET next_offset = u.n"
-        "             FROM unnest($2::int[], $3::bigint[]) AS u(p, n)"
-        "            WHERE rp.replay = $1::bigint AND rp.partition = u.p RETURNING 1)"
-        " UPDATE weft.replays SET read = $4, published = $5, reemit = $6, run = $7, dead = $8,"
-        "        dropped = $9, skipped = $10, updated_at = now()"
-        "  WHERE id = $1::bigint",
-        10, NULL, params, NULL, NULL, 0);
-    weft_buf_free(&parts);
-    weft_buf_free(&nexts);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    weft_replay_part_t *ps = calloc(r->n_parts ? r->n_parts : 1, sizeof(*ps));
+    char err[1024] = "out of memory\n";
+    for (size_t i = 0; ps && i < r->n_parts; i++)
+        ps[i] = (weft_replay_part_t){r->parts[i].partition, r->parts[i].start, r->parts[i].end,
+                                     r->parts[i].next};
+    weft_replay_counts_t c = {r->c.read, r->c.published, r->c.reemit, r->c.run,
+                              r->c.dead, r->c.dropped,   r->c.skipped};
+    int ok = ps && weft_replay_save(r->pg, r->id, ps, r->n_parts, &c, err, sizeof(err)) == 0;
+    free(ps);
     if (!ok)
-        fprintf(stderr, "weft replay: saving the position: %s", PQresultErrorMessage(res));
-    PQclear(res);
+        fprintf(stderr, "weft replay: saving the position: %s", err);
     return ok ? 0 : -1;
 }
 
 /* ---- the read loop --------------------------------------------------------------- */
 
-rp_part_t *part_of(rp_t *r, int32_t partition)
+rp_part_t *weft_replay_part_of(rp_t *r, int32_t partition)
 {
     for (size_t i = 0; i < r->n_parts; i++)
         if (r->parts[i].partition == partition)
@@ -328,7 +287,7 @@ rp_part_t *part_of(rp_t *r, int32_t partition)
     return NULL;
 }
 
-int64_t progress_done(const rp_t *r)
+int64_t weft_replay_progress_done(const rp_t *r)
 {
     int64_t d = 0;
     for (size_t i = 0; i < r->n_parts; i++)
@@ -336,7 +295,7 @@ int64_t progress_done(const rp_t *r)
     return d;
 }
 
-int64_t range_total(const rp_t *r)
+int64_t weft_replay_range_total(const rp_t *r)
 {
     int64_t t = 0;
     for (size_t i = 0; i < r->n_parts; i++)
@@ -347,12 +306,12 @@ int64_t range_total(const rp_t *r)
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (!stop_requested && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    while (!weft_replay_stop_requested && nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
 
 /* One more event was republished: wait when --rate says so. */
-void pace_event(const rp_t *r, rp_pace_t *pc, int64_t now)
+void weft_replay_pace_event(const rp_t *r, rp_pace_t *pc, int64_t now)
 {
     pc->sent++;
     pc->since_cp++;
@@ -364,11 +323,11 @@ void pace_event(const rp_t *r, rp_pace_t *pc, int64_t now)
 }
 
 /* Saves the position when it is time. 0, or -1 when the checkpoint failed. */
-int pace_checkpoint(rp_t *r, rp_pace_t *pc, int64_t now)
+int weft_replay_pace_checkpoint(rp_t *r, rp_pace_t *pc, int64_t now)
 {
     if (pc->since_cp < CHECKPOINT_EVENTS && !(pc->since_cp && now - pc->last_cp >= CHECKPOINT_MS))
         return 0;
-    if (checkpoint(r) != 0)
+    if (weft_replay_checkpoint(r) != 0)
         return -1;
     pc->since_cp = 0;
     pc->last_cp = now;
@@ -377,11 +336,11 @@ int pace_checkpoint(rp_t *r, rp_pace_t *pc, int64_t now)
 
 /* The end of a read loop: the last checkpoint and the progress line.
  * Returns rc, -1 when the checkpoint failed. */
-int loop_end(rp_t *r, weft_cli_progress_t *prog, int rc)
+int weft_replay_loop_end(rp_t *r, weft_cli_progress_t *prog, int rc)
 {
-    if (rc == 0 && checkpoint(r) != 0)
+    if (rc == 0 && weft_replay_checkpoint(r) != 0)
         rc = -1;
-    weft_cli_progress_update(prog, progress_done(r));
+    weft_cli_progress_update(prog, weft_replay_progress_done(r));
     weft_cli_progress_end(prog);
     return rc;
 }

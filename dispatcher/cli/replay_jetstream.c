@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,14 +36,14 @@
  * to the end fixed when the replay started (its own copies come after the
  * end, so they are never read again). Each copy waits for its PubAck, so
  * a saved position never passes an unacknowledged copy. */
-int read_loop_js(rp_t *r)
+int weft_replay_read_js(rp_t *r)
 {
     char err[512];
     rp_part_t *p = &r->parts[0];
     if (p->next >= p->end)
         p->done = 1;
     if (p->done)
-        return checkpoint(r);
+        return weft_replay_checkpoint(r);
     weft_nats_reader_t *rd = weft_nats_reader_new(r->nc, r->stream, r->topic, (uint64_t)p->next, 0,
                                                   NULL, err, sizeof(err));
     if (!rd) {
@@ -52,11 +51,11 @@ int read_loop_js(rp_t *r)
         return -1;
     }
     weft_cli_progress_t prog;
-    weft_cli_progress_start(&prog, range_total(r), "events");
+    weft_cli_progress_start(&prog, weft_replay_range_total(r), "events");
     int64_t last_msg = weft_cli_now_ms();
     rp_pace_t pc = {.t0 = last_msg, .last_cp = last_msg};
     int rc = 0;
-    while (!p->done && !stop_requested) {
+    while (!p->done && !weft_replay_stop_requested) {
         weft_bmsg_t km;
         uint64_t left = 0;
         int got = weft_nats_reader_next(rd, 200, &km, &left, err, sizeof(err));
@@ -73,7 +72,7 @@ int read_loop_js(rp_t *r)
                 p->done = 1;
                 break;
             }
-            if (replay_event(r, &km) != 0) {
+            if (weft_replay_event(r, &km) != 0) {
                 rc = -1;
                 break;
             }
@@ -82,7 +81,7 @@ int read_loop_js(rp_t *r)
                 p->next = p->end;
                 p->done = 1;
             }
-            pace_event(r, &pc, now);
+            weft_replay_pace_event(r, &pc, now);
         } else if (now - last_msg > JS_QUIET_MS) {
             /* The ordered consumer pushes everything it has at once: a
              * quiet connection means the rest of the range holds no
@@ -95,15 +94,15 @@ int read_loop_js(rp_t *r)
             p->next = p->end;
             p->done = 1;
         }
-        if (pace_checkpoint(r, &pc, now) != 0) {
+        if (weft_replay_pace_checkpoint(r, &pc, now) != 0) {
             rc = -1;
             break;
         }
-        weft_cli_progress_update(&prog, progress_done(r));
+        weft_cli_progress_update(&prog, weft_replay_progress_done(r));
     }
     weft_nats_reader_destroy(rd);
-    rc = loop_end(r, &prog, rc);
-    if (rc == 0 && stop_requested && !p->done)
+    rc = weft_replay_loop_end(r, &prog, rc);
+    if (rc == 0 && weft_replay_stop_requested && !p->done)
         return 1;
     return rc;
 }
@@ -126,7 +125,7 @@ static int parse_seq(const char *s, const char *flag, uint64_t *out)
 /* JetStream: one range of stream sequences (kept as partition 0), from
  * --from-seq or the first message at or after --from-time (or the
  * stream's start) to --to-seq or the stream's last message now. */
-int build_range_js(rp_t *r, const rp_args_t *a)
+int weft_replay_range_js(rp_t *r, const rp_args_t *a)
 {
     char err[512];
     int64_t now = weft_cli_now_ms(), from_ms = 0, to_ms = 0;

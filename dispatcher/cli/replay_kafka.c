@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +34,7 @@
 #define KAFKA_TIMEOUT_MS 10000
 #define STALL_MS 30000
 
-int read_loop(rp_t *r)
+int weft_replay_read_kafka(rp_t *r)
 {
     char err[512];
     int32_t *ids = malloc((r->n_parts ? r->n_parts : 1) * sizeof(int32_t));
@@ -63,7 +62,7 @@ int read_loop(rp_t *r)
         return -1;
     }
     weft_cli_progress_t prog;
-    weft_cli_progress_start(&prog, range_total(r), "events");
+    weft_cli_progress_start(&prog, weft_replay_range_total(r), "events");
     int64_t last_msg = weft_cli_now_ms();
     rp_pace_t pc = {.t0 = last_msg, .last_cp = last_msg};
     rc = 0;
@@ -71,7 +70,7 @@ int read_loop(rp_t *r)
         size_t left = 0;
         for (size_t i = 0; i < r->n_parts; i++)
             left += !r->parts[i].done;
-        if (left == 0 || stop_requested)
+        if (left == 0 || weft_replay_stop_requested)
             break;
         weft_kmsg_t km;
         int32_t eofp;
@@ -80,15 +79,15 @@ int read_loop(rp_t *r)
         int64_t now = weft_cli_now_ms();
         if (ev == WEFT_CLIK_MSG) {
             last_msg = now;
-            rp_part_t *p = part_of(r, km.partition);
+            rp_part_t *p = weft_replay_part_of(r, km.partition);
             if (p && !p->done && km.offset >= p->next && km.offset < p->end) {
-                if (replay_event(r, &km) != 0) {
+                if (weft_replay_event(r, &km) != 0) {
                     weft_kafka_msg_free(&km);
                     rc = -1;
                     break;
                 }
                 p->next = km.offset + 1;
-                pace_event(r, &pc, now);
+                weft_replay_pace_event(r, &pc, now);
             }
             if (p && (km.offset + 1 >= p->end)) {
                 p->next = p->end;
@@ -97,7 +96,7 @@ int read_loop(rp_t *r)
             weft_kafka_msg_free(&km);
         } else if (ev == WEFT_CLIK_EOF) {
             last_msg = now;
-            rp_part_t *p = part_of(r, eofp);
+            rp_part_t *p = weft_replay_part_of(r, eofp);
             /* The end of the partition: what is left of the range (offsets
              * of transaction markers, compacted keys) holds no event. */
             if (p && eofo >= p->end) {
@@ -113,16 +112,16 @@ int read_loop(rp_t *r)
             rc = -1;
             break;
         }
-        if (pace_checkpoint(r, &pc, now) != 0) {
+        if (weft_replay_pace_checkpoint(r, &pc, now) != 0) {
             rc = -1;
             break;
         }
         if (r->prod)
             weft_kafka_serve(r->prod);
-        weft_cli_progress_update(&prog, progress_done(r));
+        weft_cli_progress_update(&prog, weft_replay_progress_done(r));
     }
-    rc = loop_end(r, &prog, rc);
-    if (rc == 0 && stop_requested) {
+    rc = weft_replay_loop_end(r, &prog, rc);
+    if (rc == 0 && weft_replay_stop_requested) {
         for (size_t i = 0; i < r->n_parts; i++)
             if (!r->parts[i].done)
                 return 1;
@@ -194,7 +193,7 @@ static int offsets_for_time(rp_t *r, const int32_t *ids, const int64_t *low, con
 }
 
 /* Fills r->parts from the arguments. Returns 0, 1 (runtime) or 2 (usage). */
-int build_range(rp_t *r, const rp_args_t *a)
+int weft_replay_range_kafka(rp_t *r, const rp_args_t *a)
 {
     char err[512];
     weft_cli_offsets_t from = {0}, to = {0};

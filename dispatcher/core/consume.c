@@ -1,6 +1,6 @@
 /*
- * consume.c - taking messages from the adapters: decoding, matching
- * triggers (one job per matching trigger), admission, and backpressure at
+ * dsp_consume.c - taking messages from the adapters: decoding, matching
+ * triggers (one job per matching trigger), admission, and dsp_backpressure at
  * dispatcher.max_inflight.
  *
  * Runs on the dispatcher loop thread. Invariant: at most max_inflight
@@ -48,9 +48,9 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
     m->km = *km;
     m->bk = bk;
     m->finish = WEFT_FINISH_ACK;
-    m->consumed_us = now_us();
+    m->consumed_us = dsp_now_us();
     if (km->timestamp_ms > 0) {
-        int64_t age = realtime_ms() - km->timestamp_ms;
+        int64_t age = dsp_realtime_ms() - km->timestamp_ms;
         weft_lat_add(&d->lat[T_AGE], age > 0 ? (uint64_t)age * 1000 : 0);
     }
     d->inflight_msgs++;
@@ -85,7 +85,7 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
         d->inflight_msgs--;
         /* Not finished: the offset will not pass it / it is not acked, and
          * the message is redelivered. */
-        msg_free(d, m, WEFT_FINISH_RELEASE);
+        dsp_msg_free(d, m, WEFT_FINISH_RELEASE);
         return;
     }
 
@@ -120,7 +120,7 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
             !weft_trigger_matches(t, m->km.broker, m->km.topic, weft_envelope_attr(&m->env, "type"),
                                   env_attr, &m->env))
             continue;
-        job_t *j = job_new(d, m, t);
+        job_t *j = dsp_job_new(d, m, t);
         if (!j) {
             weft_error("out of memory creating a job trigger=%s", t->name);
             continue;
@@ -131,12 +131,12 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
                       "reason=%s error=\"%s\"",
                       t->name, m->km.topic, (int)m->km.partition, (long long)m->km.offset, preset,
                       m->env_err);
-        job_admit(d, j);
+        dsp_job_admit(d, j);
         matched++;
     }
     if (!matched)
         d->n_unmatched++;
-    msg_job_done(d, m);
+    dsp_msg_job_done(d, m);
 }
 
 static int trigger_bound(const dsp_t *d, int half);
@@ -146,7 +146,7 @@ static int at_bound(const dsp_t *d)
     return d->inflight_msgs >= (size_t)d->max_inflight || trigger_bound(d, 0);
 }
 
-void consume(dsp_t *d)
+void dsp_consume(dsp_t *d)
 {
     static weft_bmsg_t batch[CONSUME_BATCH];
     /* At the bound and not paused: leave the messages in the adapters'
@@ -188,10 +188,10 @@ static int trigger_bound(const dsp_t *d, int half)
 
 /* Pausing is all-or-nothing over the assigned partitions: simple, and the
  * poll loop keeps running, so group membership and retries go on. */
-void backpressure(dsp_t *d)
+void dsp_backpressure(dsp_t *d)
 {
     int want = -1;
-    uint64_t now = now_ms();
+    uint64_t now = dsp_now_ms();
     int full = at_bound(d);
     if (full && !d->held_since) {
         d->held_since = now;

@@ -20,7 +20,7 @@
  * second says it, with how many failures it stands for. */
 static void emit_failed(dsp_t *d, job_t *j, const char *err)
 {
-    uint64_t now = now_ms();
+    uint64_t now = dsp_now_ms();
     if (now >= d->emit_fail_logged_ms + 1000) {
         weft_warn("emit failed, retrying in 1 s trigger=%s topic=%s partition=%d offset=%lld "
                   "failures_since_last_line=%llu: %s",
@@ -31,7 +31,7 @@ static void emit_failed(dsp_t *d, job_t *j, const char *err)
     } else {
         d->emit_fail_unlogged++;
     }
-    job_wait(d, j, 1000, ACT_EMIT);
+    dsp_job_wait(d, j, 1000, ACT_EMIT);
 }
 
 static void job_emitted(dsp_t *d, job_t *j);
@@ -126,7 +126,7 @@ static void build_result(job_t *j, emit_msg_t *o)
     else
         weft_fmt_copy(o->type_buf, sizeof(o->type_buf), "weft.result");
     weft_fmt_cat(o->source, sizeof(o->source), sp, 2);
-    now_rfc3339(o->time_buf, sizeof(o->time_buf));
+    dsp_now_rfc3339(o->time_buf, sizeof(o->time_buf));
     const weft_ce_pair_t ce[] = {
         {"specversion", "1.0"},
         {"id", j->result_id},
@@ -254,7 +254,7 @@ static int build_dead_fit(dsp_t *d, const job_t *j, emit_msg_t *o, char *err, si
     return 0;
 }
 
-int emit_result_fits(dsp_t *d, job_t *j, char *err, size_t errlen)
+int dsp_emit_result_fits(dsp_t *d, job_t *j, char *err, size_t errlen)
 {
     const weft_trigger_t *t = j->trig;
     weft_adapter_t *bk = t->result_topic ? d->bk[t->result_broker] : NULL;
@@ -289,7 +289,7 @@ int emit_result_fits(dsp_t *d, job_t *j, char *err, size_t errlen)
 /* A completed outcome whose result the broker will never take (too large
  * for its topic, a header it cannot carry): the event gets a dead letter
  * instead. The ledger row goes from completed to dead, with its
- * weft.dead_letters row, before the dead letter is produced (records_done
+ * weft.dead_letters row, before the dead letter is produced (dsp_records_done
  * then emits it), so the log, the ledger and the topic say the same. */
 static void emit_replace(dsp_t *d, job_t *j, const char *reason, const char *err)
 {
@@ -299,17 +299,17 @@ static void emit_replace(dsp_t *d, job_t *j, const char *reason, const char *err
               (long long)j->msg->km.offset, reason, err);
     j->rec = WEFT_REC_DEAD;
     j->replacing = 1;
-    set_str(&j->reason, reason);
-    set_str(&j->error, err);
-    job_record(d, j);
+    dsp_set_str(&j->reason, reason);
+    dsp_set_str(&j->error, err);
+    dsp_job_record(d, j);
 }
 
 /* Produces the job's result (COMPLETED with a result topic) or its dead
  * letter (DEAD), and the events of its saga transition. A job with nothing
  * to emit becomes terminal here; otherwise when the broker reported every
- * message (on_delivered). Nothing here ends a job whose outcome reached
+ * message (dsp_on_delivered). Nothing here ends a job whose outcome reached
  * no topic: what cannot be sent is held and tried again. */
-void job_emit(dsp_t *d, job_t *j)
+void dsp_job_emit(dsp_t *d, job_t *j)
 {
     const weft_trigger_t *t = j->trig;
     char err[512];
@@ -319,7 +319,7 @@ void job_emit(dsp_t *d, job_t *j)
     j->emit_permanent = 0;
     free(j->emit_err);
     j->emit_err = NULL;
-    j->stage_us = now_us();
+    j->stage_us = dsp_now_us();
 
     emit_msg_t *o = malloc(sizeof(*o));
     if (!o) {
@@ -327,7 +327,7 @@ void job_emit(dsp_t *d, job_t *j)
         return;
     }
     if (j->rec == WEFT_REC_COMPLETED && t->result_topic) {
-        if (!emit_result_fits(d, j, err, sizeof(err))) {
+        if (!dsp_emit_result_fits(d, j, err, sizeof(err))) {
             /* a result stored before the limit was known, re-emitted */
             free(o);
             emit_replace(d, j, "result_too_large", err);
@@ -374,7 +374,7 @@ void job_emit(dsp_t *d, job_t *j)
                   t->name, j->msg->km.topic, (long long)j->msg->km.offset, t->dead_letter_topic,
                   err);
         j->dl_shrink = 1;
-        job_emit(d, j);
+        dsp_job_emit(d, j);
         return;
     }
     emit_failed(d, j, err);
@@ -398,7 +398,7 @@ static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err);
 static void job_emitted(dsp_t *d, job_t *j)
 {
     WEFT_CRASH_POINT("after_produce", 1);
-    stage_done(d, j, T_PRODUCE, now_us());
+    dsp_stage_done(d, j, T_PRODUCE, dsp_now_us());
     if (j->rec == WEFT_REC_DEAD) {
         d->n_dead++;
         weft_warn("dead-lettered trigger=%s topic=%s partition=%d offset=%lld reason=%s "
@@ -407,10 +407,10 @@ static void job_emitted(dsp_t *d, job_t *j)
                   (long long)j->msg->km.offset, j->reason ? j->reason : "", j->attempts,
                   j->trig->dead_letter_topic, j->error ? j->error : "");
     }
-    job_terminal(d, j);
+    dsp_job_terminal(d, j);
 }
 
-void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable)
+void dsp_on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable)
 {
     dsp_t *d = opaque;
     (void)retriable;
@@ -447,7 +447,7 @@ void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable
                       j->trig->name, j->msg->km.topic, (long long)j->msg->km.offset,
                       j->trig->dead_letter_topic, e);
             j->dl_shrink = 1;
-            job_emit(d, j);
+            dsp_job_emit(d, j);
             return;
         }
         emit_failed(d, j, e);
@@ -472,15 +472,15 @@ static int moves_saga(const job_t *j)
 
 /* Emits a recorded outcome: for a job that moves a saga, after its
  * transition (the saga stage asks PostgreSQL for it). */
-void emit_outcome(dsp_t *d, job_t *j)
+void dsp_emit_outcome(dsp_t *d, job_t *j)
 {
     weft_saga_events_free(&j->sev);
     if (!moves_saga(j)) {
-        job_emit(d, j);
+        dsp_job_emit(d, j);
         return;
     }
     j->state = J_SAGA;
-    jq_push(&d->saga_q, j);
+    dsp_jq_push(&d->saga_q, j);
 }
 
 /* Events of transitions no consumed event owns (a deadline passing, or
@@ -523,7 +523,7 @@ static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err)
         o->failed = 1;
     if (o->pending > 0 && --o->pending > 0)
         return; /* more reports to come */
-    if (!o->failed && pg_usable(d)) {
+    if (!o->failed && dsp_pg_usable(d)) {
         char e[512];
         if (weft_saga_published(d->pg, &o->ev, e, sizeof(e)) != 0)
             weft_warn("%s", e);
@@ -540,12 +540,12 @@ static void outbox_delivered(dsp_t *d, outbox_t *o, const char *err)
 
 /* Once a second: fail and compensate saga instances past their deadline;
  * every 10 s: publish again what a dispatcher that died could not. */
-void saga_tick(dsp_t *d)
+void dsp_saga_tick(dsp_t *d)
 {
     if (!d->cat || d->cat->n_sagas == 0 || d->stopping)
         return;
-    uint64_t now = now_ms();
-    if (now < d->saga_expire_at || now < d->pg_retry_at || !pg_usable(d))
+    uint64_t now = dsp_now_ms();
+    if (now < d->saga_expire_at || now < d->pg_retry_at || !dsp_pg_usable(d))
         return;
     d->saga_expire_at = now + 1000;
     char err[1024];

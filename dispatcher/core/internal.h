@@ -3,7 +3,7 @@
  * ledger's connections) and the functions the files of core/ call across files.
  * Only core/ includes it; the daemon's public face is dispatcher.h.
  *
- * The daemon: consume, claim, invoke, record, produce, commit.
+ * The daemon: dsp_consume, claim, invoke, record, produce, commit.
  *
  * Runs in the `weft run` process, on one loop thread (librdkafka and libpq
  * keep their own threads; every callback lands here). Workers are started
@@ -13,7 +13,7 @@
  *
  * NOTES
  * The path of one message, in order (DESIGN.md "The path of one event"):
- *   consume -> decode -> match triggers (one job per matching trigger)
+ *   dsp_consume -> decode -> match triggers (one job per matching trigger)
  *   -> claim the job's key in the ledger (batched) -> invoke in the
  *   function's pool -> record the outcome (batched) -> for a saga's start
  *   or step, its transition (batched) -> produce the result or dead
@@ -21,7 +21,7 @@
  *   -> the job is terminal.
  * The loop never waits for PostgreSQL: each batch goes on a connection
  * of its stage without waiting for its answer, and a lost connection is
- * made again the same way (PQconnectStart, then PQconnectPoll from the
+ * made again the same way (started, then stepped from the
  * loop). What still waits: start-up, the statements right after a fresh
  * connection (LISTEN, the ledger's PREPAREs), a catalog reload, and on
  * the catalog connection the saga deadline check (once a second) and the
@@ -58,7 +58,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -83,7 +82,10 @@
 #include "latency.h"
 #include "ledger.h"
 #include "log.h"
+#include "match.h"
+#include "loop.h"
 #include "nats.h"
+#include "pgconn.h"
 #include "pool.h"
 #include "migrate.h"
 #include "retention.h"
@@ -222,11 +224,11 @@ typedef struct lconn {
     weft_io_t io; /* first: the epoll registration points here */
     struct dsp *d;
     lstage_t stage;
-    PGconn *pg;
+    weft_pg_conn_t *pg;
     uint32_t events;           /* registered epoll events; 0: not registered */
     job_t *jobs[LEDGER_BATCH]; /* the batch in flight */
     size_t n;
-    PGresult *res; /* its result, kept until the statement is over */
+    weft_pg_result_t *res; /* its result, kept until the statement is over */
     uint64_t retry_at;
     uint64_t connect_deadline; /* while connecting: gives up then */
     uint64_t n_stmts, n_keys;  /* batches sent and keys in them */
@@ -244,22 +246,22 @@ typedef enum { RS_IDLE = 0, RS_LOCK, RS_SWEEP } rstate_t;
 
 typedef struct ret {
     weft_io_t io; /* epoll registration of pg */
-    PGconn *pg;
+    weft_pg_conn_t *pg;
     uint32_t events; /* registered epoll events; 0: not registered */
     uint64_t retry_at, connect_deadline;
     weft_retention_t rt;
     int enabled;
     int leader; /* this connection holds the group's sweep lock */
     rstate_t state;
-    PGresult *res;    /* the last result of the statement in flight */
-    uint64_t next_at; /* when the next statement may go */
+    weft_pg_result_t *res; /* the last result of the statement in flight */
+    uint64_t next_at;      /* when the next statement may go */
     /* deleted since the last log line (one a minute at most) */
     weft_retention_counts_t unlogged;
     uint64_t batches_unlogged;
     uint64_t logged_at;
 } ret_t;
 
-/* The stages the stats line times: how long the jobs that left each one
+/* The stages the dsp_stats line times: how long the jobs that left each one
  * during the interval spent in it. AGE is an event's age when consumed
  * (now against its broker timestamp); TOTAL runs from consumption to the
  * end of the job. */
@@ -269,12 +271,12 @@ typedef struct dsp {
     weft_config_t *cfg;
     uint64_t emit_fail_logged_ms; /* when emit_failed last wrote a line */
     uint64_t emit_fail_unlogged;  /* failures since, not written */
-    int epfd;
-    weft_io_t sig_io;
+    weft_loop_t loop;             /* epoll set and signalfd (workers/base/loop.h) */
     weft_io_t bk_io[2];
+    uint32_t bk_events[2];
     weft_io_t pg_io;
     uint32_t pg_events;           /* what pg_io is registered for; 0: not registered */
-    PGconn *pg;                   /* catalog (LISTEN), heartbeat, saga deadlines */
+    weft_pg_conn_t *pg;           /* catalog (LISTEN), dsp_heartbeat, saga deadlines */
     uint64_t pg_connect_deadline; /* while connecting: gives up then */
     /* the ledger's claims, then its records, then the saga transitions'
      * one connection (opened with the first transition) */
@@ -301,11 +303,13 @@ typedef struct dsp {
     uint64_t held_logged_at;
     uint64_t n_held; /* times the bound was reached */
     int stopping;
+    int stop_signal; /* the SIGTERM/SIGINT that set stopping; 0: none */
+    int exit_code;   /* 1 once a fatal error stopped the loop (see loop.c) */
     int catalog_dirty;
     uint64_t pg_retry_at;
     char worker_path[PATH_MAX];
     char functions_dir[PATH_MAX];
-    /* counters for the periodic stats line */
+    /* counters for the periodic dsp_stats line */
     uint64_t n_consumed, n_completed, n_reemitted, n_dead, n_retries, n_dropped, n_unmatched;
     uint64_t stats_at;
     int64_t stats_ms; /* dispatcher.stats_interval_ms */
@@ -330,108 +334,108 @@ typedef struct lstage_def {
     const char *name; /* in log lines */
     size_t batch;     /* jobs per statement, at most */
     /* The ledger's: prepares the ledger's statements, connects at start-up
-     * and counts in the stats line's batches (the saga stage connects with
+     * and counts in the dsp_stats line's batches (the saga stage connects with
      * its first transition). */
     int ledger;
     /* Takes the stage's next batch off its queue and sends it. */
     void (*send)(dsp_t *d, lconn_t *lc);
     /* Hands on the jobs of the batch whose answer is r: 0; -1 with err
      * (send the batch again); 1 (claims: again as upserts). */
-    int (*answered)(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
+    int (*answered)(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
 } lstage_def_t;
-extern const lstage_def_t STAGE[];
+extern const lstage_def_t DSP_STAGE[];
 
 /* clock.c */
-uint64_t now_us(void);
-uint64_t now_ms(void);
-int64_t realtime_ms(void);
-void now_rfc3339(char *out, size_t len);
+uint64_t dsp_now_us(void);
+uint64_t dsp_now_ms(void);
+int64_t dsp_realtime_ms(void);
+void dsp_now_rfc3339(char *out, size_t len);
 
 /* job.c */
-void jq_push(jq_t *q, job_t *j);
-job_t *jq_pop(jq_t *q);
-void job_enter(job_t *j, job_state_t state);
-void claim_enqueue(dsp_t *d, job_t *j);
-job_t *active_find(dsp_t *d, const char *hkey);
-void active_add(dsp_t *d, job_t *j);
-ochain_t **order_find(dsp_t *d, const char *okey);
-void msg_free(dsp_t *d, msg_t *m, weft_finish_t how);
-void msg_job_done(dsp_t *d, msg_t *m);
-void job_free(dsp_t *d, job_t *j);
-void job_terminal(dsp_t *d, job_t *j);
-void set_str(char **dst, const char *src);
-void job_wait(dsp_t *d, job_t *j, uint64_t delay_ms, job_act_t act);
-int lease_ms_for(const job_t *j);
-int backoff_ms(const weft_trigger_t *t, int attempts);
-void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res);
-job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t);
-void job_admit(dsp_t *d, job_t *j);
+void dsp_jq_push(jq_t *q, job_t *j);
+job_t *dsp_jq_pop(jq_t *q);
+void dsp_job_enter(job_t *j, job_state_t state);
+void dsp_claim_enqueue(dsp_t *d, job_t *j);
+job_t *dsp_active_find(dsp_t *d, const char *hkey);
+void dsp_active_add(dsp_t *d, job_t *j);
+ochain_t **dsp_order_find(dsp_t *d, const char *okey);
+void dsp_msg_free(dsp_t *d, msg_t *m, weft_finish_t how);
+void dsp_msg_job_done(dsp_t *d, msg_t *m);
+void dsp_job_free(dsp_t *d, job_t *j);
+void dsp_job_terminal(dsp_t *d, job_t *j);
+void dsp_set_str(char **dst, const char *src);
+void dsp_job_wait(dsp_t *d, job_t *j, uint64_t delay_ms, job_act_t act);
+int dsp_lease_ms_for(const job_t *j);
+int dsp_backoff_ms(const weft_trigger_t *t, int attempts);
+void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res);
+job_t *dsp_job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t);
+void dsp_job_admit(dsp_t *d, job_t *j);
 
 /* emit.c */
-void job_emit(dsp_t *d, job_t *j);
-int emit_result_fits(dsp_t *d, job_t *j, char *err, size_t errlen);
-void on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable);
-void emit_outcome(dsp_t *d, job_t *j);
-void saga_tick(dsp_t *d);
+void dsp_job_emit(dsp_t *d, job_t *j);
+int dsp_emit_result_fits(dsp_t *d, job_t *j, char *err, size_t errlen);
+void dsp_on_delivered(void *opaque, void *msg_opaque, const char *err, int retriable);
+void dsp_emit_outcome(dsp_t *d, job_t *j);
+void dsp_saga_tick(dsp_t *d);
 
 /* pools.c */
-void pools_reconcile(dsp_t *d);
-void pools_gc(dsp_t *d);
-void job_record(dsp_t *d, job_t *j);
-void job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error);
-void job_invoke(dsp_t *d, job_t *j);
+void dsp_pools_reconcile(dsp_t *d);
+void dsp_pools_gc(dsp_t *d);
+void dsp_job_record(dsp_t *d, job_t *j);
+void dsp_job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error);
+void dsp_job_invoke(dsp_t *d, job_t *j);
 
-/* pgconn.c */
-void io_watch(dsp_t *d, weft_io_t *io, uint32_t *cur, uint32_t events);
-void io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur);
-int conn_pending(const PGconn *pg);
-int conn_start(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline, char *why,
-               size_t len);
-int conn_poll(dsp_t *d, PGconn *pg, weft_io_t *io, uint32_t *cur);
-void conn_drop(dsp_t *d, PGconn **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at);
-int hb_in_flight(const dsp_t *d);
-void pg_connect_step(dsp_t *d);
-int pg_usable(dsp_t *d);
+/* pgwatch.c */
+void dsp_io_watch(dsp_t *d, weft_io_t *io, uint32_t *cur, uint32_t events);
+void dsp_io_unwatch(dsp_t *d, weft_io_t *io, uint32_t *cur);
+int dsp_conn_start(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *deadline,
+                   char *why, size_t len);
+int dsp_conn_poll(dsp_t *d, weft_pg_conn_t *pg, weft_io_t *io, uint32_t *cur);
+void dsp_conn_drop(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, uint64_t *retry_at);
+int dsp_hb_in_flight(const dsp_t *d);
+void dsp_pg_connect_step(dsp_t *d);
+int dsp_pg_usable(dsp_t *d);
 
 /* ledgerconn.c */
-int lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen);
-void lc_on_io(weft_io_t *io, uint32_t events);
-int lc_ready(dsp_t *d, lconn_t *lc);
-size_t lc_begin(dsp_t *d, lconn_t *lc);
-void lc_sent(dsp_t *d, lconn_t *lc, int rc, const char *err);
+int dsp_lc_connect_now(dsp_t *d, lconn_t *lc, char *err, size_t errlen);
+void dsp_lc_on_io(weft_io_t *io, uint32_t events);
+int dsp_lc_ready(dsp_t *d, lconn_t *lc);
+size_t dsp_lc_begin(dsp_t *d, lconn_t *lc);
+void dsp_lc_sent(dsp_t *d, lconn_t *lc, int rc, const char *err);
 
 /* stages.c */
-void send_claims(dsp_t *d, lconn_t *lc);
-int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
-void send_records(dsp_t *d, lconn_t *lc);
-int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
-void send_sagas(dsp_t *d, lconn_t *lc);
-int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen);
-void flush_ledger(dsp_t *d, lstage_t stage);
-int ledger_ready(dsp_t *d);
+void dsp_send_claims(dsp_t *d, lconn_t *lc);
+int dsp_claims_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
+void dsp_send_records(dsp_t *d, lconn_t *lc);
+int dsp_records_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
+void dsp_send_sagas(dsp_t *d, lconn_t *lc);
+int dsp_sagas_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen);
+void dsp_flush_ledger(dsp_t *d, lstage_t stage);
+int dsp_ledger_ready(dsp_t *d);
 
-/* consume.c */
-void consume(dsp_t *d);
-void backpressure(dsp_t *d);
+/* dsp_consume.c */
+void dsp_consume(dsp_t *d);
+void dsp_backpressure(dsp_t *d);
 
 /* timers.c */
-uint64_t run_waits(dsp_t *d);
-void on_signal(weft_io_t *io, uint32_t events);
-void on_broker(weft_io_t *io, uint32_t events);
-void take_notifies(dsp_t *d);
-void on_pg(weft_io_t *io, uint32_t events);
-void reload_catalog(dsp_t *d);
+uint64_t dsp_run_waits(dsp_t *d);
+void dsp_on_signal(weft_loop_t *loop, int signo);
+void dsp_on_child(weft_loop_t *loop, pid_t pid, int status);
+void dsp_on_broker(weft_io_t *io, uint32_t events);
+void dsp_take_notifies(dsp_t *d);
+void dsp_on_pg(weft_io_t *io, uint32_t events);
+void dsp_reload_catalog(dsp_t *d);
 
 /* retention.c */
-int retention_setup(dsp_t *d, char *err, size_t errlen);
-void retention_tick(dsp_t *d);
-void retention_close(dsp_t *d);
+int dsp_retention_setup(dsp_t *d, char *err, size_t errlen);
+void dsp_retention_tick(dsp_t *d);
+void dsp_retention_close(dsp_t *d);
 
-/* stats.c */
-void stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now);
-void hb_collect(dsp_t *d, int wait);
-void heartbeat(dsp_t *d);
-void stats(dsp_t *d, int force);
-size_t busy_jobs(const dsp_t *d);
+/* dsp_stats.c */
+void dsp_stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now);
+void dsp_hb_collect(dsp_t *d, int wait);
+void dsp_heartbeat(dsp_t *d);
+void dsp_stats(dsp_t *d, int force);
+size_t dsp_busy_jobs(const dsp_t *d);
 
 #endif

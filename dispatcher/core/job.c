@@ -5,7 +5,7 @@
  * job and, with its message's last job, finishes the message.
  *
  * Runs on the dispatcher loop thread. Invariants: a job is in at most one
- * queue (job_enter names its state); a key has at most one active job; a
+ * queue (dsp_job_enter names its state); a key has at most one active job; a
  * message is finished by its adapter only when every job of it is
  * terminal, and only after its result or dead letter was acknowledged.
  */
@@ -13,7 +13,7 @@
 
 /* ---- queues and the active-key table ---------------------------------- */
 
-void jq_push(jq_t *q, job_t *j)
+void dsp_jq_push(jq_t *q, job_t *j)
 {
     j->next = NULL;
     if (q->tail)
@@ -24,7 +24,7 @@ void jq_push(jq_t *q, job_t *j)
     q->n++;
 }
 
-job_t *jq_pop(jq_t *q)
+job_t *dsp_jq_pop(jq_t *q)
 {
     job_t *j = q->head;
     if (j) {
@@ -38,17 +38,17 @@ job_t *jq_pop(jq_t *q)
 }
 
 /* The job enters a timed stage: its time there starts now. */
-void job_enter(job_t *j, job_state_t state)
+void dsp_job_enter(job_t *j, job_state_t state)
 {
     j->state = state;
-    j->stage_us = now_us();
+    j->stage_us = dsp_now_us();
 }
 
 /* Queues the job for a claim batch. */
-void claim_enqueue(dsp_t *d, job_t *j)
+void dsp_claim_enqueue(dsp_t *d, job_t *j)
 {
-    job_enter(j, J_CLAIM);
-    jq_push(&d->claim_q, j);
+    dsp_job_enter(j, J_CLAIM);
+    dsp_jq_push(&d->claim_q, j);
 }
 
 static size_t hash_str(const char *s)
@@ -56,7 +56,7 @@ static size_t hash_str(const char *s)
     return (size_t)weft_fnv1a_str(WEFT_FNV1A_INIT, s);
 }
 
-job_t *active_find(dsp_t *d, const char *hkey)
+job_t *dsp_active_find(dsp_t *d, const char *hkey)
 {
     for (job_t *j = d->active[hash_str(hkey) & (d->active_cap - 1)]; j; j = j->hnext)
         if (strcmp(j->hkey, hkey) == 0)
@@ -64,7 +64,7 @@ job_t *active_find(dsp_t *d, const char *hkey)
     return NULL;
 }
 
-void active_add(dsp_t *d, job_t *j)
+void dsp_active_add(dsp_t *d, job_t *j)
 {
     size_t b = hash_str(j->hkey) & (d->active_cap - 1);
     j->hnext = d->active[b];
@@ -86,7 +86,7 @@ static void active_del(dsp_t *d, job_t *j)
  * an ordered trigger's event waits until the previous event of its key
  * reached a terminal outcome. */
 
-ochain_t **order_find(dsp_t *d, const char *okey)
+ochain_t **dsp_order_find(dsp_t *d, const char *okey)
 {
     ochain_t **pp = &d->order_tab[hash_str(okey) & (d->active_cap - 1)];
     for (; *pp; pp = &(*pp)->next)
@@ -98,7 +98,7 @@ ochain_t **order_find(dsp_t *d, const char *okey)
 /* ---- admission ---------------------------------------------------------- */
 
 /* A new job of message m for trigger t (not admitted yet). */
-job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
+job_t *dsp_job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
 {
     job_t *j = calloc(1, sizeof(*j));
     if (!j)
@@ -118,14 +118,14 @@ job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
     weft_fmt_i64(gen, j->generation);
     const char *hp[] = {t->name, "\x1f", gen, "\x1f", m->key};
     if ((j->hkey = weft_fmt_join(hp, 5)) == NULL) {
-        job_free(d, j);
+        dsp_job_free(d, j);
         return NULL;
     }
     if (t->ordered &&
         asprintf(&j->okey, "%s\x1f%s\x1f%d\x1f%.*s", t->name, m->km.topic, (int)m->km.partition,
                  (int)m->km.key_len, m->km.key ? (const char *)m->km.key : "") < 0) {
         j->okey = NULL;
-        job_free(d, j);
+        dsp_job_free(d, j);
         return NULL;
     }
     return j;
@@ -134,10 +134,10 @@ job_t *job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t)
 /* Admission: the job follows the active job of its key if there is one
  * (and ends with it), waits behind the previous event of its ordering
  * key on an ordered trigger, or is queued for its claim. */
-void job_admit(dsp_t *d, job_t *j)
+void dsp_job_admit(dsp_t *d, job_t *j)
 {
     j->msg->pending++;
-    job_t *leader = active_find(d, j->hkey);
+    job_t *leader = dsp_active_find(d, j->hkey);
     if (leader) {
         /* The same key is already in flight: this copy ends with it. */
         j->state = J_FOLLOW;
@@ -145,9 +145,9 @@ void job_admit(dsp_t *d, job_t *j)
         leader->followers = j;
         return;
     }
-    active_add(d, j);
+    dsp_active_add(d, j);
     if (j->okey) {
-        ochain_t **pp = order_find(d, j->okey);
+        ochain_t **pp = dsp_order_find(d, j->okey);
         if (*pp) {
             /* An earlier event of this key is in flight: queue behind it. */
             (*pp)->tail->order_next = j;
@@ -164,14 +164,14 @@ void job_admit(dsp_t *d, job_t *j)
             weft_error("out of memory ordering trigger=%s", j->trig->name);
         }
     }
-    claim_enqueue(d, j);
+    dsp_claim_enqueue(d, j);
 }
 
 /* ---- messages and jobs ------------------------------------------------- */
 
 /* Ends the message: its adapter acknowledges it (how), and its memory
  * goes. The envelope points into the message, so it goes first. */
-void msg_free(dsp_t *d, msg_t *m, weft_finish_t how)
+void dsp_msg_free(dsp_t *d, msg_t *m, weft_finish_t how)
 {
     (void)d;
     weft_envelope_free(&m->env);
@@ -180,15 +180,15 @@ void msg_free(dsp_t *d, msg_t *m, weft_finish_t how)
     free(m);
 }
 
-void msg_job_done(dsp_t *d, msg_t *m)
+void dsp_msg_job_done(dsp_t *d, msg_t *m)
 {
     if (--m->pending > 0)
         return;
     d->inflight_msgs--;
-    msg_free(d, m, m->finish);
+    dsp_msg_free(d, m, m->finish);
 }
 
-void job_free(dsp_t *d, job_t *j)
+void dsp_job_free(dsp_t *d, job_t *j)
 {
     if (j->all_prev)
         j->all_prev->all_next = j->all_next;
@@ -211,16 +211,16 @@ void job_free(dsp_t *d, job_t *j)
 
 /* The job reached its terminal outcome: finish it and its followers, and
  * let the next event of its ordering key go. */
-void job_terminal(dsp_t *d, job_t *j)
+void dsp_job_terminal(dsp_t *d, job_t *j)
 {
-    weft_lat_add(&d->lat[T_TOTAL], now_us() - j->born_us);
+    weft_lat_add(&d->lat[T_TOTAL], dsp_now_us() - j->born_us);
     active_del(d, j);
     if (j->okey) {
         job_t *next = j->order_next;
         if (next) {
-            claim_enqueue(d, next);
+            dsp_claim_enqueue(d, next);
         } else {
-            ochain_t **pp = order_find(d, j->okey);
+            ochain_t **pp = dsp_order_find(d, j->okey);
             ochain_t *c = *pp;
             if (c && c->tail == j) {
                 *pp = c->next;
@@ -232,29 +232,29 @@ void job_terminal(dsp_t *d, job_t *j)
     job_t *f = j->followers;
     while (f) {
         job_t *next = f->next;
-        msg_job_done(d, f->msg);
-        job_free(d, f);
+        dsp_msg_job_done(d, f->msg);
+        dsp_job_free(d, f);
         f = next;
     }
-    msg_job_done(d, j->msg);
-    job_free(d, j);
+    dsp_msg_job_done(d, j->msg);
+    dsp_job_free(d, j);
 }
 
-void set_str(char **dst, const char *src)
+void dsp_set_str(char **dst, const char *src)
 {
     free(*dst);
     *dst = src ? strdup(src) : NULL;
 }
 
-void job_wait(dsp_t *d, job_t *j, uint64_t delay_ms, job_act_t act)
+void dsp_job_wait(dsp_t *d, job_t *j, uint64_t delay_ms, job_act_t act)
 {
     j->state = J_WAIT;
     j->after_wait = act;
-    j->due_ms = now_ms() + delay_ms;
-    jq_push(&d->wait_q, j);
+    j->due_ms = dsp_now_ms() + delay_ms;
+    dsp_jq_push(&d->wait_q, j);
 }
 
-int lease_ms_for(const job_t *j)
+int dsp_lease_ms_for(const job_t *j)
 {
     /* A saga start runs no function: its lease covers a transaction. */
     return (j->trig->fn ? j->trig->fn->timeout_ms : 1000) + LEASE_MARGIN_MS;
@@ -273,7 +273,7 @@ int weft_job_backoff_ms(int initial_ms, double multiplier, int max_ms, double ji
 
 /* Exponential backoff with jitter (weft_job_backoff_ms), the jitter drawn
  * here, so that retries of many events spread out. */
-int backoff_ms(const weft_trigger_t *t, int attempts)
+int dsp_backoff_ms(const weft_trigger_t *t, int attempts)
 {
     return weft_job_backoff_ms(t->backoff_initial_ms, t->backoff_multiplier, t->backoff_max_ms,
                                t->backoff_jitter, attempts, (double)rand() / RAND_MAX);
@@ -285,7 +285,7 @@ static int event_expired(const job_t *j)
 {
     if (j->trig->max_event_age_ms <= 0 || j->msg->km.timestamp_ms <= 0)
         return 0;
-    return realtime_ms() - j->msg->km.timestamp_ms > j->trig->max_event_age_ms;
+    return dsp_realtime_ms() - j->msg->km.timestamp_ms > j->trig->max_event_age_ms;
 }
 
 weft_job_next_t weft_job_after_claim(const weft_job_claim_t *c, const char **reason)
@@ -328,7 +328,7 @@ weft_rec_kind_t weft_job_after_attempt(weft_rec_kind_t rec, int attempts, int ma
     return rec == WEFT_REC_RETRY && attempts >= max_attempts ? WEFT_REC_DEAD : rec;
 }
 
-void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
+void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
 {
     j->attempts = res->attempts;
     weft_job_claim_t c = {
@@ -349,31 +349,32 @@ void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     switch (weft_job_after_claim(&c, &reason)) {
     case WEFT_JOB_FAIL:
         if (c.bad_input) {
-            job_fail_now(d, j, j->preset_reason, j->msg->env_err);
+            dsp_job_fail_now(d, j, j->preset_reason, j->msg->env_err);
         } else if (strcmp(reason, "expired") == 0) {
             char e[200];
             snprintf(e, sizeof(e), "event is older than max_event_age_ms=%lld",
                      (long long)j->trig->max_event_age_ms);
-            job_fail_now(d, j, reason, e);
+            dsp_job_fail_now(d, j, reason, e);
         } else if (strcmp(reason, "max_attempts") == 0) {
             char e[1200];
             snprintf(e, sizeof(e), "%s (attempts exhausted: %d of %d)",
                      res->last_error ? res->last_error : "no error recorded", j->attempts - 1,
                      j->trig->max_attempts);
             j->attempts--;
-            job_fail_now(d, j, reason, e);
+            dsp_job_fail_now(d, j, reason, e);
         } else {
-            job_fail_now(d, j, reason, "a saga step event needs a weftinstance attribute (a UUID)");
+            dsp_job_fail_now(d, j, reason,
+                             "a saga step event needs a weftinstance attribute (a UUID)");
         }
         return;
     case WEFT_JOB_START_SAGA:
         /* Starting a saga runs no function: the start is the outcome
          * (the transition happens once it is recorded). */
         j->rec = WEFT_REC_COMPLETED;
-        job_record(d, j);
+        dsp_job_record(d, j);
         return;
     case WEFT_JOB_RUN:
-        job_invoke(d, j);
+        dsp_job_invoke(d, j);
         return;
     case WEFT_JOB_REEMIT:
         d->n_reemitted++;
@@ -387,28 +388,28 @@ void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
                 memcpy(j->result, res->result, res->result_len);
             j->result_len = j->result ? res->result_len : 0;
         }
-        set_str(&j->result_type, res->result_type);
+        dsp_set_str(&j->result_type, res->result_type);
         if (res->result_id)
             weft_fmt_copy(j->result_id, sizeof(j->result_id), res->result_id);
-        emit_outcome(d, j);
+        dsp_emit_outcome(d, j);
         return;
     case WEFT_JOB_DROP_STEP:
         j->rec = WEFT_REC_DROPPED;
-        emit_outcome(d, j);
+        dsp_emit_outcome(d, j);
         return;
     case WEFT_JOB_DROP:
-        job_terminal(d, j);
+        dsp_job_terminal(d, j);
         return;
     case WEFT_JOB_REPUBLISH_DEAD:
         /* Dead-lettered before, maybe not yet published: publish again
          * (consumers deduplicate on ce_weftdlqid). */
         j->rec = WEFT_REC_DEAD;
-        set_str(&j->reason, res->reason ? res->reason : "unknown");
-        set_str(&j->error, res->last_error);
+        dsp_set_str(&j->reason, res->reason ? res->reason : "unknown");
+        dsp_set_str(&j->error, res->last_error);
         j->dl_id = res->dead_letter_id;
         weft_fmt_copy(j->first_failure, sizeof(j->first_failure), res->first_failure);
         weft_fmt_copy(j->last_failure, sizeof(j->last_failure), res->last_failure);
-        emit_outcome(d, j);
+        dsp_emit_outcome(d, j);
         return;
     case WEFT_JOB_WAIT:
     default:
@@ -416,7 +417,7 @@ void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
                   "offset=%lld lease_left_ms=%lld",
                   j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
                   (long long)j->msg->km.offset, (long long)res->lease_left_ms);
-        job_wait(d, j, (uint64_t)res->lease_left_ms + 100, ACT_CLAIM);
+        dsp_job_wait(d, j, (uint64_t)res->lease_left_ms + 100, ACT_CLAIM);
         return;
     }
 }

@@ -2,7 +2,8 @@
  * loop.c - `weft run`: setup (configuration, connections, adapters,
  * pools, catalog), the epoll loop, and the ordered shutdown.
  *
- * Runs in the `weft run` process on its one loop thread. Invariant: this
+ * Runs in the `weft run` process on its one loop thread (the epoll +
+ * signalfd skeleton of workers/base/loop.h). Invariant: this
  * process never forks (library threads, credentials): workers are
  * posix_spawn()ed. Shutdown drains in-flight jobs for at most
  * dispatcher.shutdown_timeout_ms before the adapters and pools are closed.
@@ -28,7 +29,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     if (weft_config_int(d->cfg, "dispatcher.stats_interval_ms", &v, err, errlen))
         return 2;
     d->stats_ms = v;
-    if (retention_setup(d, err, errlen) != 0)
+    if (dsp_retention_setup(d, err, errlen) != 0)
         return 2;
     if (weft_config_int(d->cfg, "dispatcher.ledger_connections", &v, err, errlen))
         return 2;
@@ -37,7 +38,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
         d->lc[i].d = d;
         d->lc[i].stage = i < (int)v ? LS_CLAIM : i < 2 * (int)v ? LS_RECORD : LS_SAGA;
         d->lc[i].io.fd = -1;
-        d->lc[i].io.handle = lc_on_io;
+        d->lc[i].io.handle = dsp_lc_on_io;
     }
     char dir[PATH_MAX];
     weft_exe_dir(dir, sizeof(dir));
@@ -74,9 +75,10 @@ static int setup(dsp_t *d, char *err, size_t errlen)
         snprintf(err, errlen, "pg.conninfo is not set (config file or WEFT_PG)");
         return 2;
     }
-    d->pg = PQconnectdb(conninfo);
-    if (PQstatus(d->pg) != CONNECTION_OK) {
-        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(d->pg));
+    char cerr[512];
+    d->pg = weft_pgconn_connect(conninfo, cerr, sizeof(cerr));
+    if (!d->pg) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", cerr);
         return 1;
     }
     if (weft_migrate_check(d->pg, err, errlen) != 0)
@@ -90,32 +92,21 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     if (!d->cat)
         return 1;
 
-    d->epfd = epoll_create1(EPOLL_CLOEXEC);
     for (int i = 0; i < d->n_lc; i++) {
         lconn_t *lc = &d->lc[i];
         char why[512];
-        if (STAGE[lc->stage].ledger && lc_connect_now(d, lc, why, sizeof(why)) != 0) {
+        if (DSP_STAGE[lc->stage].ledger && dsp_lc_connect_now(d, lc, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "cannot connect to PostgreSQL for the ledger: %s", why);
             return 1;
         }
     }
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGCHLD);
-    d->sig_io.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    d->sig_io.handle = on_signal;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->sig_io};
-    epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->sig_io.fd, &ev);
-
-    d->pg_io.fd = PQsocket(d->pg);
-    d->pg_io.handle = on_pg;
-    io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
+    d->pg_io.fd = weft_pgconn_socket(d->pg);
+    d->pg_io.handle = dsp_on_pg;
+    dsp_io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
 
     /* Kafka when kafka.bootstrap.servers is set, NATS (JetStream and
      * core) when nats.url is; at least one of them. */
-    weft_adapter_cbs_t cbs = {on_delivered, d};
+    weft_adapter_cbs_t cbs = {dsp_on_delivered, d};
     int want_kafka = weft_config_str(d->cfg, "kafka.bootstrap.servers") != NULL;
     int want_nats = weft_config_str(d->cfg, "nats.url") != NULL;
     if (want_kafka || !want_nats) {
@@ -134,9 +125,8 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     }
     for (size_t a = 0; a < d->n_adapters; a++) {
         d->bk_io[a].fd = weft_adapter_wake_fd(d->adapters[a]);
-        d->bk_io[a].handle = on_broker;
-        ev.data.ptr = &d->bk_io[a];
-        epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->bk_io[a].fd, &ev);
+        d->bk_io[a].handle = dsp_on_broker;
+        dsp_io_watch(d, &d->bk_io[a], &d->bk_events[a], EPOLLIN);
     }
 
     d->active_cap = 1;
@@ -150,7 +140,7 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     }
     weft_info("dispatcher starting owner=%s max_inflight=%lld workers=%s functions_dir=%s",
               d->owner, (long long)d->max_inflight, d->worker_path, d->functions_dir);
-    reload_catalog(d);
+    dsp_reload_catalog(d);
     return 0;
 }
 
@@ -172,9 +162,9 @@ static void teardown(dsp_t *d)
     while (d->all_jobs) {
         job_t *j = d->all_jobs;
         msg_t *m = j->msg;
-        job_free(d, j);
+        dsp_job_free(d, j);
         if (--m->pending == 0)
-            msg_free(d, m, WEFT_FINISH_RELEASE);
+            dsp_msg_free(d, m, WEFT_FINISH_RELEASE);
     }
     /* Only now: librdkafka waits for every message it handed out. */
     for (size_t a = 0; a < d->n_adapters; a++)
@@ -198,36 +188,48 @@ static void teardown(dsp_t *d)
     }
     free(d->order_tab);
     weft_catalog_unref(d->cat);
-    retention_close(d);
+    dsp_retention_close(d);
     if (d->pg) {
-        if (hb_in_flight(d)) {
-            /* A heartbeat held up by a lock must not hold up the exit. */
-            PGcancel *c = PQgetCancel(d->pg);
-            char e[256];
-            if (c) {
-                PQcancel(c, e, sizeof(e));
-                PQfreeCancel(c);
-            }
-            hb_collect(d, 1);
+        if (dsp_hb_in_flight(d)) {
+            /* A dsp_heartbeat held up by a lock must not hold up the exit. */
+            weft_pgconn_cancel(d->pg);
+            dsp_hb_collect(d, 1);
         }
-        if (d->owner[0] && PQstatus(d->pg) == CONNECTION_OK) {
-            PQclear(PQexec(d->pg, "SET lock_timeout = 2000"));
-            const char *params[1] = {d->owner};
-            PQclear(PQexecParams(d->pg, "DELETE FROM weft.dispatchers WHERE owner = $1", 1, NULL,
-                                 params, NULL, NULL, 0));
-        }
-        PQfinish(d->pg);
+        if (d->owner[0] && weft_pgconn_ok(d->pg))
+            weft_heartbeat_remove(d->pg, d->owner);
+        weft_pgconn_close(d->pg);
     }
     for (int i = 0; i < d->n_lc; i++) {
-        if (d->lc[i].res)
-            PQclear(d->lc[i].res);
-        if (d->lc[i].pg)
-            PQfinish(d->lc[i].pg);
+        weft_pgresult_free(d->lc[i].res);
+        weft_pgconn_close(d->lc[i].pg);
     }
-    if (d->sig_io.fd > 0)
-        close(d->sig_io.fd);
-    if (d->epfd > 0)
-        close(d->epfd);
+    /* The stop is decided: a second SIGTERM now must not turn the exit
+     * code into death by a signal when the mask is restored. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    weft_loop_close(&d->loop);
+}
+
+/* A stop that no signal asked for is an error: exit 1 and say why, so
+ * that a supervisor restarts the dispatcher (exit codes: STYLE.md). The
+ * adapters' fatal state is an atomic read, so asking every turn is free. */
+static void check_fatal(dsp_t *d)
+{
+    if (d->exit_code)
+        return;
+    char why[600];
+    for (size_t a = 0; a < d->n_adapters; a++) {
+        if (weft_adapter_fatal(d->adapters[a], why, sizeof(why))) {
+            weft_error("stopping: fatal %s error: %s; exit code 1", d->adapters[a]->name, why);
+            d->exit_code = 1;
+            d->stopping = 1;
+            return;
+        }
+    }
+    if (d->stopping && !d->stop_signal) {
+        weft_error("stopping after a fatal error (see the lines above); exit code 1");
+        d->exit_code = 1;
+    }
 }
 
 int weft_dispatcher_run(weft_config_t *cfg)
@@ -237,16 +239,20 @@ int weft_dispatcher_run(weft_config_t *cfg)
         return 1;
     d->cfg = cfg;
     d->pg_io.fd = -1;
-    /* Blocked from the start (and read through a signalfd later) so that a
-     * SIGTERM during startup still ends in a clean shutdown. */
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* The signals are blocked from the start (before librdkafka's and
+     * libpq's threads exist) and read through the loop's signalfd, so that
+     * a SIGTERM during startup still ends in a clean shutdown. */
+    static const int signals[] = {SIGTERM, SIGINT, SIGCHLD};
     char err[1024] = "";
+    if (weft_loop_open(&d->loop, signals, 3, err, sizeof(err)) != 0) {
+        weft_error("%s", err);
+        free(d);
+        return 1;
+    }
+    d->loop.on_signal = dsp_on_signal;
+    d->loop.on_child = dsp_on_child;
+    d->loop.opaque = d;
+    signal(SIGPIPE, SIG_IGN);
     int rc = setup(d, err, sizeof(err));
     if (rc != 0) {
         weft_error("%s", err);
@@ -255,60 +261,56 @@ int weft_dispatcher_run(weft_config_t *cfg)
         return rc;
     }
     uint64_t stop_deadline = 0;
-    int exit_code = 0;
     for (;;) {
-        uint64_t next_due = run_waits(d);
+        uint64_t next_due = dsp_run_waits(d);
         /* A batch that could go now: do not sleep. */
-        int busy = ledger_ready(d);
+        int busy = dsp_ledger_ready(d);
         int timeout = 50;
-        uint64_t now = now_ms();
+        uint64_t now = dsp_now_ms();
         if (busy)
             timeout = 0;
         else if (next_due != UINT64_MAX && next_due - now < (uint64_t)timeout)
             timeout = next_due > now ? (int)(next_due - now) : 0;
-        struct epoll_event evs[64];
-        int n = epoll_wait(d->epfd, evs, 64, timeout);
-        for (int i = 0; i < n; i++) {
-            weft_io_t *io = evs[i].data.ptr;
-            io->handle(io, evs[i].events);
-        }
-        take_notifies(d);
-        if (d->catalog_dirty && pg_usable(d))
-            reload_catalog(d);
+        weft_loop_run_once(&d->loop, timeout);
+        dsp_take_notifies(d);
+        if (d->catalog_dirty && dsp_pg_usable(d))
+            dsp_reload_catalog(d);
         if (!d->stopping)
-            consume(d);
-        flush_ledger(d, LS_CLAIM);
-        now = now_ms();
+            dsp_consume(d);
+        check_fatal(d);
+        dsp_flush_ledger(d, LS_CLAIM);
+        now = dsp_now_ms();
         for (fn_pool_t *p = d->pools; p; p = p->next)
             weft_pool_tick(p->pool, now);
-        flush_ledger(d, LS_RECORD);
-        flush_ledger(d, LS_SAGA);
+        dsp_flush_ledger(d, LS_RECORD);
+        dsp_flush_ledger(d, LS_SAGA);
         for (size_t a = 0; a < d->n_adapters; a++)
             weft_adapter_serve(d->adapters[a]);
-        pools_gc(d);
-        backpressure(d);
-        saga_tick(d);
-        retention_tick(d);
-        heartbeat(d);
-        stats(d, 0);
+        dsp_pools_gc(d);
+        dsp_backpressure(d);
+        dsp_saga_tick(d);
+        dsp_retention_tick(d);
+        dsp_heartbeat(d);
+        dsp_stats(d, 0);
         if (d->stopping) {
             if (stop_deadline == 0) {
-                stop_deadline = now_ms() + (uint64_t)d->shutdown_ms;
+                stop_deadline = dsp_now_ms() + (uint64_t)d->shutdown_ms;
                 weft_info("draining in-flight work timeout_ms=%lld", (long long)d->shutdown_ms);
             }
-            if (busy_jobs(d) == 0)
+            if (dsp_busy_jobs(d) == 0)
                 break;
-            if (now_ms() >= stop_deadline) {
+            if (dsp_now_ms() >= stop_deadline) {
                 weft_warn("shutdown timeout with work in flight; it will be redelivered "
                           "busy=%zu",
-                          busy_jobs(d));
+                          dsp_busy_jobs(d));
                 break;
             }
         }
     }
-    stats(d, 1);
+    dsp_stats(d, 1);
     teardown(d);
+    int exit_code = d->exit_code;
     free(d);
-    weft_info("dispatcher stopped");
+    weft_info("dispatcher stopped exit_code=%d", exit_code);
     return exit_code;
 }

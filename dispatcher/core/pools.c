@@ -33,7 +33,7 @@ static int resolve_entry(dsp_t *d, const char *entry, char *out, size_t len)
 /* Makes the set of pools match the catalog: new functions and changed
  * versions get a new pool; pools nobody uses any more are retired and
  * destroyed once their in-flight invocations ended. */
-void pools_reconcile(dsp_t *d)
+void dsp_pools_reconcile(dsp_t *d)
 {
     for (fn_pool_t *p = d->pools; p; p = p->next) {
         const weft_function_t *fn = weft_catalog_function(d->cat, p->name);
@@ -84,7 +84,7 @@ void pools_reconcile(dsp_t *d)
             .worker_path = d->worker_path,
         };
         char err[512];
-        weft_pool_t *pool = weft_pool_new(&pc, d->epfd, on_invoked, d, err, sizeof(err));
+        weft_pool_t *pool = weft_pool_new(&pc, d->loop.epfd, on_invoked, d, err, sizeof(err));
         if (!pool) {
             weft_error("cannot start pool function=%s: %s", fn->name, err);
             continue;
@@ -107,7 +107,7 @@ void pools_reconcile(dsp_t *d)
     }
 }
 
-void pools_gc(dsp_t *d)
+void dsp_pools_gc(dsp_t *d)
 {
     for (fn_pool_t **pp = &d->pools; *pp;) {
         fn_pool_t *p = *pp;
@@ -125,29 +125,29 @@ void pools_gc(dsp_t *d)
 
 /* Queues the job's outcome for recording. A retryable failure of the last
  * allowed attempt is recorded as dead here, whatever produced it. */
-void job_record(dsp_t *d, job_t *j)
+void dsp_job_record(dsp_t *d, job_t *j)
 {
     if (j->rec == WEFT_REC_RETRY &&
         weft_job_after_attempt(j->rec, j->attempts, j->trig->max_attempts) == WEFT_REC_DEAD) {
         char e[1400];
         snprintf(e, sizeof(e), "%s (after %d attempts)", j->error ? j->error : "", j->attempts);
         j->rec = WEFT_REC_DEAD;
-        set_str(&j->error, e);
-        set_str(&j->reason, "max_attempts");
+        dsp_set_str(&j->error, e);
+        dsp_set_str(&j->reason, "max_attempts");
     }
-    job_enter(j, J_RECORD);
-    jq_push(&d->record_q, j);
+    dsp_job_enter(j, J_RECORD);
+    dsp_jq_push(&d->record_q, j);
 }
 
-void job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error)
+void dsp_job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error)
 {
     j->rec = WEFT_REC_DEAD;
-    set_str(&j->reason, reason);
-    set_str(&j->error, error);
-    job_record(d, j);
+    dsp_set_str(&j->reason, reason);
+    dsp_set_str(&j->error, error);
+    dsp_job_record(d, j);
 }
 
-void job_invoke(dsp_t *d, job_t *j)
+void dsp_job_invoke(dsp_t *d, job_t *j)
 {
     fn_pool_t *fp = pool_for(d, j->trig->function);
     char err[512];
@@ -155,14 +155,14 @@ void job_invoke(dsp_t *d, job_t *j)
         snprintf(err, sizeof(err), "no worker pool for function %s", j->trig->fn->name);
     } else if (weft_pool_submit(fp->pool, j->msg->env.ce, j->trig->name, (uint32_t)j->attempts, j,
                                 err, sizeof(err)) == 0) {
-        job_enter(j, J_RUNNING);
+        dsp_job_enter(j, J_RUNNING);
         return;
     }
     /* Treated like a crashed attempt: retried, then dead-lettered. */
     j->rec = WEFT_REC_RETRY;
-    set_str(&j->reason, "pool_unavailable");
-    set_str(&j->error, err);
-    job_record(d, j);
+    dsp_set_str(&j->reason, "pool_unavailable");
+    dsp_set_str(&j->error, err);
+    dsp_job_record(d, j);
 }
 
 static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
@@ -170,7 +170,7 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
     dsp_t *d = ctx;
     job_t *j = opaque;
     char err[1200];
-    stage_done(d, j, T_RUN, now_us());
+    dsp_stage_done(d, j, T_RUN, dsp_now_us());
     switch (out->kind) {
     case WEFT_OUTCOME_OK:
         j->rec = WEFT_REC_COMPLETED;
@@ -178,29 +178,29 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
         j->result = malloc(out->len ? out->len : 1);
         if (!j->result) {
             j->rec = WEFT_REC_RETRY;
-            set_str(&j->reason, "memory");
-            set_str(&j->error, "out of memory copying the result");
+            dsp_set_str(&j->reason, "memory");
+            dsp_set_str(&j->error, "out of memory copying the result");
             break;
         }
         memcpy(j->result, out->data, out->len);
         j->result_len = out->len;
-        set_str(&j->result_type, out->content_type);
+        dsp_set_str(&j->result_type, out->content_type);
         /* NATS headers cannot carry CR, LF or NUL: refused here, before
          * the outcome is recorded, so the event gets a dead letter. */
         if (j->trig->result_topic && j->trig->result_broker != WEFT_BROKER_KAFKA &&
             out->content_type &&
             !weft_nats_header_value_valid(out->content_type, strlen(out->content_type))) {
             j->rec = WEFT_REC_DEAD;
-            set_str(&j->reason, "invalid_header");
-            set_str(&j->error, "the result's content type holds CR, LF or NUL, which NATS "
-                               "headers cannot carry");
-        } else if (!emit_result_fits(d, j, err, sizeof(err))) {
+            dsp_set_str(&j->reason, "invalid_header");
+            dsp_set_str(&j->error, "the result's content type holds CR, LF or NUL, which NATS "
+                                   "headers cannot carry");
+        } else if (!dsp_emit_result_fits(d, j, err, sizeof(err))) {
             /* The broker would refuse it: the function's failure, retried
              * and then dead-lettered like any other, before a ledger row
              * says completed. */
             j->rec = WEFT_REC_RETRY;
-            set_str(&j->reason, "result_too_large");
-            set_str(&j->error, err);
+            dsp_set_str(&j->reason, "result_too_large");
+            dsp_set_str(&j->error, err);
             free(j->result);
             j->result = NULL;
             j->result_len = 0;
@@ -211,8 +211,8 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
         break;
     case WEFT_OUTCOME_FAIL:
         j->rec = WEFT_REC_DEAD;
-        set_str(&j->reason, *out->reason ? out->reason : "non_retryable");
-        set_str(&j->error, out->error);
+        dsp_set_str(&j->reason, *out->reason ? out->reason : "non_retryable");
+        dsp_set_str(&j->error, out->error);
         break;
     case WEFT_OUTCOME_RETRY:
     case WEFT_OUTCOME_CRASH:
@@ -220,14 +220,14 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
         j->rec = WEFT_REC_RETRY;
         if (out->kind == WEFT_OUTCOME_CRASH) {
             snprintf(err, sizeof(err), "%s%s%s", out->reason, *out->error ? ": " : "", out->error);
-            set_str(&j->reason, out->reason);
-            set_str(&j->error, err);
+            dsp_set_str(&j->reason, out->reason);
+            dsp_set_str(&j->error, err);
         } else {
-            set_str(&j->reason, "function_error");
-            set_str(&j->error, *out->error ? out->error : "function asked for a retry");
+            dsp_set_str(&j->reason, "function_error");
+            dsp_set_str(&j->error, *out->error ? out->error : "function asked for a retry");
         }
         j->retry_after_ms = (int)out->retry_after_ms;
         break;
     }
-    job_record(d, j);
+    dsp_job_record(d, j);
 }

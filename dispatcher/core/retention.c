@@ -40,7 +40,7 @@ static void ret_log(dsp_t *d)
               (long long)c->replays, (unsigned long long)r->batches_unlogged);
     memset(&r->unlogged, 0, sizeof(r->unlogged));
     r->batches_unlogged = 0;
-    r->logged_at = now_ms();
+    r->logged_at = dsp_now_ms();
 }
 
 /* The connection failed or was lost: the lock went with it. */
@@ -48,12 +48,10 @@ static void ret_lost(dsp_t *d, const char *why)
 {
     ret_t *r = &d->ret;
     weft_warn("postgresql unavailable for the retention connection, retrying: %s", why);
-    if (r->res) {
-        PQclear(r->res);
-        r->res = NULL;
-    }
-    conn_drop(d, &r->pg, &r->io, &r->events, &r->retry_at);
-    r->retry_at = now_ms() + RECONNECT_MS;
+    weft_pgresult_free(r->res);
+    r->res = NULL;
+    dsp_conn_drop(d, &r->pg, &r->io, &r->events, &r->retry_at);
+    r->retry_at = dsp_now_ms() + RECONNECT_MS;
     r->leader = 0;
     r->state = RS_IDLE;
 }
@@ -61,37 +59,38 @@ static void ret_lost(dsp_t *d, const char *why)
 static void ret_flush(dsp_t *d)
 {
     ret_t *r = &d->ret;
-    int rc = PQflush(r->pg);
+    int rc = weft_pgconn_flush(r->pg);
     if (rc < 0) {
         char e[512];
-        snprintf(e, sizeof(e), "%s", PQerrorMessage(r->pg));
+        snprintf(e, sizeof(e), "%s", weft_pgconn_error(r->pg));
         ret_lost(d, e);
         return;
     }
-    io_watch(d, &r->io, &r->events, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    dsp_io_watch(d, &r->io, &r->events, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 /* The statement in flight is over; r->res is its last result. */
 static void ret_answered(dsp_t *d)
 {
     ret_t *r = &d->ret;
-    uint64_t now = now_ms();
+    uint64_t now = dsp_now_ms();
     rstate_t was = r->state;
     r->state = RS_IDLE;
     if (!r->res) {
-        weft_warn("retention statement failed: %s", PQerrorMessage(r->pg));
+        weft_warn("retention statement failed: %s", weft_pgconn_error(r->pg));
         r->next_at = now + IDLE_MS;
         return;
     }
     if (was == RS_LOCK) {
-        if (PQresultStatus(r->res) == PGRES_TUPLES_OK && PQntuples(r->res) == 1 &&
-            PQgetvalue(r->res, 0, 0)[0] == 't') {
+        char err[512];
+        int won = weft_retention_lock_result(r->res, err, sizeof(err));
+        if (won > 0) {
             r->leader = 1;
             r->next_at = now;
             weft_debug("retention: this dispatcher sweeps for the group");
         } else {
-            if (PQresultStatus(r->res) != PGRES_TUPLES_OK)
-                weft_warn("retention lock failed: %s", PQresultErrorMessage(r->res));
+            if (won < 0)
+                weft_warn("%s", err);
             r->next_at = now + RETRY_LOCK_MS;
         }
     } else {
@@ -115,7 +114,7 @@ static void ret_answered(dsp_t *d)
                 ret_log(d);
         }
     }
-    PQclear(r->res);
+    weft_pgresult_free(r->res);
     r->res = NULL;
 }
 
@@ -125,23 +124,22 @@ static void ret_on_io(weft_io_t *io, uint32_t events)
     ret_t *r = &d->ret;
     if (!r->pg)
         return;
-    if (conn_pending(r->pg)) {
-        int rc = conn_poll(d, r->pg, &r->io, &r->events);
+    if (weft_pgconn_pending(r->pg)) {
+        int rc = dsp_conn_poll(d, r->pg, &r->io, &r->events);
         if (rc < 0) {
             char e[512];
-            snprintf(e, sizeof(e), "%s", PQerrorMessage(r->pg));
+            snprintf(e, sizeof(e), "%s", weft_pgconn_error(r->pg));
             ret_lost(d, e);
         } else if (rc > 0) {
-            if (PQsetnonblocking(r->pg, 1) != 0) {
-                char e[512];
-                snprintf(e, sizeof(e), "%s", PQerrorMessage(r->pg));
+            char e[512];
+            if (weft_pgconn_nonblocking(r->pg, e, sizeof(e)) != 0) {
                 ret_lost(d, e);
                 return;
             }
-            io_watch(d, &r->io, &r->events, EPOLLIN);
+            dsp_io_watch(d, &r->io, &r->events, EPOLLIN);
             r->state = RS_IDLE;
             r->leader = 0;
-            r->next_at = now_ms();
+            r->next_at = dsp_now_ms();
         }
         return;
     }
@@ -150,14 +148,14 @@ static void ret_on_io(weft_io_t *io, uint32_t events)
         if (!r->pg)
             return;
     }
-    if (!PQconsumeInput(r->pg)) {
+    if (weft_pgconn_read(r->pg) != 0) {
         char e[512];
-        snprintf(e, sizeof(e), "%s", PQerrorMessage(r->pg));
+        snprintf(e, sizeof(e), "%s", weft_pgconn_error(r->pg));
         ret_lost(d, e);
         return;
     }
-    while (!PQisBusy(r->pg)) {
-        PGresult *res = PQgetResult(r->pg);
+    while (weft_pgconn_result_ready(r->pg)) {
+        weft_pg_result_t *res = weft_pgconn_result(r->pg);
         if (!res) {
             if (r->state != RS_IDLE)
                 ret_answered(d);
@@ -165,13 +163,12 @@ static void ret_on_io(weft_io_t *io, uint32_t events)
         }
         /* The lock's answer has several results (the SETs, then the
          * SELECT, or the first error): the last one counts. */
-        if (r->res)
-            PQclear(r->res);
+        weft_pgresult_free(r->res);
         r->res = res;
     }
 }
 
-int retention_setup(dsp_t *d, char *err, size_t errlen)
+int dsp_retention_setup(dsp_t *d, char *err, size_t errlen)
 {
     ret_t *r = &d->ret;
     r->io.fd = -1;
@@ -179,27 +176,27 @@ int retention_setup(dsp_t *d, char *err, size_t errlen)
     if (weft_retention_config(d->cfg, &r->rt, err, errlen) != 0)
         return -1;
     r->enabled = weft_retention_enabled(&r->rt);
-    r->next_at = now_ms();
+    r->next_at = dsp_now_ms();
     return 0;
 }
 
 /* From the loop, every turn: connects, takes the lock, sends the next
  * batch when it is due; never waits. */
-void retention_tick(dsp_t *d)
+void dsp_retention_tick(dsp_t *d)
 {
     ret_t *r = &d->ret;
     if (!r->enabled || d->stopping)
         return;
-    uint64_t now = now_ms();
+    uint64_t now = dsp_now_ms();
     char why[512];
-    if (conn_pending(r->pg)) {
+    if (weft_pgconn_pending(r->pg)) {
         if (now >= r->connect_deadline)
             ret_lost(d, "timed out connecting");
         return;
     }
-    if (PQstatus(r->pg) != CONNECTION_OK) {
-        if (now >= r->retry_at &&
-            conn_start(d, &r->pg, &r->io, &r->events, &r->connect_deadline, why, sizeof(why)) != 0)
+    if (!weft_pgconn_ok(r->pg)) {
+        if (now >= r->retry_at && dsp_conn_start(d, &r->pg, &r->io, &r->events,
+                                                 &r->connect_deadline, why, sizeof(why)) != 0)
             ret_lost(d, why);
         return;
     }
@@ -218,22 +215,15 @@ void retention_tick(dsp_t *d)
 /* At shutdown: a batch in flight is cancelled (it changes nothing), what
  * was deleted since the last line is logged, and the lock goes with the
  * connection. */
-void retention_close(dsp_t *d)
+void dsp_retention_close(dsp_t *d)
 {
     ret_t *r = &d->ret;
-    if (r->pg && r->state != RS_IDLE && PQstatus(r->pg) == CONNECTION_OK) {
-        PGcancel *c = PQgetCancel(r->pg);
-        char e[256];
-        if (c) {
-            PQcancel(c, e, sizeof(e));
-            PQfreeCancel(c);
-        }
-    }
+    if (r->pg && r->state != RS_IDLE && weft_pgconn_ok(r->pg))
+        weft_pgconn_cancel(r->pg);
     ret_log(d);
-    if (r->res)
-        PQclear(r->res);
+    weft_pgresult_free(r->res);
     r->res = NULL;
-    io_unwatch(d, &r->io, &r->events);
-    PQfinish(r->pg);
+    dsp_io_unwatch(d, &r->io, &r->events);
+    weft_pgconn_close(r->pg);
     r->pg = NULL;
 }

@@ -20,21 +20,21 @@ static void claim_reqs(const lconn_t *lc, weft_claim_req_t *reqs)
         reqs[i].trigger = j->trig->name;
         reqs[i].generation = j->generation;
         reqs[i].key = j->msg->key;
-        reqs[i].lease_ms = lease_ms_for(j);
+        reqs[i].lease_ms = dsp_lease_ms_for(j);
     }
 }
 
-void send_claims(dsp_t *d, lconn_t *lc)
+void dsp_send_claims(dsp_t *d, lconn_t *lc)
 {
-    size_t n = lc_begin(d, lc);
+    size_t n = dsp_lc_begin(d, lc);
     if (n == 0)
         return;
     static weft_claim_req_t reqs[LEDGER_BATCH];
     claim_reqs(lc, reqs);
     char err[1024];
-    lc_sent(d, lc,
-            weft_ledger_claim_send(lc->pg, d->owner, lc->claim_mode, reqs, n, err, sizeof(err)),
-            err);
+    dsp_lc_sent(d, lc,
+                weft_ledger_claim_send(lc->pg, d->owner, lc->claim_mode, reqs, n, err, sizeof(err)),
+                err);
 }
 
 /* Hands on the jobs of a claim batch whose answer is r; -1 with err when
@@ -42,7 +42,7 @@ void send_claims(dsp_t *d, lconn_t *lc)
  * as an upsert (nothing was handed on either way). The batch leaves the
  * connection first; lc->jobs stays intact until the loop takes the
  * connection's next batch. */
-int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
+int dsp_claims_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen)
 {
     static weft_claim_res_t res[LEDGER_BATCH];
     static weft_claim_req_t reqs[LEDGER_BATCH];
@@ -58,11 +58,11 @@ int claims_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errl
     lc->n = 0;
     WEFT_CRASH_POINT("after_claim", n);
     int all_won = 1;
-    uint64_t now = now_us();
+    uint64_t now = dsp_now_us();
     for (size_t i = 0; i < n; i++) {
-        stage_done(d, lc->jobs[i], T_CLAIM, now);
+        dsp_stage_done(d, lc->jobs[i], T_CLAIM, now);
         all_won &= res[i].kind == WEFT_CLAIM_RUN;
-        claim_outcome(d, lc->jobs[i], &res[i]);
+        dsp_claim_outcome(d, lc->jobs[i], &res[i]);
         weft_claim_res_clear(&res[i]);
     }
     if (all_won)
@@ -97,9 +97,9 @@ static char *headers_json(const msg_t *m)
     return b.p;
 }
 
-void send_records(dsp_t *d, lconn_t *lc)
+void dsp_send_records(dsp_t *d, lconn_t *lc)
 {
-    size_t n = lc_begin(d, lc);
+    size_t n = dsp_lc_begin(d, lc);
     if (n == 0)
         return;
     WEFT_CRASH_POINT("after_invoke", n);
@@ -133,9 +133,9 @@ void send_records(dsp_t *d, lconn_t *lc)
         r->reason = j->reason;
         if (j->rec == WEFT_REC_RETRY) {
             int delay =
-                j->retry_after_ms > 0 ? j->retry_after_ms : backoff_ms(j->trig, j->attempts);
+                j->retry_after_ms > 0 ? j->retry_after_ms : dsp_backoff_ms(j->trig, j->attempts);
             j->due_ms = (uint64_t)delay;
-            r->lease_ms = delay + lease_ms_for(j);
+            r->lease_ms = delay + dsp_lease_ms_for(j);
         }
         if (j->rec == WEFT_REC_DEAD) {
             const msg_t *m = j->msg;
@@ -157,11 +157,11 @@ void send_records(dsp_t *d, lconn_t *lc)
     int rc = weft_ledger_record_send(lc->pg, d->owner, recs, n, err, sizeof(err));
     for (size_t i = 0; i < n; i++)
         free(hjson[i]);
-    lc_sent(d, lc, rc, err);
+    dsp_lc_sent(d, lc, rc, err);
 }
 
-/* Hands on the jobs of a record batch, like claims_done. */
-int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
+/* Hands on the jobs of a record batch, like dsp_claims_done. */
+int dsp_records_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen)
 {
     static weft_record_res_t res[LEDGER_BATCH];
     size_t n = lc->n;
@@ -169,12 +169,12 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
         return -1;
     lc->n = 0;
     WEFT_CRASH_POINT("after_record", n);
-    uint64_t now = now_us();
+    uint64_t now = dsp_now_us();
     for (size_t i = 0; i < n; i++) {
         job_t *j = lc->jobs[i];
         int replacing = j->replacing;
         j->replacing = 0;
-        stage_done(d, j, T_RECORD, now);
+        dsp_stage_done(d, j, T_RECORD, now);
         if (!res[i].applied) {
             /* Our lease ran out and someone else owns the key now:
              * ask the ledger again rather than emit our outcome. */
@@ -182,7 +182,7 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
                       "offset=%lld",
                       j->trig->name, j->msg->km.topic, (int)j->msg->km.partition,
                       (long long)j->msg->km.offset);
-            claim_enqueue(d, j);
+            dsp_claim_enqueue(d, j);
             continue;
         }
         weft_fmt_copy(j->first_failure, sizeof(j->first_failure), res[i].first_failure);
@@ -190,21 +190,21 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
         switch (j->rec) {
         case WEFT_REC_COMPLETED:
             d->n_completed++;
-            emit_outcome(d, j);
+            dsp_emit_outcome(d, j);
             break;
         case WEFT_REC_DEAD:
             j->dl_id = res[i].dead_letter_id;
             if (replacing)
-                job_emit(d, j); /* its saga transition happened: its events go as they are */
+                dsp_job_emit(d, j); /* its saga transition happened: its events go as they are */
             else
-                emit_outcome(d, j);
+                dsp_emit_outcome(d, j);
             break;
         case WEFT_REC_DROPPED:
             d->n_dropped++;
             if (j->trig->step_saga)
-                emit_outcome(d, j);
+                dsp_emit_outcome(d, j);
             else
-                job_terminal(d, j);
+                dsp_job_terminal(d, j);
             break;
         case WEFT_REC_RETRY:
         default:
@@ -221,9 +221,9 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
                  * has exactly one job: its consumer's trigger. */
                 j->msg->finish = WEFT_FINISH_NAK;
                 j->msg->nak_delay_ms = (int)j->due_ms;
-                job_terminal(d, j);
+                dsp_job_terminal(d, j);
             } else {
-                job_wait(d, j, j->due_ms, ACT_CLAIM);
+                dsp_job_wait(d, j, j->due_ms, ACT_CLAIM);
             }
             break;
         }
@@ -236,9 +236,9 @@ int records_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t err
 /* Sends the transitions of the saga stage's next batch. Asked again for
  * the same outcome (a redelivered event), the state machine returns the
  * events it returned the first time. */
-void send_sagas(dsp_t *d, lconn_t *lc)
+void dsp_send_sagas(dsp_t *d, lconn_t *lc)
 {
-    size_t n = lc_begin(d, lc);
+    size_t n = dsp_lc_begin(d, lc);
     if (n == 0)
         return;
     static weft_saga_req_t reqs[SAGA_BATCH];
@@ -275,14 +275,14 @@ void send_sagas(dsp_t *d, lconn_t *lc)
         }
     }
     char err[1024];
-    lc_sent(d, lc, weft_saga_batch_send(lc->pg, reqs, n, err, sizeof(err)), err);
+    dsp_lc_sent(d, lc, weft_saga_batch_send(lc->pg, reqs, n, err, sizeof(err)), err);
 }
 
-/* Hands on the jobs of a saga batch whose answer is r, like claims_done:
+/* Hands on the jobs of a saga batch whose answer is r, like dsp_claims_done:
  * each keeps its transition's events and emits. A transition the state
  * machine refused is logged, and its job emits its own outcome without
  * saga events; one that failed otherwise is asked again in a second. */
-int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errlen)
+int dsp_sagas_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, size_t errlen)
 {
     static weft_saga_res_t res[SAGA_BATCH];
     size_t n = lc->n;
@@ -298,7 +298,7 @@ int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errle
                       t->name, j->msg->km.topic, (int)j->msg->km.partition,
                       (long long)j->msg->km.offset, res[i].error ? res[i].error : "");
             weft_saga_res_clear(&res[i]);
-            job_wait(d, j, 1000, ACT_SAGA);
+            dsp_job_wait(d, j, 1000, ACT_SAGA);
             continue;
         }
         if (res[i].rc == -2)
@@ -319,26 +319,26 @@ int sagas_done(dsp_t *d, lconn_t *lc, const PGresult *r, char *err, size_t errle
                      strcmp(ev->type, "weft.saga.started") == 0)
                 weft_info("saga %s saga=%s instance=%s", ev->type + 10, ev->saga, ev->instance);
         }
-        job_emit(d, j);
+        dsp_job_emit(d, j);
     }
     return 0;
 }
 
 /* Sends what each stage's queue holds on its free connections. */
-void flush_ledger(dsp_t *d, lstage_t stage)
+void dsp_flush_ledger(dsp_t *d, lstage_t stage)
 {
     for (int i = 0; i < d->n_lc; i++) {
         lconn_t *lc = &d->lc[i];
         if (lc->stage != stage)
             continue;
-        STAGE[stage].send(d, lc);
+        DSP_STAGE[stage].send(d, lc);
     }
 }
 
-int ledger_ready(dsp_t *d)
+int dsp_ledger_ready(dsp_t *d)
 {
     for (int i = 0; i < d->n_lc; i++)
-        if (lc_ready(d, &d->lc[i]))
+        if (dsp_lc_ready(d, &d->lc[i]))
             return 1;
     return 0;
 }

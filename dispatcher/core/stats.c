@@ -1,8 +1,8 @@
 /*
- * stats.c - the heartbeat row in weft.dispatchers and the periodic stats
+ * dsp_stats.c - the dsp_heartbeat row in weft.dispatchers and the periodic dsp_stats
  * line (counters, batch sizes, jobs per stage, per-stage latencies).
  *
- * Runs on the dispatcher loop thread. Invariant: the heartbeat is sent
+ * Runs on the dispatcher loop thread. Invariant: the dsp_heartbeat is sent
  * without waiting and collected later; it never holds up the loop.
  */
 #include "internal.h"
@@ -11,36 +11,36 @@ static const char *const timed_name[T_N] = {"age_ms",    "claim_ms",   "run_ms",
                                             "record_ms", "produce_ms", "total_ms"};
 
 /* The job left its timed stage at `now`. */
-void stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now)
+void dsp_stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now)
 {
     weft_lat_add(&d->lat[t], now - j->stage_us);
 }
 
-void hb_collect(dsp_t *d, int wait)
+void dsp_hb_collect(dsp_t *d, int wait)
 {
-    while (hb_in_flight(d) && (wait || !PQisBusy(d->pg))) {
-        PGresult *r = PQgetResult(d->pg);
+    while (dsp_hb_in_flight(d) && (wait || weft_pgconn_result_ready(d->pg))) {
+        weft_pg_result_t *r = weft_pgconn_result(d->pg);
         if (!r)
             break;
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            weft_debug("status heartbeat failed: %s", PQresultErrorMessage(r));
-        PQclear(r);
+        if (!weft_pgresult_command_ok(r))
+            weft_debug("status heartbeat failed: %s", weft_pgresult_error(r));
+        weft_pgresult_free(r);
     }
 }
 
 /* Upserts this dispatcher's row in weft.dispatchers (for `weft status`)
  * about once a second. It is sent and not waited for: its commit, or a
- * lock someone holds on the row, never holds up the loop; on_pg reads the
+ * lock someone holds on the row, never holds up the loop; dsp_on_pg reads the
  * result. A failure is logged at debug level only: the row is advisory
  * and its age tells the reader it is stale. */
-void heartbeat(dsp_t *d)
+void dsp_heartbeat(dsp_t *d)
 {
-    uint64_t now = now_ms();
+    uint64_t now = dsp_now_ms();
     if (now - d->heartbeat_at < 1000)
         return;
     /* One still in flight: skip this one. On a lost connection,
-     * pg_usable reconnects (and LISTENs again). */
-    if (hb_in_flight(d) || !pg_usable(d))
+     * dsp_pg_usable reconnects (and LISTENs again). */
+    if (dsp_hb_in_flight(d) || !dsp_pg_usable(d))
         return;
     d->heartbeat_at = now;
     weft_buf_t b = {0};
@@ -114,16 +114,16 @@ static stages_t stages(const dsp_t *d)
     return s;
 }
 
-void stats(dsp_t *d, int force)
+void dsp_stats(dsp_t *d, int force)
 {
-    uint64_t now = now_ms();
+    uint64_t now = dsp_now_ms();
     if (!force && now - d->stats_at < (uint64_t)d->stats_ms)
         return;
     d->stats_at = now;
     uint64_t cs = 0, ck = 0, rs = 0, rk = 0;
     for (int i = 0; i < d->n_lc; i++) {
         const lconn_t *lc = &d->lc[i];
-        if (!STAGE[lc->stage].ledger)
+        if (!DSP_STAGE[lc->stage].ledger)
             continue;
         *(lc->stage == LS_CLAIM ? &cs : &rs) += lc->n_stmts;
         *(lc->stage == LS_CLAIM ? &ck : &rk) += lc->n_keys;
@@ -153,7 +153,7 @@ void stats(dsp_t *d, int force)
 }
 
 /* Jobs that are doing something now (not parked in a backoff wait). */
-size_t busy_jobs(const dsp_t *d)
+size_t dsp_busy_jobs(const dsp_t *d)
 {
     stages_t st = stages(d);
     return st.claiming + st.running + st.recording + st.producing;

@@ -10,60 +10,54 @@
 
 /* ---- timers, signals, catalog ------------------------------------------ */
 
-uint64_t run_waits(dsp_t *d)
+uint64_t dsp_run_waits(dsp_t *d)
 {
-    uint64_t now = now_ms(), next = UINT64_MAX;
+    uint64_t now = dsp_now_ms(), next = UINT64_MAX;
     jq_t keep = {0};
     job_t *j;
-    while ((j = jq_pop(&d->wait_q)) != NULL) {
+    while ((j = dsp_jq_pop(&d->wait_q)) != NULL) {
         if (j->due_ms > now) {
             if (j->due_ms < next)
                 next = j->due_ms;
-            jq_push(&keep, j);
+            dsp_jq_push(&keep, j);
             continue;
         }
         if (j->after_wait == ACT_EMIT) {
-            job_emit(d, j);
+            dsp_job_emit(d, j);
         } else if (j->after_wait == ACT_SAGA) {
-            emit_outcome(d, j);
+            dsp_emit_outcome(d, j);
         } else {
-            claim_enqueue(d, j);
+            dsp_claim_enqueue(d, j);
         }
     }
     d->wait_q = keep;
     return next;
 }
 
-static void reap_children(dsp_t *d)
+/* A child ended (the loop reaped it): its pool, if one owns it. */
+void dsp_on_child(weft_loop_t *loop, pid_t pid, int st)
 {
-    pid_t pid;
-    int st;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-        int owned = 0;
-        for (fn_pool_t *p = d->pools; p && !owned; p = p->next)
-            owned = weft_pool_reaped(p->pool, pid, st);
-        if (!owned)
-            weft_debug("reaped unknown child pid=%d", (int)pid);
-    }
+    dsp_t *d = loop->opaque;
+    int owned = 0;
+    for (fn_pool_t *p = d->pools; p && !owned; p = p->next)
+        owned = weft_pool_reaped(p->pool, pid, st);
+    if (!owned)
+        weft_debug("reaped unknown child pid=%d", (int)pid);
 }
 
-void on_signal(weft_io_t *io, uint32_t events)
+void dsp_on_signal(weft_loop_t *loop, int signo)
 {
-    (void)events;
-    dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, sig_io));
-    struct signalfd_siginfo si;
-    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGCHLD) {
-            reap_children(d);
-        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-            if (!d->stopping)
-                weft_info("shutting down signal=%s", strsignal((int)si.ssi_signo));
-            d->stopping = 1;
-        }
-    }
+    dsp_t *d = loop->opaque;
+    if (signo != SIGTERM && signo != SIGINT)
+        return;
+    if (!d->stopping)
+        weft_info("shutting down signal=%s", strsignal(signo));
+    d->stopping = 1;
+    if (!d->stop_signal)
+        d->stop_signal = signo;
 }
 
-void on_broker(weft_io_t *io, uint32_t events)
+void dsp_on_broker(weft_io_t *io, uint32_t events)
 {
     (void)io;
     (void)events;
@@ -71,33 +65,30 @@ void on_broker(weft_io_t *io, uint32_t events)
 }
 
 /* A notification can reach the catalog connection while one of its own
- * statements runs (heartbeat, saga, catalog load): libpq then reads it
+ * statements runs (dsp_heartbeat, saga, catalog load): libpq then reads it
  * with the statement's result and the socket never turns readable for it.
  * So the loop asks libpq for parsed notifications every turn (after the
- * handlers, on_pg's input included), not only when the socket wakes it. */
-void take_notifies(dsp_t *d)
+ * handlers, dsp_on_pg's input included), not only when the socket wakes it. */
+void dsp_take_notifies(dsp_t *d)
 {
-    PGnotify *n;
-    while ((n = PQnotifies(d->pg)) != NULL) {
+    while (weft_pgconn_notified(d->pg))
         d->catalog_dirty = 1;
-        PQfreemem(n);
-    }
 }
 
-void on_pg(weft_io_t *io, uint32_t events)
+void dsp_on_pg(weft_io_t *io, uint32_t events)
 {
     (void)events;
     dsp_t *d = (dsp_t *)((char *)io - offsetof(dsp_t, pg_io));
-    if (conn_pending(d->pg)) {
-        pg_connect_step(d);
+    if (weft_pgconn_pending(d->pg)) {
+        dsp_pg_connect_step(d);
         return;
     }
-    if (!PQconsumeInput(d->pg)) {
-        weft_warn("postgresql connection lost: %s", PQerrorMessage(d->pg));
-        io_unwatch(d, io, &d->pg_events);
+    if (weft_pgconn_read(d->pg) != 0) {
+        weft_warn("postgresql connection lost: %s", weft_pgconn_error(d->pg));
+        dsp_io_unwatch(d, io, &d->pg_events);
         return;
     }
-    hb_collect(d, 0);
+    dsp_hb_collect(d, 0);
 }
 
 /* Every adapter consumes what the catalog's triggers need; a trigger of a
@@ -118,7 +109,7 @@ static void sync_adapters(dsp_t *d)
     }
 }
 
-void reload_catalog(dsp_t *d)
+void dsp_reload_catalog(dsp_t *d)
 {
     d->catalog_dirty = 0;
     char err[1024];
@@ -142,9 +133,9 @@ void reload_catalog(dsp_t *d)
                   t->dead_letter_broker != t->broker ? weft_broker_name(t->dead_letter_broker) : "",
                   t->max_attempts);
     }
-    pools_reconcile(d);
+    dsp_pools_reconcile(d);
     sync_adapters(d);
 }
 
-/* Reads the results of the heartbeat in flight: those already received
- * (wait 0, from on_pg), or all of them (wait 1, before another statement). */
+/* Reads the results of the dsp_heartbeat in flight: those already received
+ * (wait 0, from dsp_on_pg), or all of them (wait 1, before another statement). */

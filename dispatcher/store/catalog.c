@@ -14,6 +14,20 @@
 #include <string.h>
 
 #include "hash.h"
+#include "pgconn.h"
+
+int weft_filter_op_parse(const char *s, weft_filter_op_t *op)
+{
+    if (strcmp(s, "exact") == 0)
+        *op = WEFT_FILTER_EXACT;
+    else if (strcmp(s, "prefix") == 0)
+        *op = WEFT_FILTER_PREFIX;
+    else if (strcmp(s, "suffix") == 0)
+        *op = WEFT_FILTER_SUFFIX;
+    else
+        return -1;
+    return 0;
+}
 
 int weft_catalog_listen(weft_pg_conn_t *pg, char *errstr, size_t errlen)
 {
@@ -620,4 +634,118 @@ size_t weft_catalog_topics(const weft_catalog_t *cat, weft_broker_t broker, cons
             out[n++] = t->topic;
     }
     return n;
+}
+
+/* ---- the listing `weft triggers` prints -------------------------------- */
+
+/* "BROKER://" before a result or dead-letter topic on another broker than
+ * the trigger's source (columns result_broker / dead_letter_broker, read
+ * through to_jsonb so this works with and without them), else "". */
+#define SINK(col)                                                                                  \
+    "CASE WHEN coalesce(to_jsonb(t)->>'" col "_broker', t.source::text) <> t.source::text"         \
+    " THEN (to_jsonb(t)->>'" col "_broker') || '://' ELSE '' END"
+
+#define TRIGGERS_SQL                                                                               \
+    "SELECT t.name, t.source::text, t.topic,"                                                      \
+    "       coalesce(nullif(concat_ws(' AND ',"                                                    \
+    "           CASE WHEN t.event_type IS NOT NULL THEN 'type=' || t.event_type END,"              \
+    "           (SELECT string_agg(fl.attribute || CASE fl.op WHEN 'exact' THEN '='"               \
+    "                   WHEN 'prefix' THEN '^=' ELSE '$=' END || fl.value, ' AND '"                \
+    "                   ORDER BY fl.attribute, fl.op, fl.value)"                                   \
+    "              FROM weft.trigger_filters fl WHERE fl.trigger = t.name)), ''), '*'),"           \
+    "       coalesce(t.function, 'saga ' || t.saga), coalesce(f.runtime::text, ''),"               \
+    "       f.pool_mode, f.pool_size,"                                                             \
+    "       coalesce(f.max_concurrency, f.pool_size),"                                             \
+    "       coalesce(" SINK(                                                                       \
+        "result") " || t.result_topic, ''),"                                                       \
+                  "       " SINK(                                                                  \
+                      "dead_letter") " || coalesce(t.dead_letter_topic, t.topic || '.dlq'),"       \
+                                     "       t.ordering, t.max_attempts, t.enabled, "              \
+                                     "coalesce(t.result_type, '')"                                 \
+                                     "  FROM weft.triggers t LEFT JOIN weft.functions f"           \
+                                     "    ON f.name = t.function"                                  \
+                                     " WHERE ($1::text IS NULL OR t.topic = $1)"                   \
+                                     "   AND ($2::text IS NULL OR t.source::text = $2)"            \
+                                     " ORDER BY t.source, t.topic, t.name"
+
+#define TRIGGERS_JSON_SQL                                                                          \
+    "SELECT coalesce(json_agg(json_build_object("                                                  \
+    "  'name', t.name, 'source', t.source, 'topic', t.topic, 'event_type', t.event_type,"          \
+    "  'filters', (SELECT coalesce(json_agg(json_build_object('attribute', fl.attribute,"          \
+    "                 'op', fl.op, 'value', fl.value) ORDER BY fl.attribute, fl.op, fl.value),"    \
+    "                 '[]'::json) FROM weft.trigger_filters fl WHERE fl.trigger = t.name),"        \
+    "  'function', t.function, 'saga', t.saga, 'runtime', f.runtime, 'pool_mode', f.pool_mode,"    \
+    "  'pool_size', f.pool_size, 'max_workers', coalesce(f.max_concurrency, f.pool_size),"         \
+    "  'timeout_ms', f.timeout_ms,"                                                                \
+    "  'result_topic', t.result_topic, 'result_type', t.result_type,"                              \
+    "  'dead_letter_topic', coalesce(t.dead_letter_topic, t.topic || '.dlq'),"                     \
+    "  'result_broker', CASE WHEN t.result_topic IS NOT NULL THEN"                                 \
+    "      coalesce(to_jsonb(t)->>'result_broker', t.source::text) END,"                           \
+    "  'dead_letter_broker', coalesce(to_jsonb(t)->>'dead_letter_broker', t.source::text),"        \
+    "  'ordering', t.ordering, 'max_attempts', t.max_attempts, 'max_inflight', t.max_inflight,"    \
+    "  'enabled', t.enabled) ORDER BY t.source, t.topic, t.name), '[]'::json)"                     \
+    "  FROM weft.triggers t LEFT JOIN weft.functions f ON f.name = t.function"                     \
+    " WHERE ($1::text IS NULL OR t.topic = $1)"                                                    \
+    "   AND ($2::text IS NULL OR t.source::text = $2)"
+
+int weft_catalog_list(weft_pg_conn_t *pg, const char *topic, const char *source,
+                      weft_trigger_list_t *out, char *errstr, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    const char *params[2] = {topic, source};
+    PGresult *r = weft_pg_rows(pg, TRIGGERS_SQL, 2, params, 0, errstr, errlen);
+    if (!r)
+        return -1;
+    size_t n = (size_t)PQntuples(r);
+    out->rows = calloc(n + 1, sizeof(*out->rows));
+    if (!out->rows) {
+        snprintf(errstr, errlen, "out of memory\n");
+        PQclear(r);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        weft_trigger_row_t *t = &out->rows[i];
+        int row = (int)i;
+        t->name = PQgetvalue(r, row, 0);
+        t->source = PQgetvalue(r, row, 1);
+        t->topic = PQgetvalue(r, row, 2);
+        t->filter = PQgetvalue(r, row, 3);
+        t->function = PQgetvalue(r, row, 4);
+        t->runtime = PQgetvalue(r, row, 5);
+        t->pool_mode = PQgetvalue(r, row, 6);
+        t->pool_size = PQgetvalue(r, row, 7);
+        t->max_workers = PQgetvalue(r, row, 8);
+        t->results = PQgetvalue(r, row, 9);
+        t->dead_letters = PQgetvalue(r, row, 10);
+        t->ordering = PQgetvalue(r, row, 11);
+        t->max_attempts = PQgetvalue(r, row, 12);
+        t->enabled = *PQgetvalue(r, row, 13) == 't';
+    }
+    out->n = n;
+    out->res = r;
+    return 0;
+}
+
+void weft_trigger_list_free(weft_trigger_list_t *l)
+{
+    free(l->rows);
+    PQclear(l->res);
+    memset(l, 0, sizeof(*l));
+}
+
+char *weft_catalog_list_json(weft_pg_conn_t *pg, const char *topic, const char *source,
+                             char *errstr, size_t errlen)
+{
+    const char *params[2] = {topic, source};
+    return weft_pg_value(pg, TRIGGERS_JSON_SQL, 2, params, errstr, errlen);
+}
+
+int weft_catalog_trigger_exists(weft_pg_conn_t *pg, const char *name)
+{
+    const char *params[1] = {name};
+    PGresult *res = PQexecParams(pg, "SELECT 1 FROM weft.triggers WHERE name = $1", 1, NULL, params,
+                                 NULL, NULL, 0);
+    int rc = PQresultStatus(res) != PGRES_TUPLES_OK ? -1 : PQntuples(res) == 1;
+    PQclear(res);
+    return rc;
 }

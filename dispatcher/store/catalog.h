@@ -12,7 +12,19 @@
 #include <stdint.h>
 
 #include "broker.h"
-#include "match.h"
+
+/* A trigger's attribute filter (weft.trigger_filters); ce/match.c
+ * applies them. */
+typedef enum { WEFT_FILTER_EXACT = 0, WEFT_FILTER_PREFIX, WEFT_FILTER_SUFFIX } weft_filter_op_t;
+
+typedef struct weft_filter {
+    char *attribute; /* "type", "subject", "source", "id" or an extension */
+    weft_filter_op_t op;
+    char *value;
+} weft_filter_t;
+
+/* Parses "exact" / "prefix" / "suffix". */
+int weft_filter_op_parse(const char *s, weft_filter_op_t *op);
 
 typedef struct weft_function {
     char *name;
@@ -142,5 +154,40 @@ size_t weft_catalog_topics(const weft_catalog_t *cat, weft_broker_t broker, cons
                            size_t max);
 
 const weft_function_t *weft_catalog_function(const weft_catalog_t *cat, const char *name);
+
+/* ---- the listing `weft triggers` prints -------------------------------- */
+
+/* One trigger as the listing shows it: every trigger, enabled or not,
+ * with its filters in one line ("*" for none) and its sinks with a
+ * "BROKER://" prefix when they are on another broker than the source. */
+typedef struct weft_trigger_row {
+    const char *name, *source, *topic, *filter;
+    const char *function; /* or "saga NAME" */
+    const char *runtime;  /* "" for a saga */
+    const char *pool_mode, *pool_size, *max_workers;
+    const char *results; /* "" when results are not emitted */
+    const char *dead_letters, *ordering, *max_attempts;
+    int enabled;
+} weft_trigger_row_t;
+
+typedef struct weft_trigger_list {
+    weft_trigger_row_t *rows;
+    size_t n;
+    weft_pg_result_t *res; /* holds the strings */
+} weft_trigger_list_t;
+
+/* The triggers on topic (NULL: every topic) of source ("kafka", ...;
+ * NULL: every broker), by source, topic and name. 0, or -1 with errstr
+ * (PostgreSQL's message). */
+int weft_catalog_list(weft_pg_conn_t *pg, const char *topic, const char *source,
+                      weft_trigger_list_t *out, char *errstr, size_t errlen);
+void weft_trigger_list_free(weft_trigger_list_t *l);
+/* 1 when weft.triggers has a trigger of that name (enabled or not), 0
+ * when not, -1 when the query failed. */
+int weft_catalog_trigger_exists(weft_pg_conn_t *pg, const char *name);
+/* The same triggers as one JSON array (every column of the trigger and
+ * its function's pool); a new string, or NULL with errstr. */
+char *weft_catalog_list_json(weft_pg_conn_t *pg, const char *topic, const char *source,
+                             char *errstr, size_t errlen);
 
 #endif

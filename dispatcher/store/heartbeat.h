@@ -14,5 +14,7 @@
  * not be sent. */
 int weft_heartbeat_send(weft_pg_conn_t *pg, const char *owner, const char *host, int pid,
                         const char *status_json, char *errstr, size_t errlen);
+/* Deletes owner's row, waiting (a clean stop; at most 2 s on a lock). */
+void weft_heartbeat_remove(weft_pg_conn_t *pg, const char *owner);
 
 #endif

@@ -188,3 +188,12 @@ int weft_retention_lock_send(weft_pg_conn_t *pg, char *errstr, size_t errlen)
     }
     return 0;
 }
+
+int weft_retention_lock_result(const weft_pg_result_t *res, char *errstr, size_t errlen)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        snprintf(errstr, errlen, "retention lock failed: %s", PQresultErrorMessage(res));
+        return -1;
+    }
+    return PQgetvalue(res, 0, 0)[0] == 't';
+}

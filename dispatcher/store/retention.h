@@ -71,5 +71,8 @@ int weft_retention_count_ledger(weft_pg_conn_t *pg, int64_t older_ms, int64_t *t
  * not wait for) the session's settings and the attempt to take it; the
  * last result of the answer is one row, true when it was taken. */
 int weft_retention_lock_send(weft_pg_conn_t *pg, char *errstr, size_t errlen);
+/* Reads the lock's answer: 1 taken, 0 held by another dispatcher, -1 with
+ * errstr. */
+int weft_retention_lock_result(const weft_pg_result_t *res, char *errstr, size_t errlen);
 
 #endif

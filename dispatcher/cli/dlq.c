@@ -491,10 +491,11 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
             newkey = NULL;
         const char *up[5] = {id, trig, gen, key, new_key ? "true" : "false"};
         /* Keep the key: reset its ledger entry so it runs again (lease
-         * already expired, attempts from zero). */
+         * already expired, attempts and takeovers from zero). */
         PGresult *u = PQexecParams(
             pg,
-            "WITH l AS (UPDATE weft.ledger SET status = 'running', attempts = 0, owner = NULL,"
+            "WITH l AS (UPDATE weft.ledger SET status = 'running', attempts = 0, takeovers = 0,"
+            "             owner = NULL,"
             "             lease_until = now() - interval '1 second', result = NULL,"
             "             updated_at = now()"
             "           WHERE NOT $5::boolean AND trigger = $2 AND generation = $3::int"

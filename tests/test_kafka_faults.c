@@ -234,10 +234,11 @@ static void test_sigkill_thrice_during_backlog(void **state)
     assert_int_equal(fx_check_run(&fx, &spec, &r), 0);
     fx_check_print("sigkill x3 during a backlog", &r);
     fx_check_assert(&r, N, 3);
-    /* Claims stay near what the pool can start (its claim window: 2
-     * workers * (16 + 2)): a kill leaves a few dozen keys claimed and
-     * unfinished, not the backlog. */
-    assert_true(max_unfinished <= 100);
+    /* Claims stay near what the pool can start (its claim window: about
+     * 50 ms of the pool's work, here ~100 keys at most): a kill leaves
+     * dozens of keys claimed and unfinished, not the backlog (thousands
+     * without the window). */
+    assert_true(max_unfinished <= 250);
     print_message("most takeovers of one key: %ld\n",
                   fx_sql_long(&fx, "SELECT max(takeovers) FROM weft.ledger WHERE trigger = 'kr'"));
     assert_int_equal(fx_run_stop(d, 30000), 0);

@@ -7,12 +7,16 @@
  * gives it back when its invocation ends (or when the claim's answer
  * says it will not run); while the window is full it waits here,
  * unclaimed, in arrival order. So the keys claimed and not yet finished
- * running are at most the window, max_workers * (pipeline_depth + 2): what
- * the pool can hand its workers at once, and two more each to cover the
- * claim's round trip. Without it, a backlog was claimed as fast as it was
- * consumed (thousands of keys ahead of a pool of two), and a dispatcher
- * that died left every one of them claimed: each waited out its lease on
- * restart, and each was taken over.
+ * running are at most the window: what the pool will start within
+ * SOON_MS at the rate it has been finishing invocations, and never less
+ * than max_workers * (pipeline_depth + 2) (what the pool can hand its
+ * workers at once, and two more each to cover a claim's round trip).
+ * Without it, a backlog was claimed as fast as it was consumed (thousands
+ * of keys ahead of a pool of two), and a dispatcher that died left every
+ * one of them claimed: each waited out its lease on restart, and each was
+ * taken over. A count alone would not do: a cheap function finishes tens
+ * of thousands of invocations a second, and a window of a few dozen keys
+ * would cut its claim batches (and its throughput) to a few dozen.
  *
  * Invariants: w->claimed counts exactly the jobs whose j->win is w; a job
  * held here is in w->held (state J_HOLD) and in no other queue; windows
@@ -22,19 +26,47 @@
  */
 #include "internal.h"
 
+/* How far ahead claims may run, in time at the pool's rate; and how often
+ * that rate is measured. */
+#define SOON_MS 50
+#define RATE_EVERY_MS 100
+
 struct claim_win {
     char *function;
     size_t claimed; /* jobs holding a slot */
     jq_t held;      /* jobs waiting for one, oldest first */
+    uint64_t done;  /* invocations ended since rate_at */
+    uint64_t rate_at;
+    double rate; /* invocations ended per second, a moving average */
     struct claim_win *next;
 };
 
-static size_t win_limit(const weft_function_t *fn)
+static size_t win_limit(const claim_win_t *w, const weft_function_t *fn)
 {
     size_t workers = (size_t)(fn->max_concurrency > 0 ? fn->max_concurrency : fn->pool_size);
     size_t depth =
         (size_t)(fn->pipeline_depth > 0 ? fn->pipeline_depth : WEFT_POOL_DEFAULT_PIPELINE_DEPTH);
-    return (workers > 0 ? workers : 1) * (depth + 2);
+    size_t floor = (workers > 0 ? workers : 1) * (depth + 2);
+    size_t soon = (size_t)(w->rate * SOON_MS / 1000);
+    return soon > floor ? soon : floor;
+}
+
+/* One more invocation ended: the rate moves every RATE_EVERY_MS. */
+static void win_count(claim_win_t *w)
+{
+    uint64_t now = now_ms();
+    w->done++;
+    if (w->rate_at == 0)
+        w->rate_at = now;
+    uint64_t span = now - w->rate_at;
+    if (span < RATE_EVERY_MS)
+        return;
+    /* An idle spell counts as its own span of no work, so the rate (and
+     * the window) falls back after it instead of holding a burst's. */
+    double r = (double)w->done * 1000.0 / (double)span;
+    w->rate = span > 10 * RATE_EVERY_MS ? r : 0.5 * w->rate + 0.5 * r;
+    w->done = 0;
+    w->rate_at = now;
 }
 
 static claim_win_t *win_for(dsp_t *d, const char *function)
@@ -55,7 +87,7 @@ static claim_win_t *win_for(dsp_t *d, const char *function)
 /* Lets held jobs take the free slots, oldest first. */
 static void win_pump(dsp_t *d, claim_win_t *w)
 {
-    while (w->held.n > 0 && w->claimed < win_limit(w->held.head->trig->fn)) {
+    while (w->held.n > 0 && w->claimed < win_limit(w, w->held.head->trig->fn)) {
         job_t *h = jq_pop(&w->held);
         w->claimed++;
         h->win = w;
@@ -85,6 +117,8 @@ void win_release(dsp_t *d, job_t *j)
         return;
     j->win = NULL;
     w->claimed--;
+    if (j->ran) /* an invocation ended: the pool's pace, not a re-emit's */
+        win_count(w);
     /* Tearing down, the pools end their invocations: nothing is claimed. */
     if (!d->closing)
         win_pump(d, w);

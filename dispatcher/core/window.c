@@ -9,8 +9,10 @@
  * unclaimed, in arrival order. So the keys claimed and not yet finished
  * running are at most the window: what the pool will start within
  * SOON_MS at the rate it has been finishing invocations, and never less
- * than max_workers * (pipeline_depth + 2) (what the pool can hand its
- * workers at once, and two more each to cover a claim's round trip).
+ * than FLOOR_PER_WORKER keys per worker (one running, and the next ones
+ * claimed while it runs). A slow function's claimed keys thus wait
+ * behind at most three calls each, not behind a backlog, before their
+ * lease starts to matter; a fast one has as many as batching needs.
  * Without it, a backlog was claimed as fast as it was consumed (thousands
  * of keys ahead of a pool of two), and a dispatcher that died left every
  * one of them claimed: each waited out its lease on restart, and each was
@@ -30,6 +32,7 @@
  * that rate is measured. */
 #define SOON_MS 50
 #define RATE_EVERY_MS 100
+#define FLOOR_PER_WORKER 4
 
 struct claim_win {
     char *function;
@@ -44,9 +47,7 @@ struct claim_win {
 static size_t win_limit(const claim_win_t *w, const weft_function_t *fn)
 {
     size_t workers = (size_t)(fn->max_concurrency > 0 ? fn->max_concurrency : fn->pool_size);
-    size_t depth =
-        (size_t)(fn->pipeline_depth > 0 ? fn->pipeline_depth : WEFT_POOL_DEFAULT_PIPELINE_DEPTH);
-    size_t floor = (workers > 0 ? workers : 1) * (depth + 2);
+    size_t floor = (workers > 0 ? workers : 1) * FLOOR_PER_WORKER;
     size_t soon = (size_t)(w->rate * SOON_MS / 1000);
     return soon > floor ? soon : floor;
 }

@@ -231,8 +231,8 @@ static weft_job_next_t after(weft_job_claim_t c, const char **reason)
 {
     if (c.max_attempts == 0)
         c.max_attempts = 3;
-    if (c.attempts == 0)
-        c.attempts = 1;
+    if (c.max_takeovers == 0)
+        c.max_takeovers = 10;
     return weft_job_after_claim(&c, reason);
 }
 
@@ -248,11 +248,29 @@ static void test_claim_run_and_its_refusals(void **state)
     assert_int_equal(after((weft_job_claim_t){.kind = WEFT_CLAIM_RUN, .expired = 1}, &r),
                      WEFT_JOB_FAIL);
     assert_string_equal(r, "expired");
-    /* attempts counts this one: the third of three still runs, a fourth
-     * (earlier ones cut short by crashes) is dead-lettered */
-    assert_int_equal(after((weft_job_claim_t){.kind = WEFT_CLAIM_RUN, .attempts = 3}, &r),
+    /* attempts counts the runs recorded before: after two of three the
+     * third runs; after three (max_attempts lowered since) none does */
+    assert_int_equal(after((weft_job_claim_t){.kind = WEFT_CLAIM_RUN, .attempts = 2}, &r),
                      WEFT_JOB_RUN);
-    assert_int_equal(after((weft_job_claim_t){.kind = WEFT_CLAIM_RUN, .attempts = 4}, &r),
+    assert_int_equal(after((weft_job_claim_t){.kind = WEFT_CLAIM_RUN, .attempts = 3}, &r),
+                     WEFT_JOB_FAIL);
+    assert_string_equal(r, "max_attempts");
+    /* Takeovers from owners that died holding the key are bounded on
+     * their own: up to max_takeovers the event runs (however many
+     * dispatchers died during a backlog), one more is dead-lettered. */
+    assert_int_equal(
+        after((weft_job_claim_t){.kind = WEFT_CLAIM_RUN, .takeovers = 10, .max_takeovers = 10}, &r),
+        WEFT_JOB_RUN);
+    assert_int_equal(
+        after((weft_job_claim_t){.kind = WEFT_CLAIM_RUN, .takeovers = 11, .max_takeovers = 10}, &r),
+        WEFT_JOB_FAIL);
+    assert_string_equal(r, "abandoned_claims");
+    /* Exhausted attempts are named first. */
+    assert_int_equal(after((weft_job_claim_t){.kind = WEFT_CLAIM_RUN,
+                                              .attempts = 3,
+                                              .takeovers = 11,
+                                              .max_takeovers = 10},
+                           &r),
                      WEFT_JOB_FAIL);
     assert_string_equal(r, "max_attempts");
     /* bad input wins over everything; expiry over exhausted attempts */

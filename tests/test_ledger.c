@@ -3,7 +3,10 @@
  * PostgreSQL: a fresh claim wins new keys with one plain INSERT, and one
  * that meets a key with a row changes nothing and says so, so that the
  * dispatcher claims the batch again as an upsert, which answers each key
- * with its stored state. A key must never be won twice.
+ * with its stored state. A key must never be won twice. Leases: a key
+ * whose owner's lease ran out is taken over by another owner (and counted
+ * as a takeover, never as an attempt), and the old owner's record is then
+ * refused. Attempts: only a record that follows a run adds one.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -96,8 +99,7 @@ static void hold(const char *owner, const char *const *keys, size_t n)
     clear(res, n);
 }
 
-static void record(const char *owner, const weft_record_t *recs, size_t n,
-                   weft_record_res_t *out)
+static void record(const char *owner, const weft_record_t *recs, size_t n, weft_record_res_t *out)
 {
     char err[512] = "";
     assert_int_equal(weft_ledger_record_send(pg, owner, recs, n, err, sizeof(err)), 0);
@@ -133,8 +135,8 @@ static void test_fresh_claim_wins_new_keys(void **state)
     assert_int_equal(claim("owner-1", WEFT_CLAIM_FRESH, keys, 3, res), 0);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(res[i].kind, WEFT_CLAIM_RUN);
-        assert_int_equal(res[i].attempts, 1);
-        assert_int_equal(attempts(keys[i]), 1);
+        assert_int_equal(res[i].attempts, 0);
+        assert_int_equal(attempts(keys[i]), 0);
     }
     clear(res, 3);
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE key LIKE 'a-%' "
@@ -153,16 +155,16 @@ static void test_fresh_claim_of_a_known_key_changes_nothing(void **state)
     const char *both[] = {"b-2", "b-1"};
     assert_int_equal(claim("owner-2", WEFT_CLAIM_FRESH, both, 2, res), 1);
     assert_int_equal(rows("b-2"), 0);
-    assert_int_equal(attempts("b-1"), 1);
+    assert_int_equal(attempts("b-1"), 0);
     /* The same batch as an upsert: the new key is won, the held one busy. */
     assert_int_equal(claim("owner-2", WEFT_CLAIM_UPSERT, both, 2, res), 0);
     assert_int_equal(res[0].kind, WEFT_CLAIM_RUN);
-    assert_int_equal(res[0].attempts, 1);
+    assert_int_equal(res[0].attempts, 0);
     assert_int_equal(res[1].kind, WEFT_CLAIM_BUSY);
     assert_true(res[1].lease_left_ms > 0);
     clear(res, 2);
-    assert_int_equal(attempts("b-1"), 1);
-    assert_int_equal(attempts("b-2"), 1);
+    assert_int_equal(attempts("b-1"), 0);
+    assert_int_equal(attempts("b-2"), 0);
 }
 
 static void test_upsert_answers_a_completed_key(void **state)
@@ -177,7 +179,8 @@ static void test_upsert_answers_a_completed_key(void **state)
                          .result = (const uint8_t *)"out",
                          .result_len = 3,
                          .result_type = "t.result",
-                         .result_id = "id-c-1"};
+                         .result_id = "id-c-1",
+                         .ran = 1};
     weft_record_res_t rr;
     record("owner-1", &rec, 1, &rr);
     assert_int_equal(rr.applied, 1);
@@ -192,7 +195,7 @@ static void test_upsert_answers_a_completed_key(void **state)
     assert_int_equal(attempts("c-1"), 1);
 }
 
-/* The general record statement (eighteen arrays, NULLs among them): a
+/* The general record statement (nineteen arrays, NULLs among them): a
  * dead letter keeps the message's bytes, a 64-bit offset and its text. */
 static void test_dead_record_keeps_every_field(void **state)
 {
@@ -216,7 +219,10 @@ static void test_dead_record_keeps_every_field(void **state)
          .value_len = sizeof(value),
          .headers_json = "[{\"name\":\"h\",\"value_base64\":null}]",
          .dead_letter_topic = "in.topic.dlq"},
-        {.trigger = "t-ledger", .key = "d-2", .kind = WEFT_REC_RETRY, .error = "later",
+        {.trigger = "t-ledger",
+         .key = "d-2",
+         .kind = WEFT_REC_RETRY,
+         .error = "later",
          .lease_ms = 60000},
     };
     weft_record_res_t rr[2];
@@ -239,6 +245,179 @@ static void test_dead_record_keeps_every_field(void **state)
     assert_non_null(row);
     assert_string_equal(row, "running|later|t");
     free(row);
+}
+
+static long takeovers(const char *key)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT takeovers FROM weft.ledger WHERE trigger = 't-ledger' AND key = '%s'", key);
+    return fx_sql_long(&fx, sql);
+}
+
+/* The owner's lease on key runs out now (as if its dispatcher had died
+ * lease_ms ago): the time passes in the row, not in the test. */
+static void expire(const char *key)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "UPDATE weft.ledger SET lease_until = clock_timestamp() - interval '1 second'"
+             " WHERE trigger = 't-ledger' AND key = '%s'",
+             key);
+    free(fx_sql(&fx, sql));
+}
+
+static char *row_of(const char *key)
+{
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT concat_ws('|', status, owner, attempts, takeovers, coalesce(result_id, '-'))"
+             " FROM weft.ledger WHERE trigger = 't-ledger' AND key = '%s'",
+             key);
+    return fx_sql(&fx, sql);
+}
+
+/* DESIGN.md: "In progress with a live lease -> leave it. In progress with
+ * an expired lease -> take over." The taking over is a takeover, not an
+ * attempt: the dead owner's claim never ran as far as this ledger knows. */
+static void test_expired_lease_is_taken_over(void **state)
+{
+    (void)state;
+    const char *keys[] = {"e-1"};
+    weft_claim_res_t res[1];
+    hold("owner-1", keys, 1);
+    /* Live lease: another owner is told to wait. */
+    assert_int_equal(claim("owner-2", WEFT_CLAIM_UPSERT, keys, 1, res), 0);
+    assert_int_equal(res[0].kind, WEFT_CLAIM_BUSY);
+    assert_true(res[0].lease_left_ms > 50000);
+    clear(res, 1);
+    char *row = row_of("e-1");
+    assert_string_equal(row, "running|owner-1|0|0|-");
+    free(row);
+    /* Expired: the other owner wins it. */
+    expire("e-1");
+    assert_int_equal(claim("owner-2", WEFT_CLAIM_UPSERT, keys, 1, res), 0);
+    assert_int_equal(res[0].kind, WEFT_CLAIM_RUN);
+    assert_int_equal(res[0].attempts, 0);
+    assert_int_equal(res[0].takeovers, 1);
+    clear(res, 1);
+    row = row_of("e-1");
+    assert_string_equal(row, "running|owner-2|0|1|-");
+    free(row);
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE key = 'e-1'"
+                                      " AND lease_until > now() + interval '50 seconds'"),
+                     1);
+    /* Its own retry is no takeover: the owner records a failed run and
+     * claims the key again once the backoff (here: at once) is over. */
+    weft_record_t rec = {
+        .trigger = "t-ledger", .key = "e-1", .kind = WEFT_REC_RETRY, .error = "later", .ran = 1};
+    weft_record_res_t rr;
+    record("owner-2", &rec, 1, &rr);
+    assert_int_equal(rr.applied, 1);
+    assert_int_equal(rr.attempts, 1);
+    assert_int_equal(claim("owner-2", WEFT_CLAIM_UPSERT, keys, 1, res), 0);
+    assert_int_equal(res[0].kind, WEFT_CLAIM_RUN);
+    assert_int_equal(res[0].attempts, 1);
+    assert_int_equal(res[0].takeovers, 1);
+    clear(res, 1);
+}
+
+/* A dispatcher that stalled past its lease must not overwrite what the
+ * owner that took the key over records: its record is refused (applied =
+ * 0, nothing changes, no dead letter), and the new owner's applies. */
+static void test_record_of_a_lost_lease_is_refused(void **state)
+{
+    (void)state;
+    const char *keys[] = {"f-1", "f-2"};
+    weft_claim_res_t res[2];
+    hold("owner-1", keys, 2);
+    expire("f-1");
+    expire("f-2");
+    assert_int_equal(claim("owner-2", WEFT_CLAIM_UPSERT, keys, 2, res), 0);
+    assert_int_equal(res[0].kind, WEFT_CLAIM_RUN);
+    assert_int_equal(res[1].kind, WEFT_CLAIM_RUN);
+    clear(res, 2);
+    /* The old owner comes back with its outcomes: a completion (the
+     * completions-only statement) ... */
+    weft_record_t done = {.trigger = "t-ledger",
+                          .key = "f-1",
+                          .kind = WEFT_REC_COMPLETED,
+                          .result = (const uint8_t *)"old",
+                          .result_len = 3,
+                          .result_type = "t.result",
+                          .result_id = "id-old",
+                          .ran = 1};
+    weft_record_res_t rr[2];
+    record("owner-1", &done, 1, rr);
+    assert_int_equal(rr[0].applied, 0);
+    /* ... and a dead letter next to a completion (the general one). */
+    weft_record_t mixed[2] = {done,
+                              {.trigger = "t-ledger",
+                               .key = "f-2",
+                               .kind = WEFT_REC_DEAD,
+                               .error = "old failure",
+                               .reason = "function",
+                               .source_topic = "in.topic",
+                               .dead_letter_topic = "in.topic.dlq",
+                               .ran = 1}};
+    record("owner-1", mixed, 2, rr);
+    assert_int_equal(rr[0].applied, 0);
+    assert_int_equal(rr[1].applied, 0);
+    for (int i = 0; i < 2; i++) {
+        char *row = row_of(keys[i]);
+        assert_string_equal(row, "running|owner-2|0|1|-");
+        free(row);
+    }
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE key = 'f-2'"),
+                     0);
+    /* The owner holding the lease records. */
+    done.result_id = "id-new";
+    record("owner-2", &done, 1, rr);
+    assert_int_equal(rr[0].applied, 1);
+    assert_int_equal(rr[0].attempts, 1);
+    char *row = row_of("f-1");
+    assert_string_equal(row, "completed|owner-2|1|1|id-new");
+    free(row);
+}
+
+/* An event that kills its dispatcher each time it runs never records an
+ * attempt: takeovers count the owners that died holding it, one per
+ * takeover (the dispatcher dead-letters the key once they pass
+ * dispatcher.max_takeovers; test_job checks that decision), while the
+ * attempts stay 0. */
+static void test_takeovers_count_each_dead_owner(void **state)
+{
+    (void)state;
+    const char *keys[] = {"g-1"};
+    weft_claim_res_t res[1];
+    hold("owner-0", keys, 1);
+    char owner[16];
+    for (int i = 1; i <= 4; i++) {
+        expire("g-1");
+        snprintf(owner, sizeof(owner), "owner-%d", i);
+        assert_int_equal(claim(owner, WEFT_CLAIM_UPSERT, keys, 1, res), 0);
+        assert_int_equal(res[0].kind, WEFT_CLAIM_RUN);
+        assert_int_equal(res[0].takeovers, i);
+        assert_int_equal(res[0].attempts, 0);
+        clear(res, 1);
+    }
+    assert_int_equal(takeovers("g-1"), 4);
+    assert_int_equal(attempts("g-1"), 0);
+    /* A decision made without a run (ran = 0: a dead letter for
+     * abandoned claims) adds no attempt either. */
+    weft_record_t rec = {.trigger = "t-ledger",
+                         .key = "g-1",
+                         .kind = WEFT_REC_DEAD,
+                         .error = "taken over 4 times",
+                         .reason = "abandoned_claims",
+                         .source_topic = "in.topic",
+                         .dead_letter_topic = "in.topic.dlq"};
+    weft_record_res_t rr;
+    record("owner-4", &rec, 1, &rr);
+    assert_int_equal(rr.applied, 1);
+    assert_true(rr.dead_letter_id > 0);
+    assert_int_equal(fx_sql_long(&fx, "SELECT attempts FROM weft.dead_letters WHERE key = 'g-1'"),
+                     0);
 }
 
 /* The plan a statement's cached generic plan has on this connection, the
@@ -271,9 +450,10 @@ static void test_generic_plans_probe_the_primary_key(void **state)
     (void)state;
     static const char *const joins[] = {
         "EXECUTE weft_claim('{t}', '{0}', '{k}', '{1000}', 'me')",
-        "EXECUTE weft_record_done('{t}', '{0}', '{k}', '{\"\\\\x00\"}', '{r}', '{i}', 'me')",
+        "EXECUTE weft_record_done('{t}', '{0}', '{k}', '{\"\\\\x00\"}', '{r}', '{i}', '{1}',"
+        " 'me')",
         "EXECUTE weft_record('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}',"
-        " '{}', '{}', '{}', '{}', '{}', '{}', '{}', 'me')",
+        " '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', 'me')",
     };
     for (size_t i = 0; i < sizeof(joins) / sizeof(joins[0]); i++) {
         char *plan = generic_plan(joins[i]);
@@ -295,6 +475,9 @@ int main(void)
         cmocka_unit_test(test_fresh_claim_of_a_known_key_changes_nothing),
         cmocka_unit_test(test_upsert_answers_a_completed_key),
         cmocka_unit_test(test_dead_record_keeps_every_field),
+        cmocka_unit_test(test_expired_lease_is_taken_over),
+        cmocka_unit_test(test_record_of_a_lost_lease_is_refused),
+        cmocka_unit_test(test_takeovers_count_each_dead_owner),
         cmocka_unit_test(test_generic_plans_probe_the_primary_key),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -467,7 +467,7 @@ static int cmd_redrive(const weft_config_t *cfg, const char *trigger, const char
         if (new_key && asprintf(&newkey, "redrive:%s:%s", id, key) < 0)
             newkey = NULL;
         /* Keep the key: reset its ledger entry so it runs again (lease
-         * already expired, attempts from zero). */
+         * already expired, attempts and takeovers from zero). */
         if (weft_deadletters_mark(pg, id, trig, gen, key, new_key, err, sizeof(err)) != 0) {
             fprintf(stderr, "weft dlq redrive: %s", err);
             rc = 1;

@@ -69,6 +69,10 @@ static const weft_config_def_t defs[] = {
      "on SIGTERM/SIGINT, how long to finish in-flight work"},
     {"dispatcher.stats_interval_ms", WEFT_CONFIG_MS, "10000", NULL, 100, 3600000, NULL, NULL,
      "how often the `stats` line is written"},
+    {"dispatcher.max_takeovers", WEFT_CONFIG_INT, "10", NULL, 1, 1000, NULL, NULL,
+     "a key taken over this many times from dispatchers that died holding it, without an "
+     "outcome, is dead-lettered (`abandoned_claims`) at the next takeover; see \"Attempts and "
+     "takeovers\" in dispatcher/DESIGN.md"},
     {"functions.dir", WEFT_CONFIG_PATH, NULL, "../functions from weft's directory", 0, 0, NULL,
      "WEFT_FUNCTIONS_DIR", "where a function `entry` without a `/` is looked up"},
     {"workers.path", WEFT_CONFIG_PATH, NULL, "weft-worker in weft's directory", 0, 0, NULL,

@@ -1,5 +1,5 @@
 /*
- * dsp_consume.c - taking messages from the adapters: decoding, matching
+ * consume.c - taking messages from the adapters: decoding, matching
  * triggers (one job per matching trigger), admission, and dsp_backpressure at
  * dispatcher.max_inflight.
  *

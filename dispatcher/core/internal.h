@@ -124,7 +124,10 @@ typedef enum {
     J_WAIT,    /* in wait list until due_ms */
     J_FOLLOW,  /* a duplicate of an active job; ends with it */
     J_ORDER,   /* ordered trigger: waits for the previous event of its key */
+    J_HOLD,    /* waits for a slot of its function's claim window (window.c) */
 } job_state_t;
+
+typedef struct claim_win claim_win_t;
 
 typedef enum { ACT_CLAIM, ACT_EMIT, ACT_SAGA } job_act_t;
 
@@ -141,7 +144,8 @@ typedef struct job {
     job_state_t state;
     job_act_t after_wait;
     uint64_t due_ms;
-    int attempts;
+    int attempts; /* recorded attempts; this one included once invoked */
+    int ran;      /* invoked since its claim: its record counts an attempt */
     /* a message that cannot be run (malformed, oversized): dead-letter */
     const char *preset_reason;
     /* outcome */
@@ -177,6 +181,7 @@ typedef struct job {
     struct job *next;                /* queue link */
     struct job *all_prev, *all_next; /* every live job, for teardown */
     struct job *hnext;               /* active table chain */
+    claim_win_t *win;                /* the claim window whose slot it holds, or NULL */
     uint64_t born_us;                /* consumed (monotonic µs) */
     uint64_t stage_us;               /* entered its current timed stage */
 } job_t;
@@ -292,12 +297,14 @@ typedef struct dsp {
     job_t **active;
     size_t active_cap;
     struct ochain **order_tab; /* ordering key -> last job of its chain */
+    claim_win_t *wins;         /* claim windows, one per function (window.c) */
     job_t *all_jobs;
     int closing;
     size_t inflight_msgs;
     int64_t max_inflight;
     int64_t max_event_bytes;
     int64_t shutdown_ms;
+    int64_t max_takeovers; /* dispatcher.max_takeovers */
     int paused;
     uint64_t held_since; /* at the in-flight bound since (0: not at it) */
     uint64_t held_logged_at;
@@ -356,6 +363,7 @@ void dsp_jq_push(jq_t *q, job_t *j);
 job_t *dsp_jq_pop(jq_t *q);
 void dsp_job_enter(job_t *j, job_state_t state);
 void dsp_claim_enqueue(dsp_t *d, job_t *j);
+void dsp_claim_push(dsp_t *d, job_t *j);
 job_t *dsp_active_find(dsp_t *d, const char *hkey);
 void dsp_active_add(dsp_t *d, job_t *j);
 ochain_t **dsp_order_find(dsp_t *d, const char *okey);
@@ -413,7 +421,19 @@ int dsp_sagas_done(dsp_t *d, lconn_t *lc, const weft_pg_result_t *r, char *err, 
 void dsp_flush_ledger(dsp_t *d, lstage_t stage);
 int dsp_ledger_ready(dsp_t *d);
 
-/* dsp_consume.c */
+/* window.c: the claim window of each function. dsp_win_enter takes a slot
+ * for a job about to be claimed, or holds the job until one is free; 1
+ * when the window took the job (claimed now or held), 0 when the job
+ * needs no slot (claim it). dsp_win_release gives the slot back once the job
+ * will not run (any more) and lets a held job take it; dsp_win_drop only
+ * gives it back (a job being freed). */
+int dsp_win_enter(dsp_t *d, job_t *j);
+void dsp_win_release(dsp_t *d, job_t *j);
+void dsp_win_drop(job_t *j);
+size_t dsp_win_held(const dsp_t *d);
+void dsp_win_free_all(dsp_t *d);
+
+/* consume.c */
 void dsp_consume(dsp_t *d);
 void dsp_backpressure(dsp_t *d);
 
@@ -431,7 +451,7 @@ int dsp_retention_setup(dsp_t *d, char *err, size_t errlen);
 void dsp_retention_tick(dsp_t *d);
 void dsp_retention_close(dsp_t *d);
 
-/* dsp_stats.c */
+/* stats.c */
 void dsp_stage_done(dsp_t *d, const job_t *j, timed_t t, uint64_t now);
 void dsp_hb_collect(dsp_t *d, int wait);
 void dsp_heartbeat(dsp_t *d);

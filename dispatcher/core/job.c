@@ -44,8 +44,15 @@ void dsp_job_enter(job_t *j, job_state_t state)
     j->stage_us = dsp_now_us();
 }
 
-/* Queues the job for a claim batch. */
+/* Queues the job for a claim batch, through its function's claim window
+ * (window.c): it may wait there, unclaimed, for a slot. */
 void dsp_claim_enqueue(dsp_t *d, job_t *j)
+{
+    if (dsp_win_enter(d, j) == 0)
+        dsp_claim_push(d, j);
+}
+
+void dsp_claim_push(dsp_t *d, job_t *j)
 {
     dsp_job_enter(j, J_CLAIM);
     dsp_jq_push(&d->claim_q, j);
@@ -204,6 +211,7 @@ void dsp_job_free(dsp_t *d, job_t *j)
     free(j->okey);
     free(j->emit_err);
     weft_saga_events_free(&j->sev);
+    dsp_win_drop(j);
     ((weft_trigger_t *)j->trig)->inflight--;
     weft_catalog_unref(j->cat);
     free(j);
@@ -299,9 +307,14 @@ weft_job_next_t weft_job_after_claim(const weft_job_claim_t *c, const char **rea
             *reason = "expired";
             return WEFT_JOB_FAIL;
         }
-        if (c->attempts > c->max_attempts) {
-            /* Earlier attempts were cut short (crashes, restarts). */
+        if (c->attempts >= c->max_attempts) {
             *reason = "max_attempts";
+            return WEFT_JOB_FAIL;
+        }
+        if (c->takeovers > c->max_takeovers) {
+            /* Its owners kept dying while they held it, before any
+             * outcome was recorded: the event may be what kills them. */
+            *reason = "abandoned_claims";
             return WEFT_JOB_FAIL;
         }
         if (c->saga_start)
@@ -331,10 +344,13 @@ weft_rec_kind_t weft_job_after_attempt(weft_rec_kind_t rec, int attempts, int ma
 void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
 {
     j->attempts = res->attempts;
+    j->ran = 0;
     weft_job_claim_t c = {
         .kind = res->kind,
         .attempts = j->attempts,
         .max_attempts = j->trig->max_attempts,
+        .takeovers = res->takeovers,
+        .max_takeovers = (int)d->max_takeovers,
         .bad_input = j->preset_reason != NULL,
         .saga_start = j->trig->saga != NULL,
         .saga_step = j->trig->step_saga != NULL,
@@ -346,7 +362,11 @@ void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     if (c.kind == WEFT_CLAIM_RUN && c.saga_step)
         c.instance_valid = weft_uuid_valid(weft_envelope_attr(&j->msg->env, WEFT_CE_INSTANCE));
     const char *reason;
-    switch (weft_job_after_claim(&c, &reason)) {
+    weft_job_next_t next = weft_job_after_claim(&c, &reason);
+    /* Its window slot was for a run (window.c). */
+    if (next != WEFT_JOB_RUN)
+        dsp_win_release(d, j);
+    switch (next) {
     case WEFT_JOB_FAIL:
         if (c.bad_input) {
             dsp_job_fail_now(d, j, j->preset_reason, j->msg->env_err);
@@ -358,9 +378,16 @@ void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
         } else if (strcmp(reason, "max_attempts") == 0) {
             char e[1200];
             snprintf(e, sizeof(e), "%s (attempts exhausted: %d of %d)",
-                     res->last_error ? res->last_error : "no error recorded", j->attempts - 1,
+                     res->last_error ? res->last_error : "no error recorded", j->attempts,
                      j->trig->max_attempts);
-            j->attempts--;
+            dsp_job_fail_now(d, j, reason, e);
+        } else if (strcmp(reason, "abandoned_claims") == 0) {
+            char e[1400];
+            snprintf(e, sizeof(e),
+                     "taken over %d times from dispatchers that stopped while they held it "
+                     "(dispatcher.max_takeovers=%lld), %d attempts recorded; last error: %s",
+                     res->takeovers, (long long)d->max_takeovers, j->attempts,
+                     res->last_error ? res->last_error : "none");
             dsp_job_fail_now(d, j, reason, e);
         } else {
             dsp_job_fail_now(d, j, reason,

@@ -34,8 +34,11 @@ typedef enum {
 /* What the claim said and what is known of the job when it arrives. */
 typedef struct weft_job_claim {
     weft_claim_kind_t kind;
-    int attempts;       /* the ledger's count, this attempt included */
+    int attempts;       /* the ledger's count of attempts that ran (not this one) */
     int max_attempts;   /* the trigger's */
+    int takeovers;      /* the ledger's count of claims taken from dead owners, this one
+                         * included */
+    int max_takeovers;  /* dispatcher.max_takeovers */
     int bad_input;      /* the message cannot be run (malformed, oversized) */
     int expired;        /* older than the trigger's max_event_age_ms */
     int saga_start;     /* the trigger starts a saga (runs no function) */
@@ -45,8 +48,12 @@ typedef struct weft_job_claim {
 
 /* The next step for a claim's answer; *reason is set for WEFT_JOB_FAIL
  * ("malformed" etc. is the caller's preset reason for bad input, so
- * *reason is NULL then; otherwise "expired", "max_attempts" or
- * "malformed"). */
+ * *reason is NULL then; otherwise "expired", "max_attempts",
+ * "abandoned_claims" or "malformed"). A key whose max_attempts attempts
+ * all ran is not run again (only a lowered max_attempts gets there: the
+ * last allowed attempt's failure is recorded as dead); a key taken over
+ * more than max_takeovers times from owners that died holding it is not
+ * run again either: its event may be what kills them. */
 weft_job_next_t weft_job_after_claim(const weft_job_claim_t *c, const char **reason);
 
 /* An attempt that asks for a retry is dead-lettered once attempts reached

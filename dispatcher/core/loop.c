@@ -26,6 +26,9 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     if (weft_config_int(d->cfg, "dispatcher.shutdown_timeout_ms", &v, err, errlen))
         return 2;
     d->shutdown_ms = v;
+    if (weft_config_int(d->cfg, "dispatcher.max_takeovers", &v, err, errlen))
+        return 2;
+    d->max_takeovers = v;
     if (weft_config_int(d->cfg, "dispatcher.stats_interval_ms", &v, err, errlen))
         return 2;
     d->stats_ms = v;
@@ -187,6 +190,7 @@ static void teardown(dsp_t *d)
         }
     }
     free(d->order_tab);
+    dsp_win_free_all(d);
     weft_catalog_unref(d->cat);
     dsp_retention_close(d);
     if (d->pg) {

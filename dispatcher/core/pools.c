@@ -147,10 +147,15 @@ void dsp_job_fail_now(dsp_t *d, job_t *j, const char *reason, const char *error)
     dsp_job_record(d, j);
 }
 
+/* This is where an attempt begins: the record of its outcome adds it to
+ * the ledger's count (j->ran), not the claim, so keys claimed but never
+ * handed to a worker cost nothing when the dispatcher dies. */
 void dsp_job_invoke(dsp_t *d, job_t *j)
 {
     fn_pool_t *fp = pool_for(d, j->trig->function);
     char err[512];
+    j->ran = 1;
+    j->attempts++;
     if (!fp) {
         snprintf(err, sizeof(err), "no worker pool for function %s", j->trig->fn->name);
     } else if (weft_pool_submit(fp->pool, j->msg->env.ce, j->trig->name, (uint32_t)j->attempts, j,
@@ -159,6 +164,7 @@ void dsp_job_invoke(dsp_t *d, job_t *j)
         return;
     }
     /* Treated like a crashed attempt: retried, then dead-lettered. */
+    dsp_win_release(d, j);
     j->rec = WEFT_REC_RETRY;
     dsp_set_str(&j->reason, "pool_unavailable");
     dsp_set_str(&j->error, err);
@@ -171,6 +177,7 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
     job_t *j = opaque;
     char err[1200];
     dsp_stage_done(d, j, T_RUN, dsp_now_us());
+    dsp_win_release(d, j);
     switch (out->kind) {
     case WEFT_OUTCOME_OK:
         j->rec = WEFT_REC_COMPLETED;

@@ -114,6 +114,7 @@ void dsp_send_records(dsp_t *d, lconn_t *lc)
         r->generation = j->generation;
         r->key = j->msg->key;
         r->kind = j->rec;
+        r->ran = j->ran;
         if (j->rec == WEFT_REC_COMPLETED) {
             const char *parts[3];
             char gen[24];

@@ -1,5 +1,5 @@
 /*
- * dsp_stats.c - the dsp_heartbeat row in weft.dispatchers and the periodic dsp_stats
+ * stats.c - the dsp_heartbeat row in weft.dispatchers and the periodic dsp_stats
  * line (counters, batch sizes, jobs per stage, per-stage latencies).
  *
  * Runs on the dispatcher loop thread. Invariant: the dsp_heartbeat is sent
@@ -94,17 +94,18 @@ void dsp_heartbeat(dsp_t *d)
     weft_buf_free(&b);
 }
 
-/* Where the jobs doing something are now: queued for or in a claim
- * batch, in a pool, queued for or in a record batch, produced and not yet
- * acknowledged. Little's law turns them into time: a stage holding N jobs
- * at R events/s adds N/R seconds. */
+/* Where the jobs doing something are now: waiting for a slot of a claim
+ * window, queued for or in a claim batch, in a pool, queued for or in a
+ * record batch, produced and not yet acknowledged. Little's law turns
+ * them into time: a stage holding N jobs at R events/s adds N/R
+ * seconds. */
 typedef struct stages {
     size_t claiming, running, recording, producing;
 } stages_t;
 
 static stages_t stages(const dsp_t *d)
 {
-    stages_t s = {d->claim_q.n, 0, d->record_q.n + d->saga_q.n, 0};
+    stages_t s = {d->claim_q.n + dsp_win_held(d), 0, d->record_q.n + d->saga_q.n, 0};
     for (int i = 0; i < d->n_lc; i++)
         *(d->lc[i].stage == LS_CLAIM ? &s.claiming : &s.recording) += d->lc[i].n;
     for (fn_pool_t *p = d->pools; p; p = p->next)

@@ -92,7 +92,8 @@ int weft_deadletters_mark(weft_pg_conn_t *pg, const char *id, const char *trigge
     const char *up[5] = {id, trigger, generation, key, new_key ? "true" : "false"};
     PGresult *u = PQexecParams(
         pg,
-        "WITH l AS (UPDATE weft.ledger SET status = 'running', attempts = 0, owner = NULL,"
+        "WITH l AS (UPDATE weft.ledger SET status = 'running', attempts = 0, takeovers = 0,"
+        "             owner = NULL,"
         "             lease_until = now() - interval '1 second', result = NULL,"
         "             updated_at = now()"
         "           WHERE NOT $5::boolean AND trigger = $2 AND generation = $3::int"

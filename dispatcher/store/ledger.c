@@ -7,6 +7,16 @@
  * record only applies while the same owner still holds a running row, so a
  * dispatcher that lost its lease (it stalled, another took over) cannot
  * overwrite the outcome the new owner records.
+ *
+ * Counting: attempts counts runs, not claims. A claim never adds to it; the
+ * record that follows a run of the function adds one (weft_record_t.ran),
+ * in the same statement, so an attempt costs no extra round trip and a
+ * dispatcher killed with keys claimed but not run charges them nothing.
+ * A claim that takes a running key from another owner (its lease ran
+ * out: that dispatcher died or stalled) adds one to takeovers instead;
+ * the dispatcher bounds that count on its own (dispatcher.max_takeovers),
+ * so an event that kills its dispatcher whenever it runs, and so never
+ * records an attempt, still ends.
  */
 #include "ledger.h"
 
@@ -116,7 +126,7 @@ int weft_pg_array_add_text(weft_buf_t *b, const char *s)
     return rc;
 }
 
-enum { MAX_ARRAYS = 18 };
+enum { MAX_ARRAYS = 19 };
 
 /* The batch statements, prepared on each connection once
  * (weft_ledger_prepare). Sent unprepared, each batch was parsed, analysed
@@ -176,21 +186,22 @@ static const char CLAIM_SQL[] =
     "), claimed AS ("
     "  INSERT INTO weft.ledger AS l (trigger, generation, key, status, attempts, owner,"
     "                                lease_until)"
-    "  SELECT trigger, generation, key, 'running', 1, $5,"
+    "  SELECT trigger, generation, key, 'running', 0, $5,"
     "         clock_timestamp() + lease_ms * interval '1 millisecond' FROM input"
     "  ON CONFLICT (trigger, generation, key) DO UPDATE"
-    "    SET attempts = l.attempts + 1, owner = EXCLUDED.owner,"
+    "    SET takeovers = l.takeovers + CASE WHEN l.owner <> EXCLUDED.owner THEN 1 ELSE 0 END,"
+    "        owner = EXCLUDED.owner,"
     "        lease_until = EXCLUDED.lease_until, updated_at = now()"
     "    WHERE l.status = 'running'"
     "      AND (l.lease_until < clock_timestamp() OR l.owner = EXCLUDED.owner)"
     "  RETURNING l.trigger, l.generation, l.key, l.attempts, l.last_error, l.reason,"
-    "            l.first_failure_at, l.last_failure_at"
+    "            l.first_failure_at, l.last_failure_at, l.takeovers"
     ")"
     " SELECT c.trigger, c.generation, c.key, true, c.attempts, NULL::weft.ledger_status,"
     "        NULL::bytea, NULL::text, NULL::text, c.last_error, c.reason, NULL::bigint,"
     "        to_char(c.first_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
     "        to_char(c.last_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-    "        NULL::bigint"
+    "        NULL::bigint, c.takeovers"
     " FROM claimed c"
     " UNION ALL"
     " SELECT l.trigger, l.generation, l.key, false, l.attempts, l.status, l.result,"
@@ -199,7 +210,8 @@ static const char CLAIM_SQL[] =
     "        to_char(l.first_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
     "        to_char(l.last_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
     "        (SELECT max(d.id) FROM weft.dead_letters d WHERE l.status = 'dead'"
-    "           AND (d.trigger, d.generation, d.key) = (l.trigger, l.generation, l.key))"
+    "           AND (d.trigger, d.generation, d.key) = (l.trigger, l.generation, l.key)),"
+    "        l.takeovers"
     " FROM input i"
     " JOIN weft.ledger l ON (l.key, l.trigger, l.generation) = (i.key, i.trigger, i.generation)"
     " WHERE (SELECT count(*) FROM claimed) < (SELECT count(*) FROM input)"
@@ -215,7 +227,7 @@ static const char CLAIM_SQL[] =
  * claims that batch with CLAIM_SQL. */
 static const char CLAIM_FRESH_SQL[] =
     "INSERT INTO weft.ledger (trigger, generation, key, status, attempts, owner, lease_until)"
-    " SELECT trigger, generation, key, 'running', 1, $5,"
+    " SELECT trigger, generation, key, 'running', 0, $5,"
     "        clock_timestamp() + lease_ms * interval '1 millisecond'"
     " FROM unnest($1::text[], $2::int[], $3::text[], $4::int[])"
     "   AS i(trigger, generation, key, lease_ms)";
@@ -303,7 +315,6 @@ static int claim_fresh_result(const PGresult *r, size_t n, weft_claim_res_t *out
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof(out[i]));
         out[i].kind = WEFT_CLAIM_RUN;
-        out[i].attempts = 1;
     }
     return 0;
 }
@@ -367,6 +378,7 @@ int weft_ledger_claim_result(const weft_pg_result_t *r, weft_claim_mode_t mode,
         res->first_failure = dup_val(r, row, 12);
         res->last_failure = dup_val(r, row, 13);
         res->dead_letter_id = PQgetisnull(r, row, 14) ? 0 : atoll(PQgetvalue(r, row, 14));
+        res->takeovers = atoi(PQgetvalue(r, row, 15));
     }
     free(ix.slot);
     return 0;
@@ -378,16 +390,16 @@ static const char RECORD_SQL[] =
      * as filters, stale statistics can estimate that no row matches and
      * plan a scan of the whole ledger per input row. */
     "WITH input AS MATERIALIZED ("
-    "  SELECT *, $19::text AS me, 'running'::weft.ledger_status AS running"
+    "  SELECT *, $20::text AS me, 'running'::weft.ledger_status AS running"
     "  FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[],"
     "                       $6::text[], $7::text[], $8::text[], $9::text[], $10::int[],"
     "                       $11::text[], $12::int[], $13::bigint[], $14::bytea[],"
-    "                       $15::bytea[], $16::text[], $17::text[], $18::text[])"
+    "                       $15::bytea[], $16::text[], $17::text[], $18::text[], $19::int[])"
     "    WITH ORDINALITY AS i(trigger, generation, key, status, result, result_type,"
     "                         result_id, error, reason, lease_ms, src_topic, src_partition,"
-    "                         src_offset, msg_key, value, headers, dlq, src_broker, ord)"
+    "                         src_offset, msg_key, value, headers, dlq, src_broker, ran, ord)"
     "), upd AS ("
-    "  UPDATE weft.ledger l SET"
+    "  UPDATE weft.ledger l SET attempts = l.attempts + i.ran,"
     "    status = CASE WHEN i.status = 'retry' THEN 'running'"
     "                  WHEN i.status = 'replace' THEN 'dead'"
     "                  ELSE i.status END::weft.ledger_status,"
@@ -430,16 +442,18 @@ static const char RECORD_SQL[] =
     "   ON (d.trigger, d.generation, d.key) = (u.trigger, u.generation, u.key)";
 
 /* The common batch: every outcome is a completion. Same effect on the
- * rows as RECORD_SQL for a completion, with six arrays instead of
- * eighteen and no dead-letter insert to plan (measured: about a fifth
+ * rows as RECORD_SQL for a completion, with seven arrays instead of
+ * nineteen and no dead-letter insert to plan (measured: about a fifth
  * less PostgreSQL CPU per key). The answer has RECORD_SQL's columns. */
 static const char RECORD_DONE_SQL[] =
     "WITH input AS MATERIALIZED ("
-    "  SELECT *, $7::text AS me, 'running'::weft.ledger_status AS running"
-    "  FROM unnest($1::text[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[])"
-    "    WITH ORDINALITY AS i(trigger, generation, key, result, result_type, result_id, ord)"
+    "  SELECT *, $8::text AS me, 'running'::weft.ledger_status AS running"
+    "  FROM unnest($1::text[], $2::int[], $3::text[], $4::bytea[], $5::text[], $6::text[],"
+    "              $7::int[])"
+    "    WITH ORDINALITY AS i(trigger, generation, key, result, result_type, result_id, ran, ord)"
     ")"
-    " UPDATE weft.ledger l SET status = 'completed', result = i.result,"
+    " UPDATE weft.ledger l SET status = 'completed', attempts = l.attempts + i.ran,"
+    "   result = i.result,"
     "   result_type = i.result_type, result_id = i.result_id, lease_until = NULL,"
     "   updated_at = now()"
     " FROM input i"
@@ -450,7 +464,7 @@ static const char RECORD_DONE_SQL[] =
 static int record_done_send(PGconn *pg, const char *owner, const weft_record_t *recs, size_t n,
                             char *errstr, size_t errlen)
 {
-    weft_buf_t a[6] = {{0}};
+    weft_buf_t a[7] = {{0}};
     int oom = 0;
     for (size_t i = 0; i < n && !oom; i++) {
         oom |= weft_pg_array_add_text(&a[0], recs[i].trigger);
@@ -459,9 +473,9 @@ static int record_done_send(PGconn *pg, const char *owner, const weft_record_t *
         oom |= weft_pg_array_add_bytea(&a[3], recs[i].result, recs[i].result_len, 0);
         oom |= weft_pg_array_add_text(&a[4], recs[i].result_type);
         oom |= weft_pg_array_add_text(&a[5], recs[i].result_id);
+        oom |= weft_pg_array_add_int(&a[6], recs[i].ran);
     }
-    return send_arrays(pg, ST_RECORD_DONE, a, 6, owner, oom, "recording outcomes", errstr,
-                       errlen);
+    return send_arrays(pg, ST_RECORD_DONE, a, 7, owner, oom, "recording outcomes", errstr, errlen);
 }
 
 static const char *rec_status(weft_rec_kind_t k, int replace)
@@ -513,6 +527,7 @@ int weft_ledger_record_send(weft_pg_conn_t *pg, const char *owner, const weft_re
         oom |= weft_pg_array_add_text(&a[15], dead ? rc_->headers_json : NULL);
         oom |= weft_pg_array_add_text(&a[16], dead ? rc_->dead_letter_topic : NULL);
         oom |= weft_pg_array_add_text(&a[17], dead ? rc_->source_broker : NULL);
+        oom |= weft_pg_array_add_int(&a[18], rc_->ran);
     }
     return send_arrays(pg, ST_RECORD, a, NA, owner, oom, "recording outcomes", errstr, errlen);
 }

@@ -43,7 +43,9 @@ typedef enum {
 
 typedef struct weft_claim_res {
     weft_claim_kind_t kind;
-    int attempts;        /* including this one, for RUN */
+    int attempts;        /* attempts that ran and were recorded (not this one) */
+    int takeovers;       /* RUN: times the key was taken from an owner whose lease ran out,
+                          * this claim included (weft.ledger.takeovers) */
     int64_t lease_left_ms; /* for BUSY */
     uint8_t *result;     /* COMPLETED: stored result, malloc()ed */
     size_t result_len;
@@ -96,6 +98,8 @@ typedef struct weft_record {
     const char *error;  /* RETRY, DEAD: last error */
     const char *reason; /* DEAD: timeout, signal:N, function, malformed, ... */
     int lease_ms;       /* RETRY */
+    int ran;            /* 1: the function ran (or was due to run) for this outcome: the
+                         * row's attempts grow by one; 0: decided without a run */
     /* DEAD: the dead-letter row */
     const char *source_broker; /* "kafka" (NULL), "jetstream", "nats" */
     const char *source_topic;

@@ -12,7 +12,7 @@
  * build needs. `weft run` refuses a database that has not applied it
  * (weft_migrate_check). test_migrate checks that it names the newest file
  * of migrations/, so adding a migration without it fails the tests. */
-#define WEFT_SCHEMA_LATEST "0013_retention.sql"
+#define WEFT_SCHEMA_LATEST "0014_retention.sql"
 
 typedef struct weft_migration {
     char *name; /* file name, the identity in the history table */

@@ -2,7 +2,7 @@
  * retention.h - deleting old terminal rows: the ledger's, the dead
  * letters', ended saga instances (with their step runs and events) and
  * done replays, oldest first, a small batch per statement, each found
- * through an index on its time column (migrations/0013_retention.sql).
+ * through an index on its time column (migrations/0014_retention.sql).
  *
  * Only terminal rows go: ledger rows 'completed', 'dropped' or 'dead'
  * (never 'running': claimed, or waiting for a retry), saga instances

@@ -1,0 +1,19 @@
+-- Attempts count the function's runs; takeovers count abandoned claims.
+--
+-- Until now every claim of a key counted an attempt, also a claim that
+-- took the key over from a dispatcher that died before the function ever
+-- ran: a dispatcher killed three times during a backlog (its claims run
+-- ahead of its pools) dead-lettered thousands of good events as
+-- max_attempts. From this migration on:
+--   attempts   the attempts whose outcome was recorded: the record that
+--              follows a run adds one (a new key is claimed with 0);
+--   takeovers  how many times a claim took the running key from another
+--              owner whose lease had run out: a dispatcher that died (or
+--              stalled) holding it. A key taken over more than
+--              dispatcher.max_takeovers times is dead-lettered with reason
+--              abandoned_claims: an event that kills its dispatcher each
+--              time it runs is bounded without counting crashes it never
+--              caused against healthy events.
+-- Rows claimed before this migration keep the counts the old rule gave
+-- them (at most one attempt more than they ran).
+ALTER TABLE weft.ledger ADD COLUMN takeovers integer NOT NULL DEFAULT 0;

@@ -225,6 +225,12 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
     case WEFT_OUTCOME_CRASH:
     default:
         j->rec = WEFT_REC_RETRY;
+        if (out->kind == WEFT_OUTCOME_CRASH && strcmp(out->reason, "quarantined") == 0) {
+            /* The pool answered for a quarantine: the function did not
+             * run, so this is no attempt (it waits out the quarantine). */
+            j->ran = 0;
+            j->attempts--;
+        }
         if (out->kind == WEFT_OUTCOME_CRASH) {
             snprintf(err, sizeof(err), "%s%s%s", out->reason, *out->error ? ": " : "", out->error);
             dsp_set_str(&j->reason, out->reason);

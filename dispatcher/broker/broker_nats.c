@@ -328,6 +328,30 @@ static int n_pause(weft_adapter_t *a, int pause)
     return 0;
 }
 
+/* JetStream: the held trigger's consumer stops fetching. Core NATS: the
+ * subject's deliveries wait (a subject feeding several triggers waits
+ * while any of them is held). */
+static int n_hold(weft_adapter_t *a, const weft_trigger_t *const *trigs, size_t n)
+{
+    nadapter_t *na = (nadapter_t *)a;
+    pthread_mutex_lock(&na->mu);
+    for (consumer_t *c = na->cons; c; c = c->next) {
+        c->held = 0;
+        for (size_t i = 0; i < n && !c->held; i++)
+            c->held = trigs[i]->broker == WEFT_BROKER_JETSTREAM &&
+                      strcmp(trigs[i]->name, c->trigger) == 0;
+    }
+    for (coresub_t *s = na->subs; s; s = s->next) {
+        s->held = 0;
+        for (size_t i = 0; i < n && !s->held; i++)
+            s->held =
+                trigs[i]->broker == WEFT_BROKER_NATS && strcmp(trigs[i]->topic, s->subject) == 0;
+    }
+    pthread_cond_broadcast(&na->cv);
+    pthread_mutex_unlock(&na->mu);
+    return 0;
+}
+
 static size_t n_outq(const weft_adapter_t *a)
 {
     nadapter_t *na = (nadapter_t *)a;
@@ -473,6 +497,7 @@ static const weft_adapter_ops_t nats_ops = {
     .produce = n_produce,
     .serve = n_serve,
     .pause = n_pause,
+    .hold = n_hold,
     .outq = n_outq,
     .close = n_close,
     .destroy = n_destroy,

@@ -169,8 +169,7 @@ static inline int weft_adapter_pause(weft_adapter_t *a, int pause)
  * the trigger's consumer, core NATS holds the subject's deliveries. The
  * set holds across rebalances and is independent of pause(): a partition
  * is paused while either says so. The adapter keeps no pointer to trigs. */
-static inline int weft_adapter_hold(weft_adapter_t *a, const weft_trigger_t *const *trigs,
-                                    size_t n)
+static inline int weft_adapter_hold(weft_adapter_t *a, const weft_trigger_t *const *trigs, size_t n)
 {
     return a->ops->hold(a, trigs, n);
 }

@@ -221,15 +221,19 @@ static void hold_triggers(dsp_t *d)
         if (!t->held && t->inflight >= t->max_inflight) {
             t->held = 1;
             changed = 1;
-            weft_info("trigger at its in-flight bound, its source paused trigger=%s topic=%s "
-                      "inflight=%d",
-                      t->name, t->topic, t->inflight);
+            uint64_t now = now_ms();
+            if (!d->hold_logged_at || now - d->hold_logged_at >= 10000) {
+                d->hold_logged_at = now;
+                weft_info("trigger at its in-flight bound, its source paused trigger=%s topic=%s "
+                          "inflight=%d (other topics flow; logged at most every 10 s)",
+                          t->name, t->topic, t->inflight);
+            }
         } else if (t->held && t->inflight <= t->max_inflight / 2) {
             t->held = 0;
             changed = 1;
-            weft_info("trigger below half its in-flight bound, its source resumed trigger=%s "
-                      "topic=%s inflight=%d",
-                      t->name, t->topic, t->inflight);
+            weft_debug("trigger below half its in-flight bound, its source resumed trigger=%s "
+                       "topic=%s inflight=%d",
+                       t->name, t->topic, t->inflight);
         }
         if (t->held && n < 256)
             held[n++] = t;

@@ -165,7 +165,7 @@ typedef struct job {
     weft_saga_events_t sev;
     char *hkey; /* trigger \x1f generation \x1f key, in the active table */
     char *okey; /* ordered triggers: trigger \x1f topic \x1f partition \x1f message key */
-    size_t result_counted; /* of result_len, counted in dsp_t.inflight_bytes */
+    size_t result_counted;  /* of result_len, counted in dsp_t.inflight_bytes */
     struct job *order_next; /* the next event of the same ordering key */
     struct job *followers;
     struct job *next;                /* queue link */
@@ -273,6 +273,7 @@ typedef struct dsp {
     int64_t max_inflight_bytes;
     const weft_catalog_t *held_cat; /* the catalog whose held triggers the adapters know */
     int hold_failed;                /* an adapter refused the last hold: try again */
+    uint64_t hold_logged_at;        /* when a trigger's hold was last logged */
     int64_t max_event_bytes;
     int64_t shutdown_ms;
     int paused;

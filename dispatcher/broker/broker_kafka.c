@@ -16,10 +16,13 @@
  *
  * Pausing is per partition: a partition is paused while the dispatcher
  * pauses everything (its global bounds) or while a trigger its topic
- * feeds is held at its max_inflight (hold). librdkafka forgets a pause
- * when a partition is assigned again, so every assignment marks the
- * partitions for re-applying, done right after the poll that assigned
- * them.
+ * feeds is held at its max_inflight (hold). What a partition's pause
+ * state is after a revoke and a new assignment depends on the client:
+ * librdkafka 2.0.2 keeps the application's pause (so a partition revoked
+ * while paused and released meanwhile would come back paused for good),
+ * the Java client and newer documentation say it is forgotten. So the
+ * state of a newly assigned partition is unknown (-1) and set explicitly,
+ * paused or resumed, right after the poll that assigned it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +40,7 @@ typedef struct part {
     weft_tracker_t *tr;
     int64_t store_pos; /* committable position not yet stored, or -1 */
     int revoked;
-    int paused; /* as librdkafka has it */
+    int paused; /* as librdkafka has it; -1: unknown (just assigned) */
     int refs;
     struct part *next;
 } part_t;
@@ -102,6 +105,7 @@ static void on_assigned(void *opaque, const char *topic, int32_t partition)
     p->partition = partition;
     p->store_pos = -1;
     p->refs = 1;
+    p->paused = -1;
     p->next = ka->parts;
     ka->parts = p;
     ka->reapply = 1;

@@ -26,7 +26,7 @@
 
 #define TOPICS                                                                                     \
     "f.slow:1 f.slow.out:1 f.fast:1 f.fast.out:1 f.big:1 f.big.out:1 f.retry:1 f.retry.out:1 "     \
-    "f.ordered:1 f.ordered.out:1 f.dlq:1"
+    "f.ordered:1 f.ordered.out:1 f.held:1 f.held.out:1 f.dlq:1"
 /* Nothing here changes a bound: the memory test runs on the defaults. */
 #define RUN_SET                                                                                    \
     "dispatcher.shutdown_timeout_ms=5000;kafka.session.timeout.ms=6000;"                           \
@@ -205,6 +205,96 @@ static long vm_hwm_kb(pid_t pid)
     return kb;
 }
 
+/* The value of the last stats line's consumed= in STATE/logname (-1:
+ * none yet). */
+static long last_consumed(const char *logname)
+{
+    char path[600], line[4096];
+    snprintf(path, sizeof(path), "%s/%s", fx.state_dir, logname);
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    while (f && fgets(line, sizeof(line), f)) {
+        const char *at = strstr(line, " stats consumed=");
+        if (at)
+            v = strtol(at + strlen(" stats consumed="), NULL, 10);
+    }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* Lines of STATE/logname holding text. */
+static int log_count(const char *logname, const char *text)
+{
+    char path[600], line[4096];
+    snprintf(path, sizeof(path), "%s/%s", fx.state_dir, logname);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, text) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* librdkafka forgets a partition's pause when the partition is assigned
+ * again. f-held (max_inflight 2) runs two 30 s events and holds f.held; a
+ * second dispatcher joins the group and leaves again (two eager
+ * rebalances: the first dispatcher's partitions are revoked and assigned
+ * again). Events produced to f.held after that must stay unconsumed while
+ * f-held is still at its bound: the stats line's consumed= does not move
+ * within a settle time. Without re-applying the pause after assignment the
+ * partition fetches again and they are taken at once. */
+static void test_a_held_topic_stays_paused_across_rebalances(void **state)
+{
+    (void)state;
+    fx_run_kill_all(); /* a failed test's dispatcher */
+    fx_producer_t *p = fx_producer_new(&fx);
+    for (int i = 0; i < 2; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "held-%d", i);
+        assert_int_equal(fx_produce(p, "f.held", "k", id, "t", "{\"fail\":\"sleep-30000\"}", NULL),
+                         0);
+    }
+    assert_int_equal(fx_producer_flush(p), 0);
+    pid_t pid = fx_run_start(&fx, "held.log", RUN_SET);
+    assert_true(pid > 0);
+    assert_true(fx_log_wait(&fx, "held.log",
+                            "trigger at its in-flight bound, its source paused trigger=f-held",
+                            60000));
+    const char *text = "partition assigned topic=f.held ";
+    int before = log_count("held.log", text);
+    pid_t pid2 = fx_run_start(&fx, "held2.log", RUN_SET);
+    assert_true(pid2 > 0);
+    uint64_t deadline = fx_now_ms() + 60000;
+    while (fx_now_ms() < deadline && log_count("held.log", "partition revoked topic=f.held ") < 1)
+        usleep(100 * 1000);
+    usleep(3000 * 1000);
+    int joined = log_count("held.log", text);
+    assert_int_equal(fx_run_stop(pid2, 30000), 0);
+    while (fx_now_ms() < deadline && log_count("held.log", text) <= joined)
+        usleep(100 * 1000);
+    int after = log_count("held.log", text);
+    usleep(2000 * 1000);
+    long c0 = last_consumed("held.log");
+    for (int i = 2; i < 7; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "held-%d", i);
+        assert_int_equal(fx_produce(p, "f.held", "k", id, "t", "{\"fail\":\"sleep-10\"}", NULL), 0);
+    }
+    assert_int_equal(fx_producer_flush(p), 0);
+    usleep(6000 * 1000);
+    long c1 = last_consumed("held.log");
+    print_message("f.held assigned %d, %d, %d times; consumed %ld then %ld\n", before, joined,
+                  after, c0, c1);
+    assert_true(after > joined && joined >= before && before >= 1);
+    assert_true(c0 >= 0);
+    assert_int_equal(c1, c0);
+    assert_int_equal(fx_run_stop(pid, 30000), 0);
+    free(fx_sql(&fx, "UPDATE weft.triggers SET enabled = false WHERE name = 'f-held'"));
+    fx_producer_destroy(p);
+}
+
 /* A retry waiting out its backoff holds back nothing: on one partition,
  * retry-1 fails once (backoff 8 s, no jitter) and the 20 events behind it
  * all have their results before retry-1's own, while its ledger row is
@@ -359,6 +449,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slow_trigger_holds_back_only_its_topic),
+        cmocka_unit_test(test_a_held_topic_stays_paused_across_rebalances),
         cmocka_unit_test(test_a_retry_does_not_block_its_partition),
         cmocka_unit_test(test_ordered_failure_holds_back_only_its_key),
         /* last: it leaves a backlog of large events behind */

@@ -38,6 +38,7 @@ typedef enum { WEFT_BROKER_KAFKA = 0, WEFT_BROKER_JETSTREAM, WEFT_BROKER_NATS } 
 
 /* The catalog (catalog.h) is only passed through here. */
 typedef struct weft_catalog weft_catalog_t;
+typedef struct weft_trigger weft_trigger_t;
 
 /* One consumed message. Pointers stay valid until the message is finished. */
 typedef struct weft_bmsg {
@@ -106,6 +107,7 @@ typedef struct weft_adapter_ops {
                    char *errstr, size_t errlen);
     void (*serve)(weft_adapter_t *a);
     int (*pause)(weft_adapter_t *a, int pause);
+    int (*hold)(weft_adapter_t *a, const weft_trigger_t *const *trigs, size_t n);
     size_t (*outq)(const weft_adapter_t *a);
     size_t (*max_bytes)(weft_adapter_t *a, const char *topic);
     void (*close)(weft_adapter_t *a, int timeout_ms);
@@ -183,6 +185,17 @@ static inline void weft_adapter_serve(weft_adapter_t *a)
 static inline int weft_adapter_pause(weft_adapter_t *a, int pause)
 {
     return a->ops->pause(a, pause);
+}
+/* Stops fetching what feeds these triggers (each at its max_inflight),
+ * and resumes what fed the triggers of the previous call that are not in
+ * this one: Kafka pauses the partitions of their topics (a topic that
+ * feeds several triggers pauses when any of them is held), JetStream stops
+ * the trigger's consumer, core NATS holds the subject's deliveries. The
+ * set holds across rebalances and is independent of pause(): a partition
+ * is paused while either says so. The adapter keeps no pointer to trigs. */
+static inline int weft_adapter_hold(weft_adapter_t *a, const weft_trigger_t *const *trigs, size_t n)
+{
+    return a->ops->hold(a, trigs, n);
 }
 /* Produced messages not yet acknowledged by the broker. */
 static inline size_t weft_adapter_outq(const weft_adapter_t *a)

@@ -13,6 +13,16 @@
  * finished is stored before librdkafka commits and gives the partition
  * up; the revoked partition's messages still in flight run to their end,
  * but their offsets are no longer ours to store.
+ *
+ * Pausing is per partition: a partition is paused while the dispatcher
+ * pauses everything (its global bounds) or while a trigger its topic
+ * feeds is held at its max_inflight (hold). What a partition's pause
+ * state is after a revoke and a new assignment depends on the client:
+ * librdkafka 2.0.2 keeps the application's pause (so a partition revoked
+ * while paused and released meanwhile would come back paused for good),
+ * the Java client and newer documentation say it is forgotten. So the
+ * state of a newly assigned partition is unknown (-1) and set explicitly,
+ * paused or resumed, right after the poll that assigned it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +40,7 @@ typedef struct part {
     weft_tracker_t *tr;
     int64_t store_pos; /* committable position not yet stored, or -1 */
     int revoked;
+    int paused; /* as librdkafka has it; -1: unknown (just assigned) */
     int refs;
     struct part *next;
 } part_t;
@@ -42,6 +53,10 @@ typedef struct kadapter {
     char **topics; /* the current subscription */
     size_t n_topics;
     int closing;
+    int all_paused; /* pause(): every partition */
+    char **held;    /* hold(): topics whose partitions are paused */
+    size_t n_held;
+    int reapply; /* a partition's pause state may differ from what is wanted */
 } kadapter_t;
 
 /* The slot of a consumed message, kept in weft_bmsg_t.track. */
@@ -90,8 +105,42 @@ static void on_assigned(void *opaque, const char *topic, int32_t partition)
     p->partition = partition;
     p->store_pos = -1;
     p->refs = 1;
+    p->paused = -1;
     p->next = ka->parts;
     ka->parts = p;
+    ka->reapply = 1;
+}
+
+static int topic_held(const kadapter_t *ka, const char *topic)
+{
+    for (size_t i = 0; i < ka->n_held; i++)
+        if (strcmp(ka->held[i], topic) == 0)
+            return 1;
+    return 0;
+}
+
+/* Brings every owned partition's pause state to what is wanted. A call
+ * librdkafka refuses is tried again on the next loop iteration. */
+static int apply_pauses(kadapter_t *ka)
+{
+    int rc = 0;
+    ka->reapply = 0;
+    for (part_t *p = ka->parts; p; p = p->next) {
+        if (p->revoked || ka->closing)
+            continue;
+        int want = ka->all_paused || topic_held(ka, p->topic);
+        if (want == p->paused)
+            continue;
+        if (weft_kafka_pause_partition(ka->k, p->topic, p->partition, want) != 0) {
+            ka->reapply = 1;
+            rc = -1;
+            continue;
+        }
+        p->paused = want;
+        weft_debug("%s topic=%s partition=%d", want ? "paused" : "resumed", p->topic,
+                   (int)p->partition);
+    }
+    return rc;
 }
 
 /* Stores the position a partition reached since the last call: once per
@@ -221,6 +270,8 @@ static size_t k_consume(weft_adapter_t *a, weft_bmsg_t *out, size_t max, int *fa
 {
     kadapter_t *ka = (kadapter_t *)a;
     size_t n = weft_kafka_consume(ka->k, out, max, fatal), kept = 0;
+    if (ka->reapply)
+        apply_pauses(ka);
     for (size_t i = 0; i < n; i++) {
         weft_bmsg_t *m = &out[i];
         part_t *p = part_find(ka, m->topic, m->partition);
@@ -286,11 +337,38 @@ static void k_serve(weft_adapter_t *a)
     kadapter_t *ka = (kadapter_t *)a;
     weft_kafka_serve(ka->k);
     store_positions(ka);
+    if (ka->reapply)
+        apply_pauses(ka);
 }
 
 static int k_pause(weft_adapter_t *a, int pause)
 {
-    return weft_kafka_pause(((kadapter_t *)a)->k, pause);
+    kadapter_t *ka = (kadapter_t *)a;
+    ka->all_paused = pause;
+    return apply_pauses(ka);
+}
+
+static void free_held(kadapter_t *ka)
+{
+    for (size_t i = 0; i < ka->n_held; i++)
+        free(ka->held[i]);
+    free(ka->held);
+    ka->held = NULL;
+    ka->n_held = 0;
+}
+
+static int k_hold(weft_adapter_t *a, const weft_trigger_t *const *trigs, size_t n)
+{
+    kadapter_t *ka = (kadapter_t *)a;
+    free_held(ka);
+    ka->held = calloc(n ? n : 1, sizeof(char *));
+    if (!ka->held)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (trigs[i]->broker == WEFT_BROKER_KAFKA && !topic_held(ka, trigs[i]->topic) &&
+            (ka->held[ka->n_held] = strdup(trigs[i]->topic)) != NULL)
+            ka->n_held++;
+    return apply_pauses(ka);
 }
 
 static size_t k_outq(const weft_adapter_t *a)
@@ -323,6 +401,7 @@ static void k_destroy(weft_adapter_t *a)
     for (size_t i = 0; i < ka->n_topics; i++)
         free(ka->topics[i]);
     free(ka->topics);
+    free_held(ka);
     free(ka);
 }
 
@@ -339,6 +418,7 @@ static const weft_adapter_ops_t kafka_ops = {
     .produce = k_produce,
     .serve = k_serve,
     .pause = k_pause,
+    .hold = k_hold,
     .outq = k_outq,
     .max_bytes = k_max_bytes,
     .close = k_close,

@@ -342,6 +342,30 @@ static size_t n_max_bytes(weft_adapter_t *a, const char *topic)
     return lim > NATS_FRAMING ? (size_t)(lim - NATS_FRAMING) : 0;
 }
 
+/* JetStream: the held trigger's consumer stops fetching. Core NATS: the
+ * subject's deliveries wait (a subject feeding several triggers waits
+ * while any of them is held). */
+static int n_hold(weft_adapter_t *a, const weft_trigger_t *const *trigs, size_t n)
+{
+    nadapter_t *na = (nadapter_t *)a;
+    pthread_mutex_lock(&na->mu);
+    for (consumer_t *c = na->cons; c; c = c->next) {
+        c->held = 0;
+        for (size_t i = 0; i < n && !c->held; i++)
+            c->held = trigs[i]->broker == WEFT_BROKER_JETSTREAM &&
+                      strcmp(trigs[i]->name, c->trigger) == 0;
+    }
+    for (coresub_t *s = na->subs; s; s = s->next) {
+        s->held = 0;
+        for (size_t i = 0; i < n && !s->held; i++)
+            s->held =
+                trigs[i]->broker == WEFT_BROKER_NATS && strcmp(trigs[i]->topic, s->subject) == 0;
+    }
+    pthread_cond_broadcast(&na->cv);
+    pthread_mutex_unlock(&na->mu);
+    return 0;
+}
+
 static size_t n_outq(const weft_adapter_t *a)
 {
     nadapter_t *na = (nadapter_t *)a;
@@ -487,6 +511,7 @@ static const weft_adapter_ops_t nats_ops = {
     .produce = weft_nats_adapter_produce,
     .serve = n_serve,
     .pause = n_pause,
+    .hold = n_hold,
     .outq = n_outq,
     .max_bytes = n_max_bytes,
     .close = n_close,

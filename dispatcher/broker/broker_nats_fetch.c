@@ -140,14 +140,24 @@ static void in_push(nadapter_t *na, nrec_t *r)
 
 /* ---- core NATS ---------------------------------------------------------- */
 
-/* nats.c's delivery thread. While the dispatcher is paused or the queue is
- * full this waits, so nats.c's own pending limit applies (and it drops as a
- * slow consumer: core NATS is at-most-once). */
+/* A trigger on the subscription's subject is held at its bound (under
+ * na->mu). */
+static int core_held(const nadapter_t *na, const natsSubscription *sub)
+{
+    for (const coresub_t *s = na->subs; s; s = s->next)
+        if (s->sub == sub)
+            return s->held;
+    return 0;
+}
+
+/* nats.c's delivery thread (one per subscription). While the dispatcher is
+ * paused, the subject's trigger is held or the queue is full this waits, so
+ * nats.c's own pending limit applies (and it drops as a slow consumer: core
+ * NATS is at-most-once). */
 void weft_nats_adapter_on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
                                    void *closure)
 {
     (void)nc;
-    (void)sub;
     nadapter_t *na = closure;
     nrec_t *r = rec_new(msg, WEFT_BROKER_NATS, NULL);
     if (!r) {
@@ -155,7 +165,7 @@ void weft_nats_adapter_on_core_msg(natsConnection *nc, natsSubscription *sub, na
         return;
     }
     pthread_mutex_lock(&na->mu);
-    while (!na->closing && (na->paused || na->core_queued >= CORE_QUEUE_MAX))
+    while (!na->closing && (na->paused || na->core_queued >= CORE_QUEUE_MAX || core_held(na, sub)))
         wait_locked(na, 200);
     if (na->closing) {
         pthread_mutex_unlock(&na->mu);
@@ -280,7 +290,7 @@ void *weft_nats_adapter_fetch_main(void *arg)
     failures = 0;
     while (c->sub) {
         pthread_mutex_lock(&na->mu);
-        while (!c->stop && (na->paused || c->queued >= (size_t)na->fetch_batch))
+        while (!c->stop && (na->paused || c->held || c->queued >= (size_t)na->fetch_batch))
             wait_locked(na, 500);
         int stop = c->stop;
         int room = na->fetch_batch - (int)c->queued;

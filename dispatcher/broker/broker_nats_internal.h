@@ -42,6 +42,7 @@ typedef struct consumer {
     int done; /* under na->mu: the thread ended */
     int joined;
     int retired;   /* no longer in the catalog */
+    int held;      /* its trigger is at its max_inflight: no fetch (under na->mu) */
     size_t queued; /* in the inbound queue, under na->mu */
     struct consumer *next;
 } consumer_t;
@@ -51,6 +52,7 @@ typedef struct coresub {
     char *subject;
     natsSubscription *sub;
     int retired;
+    int held; /* a trigger on the subject is at its max_inflight (under na->mu) */
     int done; /* weft_nats_adapter_on_core_msg has returned for the last time (under na->mu) */
     struct coresub *next;
 } coresub_t;

@@ -361,6 +361,9 @@ weft_kafka_t *weft_kafka_new(const weft_config_t *cfg, const weft_kafka_cbs_t *c
     if (conf_default(cc, "group.id", weft_config_str(cfg, "kafka.group.id"), errstr, errlen) ||
         conf_default(cc, "auto.offset.reset", "earliest", errstr, errlen) ||
         conf_default(cc, "auto.commit.interval.ms", "1000", errstr, errlen) ||
+        /* The prefetch queue is memory the dispatcher's own byte bound
+         * (dispatcher.max_inflight_bytes) does not count: 16 MiB keeps the
+         * two together well under 256 MiB (DESIGN.md "Backpressure"). */
         conf_default(cc, "queued.max.messages.kbytes", "16384", errstr, errlen) ||
         /* librdkafka reads a fetch response into one buffer of its size,
          * up to 50 MB by default. jemalloc serves blocks over 8 MiB from
@@ -726,15 +729,21 @@ void weft_kafka_serve(weft_kafka_t *k)
     rd_kafka_poll(k->producer, 0);
 }
 
-int weft_kafka_pause(weft_kafka_t *k, int pause)
+int weft_kafka_pause_partition(weft_kafka_t *k, const char *topic, int32_t partition, int pause)
 {
-    rd_kafka_topic_partition_list_t *l = NULL;
-    if (rd_kafka_assignment(k->consumer, &l) || !l)
-        return -1;
-    rd_kafka_resp_err_t err =
-        pause ? rd_kafka_pause_partitions(k->consumer, l) : rd_kafka_resume_partitions(k->consumer, l);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(k->consumer, l)
+                                    : rd_kafka_resume_partitions(k->consumer, l);
+    if (!err)
+        err = l->elems[0].err;
     rd_kafka_topic_partition_list_destroy(l);
-    return err ? -1 : 0;
+    if (err) {
+        weft_warn("%s failed topic=%s partition=%d: %s", pause ? "pause" : "resume", topic,
+                  (int)partition, rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
 }
 
 int weft_kafka_outq(const weft_kafka_t *k)

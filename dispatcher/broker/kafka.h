@@ -107,7 +107,12 @@ int weft_kafka_produce(weft_kafka_t *k, const char *topic, const void *key, size
 /* Serves delivery reports. */
 void weft_kafka_serve(weft_kafka_t *k);
 
-int weft_kafka_pause(weft_kafka_t *k, int pause);
+/* Pauses (pause=1) or resumes one assigned partition. librdkafka drops
+ * what it prefetched for a paused partition and, on resume, fetches from
+ * after the last message handed out. Whether a pause outlives a revoke and
+ * a new assignment depends on the version: the caller sets the state of
+ * every newly assigned partition. */
+int weft_kafka_pause_partition(weft_kafka_t *k, const char *topic, int32_t partition, int pause);
 
 /* Messages queued in the producer and not yet delivered. */
 int weft_kafka_outq(const weft_kafka_t *k);

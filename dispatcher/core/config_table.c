@@ -63,6 +63,11 @@ static const weft_config_def_t defs[] = {
      "PostgreSQL connections per ledger stage (claim, record); a dispatcher holds these, one "
      "more for the catalog and its heartbeat, and one for saga transitions once the first saga "
      "event arrives"},
+    {"dispatcher.max_inflight_bytes", WEFT_CONFIG_BYTES, "33554432", NULL, 65536, 1LL << 40, NULL,
+     NULL,
+     "bytes of consumed events (value, key, headers) and their results in flight; the default "
+     "keeps the dispatcher under 256 MiB with events of any size; see \"Backpressure\" in "
+     "DESIGN.md"},
     {"dispatcher.max_event_bytes", WEFT_CONFIG_BYTES, "1048576", NULL, 1, 1 << 30, NULL, NULL,
      "larger messages are dead-lettered with reason `oversized`"},
     {"dispatcher.shutdown_timeout_ms", WEFT_CONFIG_MS, "10000", NULL, 0, 3600000, NULL, NULL,

@@ -1,11 +1,17 @@
 /*
  * consume.c - taking messages from the adapters: decoding, matching
  * triggers (one job per matching trigger), admission, and dsp_backpressure at
- * dispatcher.max_inflight.
+ * dispatcher.max_inflight, dispatcher.max_inflight_bytes and each
+ * trigger's max_inflight.
  *
- * Runs on the dispatcher loop thread. Invariant: at most max_inflight
- * messages are held; at the bound the loop stops taking messages and,
- * after PAUSE_AFTER_MS, pauses every adapter until half the bound.
+ * Runs on the dispatcher loop thread. Invariants: at most max_inflight
+ * messages and about max_inflight_bytes bytes (overshot by at most one
+ * max_event_bytes, plus the results of jobs already running) are held;
+ * at a global bound the loop stops taking messages and, after
+ * PAUSE_AFTER_MS, pauses every adapter until half the bound. A trigger at
+ * its own bound holds only what feeds it (weft_adapter_hold) until half,
+ * so a slow trigger never stalls the others; a topic that feeds several
+ * triggers is paused while any of them is held.
  */
 #include "internal.h"
 
@@ -49,6 +55,10 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
     m->bk = bk;
     m->finish = WEFT_FINISH_ACK;
     m->consumed_us = dsp_now_us();
+    m->bytes = sizeof(*m) + km->value_len + km->key_len;
+    for (size_t i = 0; i < km->n_hdrs; i++)
+        m->bytes += km->hdrs[i].len + (km->hdrs[i].name ? strlen(km->hdrs[i].name) : 0);
+    d->inflight_bytes += m->bytes;
     if (km->timestamp_ms > 0) {
         int64_t age = dsp_realtime_ms() - km->timestamp_ms;
         weft_lat_add(&d->lat[T_AGE], age > 0 ? (uint64_t)age * 1000 : 0);
@@ -83,6 +93,7 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
                    (int)km->partition, (long long)km->offset);
         m->pending = 0;
         d->inflight_msgs--;
+        d->inflight_bytes -= m->bytes;
         /* Not finished: the offset will not pass it / it is not acked, and
          * the message is redelivered. */
         dsp_msg_free(d, m, WEFT_FINISH_RELEASE);
@@ -139,11 +150,29 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
     dsp_msg_job_done(d, m);
 }
 
-static int trigger_bound(const dsp_t *d, int half);
+static void hold_triggers(dsp_t *d);
 
+/* A global bound: messages or bytes. */
 static int at_bound(const dsp_t *d)
 {
-    return d->inflight_msgs >= (size_t)d->max_inflight || trigger_bound(d, 0);
+    return d->inflight_msgs >= (size_t)d->max_inflight ||
+           d->inflight_bytes >= (size_t)d->max_inflight_bytes;
+}
+
+/* Messages that may be taken now. Counting bytes before a message is read
+ * is impossible, so the byte room is turned into a count of the largest
+ * messages that fit (plus one): the bound is overshot by at most one
+ * max_event_bytes (an oversized message is dead-lettered at once). */
+static size_t room_now(const dsp_t *d)
+{
+    if (at_bound(d))
+        return 0;
+    size_t room = (size_t)d->max_inflight - d->inflight_msgs;
+    size_t by_bytes =
+        ((size_t)d->max_inflight_bytes - d->inflight_bytes) / (size_t)d->max_event_bytes + 1;
+    if (by_bytes < room)
+        room = by_bytes;
+    return room < CONSUME_BATCH ? room : CONSUME_BATCH;
 }
 
 void dsp_consume(dsp_t *d)
@@ -155,41 +184,75 @@ void dsp_consume(dsp_t *d)
         return;
     for (size_t a = 0; a < d->n_adapters; a++) {
         weft_adapter_t *bk = d->adapters[a];
-        for (int round = 0; round < 4; round++) {
+        size_t taken = 0;
+        for (int round = 0; round < 64 && taken < 4 * CONSUME_BATCH; round++) {
             size_t room = CONSUME_BATCH;
-            if (!d->stopping && d->inflight_msgs < (size_t)d->max_inflight &&
-                (size_t)d->max_inflight - d->inflight_msgs < room)
-                room = (size_t)d->max_inflight - d->inflight_msgs;
-            int fatal = 0;
+            if (!d->stopping && !d->paused)
+                room = room_now(d);
             /* When paused or stopping we still poll (rebalances, liveness);
              * messages already fetched are kept, and the bound is soft by
              * at most the prefetch queue. */
+            if (room == 0)
+                room = 1;
+            int fatal = 0;
             size_t n = weft_adapter_consume(bk, batch, room, &fatal);
             if (fatal)
                 d->stopping = 1;
             for (size_t i = 0; i < n; i++)
                 take_message(d, bk, &batch[i]);
-            if (n < room)
+            taken += n;
+            hold_triggers(d);
+            if (n < room || (!d->stopping && !d->paused && at_bound(d)))
                 break;
         }
     }
 }
 
-/* 1 when some trigger reached its max_inflight (2: its half). */
-static int trigger_bound(const dsp_t *d, int half)
+/* The triggers at their own max_inflight hold what feeds them until they
+ * are back at half; the adapters are told when the set changes (a new
+ * catalog starts with no trigger held). */
+static void hold_triggers(dsp_t *d)
 {
+    const weft_trigger_t *held[256];
+    size_t n = 0;
+    int changed = d->held_cat != d->cat || d->hold_failed;
     for (size_t i = 0; i < d->cat->n_trigs; i++) {
-        const weft_trigger_t *t = &d->cat->trigs[i];
-        if (t->inflight >= (half ? t->max_inflight / 2 + 1 : t->max_inflight))
-            return 1;
+        weft_trigger_t *t = &d->cat->trigs[i];
+        if (!t->held && t->inflight >= t->max_inflight) {
+            t->held = 1;
+            changed = 1;
+            uint64_t now = dsp_now_ms();
+            if (!d->hold_logged_at || now - d->hold_logged_at >= 10000) {
+                d->hold_logged_at = now;
+                weft_info("trigger at its in-flight bound, its source paused trigger=%s topic=%s "
+                          "inflight=%d (other topics flow; logged at most every 10 s)",
+                          t->name, t->topic, t->inflight);
+            }
+        } else if (t->held && t->inflight <= t->max_inflight / 2) {
+            t->held = 0;
+            changed = 1;
+            weft_debug("trigger below half its in-flight bound, its source resumed trigger=%s "
+                       "topic=%s inflight=%d",
+                       t->name, t->topic, t->inflight);
+        }
+        if (t->held && n < 256)
+            held[n++] = t;
     }
-    return 0;
+    if (!changed)
+        return;
+    int ok = 1;
+    for (size_t a = 0; a < d->n_adapters; a++)
+        ok &= weft_adapter_hold(d->adapters[a], held, n) == 0;
+    d->held_cat = d->cat;
+    d->hold_failed = !ok; /* tried again on the next iteration */
 }
 
-/* Pausing is all-or-nothing over the assigned partitions: simple, and the
- * poll loop keeps running, so group membership and retries go on. */
+/* Pausing at a global bound is all-or-nothing over the assigned
+ * partitions: simple, and the poll loop keeps running, so group
+ * membership and retries go on. */
 void dsp_backpressure(dsp_t *d)
 {
+    hold_triggers(d);
     int want = -1;
     uint64_t now = dsp_now_ms();
     int full = at_bound(d);
@@ -198,15 +261,17 @@ void dsp_backpressure(dsp_t *d)
         d->n_held++;
         if (now - d->held_logged_at >= 10000) {
             d->held_logged_at = now;
-            weft_info("consumption held at the in-flight bound inflight=%zu (more is taken as "
-                      "soon as there is room; this is logged at most every 10 s)",
-                      d->inflight_msgs);
+            weft_info("consumption held at the in-flight bound inflight=%zu inflight_bytes=%zu "
+                      "(more is taken as soon as there is room; this is logged at most every "
+                      "10 s)",
+                      d->inflight_msgs, d->inflight_bytes);
         }
     } else if (!full && !d->paused)
         d->held_since = 0;
     if (!d->paused && full && now - d->held_since >= PAUSE_AFTER_MS)
         want = 1;
-    else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2 && !trigger_bound(d, 1))
+    else if (d->paused && d->inflight_msgs <= (size_t)d->max_inflight / 2 &&
+             d->inflight_bytes <= (size_t)d->max_inflight_bytes / 2)
         want = 0;
     if (want < 0)
         return;
@@ -217,6 +282,7 @@ void dsp_backpressure(dsp_t *d)
         d->paused = want;
         if (!want)
             d->held_since = 0;
-        weft_info("%s consumption inflight=%zu", want ? "paused" : "resumed", d->inflight_msgs);
+        weft_info("%s consumption inflight=%zu inflight_bytes=%zu", want ? "paused" : "resumed",
+                  d->inflight_msgs, d->inflight_bytes);
     }
 }

@@ -40,11 +40,14 @@
  * (the server redelivers it); on Kafka and core NATS the message waits
  * here.
  *
- * Memory is bounded: at most dispatcher.max_inflight messages are held.
- * At the bound the loop stops taking messages from the adapters, whose
- * own queues are bounded (librdkafka's prefetch, a fetch batch per
- * JetStream consumer), and takes more as soon as there is room. Only
- * when the bound holds for PAUSE_AFTER_MS does every adapter pause
+ * Memory is bounded: at most dispatcher.max_inflight messages and
+ * dispatcher.max_inflight_bytes bytes (messages and the results their jobs
+ * carry) are held. At either bound the loop stops taking messages from the
+ * adapters, whose own queues are bounded (librdkafka's prefetch, a fetch
+ * batch per JetStream consumer), and takes more as soon as there is room.
+ * A trigger at its own max_inflight holds only what feeds it (its topic's
+ * partitions, its JetStream consumer, its subject): consume.c. Only
+ * when a global bound holds for PAUSE_AFTER_MS does every adapter pause
  * (Kafka pauses its partitions while the poll loop keeps the group
  * membership alive, JetStream stops fetching), to resume at half: a
  * Kafka pause drops the prefetched messages and the fetcher takes about
@@ -113,6 +116,7 @@ typedef struct msg {
     int generation; /* ledger generation: 0, or a replay's (weft-generation) */
     int pending;
     uint64_t consumed_us; /* monotonic */
+    size_t bytes;         /* counted in dsp_t.inflight_bytes */
 } msg_t;
 
 typedef enum {
@@ -176,6 +180,7 @@ typedef struct job {
     weft_saga_events_t sev;
     char *hkey; /* trigger \x1f generation \x1f key, in the active table */
     char *okey; /* ordered triggers: trigger \x1f topic \x1f partition \x1f message key */
+    size_t result_counted;  /* of result_len, counted in dsp_t.inflight_bytes */
     struct job *order_next; /* the next event of the same ordering key */
     struct job *followers;
     struct job *next;                /* queue link */
@@ -301,7 +306,12 @@ typedef struct dsp {
     job_t *all_jobs;
     int closing;
     size_t inflight_msgs;
+    size_t inflight_bytes; /* held messages' bytes and their jobs' results */
     int64_t max_inflight;
+    int64_t max_inflight_bytes;
+    const weft_catalog_t *held_cat; /* the catalog whose held triggers the adapters know */
+    int hold_failed;                /* an adapter refused the last hold: try again */
+    uint64_t hold_logged_at;        /* when a trigger's hold was last logged */
     int64_t max_event_bytes;
     int64_t shutdown_ms;
     int64_t max_takeovers; /* dispatcher.max_takeovers */
@@ -378,6 +388,7 @@ int dsp_backoff_ms(const weft_trigger_t *t, int attempts);
 void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res);
 job_t *dsp_job_new(dsp_t *d, msg_t *m, const weft_trigger_t *t);
 void dsp_job_admit(dsp_t *d, job_t *j);
+void dsp_job_count_result(dsp_t *d, job_t *j);
 
 /* emit.c */
 void dsp_job_emit(dsp_t *d, job_t *j);

@@ -192,6 +192,7 @@ void dsp_msg_job_done(dsp_t *d, msg_t *m)
     if (--m->pending > 0)
         return;
     d->inflight_msgs--;
+    d->inflight_bytes -= m->bytes;
     dsp_msg_free(d, m, m->finish);
 }
 
@@ -212,9 +213,18 @@ void dsp_job_free(dsp_t *d, job_t *j)
     free(j->emit_err);
     weft_saga_events_free(&j->sev);
     dsp_win_drop(j);
+    d->inflight_bytes -= j->result_counted;
     ((weft_trigger_t *)j->trig)->inflight--;
     weft_catalog_unref(j->cat);
     free(j);
+}
+
+/* The result the job now carries counts in the byte bound (its earlier
+ * one, if any, no longer does). */
+void dsp_job_count_result(dsp_t *d, job_t *j)
+{
+    d->inflight_bytes = d->inflight_bytes - j->result_counted + j->result_len;
+    j->result_counted = j->result_len;
 }
 
 /* The job reached its terminal outcome: finish it and its followers, and
@@ -415,6 +425,7 @@ void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
                 memcpy(j->result, res->result, res->result_len);
             j->result_len = j->result ? res->result_len : 0;
         }
+        dsp_job_count_result(d, j);
         dsp_set_str(&j->result_type, res->result_type);
         if (res->result_id)
             weft_fmt_copy(j->result_id, sizeof(j->result_id), res->result_id);

@@ -23,6 +23,9 @@ static int setup(dsp_t *d, char *err, size_t errlen)
     if (weft_config_int(d->cfg, "dispatcher.max_event_bytes", &v, err, errlen))
         return 2;
     d->max_event_bytes = v;
+    if (weft_config_int(d->cfg, "dispatcher.max_inflight_bytes", &v, err, errlen))
+        return 2;
+    d->max_inflight_bytes = v;
     if (weft_config_int(d->cfg, "dispatcher.shutdown_timeout_ms", &v, err, errlen))
         return 2;
     d->shutdown_ms = v;

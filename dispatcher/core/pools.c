@@ -191,6 +191,7 @@ static void on_invoked(void *opaque, const weft_outcome_t *out, void *ctx)
         }
         memcpy(j->result, out->data, out->len);
         j->result_len = out->len;
+        dsp_job_count_result(d, j);
         dsp_set_str(&j->result_type, out->content_type);
         /* NATS headers cannot carry CR, LF or NUL: refused here, before
          * the outcome is recorded, so the event gets a dead letter. */

@@ -141,13 +141,14 @@ void dsp_stats(dsp_t *d, int force)
     }
     *at = '\0';
     weft_info("stats consumed=%llu completed=%llu reemitted=%llu retries=%llu dead=%llu "
-              "dropped=%llu unmatched=%llu inflight=%zu waiting=%zu held=%llu claim_batches=%llu "
+              "dropped=%llu unmatched=%llu inflight=%zu inflight_bytes=%zu waiting=%zu held=%llu "
+              "claim_batches=%llu "
               "claim_keys=%llu record_batches=%llu record_keys=%llu claiming=%zu running=%zu "
               "recording=%zu producing=%zu%s",
               (unsigned long long)d->n_consumed, (unsigned long long)d->n_completed,
               (unsigned long long)d->n_reemitted, (unsigned long long)d->n_retries,
               (unsigned long long)d->n_dead, (unsigned long long)d->n_dropped,
-              (unsigned long long)d->n_unmatched, d->inflight_msgs, d->wait_q.n,
+              (unsigned long long)d->n_unmatched, d->inflight_msgs, d->inflight_bytes, d->wait_q.n,
               (unsigned long long)d->n_held, (unsigned long long)cs, (unsigned long long)ck,
               (unsigned long long)rs, (unsigned long long)rk, st.claiming, st.running, st.recording,
               st.producing, timed);

@@ -157,6 +157,7 @@ int weft_catalog_add_trigger(weft_catalog_t *cat, const weft_trigger_t *trig)
     t->filters = NULL;
     t->n_filters = 0;
     t->inflight = 0;
+    t->held = 0;
     if (t->backoff_multiplier < 1.0)
         t->backoff_multiplier = 2.0;
     if (t->max_inflight <= 0)

@@ -80,6 +80,7 @@ typedef struct weft_trigger {
     weft_filter_t *filters; /* AND */
     size_t n_filters;
     int inflight; /* runtime: the dispatcher's jobs of this trigger */
+    int held;     /* runtime: reached max_inflight, what feeds it is paused until half */
     /* Sagas. A trigger that starts a saga names it in saga (function is
      * "" and fn NULL). The steps of a saga run as triggers the catalog
      * builds itself, one per step and phase, named "saga:SAGA:STEP:PHASE"

@@ -34,10 +34,6 @@ VALUES ('d-fan-filtered', 'subject', 'prefix', 'orders/'),
 INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic, ordering)
 VALUES ('d-ordered', 'd.ordered', 'd-faulty', 'd.ordered.out', 'd.ordered.dlq', 'ordered');
 
--- Backlog: small per-trigger bound.
-INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic, max_inflight)
-VALUES ('d-backlog', 'd.backlog', 'd-upper', 'd.backlog.out', 'd.backlog.dlq', 200);
-
 -- Its function is replaced while a retry waits out its backoff.
 INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic,
                            max_attempts, backoff_initial_ms, backoff_max_ms, backoff_jitter)

@@ -134,6 +134,18 @@ typedef struct want_types {
     const char *last_type;
 } want_types_t;
 
+/* How long a collector reads on once it has what it waited for. */
+#define SETTLE_MS 2000
+
+/* Never satisfied: fx_consume_until reads for its whole timeout. */
+static int never(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    (void)msgs;
+    (void)n;
+    (void)ctx;
+    return 0;
+}
+
 static int have_type(const fx_msg_t *msgs, size_t n, void *ctx)
 {
     want_types_t *w = ctx;
@@ -172,6 +184,8 @@ static void test_happy_path(void **state)
     size_t n = 0, cap = 0;
     want_types_t w = {inst, "weft.saga.completed"};
     fx_consume_until(c, &msgs, &n, &cap, have_type, &w, 30000);
+    /* A transition published twice would come late: read on. */
+    fx_consume_until(c, &msgs, &n, &cap, never, NULL, SETTLE_MS);
     char seen[512] = "";
     size_t sl = 0;
     for (size_t i = 0; i < n; i++) {
@@ -412,6 +426,7 @@ static void test_a_held_saga_holds_up_only_itself(void **state)
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
     fx_consume_until(c, &msgs, &n, &cap, have_any, NULL, 30000);
+    fx_consume_until(c, &msgs, &n, &cap, never, NULL, SETTLE_MS);
     assert_int_equal(n, 1);
     assert_string_equal(msgs[0].value, "{\"v\":\"HELD\"}");
     fx_msgs_free(msgs, n);

@@ -74,7 +74,12 @@ static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
     return n >= ((want_n_t *)ctx)->n;
 }
 
-/* Collects at least want messages of topic (or until timeout). */
+/* How long a collector reads on once it has what it waited for. */
+#define SETTLE_MS 2000
+
+/* Collects messages of topic until there are want (or timeout), then
+ * whatever else arrives within the settle time: a caller comparing the
+ * count with want sees copies and strays that come late. */
 static size_t collect(const char *topic, size_t want, int timeout_ms, fx_msg_t **msgs)
 {
     fx_consumer_t *c = fx_consumer_new(&fx, topic);
@@ -82,6 +87,8 @@ static size_t collect(const char *topic, size_t want, int timeout_ms, fx_msg_t *
     want_n_t w = {want};
     *msgs = NULL;
     fx_consume_until(c, msgs, &n, &cap, have_n, &w, timeout_ms);
+    w.n = SIZE_MAX;
+    fx_consume_until(c, msgs, &n, &cap, have_n, &w, SETTLE_MS);
     fx_consumer_destroy(c);
     return n;
 }
@@ -94,6 +101,17 @@ static const fx_msg_t *by_header(const fx_msg_t *msgs, size_t n, const char *h, 
             return &msgs[i];
     }
     return NULL;
+}
+
+/* How many of msgs are results of input id. */
+static int count_input(const fx_msg_t *msgs, size_t n, const char *id)
+{
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *x = fx_header(&msgs[i], "ce_weftinputid");
+        k += x && strcmp(x, id) == 0;
+    }
+    return k;
 }
 
 static void test_poison_dead_letters_after_max_attempts_others_flow(void **state)
@@ -111,9 +129,25 @@ static void test_poison_dead_letters_after_max_attempts_others_flow(void **state
     fx_msg_t *res;
     size_t rn = collect("d.poison.out", 20, 60000, &res);
     assert_int_equal(rn, 20);
+    for (int i = 0; i < 20; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "good-%d", i);
+        assert_non_null(by_header(res, rn, "ce_weftinputid", id));
+    }
     fx_msg_t *dl;
     size_t dn = collect("d.poison.dlq", 1, 60000, &dl);
     assert_int_equal(dn, 1);
+    /* The others flowed while the poison event was still retrying: each
+     * was completed (on the database's clock) before the poison's last
+     * attempt failed, which its backoff (1 s, then 1 s) puts two seconds
+     * after its first. Were retries to hold the partition, every one
+     * would complete after the poison's last failure. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger g, weft.ledger x"
+                                      " WHERE g.trigger = 'd-poison' AND g.key LIKE '%good-%'"
+                                      "   AND g.status = 'completed'"
+                                      "   AND x.trigger = 'd-poison' AND x.key LIKE '%poison-1'"
+                                      "   AND g.updated_at < x.last_failure_at"),
+                     20);
     assert_string_equal(fx_header(&dl[0], "ce_id"), "poison-1");
     assert_string_equal(fx_header(&dl[0], "ce_weftreason"), "max_attempts");
     assert_string_equal(fx_header(&dl[0], "ce_weftattempts"), "3");
@@ -275,14 +309,27 @@ static void test_fan_out_and_filters(void **state)
     assert_int_equal(fx_produce(p, "d.fan", "a", "fan-1", "t", "{\"name\":\"one\"}", eu), 0);
     assert_int_equal(fx_produce(p, "d.fan", "b", "fan-2", "t", "{\"name\":\"two\"}", us), 0);
     assert_int_equal(fx_producer_flush(p), 0);
+    /* Everything each result topic holds within the settle time (after
+     * the results a and b wait for, so c's result had time to come). */
     fx_msg_t *a, *b, *c;
     size_t an = collect("d.fan.a", 2, 60000, &a);
     size_t bn = collect("d.fan.b", 2, 60000, &b);
     size_t cn = collect("d.fan.c", 1, 5000, &c);
     assert_int_equal(an, 2);
     assert_int_equal(bn, 2);
-    assert_int_equal(cn, 1); /* only the eu order passes subject prefix AND region */
-    assert_string_equal(fx_header(&c[0], "ce_weftinputid"), "fan-1");
+    /* Both inputs on a and b, once each. */
+    assert_int_equal(count_input(a, an, "fan-1"), 1);
+    assert_int_equal(count_input(a, an, "fan-2"), 1);
+    assert_int_equal(count_input(b, bn, "fan-1"), 1);
+    assert_int_equal(count_input(b, bn, "fan-2"), 1);
+    /* Only the eu order passes subject prefix AND region. */
+    assert_int_equal(cn, 1);
+    assert_int_equal(count_input(c, cn, "fan-1"), 1);
+    assert_int_equal(count_input(c, cn, "fan-2"), 0);
+    /* The ledger agrees: the filtered trigger never claimed fan-2. */
+    assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = "
+                                      "'d-fan-filtered'"),
+                     1);
     const fx_msg_t *ra = by_header(a, an, "ce_weftinputid", "fan-1");
     const fx_msg_t *rb = by_header(b, bn, "ce_weftinputid", "fan-1");
     assert_non_null(ra);

@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 
 #include "fixture.h"
+#include "json.h"
 
 #define WEFT_SET "kafka.session.timeout.ms=6000;kafka.heartbeat.interval.ms=500"
 
@@ -134,6 +135,18 @@ typedef struct want_types {
     const char *last_type;
 } want_types_t;
 
+/* How long a collector reads on once it has what it waited for. */
+#define SETTLE_MS 2000
+
+/* Never satisfied: fx_consume_until reads for its whole timeout. */
+static int never(const fx_msg_t *msgs, size_t n, void *ctx)
+{
+    (void)msgs;
+    (void)n;
+    (void)ctx;
+    return 0;
+}
+
 static int have_type(const fx_msg_t *msgs, size_t n, void *ctx)
 {
     want_types_t *w = ctx;
@@ -172,6 +185,8 @@ static void test_happy_path(void **state)
     size_t n = 0, cap = 0;
     want_types_t w = {inst, "weft.saga.completed"};
     fx_consume_until(c, &msgs, &n, &cap, have_type, &w, 30000);
+    /* A transition published twice would come late: read on. */
+    fx_consume_until(c, &msgs, &n, &cap, never, NULL, SETTLE_MS);
     char seen[512] = "";
     size_t sl = 0;
     for (size_t i = 0; i < n; i++) {
@@ -412,6 +427,7 @@ static void test_a_held_saga_holds_up_only_itself(void **state)
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
     fx_consume_until(c, &msgs, &n, &cap, have_any, NULL, 30000);
+    fx_consume_until(c, &msgs, &n, &cap, never, NULL, SETTLE_MS);
     assert_int_equal(n, 1);
     assert_string_equal(msgs[0].value, "{\"v\":\"HELD\"}");
     fx_msgs_free(msgs, n);
@@ -429,6 +445,94 @@ static void test_a_held_saga_holds_up_only_itself(void **state)
     assert_once_and_published("o-held");
 }
 
+/* Occurrences of needle in hay. */
+static int occurrences(const char *hay, const char *needle)
+{
+    int k = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        k++;
+    return k;
+}
+
+/* `weft sagas list|show` against the instances the tests above left:
+ * the list filters by status, saga and time and agrees with the tables;
+ * show prints one instance's steps and timeline. Runs last. */
+static void test_sagas_list_and_show(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char *happy = q("SELECT " INSTANCE_OF "::text", "o-happy");
+    char *stuck = q("SELECT " INSTANCE_OF "::text", "o-stuck");
+    assert_true(strlen(happy) == 36 && strlen(stuck) == 36);
+    long all = fx_sql_long(&fx, "SELECT count(*) FROM weft.saga_instances WHERE saga = 'order'");
+    long n_stuck = fx_sql_long(&fx, "SELECT count(*) FROM weft.saga_instances WHERE status = "
+                                    "'stuck'");
+    assert_true(all >= 5);
+    assert_true(n_stuck >= 1);
+
+    const char *list[] = {"sagas", "list", "--saga", "order", "--since", "1h",
+                          "--limit", "1000", "--json", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), list), 0);
+    assert_true(weft_json_valid(out, strlen(out)));
+    assert_int_equal(occurrences(out, "\"saga\":\"order\""), all);
+    char pat[128];
+    snprintf(pat, sizeof(pat), "{\"id\":\"%s\",\"saga\":\"order\",\"status\":\"completed\"",
+             happy);
+    assert_non_null(strstr(out, pat));
+
+    const char *st[] = {"sagas", "list", "--status", "stuck", "--json", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), st), 0);
+    assert_int_equal(occurrences(out, "\"status\":\"stuck\""), n_stuck);
+    assert_int_equal(occurrences(out, "\"status\":"), n_stuck);
+    assert_non_null(strstr(out, stuck));
+    assert_null(strstr(out, happy));
+    const char *st_text[] = {"sagas", "list", "--status", "stuck", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), st_text), 0);
+    assert_non_null(strstr(out, "STATUS"));
+    assert_non_null(strstr(out, stuck));
+    /* Nothing started in the future. */
+    const char *later[] = {"sagas", "list", "--since", "2099-01-01T00:00:00Z", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), later), 0);
+    assert_non_null(strstr(out, "no saga instances"));
+
+    const char *show[] = {"sagas", "show", happy, NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), show), 0);
+    assert_non_null(strstr(out, happy));
+    assert_non_null(strstr(out, "status     completed"));
+    assert_non_null(strstr(out, "reserve"));
+    assert_non_null(strstr(out, "charge"));
+    assert_non_null(strstr(out, "ship"));
+    /* Each step's input and output (cut at 60 bytes). */
+    assert_non_null(strstr(out, "\"order\":\"o-happy\""));
+    assert_true(occurrences(out, " in=") >= 3);
+    assert_true(occurrences(out, " out=") >= 3);
+    assert_non_null(strstr(out, "timeline:"));
+    const char *show_json[] = {"sagas", "show", happy, "--json", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), show_json), 0);
+    assert_true(weft_json_valid(out, strlen(out)));
+    assert_non_null(strstr(out, "\"status\":\"completed\""));
+    /* Three steps done, each once; the timeline's transitions as the
+     * outbox holds them. */
+    assert_int_equal(occurrences(out, "\"phase\":\"do\",\"status\":\"completed\""), 3);
+    long events = fx_sql_long(&fx, "SELECT count(*) FROM weft.saga_events WHERE instance = "
+                                   "(SELECT id FROM weft.saga_instances WHERE "
+                                   "split_part(start_key, chr(31), 2) = 'o-happy')");
+    assert_int_equal(occurrences(out, "{\"seq\":"), events);
+
+    const char *show_stuck[] = {"sagas", "show", stuck, NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), show_stuck), 0);
+    assert_non_null(strstr(out, "status     stuck (failed at step 3)"));
+    assert_non_null(strstr(out, "compensate"));
+
+    const char *unknown[] = {"sagas", "show", "00000000-0000-4000-8000-000000000000", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), unknown), 1);
+    assert_non_null(strstr(out, "no saga instance"));
+    const char *bad[] = {"sagas", "show", "not-a-uuid", NULL};
+    assert_int_equal(fx_weft(&fx, out, sizeof(out), bad), 2);
+    free(happy);
+    free(stuck);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_deadline_fails_and_compensates),
         cmocka_unit_test(test_malformed_step_event_is_dead_lettered),
         cmocka_unit_test(test_a_held_saga_holds_up_only_itself),
+        cmocka_unit_test(test_sagas_list_and_show),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

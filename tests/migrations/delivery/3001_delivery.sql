@@ -5,10 +5,11 @@ VALUES ('d-faulty', 'shared_object', 'faulty.so', 2000, 4),
        ('d-upper', 'shared_object', 'uppercase.so', 2000, 2),
        ('d-swap', 'shared_object', 'faulty.so', 2000, 1);
 
--- A poison message among good ones on a single partition.
+-- A poison message among good ones on a single partition. Its retries
+-- wait 1 s each (no jitter): the others must finish meanwhile.
 INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic,
-                           max_attempts, backoff_initial_ms, backoff_max_ms)
-VALUES ('d-poison', 'd.poison', 'd-faulty', 'd.poison.out', 'd.poison.dlq', 3, 100, 300);
+                           max_attempts, backoff_initial_ms, backoff_max_ms, backoff_jitter)
+VALUES ('d-poison', 'd.poison', 'd-faulty', 'd.poison.out', 'd.poison.dlq', 3, 1000, 1000, 0);
 
 -- Long backoff: the dispatcher is restarted while a retry waits.
 INSERT INTO weft.triggers (name, topic, function, result_topic, dead_letter_topic,

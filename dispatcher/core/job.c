@@ -366,6 +366,8 @@ void claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     /* Its window slot was for a run (window.c). */
     if (next != WEFT_JOB_RUN)
         win_release(d, j);
+    else
+        win_claimed(j, now_us() - j->stage_us);
     switch (next) {
     case WEFT_JOB_FAIL:
         if (c.bad_input) {

@@ -261,7 +261,7 @@ static void test_sigkill_thrice_during_backlog(void **state)
     fx_check_print("sigkill x3 during a backlog", &r);
     fx_check_assert(&r, N, 3);
     /* Claims stay near what the pool can start (its claim window: about
-     * 50 ms of the pool's work, here ~100 keys at most): a kill leaves
+     * 50 ms of the pool's work and a claim's time, ~80 keys here): a kill leaves
      * dozens of keys claimed and unfinished, not the backlog (thousands
      * without the window). */
     assert_true(max_unfinished <= 250);

@@ -435,10 +435,12 @@ int dsp_ledger_ready(dsp_t *d);
 /* window.c: the claim window of each function. dsp_win_enter takes a slot
  * for a job about to be claimed, or holds the job until one is free; 1
  * when the window took the job (claimed now or held), 0 when the job
- * needs no slot (claim it). dsp_win_release gives the slot back once the job
+ * needs no slot (claim it). dsp_win_claimed tells the window how long the
+ * job's claim took, from its slot to the answer. dsp_win_release gives the slot back once the job
  * will not run (any more) and lets a held job take it; dsp_win_drop only
  * gives it back (a job being freed). */
 int dsp_win_enter(dsp_t *d, job_t *j);
+void dsp_win_claimed(job_t *j, uint64_t waited_us);
 void dsp_win_release(dsp_t *d, job_t *j);
 void dsp_win_drop(job_t *j);
 size_t dsp_win_held(const dsp_t *d);

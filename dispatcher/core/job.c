@@ -376,6 +376,8 @@ void dsp_claim_outcome(dsp_t *d, job_t *j, weft_claim_res_t *res)
     /* Its window slot was for a run (window.c). */
     if (next != WEFT_JOB_RUN)
         dsp_win_release(d, j);
+    else
+        dsp_win_claimed(j, dsp_now_us() - j->stage_us);
     switch (next) {
     case WEFT_JOB_FAIL:
         if (c.bad_input) {

@@ -8,7 +8,9 @@
  * says it will not run); while the window is full it waits here,
  * unclaimed, in arrival order. So the keys claimed and not yet finished
  * running are at most the window: what the pool will start within
- * SOON_MS at the rate it has been finishing invocations, and never less
+ * SOON_MS, plus what it finishes while a claim is answered (its claims'
+ * average time from slot to answer, which grows with batch sizes under
+ * load), at the rate it has been finishing invocations; never less
  * than FLOOR_PER_WORKER keys per worker (one running, and the next ones
  * claimed while it runs). A slow function's claimed keys thus wait
  * behind at most three calls each, not behind a backlog, before their
@@ -40,7 +42,8 @@ struct claim_win {
     jq_t held;      /* jobs waiting for one, oldest first */
     uint64_t done;  /* invocations ended since rate_at */
     uint64_t rate_at;
-    double rate; /* invocations ended per second, a moving average */
+    double rate;     /* invocations ended per second, a moving average */
+    double claim_us; /* from slot to the claim's answer, a moving average */
     struct claim_win *next;
 };
 
@@ -48,7 +51,7 @@ static size_t win_limit(const claim_win_t *w, const weft_function_t *fn)
 {
     size_t workers = (size_t)(fn->max_concurrency > 0 ? fn->max_concurrency : fn->pool_size);
     size_t floor = (workers > 0 ? workers : 1) * FLOOR_PER_WORKER;
-    size_t soon = (size_t)(w->rate * SOON_MS / 1000);
+    size_t soon = (size_t)(w->rate * (SOON_MS / 1000.0 + w->claim_us / 1e6));
     return soon > floor ? soon : floor;
 }
 
@@ -109,6 +112,14 @@ int dsp_win_enter(dsp_t *d, job_t *j)
     dsp_jq_push(&w->held, j);
     win_pump(d, w);
     return 1;
+}
+
+void dsp_win_claimed(job_t *j, uint64_t waited_us)
+{
+    claim_win_t *w = j->win;
+    if (w)
+        w->claim_us =
+            w->claim_us > 0 ? 0.9 * w->claim_us + 0.1 * (double)waited_us : (double)waited_us;
 }
 
 void dsp_win_release(dsp_t *d, job_t *j)

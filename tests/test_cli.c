@@ -113,16 +113,6 @@ static long long json_num(const char *json, const char *key)
     return p ? atoll(p + strlen(pat)) : -1;
 }
 
-typedef struct want_n {
-    size_t n;
-} want_n_t;
-
-static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    (void)msgs;
-    return n >= ((want_n_t *)ctx)->n;
-}
-
 /* How long a collector reads on once it has what it waited for. */
 #define SETTLE_MS 2000
 
@@ -131,15 +121,7 @@ static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
  * count with want sees copies and strays that come late. */
 static size_t collect(const char *topic, size_t want, int timeout_ms, fx_msg_t **msgs)
 {
-    fx_consumer_t *c = fx_consumer_new(&fx, topic);
-    size_t n = 0, cap = 0;
-    want_n_t w = {want};
-    *msgs = NULL;
-    fx_consume_until(c, msgs, &n, &cap, have_n, &w, timeout_ms);
-    w.n = SIZE_MAX;
-    fx_consume_until(c, msgs, &n, &cap, have_n, &w, SETTLE_MS);
-    fx_consumer_destroy(c);
-    return n;
+    return fx_collect(&fx, topic, want, timeout_ms, SETTLE_MS, msgs);
 }
 
 static const fx_msg_t *by_header(const fx_msg_t *msgs, size_t n, const char *h, const char *v)
@@ -150,16 +132,6 @@ static const fx_msg_t *by_header(const fx_msg_t *msgs, size_t n, const char *h, 
             return &msgs[i];
     }
     return NULL;
-}
-
-static int count_header(const fx_msg_t *msgs, size_t n, const char *h, const char *v)
-{
-    int c = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *x = fx_header(&msgs[i], h);
-        c += x && strcmp(x, v) == 0;
-    }
-    return c;
 }
 
 /* Publishes n events with ids PREFIX-0.. to topic through `weft publish
@@ -249,9 +221,9 @@ static void test_publish_to_jetstream_and_nats(void **state)
     fx_nsub_t *c = fx_nsub_new(&fx, "cjs.out", 1);
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    want_n_t w = {1}, all = {SIZE_MAX};
-    fx_nsub_until(c, &msgs, &n, &cap, have_n, &w, 60000);
-    fx_nsub_until(c, &msgs, &n, &cap, have_n, &all, SETTLE_MS);
+    size_t w = 1, all = SIZE_MAX;
+    fx_nsub_until(c, &msgs, &n, &cap, fx_have_n, &w, 60000);
+    fx_nsub_until(c, &msgs, &n, &cap, fx_have_n, &all, SETTLE_MS);
     assert_int_equal(n, 1);
     assert_string_equal(msgs[0].value, "{\"name\":\"ADA\"}");
     assert_string_equal(msgs[0].input_id, "js-1");
@@ -260,8 +232,8 @@ static void test_publish_to_jetstream_and_nats(void **state)
     c = fx_nsub_new(&fx, "cjs.nats.out", 1);
     msgs = NULL;
     n = cap = 0;
-    fx_nsub_until(c, &msgs, &n, &cap, have_n, &w, 60000);
-    fx_nsub_until(c, &msgs, &n, &cap, have_n, &all, SETTLE_MS);
+    fx_nsub_until(c, &msgs, &n, &cap, fx_have_n, &w, 60000);
+    fx_nsub_until(c, &msgs, &n, &cap, fx_have_n, &all, SETTLE_MS);
     assert_int_equal(n, 1);
     assert_string_equal(msgs[0].value, "{\"name\":\"GRACE\"}");
     fx_msgs_free(msgs, n);
@@ -330,7 +302,7 @@ static void test_replay_honours_the_ledger(void **state)
     assert_int_equal(an, 12);
     /* Every result twice, with the same id and value; nothing ran again. */
     for (size_t i = 0; i < rn; i++) {
-        assert_int_equal(count_header(all, an, "ce_id", res[i].ce_id), 2);
+        assert_int_equal(fx_count_header(all, an, "ce_id", res[i].ce_id), 2);
         for (size_t k = 0; k < an; k++)
             if (strcmp(all[k].ce_id, res[i].ce_id) == 0)
                 assert_string_equal(all[k].value, res[i].value);
@@ -368,8 +340,8 @@ static void test_replay_reexecute(void **state)
     assert_int_equal(an, 8);
     /* The functions ran again: new result ids, the same values. */
     for (size_t i = 0; i < rn; i++) {
-        assert_int_equal(count_header(all, an, "ce_id", res[i].ce_id), 1);
-        assert_int_equal(count_header(all, an, "ce_weftinputid", res[i].input_id), 2);
+        assert_int_equal(fx_count_header(all, an, "ce_id", res[i].ce_id), 1);
+        assert_int_equal(fx_count_header(all, an, "ce_weftinputid", res[i].input_id), 2);
     }
     char sql[256];
     snprintf(sql, sizeof(sql),
@@ -582,7 +554,7 @@ static void test_interrupted_replay_resumes(void **state)
     /* Every result re-emitted at least once (an event republished both
      * before the interruption and after it is re-emitted twice). */
     for (size_t i = 0; i < rn; i++)
-        assert_true(count_header(all, an, "ce_id", res[i].ce_id) >= 2);
+        assert_true(fx_count_header(all, an, "ce_id", res[i].ce_id) >= 2);
     assert_int_equal(fx_sql_long(&fx, "SELECT sum(attempts) FROM weft.ledger WHERE trigger = "
                                       "'c-int'"),
                      40);

@@ -64,16 +64,6 @@ static int group_teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-typedef struct want_n {
-    size_t n;
-} want_n_t;
-
-static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    (void)msgs;
-    return n >= ((want_n_t *)ctx)->n;
-}
-
 /* How long a collector reads on once it has what it waited for. */
 #define SETTLE_MS 2000
 
@@ -82,15 +72,7 @@ static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
  * count with want sees copies and strays that come late. */
 static size_t collect(const char *topic, size_t want, int timeout_ms, fx_msg_t **msgs)
 {
-    fx_consumer_t *c = fx_consumer_new(&fx, topic);
-    size_t n = 0, cap = 0;
-    want_n_t w = {want};
-    *msgs = NULL;
-    fx_consume_until(c, msgs, &n, &cap, have_n, &w, timeout_ms);
-    w.n = SIZE_MAX;
-    fx_consume_until(c, msgs, &n, &cap, have_n, &w, SETTLE_MS);
-    fx_consumer_destroy(c);
-    return n;
+    return fx_collect(&fx, topic, want, timeout_ms, SETTLE_MS, msgs);
 }
 
 static const fx_msg_t *by_header(const fx_msg_t *msgs, size_t n, const char *h, const char *v)
@@ -362,14 +344,14 @@ static void test_hot_reload_adds_a_trigger(void **state)
      * restart). */
     fx_msg_t *msgs = NULL;
     size_t n = 0, cap = 0;
-    want_n_t w = {1};
+    size_t w = 1;
     int i = 0;
     while (n == 0 && fx_now_ms() - t0 < 30000) {
         char id[32];
         snprintf(id, sizeof(id), "hot-%d", i++);
         assert_int_equal(fx_produce(p, "d.fan", "h", id, "t", "{\"name\":\"hot\"}", NULL), 0);
         assert_int_equal(fx_producer_flush(p), 0);
-        fx_consume_until(c, &msgs, &n, &cap, have_n, &w, 50);
+        fx_consume_until(c, &msgs, &n, &cap, fx_have_n, &w, 50);
     }
     assert_true(n >= 1);
     /* From the commit of the migration to the first claim of the new

@@ -140,45 +140,20 @@ static int group_teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-typedef struct want_n {
-    size_t n;
-} want_n_t;
-
-static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    (void)msgs;
-    return n >= ((want_n_t *)ctx)->n;
-}
-
-static int never(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    (void)msgs;
-    (void)n;
-    (void)ctx;
-    return 0;
-}
-
 /* Everything that reaches topic (Kafka, or a JetStream subject when js)
  * until want arrived or timeout, then for SETTLE_MS more: a second copy
  * or a stray message is counted too. */
 static size_t collect(const char *topic, int js, size_t want, int timeout_ms, fx_msg_t **msgs)
 {
-    size_t n = 0, cap = 0;
-    want_n_t w = {want};
+    if (!js)
+        return fx_collect(&fx, topic, want, timeout_ms, SETTLE_MS, msgs);
+    size_t n = 0, cap = 0, never = SIZE_MAX;
     *msgs = NULL;
-    if (js) {
-        fx_nsub_t *c = fx_nsub_new(&fx, topic, 1);
-        assert_non_null(c);
-        fx_nsub_until(c, msgs, &n, &cap, have_n, &w, timeout_ms);
-        fx_nsub_until(c, msgs, &n, &cap, never, NULL, SETTLE_MS);
-        fx_nsub_destroy(c);
-    } else {
-        fx_consumer_t *c = fx_consumer_new(&fx, topic);
-        assert_non_null(c);
-        fx_consume_until(c, msgs, &n, &cap, have_n, &w, timeout_ms);
-        fx_consume_until(c, msgs, &n, &cap, never, NULL, SETTLE_MS);
-        fx_consumer_destroy(c);
-    }
+    fx_nsub_t *c = fx_nsub_new(&fx, topic, 1);
+    assert_non_null(c);
+    fx_nsub_until(c, msgs, &n, &cap, fx_have_n, &want, timeout_ms);
+    fx_nsub_until(c, msgs, &n, &cap, fx_have_n, &never, SETTLE_MS);
+    fx_nsub_destroy(c);
     return n;
 }
 
@@ -427,11 +402,11 @@ static void test_core_nats_result_over_max_payload(void **state)
 
     fx_msg_t *dl = NULL, *res = NULL;
     size_t dn = 0, dcap = 0, rn = 0, rcap = 0;
-    want_n_t one = {1};
-    fx_nsub_until(cd, &dl, &dn, &dcap, have_n, &one, 60000);
-    fx_nsub_until(co, &res, &rn, &rcap, have_n, &one, 60000);
-    fx_nsub_until(cd, &dl, &dn, &dcap, never, NULL, SETTLE_MS);
-    fx_nsub_until(co, &res, &rn, &rcap, never, NULL, 100);
+    size_t one = 1, never = SIZE_MAX;
+    fx_nsub_until(cd, &dl, &dn, &dcap, fx_have_n, &one, 60000);
+    fx_nsub_until(co, &res, &rn, &rcap, fx_have_n, &one, 60000);
+    fx_nsub_until(cd, &dl, &dn, &dcap, fx_have_n, &never, SETTLE_MS);
+    fx_nsub_until(co, &res, &rn, &rcap, fx_have_n, &never, 100);
     fx_nsub_destroy(cd);
     fx_nsub_destroy(co);
     assert_int_equal(dn, 1);
@@ -464,18 +439,18 @@ static void test_jetstream_result_over_stream_max(void **state)
         fx_nats_publish(n, 1, "o.jsm.in", "jsm-big", "t", "{\"fail\":\"size-100000\"}", NULL), 0);
     fx_nats_destroy(n);
     fx_msg_t *dl = NULL;
-    size_t dn = 0, cap = 0;
+    size_t dn = 0, cap = 0, never = SIZE_MAX;
     fx_nsub_t *c = fx_nsub_new(&fx, "o.js.dlq", 1);
     assert_non_null(c);
     /* o.js.dlq holds js-big's dead letter already: count jsm-big's */
     uint64_t deadline = fx_now_ms() + 60000;
     size_t mine = 0;
     while (mine == 0 && fx_now_ms() < deadline) {
-        fx_nsub_until(c, &dl, &dn, &cap, never, NULL, 500);
+        fx_nsub_until(c, &dl, &dn, &cap, fx_have_n, &never, 500);
         for (size_t i = mine = 0; i < dn; i++)
             mine += dl[i].ce_id && strcmp(dl[i].ce_id, "jsm-big") == 0;
     }
-    fx_nsub_until(c, &dl, &dn, &cap, never, NULL, SETTLE_MS);
+    fx_nsub_until(c, &dl, &dn, &cap, fx_have_n, &never, SETTLE_MS);
     fx_nsub_destroy(c);
     const fx_msg_t *m = NULL;
     for (size_t i = mine = 0; i < dn; i++)

@@ -56,39 +56,11 @@ static int group_teardown(void **state)
     return 0;
 }
 
-typedef struct want_n {
-    size_t n;
-} want_n_t;
-
-static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    (void)msgs;
-    return n >= ((want_n_t *)ctx)->n;
-}
-
 /* Messages of topic: until there are want (or timeout), then whatever
  * else arrives within the settle time. */
 static size_t collect(const char *topic, size_t want, int timeout_ms, fx_msg_t **msgs)
 {
-    fx_consumer_t *c = fx_consumer_new(&fx, topic);
-    size_t n = 0, cap = 0;
-    want_n_t w = {want};
-    *msgs = NULL;
-    fx_consume_until(c, msgs, &n, &cap, have_n, &w, timeout_ms);
-    w.n = SIZE_MAX;
-    fx_consume_until(c, msgs, &n, &cap, have_n, &w, SETTLE_MS);
-    fx_consumer_destroy(c);
-    return n;
-}
-
-static int count_header(const fx_msg_t *msgs, size_t n, const char *h, const char *v)
-{
-    int k = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *x = fx_header(&msgs[i], h);
-        k += x && strcmp(x, v) == 0;
-    }
-    return k;
+    return fx_collect(&fx, topic, want, timeout_ms, SETTLE_MS, msgs);
 }
 
 /* Waits (up to 60 s) until the group's lag on topic is zero; returns it. */
@@ -157,12 +129,12 @@ static void test_old_events_expire(void **state)
     for (int i = 1; i <= 3; i++) {
         char id[16];
         snprintf(id, sizeof(id), "old-%d", i);
-        assert_int_equal(count_header(dl, dn, "ce_id", id), 1);
+        assert_int_equal(fx_count_header(dl, dn, "ce_id", id), 1);
     }
-    assert_int_equal(count_header(dl, dn, "ce_weftreason", "expired"), 3);
+    assert_int_equal(fx_count_header(dl, dn, "ce_weftreason", "expired"), 3);
     assert_non_null(strstr(fx_header(&dl[0], "ce_wefterror"), "max_event_age_ms=60000"));
-    assert_int_equal(count_header(res, rn, "ce_weftinputid", "new-1"), 1);
-    assert_int_equal(count_header(res, rn, "ce_weftinputid", "new-2"), 1);
+    assert_int_equal(fx_count_header(res, rn, "ce_weftinputid", "new-1"), 1);
+    assert_int_equal(fx_count_header(res, rn, "ce_weftinputid", "new-2"), 1);
     /* Recorded as dead with their reason; the function never ran. */
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.dead_letters WHERE trigger = "
                                       "'p-age' AND reason = 'expired'"),

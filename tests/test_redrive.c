@@ -51,39 +51,11 @@ static int group_teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-typedef struct want_n {
-    size_t n;
-} want_n_t;
-
-static int have_n(const fx_msg_t *msgs, size_t n, void *ctx)
-{
-    (void)msgs;
-    return n >= ((want_n_t *)ctx)->n;
-}
-
 /* Messages of topic: until there are want (or timeout), then whatever
  * else arrives within the settle time. */
 static size_t collect(const char *topic, size_t want, int timeout_ms, fx_msg_t **msgs)
 {
-    fx_consumer_t *c = fx_consumer_new(&fx, topic);
-    size_t n = 0, cap = 0;
-    want_n_t w = {want};
-    *msgs = NULL;
-    fx_consume_until(c, msgs, &n, &cap, have_n, &w, timeout_ms);
-    w.n = SIZE_MAX;
-    fx_consume_until(c, msgs, &n, &cap, have_n, &w, SETTLE_MS);
-    fx_consumer_destroy(c);
-    return n;
-}
-
-static int count_header(const fx_msg_t *msgs, size_t n, const char *h, const char *v)
-{
-    int k = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *x = fx_header(&msgs[i], h);
-        k += x && strcmp(x, v) == 0;
-    }
-    return k;
+    return fx_collect(&fx, topic, want, timeout_ms, SETTLE_MS, msgs);
 }
 
 /* The message of msgs whose header h is v and that has header must (or
@@ -149,7 +121,7 @@ static void test_redrive(void **state)
     size_t bn = collect("r.b.out", 3, 60000, &b);
     assert_int_equal(dn, 3);
     assert_int_equal(bn, 3);
-    assert_int_equal(count_header(dl, dn, "ce_wefttrigger", "r-a"), 3);
+    assert_int_equal(fx_count_header(dl, dn, "ce_wefttrigger", "r-a"), 3);
     fx_msgs_free(dl, dn);
     fx_msgs_free(b, bn);
 
@@ -240,8 +212,8 @@ static void test_redrive(void **state)
     bn = collect("r.b.out", 3, 30000, &b);
     assert_int_equal(an, 2);
     assert_int_equal(bn, 3);
-    assert_int_equal(count_header(a, an, "ce_weftinputid", "red-1"), 1);
-    assert_int_equal(count_header(a, an, "ce_weftinputid", "red-2"), 1);
+    assert_int_equal(fx_count_header(a, an, "ce_weftinputid", "red-1"), 1);
+    assert_int_equal(fx_count_header(a, an, "ce_weftinputid", "red-2"), 1);
     assert_string_equal(find(a, an, "ce_weftinputid", "red-1", NULL)->value,
                         "{\"name\":\"ITEM 1\",\"fail\":\"FATAL\"}");
     assert_int_equal(fx_sql_long(&fx, "SELECT count(*) FROM weft.ledger WHERE trigger = 'r-b'"), 3);

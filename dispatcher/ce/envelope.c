@@ -64,16 +64,6 @@ static char *arena_strndup(weft_arena_t **ap, const void *s, size_t n)
     return p;
 }
 
-int weft_ce_attr_name_valid(const char *name, size_t len)
-{
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9')))
-            return 0;
-    return 1;
-}
-
 /* Adds or replaces a string attribute in env->own. */
 static int own_set_attr(weft_envelope_t *env, const char *name, const char *value)
 {

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "cloudevents.pb-c.h"
+#include "wire.h"
 
 typedef struct weft_header {
     const char *name;
@@ -51,8 +52,8 @@ typedef struct weft_envelope {
  * the envelope is still valid for weft_envelope_free and errstr says why. */
 weft_env_status_t weft_envelope_decode(weft_envelope_t *env, const weft_header_t *hdrs,
                                        size_t n_hdrs, const void *value, size_t len,
-                                       const char *plain_id, const char *plain_source,
-                                       char *errstr, size_t errlen);
+                                       const char *plain_id, const char *plain_source, char *errstr,
+                                       size_t errlen);
 
 /* The protocol binding of a message's headers: Kafka (ce_ prefix, values
  * as they are) or NATS (ce- prefix, percent-encoded values). */
@@ -61,9 +62,9 @@ typedef enum { WEFT_BINDING_KAFKA = 0, WEFT_BINDING_NATS } weft_binding_t;
 /* weft_envelope_decode for a message of the given binding. */
 weft_env_status_t weft_envelope_decode_binding(weft_envelope_t *env, weft_binding_t binding,
                                                const weft_header_t *hdrs, size_t n_hdrs,
-                                               const void *value, size_t len,
-                                               const char *plain_id, const char *plain_source,
-                                               char *errstr, size_t errlen);
+                                               const void *value, size_t len, const char *plain_id,
+                                               const char *plain_source, char *errstr,
+                                               size_t errlen);
 
 /* An attribute as a string ("id", "source", "type", "specversion",
  * "subject", "time", "datacontenttype", or an extension); NULL if absent
@@ -75,8 +76,5 @@ const char *weft_envelope_attr(weft_envelope_t *env, const char *name);
 const uint8_t *weft_envelope_data(const weft_envelope_t *env, size_t *len);
 
 void weft_envelope_free(weft_envelope_t *env);
-
-/* 1 when name is a valid CloudEvents attribute name ([a-z0-9]{1,}). */
-int weft_ce_attr_name_valid(const char *name, size_t len);
 
 #endif

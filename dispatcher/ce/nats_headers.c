@@ -15,7 +15,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "envelope.h"
 #include "json.h"
 #include "wire.h"
 

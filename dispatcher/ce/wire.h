@@ -11,6 +11,20 @@
 #ifndef WEFT_WIRE_H
 #define WEFT_WIRE_H
 
+#include <stddef.h>
+
+/* 1 when name is a valid CloudEvents attribute name ([a-z0-9]{1,}): the
+ * rule both bindings (Kafka ce_*, NATS ce-*) and structured mode share. */
+static inline int weft_ce_attr_name_valid(const char *name, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9')))
+            return 0;
+    return 1;
+}
+
 /* CloudEvents binary mode: the prefix of an attribute's header, its
  * length, and the header that carries datacontenttype. */
 #define WEFT_CE_KAFKA_PREFIX "ce_"

@@ -9,9 +9,13 @@
  * max_event_bytes, plus the results of jobs already running) are held;
  * at a global bound the loop stops taking messages and, after
  * PAUSE_AFTER_MS, pauses every adapter until half the bound. A trigger at
- * its own bound holds only what feeds it (weft_adapter_hold) until half,
- * so a slow trigger never stalls the others; a topic that feeds several
- * triggers is paused while any of them is held.
+ * its own bound stops the taking of messages too, as a global bound does,
+ * and if it is still there after PAUSE_AFTER_MS it holds only what feeds it
+ * (weft_adapter_hold) until half, and everything else flows again: a slow
+ * trigger never stalls the others for more than that, and a trigger that
+ * only brushes its bound under load does not pause its partitions (a Kafka
+ * pause drops the prefetched messages: see internal.h). A topic that feeds
+ * several triggers is paused while any of them is held.
  */
 #include "internal.h"
 
@@ -152,11 +156,12 @@ static void take_message(dsp_t *d, weft_adapter_t *bk, weft_bmsg_t *km)
 
 static void hold_triggers(dsp_t *d);
 
-/* A global bound: messages or bytes. */
+/* A global bound: messages or bytes, or a trigger at its own bound that
+ * is not held yet. */
 static int at_bound(const dsp_t *d)
 {
     return d->inflight_msgs >= (size_t)d->max_inflight ||
-           d->inflight_bytes >= (size_t)d->max_inflight_bytes;
+           d->inflight_bytes >= (size_t)d->max_inflight_bytes || d->trig_waiting;
 }
 
 /* Messages that may be taken now. Counting bytes before a message is read
@@ -216,12 +221,19 @@ static void hold_triggers(dsp_t *d)
     const weft_trigger_t *held[256];
     size_t n = 0;
     int changed = d->held_cat != d->cat || d->hold_failed;
+    uint64_t now = dsp_now_ms();
+    d->trig_waiting = 0;
     for (size_t i = 0; i < d->cat->n_trigs; i++) {
         weft_trigger_t *t = &d->cat->trigs[i];
-        if (!t->held && t->inflight >= t->max_inflight) {
+        if (!t->held && t->inflight < t->max_inflight)
+            t->bound_since = 0;
+        else if (!t->held && !t->bound_since)
+            t->bound_since = now;
+        if (!t->held && t->bound_since && now - t->bound_since < PAUSE_AFTER_MS) {
+            d->trig_waiting = 1; /* it may drain soon: hold everything meanwhile */
+        } else if (!t->held && t->bound_since) {
             t->held = 1;
             changed = 1;
-            uint64_t now = dsp_now_ms();
             if (!d->hold_logged_at || now - d->hold_logged_at >= 10000) {
                 d->hold_logged_at = now;
                 weft_info("trigger at its in-flight bound, its source paused trigger=%s topic=%s "
@@ -230,6 +242,7 @@ static void hold_triggers(dsp_t *d)
             }
         } else if (t->held && t->inflight <= t->max_inflight / 2) {
             t->held = 0;
+            t->bound_since = 0;
             changed = 1;
             weft_debug("trigger below half its in-flight bound, its source resumed trigger=%s "
                        "topic=%s inflight=%d",

@@ -311,7 +311,8 @@ typedef struct dsp {
     int64_t max_inflight_bytes;
     const weft_catalog_t *held_cat; /* the catalog whose held triggers the adapters know */
     int hold_failed;                /* an adapter refused the last hold: try again */
-    uint64_t hold_logged_at;        /* when a trigger's hold was last logged */
+    int trig_waiting;        /* a trigger is at its bound and not held yet: nothing is taken */
+    uint64_t hold_logged_at; /* when a trigger's hold was last logged */
     int64_t max_event_bytes;
     int64_t shutdown_ms;
     int64_t max_takeovers; /* dispatcher.max_takeovers */

@@ -47,7 +47,7 @@ typedef struct weft_function {
     int crash_storm_window_ms;
     int quarantine_ms;
     int pipeline_depth; /* invocations a worker may hold; 0: the pool's default */
-    char **env; /* n_env "NAME" / "NAME=VALUE" entries */
+    char **env;         /* n_env "NAME" / "NAME=VALUE" entries */
     size_t n_env;
     char *run_as_user;  /* NULL: the dispatcher's user */
     char *run_as_group; /* NULL: the user's primary group */
@@ -66,21 +66,23 @@ typedef struct weft_trigger {
     char *dead_letter_topic;
     weft_broker_t result_broker;      /* where result_topic lives (default: the source) */
     weft_broker_t dead_letter_broker; /* where dead_letter_topic lives (default: the source) */
-    char *stream;  /* JetStream source: the stream holding topic */
-    char *durable; /* JetStream source: durable consumer name; NULL: weft_<name> */
+    char *stream;                     /* JetStream source: the stream holding topic */
+    char *durable;   /* JetStream source: durable consumer name; NULL: weft_<name> */
     int ack_wait_ms; /* JetStream source: AckWait of a consumer weft creates */
     int max_attempts;
     int backoff_initial_ms;
     int backoff_max_ms;
     double backoff_multiplier;
-    double backoff_jitter;   /* 0..1 */
+    double backoff_jitter;    /* 0..1 */
     int64_t max_event_age_ms; /* 0: no limit */
     int ordered;
     int max_inflight;
     weft_filter_t *filters; /* AND */
     size_t n_filters;
-    int inflight; /* runtime: the dispatcher's jobs of this trigger */
-    int held;     /* runtime: reached max_inflight, what feeds it is paused until half */
+    int inflight;         /* runtime: the dispatcher's jobs of this trigger */
+    int held;             /* runtime: reached max_inflight, what feeds it is paused until half */
+    uint64_t bound_since; /* runtime: ms it reached max_inflight (0: below); held after
+                           * PAUSE_AFTER_MS there, all consumption waits until then */
     /* Sagas. A trigger that starts a saga names it in saga (function is
      * "" and fn NULL). The steps of a saga run as triggers the catalog
      * builds itself, one per step and phase, named "saga:SAGA:STEP:PHASE"

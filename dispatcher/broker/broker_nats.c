@@ -5,7 +5,7 @@
  * Runs in the dispatcher. nats.c starts its own threads, and so does this
  * file; every thread here only moves messages between locked queues and
  * writes a byte to the wake pipe. Dispatcher state is touched only from
- * the loop thread, through dsp_consume / serve / finish.
+ * the loop thread, through consume / serve / finish.
  *
  * Threads:
  *   fetch (one per JetStream trigger)  binds the trigger's durable pull
@@ -40,7 +40,7 @@
  * Subscriptions are never destroyed before the adapter is: a message keeps
  * a pointer to its subscription until it is acknowledged.
  *
- * This file is the interface and the adapter's life (new, sync, dsp_consume,
+ * This file is the interface and the adapter's life (new, sync, consume,
  * finish, serve, close, destroy); the threads' code is beside it:
  * broker_nats_fetch.c (records, core NATS, JetStream fetch),
  * broker_nats_ack.c (the ops thread), broker_nats_publish.c (produce and

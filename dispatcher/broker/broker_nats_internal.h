@@ -3,7 +3,7 @@
  * adapter's state, the record of a message weft holds, and the helpers
  * every thread uses. Not a public header: broker.h is the interface.
  *
- * broker_nats.c is the interface (sync, dsp_consume, finish, serve, close);
+ * broker_nats.c is the interface (sync, consume, finish, serve, close);
  * broker_nats_fetch.c the inbound side (records, core NATS subscriptions,
  * JetStream fetch threads); broker_nats_ack.c the ops thread (acks, naks,
  * in-progress); broker_nats_publish.c publishing and PubAck completions.

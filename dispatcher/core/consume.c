@@ -1,6 +1,6 @@
 /*
  * consume.c - taking messages from the adapters: decoding, matching
- * triggers (one job per matching trigger), admission, and dsp_backpressure at
+ * triggers (one job per matching trigger), admission, and backpressure at
  * dispatcher.max_inflight, dispatcher.max_inflight_bytes and each
  * trigger's max_inflight.
  *

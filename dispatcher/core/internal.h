@@ -3,7 +3,7 @@
  * ledger's connections) and the functions the files of core/ call across files.
  * Only core/ includes it; the daemon's public face is dispatcher.h.
  *
- * The daemon: dsp_consume, claim, invoke, record, produce, commit.
+ * The daemon: consume, claim, invoke, record, produce, commit.
  *
  * Runs in the `weft run` process, on one loop thread (librdkafka and libpq
  * keep their own threads; every callback lands here). Workers are started
@@ -13,7 +13,7 @@
  *
  * NOTES
  * The path of one message, in order (DESIGN.md "The path of one event"):
- *   dsp_consume -> decode -> match triggers (one job per matching trigger)
+ *   consume -> decode -> match triggers (one job per matching trigger)
  *   -> claim the job's key in the ledger (batched) -> invoke in the
  *   function's pool -> record the outcome (batched) -> for a saga's start
  *   or step, its transition (batched) -> produce the result or dead
@@ -271,7 +271,7 @@ typedef struct ret {
     uint64_t logged_at;
 } ret_t;
 
-/* The stages the dsp_stats line times: how long the jobs that left each one
+/* The stages the stats line times: how long the jobs that left each one
  * during the interval spent in it. AGE is an event's age when consumed
  * (now against its broker timestamp); TOTAL runs from consumption to the
  * end of the job. */
@@ -286,7 +286,7 @@ typedef struct dsp {
     uint32_t bk_events[2];
     weft_io_t pg_io;
     uint32_t pg_events;           /* what pg_io is registered for; 0: not registered */
-    weft_pg_conn_t *pg;           /* catalog (LISTEN), dsp_heartbeat, saga deadlines */
+    weft_pg_conn_t *pg;           /* catalog (LISTEN), heartbeat, saga deadlines */
     uint64_t pg_connect_deadline; /* while connecting: gives up then */
     /* the ledger's claims, then its records, then the saga transitions'
      * one connection (opened with the first transition) */
@@ -327,7 +327,7 @@ typedef struct dsp {
     uint64_t pg_retry_at;
     char worker_path[PATH_MAX];
     char functions_dir[PATH_MAX];
-    /* counters for the periodic dsp_stats line */
+    /* counters for the periodic stats line */
     uint64_t n_consumed, n_completed, n_reemitted, n_dead, n_retries, n_dropped, n_unmatched;
     uint64_t stats_at;
     int64_t stats_ms; /* dispatcher.stats_interval_ms */
@@ -352,7 +352,7 @@ typedef struct lstage_def {
     const char *name; /* in log lines */
     size_t batch;     /* jobs per statement, at most */
     /* The ledger's: prepares the ledger's statements, connects at start-up
-     * and counts in the dsp_stats line's batches (the saga stage connects with
+     * and counts in the stats line's batches (the saga stage connects with
      * its first transition). */
     int ledger;
     /* Takes the stage's next batch off its queue and sends it. */

@@ -1,5 +1,5 @@
 /*
- * latency.h - a fixed-size latency histogram for the dsp_stats line: how long
+ * latency.h - a fixed-size latency histogram for the stats line: how long
  * jobs spent in each stage during the last interval, as p50 / p99 / max.
  *
  * Values are microseconds. Below 16 every value has its own bucket; above,

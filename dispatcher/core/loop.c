@@ -198,7 +198,7 @@ static void teardown(dsp_t *d)
     dsp_retention_close(d);
     if (d->pg) {
         if (dsp_hb_in_flight(d)) {
-            /* A dsp_heartbeat held up by a lock must not hold up the exit. */
+            /* A heartbeat held up by a lock must not hold up the exit. */
             weft_pgconn_cancel(d->pg);
             dsp_hb_collect(d, 1);
         }

@@ -2,7 +2,7 @@
  * pgwatch.c - PostgreSQL connections the loop never waits for: their
  * sockets in the loop's epoll set, a connection made step by step from the
  * loop (store/pgconn.h holds the libpq side), and the catalog connection
- * (LISTEN weft_catalog, dsp_heartbeat, saga deadlines).
+ * (LISTEN weft_catalog, heartbeat, saga deadlines).
  *
  * Runs on the dispatcher loop thread. Invariant: a lost connection is made
  * again without blocking the loop; a (re)connection that has not finished
@@ -65,7 +65,7 @@ void dsp_conn_drop(dsp_t *d, weft_pg_conn_t **pg, weft_io_t *io, uint32_t *cur, 
     *retry_at = dsp_now_ms() + 1000;
 }
 
-/* The dsp_heartbeat is the only statement sent on the catalog connection
+/* The heartbeat is the only statement sent on the catalog connection
  * without waiting for it: a command in progress there is one. libpq says
  * so until its last result is read, and never on a lost connection. */
 int dsp_hb_in_flight(const dsp_t *d)
@@ -104,7 +104,7 @@ void dsp_pg_connect_step(dsp_t *d)
     dsp_io_watch(d, &d->pg_io, &d->pg_events, EPOLLIN);
 }
 
-/* The catalog connection is up and free for a statement: a dsp_heartbeat
+/* The catalog connection is up and free for a statement: a heartbeat
  * still in flight is waited for first (statements on one connection run
  * one after another). A lost connection is made again without waiting
  * for it (dsp_on_pg carries it on); meanwhile this says no. */

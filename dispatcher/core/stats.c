@@ -1,8 +1,8 @@
 /*
- * stats.c - the dsp_heartbeat row in weft.dispatchers and the periodic dsp_stats
+ * stats.c - the heartbeat row in weft.dispatchers and the periodic stats
  * line (counters, batch sizes, jobs per stage, per-stage latencies).
  *
- * Runs on the dispatcher loop thread. Invariant: the dsp_heartbeat is sent
+ * Runs on the dispatcher loop thread. Invariant: the heartbeat is sent
  * without waiting and collected later; it never holds up the loop.
  */
 #include "internal.h"

@@ -65,7 +65,7 @@ void dsp_on_broker(weft_io_t *io, uint32_t events)
 }
 
 /* A notification can reach the catalog connection while one of its own
- * statements runs (dsp_heartbeat, saga, catalog load): libpq then reads it
+ * statements runs (heartbeat, saga, catalog load): libpq then reads it
  * with the statement's result and the socket never turns readable for it.
  * So the loop asks libpq for parsed notifications every turn (after the
  * handlers, dsp_on_pg's input included), not only when the socket wakes it. */
@@ -137,5 +137,5 @@ void dsp_reload_catalog(dsp_t *d)
     sync_adapters(d);
 }
 
-/* Reads the results of the dsp_heartbeat in flight: those already received
+/* Reads the results of the heartbeat in flight: those already received
  * (wait 0, from dsp_on_pg), or all of them (wait 1, before another statement). */
